@@ -1,0 +1,2 @@
+//! Property tests across crates. The tests live in `tests/`; this library holds
+//! the naive reference models they compare against.

@@ -1,0 +1,358 @@
+//! Poptrie: the longest-prefix-match lookup structure behind the FIB.
+//!
+//! Owns only the compiled lookup arrays (direct table, nodes, leaves) and their
+//! free lists. It does not own routes: every update reads the winning routes
+//! from a [`LeafSource`] (the FIB's RIB) and recompiles the affected part.
+//!
+//! The layout follows Asai & Ohara, "Poptrie: A Compressed Trie with Population
+//! Count for Fast and Scalable Software IP Routing Table Lookup" (SIGCOMM 2015):
+//! a direct-pointing table indexed by the top `s` bits of the key, then internal
+//! nodes of stride 6 whose children are found with a population count.
+//!
+//! ```text
+//!  key:  | s bits (direct) | 6 | 6 | 6 | ... (zero-padded past the key's end)
+//!
+//!  direct[top s bits] ──┬─ LEAF_FLAG | value   → answer
+//!                       └─ node index ─────────┐
+//!                                              v
+//!  Node (24 bytes, #[repr(C)])
+//!  +---------------------------------------------------------------+
+//!  | vector  (u64): bit i set ⇔ child i is an internal node         |
+//!  | leafvec (u64): bit i set ⇔ a run of equal leaves starts at i   |
+//!  | base0   (u32): index of this node's first leaf in `leaves`     |
+//!  | base1   (u32): index of this node's first child in `nodes`     |
+//!  +---------------------------------------------------------------+
+//!  child i internal: nodes[base1 + popcnt(vector  & mask(i)) - 1]
+//!  child i leaf:     leaves[base0 + popcnt(leafvec & mask(i)) - 1]
+//! ```
+//!
+//! Every array is flat and index-linked, so the same layout can be copied into
+//! eBPF array maps and walked by the same arithmetic.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Debug;
+
+/// Stride of every internal node, in key bits (64 children: one `u64` bitmap).
+pub const STRIDE: u32 = 6;
+
+/// Set in a direct-table entry when it holds a leaf value rather than a node index.
+pub const LEAF_FLAG: u32 = 1 << 31;
+
+/// Leaf value meaning "no route". Callers store their values as non-zero `u32`s below [`LEAF_FLAG`].
+pub const NO_ROUTE: u32 = 0;
+
+/// An unsigned integer key: `u32` for IPv4, `u128` for IPv6.
+pub trait Key: Copy + Ord + Debug {
+    /// Width of the key in bits.
+    const BITS: u32;
+    /// The all-zero key.
+    const ZERO: Self;
+    /// `width` bits starting `offset` bits below the most significant bit,
+    /// zero-padded past the end of the key. `offset < BITS`, `width <= 6`.
+    fn chunk(self, offset: u32, width: u32) -> usize;
+    /// The key with all but its top `len` bits cleared.
+    fn masked(self, len: u8) -> Self;
+    /// The key with its low `BITS - len` bits set (last key of the prefix).
+    fn last(self, len: u8) -> Self;
+    /// The key whose top `s` bits are `top` and whose other bits are zero.
+    fn from_top(top: usize, s: u32) -> Self;
+}
+
+macro_rules! impl_key {
+    ($t:ty) => {
+        impl Key for $t {
+            const BITS: u32 = <$t>::BITS;
+            const ZERO: Self = 0;
+            #[inline(always)]
+            fn chunk(self, offset: u32, width: u32) -> usize {
+                ((self << offset) >> (Self::BITS - width)) as usize
+            }
+            #[inline(always)]
+            fn masked(self, len: u8) -> Self {
+                match u32::from(len) {
+                    0 => 0,
+                    l if l >= Self::BITS => self,
+                    l => self & !(<$t>::MAX >> l),
+                }
+            }
+            #[inline(always)]
+            fn last(self, len: u8) -> Self {
+                match u32::from(len) {
+                    0 => <$t>::MAX,
+                    l if l >= Self::BITS => self,
+                    l => self | (<$t>::MAX >> l),
+                }
+            }
+            #[inline(always)]
+            fn from_top(top: usize, s: u32) -> Self {
+                (top as $t) << (Self::BITS - s)
+            }
+        }
+    };
+}
+impl_key!(u32);
+impl_key!(u128);
+
+/// Where the trie reads the winning routes from: prefixes are `(masked key, length)`.
+pub trait LeafSource<K: Key> {
+    /// The leaf value of exactly this prefix, if it has a route.
+    fn leaf(&self, key: K, len: u8) -> Option<u32>;
+    /// Every prefix whose masked key lies in `lo..=hi`, in `(key, len)` order.
+    fn prefixes_in(&self, lo: K, hi: K) -> impl Iterator<Item = (K, u8, u32)>;
+}
+
+impl<K: Key, V> LeafSource<K> for (&BTreeMap<(K, u8), V>, fn(&V) -> Option<u32>) {
+    fn leaf(&self, key: K, len: u8) -> Option<u32> {
+        self.0.get(&(key, len)).and_then(self.1)
+    }
+    fn prefixes_in(&self, lo: K, hi: K) -> impl Iterator<Item = (K, u8, u32)> {
+        let f = self.1;
+        self.0
+            .range((lo, 0)..=(hi, u8::MAX))
+            .filter_map(move |(&(k, l), v)| f(v).map(|leaf| (k, l, leaf)))
+    }
+}
+
+/// One internal node of stride [`STRIDE`]. See the module docs for the layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    /// Bit `i` set: child `i` is an internal node.
+    pub vector: u64,
+    /// Bit `i` set: a run of identical leaves starts at child `i`.
+    pub leafvec: u64,
+    /// Index in the leaf array of this node's first leaf.
+    pub base0: u32,
+    /// Index in the node array of this node's first child node.
+    pub base1: u32,
+}
+
+/// Bits `0..=i` of a `u64`.
+#[inline(always)]
+pub fn mask_upto(i: usize) -> u64 {
+    u64::MAX >> (63 - i)
+}
+
+/// A compiled longest-prefix-match table over keys of type `K`.
+#[derive(Debug, Clone)]
+pub struct Poptrie<K: Key> {
+    direct_bits: u32,
+    direct: Vec<u32>,
+    nodes: Vec<Node>,
+    leaves: Vec<u32>,
+    free_nodes: Vec<Vec<u32>>,
+    free_leaves: Vec<Vec<u32>>,
+    _key: core::marker::PhantomData<K>,
+}
+
+impl<K: Key> Poptrie<K> {
+    /// An empty table whose direct-pointing level uses the top `direct_bits` bits.
+    pub fn new(direct_bits: u32) -> Self {
+        assert!((1..=24).contains(&direct_bits) && direct_bits < K::BITS);
+        Poptrie {
+            direct_bits,
+            direct: vec![LEAF_FLAG | NO_ROUTE; 1 << direct_bits],
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+            free_nodes: vec![Vec::new(); 65],
+            free_leaves: vec![Vec::new(); 65],
+            _key: core::marker::PhantomData,
+        }
+    }
+
+    /// Longest-prefix match: the leaf value of the longest prefix containing `key`, or [`NO_ROUTE`].
+    #[inline]
+    pub fn lookup(&self, key: K) -> u32 {
+        let entry = self.direct[key.chunk(0, self.direct_bits)];
+        if entry & LEAF_FLAG != 0 {
+            return entry & !LEAF_FLAG;
+        }
+        let mut node = self.nodes[entry as usize];
+        let mut offset = self.direct_bits;
+        loop {
+            let i = key.chunk(offset, STRIDE);
+            let below = mask_upto(i);
+            if node.vector & (1 << i) != 0 {
+                let idx = node.base1 + (node.vector & below).count_ones() - 1;
+                node = self.nodes[idx as usize];
+                offset += STRIDE;
+            } else {
+                let idx = node.base0 + (node.leafvec & below).count_ones() - 1;
+                return self.leaves[idx as usize];
+            }
+        }
+    }
+
+    /// Recompile everything the prefix `key/len` affects, reading routes from `src`.
+    /// Call after the prefix's winning route was added, changed or removed.
+    pub fn update(&mut self, src: &impl LeafSource<K>, key: K, len: u8) {
+        let s = self.direct_bits;
+        let block_len = (u32::from(len)).min(s) as u8;
+        let block_key = key.masked(block_len);
+        let default = (0..block_len)
+            .rev()
+            .find_map(|l| src.leaf(block_key.masked(l), l))
+            .unwrap_or(NO_ROUTE);
+        let first_slot = block_key.chunk(0, s);
+        let slots = 1usize << (s - u32::from(block_len));
+
+        // Paint the direct level with every prefix no longer than `s` inside the block.
+        let mut painted = vec![default; slots];
+        let mut short: Vec<(u8, usize, u32)> = src
+            .prefixes_in(block_key, block_key.last(block_len))
+            .filter(|&(_, l, _)| u32::from(l) <= s)
+            .map(|(k, l, v)| (l, k.chunk(0, s) - first_slot, v))
+            .collect();
+        short.sort_by_key(|&(l, _, _)| l);
+        for (l, start, v) in short {
+            let n = 1usize << (s - u32::from(l));
+            painted[start..start + n].fill(v);
+        }
+
+        for (i, &leaf) in painted.iter().enumerate() {
+            let slot = first_slot + i;
+            let lo = K::from_top(slot, s);
+            let long: Vec<(K, u8, u32)> = src
+                .prefixes_in(lo, lo.last(s as u8))
+                .filter(|&(_, l, _)| u32::from(l) > s)
+                .collect();
+            let old = self.direct[slot];
+            if old & LEAF_FLAG == 0 {
+                self.free_below(old);
+                self.free_nodes[1].push(old);
+            }
+            self.direct[slot] = if long.is_empty() {
+                LEAF_FLAG | leaf
+            } else {
+                let idx = self.alloc_nodes(1);
+                self.build(idx, s, leaf, &long);
+                idx
+            };
+        }
+    }
+
+    /// Compile node `idx` at key depth `depth` from `prefixes` (all longer than
+    /// `depth`, inside the node's range, in key order) over the inherited `default`.
+    fn build(&mut self, idx: u32, depth: u32, default: u32, prefixes: &[(K, u8, u32)]) {
+        let end = depth + STRIDE;
+        let mut leaf = [default; 64];
+        let mut short: Vec<(u8, usize, u32)> = prefixes
+            .iter()
+            .filter(|&&(_, l, _)| u32::from(l) <= end)
+            .map(|&(k, l, v)| (l, k.chunk(depth, STRIDE), v))
+            .collect();
+        short.sort_by_key(|&(l, _, _)| l);
+        for (l, start, v) in short {
+            let n = 1usize << (end - u32::from(l));
+            leaf[start..start + n].fill(v);
+        }
+
+        // Runs of children that need their own node, in child order.
+        let mut children: Vec<(usize, usize, usize)> = Vec::new();
+        let mut vector = 0u64;
+        let mut i = 0;
+        while i < prefixes.len() {
+            if u32::from(prefixes[i].1) <= end {
+                i += 1;
+                continue;
+            }
+            let c = prefixes[i].0.chunk(depth, STRIDE);
+            let start = i;
+            while i < prefixes.len() && prefixes[i].0.chunk(depth, STRIDE) == c {
+                i += 1;
+            }
+            vector |= 1 << c;
+            children.push((c, start, i));
+        }
+
+        let mut leafvec = 0u64;
+        let mut runs: Vec<u32> = Vec::new();
+        for (c, &v) in leaf.iter().enumerate() {
+            if vector & (1 << c) == 0 && runs.last() != Some(&v) {
+                leafvec |= 1 << c;
+                runs.push(v);
+            }
+        }
+        let base0 = self.alloc_leaves(runs.len());
+        self.leaves[base0 as usize..base0 as usize + runs.len()].copy_from_slice(&runs);
+        let base1 = self.alloc_nodes(children.len());
+        self.nodes[idx as usize] = Node {
+            vector,
+            leafvec,
+            base0,
+            base1,
+        };
+        for (n, &(c, start, stop)) in children.iter().enumerate() {
+            let sub: Vec<(K, u8, u32)> = prefixes[start..stop]
+                .iter()
+                .copied()
+                .filter(|&(_, l, _)| u32::from(l) > end)
+                .collect();
+            self.build(base1 + n as u32, end, leaf[c], &sub);
+        }
+    }
+
+    /// Free everything below node `idx` (its child blocks and leaf runs), not `idx` itself.
+    fn free_below(&mut self, idx: u32) {
+        let node = self.nodes[idx as usize];
+        let children = node.vector.count_ones();
+        for n in 0..children {
+            self.free_below(node.base1 + n);
+        }
+        if children > 0 {
+            self.free_nodes[children as usize].push(node.base1);
+        }
+        let leaves = node.leafvec.count_ones();
+        if leaves > 0 {
+            self.free_leaves[leaves as usize].push(node.base0);
+        }
+        self.nodes[idx as usize] = Node::default();
+    }
+
+    fn alloc_nodes(&mut self, n: usize) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        self.free_nodes[n].pop().unwrap_or_else(|| {
+            let at = self.nodes.len();
+            self.nodes.resize(at + n, Node::default());
+            at as u32
+        })
+    }
+
+    fn alloc_leaves(&mut self, n: usize) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        self.free_leaves[n].pop().unwrap_or_else(|| {
+            let at = self.leaves.len();
+            self.leaves.resize(at + n, NO_ROUTE);
+            at as u32
+        })
+    }
+
+    /// Bits of the key resolved by the direct-pointing table.
+    pub fn direct_bits(&self) -> u32 {
+        self.direct_bits
+    }
+    /// The direct-pointing table: `LEAF_FLAG | value`, or a node index.
+    pub fn direct(&self) -> &[u32] {
+        &self.direct
+    }
+    /// The node array (including freed, zeroed nodes awaiting reuse).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+    /// The leaf array.
+    pub fn leaves(&self) -> &[u32] {
+        &self.leaves
+    }
+    /// Bytes held by the lookup arrays.
+    pub fn memory_bytes(&self) -> usize {
+        self.direct.capacity() * 4
+            + self.nodes.capacity() * core::mem::size_of::<Node>()
+            + self.leaves.capacity() * 4
+    }
+}
