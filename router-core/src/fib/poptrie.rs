@@ -199,11 +199,15 @@ impl<K: Key> Poptrie<K> {
         let slots = 1usize << (s - u32::from(block_len));
 
         // Paint the direct level with every prefix no longer than `s` inside the block.
-        let mut painted = vec![default; slots];
-        let mut short: Vec<(u8, usize, u32)> = src
+        let inside: Vec<(K, u8, u32)> = src
             .prefixes_in(block_key, block_key.last(block_len))
-            .filter(|&(_, l, _)| u32::from(l) <= s)
-            .map(|(k, l, v)| (l, k.chunk(0, s) - first_slot, v))
+            .filter(|&(_, l, _)| l >= block_len)
+            .collect();
+        let mut painted = vec![default; slots];
+        let mut short: Vec<(u8, usize, u32)> = inside
+            .iter()
+            .filter(|&&(_, l, _)| u32::from(l) <= s)
+            .map(|&(k, l, v)| (l, k.chunk(0, s) - first_slot, v))
             .collect();
         short.sort_by_key(|&(l, _, _)| l);
         for (l, start, v) in short {
@@ -211,23 +215,28 @@ impl<K: Key> Poptrie<K> {
             painted[start..start + n].fill(v);
         }
 
+        // Slots holding longer prefixes get a node; the rest a direct leaf. `inside`
+        // is in key order, so each slot's long prefixes are one run.
+        let mut long = inside
+            .into_iter()
+            .filter(|&(_, l, _)| u32::from(l) > s)
+            .peekable();
         for (i, &leaf) in painted.iter().enumerate() {
             let slot = first_slot + i;
-            let lo = K::from_top(slot, s);
-            let long: Vec<(K, u8, u32)> = src
-                .prefixes_in(lo, lo.last(s as u8))
-                .filter(|&(_, l, _)| u32::from(l) > s)
-                .collect();
+            let mut mine = Vec::new();
+            while let Some(p) = long.next_if(|p| p.0.chunk(0, s) == slot) {
+                mine.push(p);
+            }
             let old = self.direct[slot];
             if old & LEAF_FLAG == 0 {
                 self.free_below(old);
                 self.free_nodes[1].push(old);
             }
-            self.direct[slot] = if long.is_empty() {
+            self.direct[slot] = if mine.is_empty() {
                 LEAF_FLAG | leaf
             } else {
                 let idx = self.alloc_nodes(1);
-                self.build(idx, s, leaf, &long);
+                self.build(idx, s, leaf, &mine);
                 idx
             };
         }

@@ -149,3 +149,15 @@ fn routes_iterate_in_prefix_order_and_print_like_ip_route() {
         ]
     );
 }
+
+#[test]
+fn shorter_prefix_starting_a_slot_block_is_not_painted_into_it() {
+    // Regression found by proptests/tests/fib.rs: 10.0.0.0/14 shares its first
+    // key with the /18 direct slot of 10.0.0.0/24 but covers more than it.
+    let mut fib = Fib::new();
+    fib.insert(net("10.0.0.0/14"), &stat(vec![via("192.168.0.1", 0)]));
+    fib.insert(net("10.0.0.0/24"), &stat(vec![via("192.168.0.2", 0)]));
+    assert_eq!(hop(&fib, "10.3.0.1"), Some(via("192.168.0.1", 0)));
+    assert_eq!(hop(&fib, "10.0.0.1"), Some(via("192.168.0.2", 0)));
+    assert_eq!(hop(&fib, "10.0.1.1"), Some(via("192.168.0.1", 0)));
+}
