@@ -19,6 +19,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 pub use nexthop::{Encap, Group, GroupId, GroupTable, Nexthop, NexthopKind};
 use poptrie::{Key, Poptrie};
 
+use crate::port::PortId;
+
 /// Direct-table bits of the IPv4 trie: 2^18 entries (1 MiB), so /18–/24 resolve in one node.
 pub const V4_DIRECT_BITS: u32 = 18;
 /// Direct-table bits of the IPv6 trie.
@@ -369,39 +371,68 @@ fn v6_key(p: Ipv6Net) -> (u128, u8) {
     (p.network().to_bits(), p.prefix_len())
 }
 
-impl fmt::Display for Installed<'_> {
-    /// `ip route`-style line with ports shown as `portN`; runtimes that know port
-    /// names print their own.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.prefix)?;
-        let members = self.group.members();
-        let one = |f: &mut fmt::Formatter<'_>, n: &Nexthop| match n.kind {
-            NexthopKind::Gateway { addr, port } => write!(f, "via {addr} dev {port}"),
-            NexthopKind::Connected { port } => write!(f, "dev {port}"),
+impl Installed<'_> {
+    /// Write the route as one `ip route` line (ECMP groups as `nexthop` lines),
+    /// naming ports with `port_name`.
+    pub fn write_ip_route(
+        &self,
+        f: &mut impl fmt::Write,
+        port_name: impl Fn(PortId) -> alloc::string::String,
+    ) -> fmt::Result {
+        if self.prefix.prefix_len() == self.prefix.max_prefix_len() {
+            write!(f, "{}", self.prefix.addr())?;
+        } else {
+            write!(f, "{}", self.prefix)?;
+        }
+        let one = |f: &mut dyn fmt::Write, n: &Nexthop| match n.kind {
+            NexthopKind::Gateway { addr, port } => write!(f, "via {addr} dev {}", port_name(port)),
+            NexthopKind::Connected { port } => write!(f, "dev {}", port_name(port)),
             NexthopKind::Tunnel {
                 endpoint, encap, ..
             } => write!(f, "encap {encap:?} dst {endpoint}"),
             NexthopKind::Blackhole => write!(f, "blackhole"),
         };
-        if let [n] = members {
-            f.write_str(" ")?;
-            one(f, n)?;
-            write!(f, " proto {}", self.route.protocol.name())?;
-            if self.route.metric != 0 {
-                write!(f, " metric {}", self.route.metric)?;
+        let route = self.route;
+        let members = self.group.members();
+        let tail = |f: &mut dyn fmt::Write| {
+            write!(f, " proto {}", route.protocol.name())?;
+            if let [
+                Nexthop {
+                    kind: NexthopKind::Connected { .. },
+                    ..
+                },
+            ] = members
+            {
+                f.write_str(" scope link")?;
             }
-        } else {
-            write!(f, " proto {}", self.route.protocol.name())?;
-            if self.route.metric != 0 {
-                write!(f, " metric {}", self.route.metric)?;
+            if route.metric != 0 {
+                write!(f, " metric {}", route.metric)?;
             }
-            for n in members {
-                f.write_str("\n\tnexthop ")?;
+            Ok(())
+        };
+        match members {
+            [n] => {
+                f.write_char(' ')?;
                 one(f, n)?;
-                write!(f, " weight {}", n.weight)?;
+                tail(f)
+            }
+            members => {
+                tail(f)?;
+                for n in members {
+                    f.write_str("\n\tnexthop ")?;
+                    one(f, n)?;
+                    write!(f, " weight {}", n.weight)?;
+                }
+                Ok(())
             }
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for Installed<'_> {
+    /// `ip route`-style line with ports shown as `portN`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_ip_route(f, |p| alloc::format!("{p}"))
     }
 }
 

@@ -145,7 +145,7 @@ fn routes_iterate_in_prefix_order_and_print_like_ip_route() {
         vec![
             "10.0.0.0/8 via 192.168.0.1 dev port2 proto static",
             "10.1.0.0/16 via 192.168.0.1 dev port2 proto static",
-            "192.168.0.0/24 dev port2 proto kernel",
+            "192.168.0.0/24 dev port2 proto kernel scope link",
         ]
     );
 }
