@@ -31,7 +31,8 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "router-core builds for a no_std target (x86_64-unknown-none)"
+step "router-core builds for a no_std target (x86_64-unknown-none), with alloc and bare"
+cargo build -p router-core --no-default-features --features alloc --target x86_64-unknown-none --locked
 cargo build -p router-core --no-default-features --target x86_64-unknown-none --locked
 
 step "unit and integration tests"

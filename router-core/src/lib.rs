@@ -6,17 +6,26 @@
 //! state machine answers `(now, input)` with outputs the caller carries out.
 //!
 //! - [`fib`]: RIB and FIB, longest-prefix match, nexthop groups.
+//! - [`lpm`]: the poptrie layout and lookup walk (shared with eBPF).
 //! - [`ecmp`]: flow hashing and resilient member selection.
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
+//!
+//! Features: `alloc` (tables and state machines) and `std` (extras), both on by
+//! default. Without them only the allocation-free arithmetic the eBPF programs
+//! share is built: [`lpm`], [`ecmp::hash`], [`port`].
 #![no_std]
 #![warn(missing_docs)]
 
+#[cfg(feature = "alloc")]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
 pub mod ecmp;
+#[cfg(feature = "alloc")]
 pub mod fib;
+pub mod lpm;
+#[cfg(feature = "alloc")]
 pub mod neighbour;
 pub mod port;
 

@@ -9,6 +9,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::hash::bucket_of;
+
 /// Buckets per multi-member group. A power of two; 256 gives weights a 1/256 granularity.
 pub const BUCKETS: usize = 256;
 
@@ -16,12 +18,6 @@ pub const BUCKETS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buckets {
     table: Vec<u16>,
-}
-
-/// Bucket index for a flow hash: multiply-shift, no division (cheap in eBPF too).
-#[inline(always)]
-pub fn bucket_of(hash: u32, buckets: usize) -> usize {
-    ((u64::from(hash) * buckets as u64) >> 32) as usize
 }
 
 impl Buckets {
@@ -148,12 +144,5 @@ mod tests {
             }
         }
         assert_eq!(counts(&new, 2), vec![128, 128]);
-    }
-
-    #[test]
-    fn bucket_of_spans_the_table() {
-        assert_eq!(bucket_of(0, 256), 0);
-        assert_eq!(bucket_of(u32::MAX, 256), 255);
-        assert_eq!(bucket_of(1 << 31, 256), 128);
     }
 }

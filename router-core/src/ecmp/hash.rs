@@ -96,6 +96,12 @@ pub fn hash_v6(
     }
 }
 
+/// Bucket index for a flow hash: multiply-shift, no division (cheap in eBPF too).
+#[inline(always)]
+pub fn bucket_of(hash: u32, buckets: usize) -> usize {
+    ((u64::from(hash) * buckets as u64) >> 32) as usize
+}
+
 #[inline(always)]
 fn ports(l4: (u8, u16, u16)) -> u32 {
     (u32::from(l4.1) << 16) | u32::from(l4.2)
@@ -166,6 +172,13 @@ mod tests {
             key(1).hash(HashPolicy::L4, 1),
             key(1).hash(HashPolicy::L4, 2)
         );
+    }
+
+    #[test]
+    fn bucket_of_spans_the_table() {
+        assert_eq!(bucket_of(0, 256), 0);
+        assert_eq!(bucket_of(u32::MAX, 256), 255);
+        assert_eq!(bucket_of(1 << 31, 256), 128);
     }
 
     #[test]

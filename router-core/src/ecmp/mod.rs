@@ -5,8 +5,10 @@
 //! changes disturb as few flows as possible. Both are pure arithmetic shared with
 //! the eBPF datapath. Nexthop groups themselves live in the FIB.
 
+#[cfg(feature = "alloc")]
 pub mod buckets;
 pub mod hash;
 
-pub use buckets::{BUCKETS, Buckets, bucket_of};
-pub use hash::{FlowKey, HashPolicy};
+#[cfg(feature = "alloc")]
+pub use buckets::{BUCKETS, Buckets};
+pub use hash::{FlowKey, HashPolicy, bucket_of};

@@ -7,93 +7,18 @@
 //! The layout follows Asai & Ohara, "Poptrie: A Compressed Trie with Population
 //! Count for Fast and Scalable Software IP Routing Table Lookup" (SIGCOMM 2015):
 //! a direct-pointing table indexed by the top `s` bits of the key, then internal
-//! nodes of stride 6 whose children are found with a population count.
+//! nodes of stride 6 whose children are found with a population count, with
+//! runs of equal leaves stored once.
 //!
-//! ```text
-//!  key:  | s bits (direct) | 6 | 6 | 6 | ... (zero-padded past the key's end)
-//!
-//!  direct[top s bits] ──┬─ LEAF_FLAG | value   → answer
-//!                       └─ node index ─────────┐
-//!                                              v
-//!  Node (24 bytes, #[repr(C)])
-//!  +---------------------------------------------------------------+
-//!  | vector  (u64): bit i set ⇔ child i is an internal node         |
-//!  | leafvec (u64): bit i set ⇔ a run of equal leaves starts at i   |
-//!  | base0   (u32): index of this node's first leaf in `leaves`     |
-//!  | base1   (u32): index of this node's first child in `nodes`     |
-//!  +---------------------------------------------------------------+
-//!  child i internal: nodes[base1 + popcnt(vector  & mask(i)) - 1]
-//!  child i leaf:     leaves[base0 + popcnt(leafvec & mask(i)) - 1]
-//! ```
-//!
-//! Every array is flat and index-linked, so the same layout can be copied into
-//! eBPF array maps and walked by the same arithmetic.
+//! Every array is flat and index-linked; the layout and the walk live in
+//! [`crate::lpm`] (alloc-free) so the eBPF program walks its maps the same way.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt::Debug;
 
-/// Stride of every internal node, in key bits (64 children: one `u64` bitmap).
-pub const STRIDE: u32 = 6;
-
-/// Set in a direct-table entry when it holds a leaf value rather than a node index.
-pub const LEAF_FLAG: u32 = 1 << 31;
-
-/// Leaf value meaning "no route". Callers store their values as non-zero `u32`s below [`LEAF_FLAG`].
-pub const NO_ROUTE: u32 = 0;
-
-/// An unsigned integer key: `u32` for IPv4, `u128` for IPv6.
-pub trait Key: Copy + Ord + Debug {
-    /// Width of the key in bits.
-    const BITS: u32;
-    /// The all-zero key.
-    const ZERO: Self;
-    /// `width` bits starting `offset` bits below the most significant bit,
-    /// zero-padded past the end of the key. `offset < BITS`, `width <= 6`.
-    fn chunk(self, offset: u32, width: u32) -> usize;
-    /// The key with all but its top `len` bits cleared.
-    fn masked(self, len: u8) -> Self;
-    /// The key with its low `BITS - len` bits set (last key of the prefix).
-    fn last(self, len: u8) -> Self;
-    /// The key whose top `s` bits are `top` and whose other bits are zero.
-    fn from_top(top: usize, s: u32) -> Self;
-}
-
-macro_rules! impl_key {
-    ($t:ty) => {
-        impl Key for $t {
-            const BITS: u32 = <$t>::BITS;
-            const ZERO: Self = 0;
-            #[inline(always)]
-            fn chunk(self, offset: u32, width: u32) -> usize {
-                ((self << offset) >> (Self::BITS - width)) as usize
-            }
-            #[inline(always)]
-            fn masked(self, len: u8) -> Self {
-                match u32::from(len) {
-                    0 => 0,
-                    l if l >= Self::BITS => self,
-                    l => self & !(<$t>::MAX >> l),
-                }
-            }
-            #[inline(always)]
-            fn last(self, len: u8) -> Self {
-                match u32::from(len) {
-                    0 => <$t>::MAX,
-                    l if l >= Self::BITS => self,
-                    l => self | (<$t>::MAX >> l),
-                }
-            }
-            #[inline(always)]
-            fn from_top(top: usize, s: u32) -> Self {
-                (top as $t) << (Self::BITS - s)
-            }
-        }
-    };
-}
-impl_key!(u32);
-impl_key!(u128);
+use crate::lpm::{self, Arrays};
+pub use crate::lpm::{Key, LEAF_FLAG, NO_ROUTE, Node, STRIDE};
 
 /// Where the trie reads the winning routes from: prefixes are `(masked key, length)`.
 pub trait LeafSource<K: Key> {
@@ -113,26 +38,6 @@ impl<K: Key, V> LeafSource<K> for (&BTreeMap<(K, u8), V>, fn(&V) -> Option<u32>)
             .range((lo, 0)..=(hi, u8::MAX))
             .filter_map(move |(&(k, l), v)| f(v).map(|leaf| (k, l, leaf)))
     }
-}
-
-/// One internal node of stride [`STRIDE`]. See the module docs for the layout.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Node {
-    /// Bit `i` set: child `i` is an internal node.
-    pub vector: u64,
-    /// Bit `i` set: a run of identical leaves starts at child `i`.
-    pub leafvec: u64,
-    /// Index in the leaf array of this node's first leaf.
-    pub base0: u32,
-    /// Index in the node array of this node's first child node.
-    pub base1: u32,
-}
-
-/// Bits `0..=i` of a `u64`.
-#[inline(always)]
-pub fn mask_upto(i: usize) -> u64 {
-    u64::MAX >> (63 - i)
 }
 
 /// A compiled longest-prefix-match table over keys of type `K`.
@@ -165,24 +70,7 @@ impl<K: Key> Poptrie<K> {
     /// Longest-prefix match: the leaf value of the longest prefix containing `key`, or [`NO_ROUTE`].
     #[inline]
     pub fn lookup(&self, key: K) -> u32 {
-        let entry = self.direct[key.chunk(0, self.direct_bits)];
-        if entry & LEAF_FLAG != 0 {
-            return entry & !LEAF_FLAG;
-        }
-        let mut node = self.nodes[entry as usize];
-        let mut offset = self.direct_bits;
-        loop {
-            let i = key.chunk(offset, STRIDE);
-            let below = mask_upto(i);
-            if node.vector & (1 << i) != 0 {
-                let idx = node.base1 + (node.vector & below).count_ones() - 1;
-                node = self.nodes[idx as usize];
-                offset += STRIDE;
-            } else {
-                let idx = node.base0 + (node.leafvec & below).count_ones() - 1;
-                return self.leaves[idx as usize];
-            }
-        }
+        lpm::lookup(self, self.direct_bits, key)
     }
 
     /// Recompile everything the prefix `key/len` affects, reading routes from `src`.
@@ -363,5 +251,20 @@ impl<K: Key> Poptrie<K> {
         self.direct.capacity() * 4
             + self.nodes.capacity() * core::mem::size_of::<Node>()
             + self.leaves.capacity() * 4
+    }
+}
+
+impl<K: Key> Arrays for Poptrie<K> {
+    #[inline(always)]
+    fn direct(&self, i: usize) -> Option<u32> {
+        self.direct.get(i).copied()
+    }
+    #[inline(always)]
+    fn node(&self, i: u32) -> Option<Node> {
+        self.nodes.get(i as usize).copied()
+    }
+    #[inline(always)]
+    fn leaf(&self, i: u32) -> Option<u32> {
+        self.leaves.get(i as usize).copied()
     }
 }
