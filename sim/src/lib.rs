@@ -1,4 +1,76 @@
 //! The deterministic simulator (`nexthop-sim`): whole cluster labs on virtual time.
 //!
-//! Not yet built: this crate is a placeholder until the simulator issue lands.
-//! Until then the README's run command runs the router-core demo.
+//! What exists so far is the engine and its outputs:
+//! - [`clock`]: virtual time and the event agenda, ordered by (time, sequence number);
+//! - [`engine`]: the discrete-event loop that carries frames between [`Node`]s over segments,
+//!   with an event budget against runaway loops;
+//! - [`node`]: the sans-IO trait for whatever sits at a segment endpoint;
+//! - [`segment`]: point-to-point links and learning switches with latency, loss, MTU, up/down;
+//! - [`rng`]: the seeded xoshiro256** generator, forked per subsystem by name;
+//! - [`trace`]: every frame delivered or dropped, and the trace hash for determinism checks;
+//! - [`pcap`]: classic pcap writing, one capture file per segment.
+//!
+//! Not built yet: hosts (router-core + smoltcp), Kubernetes/router roles, the lab file format,
+//! the `nexthop-sim` command line and the real-time tap bridge. Time is smoltcp's
+//! [`Instant`]/[`Duration`], re-exported here. Nothing in this crate reads the wall clock or OS
+//! randomness.
+//!
+//! A minimal run:
+//!
+//! ```
+//! use nexthop_sim::{Duration, Engine, EngineConfig, Instant, Node, Poll, PortId};
+//! use nexthop_sim::{SegmentKind, SegmentParams};
+//!
+//! /// Sends one broadcast frame at start and counts what it receives.
+//! #[derive(Debug, Default)]
+//! struct Hello { sent: bool, received: usize }
+//!
+//! impl Node for Hello {
+//!     fn receive(&mut self, _now: Instant, _port: PortId, _frame: Vec<u8>) {
+//!         self.received += 1;
+//!     }
+//!     fn poll(&mut self, _now: Instant) -> Poll {
+//!         let mut poll = Poll::default();
+//!         if !self.sent {
+//!             self.sent = true;
+//!             poll.transmit.push((PortId(0), [[0xff; 6].as_slice(), &[2, 0, 0, 0, 0, 1], &[0x88, 0xb5]].concat()));
+//!         }
+//!         poll
+//!     }
+//! }
+//!
+//! let mut engine = Engine::new(EngineConfig::new(1));
+//! let a = engine.add_node("a", Hello::default())?;
+//! let b = engine.add_node("b", Hello::default())?;
+//! let params = SegmentParams { latency: Duration::from_millis(2), ..SegmentParams::default() };
+//! let link = engine.add_segment("a-b", SegmentKind::Link, params)?;
+//! engine.attach(link, a, "eth0")?;
+//! engine.attach(link, b, "eth0")?;
+//! let stats = engine.run_until_quiescent()?;
+//! assert_eq!(stats.now, Instant::from_millis(2));
+//! assert_eq!(engine.node(b).received, 1);
+//! println!("trace hash {}", engine.trace().hash());
+//! # Ok::<(), nexthop_sim::SimError>(())
+//! ```
+
+pub mod clock;
+pub mod engine;
+pub mod error;
+mod hash;
+pub mod node;
+pub mod pcap;
+pub mod rng;
+pub mod segment;
+#[cfg(test)]
+mod testing;
+pub mod trace;
+
+pub use clock::{Clock, TimerId};
+pub use engine::{DEFAULT_EVENT_BUDGET, Engine, EngineConfig, RunStats};
+pub use error::SimError;
+pub use node::{Endpoint, Node, NodeId, Poll, PortId};
+pub use pcap::PcapWriter;
+pub use rng::SimRng;
+pub use segment::{DropReason, SegmentId, SegmentKind, SegmentParams, SegmentStats};
+pub use smoltcp::time::{Duration, Instant};
+pub use trace::{Outcome, Trace, TraceHash, TraceRecord};
