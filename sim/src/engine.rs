@@ -558,3 +558,424 @@ fn check_name(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use smoltcp::time::{Duration, Instant};
+
+    use super::{Engine, EngineConfig};
+    use crate::error::SimError;
+    use crate::node::{NodeId, PortId};
+    use crate::pcap::tests::{arp_request, scratch_dir, tshark_decodes, udp};
+    use crate::segment::{DropReason, SegmentId, SegmentKind, SegmentParams};
+    use crate::testing::{Probe, frame, mac};
+    use crate::trace::TraceHash;
+
+    const P0: PortId = PortId(0);
+
+    fn ms(n: i64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    fn link(latency_ms: u64, loss: f64) -> SegmentParams {
+        SegmentParams {
+            latency: Duration::from_millis(latency_ms),
+            loss,
+            ..SegmentParams::default()
+        }
+    }
+
+    /// Sender `a` (MAC 1) and reflector `b` (MAC 2) on one link; `a` sends one 60-byte frame to
+    /// `b` at each of `times_ms`.
+    fn pair(
+        config: EngineConfig,
+        params: SegmentParams,
+        times_ms: &[i64],
+    ) -> (Engine<Probe>, NodeId, NodeId, SegmentId) {
+        let script = times_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (ms(t), P0, frame(mac(2), mac(1), 46, i as u8)))
+            .collect();
+        let mut engine = Engine::new(config);
+        let a = engine.add_node("a", Probe::sender(mac(1), script)).unwrap();
+        let b = engine.add_node("b", Probe::reflector(mac(2))).unwrap();
+        let l = engine
+            .add_segment("a-b", SegmentKind::Link, params)
+            .unwrap();
+        engine.attach(l, a, "eth0").unwrap();
+        engine.attach(l, b, "eth0").unwrap();
+        (engine, a, b, l)
+    }
+
+    fn trace_lines(engine: &Engine<Probe>) -> Vec<String> {
+        engine
+            .trace()
+            .records()
+            .iter()
+            .map(|r| engine.trace_line(r))
+            .collect()
+    }
+
+    #[test]
+    fn latency_adds_up_over_a_round_trip() {
+        let (mut engine, a, b, l) = pair(EngineConfig::new(1), link(1, 0.0), &[0, 5]);
+        let stats = engine.run_until_quiescent().unwrap();
+        assert_eq!(stats.now, ms(7));
+        assert_eq!(engine.node(b).arrival_micros(), [1_000, 6_000]);
+        assert_eq!(engine.node(a).arrival_micros(), [2_000, 7_000]);
+        assert_eq!(engine.segment_stats(l).delivered, 4);
+        assert_eq!(
+            trace_lines(&engine),
+            [
+                "0.001000 a-b a:eth0 > b:eth0 len 60 delivered",
+                "0.002000 a-b b:eth0 > a:eth0 len 60 delivered",
+                "0.006000 a-b a:eth0 > b:eth0 len 60 delivered",
+                "0.007000 a-b b:eth0 > a:eth0 len 60 delivered",
+            ]
+        );
+    }
+
+    #[test]
+    fn run_until_moves_the_clock_to_the_deadline() {
+        let (mut engine, _, b, _) = pair(EngineConfig::new(1), link(1, 0.0), &[0, 5]);
+        let first = engine.run_until(ms(3)).unwrap();
+        assert_eq!(first.now, ms(3));
+        assert_eq!(engine.now(), ms(3));
+        assert_eq!(engine.node(b).arrival_micros(), [1_000]);
+        // Exactly at the deadline still runs.
+        engine.run_until(ms(6)).unwrap();
+        assert_eq!(engine.node(b).arrival_micros(), [1_000, 6_000]);
+        let idle = engine.run_until(ms(100)).unwrap();
+        assert_eq!(idle.now, ms(100));
+        assert_eq!(engine.run_until_quiescent().unwrap().events, 0);
+    }
+
+    fn lossy_arrivals(seed: u64) -> (Vec<i64>, u64, u64, TraceHash) {
+        let times: Vec<i64> = (0..200).collect();
+        let mut b_only = link(1, 0.3);
+        b_only.latency = Duration::from_micros(10);
+        let (mut engine, _, b, l) = pair(EngineConfig::new(seed), b_only, &times);
+        engine.run_until_quiescent().unwrap();
+        let stats = engine.segment_stats(l);
+        let hash = engine.trace().hash();
+        (
+            engine.node(b).arrival_micros(),
+            stats.delivered,
+            stats.dropped(DropReason::Loss),
+            hash,
+        )
+    }
+
+    #[test]
+    fn loss_is_reproducible_per_seed_and_changes_with_it() {
+        let (arrivals, delivered, lost, hash) = lossy_arrivals(1);
+        // 200 requests and one reply per request that arrived, each copy lost with p = 0.3.
+        let requests_through = arrivals.len() as u64;
+        assert_eq!(delivered + lost, 200 + requests_through);
+        assert!((110..170).contains(&requests_through), "{requests_through}");
+        assert_eq!(lossy_arrivals(1), (arrivals.clone(), delivered, lost, hash));
+        let other = lossy_arrivals(2);
+        assert_ne!(other.0, arrivals);
+        assert_ne!(other.3, hash);
+    }
+
+    #[test]
+    fn another_segment_does_not_perturb_a_segments_losses() {
+        let arrivals = |with_extra: bool| {
+            let times: Vec<i64> = (0..100).collect();
+            let (mut engine, _, b, _) = pair(EngineConfig::new(5), link(1, 0.5), &times);
+            if with_extra {
+                let c = engine.add_node("c", Probe::reflector(mac(3))).unwrap();
+                let s = engine
+                    .add_segment("extra", SegmentKind::Switch, link(1, 0.5))
+                    .unwrap();
+                engine.attach(s, c, "eth0").unwrap();
+            }
+            engine.run_until_quiescent().unwrap();
+            engine.node(b).arrival_micros()
+        };
+        assert_eq!(arrivals(false), arrivals(true));
+    }
+
+    #[test]
+    fn a_down_link_drops_new_and_in_flight_frames() {
+        let (mut engine, a, b, l) = pair(EngineConfig::new(1), link(2, 0.0), &[0, 10, 20]);
+        // The first frame is in flight at 1 ms when the link goes down.
+        engine.run_until(ms(1)).unwrap();
+        engine.set_segment_up(l, false);
+        assert!(!engine.is_segment_up(l));
+        engine.run_until(ms(15)).unwrap();
+        engine.set_segment_up(l, true);
+        engine.run_until_quiescent().unwrap();
+        assert_eq!(engine.node(b).arrival_micros(), [22_000]);
+        assert_eq!(engine.node(a).arrival_micros(), [24_000]);
+        assert_eq!(engine.segment_stats(l).dropped(DropReason::LinkDown), 2);
+        assert_eq!(
+            trace_lines(&engine)[..2],
+            [
+                "0.002000 a-b a:eth0 > b:eth0 len 60 dropped link-down",
+                "0.010000 a-b a:eth0 > * len 60 dropped link-down",
+            ]
+        );
+    }
+
+    #[test]
+    fn frames_over_the_mtu_are_dropped_and_counted() {
+        let mut engine = Engine::new(EngineConfig::new(1));
+        let script = vec![
+            (ms(0), P0, frame(mac(2), mac(1), 1500, 0)),
+            (ms(1), P0, frame(mac(2), mac(1), 1501, 1)),
+        ];
+        let a = engine.add_node("a", Probe::sender(mac(1), script)).unwrap();
+        let b = engine.add_node("b", Probe::sender(mac(2), vec![])).unwrap();
+        let l = engine
+            .add_segment("l", SegmentKind::Link, SegmentParams::default())
+            .unwrap();
+        engine.attach(l, a, "eth0").unwrap();
+        engine.attach(l, b, "eth0").unwrap();
+        engine.run_until_quiescent().unwrap();
+        assert_eq!(engine.node(b).received.len(), 1);
+        assert_eq!(engine.node(b).received[0].2.len(), 1514);
+        assert_eq!(engine.segment_stats(l).dropped(DropReason::Mtu), 1);
+        // Lowering the MTU mid-run applies to later frames.
+        engine
+            .set_segment_params(
+                l,
+                SegmentParams {
+                    mtu: 1000,
+                    ..engine.segment_params(l)
+                },
+            )
+            .unwrap();
+        engine.node_mut(a).script = vec![(ms(2), P0, frame(mac(2), mac(1), 1001, 2))].into();
+        engine.wake_node(a);
+        engine.run_until_quiescent().unwrap();
+        assert_eq!(engine.segment_stats(l).dropped(DropReason::Mtu), 2);
+    }
+
+    #[test]
+    fn a_switch_floods_unknown_and_forwards_learned_macs() {
+        let mut engine = Engine::new(EngineConfig::new(1));
+        let script = vec![
+            (ms(0), P0, frame(mac(2), mac(1), 46, 0)),
+            (ms(10), P0, frame(mac(2), mac(1), 46, 1)),
+            (ms(20), P0, frame([0xff; 6], mac(1), 46, 2)),
+        ];
+        let a = engine.add_node("a", Probe::sender(mac(1), script)).unwrap();
+        let b = engine.add_node("b", Probe::reflector(mac(2))).unwrap();
+        let c = engine.add_node("c", Probe::sender(mac(3), vec![])).unwrap();
+        let sw = engine
+            .add_segment("lan", SegmentKind::Switch, link(1, 0.0))
+            .unwrap();
+        for n in [a, b, c] {
+            engine.attach(sw, n, "eth0").unwrap();
+        }
+        engine.run_until_quiescent().unwrap();
+        // b's MAC unknown at 0 ms: flooded to b and c. b's reply goes to a only (learned at 0 ms).
+        // At 10 ms b is known: only b. The broadcast at 20 ms reaches b and c; b answers a.
+        assert_eq!(engine.node(b).arrival_micros(), [1_000, 11_000, 21_000]);
+        assert_eq!(engine.node(c).arrival_micros(), [1_000, 21_000]);
+        assert_eq!(engine.node(a).arrival_micros(), [2_000, 12_000, 22_000]);
+        assert_eq!(engine.segment_stats(sw).delivered, 8);
+    }
+
+    #[test]
+    fn a_later_poll_cancels_a_pending_wake_up() {
+        let mut engine = Engine::new(EngineConfig::new(1));
+        let mut waiting = Probe::sender(mac(1), vec![(ms(10), P0, frame(mac(2), mac(1), 46, 0))]);
+        waiting.forget_script_on_receive = true;
+        let a = engine.add_node("a", waiting).unwrap();
+        let b = engine
+            .add_node(
+                "b",
+                Probe::sender(mac(2), vec![(ms(0), P0, frame(mac(1), mac(2), 46, 0))]),
+            )
+            .unwrap();
+        let l = engine
+            .add_segment("l", SegmentKind::Link, link(1, 0.0))
+            .unwrap();
+        engine.attach(l, a, "eth0").unwrap();
+        engine.attach(l, b, "eth0").unwrap();
+        let stats = engine.run_until_quiescent().unwrap();
+        // Polled at start and on arrival at 1 ms; the 10 ms wake-up was cancelled.
+        assert_eq!(engine.node(a).polls, [ms(0), ms(1)]);
+        assert_eq!(stats.now, ms(1));
+        assert!(engine.node(b).received.is_empty());
+    }
+
+    #[test]
+    fn a_runaway_node_exhausts_the_event_budget() {
+        let config = EngineConfig {
+            event_budget: 1000,
+            ..EngineConfig::new(77)
+        };
+        let mut engine = Engine::new(config);
+        let spinner = Probe {
+            spin: true,
+            ..Probe::default()
+        };
+        let n = engine.add_node("spinner", spinner).unwrap();
+        let err = engine.run_until(ms(1)).unwrap_err();
+        assert!(matches!(
+            err,
+            SimError::EventBudgetExhausted {
+                budget: 1000,
+                seed: 77,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("seed 77"), "{err}");
+        assert_eq!(engine.node(n).polls.len(), 1000);
+        assert_eq!(engine.now(), ms(0));
+    }
+
+    #[test]
+    fn bad_topologies_and_bad_transmissions_are_named_errors() {
+        let mut engine: Engine<Probe> = Engine::new(EngineConfig::new(1));
+        let a = engine.add_node("a", Probe::default()).unwrap();
+        let b = engine.add_node("b", Probe::default()).unwrap();
+        let c = engine.add_node("c", Probe::default()).unwrap();
+        let dup = engine.add_node("a", Probe::default()).unwrap_err();
+        assert_eq!(dup.to_string(), "node name \"a\" is used twice");
+        assert!(matches!(
+            engine.add_node("a:b", Probe::default()),
+            Err(SimError::BadName { .. })
+        ));
+        assert!(matches!(
+            engine.add_node("", Probe::default()),
+            Err(SimError::BadName { .. })
+        ));
+        let l = engine
+            .add_segment("l", SegmentKind::Link, SegmentParams::default())
+            .unwrap();
+        assert!(matches!(
+            engine.add_segment("l", SegmentKind::Switch, SegmentParams::default()),
+            Err(SimError::DuplicateName { .. })
+        ));
+        for bad in ["x/y", "..", "a b"] {
+            assert!(matches!(
+                engine.add_segment(bad, SegmentKind::Switch, SegmentParams::default()),
+                Err(SimError::BadName { .. })
+            ));
+        }
+        let lossy = engine
+            .add_segment("lossy", SegmentKind::Link, link(1, 2.0))
+            .unwrap_err();
+        assert!(
+            lossy.to_string().starts_with("segment \"lossy\": loss"),
+            "{lossy}"
+        );
+        assert!(matches!(
+            engine.set_segment_params(l, link(1, -0.1)),
+            Err(SimError::BadParams { .. })
+        ));
+        assert_eq!(engine.attach(l, a, "eth0").unwrap(), PortId(0));
+        assert!(matches!(
+            engine.attach(l, a, "eth0"),
+            Err(SimError::DuplicateName { .. })
+        ));
+        assert_eq!(engine.attach(l, b, "eth1").unwrap(), PortId(0));
+        let full = engine.attach(l, c, "eth0").unwrap_err();
+        assert_eq!(
+            full.to_string(),
+            "link \"l\" already connects two endpoints; cannot attach c:eth0"
+        );
+        engine.node_mut(a).script = vec![(ms(0), PortId(3), frame(mac(2), mac(1), 46, 0))].into();
+        let unknown = engine.run_until_quiescent().unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "node \"a\" transmitted on port 3, which is not attached to any segment"
+        );
+    }
+
+    /// Builds and runs a small lossy lab: a switch with a reflector and two senders, one of which
+    /// also has a link to a fourth node. Returns the trace hash and the capture files' bytes.
+    fn small_lab(seed: u64, dir: &std::path::Path) -> (TraceHash, Vec<u8>, Vec<u8>) {
+        let config = EngineConfig {
+            pcap_dir: Some(dir.to_path_buf()),
+            ..EngineConfig::new(seed)
+        };
+        let mut engine = Engine::new(config);
+        let script_a = (0..50)
+            .map(|i| (ms(i), P0, frame(mac(9), mac(1), 46 + i as usize, i as u8)))
+            .collect();
+        let script_c = (0..50)
+            .flat_map(|i| {
+                [
+                    (ms(i), P0, frame([0xff; 6], mac(3), 60, i as u8)),
+                    (ms(i), PortId(1), frame(mac(4), mac(3), 80, i as u8)),
+                ]
+            })
+            .collect();
+        let a = engine
+            .add_node("a", Probe::sender(mac(1), script_a))
+            .unwrap();
+        let b = engine.add_node("b", Probe::reflector(mac(9))).unwrap();
+        let c = engine
+            .add_node("c", Probe::sender(mac(3), script_c))
+            .unwrap();
+        let d = engine.add_node("d", Probe::reflector(mac(4))).unwrap();
+        let lan = engine
+            .add_segment("lan", SegmentKind::Switch, link(1, 0.2))
+            .unwrap();
+        let wan = engine
+            .add_segment("c-d", SegmentKind::Link, link(3, 0.2))
+            .unwrap();
+        for n in [a, b, c] {
+            engine.attach(lan, n, "eth0").unwrap();
+        }
+        engine.attach(wan, c, "eth1").unwrap();
+        engine.attach(wan, d, "eth0").unwrap();
+        engine.run_until_quiescent().unwrap();
+        engine.flush_captures().unwrap();
+        (
+            engine.trace().hash(),
+            std::fs::read(dir.join("lan.pcap")).unwrap(),
+            std::fs::read(dir.join("c-d.pcap")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn same_seed_gives_identical_trace_and_captures() {
+        let dir = scratch_dir("determinism");
+        let first = small_lab(11, &dir.join("first"));
+        let second = small_lab(11, &dir.join("second"));
+        assert_eq!(first, second);
+        let other = small_lab(12, &dir.join("other"));
+        assert_ne!(first.0, other.0);
+        assert_ne!(first.1, other.1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn captures_decode_in_tshark() {
+        let dir = scratch_dir("engine-pcap");
+        let config = EngineConfig {
+            pcap_dir: Some(dir.clone()),
+            ..EngineConfig::new(1)
+        };
+        let mut engine = Engine::new(config);
+        let script = vec![
+            (ms(0), P0, arp_request()),
+            (ms(1), P0, udp(b"hello")),
+            (Instant::from_micros(1_500_250), P0, udp(&[1; 1400])),
+        ];
+        let a = engine.add_node("a", Probe::sender(mac(1), script)).unwrap();
+        let b = engine.add_node("b", Probe::reflector(mac(2))).unwrap();
+        let l = engine
+            .add_segment("a-b", SegmentKind::Link, link(1, 0.0))
+            .unwrap();
+        engine.attach(l, a, "eth0").unwrap();
+        engine.attach(l, b, "eth0").unwrap();
+        engine.run_until_quiescent().unwrap();
+        engine.flush_captures().unwrap();
+        let path = dir.join("a-b.pcap");
+        // Three frames sent and three reflected.
+        if let Some(summary) = tshark_decodes(&path, 6) {
+            assert!(summary.contains("1.500250"), "{summary}");
+            assert!(summary.contains("ARP"), "{summary}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -43,7 +43,8 @@ pub(crate) struct Probe {
     pub(crate) received: Vec<(Instant, PortId, Vec<u8>)>,
     /// When the node was polled.
     pub(crate) polls: Vec<Instant>,
-    replies: Vec<(PortId, Vec<u8>)>,
+    /// Replies waiting for the next poll.
+    pub(crate) replies: Vec<(PortId, Vec<u8>)>,
 }
 
 impl Probe {
