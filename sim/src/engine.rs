@@ -2,7 +2,7 @@
 //!
 //! Build with [`Engine::new`], then [`Engine::add_node`], [`Engine::add_segment`] and
 //! [`Engine::attach`]. Run with [`Engine::run_until`] or [`Engine::run_until_quiescent`]; between
-//! runs the caller may change the world ([`Engine::set_segment_up`],
+//! runs the caller may change the world ([`Engine::set_segment_up`], [`Engine::set_port_up`],
 //! [`Engine::set_segment_params`], [`Engine::node_mut`] then [`Engine::wake_node`]), which is how
 //! scenario steps and fault injection happen. Read results with [`Engine::trace`],
 //! [`Engine::segment_stats`] and [`Engine::trace_line`]; call [`Engine::flush_captures`] at the end.
@@ -250,6 +250,33 @@ impl<N: Node> Engine<N> {
         self.segments[segment.index()].is_up()
     }
 
+    /// Brings one port up or down, like `ip link set PORT up|down`. On a link this takes the whole
+    /// link down; on a switch it disconnects only this endpoint. Frames are dropped as for
+    /// [`Engine::set_segment_up`]. `false` if the node has no such port.
+    pub fn set_port_up(&mut self, endpoint: Endpoint, up: bool) -> bool {
+        match self.segment_of(endpoint) {
+            Some(segment) => {
+                self.segments[segment.index()].set_endpoint_up(endpoint, up);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a port is up; `None` if the node has no such port.
+    pub fn is_port_up(&self, endpoint: Endpoint) -> Option<bool> {
+        self.segment_of(endpoint)
+            .map(|segment| self.segments[segment.index()].is_endpoint_up(endpoint))
+    }
+
+    /// The segment a port is attached to, if the node has that port.
+    pub fn segment_of(&self, endpoint: Endpoint) -> Option<SegmentId> {
+        self.nodes[endpoint.node.index()]
+            .ports
+            .get(usize::from(endpoint.port.0))
+            .map(|p| p.segment)
+    }
+
     /// Changes a segment's latency, loss or MTU for frames sent from now on.
     pub fn set_segment_params(
         &mut self,
@@ -398,7 +425,7 @@ impl<N: Node> Engine<N> {
                 to,
                 frame,
             } => {
-                let outcome = if self.segments[segment.index()].is_up() {
+                let outcome = if self.segments[segment.index()].carries(from, to) {
                     Outcome::Delivered
                 } else {
                     Outcome::Dropped(DropReason::LinkDown)
@@ -440,15 +467,10 @@ impl<N: Node> Engine<N> {
     }
 
     fn transmit(&mut self, from: Endpoint, mut frame: Vec<u8>) -> Result<(), SimError> {
-        let slot = &self.nodes[from.node.index()];
-        let segment = slot
-            .ports
-            .get(usize::from(from.port.0))
-            .ok_or_else(|| SimError::UnknownPort {
-                node: slot.name.clone(),
-                port: from.port.0,
-            })?
-            .segment;
+        let segment = self.segment_of(from).ok_or_else(|| SimError::UnknownPort {
+            node: self.nodes[from.node.index()].name.clone(),
+            port: from.port.0,
+        })?;
         let now = self.clock.now();
         let seg = &mut self.segments[segment.index()];
         let transmission = seg.transmit(from, &frame);
@@ -565,7 +587,7 @@ mod tests {
 
     use super::{Engine, EngineConfig};
     use crate::error::SimError;
-    use crate::node::{NodeId, PortId};
+    use crate::node::{Endpoint, NodeId, PortId};
     use crate::pcap::tests::{arp_request, scratch_dir, tshark_decodes, udp};
     use crate::segment::{DropReason, SegmentId, SegmentKind, SegmentParams};
     use crate::testing::{Probe, frame, mac};
@@ -718,6 +740,45 @@ mod tests {
                 "0.010000 a-b a:eth0 > * len 60 dropped link-down",
             ]
         );
+    }
+
+    #[test]
+    fn a_down_switch_port_cuts_off_one_node() {
+        let mut engine = Engine::new(EngineConfig::new(1));
+        let script = vec![
+            (ms(0), P0, frame([0xff; 6], mac(1), 46, 0)),
+            (ms(10), P0, frame([0xff; 6], mac(1), 46, 1)),
+            (ms(20), P0, frame([0xff; 6], mac(1), 46, 2)),
+        ];
+        let a = engine.add_node("a", Probe::sender(mac(1), script)).unwrap();
+        let b = engine.add_node("b", Probe::sender(mac(2), vec![])).unwrap();
+        let c = engine.add_node("c", Probe::sender(mac(3), vec![])).unwrap();
+        let sw = engine
+            .add_segment("lan", SegmentKind::Switch, link(2, 0.0))
+            .unwrap();
+        let ports: Vec<_> = [a, b, c]
+            .map(|n| Endpoint {
+                node: n,
+                port: engine.attach(sw, n, "eth0").unwrap(),
+            })
+            .into();
+        // c's port goes down while the first broadcast is in flight, and comes back at 15 ms.
+        engine.run_until(ms(1)).unwrap();
+        assert!(engine.set_port_up(ports[2], false));
+        assert_eq!(engine.is_port_up(ports[2]), Some(false));
+        engine.run_until(ms(15)).unwrap();
+        assert!(engine.set_port_up(ports[2], true));
+        engine.run_until_quiescent().unwrap();
+        assert_eq!(engine.node(b).arrival_micros(), [2_000, 12_000, 22_000]);
+        assert_eq!(engine.node(c).arrival_micros(), [22_000]);
+        assert_eq!(engine.segment_stats(sw).dropped(DropReason::LinkDown), 1);
+        let missing = Endpoint {
+            node: a,
+            port: PortId(5),
+        };
+        assert!(!engine.set_port_up(missing, false));
+        assert_eq!(engine.is_port_up(missing), None);
+        assert_eq!(engine.segment_of(ports[1]), Some(sw));
     }
 
     #[test]

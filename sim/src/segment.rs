@@ -6,8 +6,14 @@
 //! the receiving NIC's job). A switch learns source MACs per endpoint, forwards known unicast to
 //! one endpoint, and floods broadcast, multicast and unknown unicast to every endpoint but the
 //! sender. Loss is drawn per receiving copy from the segment's own forked RNG.
+//!
+//! Up/down exists for the whole segment and for each endpoint (a port, as in `ip link set eth1
+//! down`). A down port on a link takes the whole link down, like a pulled cable; a down port on a
+//! switch only disconnects that endpoint: the switch forgets MACs learned there and stops
+//! forwarding to it. A frame in flight is lost if, when it would arrive, the segment or either
+//! end's port is down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use smoltcp::time::Duration;
@@ -87,7 +93,8 @@ impl SegmentParams {
 /// Why a frame, or one copy of it, was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropReason {
-    /// The segment was down when the frame was sent, or went down while it was in flight.
+    /// The segment or a port at either end was down when the frame was sent, or went down while
+    /// it was in flight.
     LinkDown,
     /// Shorter than an Ethernet header.
     Malformed,
@@ -186,6 +193,7 @@ pub(crate) struct Segment {
     params: SegmentParams,
     up: bool,
     endpoints: Vec<Endpoint>,
+    down_endpoints: BTreeSet<Endpoint>,
     fdb: BTreeMap<EthernetAddress, Endpoint>,
     rng: SimRng,
     pub(crate) stats: SegmentStats,
@@ -200,6 +208,7 @@ impl Segment {
             params,
             up: true,
             endpoints: Vec::new(),
+            down_endpoints: BTreeSet::new(),
             fdb: BTreeMap::new(),
             rng,
             stats: SegmentStats::default(),
@@ -237,9 +246,29 @@ impl Segment {
         }
     }
 
+    pub(crate) fn is_endpoint_up(&self, endpoint: Endpoint) -> bool {
+        !self.down_endpoints.contains(&endpoint)
+    }
+
+    /// Brings one endpoint's port up or down; going down forgets the MACs learned on it.
+    pub(crate) fn set_endpoint_up(&mut self, endpoint: Endpoint, up: bool) {
+        if up {
+            self.down_endpoints.remove(&endpoint);
+        } else {
+            self.down_endpoints.insert(endpoint);
+            self.fdb.retain(|_, learned| *learned != endpoint);
+        }
+    }
+
+    /// Whether a frame from `from` can still reach `to` now: the segment and both ports are up.
+    pub(crate) fn carries(&self, from: Endpoint, to: Endpoint) -> bool {
+        self.up && self.is_endpoint_up(from) && self.is_endpoint_up(to)
+    }
+
     /// Decides the fate of `frame` sent by `from`, learning its source MAC on a switch.
     pub(crate) fn transmit(&mut self, from: Endpoint, frame: &[u8]) -> Transmission {
-        if !self.up {
+        let link_broken = self.kind == SegmentKind::Link && !self.down_endpoints.is_empty();
+        if !self.up || !self.is_endpoint_up(from) || link_broken {
             return Transmission::rejected(DropReason::LinkDown);
         }
         if frame.len() < ETHERNET_HEADER_LEN {
@@ -291,11 +320,12 @@ impl Segment {
         }
     }
 
+    /// Every endpoint but `from` whose port is up.
     fn others(&self, from: Endpoint) -> Vec<Endpoint> {
         self.endpoints
             .iter()
             .copied()
-            .filter(|&e| e != from)
+            .filter(|&e| e != from && self.is_endpoint_up(e))
             .collect()
     }
 }
@@ -449,6 +479,45 @@ mod tests {
             delivered(&s.transmit(ep(1), &frame(mac(7), mac(1), 46))),
             [ep(0), ep(2)]
         );
+    }
+
+    #[test]
+    fn a_down_port_breaks_a_link_both_ways() {
+        let mut s = segment(SegmentKind::Link, 2);
+        s.set_endpoint_up(ep(1), false);
+        assert!(!s.is_endpoint_up(ep(1)));
+        assert!(!s.carries(ep(0), ep(1)));
+        for from in [ep(0), ep(1)] {
+            let t = s.transmit(from, &frame(mac(9), mac(0), 46));
+            assert_eq!(t, Transmission::rejected(DropReason::LinkDown));
+        }
+        s.set_endpoint_up(ep(1), true);
+        assert!(s.carries(ep(0), ep(1)));
+        assert_eq!(
+            delivered(&s.transmit(ep(0), &frame(mac(9), mac(0), 46))),
+            [ep(1)]
+        );
+    }
+
+    #[test]
+    fn a_down_port_on_a_switch_disconnects_only_that_endpoint() {
+        let mut s = segment(SegmentKind::Switch, 3);
+        s.transmit(ep(2), &frame([0xff; 6], mac(2), 46));
+        s.set_endpoint_up(ep(2), false);
+        // MAC 2 was forgotten, and the flood skips the down port.
+        assert_eq!(
+            delivered(&s.transmit(ep(0), &frame(mac(2), mac(0), 46))),
+            [ep(1)]
+        );
+        assert_eq!(
+            s.transmit(ep(2), &frame(mac(0), mac(2), 46)),
+            Transmission::rejected(DropReason::LinkDown)
+        );
+        assert!(s.carries(ep(0), ep(1)));
+        assert!(!s.carries(ep(0), ep(2)));
+        s.set_endpoint_up(ep(1), false);
+        let t = s.transmit(ep(0), &frame([0xff; 6], mac(0), 46));
+        assert_eq!(t.fates, [Fate::Dropped(DropReason::NoReceiver)]);
     }
 
     #[test]
