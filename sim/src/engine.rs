@@ -133,6 +133,12 @@ impl<N: Node> Engine<N> {
         self.clock.now()
     }
 
+    /// An RNG for the subsystem `label` (e.g. `"node/k8s-ctr"`), forked from the seed: the same
+    /// label always gets the same stream. Labels starting with `segment/` belong to segments.
+    pub fn fork_rng(&self, label: &str) -> SimRng {
+        self.rng.fork(label)
+    }
+
     /// Adds a node with a unique name; it is first polled at the current time.
     pub fn add_node(&mut self, name: &str, node: N) -> Result<NodeId, SimError> {
         check_name("node", name, NO_COLON)?;
@@ -589,6 +595,7 @@ mod tests {
     use crate::error::SimError;
     use crate::node::{Endpoint, NodeId, PortId};
     use crate::pcap::tests::{arp_request, scratch_dir, tshark_decodes, udp};
+    use crate::rng::SimRng;
     use crate::segment::{DropReason, SegmentId, SegmentKind, SegmentParams};
     use crate::testing::{Probe, frame, mac};
     use crate::trace::TraceHash;
@@ -656,6 +663,21 @@ mod tests {
                 "0.007000 a-b b:eth0 > a:eth0 len 60 delivered",
             ]
         );
+    }
+
+    #[test]
+    fn forked_rngs_depend_on_seed_and_label_only() {
+        let mut one: Engine<Probe> = Engine::new(EngineConfig::new(3));
+        let two: Engine<Probe> = Engine::new(EngineConfig::new(3));
+        one.add_segment("s", SegmentKind::Switch, SegmentParams::default())
+            .unwrap();
+        let seed_of = |e: &Engine<Probe>, label| e.fork_rng(label).seed();
+        assert_eq!(seed_of(&one, "node/a"), seed_of(&two, "node/a"));
+        assert_eq!(
+            seed_of(&one, "node/a"),
+            SimRng::new(3).fork("node/a").seed()
+        );
+        assert_ne!(seed_of(&one, "node/a"), seed_of(&one, "node/b"));
     }
 
     #[test]

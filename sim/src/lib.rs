@@ -5,10 +5,12 @@
 //! - [`engine`]: the discrete-event loop that carries frames between [`Node`]s over segments,
 //!   with an event budget against runaway loops;
 //! - [`node`]: the sans-IO trait for whatever sits at a segment endpoint;
-//! - [`segment`]: point-to-point links and learning switches with latency, loss, MTU, up/down;
+//! - [`segment`]: point-to-point links and learning switches with latency, loss, MTU, and up/down
+//!   per segment and per port;
 //! - [`rng`]: the seeded xoshiro256** generator, forked per subsystem by name;
 //! - [`trace`]: every frame delivered or dropped, and the trace hash for determinism checks;
-//! - [`pcap`]: classic pcap writing, one capture file per segment.
+//! - [`pcap`]: classic pcap writing, one capture file per segment;
+//! - [`error`]: build and run errors, each naming what is at fault.
 //!
 //! Not built yet: hosts (router-core + smoltcp), Kubernetes/router roles, the lab file format,
 //! the `nexthop-sim` command line and the real-time tap bridge. Time is smoltcp's
@@ -33,7 +35,9 @@
 //!         let mut poll = Poll::default();
 //!         if !self.sent {
 //!             self.sent = true;
-//!             poll.transmit.push((PortId(0), [[0xff; 6].as_slice(), &[2, 0, 0, 0, 0, 1], &[0x88, 0xb5]].concat()));
+//!             // Broadcast destination, our MAC, a local-experimental EtherType.
+//!             let frame = [[0xff; 6], [2, 0, 0, 0, 0, 1]].concat();
+//!             poll.transmit.push((PortId(0), [frame, vec![0x88, 0xb5]].concat()));
 //!         }
 //!         poll
 //!     }
