@@ -5,6 +5,7 @@
 //! in as [`smoltcp::time::Instant`] values, randomness as seeds, and every
 //! state machine answers `(now, input)` with outputs the caller carries out.
 //!
+//! - [`bgp`]: BGP-4, starting with the wire codec.
 //! - [`fib`]: RIB and FIB, longest-prefix match, nexthop groups.
 //! - [`lpm`]: the poptrie layout and lookup walk (shared with eBPF).
 //! - [`ecmp`]: flow hashing and resilient member selection.
@@ -21,6 +22,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+pub mod bgp;
 pub mod ecmp;
 #[cfg(feature = "alloc")]
 pub mod fib;

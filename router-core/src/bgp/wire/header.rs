@@ -110,7 +110,8 @@ impl Header {
                 Vec::new(),
             ));
         }
-        let bad_length = || Error::header(HeaderError::BadMessageLength, length.to_be_bytes().into());
+        let bad_length =
+            || Error::header(HeaderError::BadMessageLength, length.to_be_bytes().into());
         let len = usize::from(length);
         if !(HEADER_LEN..=MAX_MESSAGE_LEN).contains(&len) {
             return Err(bad_length());
@@ -125,11 +126,12 @@ impl Header {
         Ok(Header { length, kind })
     }
 
-    /// Append the header to `buf`.
-    pub fn emit(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&MARKER);
-        buf.extend_from_slice(&self.length.to_be_bytes());
-        buf.push(self.kind.to_u8());
+    /// The header's octets.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0xff; HEADER_LEN];
+        out[16..18].copy_from_slice(&self.length.to_be_bytes());
+        out[18] = self.kind.to_u8();
+        out
     }
 }
 
@@ -156,9 +158,8 @@ mod tests {
             length: 19,
             kind: MessageType::Keepalive,
         };
-        let mut buf = Vec::new();
-        h.emit(&mut buf);
-        assert_eq!(buf, header(19, 4));
+        let buf = h.to_bytes();
+        assert_eq!(buf.to_vec(), header(19, 4));
         assert_eq!(Header::parse(&buf), Ok(h));
     }
 
@@ -168,7 +169,10 @@ mod tests {
         b[3] = 0;
         assert_eq!(
             code(Header::parse(&b).unwrap_err()),
-            (ErrorCode::MessageHeader(HeaderError::ConnectionNotSynchronized), vec![])
+            (
+                ErrorCode::MessageHeader(HeaderError::ConnectionNotSynchronized),
+                vec![]
+            )
         );
     }
 
@@ -200,7 +204,10 @@ mod tests {
     fn unknown_type() {
         assert_eq!(
             code(Header::parse(&header(19, 6)).unwrap_err()),
-            (ErrorCode::MessageHeader(HeaderError::BadMessageType), vec![6])
+            (
+                ErrorCode::MessageHeader(HeaderError::BadMessageType),
+                vec![6]
+            )
         );
     }
 

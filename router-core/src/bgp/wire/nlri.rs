@@ -88,10 +88,7 @@ mod tests {
         ];
         let mut buf = Vec::new();
         emit_ipv4(&nets, &mut buf);
-        assert_eq!(
-            buf,
-            [16, 10, 1, 0, 32, 192, 0, 2, 1, 17, 172, 16, 128]
-        );
+        assert_eq!(buf, [16, 10, 1, 0, 32, 192, 0, 2, 1, 17, 172, 16, 128]);
         assert_eq!(parse_ipv4(&buf), Some(nets));
     }
 

@@ -330,10 +330,7 @@ mod tests {
             ErrorCode::new(3, 11),
             ErrorCode::Update(UpdateError::MalformedAsPath)
         );
-        assert_eq!(
-            ErrorCode::new(6, 9),
-            ErrorCode::Cease(Cease::HardReset)
-        );
+        assert_eq!(ErrorCode::new(6, 9), ErrorCode::Cease(Cease::HardReset));
     }
 
     #[test]
@@ -368,7 +365,10 @@ mod tests {
         assert_eq!(n.shutdown_message().unwrap().chars().count(), 127);
 
         // Length byte beyond the data: no message.
-        let bad = Notification::new(ErrorCode::Cease(Cease::AdministrativeShutdown), vec![9, b'x']);
+        let bad = Notification::new(
+            ErrorCode::Cease(Cease::AdministrativeShutdown),
+            vec![9, b'x'],
+        );
         assert_eq!(bad.shutdown_message(), None);
         let other = Notification::new(ErrorCode::Cease(Cease::PeerDeconfigured), vec![1, b'x']);
         assert_eq!(other.shutdown_message(), None);

@@ -19,6 +19,11 @@ impl<'a> Reader<'a> {
         self.buf.len()
     }
 
+    /// The octets not read yet, without consuming them.
+    pub(crate) fn as_slice(&self) -> &'a [u8] {
+        self.buf
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
