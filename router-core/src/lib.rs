@@ -10,10 +10,13 @@
 //! - [`lpm`]: the poptrie layout and lookup walk (shared with eBPF).
 //! - [`ecmp`]: flow hashing and resilient member selection.
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
+//! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
+//! - [`wire`]: VXLAN and Geneve headers (the rest comes from smoltcp's `wire`).
 //!
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
 //! default. Without them only the allocation-free arithmetic the eBPF programs
-//! share is built: [`lpm`], [`ecmp::hash`], [`port`].
+//! share is built: [`lpm`], [`ecmp::hash`], [`datapath::reason`],
+//! [`datapath::checksum`], [`wire`], [`port`].
 #![no_std]
 #![warn(missing_docs)]
 
@@ -24,6 +27,7 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod bgp;
+pub mod datapath;
 pub mod ecmp;
 #[cfg(feature = "alloc")]
 pub mod fib;
@@ -31,5 +35,6 @@ pub mod lpm;
 #[cfg(feature = "alloc")]
 pub mod neighbour;
 pub mod port;
+pub mod wire;
 
 pub use port::PortId;

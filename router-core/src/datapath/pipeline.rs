@@ -1,0 +1,486 @@
+//! The reference datapath: one frame in, a verdict and the frame out.
+//!
+//! Owns the pipeline order of shared/DESIGN.md ("Datapath, specified once"):
+//! Ethernet → ARP reply → IPv4/IPv6 checks → local delivery → tunnel decap →
+//! FIB longest-prefix match → ECMP member by flow hash → neighbour lookup →
+//! TTL/hop-limit decrement (incremental checksum) → MAC rewrite or tunnel encap.
+//! It reads tables and never changes them: learning, ARP resolution and ICMP
+//! are the slow path's, reached through [`Action::Pass`](super::Action::Pass).
+//! The eBPF programs implement the same function and are tested against it.
+//!
+//! Output bytes: for a transmit, the frame to send (IP frames trimmed to the IP
+//! length, i.e. without Ethernet padding); for a pass, the frame the host stack
+//! should see (the inner frame after a decap, otherwise the input unchanged);
+//! for a drop, the frame as it was when dropped.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket,
+};
+
+use super::checksum;
+use super::reason::Reason;
+use crate::ecmp::{HashPolicy, hash};
+use crate::fib::{Encap, Fib, NexthopKind};
+use crate::neighbour::{self, arp};
+use crate::port::PortId;
+use crate::wire::{self, geneve, vxlan};
+
+/// Ethernet header length.
+const ETH: usize = 14;
+/// Outer headers added by either encapsulation: Ethernet, IPv4, UDP, VXLAN/Geneve.
+pub const ENCAP_OVERHEAD: usize = 14 + 20 + 8 + 8;
+/// TTL of the outer IPv4 header of encapsulated frames.
+pub const OUTER_TTL: u8 = 64;
+/// Cilium's reserved identity `world`: the VNI of traffic from unknown sources.
+pub const IDENTITY_WORLD: u32 = 2;
+
+/// One port as the datapath sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortConfig {
+    /// MAC and the IPv4 addresses the port owns or announces (answers ARP for).
+    pub addrs: arp::PortAddrs,
+    /// IPv6 addresses configured on the port.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// Largest IP packet the port sends.
+    pub mtu: u16,
+}
+
+/// The host's tunnel endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Underlay source address of encapsulated frames; decap accepts frames to it.
+    pub local: Ipv4Addr,
+    /// UDP port of VXLAN (8472 like Linux and Cilium, or 4789).
+    pub vxlan_port: u16,
+    /// UDP port of Geneve (6081).
+    pub geneve_port: u16,
+    /// Destination MAC of the inner frame (every node's tunnel device MAC).
+    pub inner_mac: EthernetAddress,
+}
+
+impl TunnelConfig {
+    /// Cilium-compatible ports for a tunnel endpoint at `local`.
+    pub fn new(local: Ipv4Addr, inner_mac: EthernetAddress) -> Self {
+        TunnelConfig {
+            local,
+            vxlan_port: vxlan::PORT_LINUX,
+            geneve_port: geneve::PORT,
+            inner_mac,
+        }
+    }
+}
+
+/// Datapath-wide settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Which fields feed the ECMP flow hash.
+    pub hash_policy: HashPolicy,
+    /// Seed of the flow hash.
+    pub hash_seed: u32,
+    /// The tunnel endpoint, if the host has one.
+    pub tunnel: Option<TunnelConfig>,
+}
+
+/// Everything the pipeline reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Tables<'a> {
+    /// Routes and nexthop groups.
+    pub fib: &'a Fib,
+    /// Link-layer addresses of nexthops.
+    pub neighbours: &'a neighbour::Table,
+    /// The host's ports.
+    pub ports: &'a BTreeMap<PortId, PortConfig>,
+    /// Security identity per source address (Cilium's ipcache), the VNI of encapsulated traffic.
+    pub identities: &'a BTreeMap<IpAddr, u32>,
+    /// Settings.
+    pub config: &'a Config,
+}
+
+/// The outcome for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Why (and so what: [`Reason::action`]).
+    pub reason: Reason,
+    /// The port to transmit on, for transmit verdicts.
+    pub egress: Option<PortId>,
+    /// For [`Reason::NeighbourMiss`]: the address to resolve and its port.
+    pub resolve: Option<(IpAddr, PortId)>,
+}
+
+impl Verdict {
+    fn of(reason: Reason) -> Self {
+        Verdict {
+            reason,
+            egress: None,
+            resolve: None,
+        }
+    }
+    fn transmit(reason: Reason, port: PortId) -> Self {
+        Verdict {
+            reason,
+            egress: Some(port),
+            resolve: None,
+        }
+    }
+}
+
+/// Run `frame`, received on `ingress`, through the pipeline; `out` receives the output bytes.
+pub fn process(t: &Tables, ingress: PortId, frame: &[u8], out: &mut Vec<u8>) -> Verdict {
+    out.clear();
+    out.extend_from_slice(frame);
+    let Some(port) = t.ports.get(&ingress) else {
+        return Verdict::of(Reason::UnknownPort);
+    };
+    let Ok(eth) = EthernetFrame::new_checked(&out[..]) else {
+        return Verdict::of(Reason::Malformed);
+    };
+    let dst = eth.dst_addr();
+    if dst != port.addrs.mac && !dst.is_broadcast() && !dst.is_multicast() {
+        return Verdict::of(Reason::OtherHost);
+    }
+    match eth.ethertype() {
+        EthernetProtocol::Arp => match arp::respond(ingress, &port.addrs, &out[..]).reply {
+            Ok(reply) => {
+                *out = reply;
+                Verdict::transmit(Reason::ArpReply, ingress)
+            }
+            Err(arp::Silence::Malformed) => Verdict::of(Reason::Malformed),
+            Err(_) => Verdict::of(Reason::ArpOther),
+        },
+        EthernetProtocol::Ipv4 => ipv4(t, out, false),
+        EthernetProtocol::Ipv6 => ipv6(t, out),
+        _ => Verdict::of(Reason::OtherProtocol),
+    }
+}
+
+/// The routing-relevant facts of an IP packet at `out[ETH..]`.
+#[derive(Clone, Copy, Debug)]
+struct Routed {
+    dst: IpAddr,
+    /// IP header + payload length.
+    len: usize,
+    /// The flow hash (inner flow for tunnels).
+    hash: u32,
+}
+
+fn ports_of(proto: IpProtocol, l4: &[u8], first_fragment: bool) -> (u8, u16, u16) {
+    let has_ports = matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) || u8::from(proto) == 132; // SCTP
+    if has_ports && first_fragment && l4.len() >= 4 {
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+        (u8::from(proto), sport, dport)
+    } else {
+        (u8::from(proto), 0, 0)
+    }
+}
+
+fn ipv4(t: &Tables, out: &mut Vec<u8>, decapsulated: bool) -> Verdict {
+    let Ok(ip) = Ipv4Packet::new_checked(&out[ETH..]) else {
+        return Verdict::of(Reason::Malformed);
+    };
+    if ip.version() != 4 {
+        return Verdict::of(Reason::Malformed);
+    }
+    if !ip.verify_checksum() {
+        return Verdict::of(Reason::BadChecksum);
+    }
+    if ip.header_len() != 20 {
+        return Verdict::of(Reason::SlowPath);
+    }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let not_fragment = ip.frag_offset() == 0 && !ip.more_frags();
+    if dst.is_broadcast() || dst.is_multicast() || is_local(t, IpAddr::V4(dst)) {
+        // UDP to our tunnel endpoint on a tunnel port: VXLAN (true) or Geneve (false).
+        let tunnel = t
+            .config
+            .tunnel
+            .filter(|tun| tun.local == dst)
+            .and_then(|tun| {
+                let port = UdpPacket::new_checked(ip.payload()).ok()?.dst_port();
+                let udp = ip.next_header() == IpProtocol::Udp && not_fragment;
+                (udp && (port == tun.vxlan_port || port == tun.geneve_port))
+                    .then_some(port == tun.vxlan_port)
+            });
+        return match tunnel {
+            Some(is_vxlan) if !decapsulated => decap(t, out, is_vxlan),
+            _ => Verdict::of(Reason::Local),
+        };
+    }
+    if ip.hop_limit() <= 1 {
+        return Verdict::of(Reason::TtlExceeded);
+    }
+    let l4 = ports_of(ip.next_header(), ip.payload(), not_fragment);
+    let c = t.config;
+    let hash = hash::hash_v4(c.hash_policy, c.hash_seed, src.to_bits(), dst.to_bits(), l4);
+    let len = usize::from(ip.total_len());
+    let routed = Routed {
+        dst: IpAddr::V4(dst),
+        len,
+        hash,
+    };
+    forward(t, out, routed, IpAddr::V4(src))
+}
+
+fn ipv6(t: &Tables, out: &mut Vec<u8>) -> Verdict {
+    let Ok(ip) = Ipv6Packet::new_checked(&out[ETH..]) else {
+        return Verdict::of(Reason::Malformed);
+    };
+    if ip.version() != 6 {
+        return Verdict::of(Reason::Malformed);
+    }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if dst.is_multicast() || dst.is_unicast_link_local() || is_local(t, IpAddr::V6(dst)) {
+        return Verdict::of(Reason::Local);
+    }
+    if ip.next_header() == IpProtocol::HopByHop {
+        return Verdict::of(Reason::SlowPath);
+    }
+    if ip.hop_limit() <= 1 {
+        return Verdict::of(Reason::TtlExceeded);
+    }
+    let l4 = ports_of(ip.next_header(), ip.payload(), true);
+    let words = |a: Ipv6Addr| {
+        let o = a.octets();
+        core::array::from_fn(|i| {
+            u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+        })
+    };
+    let c = t.config;
+    let hash = hash::hash_v6(c.hash_policy, c.hash_seed, words(src), words(dst), l4);
+    let routed = Routed {
+        dst: IpAddr::V6(dst),
+        len: 40 + usize::from(ip.payload_len()),
+        hash,
+    };
+    forward(t, out, routed, IpAddr::V6(src))
+}
+
+fn is_local(t: &Tables, addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            t.config.tunnel.is_some_and(|tun| tun.local == a)
+                || t.ports.values().any(|p| p.addrs.answers_for(a))
+        }
+        IpAddr::V6(a) => t.ports.values().any(|p| p.ipv6.contains(&a)),
+    }
+}
+
+/// FIB lookup, ECMP member, then the member's kind decides.
+fn forward(t: &Tables, out: &mut Vec<u8>, pkt: Routed, src: IpAddr) -> Verdict {
+    let Some(group) = t.fib.lookup(pkt.dst).and_then(|g| t.fib.group(g)) else {
+        return Verdict::of(Reason::NoRoute);
+    };
+    match group.select_by_hash(pkt.hash).kind {
+        NexthopKind::Blackhole => Verdict::of(Reason::Blackhole),
+        NexthopKind::Gateway { addr, port } => to_neighbour(t, out, pkt, port, addr),
+        NexthopKind::Connected { port } => to_neighbour(t, out, pkt, port, pkt.dst),
+        NexthopKind::Tunnel {
+            endpoint,
+            encap,
+            vni,
+        } => {
+            let vni =
+                vni.unwrap_or_else(|| t.identities.get(&src).copied().unwrap_or(IDENTITY_WORLD));
+            encapsulate(t, out, pkt, endpoint, encap, vni)
+        }
+    }
+}
+
+/// Decrement the TTL or hop limit of the IP packet at `out[ETH..]`, fixing the IPv4 checksum.
+fn decrement_hop_limit(out: &mut [u8]) {
+    let ip = &mut out[ETH..];
+    if ip[0] >> 4 == 4 {
+        let old = u16::from_be_bytes([ip[8], ip[9]]);
+        ip[8] -= 1;
+        let new = u16::from_be_bytes([ip[8], ip[9]]);
+        let check = checksum::update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+        ip[10..12].copy_from_slice(&check.to_be_bytes());
+    } else {
+        ip[7] -= 1;
+    }
+}
+
+fn set_macs(out: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
+    out[0..6].copy_from_slice(dst.as_bytes());
+    out[6..12].copy_from_slice(src.as_bytes());
+}
+
+/// Deliver on the link of `port` to `nexthop`'s MAC.
+fn to_neighbour(
+    t: &Tables,
+    out: &mut Vec<u8>,
+    pkt: Routed,
+    port: PortId,
+    nexthop: IpAddr,
+) -> Verdict {
+    let Some(egress) = t.ports.get(&port) else {
+        return Verdict::of(Reason::UnknownPort);
+    };
+    if pkt.len > usize::from(egress.mtu) {
+        return Verdict::of(Reason::FragmentationNeeded);
+    }
+    let Some(mac) = t.neighbours.lookup(nexthop) else {
+        return Verdict {
+            resolve: Some((nexthop, port)),
+            ..Verdict::of(Reason::NeighbourMiss)
+        };
+    };
+    out.truncate(ETH + pkt.len);
+    decrement_hop_limit(out);
+    set_macs(out, egress.addrs.mac, mac);
+    Verdict::transmit(Reason::Forwarded, port)
+}
+
+/// Wrap the routed frame in Ethernet/IPv4/UDP/VXLAN-or-Geneve towards `endpoint`.
+fn encapsulate(
+    t: &Tables,
+    out: &mut Vec<u8>,
+    pkt: Routed,
+    endpoint: IpAddr,
+    encap: Encap,
+    vni: u32,
+) -> Verdict {
+    let (Some(tun), IpAddr::V4(remote)) = (t.config.tunnel, endpoint) else {
+        return Verdict::of(Reason::TunnelLoop);
+    };
+    let Some(group) = t.fib.lookup(endpoint).and_then(|g| t.fib.group(g)) else {
+        return Verdict::of(Reason::NoRoute);
+    };
+    let (port, nexthop) = match group.select_by_hash(pkt.hash).kind {
+        NexthopKind::Gateway { addr, port } => (port, addr),
+        NexthopKind::Connected { port } => (port, endpoint),
+        NexthopKind::Blackhole => return Verdict::of(Reason::Blackhole),
+        NexthopKind::Tunnel { .. } => return Verdict::of(Reason::TunnelLoop),
+    };
+    let Some(egress) = t.ports.get(&port) else {
+        return Verdict::of(Reason::UnknownPort);
+    };
+    if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {
+        return Verdict::of(Reason::FragmentationNeeded);
+    }
+    let Some(mac) = t.neighbours.lookup(nexthop) else {
+        return Verdict {
+            resolve: Some((nexthop, port)),
+            ..Verdict::of(Reason::NeighbourMiss)
+        };
+    };
+    out.truncate(ETH + pkt.len);
+    decrement_hop_limit(out);
+    set_macs(out, egress.addrs.mac, tun.inner_mac);
+
+    let (dport, tunnel_header) = match encap {
+        Encap::Vxlan => (tun.vxlan_port, {
+            let mut h = [0u8; vxlan::HEADER_LEN];
+            vxlan::Repr { vni }.emit(&mut vxlan::Header::new_unchecked(&mut h[..]));
+            h
+        }),
+        Encap::Geneve => (tun.geneve_port, {
+            let mut h = [0u8; geneve::HEADER_LEN];
+            let repr = geneve::Repr {
+                protocol: geneve::PROTOCOL_ETHERNET,
+                vni,
+                oam: false,
+            };
+            repr.emit(&mut geneve::Header::new_unchecked(&mut h[..]));
+            h
+        }),
+    };
+    let outer = Outer {
+        src_mac: egress.addrs.mac,
+        dst_mac: mac,
+        src: tun.local,
+        dst: remote,
+        sport: source_port(pkt.hash),
+        dport,
+    };
+    let headers = outer.emit(out.len(), &tunnel_header);
+    out.splice(0..0, headers);
+    Verdict::transmit(Reason::Encapsulated, port)
+}
+
+/// Outer UDP source port from the inner flow hash: 49152 + the hash's top 14 bits.
+#[inline(always)]
+pub fn source_port(flow_hash: u32) -> u16 {
+    49152 | (flow_hash >> 18) as u16
+}
+
+/// The outer headers of an encapsulated frame.
+struct Outer {
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+}
+
+impl Outer {
+    /// Ethernet + IPv4 (DF, TTL 64, ID 0) + UDP (checksum 0) + the 8-byte tunnel
+    /// header, for an inner frame of `inner_len` bytes.
+    fn emit(&self, inner_len: usize, tunnel: &[u8; 8]) -> [u8; ENCAP_OVERHEAD] {
+        let mut h = [0u8; ENCAP_OVERHEAD];
+        h[0..6].copy_from_slice(self.dst_mac.as_bytes());
+        h[6..12].copy_from_slice(self.src_mac.as_bytes());
+        h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let udp_len = (8 + 8 + inner_len) as u16;
+        let ip = &mut h[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        ip[6] = 0x40; // DF
+        ip[8] = OUTER_TTL;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&self.src.octets());
+        ip[16..20].copy_from_slice(&self.dst.octets());
+        let check = checksum::compute(ip);
+        ip[10..12].copy_from_slice(&check.to_be_bytes());
+        let udp = &mut h[34..42];
+        udp[0..2].copy_from_slice(&self.sport.to_be_bytes());
+        udp[2..4].copy_from_slice(&self.dport.to_be_bytes());
+        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        h[42..50].copy_from_slice(tunnel);
+        h
+    }
+}
+
+/// Strip the outer headers of a tunnel frame addressed to us and route the inner frame.
+fn decap(t: &Tables, out: &mut Vec<u8>, is_vxlan: bool) -> Verdict {
+    // The caller checked the outer IPv4 (20-byte header) and UDP headers.
+    let udp_at = ETH + 20;
+    let Ok(udp) = UdpPacket::new_checked(&out[udp_at..]) else {
+        return Verdict::of(Reason::Malformed);
+    };
+    let udp_end = udp_at + usize::from(udp.len());
+    let tunnel_at = udp_at + 8;
+    let inner_at = if is_vxlan {
+        match vxlan::Header::new_checked(&out[tunnel_at..udp_end]).map(|h| vxlan::Repr::parse(&h)) {
+            Ok(Ok(_)) => tunnel_at + vxlan::HEADER_LEN,
+            Ok(Err(_)) => return Verdict::of(Reason::BadTunnelHeader),
+            Err(_) => return Verdict::of(Reason::Malformed),
+        }
+    } else {
+        let Ok(header) = geneve::Header::new_checked(&out[tunnel_at..udp_end]) else {
+            return Verdict::of(Reason::Malformed);
+        };
+        match geneve::Repr::parse(&header) {
+            Ok(r) if r.oam => return Verdict::of(Reason::SlowPath),
+            Ok(r) if r.protocol == geneve::PROTOCOL_ETHERNET => tunnel_at + header.header_len(),
+            Ok(_) | Err(wire::Error::Invalid(_)) => return Verdict::of(Reason::BadTunnelHeader),
+            Err(wire::Error::Truncated) => return Verdict::of(Reason::Malformed),
+        }
+    };
+    if udp_end < inner_at + ETH {
+        return Verdict::of(Reason::Malformed);
+    }
+    out.truncate(udp_end);
+    out.drain(..inner_at);
+    let ethertype = u16::from_be_bytes([out[12], out[13]]);
+    match EthernetProtocol::from(ethertype) {
+        EthernetProtocol::Ipv4 => ipv4(t, out, true),
+        EthernetProtocol::Ipv6 => ipv6(t, out),
+        _ => Verdict::of(Reason::OtherProtocol),
+    }
+}

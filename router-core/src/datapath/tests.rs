@@ -1,0 +1,471 @@
+//! Pipeline tests on the seed lab's addresses: k8s-ctr (192.168.10.100) with a
+//! pod port, a directly reachable worker, a VXLAN/Geneve route to k8s-w0's pods.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, Ipv6Packet, UdpPacket};
+
+use super::checksum;
+use super::pipeline::{Config, ENCAP_OVERHEAD, PortConfig, Tables, TunnelConfig, process};
+use super::reason::{Action, Reason};
+use crate::ecmp::HashPolicy;
+use crate::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
+use crate::neighbour::{self, arp};
+use crate::port::PortId;
+use crate::wire::{geneve, vxlan};
+
+const ETH1: PortId = PortId(1);
+const POD: PortId = PortId(10);
+const ETH1_MAC: EthernetAddress = EthernetAddress([0x08, 0, 0x27, 0, 0, 0x64]);
+const POD_MAC: EthernetAddress = EthernetAddress([0x0a, 0, 0, 0, 0, 0x0a]);
+const W1_MAC: EthernetAddress = EthernetAddress([0x08, 0, 0x27, 0, 0, 0x65]);
+const RTR_MAC: EthernetAddress = EthernetAddress([0x08, 0, 0x27, 0, 0, 0xc8]);
+const TUNNEL_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xee]);
+const CLIENT_MAC: EthernetAddress = EthernetAddress([0x0a, 0, 0, 0, 0, 0x99]);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// One host's tables, owned, so tests can borrow them as [`Tables`].
+struct Host {
+    fib: Fib,
+    neighbours: neighbour::Table,
+    ports: BTreeMap<PortId, PortConfig>,
+    identities: BTreeMap<IpAddr, u32>,
+    config: Config,
+}
+
+impl Host {
+    fn tables(&self) -> Tables<'_> {
+        Tables {
+            fib: &self.fib,
+            neighbours: &self.neighbours,
+            ports: &self.ports,
+            identities: &self.identities,
+            config: &self.config,
+        }
+    }
+
+    fn run(&self, ingress: PortId, frame: &[u8]) -> (super::Verdict, Vec<u8>) {
+        let mut out = Vec::new();
+        let v = process(&self.tables(), ingress, frame, &mut out);
+        (v, out)
+    }
+
+    fn neighbour(&mut self, addr: &str, port: PortId, mac: EthernetAddress) {
+        let forever = Instant::from_secs(1 << 30);
+        self.neighbours
+            .insert_reachable(ip(addr), port, mac, forever);
+    }
+}
+
+fn port(mac: EthernetAddress, owned: &[&str], mtu: u16) -> PortConfig {
+    PortConfig {
+        addrs: arp::PortAddrs {
+            mac,
+            owned: owned.iter().map(|a| v4(a)).collect(),
+            announced: vec![v4("192.168.10.211")]
+                .into_iter()
+                .filter(|_| mac == ETH1_MAC)
+                .collect(),
+        },
+        ipv6: vec!["fd00:10::100".parse().unwrap()],
+        mtu,
+    }
+}
+
+/// k8s-ctr: eth1 192.168.10.100/24, a pod 172.20.0.10 on its own port, k8s-w1's
+/// pods directly routed, k8s-w0's pods through a tunnel to 192.168.20.100.
+fn k8s_ctr(encap: Encap) -> Host {
+    let mut h = Host {
+        fib: Fib::new(),
+        neighbours: neighbour::Table::new(neighbour::Config::default()),
+        ports: BTreeMap::new(),
+        identities: BTreeMap::new(),
+        config: Config {
+            hash_policy: HashPolicy::L4,
+            hash_seed: 7,
+            tunnel: Some(TunnelConfig::new(v4("192.168.10.100"), TUNNEL_MAC)),
+        },
+    };
+    h.ports
+        .insert(ETH1, port(ETH1_MAC, &["192.168.10.100"], 1500));
+    h.ports.insert(POD, port(POD_MAC, &["172.20.0.201"], 1500));
+    let connected = |p| Route::new(Protocol::Connected, vec![Nexthop::connected(p)]);
+    let via = |gw: &str, p| Route::new(Protocol::Static, vec![Nexthop::gateway(ip(gw), p)]);
+    h.fib
+        .insert("192.168.10.0/24".parse().unwrap(), &connected(ETH1));
+    h.fib
+        .insert("172.20.0.10/32".parse().unwrap(), &connected(POD));
+    h.fib.insert(
+        "172.20.1.0/24".parse().unwrap(),
+        &via("192.168.10.101", ETH1),
+    );
+    h.fib.insert(
+        "192.168.20.0/24".parse().unwrap(),
+        &via("192.168.10.200", ETH1),
+    );
+    h.fib
+        .insert("fd00:20::/64".parse().unwrap(), &via("fd00:10::200", ETH1));
+    h.fib.insert(
+        "10.99.0.0/16".parse().unwrap(),
+        &Route::new(
+            Protocol::Static,
+            vec![Nexthop {
+                kind: NexthopKind::Blackhole,
+                weight: 1,
+            }],
+        ),
+    );
+    let tunnel = Nexthop {
+        kind: NexthopKind::Tunnel {
+            endpoint: ip("192.168.20.100"),
+            encap,
+            vni: None,
+        },
+        weight: 1,
+    };
+    h.fib.insert(
+        "172.20.2.0/24".parse().unwrap(),
+        &Route::new(Protocol::Kernel, vec![tunnel]),
+    );
+    let lb = Route::new(
+        Protocol::Ebgp,
+        vec![
+            Nexthop::gateway(ip("192.168.10.101"), ETH1),
+            Nexthop::gateway(ip("192.168.10.200"), ETH1),
+        ],
+    );
+    h.fib.insert("172.16.1.1/32".parse().unwrap(), &lb);
+    h.neighbour("192.168.10.101", ETH1, W1_MAC);
+    h.neighbour("192.168.10.200", ETH1, RTR_MAC);
+    h.neighbour("fd00:10::200", ETH1, RTR_MAC);
+    h.neighbour("172.20.0.10", POD, CLIENT_MAC);
+    h.identities.insert(ip("172.20.0.10"), 12345);
+    h
+}
+
+/// k8s-w0 (192.168.20.100) with the pod 172.20.2.36 behind port 10.
+fn k8s_w0() -> Host {
+    let mut h = k8s_ctr(Encap::Vxlan);
+    h.config.tunnel = Some(TunnelConfig::new(v4("192.168.20.100"), TUNNEL_MAC));
+    h.ports
+        .insert(ETH1, port(ETH1_MAC, &["192.168.20.100"], 1500));
+    let pod = Route::new(Protocol::Connected, vec![Nexthop::connected(POD)]);
+    h.fib.insert("172.20.2.36/32".parse().unwrap(), &pod);
+    h.neighbour("172.20.2.36", POD, CLIENT_MAC);
+    h
+}
+
+/// An Ethernet + IPv4 + UDP/TCP frame with a valid header checksum, padded to `pad_to`.
+fn ipv4_frame(
+    dst_mac: EthernetAddress,
+    src: &str,
+    dst: &str,
+    proto: u8,
+    sport: u16,
+    ttl: u8,
+    pad_to: usize,
+) -> Vec<u8> {
+    let payload = [0xabu8; 12];
+    let l4_len = 8 + payload.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(dst_mac.as_bytes());
+    f.extend_from_slice(CLIENT_MAC.as_bytes());
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + l4_len) as u16;
+    let mut iph = [0u8; 20];
+    iph[0] = 0x45;
+    iph[2..4].copy_from_slice(&total.to_be_bytes());
+    iph[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    iph[8] = ttl;
+    iph[9] = proto;
+    iph[12..16].copy_from_slice(&v4(src).octets());
+    iph[16..20].copy_from_slice(&v4(dst).octets());
+    let c = checksum::compute(&iph);
+    iph[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&iph);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&80u16.to_be_bytes());
+    f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&payload);
+    if f.len() < pad_to {
+        f.resize(pad_to, 0);
+    }
+    f
+}
+
+fn ipv6_frame(dst: &str, hop_limit: u8) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(ETH1_MAC.as_bytes());
+    f.extend_from_slice(CLIENT_MAC.as_bytes());
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, hop_limit]);
+    f.extend_from_slice(&"fd00:10::5".parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&[0x30, 0x39, 0, 80, 0, 8, 0, 0]);
+    f
+}
+
+fn pod_frame(dst: &str, sport: u16) -> Vec<u8> {
+    ipv4_frame(POD_MAC, "172.20.0.10", dst, 17, sport, 64, 0)
+}
+
+#[test]
+fn forwards_with_mac_rewrite_ttl_decrement_and_valid_checksum() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let frame = ipv4_frame(ETH1_MAC, "192.168.10.200", "172.20.1.5", 17, 1000, 64, 60);
+    let (v, out) = h.run(ETH1, &frame);
+    assert_eq!(v.reason, Reason::Forwarded);
+    assert_eq!(v.egress, Some(ETH1));
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(eth.dst_addr(), W1_MAC);
+    assert_eq!(eth.src_addr(), ETH1_MAC);
+    let ip4 = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(ip4.hop_limit(), 63);
+    assert!(ip4.verify_checksum());
+    assert_eq!(out.len(), 14 + 40, "Ethernet padding is trimmed");
+    assert_eq!(
+        &out[14 + 12..],
+        &frame[14 + 12..54],
+        "addresses and payload untouched"
+    );
+}
+
+#[test]
+fn slow_path_cases_pass_the_frame_unchanged() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let cases = [
+        (
+            ipv4_frame(ETH1_MAC, "192.168.10.200", "172.20.1.5", 17, 1, 1, 0),
+            Reason::TtlExceeded,
+        ),
+        (
+            ipv4_frame(ETH1_MAC, "192.168.10.200", "192.168.10.100", 6, 1, 64, 0),
+            Reason::Local,
+        ),
+        (
+            ipv4_frame(ETH1_MAC, "192.168.10.200", "192.168.10.211", 6, 1, 64, 0),
+            Reason::Local,
+        ),
+        (
+            ipv4_frame(ETH1_MAC, "192.168.10.200", "8.8.8.8", 6, 1, 64, 0),
+            Reason::NoRoute,
+        ),
+        (
+            ipv4_frame(
+                EthernetAddress::BROADCAST,
+                "192.168.10.200",
+                "255.255.255.255",
+                17,
+                1,
+                64,
+                0,
+            ),
+            Reason::Local,
+        ),
+    ];
+    for (frame, reason) in cases {
+        let (v, out) = h.run(ETH1, &frame);
+        assert_eq!(v.reason, reason);
+        assert_eq!(v.reason.action(), Action::Pass);
+        assert_eq!(out, frame);
+    }
+}
+
+#[test]
+fn neighbour_miss_asks_for_the_nexthop() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let frame = ipv4_frame(ETH1_MAC, "172.20.1.5", "192.168.10.55", 17, 1, 64, 0);
+    let (v, out) = h.run(ETH1, &frame);
+    assert_eq!(v.reason, Reason::NeighbourMiss);
+    assert_eq!(v.resolve, Some((ip("192.168.10.55"), ETH1)));
+    assert_eq!(out, frame);
+}
+
+#[test]
+fn drops_what_it_must() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let good = ipv4_frame(ETH1_MAC, "192.168.10.200", "172.20.1.5", 17, 1, 64, 0);
+    let mut bad_sum = good.clone();
+    bad_sum[24] ^= 0xff;
+    assert_eq!(h.run(ETH1, &bad_sum).0.reason, Reason::BadChecksum);
+    assert_eq!(h.run(ETH1, &good[..30]).0.reason, Reason::Malformed);
+    assert_eq!(h.run(ETH1, &good[..10]).0.reason, Reason::Malformed);
+    let mut other = good.clone();
+    other[0..6].copy_from_slice(W1_MAC.as_bytes());
+    assert_eq!(h.run(ETH1, &other).0.reason, Reason::OtherHost);
+    assert_eq!(h.run(PortId(77), &good).0.reason, Reason::UnknownPort);
+    let hole = ipv4_frame(ETH1_MAC, "192.168.10.200", "10.99.1.1", 17, 1, 64, 0);
+    assert_eq!(h.run(ETH1, &hole).0.reason, Reason::Blackhole);
+    let mut truncated_header = good.clone();
+    truncated_header[14] = 0x4f;
+    assert_eq!(h.run(ETH1, &truncated_header).0.reason, Reason::Malformed);
+    let mut options = good.clone();
+    options[14] = 0x46;
+    options[24..26].fill(0);
+    let c = checksum::compute(&options[14..38]);
+    options[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(h.run(ETH1, &options).0.reason, Reason::SlowPath);
+}
+
+#[test]
+fn too_big_needs_the_slow_path() {
+    let mut h = k8s_ctr(Encap::Vxlan);
+    h.ports.get_mut(&ETH1).unwrap().mtu = 39;
+    let frame = ipv4_frame(ETH1_MAC, "192.168.10.200", "172.20.1.5", 17, 1, 64, 0);
+    assert_eq!(h.run(ETH1, &frame).0.reason, Reason::FragmentationNeeded);
+}
+
+#[test]
+fn answers_arp_for_owned_and_announced_only() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let ask = |t: &str| arp::request(RTR_MAC, v4("192.168.10.200"), v4(t));
+    for target in ["192.168.10.100", "192.168.10.211"] {
+        let (v, out) = h.run(ETH1, &ask(target));
+        assert_eq!((v.reason, v.egress), (Reason::ArpReply, Some(ETH1)));
+        assert_eq!(
+            EthernetFrame::new_checked(&out[..]).unwrap().dst_addr(),
+            RTR_MAC
+        );
+    }
+    assert_eq!(
+        h.run(ETH1, &ask("192.168.10.101")).0.reason,
+        Reason::ArpOther
+    );
+}
+
+#[test]
+fn ecmp_follows_the_l4_hash() {
+    let mut h = k8s_ctr(Encap::Vxlan);
+    let members = |h: &Host| {
+        let mut seen = BTreeMap::new();
+        for sport in 0..64 {
+            let (v, out) = h.run(POD, &pod_frame("172.16.1.1", 1000 + sport));
+            assert_eq!(v.reason, Reason::Forwarded);
+            *seen.entry(out[0..6].to_vec()).or_insert(0) += 1;
+        }
+        seen
+    };
+    assert_eq!(members(&h).len(), 2);
+    h.config.hash_policy = HashPolicy::L3;
+    assert_eq!(members(&h).len(), 1);
+}
+
+#[test]
+fn ipv6_forwarding_decrements_hop_limit() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let (v, out) = h.run(ETH1, &ipv6_frame("fd00:20::7", 64));
+    assert_eq!(v.reason, Reason::Forwarded);
+    assert_eq!(Ipv6Packet::new_checked(&out[14..]).unwrap().hop_limit(), 63);
+    assert_eq!(
+        h.run(ETH1, &ipv6_frame("fd00:20::7", 1)).0.reason,
+        Reason::TtlExceeded
+    );
+    assert_eq!(
+        h.run(ETH1, &ipv6_frame("fd00:10::100", 64)).0.reason,
+        Reason::Local
+    );
+    assert_eq!(
+        h.run(ETH1, &ipv6_frame("fe80::1", 64)).0.reason,
+        Reason::Local
+    );
+}
+
+#[test]
+fn vxlan_encap_then_decap_on_the_remote_node() {
+    let ctr = k8s_ctr(Encap::Vxlan);
+    let frame = pod_frame("172.20.2.36", 5555);
+    let (v, wire) = ctr.run(POD, &frame);
+    assert_eq!((v.reason, v.egress), (Reason::Encapsulated, Some(ETH1)));
+    assert_eq!(wire.len(), frame.len() + ENCAP_OVERHEAD);
+    let eth = EthernetFrame::new_checked(&wire[..]).unwrap();
+    assert_eq!(eth.dst_addr(), RTR_MAC, "underlay nexthop is the router");
+    let outer = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert!(outer.verify_checksum());
+    assert!(outer.dont_frag());
+    assert_eq!(outer.hop_limit(), 64);
+    assert_eq!(outer.src_addr(), v4("192.168.10.100"));
+    assert_eq!(outer.dst_addr(), v4("192.168.20.100"));
+    let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+    assert_eq!(udp.dst_port(), 8472);
+    assert_eq!(udp.checksum(), 0);
+    assert!(udp.src_port() >= 49152);
+    let vx = vxlan::Header::new_checked(udp.payload()).unwrap();
+    assert_eq!(vxlan::Repr::parse(&vx), Ok(vxlan::Repr { vni: 12345 }));
+    let inner = vx.payload();
+    assert_eq!(&inner[0..6], TUNNEL_MAC.as_bytes());
+    assert_eq!(
+        Ipv4Packet::new_checked(&inner[14..]).unwrap().hop_limit(),
+        63
+    );
+
+    // The router forwards it (outer TTL 63) to k8s-w0, which decapsulates.
+    let mut arrived = wire.clone();
+    arrived[0..6].copy_from_slice(ETH1_MAC.as_bytes());
+    let w0 = k8s_w0();
+    let (v, out) = w0.run(ETH1, &arrived);
+    assert_eq!((v.reason, v.egress), (Reason::Forwarded, Some(POD)));
+    let ip4 = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(ip4.dst_addr(), v4("172.20.2.36"));
+    assert_eq!(ip4.hop_limit(), 62);
+    assert!(ip4.verify_checksum());
+}
+
+#[test]
+fn geneve_encap_then_decap_and_bad_headers() {
+    let ctr = k8s_ctr(Encap::Geneve);
+    let (v, wire) = ctr.run(POD, &pod_frame("172.20.2.36", 7));
+    assert_eq!(v.reason, Reason::Encapsulated);
+    let udp_at = 14 + 20;
+    assert_eq!(
+        u16::from_be_bytes([wire[udp_at + 2], wire[udp_at + 3]]),
+        6081
+    );
+    let g = geneve::Header::new_checked(&wire[udp_at + 8..]).unwrap();
+    assert_eq!(g.protocol(), geneve::PROTOCOL_ETHERNET);
+    assert_eq!(g.vni(), 12345);
+
+    let mut arrived = wire.clone();
+    arrived[0..6].copy_from_slice(ETH1_MAC.as_bytes());
+    let w0 = k8s_w0();
+    assert_eq!(w0.run(ETH1, &arrived).0.reason, Reason::Forwarded);
+    let mut critical = arrived.clone();
+    critical[udp_at + 8 + 1] = 0x40;
+    assert_eq!(w0.run(ETH1, &critical).0.reason, Reason::BadTunnelHeader);
+    let mut oam = arrived.clone();
+    oam[udp_at + 8 + 1] = 0x80;
+    assert_eq!(w0.run(ETH1, &oam).0.reason, Reason::SlowPath);
+}
+
+#[test]
+fn vxlan_without_the_i_flag_is_dropped() {
+    let (_, wire) = k8s_ctr(Encap::Vxlan).run(POD, &pod_frame("172.20.2.36", 9));
+    let mut arrived = wire;
+    arrived[0..6].copy_from_slice(ETH1_MAC.as_bytes());
+    arrived[14 + 20 + 8] = 0;
+    assert_eq!(
+        k8s_w0().run(ETH1, &arrived).0.reason,
+        Reason::BadTunnelHeader
+    );
+}
+
+#[test]
+fn tunnel_needs_room_for_the_overhead() {
+    let mut ctr = k8s_ctr(Encap::Vxlan);
+    ctr.ports.get_mut(&ETH1).unwrap().mtu = 40 + 50 - 14 - 1;
+    assert_eq!(
+        ctr.run(POD, &pod_frame("172.20.2.36", 1)).0.reason,
+        Reason::FragmentationNeeded
+    );
+}
