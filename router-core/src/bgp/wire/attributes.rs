@@ -693,7 +693,7 @@ fn try_value(f: impl FnOnce(&mut Vec<u8>) -> Result<(), EmitError>) -> Result<Ve
 
 /// Split `value` into `N`-octet chunks; it must be a non-empty multiple of `N`.
 fn chunks<const N: usize>(value: &[u8]) -> Result<impl Iterator<Item = [u8; N]> + '_, Malformed> {
-    if value.is_empty() || value.len() % N != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(N) {
         return Err(UpdateError::OptionalAttributeError);
     }
     Ok(value
@@ -1056,5 +1056,493 @@ impl PathAttributes {
         let mut segments = path.leading(hops - hops4);
         segments.extend(as4.segments);
         self.as_path = Some(AsPath { segments });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn ctx4() -> DecodeContext {
+        DecodeContext::new(true, [Family::IPV4_UNICAST, Family::IPV6_UNICAST])
+    }
+
+    fn ctx2() -> DecodeContext {
+        DecodeContext::new(false, [Family::IPV4_UNICAST])
+    }
+
+    fn parse(field: &[u8], ctx: &DecodeContext) -> (PathAttributes, Vec<AttributeError>) {
+        let mut errors = Vec::new();
+        let attrs = PathAttributes::parse(field, ctx, &mut errors).unwrap();
+        (attrs, errors)
+    }
+
+    fn reset(field: &[u8], ctx: &DecodeContext) -> Error {
+        PathAttributes::parse(field, ctx, &mut Vec::new()).unwrap_err()
+    }
+
+    fn one_error(
+        field: &[u8],
+        ctx: &DecodeContext,
+        type_code: u8,
+        action: ErrorAction,
+        reason: UpdateError,
+    ) {
+        let (attrs, errors) = parse(field, ctx);
+        assert_eq!(
+            errors,
+            vec![AttributeError {
+                type_code,
+                action,
+                reason
+            }],
+            "{field:02x?}"
+        );
+        assert_eq!(attrs, PathAttributes::default(), "{field:02x?}");
+    }
+
+    fn emit(attrs: &PathAttributes, ctx: &DecodeContext) -> Vec<u8> {
+        let mut buf = Vec::new();
+        attrs.emit(ctx, &mut buf).unwrap();
+        buf
+    }
+
+    /// Every decoded attribute, 4-octet AS, written from the layouts of
+    /// RFC 4271 §4.3, RFC 1997, RFC 8092 and RFC 4760 §3.
+    const GOLDEN_4: &[u8] = &[
+        0x80, 14, 44, 0, 2, 1, 32, // MP_REACH IPv6 unicast, next hop 32 octets
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // 2001:db8::1
+        0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // fe80::1
+        0, 48, 0x20, 0x01, 0x0d, 0xb8, 0, 1, // reserved, 2001:db8:1::/48
+        0x40, 1, 1, 0, // ORIGIN IGP
+        0x40, 2, 16, 2, 2, 0, 0, 0xfd, 0xe9, 0xfa, 0x56, 0xea, 1, 1, 1, 0, 0, 0xfd,
+        0xea, // AS_PATH
+        0x40, 3, 4, 192, 0, 2, 1, // NEXT_HOP
+        0x80, 4, 4, 0, 0, 0, 10, // MED 10
+        0x40, 5, 4, 0, 0, 0, 100, // LOCAL_PREF 100
+        0x40, 6, 0, // ATOMIC_AGGREGATE
+        0xc0, 7, 8, 0, 0, 0xfd, 0xe9, 10, 0, 0, 1, // AGGREGATOR 65001 10.0.0.1
+        0xc0, 8, 8, 0xfd, 0xe8, 0, 100, 0xff, 0xff, 0xff, 0x01, // 65000:100, NO_EXPORT
+        0xc0, 32, 12, 0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2, // 65000:1:2
+        0xe0, 99, 2, 0xab, 0xcd, // unknown optional transitive, partial
+    ];
+
+    fn golden_attrs() -> PathAttributes {
+        PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath {
+                segments: vec![
+                    AsSegment {
+                        kind: SegmentType::Sequence,
+                        asns: vec![65001, 4_200_000_001],
+                    },
+                    AsSegment {
+                        kind: SegmentType::Set,
+                        asns: vec![65002],
+                    },
+                ],
+            }),
+            next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            med: Some(10),
+            local_pref: Some(100),
+            atomic_aggregate: true,
+            aggregator: Some(Aggregator {
+                asn: 65001,
+                address: Ipv4Addr::new(10, 0, 0, 1),
+            }),
+            communities: vec![Community::new(65000, 100), Community::NO_EXPORT],
+            mp_reach: Some(MpReach {
+                next_hop: NextHop::Ipv6 {
+                    global: "2001:db8::1".parse().unwrap(),
+                    link_local: Some("fe80::1".parse().unwrap()),
+                },
+                nlri: Prefixes::Ipv6(vec!["2001:db8:1::/48".parse().unwrap()]),
+            }),
+            mp_unreach: None,
+            as4_path: None,
+            as4_aggregator: None,
+            large_communities: vec![LargeCommunity {
+                global_admin: 65000,
+                local_data_1: 1,
+                local_data_2: 2,
+            }],
+            unknown: vec![RawAttribute {
+                flags: AttributeFlags {
+                    optional: true,
+                    transitive: true,
+                    partial: true,
+                },
+                type_code: 99,
+                value: vec![0xab, 0xcd],
+            }],
+        }
+    }
+
+    #[test]
+    fn golden_four_octet() {
+        let (attrs, errors) = parse(GOLDEN_4, &ctx4());
+        assert_eq!(errors, vec![]);
+        assert_eq!(attrs, golden_attrs());
+        assert_eq!(emit(&attrs, &ctx4()), GOLDEN_4);
+        assert_eq!(attrs.as_path.as_ref().unwrap().hop_count(), 3);
+    }
+
+    #[test]
+    fn two_octet_peer_gets_as_trans_and_as4_attributes() {
+        let mut attrs = golden_attrs();
+        attrs.mp_reach = None;
+        attrs.aggregator = Some(Aggregator {
+            asn: 4_200_000_002,
+            address: Ipv4Addr::new(10, 0, 0, 2),
+        });
+        let bytes = emit(&attrs, &ctx2());
+        let (mut decoded, errors) = parse(&bytes, &ctx2());
+        assert_eq!(errors, vec![]);
+        assert_eq!(
+            decoded.as_path.as_ref().unwrap().segments[0].asns,
+            vec![65001, u32::from(AS_TRANS)]
+        );
+        assert_eq!(decoded.aggregator.unwrap().asn, u32::from(AS_TRANS));
+        assert_eq!(decoded.as4_path, attrs.as_path);
+        assert_eq!(decoded.as4_aggregator, attrs.aggregator);
+        decoded.merge_as4();
+        assert_eq!(decoded, attrs);
+        // A 4-octet session never carries the AS4 attributes.
+        let mut with_as4 = attrs.clone();
+        with_as4.as4_path = Some(AsPath::sequence(vec![1]));
+        assert_eq!(emit(&with_as4, &ctx4()), emit(&attrs, &ctx4()));
+    }
+
+    #[test]
+    fn merge_as4_keeps_leading_two_octet_hops() {
+        // An old speaker (AS 65010) prepended itself in front of the AS4_PATH.
+        let mut attrs = PathAttributes {
+            as_path: Some(AsPath::sequence(vec![65010, 65011, u32::from(AS_TRANS)])),
+            as4_path: Some(AsPath::sequence(vec![65011, 4_200_000_000])),
+            ..PathAttributes::default()
+        };
+        attrs.merge_as4();
+        assert_eq!(
+            attrs.as_path,
+            Some(AsPath {
+                segments: vec![
+                    AsSegment {
+                        kind: SegmentType::Sequence,
+                        asns: vec![65010]
+                    },
+                    AsSegment {
+                        kind: SegmentType::Sequence,
+                        asns: vec![65011, 4_200_000_000]
+                    },
+                ]
+            })
+        );
+        assert_eq!(attrs.as4_path, None);
+        // AS4_PATH longer than AS_PATH is ignored.
+        let mut attrs = PathAttributes {
+            as_path: Some(AsPath::sequence(vec![65010])),
+            as4_path: Some(AsPath::sequence(vec![1, 2])),
+            ..PathAttributes::default()
+        };
+        attrs.merge_as4();
+        assert_eq!(attrs.as_path, Some(AsPath::sequence(vec![65010])));
+        // An AGGREGATOR other than AS_TRANS voids both AS4 attributes.
+        let agg = Aggregator {
+            asn: 65020,
+            address: Ipv4Addr::new(1, 2, 3, 4),
+        };
+        let mut attrs = PathAttributes {
+            as_path: Some(AsPath::sequence(vec![u32::from(AS_TRANS)])),
+            aggregator: Some(agg),
+            as4_path: Some(AsPath::sequence(vec![4_200_000_000])),
+            as4_aggregator: Some(Aggregator {
+                asn: 4_200_000_000,
+                ..agg
+            }),
+            ..PathAttributes::default()
+        };
+        attrs.merge_as4();
+        assert_eq!(
+            attrs.as_path,
+            Some(AsPath::sequence(vec![u32::from(AS_TRANS)]))
+        );
+        assert_eq!(attrs.aggregator, Some(agg));
+    }
+
+    #[test]
+    fn extended_length_and_empty_as_path() {
+        let attrs = PathAttributes {
+            as_path: Some(AsPath::default()),
+            communities: (0..100).map(Community).collect(),
+            ..PathAttributes::default()
+        };
+        let bytes = emit(&attrs, &ctx4());
+        assert_eq!(&bytes[..3], &[0x40, 2, 0]);
+        assert_eq!(&bytes[3..7], &[0xd0, 8, 1, 144]);
+        assert_eq!(parse(&bytes, &ctx4()), (attrs, vec![]));
+        // Extended length on a short attribute is accepted too.
+        let (attrs, _) = parse(&[0x50, 1, 0, 1, 2], &ctx4());
+        assert_eq!(attrs.origin, Some(Origin::Incomplete));
+    }
+
+    #[test]
+    fn treat_as_withdraw_errors() {
+        use ErrorAction::TreatAsWithdraw as W;
+        use UpdateError::*;
+        let c = &ctx4();
+        one_error(&[0x40, 1, 2, 0, 0], c, ORIGIN, W, AttributeLengthError);
+        one_error(&[0x40, 1, 1, 3], c, ORIGIN, W, InvalidOriginAttribute);
+        one_error(&[0x40, 2, 2, 2, 0], c, AS_PATH, W, MalformedAsPath);
+        one_error(
+            &[0x40, 2, 6, 5, 1, 0, 0, 0, 1],
+            c,
+            AS_PATH,
+            W,
+            MalformedAsPath,
+        );
+        one_error(
+            &[0x40, 2, 6, 2, 2, 0, 0, 0, 1],
+            c,
+            AS_PATH,
+            W,
+            MalformedAsPath,
+        );
+        one_error(&[0x40, 2, 1, 2], c, AS_PATH, W, MalformedAsPath);
+        // A 2-octet AS_PATH read as 4-octet: length does not divide.
+        one_error(
+            &[0x40, 2, 4, 2, 1, 0xfd, 0xe9],
+            c,
+            AS_PATH,
+            W,
+            MalformedAsPath,
+        );
+        one_error(
+            &[0x40, 3, 5, 1, 2, 3, 4, 5],
+            c,
+            NEXT_HOP,
+            W,
+            AttributeLengthError,
+        );
+        one_error(&[0x80, 4, 3, 0, 0, 1], c, MED, W, AttributeLengthError);
+        one_error(&[0x40, 5, 2, 0, 1], c, LOCAL_PREF, W, AttributeLengthError);
+        one_error(&[0xc0, 8, 0], c, COMMUNITIES, W, OptionalAttributeError);
+        one_error(
+            &[0xc0, 8, 5, 0, 0, 0, 1, 2],
+            c,
+            COMMUNITIES,
+            W,
+            OptionalAttributeError,
+        );
+        one_error(
+            &[0xc0, 32, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            c,
+            LARGE_COMMUNITIES,
+            W,
+            OptionalAttributeError,
+        );
+        // Flags: ORIGIN marked optional, MED marked transitive, ATOMIC_AGGREGATE optional.
+        one_error(&[0xc0, 1, 1, 0], c, ORIGIN, W, AttributeFlagsError);
+        one_error(&[0xc0, 4, 4, 0, 0, 0, 1], c, MED, W, AttributeFlagsError);
+        one_error(&[0x80, 6, 0], c, ATOMIC_AGGREGATE, W, AttributeFlagsError);
+    }
+
+    #[test]
+    fn attribute_discard_errors() {
+        use ErrorAction::AttributeDiscard as D;
+        use UpdateError::*;
+        let c = &ctx4();
+        one_error(
+            &[0x40, 6, 1, 0],
+            c,
+            ATOMIC_AGGREGATE,
+            D,
+            AttributeLengthError,
+        );
+        one_error(
+            &[0xc0, 7, 6, 0xfd, 0xe9, 10, 0, 0, 1],
+            c,
+            AGGREGATOR,
+            D,
+            AttributeLengthError,
+        );
+        one_error(
+            &[0xc0, 7, 8, 0, 0, 0xfd, 0xe9, 10, 0, 0, 1],
+            &ctx2(),
+            AGGREGATOR,
+            D,
+            AttributeLengthError,
+        );
+        let c2 = &ctx2();
+        one_error(
+            &[0xc0, 17, 2, 2, 0],
+            c2,
+            AS4_PATH,
+            D,
+            OptionalAttributeError,
+        );
+        one_error(
+            &[0xc0, 18, 6, 0, 0, 0, 1, 0, 0],
+            c2,
+            AS4_AGGREGATOR,
+            D,
+            AttributeLengthError,
+        );
+        one_error(
+            &[0x40, 17, 6, 2, 1, 0, 0, 0, 1],
+            c2,
+            AS4_PATH,
+            D,
+            AttributeFlagsError,
+        );
+        // From a 4-octet speaker the AS4 attributes are always discarded.
+        one_error(&[0xc0, 17, 6, 2, 1, 0, 0, 0, 1], c, AS4_PATH, D, Unspecific);
+        // MP attributes of a family not negotiated (IPv6 on an IPv4-only session).
+        one_error(&[0x80, 15, 3, 0, 2, 1], c2, MP_UNREACH_NLRI, D, Unspecific);
+        one_error(&[0x80, 15, 3, 0, 25, 70], c, MP_UNREACH_NLRI, D, Unspecific);
+    }
+
+    #[test]
+    fn duplicates_keep_the_first() {
+        let (attrs, errors) = parse(&[0x40, 1, 1, 0, 0x40, 1, 1, 2], &ctx4());
+        assert_eq!(attrs.origin, Some(Origin::Igp));
+        assert_eq!(
+            errors,
+            vec![AttributeError {
+                type_code: ORIGIN,
+                action: ErrorAction::AttributeDiscard,
+                reason: UpdateError::MalformedAttributeList
+            }]
+        );
+    }
+
+    #[test]
+    fn session_reset_errors() {
+        let c = &ctx4();
+        let code = |e: Error| (e.notification.code, e.notification.data);
+        let upd = |s| super::super::notification::ErrorCode::Update(s);
+        // Duplicate MP_UNREACH_NLRI.
+        let dup = [0x80, 15, 3, 0, 2, 1, 0x80, 15, 3, 0, 2, 1];
+        assert_eq!(
+            code(reset(&dup, c)),
+            (upd(UpdateError::MalformedAttributeList), vec![])
+        );
+        // Unrecognised well-known attribute: data is the attribute.
+        assert_eq!(
+            code(reset(&[0x40, 1, 1, 0, 0x40, 40, 1, 7], c)),
+            (
+                upd(UpdateError::UnrecognizedWellKnownAttribute),
+                vec![0x40, 40, 1, 7]
+            )
+        );
+        // MP_REACH_NLRI: IPv6 next hop of 8 octets, truncated header, bad
+        // prefix, IPv6 next hop for IPv4 without RFC 8950.
+        let bad_mp: [&[u8]; 5] = [
+            &[0x80, 14, 13, 0, 2, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0x80, 14, 2, 0, 2],
+            &[0x80, 14, 10, 0, 1, 1, 4, 10, 0, 0, 1, 0, 33],
+            &[
+                0x80, 14, 21, 0, 1, 1, 16, 0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+                0,
+            ],
+            &[0x80, 15, 5, 0, 2, 1, 64, 0x20],
+        ];
+        for attr in bad_mp {
+            assert_eq!(
+                code(reset(attr, c)),
+                (upd(UpdateError::OptionalAttributeError), attr.to_vec()),
+                "{attr:02x?}"
+            );
+        }
+        // MP_REACH_NLRI with wrong flags.
+        assert_eq!(
+            code(reset(&[0xc0, 15, 3, 0, 2, 1], c)).0,
+            upd(UpdateError::AttributeFlagsError)
+        );
+        // Overrun with NLRI possibly hidden (IPv6 negotiated, no MP read yet).
+        assert_eq!(
+            code(reset(&[0x40, 1, 1, 0, 0x40, 2, 9, 2], c)),
+            (upd(UpdateError::MalformedAttributeList), vec![])
+        );
+        assert_eq!(
+            code(reset(&[0x40, 1], c)).0,
+            upd(UpdateError::MalformedAttributeList)
+        );
+    }
+
+    #[test]
+    fn overrun_is_treat_as_withdraw_when_nlri_are_known() {
+        // IPv4-only session: the NLRI field is all there is.
+        let (attrs, errors) = parse(&[0x40, 1, 1, 0, 0x40, 2, 9, 2], &ctx2());
+        assert_eq!(attrs.origin, Some(Origin::Igp));
+        assert_eq!(
+            errors,
+            vec![AttributeError {
+                type_code: AS_PATH,
+                action: ErrorAction::TreatAsWithdraw,
+                reason: UpdateError::MalformedAttributeList
+            }]
+        );
+        // MP_UNREACH_NLRI read first: its prefixes are known.
+        let (attrs, errors) = parse(&[0x80, 15, 3, 0, 2, 1, 0x50], &ctx4());
+        assert!(attrs.mp_unreach.is_some());
+        assert_eq!(errors[0].action, ErrorAction::TreatAsWithdraw);
+    }
+
+    #[test]
+    fn extended_next_hop_for_ipv4() {
+        let mut ctx = ctx4();
+        ctx.extended_next_hop.insert(Family::IPV4_UNICAST);
+        let attrs = PathAttributes {
+            mp_reach: Some(MpReach {
+                next_hop: NextHop::Ipv6 {
+                    global: "2001:db8::1".parse().unwrap(),
+                    link_local: None,
+                },
+                nlri: Prefixes::Ipv4(vec!["10.0.0.0/24".parse().unwrap()]),
+            }),
+            ..PathAttributes::default()
+        };
+        let bytes = emit(&attrs, &ctx);
+        assert_eq!(&bytes[..7], &[0x80, 14, 25, 0, 1, 1, 16]);
+        assert_eq!(parse(&bytes, &ctx), (attrs, vec![]));
+        assert!(PathAttributes::parse(&bytes, &ctx4(), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn unknown_optional_attributes() {
+        // Kept in type-code order; non-transitive ones are not passed on.
+        let (attrs, errors) = parse(&[0x80, 200, 1, 1, 0xc0, 100, 0], &ctx4());
+        assert_eq!(errors, vec![]);
+        let codes: Vec<u8> = attrs.unknown.iter().map(|a| a.type_code).collect();
+        assert_eq!(codes, [100, 200]);
+        let transitive = attrs.unknown[0].for_propagation().unwrap();
+        assert!(transitive.flags.partial);
+        assert_eq!(attrs.unknown[1].for_propagation(), None);
+        assert_eq!(emit(&attrs, &ctx4()), [0xc0, 100, 0, 0x80, 200, 1, 1]);
+    }
+
+    #[test]
+    fn oversize_fields_are_refused() {
+        let attrs = PathAttributes {
+            as_path: Some(AsPath::sequence((0..256).collect())),
+            ..PathAttributes::default()
+        };
+        assert_eq!(
+            attrs.emit(&ctx4(), &mut Vec::new()),
+            Err(EmitError::FieldTooLong)
+        );
+        let attrs = PathAttributes {
+            unknown: vec![RawAttribute {
+                flags: AttributeFlags::default(),
+                type_code: 250,
+                value: vec![0; 70_000],
+            }],
+            ..PathAttributes::default()
+        };
+        assert_eq!(
+            attrs.emit(&ctx4(), &mut Vec::new()),
+            Err(EmitError::FieldTooLong)
+        );
     }
 }

@@ -146,7 +146,7 @@ impl Capability {
             }
             code::ROUTE_REFRESH => Capability::RouteRefresh,
             code::EXTENDED_NEXT_HOP => {
-                if value.is_empty() || value.len() % 6 != 0 {
+                if value.is_empty() || !value.len().is_multiple_of(6) {
                     return None;
                 }
                 let mut entries = Vec::new();
@@ -167,7 +167,7 @@ impl Capability {
             }
             code::GRACEFUL_RESTART => {
                 let head = r.u16()?;
-                if r.remaining() % 4 != 0 {
+                if !r.remaining().is_multiple_of(4) {
                     return None;
                 }
                 let mut families = Vec::new();

@@ -14,6 +14,7 @@
 //! - [`notification`]: NOTIFICATION and its error codes; [`error`]: decode outcomes.
 //! - [`keepalive`], [`route_refresh`]: the two small messages.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
@@ -81,8 +82,8 @@ impl DecodeContext {
 pub enum Message {
     /// OPEN.
     Open(Open),
-    /// UPDATE.
-    Update(Update),
+    /// UPDATE (boxed: it is much larger than the other messages).
+    Update(Box<Update>),
     /// NOTIFICATION.
     Notification(Notification),
     /// KEEPALIVE.
@@ -118,7 +119,7 @@ impl Message {
         let body = &buf[HEADER_LEN..];
         Ok(match header.kind {
             MessageType::Open => Message::Open(Open::parse(body)?),
-            MessageType::Update => Message::Update(Update::parse(body, ctx)?),
+            MessageType::Update => Message::Update(Box::new(Update::parse(body, ctx)?)),
             MessageType::Notification => {
                 let bad_length = || {
                     Error::header(
