@@ -12,6 +12,9 @@
 //! length, i.e. without Ethernet padding); for a pass, the frame the host stack
 //! should see (the inner frame after a decap, otherwise the input unchanged);
 //! for a drop, the frame as it was when dropped.
+//!
+//! [`originate`] is the same route-and-frame tail for IP packets the host's own
+//! stack sends: no ingress checks, no TTL decrement.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -157,6 +160,43 @@ pub fn process(t: &Tables, ingress: PortId, frame: &[u8], out: &mut Vec<u8>) -> 
     }
 }
 
+/// Route an IP packet the host itself sends (`packet` starts at the IP header):
+/// FIB lookup → ECMP member → neighbour → Ethernet framing or tunnel encap, as
+/// for a forwarded packet but without the ingress checks and without touching
+/// the TTL or hop limit. `out` receives the packet behind an Ethernet header;
+/// its MAC addresses are filled in for transmit verdicts and zero otherwise.
+/// A destination the host owns gives [`Reason::Local`]: the caller loops it back.
+pub fn originate(t: &Tables, packet: &[u8], out: &mut Vec<u8>) -> Verdict {
+    out.clear();
+    out.resize(ETH, 0);
+    out.extend_from_slice(packet);
+    let (routed, src) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let Ok(ip) = Ipv4Packet::new_checked(&out[ETH..]) else {
+                return Verdict::of(Reason::Malformed);
+            };
+            let not_fragment = ip.frag_offset() == 0 && !ip.more_frags();
+            (routed_v4(t, &ip, not_fragment, false), ip.src_addr().into())
+        }
+        Some(6) => {
+            let Ok(ip) = Ipv6Packet::new_checked(&out[ETH..]) else {
+                return Verdict::of(Reason::Malformed);
+            };
+            (routed_v6(t, &ip, false), ip.src_addr().into())
+        }
+        _ => return Verdict::of(Reason::Malformed),
+    };
+    let ethertype = match routed.dst {
+        IpAddr::V4(_) => EthernetProtocol::Ipv4,
+        IpAddr::V6(_) => EthernetProtocol::Ipv6,
+    };
+    out[12..ETH].copy_from_slice(&u16::from(ethertype).to_be_bytes());
+    if is_local(t, routed.dst) {
+        return Verdict::of(Reason::Local);
+    }
+    forward(t, out, routed, src)
+}
+
 /// The routing-relevant facts of an IP packet at `out[ETH..]`.
 #[derive(Clone, Copy, Debug)]
 struct Routed {
@@ -165,6 +205,42 @@ struct Routed {
     len: usize,
     /// The flow hash (inner flow for tunnels).
     hash: u32,
+    /// Whether the TTL or hop limit is decremented (forwarded, not originated).
+    decrement: bool,
+}
+
+/// Flow hash and length of an IPv4 packet.
+fn routed_v4(t: &Tables, ip: &Ipv4Packet<&[u8]>, not_fragment: bool, decrement: bool) -> Routed {
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let l4 = ports_of(ip.next_header(), ip.payload(), not_fragment);
+    let c = t.config;
+    let hash = hash::hash_v4(c.hash_policy, c.hash_seed, src.to_bits(), dst.to_bits(), l4);
+    Routed {
+        dst: IpAddr::V4(dst),
+        len: usize::from(ip.total_len()),
+        hash,
+        decrement,
+    }
+}
+
+/// Flow hash and length of an IPv6 packet.
+fn routed_v6(t: &Tables, ip: &Ipv6Packet<&[u8]>, decrement: bool) -> Routed {
+    let l4 = ports_of(ip.next_header(), ip.payload(), true);
+    let words = |a: Ipv6Addr| {
+        let o = a.octets();
+        core::array::from_fn(|i| {
+            u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+        })
+    };
+    let c = t.config;
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let hash = hash::hash_v6(c.hash_policy, c.hash_seed, words(src), words(dst), l4);
+    Routed {
+        dst: IpAddr::V6(dst),
+        len: 40 + usize::from(ip.payload_len()),
+        hash,
+        decrement,
+    }
 }
 
 fn ports_of(proto: IpProtocol, l4: &[u8], first_fragment: bool) -> (u8, u16, u16) {
@@ -213,15 +289,7 @@ fn ipv4(t: &Tables, out: &mut Vec<u8>, decapsulated: bool) -> Verdict {
     if ip.hop_limit() <= 1 {
         return Verdict::of(Reason::TtlExceeded);
     }
-    let l4 = ports_of(ip.next_header(), ip.payload(), not_fragment);
-    let c = t.config;
-    let hash = hash::hash_v4(c.hash_policy, c.hash_seed, src.to_bits(), dst.to_bits(), l4);
-    let len = usize::from(ip.total_len());
-    let routed = Routed {
-        dst: IpAddr::V4(dst),
-        len,
-        hash,
-    };
+    let routed = routed_v4(t, &ip, not_fragment, true);
     forward(t, out, routed, IpAddr::V4(src))
 }
 
@@ -242,20 +310,7 @@ fn ipv6(t: &Tables, out: &mut Vec<u8>) -> Verdict {
     if ip.hop_limit() <= 1 {
         return Verdict::of(Reason::TtlExceeded);
     }
-    let l4 = ports_of(ip.next_header(), ip.payload(), true);
-    let words = |a: Ipv6Addr| {
-        let o = a.octets();
-        core::array::from_fn(|i| {
-            u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-        })
-    };
-    let c = t.config;
-    let hash = hash::hash_v6(c.hash_policy, c.hash_seed, words(src), words(dst), l4);
-    let routed = Routed {
-        dst: IpAddr::V6(dst),
-        len: 40 + usize::from(ip.payload_len()),
-        hash,
-    };
+    let routed = routed_v6(t, &ip, true);
     forward(t, out, routed, IpAddr::V6(src))
 }
 
@@ -290,8 +345,12 @@ fn forward(t: &Tables, out: &mut Vec<u8>, pkt: Routed, src: IpAddr) -> Verdict {
     }
 }
 
-/// Decrement the TTL or hop limit of the IP packet at `out[ETH..]`, fixing the IPv4 checksum.
-fn decrement_hop_limit(out: &mut [u8]) {
+/// Decrement the TTL or hop limit of a forwarded IP packet at `out[ETH..]`, fixing the
+/// IPv4 checksum; originated packets keep theirs.
+fn decrement_hop_limit(out: &mut [u8], pkt: Routed) {
+    if !pkt.decrement {
+        return;
+    }
     let ip = &mut out[ETH..];
     if ip[0] >> 4 == 4 {
         let old = u16::from_be_bytes([ip[8], ip[9]]);
@@ -330,7 +389,7 @@ fn to_neighbour(
         };
     };
     out.truncate(ETH + pkt.len);
-    decrement_hop_limit(out);
+    decrement_hop_limit(out, pkt);
     set_macs(out, egress.addrs.mac, mac);
     Verdict::transmit(Reason::Forwarded, port)
 }
@@ -369,7 +428,7 @@ fn encapsulate(
         };
     };
     out.truncate(ETH + pkt.len);
-    decrement_hop_limit(out);
+    decrement_hop_limit(out, pkt);
     set_macs(out, egress.addrs.mac, tun.inner_mac);
 
     let (dport, tunnel_header) = match encap {

@@ -10,7 +10,9 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use super::checksum;
-use super::pipeline::{Config, ENCAP_OVERHEAD, PortConfig, Tables, TunnelConfig, process};
+use super::pipeline::{
+    Config, ENCAP_OVERHEAD, PortConfig, Tables, TunnelConfig, originate, process,
+};
 use super::reason::{Action, Reason};
 use crate::ecmp::HashPolicy;
 use crate::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
@@ -468,4 +470,102 @@ fn tunnel_needs_room_for_the_overhead() {
         ctr.run(POD, &pod_frame("172.20.2.36", 1)).0.reason,
         Reason::FragmentationNeeded
     );
+}
+
+/// The IP packet of an Ethernet frame built by the helpers above.
+fn ip_of(frame: &[u8]) -> &[u8] {
+    &frame[14..]
+}
+
+#[test]
+fn originate_routes_and_frames_without_touching_the_ttl() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let frame = ipv4_frame(ETH1_MAC, "192.168.10.100", "172.20.1.5", 17, 1000, 64, 0);
+    let mut out = Vec::new();
+    let v = originate(&h.tables(), ip_of(&frame), &mut out);
+    assert_eq!((v.reason, v.egress), (Reason::Forwarded, Some(ETH1)));
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(eth.dst_addr(), W1_MAC, "via the gateway 192.168.10.101");
+    assert_eq!(eth.src_addr(), ETH1_MAC);
+    assert_eq!(u16::from(eth.ethertype()), 0x0800);
+    assert_eq!(eth.payload(), ip_of(&frame), "TTL and checksum untouched");
+}
+
+#[test]
+fn originate_ttl_one_still_leaves() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let frame = ipv4_frame(ETH1_MAC, "192.168.10.100", "192.168.20.7", 1, 0, 1, 0);
+    let mut out = Vec::new();
+    let v = originate(&h.tables(), ip_of(&frame), &mut out);
+    assert_eq!(v.reason, Reason::Forwarded);
+    assert_eq!(Ipv4Packet::new_checked(&out[14..]).unwrap().hop_limit(), 1);
+    assert_eq!(&out[0..6], RTR_MAC.as_bytes());
+}
+
+#[test]
+fn originate_ipv6_keeps_the_hop_limit() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let frame = ipv6_frame("fd00:20::7", 64);
+    let mut out = Vec::new();
+    let v = originate(&h.tables(), ip_of(&frame), &mut out);
+    assert_eq!(v.reason, Reason::Forwarded);
+    assert_eq!(u16::from_be_bytes([out[12], out[13]]), 0x86dd);
+    assert_eq!(Ipv6Packet::new_checked(&out[14..]).unwrap().hop_limit(), 64);
+}
+
+#[test]
+fn originate_reports_local_misses_and_no_route() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let mut out = Vec::new();
+    let cases = [
+        ("192.168.10.100", Reason::Local),
+        ("192.168.10.211", Reason::Local),
+        ("192.168.10.55", Reason::NeighbourMiss),
+        ("8.8.8.8", Reason::NoRoute),
+        ("10.99.0.1", Reason::Blackhole),
+    ];
+    for (dst, reason) in cases {
+        let frame = ipv4_frame(ETH1_MAC, "192.168.10.100", dst, 6, 1, 64, 0);
+        let v = originate(&h.tables(), ip_of(&frame), &mut out);
+        assert_eq!(v.reason, reason, "{dst}");
+        assert_eq!(&out[14..], ip_of(&frame), "{dst}: the packet is unchanged");
+    }
+    let frame = ipv4_frame(ETH1_MAC, "192.168.10.100", "192.168.10.55", 6, 1, 64, 0);
+    let v = originate(&h.tables(), ip_of(&frame), &mut out);
+    assert_eq!(v.resolve, Some((ip("192.168.10.55"), ETH1)));
+    assert_eq!(
+        originate(&h.tables(), &[0x45, 0, 0], &mut out).reason,
+        Reason::Malformed
+    );
+    assert_eq!(
+        originate(&h.tables(), &[], &mut out).reason,
+        Reason::Malformed
+    );
+}
+
+#[test]
+fn originate_encapsulates_with_the_inner_ttl_kept() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let frame = pod_frame("172.20.2.36", 4242);
+    let packet = ip_of(&frame).to_vec();
+    let mut out = Vec::new();
+    let v = originate(&h.tables(), &packet, &mut out);
+    assert_eq!((v.reason, v.egress), (Reason::Encapsulated, Some(ETH1)));
+    let inner_ip = &out[ENCAP_OVERHEAD + 14..];
+    assert_eq!(inner_ip, &packet[..], "inner packet untouched");
+    let vx = vxlan::Header::new_checked(&out[14 + 20 + 8..]).unwrap();
+    assert_eq!(vxlan::Repr::parse(&vx), Ok(vxlan::Repr { vni: 12345 }));
+}
+
+#[test]
+fn originate_and_forward_pick_the_same_ecmp_member() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let mut out = Vec::new();
+    for sport in 0..32 {
+        let frame = pod_frame("172.16.1.1", 2000 + sport);
+        let (forwarded, fwd_out) = h.run(POD, &frame);
+        let v = originate(&h.tables(), ip_of(&frame), &mut out);
+        assert_eq!(v.reason, forwarded.reason);
+        assert_eq!(&out[0..12], &fwd_out[0..12], "same nexthop MAC");
+    }
 }
