@@ -336,7 +336,7 @@ fn human(n: usize) -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let mut rng = Rng(0x6e65_7874_686f_70);
+    let mut rng = Rng(0x006e_6578_7468_6f70);
     println!("FIB lookup, median ns/lookup over {BATCHES} batches of {BATCH} addresses");
     println!(
         "{:<14} {:<7} {:>12} {:>14} {:>10}",

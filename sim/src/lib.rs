@@ -61,6 +61,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 mod hash;
+pub mod lab;
 pub mod node;
 pub mod pcap;
 pub mod rng;

@@ -1,0 +1,380 @@
+//! The scenario file (`scenario.yaml`): ordered steps with expectations.
+//!
+//! ```yaml
+//! steps:
+//!   - converge: 10s
+//!   - name: curl reaches only the local backend
+//!     curl: curl-pod webpod --count 30
+//!     expect: { ok-at-least: 1, failed-at-least: 1 }
+//!   - show: routes k8s-ctr
+//!     expect: { contains: ["172.20.1.0/24 via 192.168.10.101 dev eth1 proto kernel"] }
+//!   - link: down router:eth2
+//!   - ping: k8s-ctr 192.168.20.100 --count 3
+//!     expect: { received: 0 }
+//! ```
+//! Each step has exactly one verb. Verbs and their arguments:
+//! `apply FILE`, `delete FILE` (Kubernetes manifests, relative to the lab);
+//! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
+//! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
+//! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`;
+//! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`.
+//! Unknown keys, verbs and arguments are errors naming the file, line and key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::duration::Dur;
+use super::error::LabError;
+use super::topology::EndpointRef;
+
+/// What a step's result must satisfy. Every field set must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Expect {
+    /// curl: exactly this many requests answered.
+    pub ok: Option<u32>,
+    /// curl: at least this many answered.
+    pub ok_at_least: Option<u32>,
+    /// curl: at most this many answered.
+    pub ok_at_most: Option<u32>,
+    /// curl: exactly this many failed.
+    pub failed: Option<u32>,
+    /// curl: at least this many failed.
+    pub failed_at_least: Option<u32>,
+    /// curl: exactly this many distinct backends answered.
+    pub backends: Option<u32>,
+    /// ping: exactly this many replies.
+    pub received: Option<u32>,
+    /// ping: replies carry this TTL.
+    pub ttl: Option<u8>,
+    /// show: lines (whitespace-normalised) that must appear.
+    #[serde(default)]
+    pub contains: Vec<String>,
+    /// show: lines that must not appear.
+    #[serde(default)]
+    pub not_contains: Vec<String>,
+}
+
+/// One action of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Apply a manifest.
+    Apply(PathBuf),
+    /// Delete the objects of a manifest.
+    Delete(PathBuf),
+    /// Let virtual time pass.
+    Wait(Dur),
+    /// Run until nothing is pending, at most this long.
+    Converge(Dur),
+    /// HTTP GETs from a pod or host to a service, pod or address.
+    Curl {
+        /// Client pod or host.
+        from: String,
+        /// Service name, pod name, host name or IP address.
+        target: String,
+        /// Requests.
+        count: u32,
+        /// Port (default: the service's first port, else 80).
+        port: Option<u16>,
+    },
+    /// ICMP echo.
+    Ping {
+        /// Source pod or host.
+        from: String,
+        /// Destination.
+        target: String,
+        /// Echo requests.
+        count: u32,
+    },
+    /// Print a host's routes (`ip route` style).
+    ShowRoutes(String),
+    /// Print a host's neighbours (`ip neigh` style).
+    ShowNeighbours(String),
+    /// Take an interface's link down or up.
+    Link {
+        /// The interface.
+        endpoint: EndpointRef,
+        /// Up (true) or down.
+        up: bool,
+    },
+    /// Set the loss probability of the link an interface is on.
+    Loss {
+        /// The interface.
+        endpoint: EndpointRef,
+        /// Loss probability 0..1.
+        probability: f64,
+    },
+}
+
+/// A step: a title, an action and what its result must satisfy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Title for the report (defaults to the command).
+    pub name: String,
+    /// What to do.
+    pub action: Action,
+    /// What must hold afterwards.
+    pub expect: Expect,
+    /// Line in the scenario file.
+    pub line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Option<String>,
+    apply: Option<String>,
+    delete: Option<String>,
+    wait: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    converge: Option<Option<String>>,
+    curl: Option<String>,
+    ping: Option<String>,
+    show: Option<String>,
+    link: Option<String>,
+    loss: Option<String>,
+    #[serde(default)]
+    expect: Expect,
+}
+
+/// A key that is present (even with an empty value) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    seed: Option<u64>,
+    steps: Vec<RawStep>,
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Seed to use when the command line gives none.
+    pub seed: Option<u64>,
+    /// The steps in order.
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// Parse a scenario file.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, LabError> {
+        let raw: RawScenario =
+            serde_norway::from_str(text).map_err(|e| LabError::yaml(file, &e))?;
+        let step_lines = step_lines(text);
+        let mut steps = Vec::new();
+        for (i, s) in raw.steps.into_iter().enumerate() {
+            let line = step_lines.get(i).copied().unwrap_or(1);
+            let err = |key: &str, msg: String| LabError {
+                file: file.to_path_buf(),
+                line: Some(line),
+                key: Some(format!("steps[{i}].{key}")),
+                message: msg,
+            };
+            let verbs: Vec<(&str, Option<String>)> = [
+                ("apply", s.apply),
+                ("delete", s.delete),
+                ("wait", s.wait),
+                ("converge", s.converge.map(|c| c.unwrap_or_default())),
+                ("curl", s.curl),
+                ("ping", s.ping),
+                ("show", s.show),
+                ("link", s.link),
+                ("loss", s.loss),
+            ]
+            .into_iter()
+            .filter_map(|(verb, args)| args.map(|a| (verb, Some(a))))
+            .collect();
+            let [(verb, Some(args))] = verbs.as_slice() else {
+                return Err(LabError {
+                    key: Some(format!("steps[{i}]")),
+                    ..err(
+                        "",
+                        format!("a step needs exactly one verb, found {}", verbs.len()),
+                    )
+                });
+            };
+            let action = parse_action(verb, args).map_err(|m| err(verb, m))?;
+            steps.push(Step {
+                name: s
+                    .name
+                    .unwrap_or_else(|| format!("{verb} {args}").trim().to_string()),
+                action,
+                expect: s.expect,
+                line,
+            });
+        }
+        Ok(Scenario {
+            seed: raw.seed,
+            steps,
+        })
+    }
+}
+
+/// Lines where each `- ` item of `steps:` starts.
+fn step_lines(text: &str) -> Vec<usize> {
+    let mut in_steps = false;
+    let mut indent = None;
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with("steps:") {
+            in_steps = true;
+            continue;
+        }
+        if !in_steps {
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let this = line.len() - trimmed.len();
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            if indent.is_none() {
+                indent = Some(this);
+            }
+            if indent == Some(this) {
+                lines.push(n + 1);
+            }
+        } else if !trimmed.is_empty() && !trimmed.starts_with('#') && this == 0 {
+            in_steps = false;
+        }
+    }
+    lines
+}
+
+fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let endpoint =
+        |s: &str| EndpointRef::parse(s).ok_or_else(|| format!("{s:?} is not NODE:INTERFACE"));
+    match (verb, words.as_slice()) {
+        ("apply", [f]) => Ok(Action::Apply(PathBuf::from(f))),
+        ("delete", [f]) => Ok(Action::Delete(PathBuf::from(f))),
+        ("wait", [d]) => Ok(Action::Wait(Dur::parse(d)?)),
+        ("converge", []) => Ok(Action::Converge(Dur::parse("60s")?)),
+        ("converge", [d]) => Ok(Action::Converge(Dur::parse(d)?)),
+        ("curl", [from, target, rest @ ..]) => {
+            let opts = options(rest, &["--count", "--port"])?;
+            Ok(Action::Curl {
+                from: from.to_string(),
+                target: target.to_string(),
+                count: opts.get("--count").copied().unwrap_or(1),
+                port: opts
+                    .get("--port")
+                    .map(|&p| u16::try_from(p).map_err(|_| format!("port {p} out of range")))
+                    .transpose()?,
+            })
+        }
+        ("ping", [from, target, rest @ ..]) => {
+            let opts = options(rest, &["--count"])?;
+            Ok(Action::Ping {
+                from: from.to_string(),
+                target: target.to_string(),
+                count: opts.get("--count").copied().unwrap_or(3),
+            })
+        }
+        ("show", ["routes", host]) => Ok(Action::ShowRoutes(host.to_string())),
+        ("show", ["neighbours" | "neighbors", host]) => {
+            Ok(Action::ShowNeighbours(host.to_string()))
+        }
+        ("link", [dir @ ("down" | "up"), ep]) => Ok(Action::Link {
+            endpoint: endpoint(ep)?,
+            up: *dir == "up",
+        }),
+        ("loss", [ep, p]) => {
+            let probability: f64 = p.parse().map_err(|_| format!("{p:?} is not a number"))?;
+            if !(0.0..=1.0).contains(&probability) {
+                return Err(format!("loss {probability} is not in 0..1"));
+            }
+            Ok(Action::Loss {
+                endpoint: endpoint(ep)?,
+                probability,
+            })
+        }
+        _ => Err(format!(
+            "cannot read {verb:?} arguments {args:?}; see docs/labs.md for the verbs"
+        )),
+    }
+}
+
+fn options<'a>(
+    words: &[&'a str],
+    known: &[&str],
+) -> Result<std::collections::BTreeMap<&'a str, u32>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut it = words.iter();
+    while let Some(&flag) = it.next() {
+        if !known.contains(&flag) {
+            return Err(format!(
+                "unknown option {flag:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let n: u32 = value
+            .parse()
+            .map_err(|_| format!("{flag} {value:?} is not a number"))?;
+        out.insert(flag, n);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "seed: 7\nsteps:\n  - converge: 10s\n  - name: cross-node\n    curl: curl-pod webpod --count 30\n    expect: { ok-at-least: 1 }\n  - show: routes k8s-ctr\n  - link: down router:eth2\n  - converge:\n";
+
+    #[test]
+    fn parses_steps_with_lines() {
+        let s = Scenario::parse(Path::new("scenario.yaml"), TEXT).unwrap();
+        assert_eq!(s.seed, Some(7));
+        assert_eq!(s.steps.len(), 5);
+        assert_eq!(s.steps[1].line, 4);
+        assert_eq!(s.steps[1].name, "cross-node");
+        assert_eq!(
+            s.steps[1].action,
+            Action::Curl {
+                from: "curl-pod".into(),
+                target: "webpod".into(),
+                count: 30,
+                port: None
+            }
+        );
+        assert_eq!(s.steps[1].expect.ok_at_least, Some(1));
+        assert_eq!(s.steps[2].name, "show routes k8s-ctr");
+        assert!(matches!(s.steps[3].action, Action::Link { up: false, .. }));
+        assert_eq!(
+            s.steps[4].action,
+            Action::Converge(Dur::parse("60s").unwrap())
+        );
+    }
+
+    #[test]
+    fn errors_name_step_line_and_key() {
+        let e = Scenario::parse(
+            Path::new("s.yaml"),
+            &TEXT.replace("--count 30", "--cuont 30"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert_eq!(e.key.as_deref(), Some("steps[1].curl"));
+        assert!(e.message.contains("--cuont"), "{e}");
+        let e = Scenario::parse(
+            Path::new("s.yaml"),
+            &TEXT.replace("ok-at-least", "ok-at-leest"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("ok-at-leest"), "{e}");
+        assert_eq!(e.line, Some(6));
+        let e = Scenario::parse(
+            Path::new("s.yaml"),
+            &TEXT.replace(
+                "  - show: routes k8s-ctr\n",
+                "  - show: routes k8s-ctr\n    wait: 1s\n",
+            ),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("exactly one verb"), "{e}");
+    }
+}

@@ -1,0 +1,333 @@
+//! The topology file (`topology.yaml`), in the style of containerlab.
+//!
+//! ```yaml
+//! name: native-routing
+//! defaults: { latency: 100us, mtu: 1500 }
+//! nodes:
+//!   k8s-ctr:
+//!     kind: k8s-node
+//!     interfaces:
+//!       eth1: { ipv4: 192.168.10.100/24 }
+//!     routes:
+//!       - { dst: 192.168.20.0/24, via: 192.168.10.200 }
+//!   router:
+//!     kind: router
+//!     interfaces:
+//!       eth1: { ipv4: 192.168.10.200/24 }
+//!       loop1: { ipv4: 10.10.1.200/24, loopback: true }
+//!   upper: { kind: bridge }
+//! links:
+//!   - endpoints: ["k8s-ctr:eth1", "upper:p1"]
+//!   - endpoints: ["router:eth1", "upper:p2"]
+//! ```
+//! A link between two hosts is a point-to-point segment; every `bridge` node is
+//! one learning switch whatever its port names. Unknown keys are errors. This
+//! module only reads and checks the file; [`crate::cluster`] builds from it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Deserialize;
+
+use super::duration::Dur;
+use super::error::LabError;
+
+/// What a topology node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// A Kubernetes node running the Cilium-style agent (forwards; hosts pods).
+    K8sNode,
+    /// An IP router (forwards between its ports).
+    Router,
+    /// An external host (does not forward).
+    External,
+    /// A learning switch (an L2 segment).
+    Bridge,
+}
+
+/// One interface of a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSpec {
+    /// IPv4 address with prefix length.
+    pub ipv4: Option<Ipv4Net>,
+    /// IPv6 address with prefix length.
+    pub ipv6: Option<Ipv6Net>,
+    /// MTU (default from `defaults.mtu`).
+    pub mtu: Option<u16>,
+    /// A loopback-like interface: addressed, never linked.
+    #[serde(default)]
+    pub loopback: bool,
+}
+
+/// A static route.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Destination prefix.
+    pub dst: IpNet,
+    /// Gateway (on a connected subnet).
+    pub via: Option<IpAddr>,
+    /// Interface, for on-link routes or to pin the gateway's interface.
+    pub dev: Option<String>,
+    /// Metric.
+    #[serde(default)]
+    pub metric: u32,
+}
+
+/// One topology node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeSpec {
+    /// What it is.
+    pub kind: NodeKind,
+    /// Interfaces by name.
+    #[serde(default)]
+    pub interfaces: BTreeMap<String, InterfaceSpec>,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Linux `fib_multipath_hash_policy` (0: L3, 1: L4).
+    #[serde(default)]
+    pub multipath_hash_policy: u8,
+}
+
+/// A link between two endpoints `node:interface`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The two ends.
+    pub endpoints: [String; 2],
+    /// One-way latency (default from `defaults`).
+    pub latency: Option<Dur>,
+    /// Loss probability 0..1.
+    pub loss: Option<f64>,
+    /// MTU of the link (default from `defaults`).
+    pub mtu: Option<u16>,
+}
+
+/// Defaults for links and interfaces.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// One-way latency of links.
+    #[serde(default = "default_latency")]
+    pub latency: Dur,
+    /// MTU of links and interfaces.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_latency() -> Dur {
+    Dur(smoltcp::time::Duration::from_micros(100))
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            latency: default_latency(),
+            mtu: default_mtu(),
+        }
+    }
+}
+
+/// The whole topology file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Lab name.
+    pub name: String,
+    /// Link defaults.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, NodeSpec>,
+    /// Links.
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+}
+
+/// A parsed `node:interface` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EndpointRef {
+    /// Node name.
+    pub node: String,
+    /// Interface name.
+    pub interface: String,
+}
+
+impl EndpointRef {
+    /// Parse `node:interface`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (node, interface) = s.split_once(':')?;
+        (!node.is_empty() && !interface.is_empty()).then(|| EndpointRef {
+            node: node.to_string(),
+            interface: interface.to_string(),
+        })
+    }
+}
+
+impl Topology {
+    /// Parse and check a topology file's text.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, LabError> {
+        let topo: Topology = serde_norway::from_str(text).map_err(|e| LabError::yaml(file, &e))?;
+        topo.check(file, text)?;
+        Ok(topo)
+    }
+
+    fn check(&self, file: &Path, text: &str) -> Result<(), LabError> {
+        let err = |key: String, needle: &str, msg: String| {
+            LabError::at(file, text, key, Some(needle), msg)
+        };
+        for (name, node) in &self.nodes {
+            if node.kind == NodeKind::Bridge
+                && (!node.interfaces.is_empty() || !node.routes.is_empty())
+            {
+                return Err(err(
+                    format!("nodes.{name}"),
+                    name,
+                    "a bridge has no interfaces or routes".into(),
+                ));
+            }
+            if node.multipath_hash_policy > 1 {
+                return Err(err(
+                    format!("nodes.{name}.multipath-hash-policy"),
+                    "multipath-hash-policy",
+                    "must be 0 (L3) or 1 (L4)".into(),
+                ));
+            }
+            for (i, r) in node.routes.iter().enumerate() {
+                if r.via.is_none() && r.dev.is_none() {
+                    return Err(err(
+                        format!("nodes.{name}.routes[{i}]"),
+                        &r.dst.to_string(),
+                        "a route needs `via` or `dev`".into(),
+                    ));
+                }
+                if let Some(dev) = &r.dev
+                    && !node.interfaces.contains_key(dev)
+                {
+                    return Err(err(
+                        format!("nodes.{name}.routes[{i}].dev"),
+                        dev,
+                        format!("{name} has no interface {dev:?}"),
+                    ));
+                }
+            }
+        }
+        let mut used = BTreeMap::new();
+        for (i, link) in self.links.iter().enumerate() {
+            if let Some(loss) = link.loss
+                && !(0.0..=1.0).contains(&loss)
+            {
+                return Err(err(
+                    format!("links[{i}].loss"),
+                    "loss",
+                    format!("{loss} is not a probability in 0..1"),
+                ));
+            }
+            for (j, end) in link.endpoints.iter().enumerate() {
+                let key = format!("links[{i}].endpoints[{j}]");
+                let Some(ep) = EndpointRef::parse(end) else {
+                    return Err(err(key, end, format!("{end:?} is not node:interface")));
+                };
+                let Some(node) = self.nodes.get(&ep.node) else {
+                    return Err(err(key, end, format!("no node named {:?}", ep.node)));
+                };
+                if node.kind != NodeKind::Bridge {
+                    match node.interfaces.get(&ep.interface) {
+                        None => {
+                            return Err(err(
+                                key,
+                                end,
+                                format!("{} has no interface {:?}", ep.node, ep.interface),
+                            ));
+                        }
+                        Some(i) if i.loopback => {
+                            return Err(err(
+                                key,
+                                end,
+                                "a loopback interface cannot be linked".into(),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if let Some(first) = used.insert(ep.clone(), i) {
+                    return Err(err(
+                        key,
+                        end,
+                        format!("{end} is already used by links[{first}]"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: t
+nodes:
+  a:
+    kind: router
+    interfaces:
+      eth1: { ipv4: 192.168.10.1/24 }
+  b:
+    kind: external
+    interfaces:
+      eth0: { ipv4: 192.168.10.2/24 }
+    routes:
+      - { dst: 0.0.0.0/0, via: 192.168.10.1 }
+  sw: { kind: bridge }
+links:
+  - endpoints: ["a:eth1", "sw:p1"]
+  - endpoints: ["b:eth0", "sw:p2"]
+"#;
+
+    fn parse(text: &str) -> Result<Topology, LabError> {
+        Topology::parse(Path::new("topology.yaml"), text)
+    }
+
+    #[test]
+    fn parses_a_small_lab() {
+        let t = parse(GOOD).unwrap();
+        assert_eq!(t.nodes.len(), 3);
+        assert_eq!(t.links.len(), 2);
+        assert_eq!(t.defaults.mtu, 1500);
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let bad = GOOD.replace("kind: external", "kind: external\n    colour: blue");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.line, Some(10));
+        assert!(e.to_string().starts_with("topology.yaml:10:"), "{e}");
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_and_references_are_named() {
+        let e = parse(&GOOD.replace("192.168.10.2/24", "192.168.10.300/24")).unwrap_err();
+        assert_eq!(e.line, Some(11), "{e}");
+        let e = parse(&GOOD.replace("\"b:eth0\"", "\"c:eth0\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("links[1].endpoints[0]"));
+        assert_eq!(e.line, Some(17));
+        assert!(e.message.contains("no node named \"c\""));
+        let e = parse(&GOOD.replace("\"b:eth0\"", "\"b:eth9\"")).unwrap_err();
+        assert!(e.message.contains("no interface"), "{e}");
+        let e = parse(&GOOD.replace("\"sw:p2\"", "\"sw:p1\"")).unwrap_err();
+        assert!(e.message.contains("already used"), "{e}");
+    }
+}

@@ -1,0 +1,254 @@
+//! Cilium's Helm values (`values.yaml`): the settings that shape the datapath.
+//!
+//! Read in the same form as `helm install cilium --values values.yaml`. The
+//! keys below are honoured; every other key of Cilium's chart is accepted and
+//! listed as ignored in the run report, so a real values file can be reused.
+//! A honoured key with a bad value is an error naming file, line and key.
+
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+use super::error::LabError;
+
+/// How pod traffic crosses nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    /// Routed natively by the underlay.
+    Native,
+    /// Encapsulated between nodes (Cilium's default).
+    #[default]
+    Tunnel,
+}
+
+/// The encapsulation of tunnel mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelProtocol {
+    /// VXLAN on UDP 8472.
+    #[default]
+    Vxlan,
+    /// Geneve on UDP 6081.
+    Geneve,
+}
+
+/// `ipam.operator`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamOperator {
+    /// `clusterPoolIPv4PodCIDRList`.
+    #[serde(rename = "clusterPoolIPv4PodCIDRList", default = "default_pool")]
+    pub cluster_pool_ipv4_pod_cidr_list: Vec<Ipv4Net>,
+    /// `clusterPoolIPv4MaskSize`.
+    #[serde(rename = "clusterPoolIPv4MaskSize", default = "default_mask")]
+    pub cluster_pool_ipv4_mask_size: u8,
+}
+
+fn default_pool() -> Vec<Ipv4Net> {
+    vec!["10.0.0.0/8".parse().expect("valid")]
+}
+
+fn default_mask() -> u8 {
+    24
+}
+
+impl Default for IpamOperator {
+    fn default() -> Self {
+        IpamOperator {
+            cluster_pool_ipv4_pod_cidr_list: default_pool(),
+            cluster_pool_ipv4_mask_size: default_mask(),
+        }
+    }
+}
+
+/// `ipam`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Ipam {
+    /// Only `cluster-pool` is simulated.
+    #[serde(default = "default_ipam_mode")]
+    pub mode: String,
+    /// Operator settings.
+    #[serde(default)]
+    pub operator: IpamOperator,
+}
+
+fn default_ipam_mode() -> String {
+    "cluster-pool".into()
+}
+
+impl Default for Ipam {
+    fn default() -> Self {
+        Ipam {
+            mode: default_ipam_mode(),
+            operator: IpamOperator::default(),
+        }
+    }
+}
+
+/// The honoured subset of Cilium's Helm values.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Values {
+    /// `ipam`.
+    #[serde(default)]
+    pub ipam: Ipam,
+    /// `routingMode`.
+    #[serde(default)]
+    pub routing_mode: RoutingMode,
+    /// `tunnelProtocol`.
+    #[serde(default)]
+    pub tunnel_protocol: TunnelProtocol,
+    /// `autoDirectNodeRoutes`.
+    #[serde(default)]
+    pub auto_direct_node_routes: bool,
+    /// `ipv4NativeRoutingCIDR`.
+    #[serde(rename = "ipv4NativeRoutingCIDR")]
+    pub ipv4_native_routing_cidr: Option<Ipv4Net>,
+    /// Keys present in the file that the simulator does not use, as dotted paths.
+    #[serde(skip)]
+    pub ignored: Vec<String>,
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values {
+            ipam: Ipam::default(),
+            routing_mode: RoutingMode::Tunnel,
+            tunnel_protocol: TunnelProtocol::Vxlan,
+            auto_direct_node_routes: false,
+            ipv4_native_routing_cidr: None,
+            ignored: Vec::new(),
+        }
+    }
+}
+
+/// The dotted keys this module honours (everything else is reported as ignored).
+const HONOURED: [&str; 8] = [
+    "ipam.mode",
+    "ipam.operator.clusterPoolIPv4PodCIDRList",
+    "ipam.operator.clusterPoolIPv4MaskSize",
+    "routingMode",
+    "tunnelProtocol",
+    "autoDirectNodeRoutes",
+    "ipv4NativeRoutingCIDR",
+    "kubeProxyReplacement",
+];
+
+impl Values {
+    /// Parse a values file.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, LabError> {
+        let raw: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| LabError::yaml(file, &e))?;
+        let mut values: Values = serde_path_to_error::deserialize(raw.clone()).map_err(|e| {
+            let key = e.path().to_string();
+            let needle = key.rsplit('.').next().unwrap_or(&key).to_string();
+            LabError::at(file, text, key, Some(&needle), e.inner().to_string())
+        })?;
+        let err = |key: &str, msg: String| {
+            LabError::at(
+                file,
+                text,
+                key,
+                Some(key.rsplit('.').next().unwrap_or(key)),
+                msg,
+            )
+        };
+        if values.ipam.mode != "cluster-pool" {
+            return Err(err(
+                "ipam.mode",
+                format!("{:?} is not simulated (cluster-pool)", values.ipam.mode),
+            ));
+        }
+        let mask = values.ipam.operator.cluster_pool_ipv4_mask_size;
+        for pool in &values.ipam.operator.cluster_pool_ipv4_pod_cidr_list {
+            if mask < pool.prefix_len() || mask > 30 {
+                return Err(err(
+                    "ipam.operator.clusterPoolIPv4MaskSize",
+                    format!("/{mask} does not fit in pool {pool} (and must be at most /30)"),
+                ));
+            }
+        }
+        let mut keys = Vec::new();
+        leaf_keys(&raw, String::new(), &mut keys);
+        values.ignored = keys
+            .into_iter()
+            .filter(|k| !HONOURED.contains(&k.as_str()))
+            .collect();
+        Ok(values)
+    }
+}
+
+fn leaf_keys(v: &serde_norway::Value, prefix: String, out: &mut Vec<String>) {
+    match v {
+        serde_norway::Value::Mapping(m) => {
+            for (k, v) in m {
+                let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+                let path = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_keys(v, path, out);
+            }
+        }
+        _ if !prefix.is_empty() => out.push(prefix),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_000: &str = r#"
+ipam:
+  mode: cluster-pool
+  operator:
+    clusterPoolIPv4PodCIDRList: ["172.20.0.0/16"]
+routingMode: native
+autoDirectNodeRoutes: false
+ipv4NativeRoutingCIDR: 172.20.0.0/16
+kubeProxyReplacement: true
+bgpControlPlane: { enabled: true }
+hubble: { enabled: true, relay: { enabled: true } }
+"#;
+
+    #[test]
+    fn reads_the_seed_install() {
+        let v = Values::parse(Path::new("values.yaml"), SEED_000).unwrap();
+        assert_eq!(v.routing_mode, RoutingMode::Native);
+        assert!(!v.auto_direct_node_routes);
+        assert_eq!(v.ipam.operator.cluster_pool_ipv4_mask_size, 24);
+        assert_eq!(
+            v.ignored,
+            vec![
+                "bgpControlPlane.enabled",
+                "hubble.enabled",
+                "hubble.relay.enabled"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Values::parse(
+            Path::new("values.yaml"),
+            &SEED_000.replace("routingMode: native", "routingMode: fast"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("routingMode"));
+        assert_eq!(e.line, Some(6));
+        let e = Values::parse(
+            Path::new("values.yaml"),
+            &SEED_000.replace("172.20.0.0/16\"]", "172.20.0.0/33\"]"),
+        )
+        .unwrap_err();
+        assert!(
+            e.key
+                .unwrap()
+                .starts_with("ipam.operator.clusterPoolIPv4PodCIDRList")
+        );
+    }
+}
