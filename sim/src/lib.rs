@@ -58,6 +58,7 @@
 //! ```
 
 pub mod clock;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 mod hash;

@@ -57,7 +57,7 @@ impl Protocol {
         match self {
             Protocol::Connected => "kernel",
             Protocol::Static => "static",
-            Protocol::Kernel => "boot",
+            Protocol::Kernel => "kernel",
             Protocol::Ebgp | Protocol::Ibgp => "bgp",
         }
     }

@@ -1,0 +1,499 @@
+//! The Kubernetes side of a lab: nodes, pods, services and their endpoints.
+//!
+//! Owns what the API server and the scheduler would: which nodes joined (and
+//! in which order, for IPAM), which pods exist, where they run and what address
+//! they got, which services select which pods. Applying or deleting manifests
+//! yields [`Change`]s that [`super::Cluster`] turns into hosts and routes.
+//! Placement is deterministic: eligible nodes, fewest replicas of the same
+//! workload first, then fewest pods, then join order.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::ipam::{ClusterPool, NodeIpam};
+use crate::lab::kube::{Meta, Object, PodSpec, ServicePort};
+use crate::rng::SimRng;
+
+/// What runs in a pod, decided by its first container's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// `traefik/whoami`-style HTTP server on port 80.
+    Whoami,
+    /// Anything else: a client shell (curl, ping).
+    Client,
+}
+
+impl App {
+    fn of(spec: &PodSpec) -> Self {
+        match spec.containers.first() {
+            Some(c) if c.image.contains("whoami") => App::Whoami,
+            _ => App::Client,
+        }
+    }
+}
+
+/// A Kubernetes node (a `k8s-node` host of the topology).
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Name (the topology host).
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Pod addresses (`CiliumNode` `spec.ipam.podCIDRs`).
+    pub ipam: NodeIpam,
+    /// The `cilium_host` address: the pods' gateway.
+    pub router_ip: Ipv4Addr,
+    /// Unschedulable (drained).
+    pub cordoned: bool,
+}
+
+/// A pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The node it runs on.
+    pub node: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// What it runs.
+    pub app: App,
+    /// The Deployment that owns it.
+    pub owner: Option<String>,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Virtual address.
+    pub cluster_ip: Ipv4Addr,
+    /// Backend selector.
+    pub selector: BTreeMap<String, String>,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+}
+
+/// Something the hosts must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A pod started.
+    PodAdded(PodInfo),
+    /// A pod went away.
+    PodRemoved(PodInfo),
+}
+
+#[derive(Debug, Clone)]
+struct Deployment {
+    meta: Meta,
+    replicas: u32,
+    template: PodSpec,
+    labels: BTreeMap<String, String>,
+    hash: String,
+}
+
+/// The cluster's API state.
+#[derive(Debug, Clone)]
+pub struct Workloads {
+    nodes: Vec<NodeInfo>,
+    pods: BTreeMap<(String, String), PodInfo>,
+    deployments: BTreeMap<(String, String), Deployment>,
+    services: BTreeMap<(String, String), ServiceInfo>,
+    hosts: Vec<String>,
+    pool: ClusterPool,
+    rng: SimRng,
+    next_service_ip: u32,
+}
+
+/// Kubernetes' safe alphabet for generated names (no vowels, no look-alikes).
+const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+impl Workloads {
+    /// An empty cluster of the topology's `k8s-node` `hosts`, whose nodes take pod
+    /// CIDRs from `pool`, with names and addresses drawn from `rng`.
+    pub fn new(hosts: Vec<String>, pool: ClusterPool, rng: SimRng) -> Self {
+        Workloads {
+            hosts,
+            nodes: Vec::new(),
+            pods: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            services: BTreeMap::new(),
+            pool,
+            rng,
+            next_service_ip: 0,
+        }
+    }
+
+    /// A node joins (or updates its labels). Returns its pod CIDR.
+    pub fn join(
+        &mut self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Ipv4Net, String> {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.name == name) {
+            n.labels = labels;
+            return Ok(n.ipam.cidr());
+        }
+        let cidr = self
+            .pool
+            .allocate()
+            .ok_or_else(|| format!("node {name}: the cluster pool has no pod CIDR left"))?;
+        let mut ipam = NodeIpam::new(cidr, self.rng.fork(&format!("ipam/{name}")));
+        let router_ip = ipam
+            .allocate()
+            .ok_or_else(|| format!("node {name}: pod CIDR {cidr} is too small"))?;
+        self.nodes.push(NodeInfo {
+            name: name.to_string(),
+            labels,
+            ipam,
+            router_ip,
+            cordoned: false,
+        });
+        Ok(cidr)
+    }
+
+    /// Nodes in join order.
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Pods by (namespace, name).
+    pub fn pods(&self) -> impl Iterator<Item = &PodInfo> {
+        self.pods.values()
+    }
+
+    /// The pod called `name` (any namespace, `default` first).
+    pub fn pod(&self, name: &str) -> Option<&PodInfo> {
+        self.pods
+            .get(&("default".to_string(), name.to_string()))
+            .or_else(|| self.pods.values().find(|p| p.name == name))
+    }
+
+    /// The service called `name` (any namespace, `default` first), or with this ClusterIP.
+    pub fn service(&self, name_or_ip: &str) -> Option<&ServiceInfo> {
+        self.services
+            .get(&("default".to_string(), name_or_ip.to_string()))
+            .or_else(|| {
+                self.services
+                    .values()
+                    .find(|s| s.name == name_or_ip || s.cluster_ip.to_string() == name_or_ip)
+            })
+    }
+
+    /// The pods a service selects, in name order.
+    pub fn endpoints(&self, svc: &ServiceInfo) -> Vec<&PodInfo> {
+        self.pods
+            .values()
+            .filter(|p| {
+                p.namespace == svc.namespace
+                    && !svc.selector.is_empty()
+                    && svc.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .collect()
+    }
+
+    /// Apply one object.
+    pub fn apply(&mut self, object: &Object) -> Result<Vec<Change>, String> {
+        match object {
+            Object::Node(meta) => {
+                if !self.hosts.contains(&meta.name) {
+                    return Err(format!(
+                        "Node/{}: no k8s-node host of that name in the topology",
+                        meta.name
+                    ));
+                }
+                self.join(&meta.name, meta.labels.clone())?;
+                Ok(Vec::new())
+            }
+            Object::Pod(meta, spec) => {
+                let key = (meta.namespace().to_string(), meta.name.clone());
+                if self.pods.contains_key(&key) {
+                    return Ok(Vec::new());
+                }
+                let node = self.place(spec, None)?;
+                let pod = self.start(meta.name.clone(), meta, &meta.labels, spec, node, None)?;
+                Ok(vec![Change::PodAdded(pod)])
+            }
+            Object::Deployment(meta, spec) => {
+                let key = (meta.namespace().to_string(), meta.name.clone());
+                let hash = match self.deployments.get(&key) {
+                    Some(d) => d.hash.clone(),
+                    None => self.random_name(10),
+                };
+                let deployment = Deployment {
+                    meta: meta.clone(),
+                    replicas: spec.replicas.unwrap_or(1),
+                    template: spec.template.spec.clone(),
+                    labels: spec.template.metadata.labels.clone(),
+                    hash,
+                };
+                self.deployments.insert(key.clone(), deployment);
+                self.reconcile(&key)
+            }
+            Object::Service(meta, spec) => {
+                let key = (meta.namespace().to_string(), meta.name.clone());
+                let cluster_ip = match (spec.cluster_ip, self.services.get(&key)) {
+                    (Some(ip), _) => ip,
+                    (None, Some(old)) => old.cluster_ip,
+                    (None, None) => self.service_ip(),
+                };
+                self.services.insert(
+                    key,
+                    ServiceInfo {
+                        name: meta.name.clone(),
+                        namespace: meta.namespace().to_string(),
+                        cluster_ip,
+                        selector: spec.selector.clone(),
+                        ports: spec.ports.clone(),
+                    },
+                );
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Delete one object (a Node object cannot be deleted: drain it instead).
+    pub fn delete(&mut self, object: &Object) -> Result<Vec<Change>, String> {
+        match object {
+            Object::Node(meta) => Err(format!(
+                "Node/{}: deleting nodes is not simulated",
+                meta.name
+            )),
+            Object::Pod(meta, _) => {
+                let key = (meta.namespace().to_string(), meta.name.clone());
+                Ok(self.stop(&key).into_iter().collect())
+            }
+            Object::Deployment(meta, _) => {
+                let key = (meta.namespace().to_string(), meta.name.clone());
+                self.deployments.remove(&key);
+                let owned: Vec<_> = self
+                    .pods
+                    .iter()
+                    .filter(|(k, p)| k.0 == key.0 && p.owner.as_deref() == Some(&key.1))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                Ok(owned.iter().filter_map(|k| self.stop(k)).collect())
+            }
+            Object::Service(meta, _) => {
+                self.services
+                    .remove(&(meta.namespace().to_string(), meta.name.clone()));
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Scale every replica set towards its desired count.
+    fn reconcile(&mut self, key: &(String, String)) -> Result<Vec<Change>, String> {
+        let d = self.deployments[key].clone();
+        let mut changes = Vec::new();
+        let mut mine: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(k, p)| k.0 == key.0 && p.owner.as_deref() == Some(&key.1))
+            .map(|(k, _)| k.clone())
+            .collect();
+        while mine.len() > d.replicas as usize {
+            let k = mine.pop().expect("more pods than replicas");
+            changes.extend(self.stop(&k));
+        }
+        for _ in mine.len()..d.replicas as usize {
+            let node = self.place(&d.template, Some(&key.1))?;
+            let name = format!("{}-{}-{}", d.meta.name, d.hash, self.random_name(5));
+            let pod = self.start(
+                name,
+                &d.meta,
+                &d.labels,
+                &d.template,
+                node,
+                Some(key.1.clone()),
+            )?;
+            changes.push(Change::PodAdded(pod));
+        }
+        Ok(changes)
+    }
+
+    fn start(
+        &mut self,
+        name: String,
+        meta: &Meta,
+        labels: &BTreeMap<String, String>,
+        spec: &PodSpec,
+        node: usize,
+        owner: Option<String>,
+    ) -> Result<PodInfo, String> {
+        let n = &mut self.nodes[node];
+        let ip = n
+            .ipam
+            .allocate()
+            .ok_or_else(|| format!("node {}: no pod address left in {}", n.name, n.ipam.cidr()))?;
+        let pod = PodInfo {
+            name: name.clone(),
+            namespace: meta.namespace().to_string(),
+            labels: labels.clone(),
+            node: n.name.clone(),
+            ip,
+            app: App::of(spec),
+            owner,
+        };
+        self.pods.insert((pod.namespace.clone(), name), pod.clone());
+        Ok(pod)
+    }
+
+    fn stop(&mut self, key: &(String, String)) -> Option<Change> {
+        let pod = self.pods.remove(key)?;
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.name == pod.node) {
+            n.ipam.release(pod.ip);
+        }
+        Some(Change::PodRemoved(pod))
+    }
+
+    /// Pick a node for a pod of `owner` (a Deployment) with `spec`.
+    fn place(&self, spec: &PodSpec, owner: Option<&str>) -> Result<usize, String> {
+        if let Some(name) = &spec.node_name {
+            return self
+                .nodes
+                .iter()
+                .position(|n| &n.name == name)
+                .ok_or_else(|| format!("nodeName {name:?} is not a node of the cluster"));
+        }
+        let count = |n: &NodeInfo, same_owner: bool| {
+            self.pods
+                .values()
+                .filter(|p| {
+                    p.node == n.name
+                        && (!same_owner || (owner.is_some() && p.owner.as_deref() == owner))
+                })
+                .count()
+        };
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                !n.cordoned
+                    && spec
+                        .node_selector
+                        .iter()
+                        .all(|(k, v)| n.labels.get(k) == Some(v))
+            })
+            .min_by_key(|(i, n)| (count(n, true), count(n, false), *i))
+            .map(|(i, _)| i)
+            .ok_or_else(|| "no schedulable node matches the pod's nodeSelector".to_string())
+    }
+
+    fn random_name(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| char::from(ALPHABET[self.rng.below(ALPHABET.len() as u64) as usize]))
+            .collect()
+    }
+
+    /// The next ClusterIP from 10.96.0.0/12, starting at 10.96.0.10 (.1 is `kubernetes`).
+    fn service_ip(&mut self) -> Ipv4Addr {
+        let base = u32::from(Ipv4Addr::new(10, 96, 0, 10));
+        loop {
+            let ip = Ipv4Addr::from_bits(base + self.next_service_ip);
+            self.next_service_ip += 1;
+            if !self.services.values().any(|s| s.cluster_ip == ip) {
+                return ip;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::kube;
+    use std::path::Path;
+
+    fn cluster() -> Workloads {
+        let pool = ClusterPool::new(vec!["172.20.0.0/16".parse().unwrap()], 24);
+        let hosts = ["k8s-ctr", "k8s-w1", "k8s-w0"].map(String::from).to_vec();
+        let mut w = Workloads::new(hosts, pool, SimRng::new(1));
+        for n in ["k8s-ctr", "k8s-w1", "k8s-w0"] {
+            w.join(n, BTreeMap::new()).unwrap();
+        }
+        w
+    }
+
+    const APPS: &str = "kind: Deployment\nmetadata: { name: webpod }\nspec:\n  replicas: 3\n  selector: { matchLabels: { app: webpod } }\n  template:\n    metadata: { labels: { app: webpod } }\n    spec: { containers: [{ name: w, image: traefik/whoami }] }\n---\nkind: Pod\nmetadata: { name: curl-pod, labels: { app: curl } }\nspec: { nodeName: k8s-ctr, containers: [{ name: c, image: nicolaka/netshoot }] }\n---\nkind: Service\nmetadata: { name: webpod }\nspec: { selector: { app: webpod }, ports: [{ port: 80 }] }\n";
+
+    #[test]
+    fn nodes_get_pod_cidrs_in_join_order() {
+        let w = cluster();
+        let cidrs: Vec<String> = w
+            .nodes()
+            .iter()
+            .map(|n| n.ipam.cidr().to_string())
+            .collect();
+        assert_eq!(cidrs, ["172.20.0.0/24", "172.20.1.0/24", "172.20.2.0/24"]);
+        for n in w.nodes() {
+            assert!(n.ipam.cidr().contains(&n.router_ip));
+        }
+    }
+
+    #[test]
+    fn deployments_spread_pods_and_services_select_them() {
+        let mut w = cluster();
+        let mut changes = Vec::new();
+        for o in kube::parse(Path::new("apps.yaml"), APPS).unwrap() {
+            changes.extend(w.apply(&o).unwrap());
+        }
+        assert_eq!(changes.len(), 4);
+        let nodes: Vec<&str> = w
+            .pods()
+            .filter(|p| p.app == App::Whoami)
+            .map(|p| p.node.as_str())
+            .collect();
+        let mut sorted = nodes.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["k8s-ctr", "k8s-w0", "k8s-w1"]);
+        let curl = w.pod("curl-pod").unwrap();
+        assert_eq!((curl.node.as_str(), curl.app), ("k8s-ctr", App::Client));
+        let svc = w.service("webpod").unwrap().clone();
+        assert_eq!(svc.cluster_ip, Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(w.endpoints(&svc).len(), 3);
+        for p in w.pods() {
+            let node = w.node(&p.node).unwrap();
+            assert!(node.ipam.cidr().contains(&p.ip));
+            assert!(p.owner.is_none() || p.name.starts_with("webpod-"));
+        }
+    }
+
+    #[test]
+    fn scaling_down_and_deleting_stop_pods() {
+        let mut w = cluster();
+        let objs = kube::parse(Path::new("apps.yaml"), APPS).unwrap();
+        for o in &objs {
+            w.apply(o).unwrap();
+        }
+        let Object::Deployment(meta, mut spec) = objs[0].clone() else {
+            unreachable!()
+        };
+        spec.replicas = Some(1);
+        let changes = w.apply(&Object::Deployment(meta, spec)).unwrap();
+        assert_eq!(
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::PodRemoved(_)))
+                .count(),
+            2
+        );
+        let changes = w.delete(&objs[0]).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(w.pods().count(), 1);
+    }
+}
