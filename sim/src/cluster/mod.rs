@@ -4,4 +4,5 @@
 //! objects and scheduling decisions. Building hosts from them comes next.
 
 pub mod ipam;
+pub mod routes;
 pub mod workloads;
