@@ -67,6 +67,7 @@ pub mod node;
 pub mod pcap;
 pub mod rng;
 pub mod segment;
+pub mod show;
 #[cfg(test)]
 mod testing;
 pub mod trace;

@@ -1,0 +1,84 @@
+//! Tables in the formats operators read: `ip route` and `ip neigh`.
+//!
+//! Owns only formatting. Route order follows Linux: by network address, and
+//! for equal networks the longer prefix first.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::IpNet;
+use router_core::PortId;
+use router_core::fib::{Fib, Installed};
+use router_core::neighbour::{self, State};
+use smoltcp::wire::EthernetAddress;
+
+/// What `ip route` prints beside a route that the FIB does not hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteNote {
+    /// Preferred source address (`src`).
+    pub src: Option<Ipv4Addr>,
+    /// Route MTU (`mtu`).
+    pub mtu: Option<u16>,
+}
+
+/// A MAC address as Linux prints it.
+pub fn mac(m: EthernetAddress) -> String {
+    let b = m.as_bytes();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
+/// `ip route` lines for `fib`. `name` names ports; `notes` add `src`/`mtu`
+/// (connected routes get the port's address as `src`); `hide` filters routes
+/// out (e.g. per-endpoint routes Cilium keeps in eBPF maps, not in the table).
+pub fn ip_route(
+    fib: &Fib,
+    name: &dyn Fn(PortId) -> String,
+    notes: &BTreeMap<IpNet, RouteNote>,
+    hide: &dyn Fn(&Installed) -> bool,
+) -> Vec<String> {
+    let mut routes: Vec<Installed> = fib.routes().filter(|r| !hide(r)).collect();
+    routes.sort_by_key(|r| (r.prefix.network(), Reverse(r.prefix.prefix_len())));
+    routes
+        .iter()
+        .map(|r| {
+            let mut line = String::new();
+            r.write_ip_route(&mut line, name)
+                .expect("writing to a String");
+            let note = notes.get(&r.prefix).copied().unwrap_or_default();
+            if let Some(src) = note.src {
+                line.push_str(&format!(" src {src}"));
+            }
+            if let Some(mtu) = note.mtu {
+                line.push_str(&format!(" mtu {mtu}"));
+            }
+            line
+        })
+        .collect()
+}
+
+/// `ip neigh` lines for `table`.
+pub fn ip_neigh(table: &neighbour::Table, name: &dyn Fn(PortId) -> String) -> Vec<String> {
+    table
+        .entries()
+        .map(|(addr, e)| {
+            let dev = name(e.port);
+            match e.state {
+                State::Reachable { mac: m, .. } => {
+                    format!("{addr} dev {dev} lladdr {} REACHABLE", mac(m))
+                }
+                State::Stale { mac: m, .. } => format!("{addr} dev {dev} lladdr {} STALE", mac(m)),
+                State::Incomplete { .. } => format!("{addr} dev {dev} INCOMPLETE"),
+                State::Failed { .. } => format!("{addr} dev {dev} FAILED"),
+            }
+        })
+        .collect()
+}
+
+/// Collapse runs of whitespace, so expectations compare like the seed digests do.
+pub fn normalise(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
