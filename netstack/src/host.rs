@@ -1,0 +1,722 @@
+//! A simulated host: router-core's tables and datapath for every frame, one
+//! smoltcp interface for the host's own traffic, driven by `(now, input)`.
+//!
+//! Owns the host's ports, FIB, neighbour table and datapath settings, the slow
+//! path around the datapath (ARP learning and resolution with a bounded queue per
+//! nexthop, ICMP errors, the forwarding switch) and the smoltcp interface with
+//! its sockets and applications. Every forwarding, ARP and framing decision is
+//! router-core's: smoltcp sees bare IP packets for the host's own addresses and
+//! hands back bare IP packets, which [`pipeline::originate`] routes. Links,
+//! latency and the clock belong to whoever drives the host (the simulator).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::IpNet;
+use router_core::PortId;
+use router_core::datapath::pipeline::{self, PortConfig, Tables};
+use router_core::datapath::{self, Reason};
+use router_core::fib::{self, Fib, Nexthop, NexthopKind, Protocol, Route};
+use router_core::neighbour::{self, Event, Output, arp};
+use smoltcp::iface::{self, Interface, SocketSet};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
+
+use crate::apps::{
+    Apps, CurlId, CurlOptions, CurlResult, HttpClient, HttpServer, Ping, PingId, PingOptions,
+    PingReport,
+};
+use crate::device::IpDevice;
+use crate::icmp;
+
+/// Ethernet header length.
+const ETH: usize = 14;
+/// Bound on stack/datapath rounds in one [`Host::poll`] (a safety net, never reached in practice).
+const MAX_ROUNDS: usize = 256;
+/// First ephemeral port (IANA dynamic range, 49152–65535).
+const EPHEMERAL: u16 = 49152;
+
+/// One interface of the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Interface name (`eth0`).
+    pub name: String,
+    /// MAC address.
+    pub mac: EthernetAddress,
+    /// Addresses with their prefix lengths; each adds a connected route.
+    pub addrs: Vec<IpNet>,
+    /// Largest IP packet the port sends.
+    pub mtu: u16,
+}
+
+impl PortSpec {
+    /// A port with a 1500-byte MTU.
+    pub fn new(name: &str, mac: EthernetAddress, addrs: Vec<IpNet>) -> Self {
+        PortSpec {
+            name: name.to_owned(),
+            mac,
+            addrs,
+            mtu: 1500,
+        }
+    }
+}
+
+/// Everything a host is built from.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Host name (what `whoami` answers).
+    pub name: String,
+    /// Interfaces; the i-th is `PortId(i)`.
+    pub ports: Vec<PortSpec>,
+    /// Whether the host forwards packets between ports (a router or node does, a pod or
+    /// an external client does not).
+    pub forwarding: bool,
+    /// ECMP hash policy and seed, tunnel endpoint.
+    pub datapath: datapath::Config,
+    /// Neighbour table timers.
+    pub neighbour: neighbour::Config,
+    /// Packets queued per unresolved nexthop; more are dropped and counted.
+    pub pending_per_nexthop: usize,
+    /// Seed of everything the host randomises: TCP initial sequence numbers,
+    /// the first ephemeral port, ping identifiers.
+    pub seed: u64,
+}
+
+impl HostConfig {
+    /// A non-forwarding host with no ports, default timers, 3 queued packets per nexthop.
+    pub fn new(name: &str) -> Self {
+        HostConfig {
+            name: name.to_owned(),
+            ports: Vec::new(),
+            forwarding: false,
+            datapath: datapath::Config::default(),
+            neighbour: neighbour::Config::default(),
+            pending_per_nexthop: 3,
+            seed: 0,
+        }
+    }
+}
+
+/// A configuration the host cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The host stack holds at most `max` addresses.
+    TooManyAddresses {
+        /// Addresses configured.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An address that cannot be assigned to an interface (multicast, broadcast, unspecified).
+    BadAddress {
+        /// The port's name.
+        port: String,
+        /// The address.
+        addr: IpNet,
+    },
+    /// An MTU below IPv4's minimum of 68.
+    MtuTooSmall {
+        /// The port's name.
+        port: String,
+        /// The MTU.
+        mtu: u16,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::TooManyAddresses { count, max } => {
+                write!(f, "{count} addresses, a host holds at most {max}")
+            }
+            ConfigError::BadAddress { port, addr } => {
+                write!(f, "port {port}: {addr} is not a unicast address")
+            }
+            ConfigError::MtuTooSmall { port, mtu } => {
+                write!(f, "port {port}: MTU {mtu} is below 68")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What happened to the host's packets, for the simulator's reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datapath exits of received frames, indexed by [`Reason`] (a frame re-run after
+    /// ARP resolution counts once per run).
+    pub received: [u64; Reason::COUNT],
+    /// Datapath exits of packets the host itself sent, indexed by [`Reason`].
+    pub originated: [u64; Reason::COUNT],
+    /// Transit frames dropped because forwarding is off.
+    pub not_forwarding: u64,
+    /// Packets dropped because their nexthop's queue was full.
+    pub queue_overflow: u64,
+    /// Packets dropped because their nexthop did not answer ARP.
+    pub unresolved: u64,
+    /// ARP requests sent.
+    pub arp_requests: u64,
+    /// ICMP errors sent (time exceeded, unreachable).
+    pub icmp_errors: u64,
+}
+
+impl Counters {
+    /// Received frames that left the datapath for `reason`.
+    pub fn received(&self, reason: Reason) -> u64 {
+        self.received[reason as usize]
+    }
+
+    /// Host-originated packets that left the datapath for `reason`.
+    pub fn originated(&self, reason: Reason) -> u64 {
+        self.originated[reason as usize]
+    }
+}
+
+/// A packet waiting for its nexthop's MAC address.
+#[derive(Clone, Debug)]
+enum Queued {
+    /// A received frame, re-run through the datapath once resolved.
+    Received { ingress: PortId, frame: Vec<u8> },
+    /// An IP packet of the host's own, routed again once resolved.
+    Originated(Vec<u8>),
+}
+
+/// One simulated host (pod, router, Kubernetes node, external client).
+pub struct Host {
+    name: String,
+    ports: Vec<PortSpec>,
+    datapath_ports: BTreeMap<PortId, PortConfig>,
+    fib: Fib,
+    neighbours: neighbour::Table,
+    identities: BTreeMap<IpAddr, u32>,
+    datapath: datapath::Config,
+    forwarding: bool,
+    pending_per_nexthop: usize,
+    pending: BTreeMap<IpAddr, VecDeque<Queued>>,
+    counters: Counters,
+    iface: Interface,
+    device: IpDevice,
+    sockets: SocketSet<'static>,
+    apps: Apps,
+    outbox: Vec<(PortId, Vec<u8>)>,
+    now: Instant,
+    next_port: u16,
+    next_ident: u16,
+    next_app: u32,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.name)
+            .field("ports", &self.ports)
+            .field("forwarding", &self.forwarding)
+            .field("counters", &self.counters)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Build a host: its ports, their connected routes, an empty neighbour table and
+    /// the smoltcp interface holding every port address.
+    pub fn new(config: HostConfig) -> Result<Host, ConfigError> {
+        let max = smoltcp::config::IFACE_MAX_ADDR_COUNT;
+        let count = config.ports.iter().map(|p| p.addrs.len()).sum();
+        if count > max {
+            return Err(ConfigError::TooManyAddresses { count, max });
+        }
+        for p in &config.ports {
+            if p.mtu < 68 {
+                return Err(ConfigError::MtuTooSmall {
+                    port: p.name.clone(),
+                    mtu: p.mtu,
+                });
+            }
+            if let Some(&addr) = p.addrs.iter().find(|a| !assignable(a.addr())) {
+                return Err(ConfigError::BadAddress {
+                    port: p.name.clone(),
+                    addr,
+                });
+            }
+        }
+        let mut fib = Fib::new();
+        let mut datapath_ports = BTreeMap::new();
+        for (i, p) in config.ports.iter().enumerate() {
+            let id = PortId(i as u16);
+            let connected = Route::new(Protocol::Connected, vec![Nexthop::connected(id)]);
+            for net in &p.addrs {
+                fib.insert(net.trunc(), &connected);
+            }
+            let port = PortConfig {
+                addrs: arp::PortAddrs {
+                    mac: p.mac,
+                    owned: p.addrs.iter().filter_map(|a| v4(a.addr())).collect(),
+                    announced: Vec::new(),
+                },
+                ipv6: p.addrs.iter().filter_map(|a| v6(a.addr())).collect(),
+                mtu: p.mtu,
+            };
+            datapath_ports.insert(id, port);
+        }
+        let mtu = config.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
+        let mut device = IpDevice::new(usize::from(mtu));
+        let mut iface_config = iface::Config::new(HardwareAddress::Ip);
+        iface_config.random_seed = config.seed;
+        let mut iface = Interface::new(iface_config, &mut device, Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            for net in config.ports.iter().flat_map(|p| &p.addrs) {
+                let cidr = IpCidr::new(net.addr().into(), net.prefix_len());
+                addrs.push(cidr).expect("the address count was checked");
+            }
+        });
+        // Everything leaves through the one IP device, where router-core routes it:
+        // the gateways are placeholders that `Medium::Ip` never resolves.
+        let routes = iface.routes_mut();
+        routes
+            .add_default_ipv4_route(Ipv4Addr::new(0, 0, 0, 1))
+            .expect("room for two default routes");
+        routes
+            .add_default_ipv6_route(Ipv6Addr::LOCALHOST)
+            .expect("room for two default routes");
+        Ok(Host {
+            name: config.name,
+            ports: config.ports,
+            datapath_ports,
+            fib,
+            neighbours: neighbour::Table::new(config.neighbour),
+            identities: BTreeMap::new(),
+            datapath: config.datapath,
+            forwarding: config.forwarding,
+            pending_per_nexthop: config.pending_per_nexthop,
+            pending: BTreeMap::new(),
+            counters: Counters::default(),
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            apps: Apps::default(),
+            outbox: Vec::new(),
+            now: Instant::ZERO,
+            next_port: EPHEMERAL + (config.seed % 16384) as u16,
+            next_ident: (config.seed >> 16) as u16,
+            next_app: 0,
+        })
+    }
+
+    /// The host name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The ports; the i-th is `PortId(i)`.
+    pub fn ports(&self) -> &[PortSpec] {
+        &self.ports
+    }
+
+    /// The port named `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        let i = self.ports.iter().position(|p| p.name == name)?;
+        Some(PortId(i as u16))
+    }
+
+    /// Every address of every port, in port order.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ports
+            .iter()
+            .flat_map(|p| p.addrs.iter().map(|a| a.addr()))
+    }
+
+    /// The FIB (connected routes plus what was added).
+    pub fn fib(&self) -> &Fib {
+        &self.fib
+    }
+
+    /// Add or replace a route (static, BGP, …) for `prefix`.
+    pub fn add_route(&mut self, prefix: IpNet, route: &Route) -> fib::Change {
+        self.fib.insert(prefix, route)
+    }
+
+    /// Remove the route of `protocol` at `distance` for `prefix`.
+    pub fn remove_route(
+        &mut self,
+        prefix: IpNet,
+        protocol: Protocol,
+        distance: u8,
+    ) -> Option<fib::Change> {
+        self.fib.remove(prefix, protocol, distance)
+    }
+
+    /// The neighbour table.
+    pub fn neighbours(&self) -> &neighbour::Table {
+        &self.neighbours
+    }
+
+    /// Set the security identity of a source address (the VNI of its tunnelled traffic).
+    pub fn set_identity(&mut self, addr: IpAddr, identity: u32) {
+        self.identities.insert(addr, identity);
+    }
+
+    /// Whether the host forwards transit packets.
+    pub fn forwarding(&self) -> bool {
+        self.forwarding
+    }
+
+    /// Turn forwarding on or off.
+    pub fn set_forwarding(&mut self, on: bool) {
+        self.forwarding = on;
+    }
+
+    /// Packet counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn tables(&self) -> Tables<'_> {
+        Tables {
+            fib: &self.fib,
+            neighbours: &self.neighbours,
+            ports: &self.datapath_ports,
+            identities: &self.identities,
+            config: &self.datapath,
+        }
+    }
+
+    /// An Ethernet frame arrived on `port` at `now`.
+    pub fn receive(&mut self, now: Instant, port: PortId, frame: &[u8]) {
+        self.advance(now);
+        self.run_received(now, port, frame);
+    }
+
+    /// Let the host act at `now`: the stack and applications run, and every frame
+    /// to send comes back with its port, in order.
+    pub fn poll(&mut self, now: Instant) -> Vec<(PortId, Vec<u8>)> {
+        self.advance(now);
+        for _ in 0..MAX_ROUNDS {
+            self.iface.poll(now, &mut self.device, &mut self.sockets);
+            let acted = self.apps.poll(now, &mut self.sockets);
+            let sent = self.device.take_tx();
+            let emitted = !sent.is_empty();
+            for packet in sent {
+                self.originate(now, packet);
+            }
+            if !acted && !emitted && !self.device.has_rx() {
+                break;
+            }
+        }
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// When the host next needs [`Host::poll`] if no frame arrives first.
+    pub fn poll_at(&mut self) -> Option<Instant> {
+        if !self.outbox.is_empty() || self.device.has_rx() {
+            return Some(self.now);
+        }
+        let stack = self.iface.poll_at(self.now, &self.sockets);
+        [self.neighbours.poll_at(), stack, self.apps.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Serve `whoami` over HTTP on TCP `port` (traefik/whoami's answer).
+    pub fn serve_http(&mut self, port: u16) {
+        let addrs = self.addresses().collect();
+        let server = HttpServer::new(&self.name, addrs, port);
+        self.apps.servers.insert(port, server);
+    }
+
+    /// Requests the HTTP server on `port` answered, if there is one.
+    pub fn http_served(&self, port: u16) -> Option<u64> {
+        self.apps.servers.get(&port).map(HttpServer::served)
+    }
+
+    /// Start `curl http://TARGET/` at `now`; the result comes with later polls.
+    pub fn curl(&mut self, now: Instant, target: SocketAddr, options: CurlOptions) -> CurlId {
+        self.advance(now);
+        let src = self.source_address(target.ip()).unwrap_or(match target {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        });
+        let local = SocketAddr::new(src, self.ephemeral_port());
+        let cx = self.iface.context();
+        let client = HttpClient::start(now, cx, &mut self.sockets, local, target, options);
+        let id = CurlId(self.next_app_id());
+        self.apps.curls.insert(id, client);
+        id
+    }
+
+    /// The result of a `curl` run, once it is done.
+    pub fn curl_result(&self, id: CurlId) -> Option<&CurlResult> {
+        self.apps.curls.get(&id)?.result()
+    }
+
+    /// Start pinging `target` at `now`; replies come with later polls.
+    pub fn ping(&mut self, now: Instant, target: Ipv4Addr, options: PingOptions) -> PingId {
+        self.advance(now);
+        let src = match self.source_address(IpAddr::V4(target)) {
+            Some(IpAddr::V4(a)) => a,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        let ident = self.next_ident;
+        self.next_ident = self.next_ident.wrapping_add(1);
+        let ping = Ping::start(now, &mut self.sockets, src, target, ident, options);
+        let id = PingId(self.next_app_id());
+        self.apps.pings.insert(id, ping);
+        id
+    }
+
+    /// What a `ping` run saw so far.
+    pub fn ping_report(&self, id: PingId) -> Option<&PingReport> {
+        self.apps.pings.get(&id).map(Ping::report)
+    }
+
+    /// The source address the host uses towards `dst`: `dst` itself if it is ours,
+    /// else an address of the egress port (preferring one on the nexthop's subnet),
+    /// else any address of the family.
+    pub fn source_address(&self, dst: IpAddr) -> Option<IpAddr> {
+        if self.addresses().any(|a| a == dst) {
+            return Some(dst);
+        }
+        let group = self.fib.lookup(dst).and_then(|g| self.fib.group(g));
+        let egress = group.and_then(|g| match g.members().first()?.kind {
+            NexthopKind::Gateway { addr, port } => Some((port, addr)),
+            NexthopKind::Connected { port } => Some((port, dst)),
+            NexthopKind::Tunnel { .. } | NexthopKind::Blackhole => None,
+        });
+        let same_family = |a: &IpNet| a.addr().is_ipv4() == dst.is_ipv4();
+        let on_port = egress.and_then(|(port, near)| {
+            let addrs = &self.ports.get(usize::from(port.0))?.addrs;
+            let mut family = addrs.iter().filter(|a| same_family(a));
+            let first = family.clone().next();
+            family
+                .find(|a| a.contains(&near))
+                .or(first)
+                .map(IpNet::addr)
+        });
+        on_port.or_else(|| {
+            let all = self.ports.iter().flat_map(|p| &p.addrs);
+            all.filter(|a| same_family(a)).map(IpNet::addr).next()
+        })
+    }
+
+    fn next_app_id(&mut self) -> u32 {
+        self.next_app += 1;
+        self.next_app
+    }
+
+    fn ephemeral_port(&mut self) -> u16 {
+        let port = self.next_port;
+        self.next_port = self.next_port.checked_add(1).unwrap_or(EPHEMERAL);
+        port
+    }
+
+    /// Move the clock to `now` and run the neighbour table's timers if due.
+    fn advance(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.neighbours.poll_at().is_some_and(|at| at <= now) {
+            self.neighbour_event(now, Event::Tick);
+        }
+    }
+
+    /// Run a received frame through the datapath and carry out the verdict.
+    fn run_received(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
+        let mut out = Vec::new();
+        let v = pipeline::process(&self.tables(), ingress, frame, &mut out);
+        self.counters.received[v.reason as usize] += 1;
+        match v.reason {
+            Reason::ArpReply | Reason::ArpOther => {
+                self.learn_arp(now, ingress, frame);
+                if let Some(egress) = v.egress {
+                    self.outbox.push((egress, out));
+                }
+            }
+            Reason::Local => self.deliver_local(&out[ETH..]),
+            Reason::Forwarded
+            | Reason::Encapsulated
+            | Reason::NeighbourMiss
+            | Reason::TtlExceeded
+            | Reason::NoRoute
+            | Reason::FragmentationNeeded
+                if !self.forwarding =>
+            {
+                self.counters.not_forwarding += 1;
+            }
+            Reason::Forwarded | Reason::Encapsulated => {
+                let egress = v.egress.expect("transmit verdicts name a port");
+                self.outbox.push((egress, out));
+            }
+            Reason::NeighbourMiss => {
+                let (addr, port) = v.resolve.expect("a miss names the nexthop");
+                let frame = frame.to_vec();
+                self.enqueue(now, addr, port, Queued::Received { ingress, frame });
+            }
+            Reason::TtlExceeded => {
+                let from = self.port_ipv4(ingress);
+                self.icmp_error(now, icmp::Error::TtlExceeded, from, &out[ETH..]);
+            }
+            Reason::NoRoute => {
+                let from = self.port_ipv4(ingress);
+                self.icmp_error(now, icmp::Error::NetUnreachable, from, &out[ETH..]);
+            }
+            _ => {}
+        }
+    }
+
+    /// Route an IP packet of the host's own and carry out the verdict.
+    fn originate(&mut self, now: Instant, packet: Vec<u8>) {
+        let mut out = Vec::new();
+        let v = pipeline::originate(&self.tables(), &packet, &mut out);
+        self.counters.originated[v.reason as usize] += 1;
+        match v.reason {
+            Reason::Forwarded | Reason::Encapsulated => {
+                let egress = v.egress.expect("transmit verdicts name a port");
+                self.outbox.push((egress, out));
+            }
+            Reason::Local => self.device.deliver(packet),
+            Reason::NeighbourMiss => {
+                let (addr, port) = v.resolve.expect("a miss names the nexthop");
+                self.enqueue(now, addr, port, Queued::Originated(packet));
+            }
+            Reason::NoRoute => {
+                let from = source_v4(&packet);
+                self.icmp_error(now, icmp::Error::NetUnreachable, from, &packet);
+            }
+            _ => {}
+        }
+    }
+
+    /// Hand an IP packet (Ethernet stripped, padding trimmed) to smoltcp.
+    fn deliver_local(&mut self, ip: &[u8]) {
+        let len = match ip.first().map(|b| b >> 4) {
+            Some(4) if ip.len() >= 4 => usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            Some(6) if ip.len() >= 6 => 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+            _ => ip.len(),
+        };
+        self.device.deliver(ip[..len.min(ip.len())].to_vec());
+    }
+
+    /// Send `error` about `original` from `from`, when ICMP allows one.
+    fn icmp_error(
+        &mut self,
+        now: Instant,
+        error: icmp::Error,
+        from: Option<Ipv4Addr>,
+        original: &[u8],
+    ) {
+        if let Some(packet) = from.and_then(|from| icmp::error(error, from, original)) {
+            self.counters.icmp_errors += 1;
+            self.originate(now, packet);
+        }
+    }
+
+    /// The first IPv4 address of `port`, else of the host.
+    fn port_ipv4(&self, port: PortId) -> Option<Ipv4Addr> {
+        let on_port = self.ports.get(usize::from(port.0)).into_iter();
+        on_port
+            .chain(&self.ports)
+            .flat_map(|p| &p.addrs)
+            .find_map(|a| v4(a.addr()))
+    }
+
+    /// Queue a packet for `addr` (bounded) and ask the neighbour table to resolve it.
+    fn enqueue(&mut self, now: Instant, addr: IpAddr, port: PortId, packet: Queued) {
+        let queue = self.pending.entry(addr).or_default();
+        if queue.len() < self.pending_per_nexthop {
+            queue.push_back(packet);
+        } else {
+            self.counters.queue_overflow += 1;
+        }
+        self.neighbour_event(now, Event::Resolve { addr, port });
+    }
+
+    /// Feed the neighbour table and carry out what it asks.
+    fn neighbour_event(&mut self, now: Instant, event: Event) {
+        let mut outputs = Vec::new();
+        self.neighbours.handle(now, event, &mut outputs);
+        for output in outputs {
+            match output {
+                Output::Request { addr, port } => self.arp_request(addr, port),
+                Output::Resolved { addr, .. } => {
+                    for packet in self.pending.remove(&addr).unwrap_or_default() {
+                        match packet {
+                            Queued::Received { ingress, frame } => {
+                                self.run_received(now, ingress, &frame)
+                            }
+                            Queued::Originated(packet) => self.originate(now, packet),
+                        }
+                    }
+                }
+                Output::Unreachable { addr } => {
+                    for packet in self.pending.remove(&addr).unwrap_or_default() {
+                        self.counters.unresolved += 1;
+                        let (from, ip) = match &packet {
+                            Queued::Received { ingress, frame } => {
+                                (self.port_ipv4(*ingress), &frame[ETH..])
+                            }
+                            Queued::Originated(packet) => (source_v4(packet), &packet[..]),
+                        };
+                        let ip = ip.to_vec();
+                        self.icmp_error(now, icmp::Error::HostUnreachable, from, &ip);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Broadcast an ARP request for `addr` on `port`, from the port's address on
+    /// the target's subnet (else its first IPv4 address).
+    fn arp_request(&mut self, addr: IpAddr, port: PortId) {
+        let (IpAddr::V4(target), Some(spec)) = (addr, self.ports.get(usize::from(port.0))) else {
+            return;
+        };
+        let mut owned = spec.addrs.iter().filter(|a| a.addr().is_ipv4());
+        let first = owned.clone().next();
+        let Some(src) = owned.find(|a| a.contains(&addr)).or(first) else {
+            return;
+        };
+        let src = v4(src.addr()).expect("filtered to IPv4");
+        self.counters.arp_requests += 1;
+        self.outbox
+            .push((port, arp::request(spec.mac, src, target)));
+    }
+
+    /// Learn the sender of an ARP frame (replies, requests, announcements).
+    fn learn_arp(&mut self, now: Instant, port: PortId, frame: &[u8]) {
+        let Some(addrs) = self.datapath_ports.get(&port) else {
+            return;
+        };
+        if let Some(event) = arp::respond(port, &addrs.addrs, frame).learn {
+            self.neighbour_event(now, event);
+        }
+    }
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6(a: IpAddr) -> Option<Ipv6Addr> {
+    match a {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// The source address of an IPv4 packet.
+fn source_v4(packet: &[u8]) -> Option<Ipv4Addr> {
+    let bytes: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+    (packet[0] >> 4 == 4).then(|| Ipv4Addr::from(bytes))
+}
+
+/// Whether an interface may hold `a`.
+fn assignable(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
+}

@@ -1,0 +1,363 @@
+//! Hosts wired together by a tiny test driver (point-to-point links with 1 ms
+//! latency, a virtual clock): back to back, and client – router – server as in
+//! the seed labs' routed topology.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use router_core::PortId;
+use router_core::datapath::Reason;
+use router_core::fib::{Nexthop, Protocol, Route};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Packet};
+
+use crate::{CurlError, CurlOptions, Host, HostConfig, PingOptions, PortSpec};
+
+const LATENCY: Duration = Duration::from_millis(1);
+
+/// Hosts, links between their ports, frames in flight and everything delivered.
+struct Lab {
+    hosts: Vec<Host>,
+    links: BTreeMap<(usize, PortId), (usize, PortId)>,
+    now: Instant,
+    in_flight: BTreeMap<(Instant, u64), (usize, PortId, Vec<u8>)>,
+    seq: u64,
+    /// (time, receiving host, port, frame) of every delivery.
+    log: Vec<(Instant, usize, PortId, Vec<u8>)>,
+}
+
+impl Lab {
+    fn new(hosts: Vec<Host>) -> Self {
+        Lab {
+            hosts,
+            links: BTreeMap::new(),
+            now: Instant::ZERO,
+            in_flight: BTreeMap::new(),
+            seq: 0,
+            log: Vec::new(),
+        }
+    }
+
+    fn link(&mut self, a: usize, pa: u16, b: usize, pb: u16) {
+        self.links.insert((a, PortId(pa)), (b, PortId(pb)));
+        self.links.insert((b, PortId(pb)), (a, PortId(pa)));
+    }
+
+    fn poll_all(&mut self) {
+        for i in 0..self.hosts.len() {
+            for (port, frame) in self.hosts[i].poll(self.now) {
+                if let Some(&(peer, peer_port)) = self.links.get(&(i, port)) {
+                    self.seq += 1;
+                    let at = self.now + LATENCY;
+                    self.in_flight
+                        .insert((at, self.seq), (peer, peer_port, frame));
+                }
+            }
+        }
+    }
+
+    /// Run the lab until `until` (virtual time).
+    fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            self.poll_all();
+            let wakes = self.hosts.iter_mut().filter_map(Host::poll_at);
+            let frames = self.in_flight.keys().next().map(|k| k.0);
+            let Some(next) = wakes.chain(frames).min() else {
+                self.now = until;
+                return;
+            };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            while let Some(entry) = self.in_flight.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let (host, port, frame) = entry.remove();
+                self.hosts[host].receive(self.now, port, &frame);
+                self.log.push((self.now, host, port, frame));
+            }
+        }
+        panic!("the lab never went quiet before {until}");
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+}
+
+fn mac(n: u8) -> EthernetAddress {
+    EthernetAddress([0x02, 0, 0, 0, 0, n])
+}
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().unwrap()
+}
+
+fn host(name: &str, n: u8, ports: &[&str], forwarding: bool) -> HostConfig {
+    let mut c = HostConfig::new(name);
+    c.seed = u64::from(n) * 1_000_003;
+    c.forwarding = forwarding;
+    c.ports = ports
+        .iter()
+        .enumerate()
+        .map(|(i, a)| PortSpec::new(&format!("eth{i}"), mac(n * 16 + i as u8), vec![net(a)]))
+        .collect();
+    c
+}
+
+fn default_via(h: &mut Host, gw: &str) {
+    let gw: IpAddr = gw.parse().unwrap();
+    let route = Route::new(Protocol::Static, vec![Nexthop::gateway(gw, PortId(0))]);
+    h.add_route(net("0.0.0.0/0"), &route);
+}
+
+const CLIENT: usize = 0;
+const ROUTER: usize = 1;
+const SERVER: usize = 2;
+
+/// client 10.0.1.10 — (eth0 10.0.1.1) router (eth1 10.0.2.1) — server 10.0.2.10 (whoami on 80).
+fn routed(router_forwards: bool) -> Lab {
+    let mut client = Host::new(host("client", 1, &["10.0.1.10/24"], false)).unwrap();
+    let router = Host::new(host(
+        "router",
+        2,
+        &["10.0.1.1/24", "10.0.2.1/24"],
+        router_forwards,
+    ))
+    .unwrap();
+    let mut server = Host::new(host("server", 3, &["10.0.2.10/24"], false)).unwrap();
+    default_via(&mut client, "10.0.1.1");
+    default_via(&mut server, "10.0.2.1");
+    server.serve_http(80);
+    let mut lab = Lab::new(vec![client, router, server]);
+    lab.link(CLIENT, 0, ROUTER, 0);
+    lab.link(ROUTER, 1, SERVER, 0);
+    lab
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn back_to_back_ping_and_curl() {
+    let a = Host::new(host("a", 1, &["10.0.0.1/24"], false)).unwrap();
+    let mut b = Host::new(host("b", 2, &["10.0.0.2/24"], false)).unwrap();
+    b.serve_http(80);
+    let mut lab = Lab::new(vec![a, b]);
+    lab.link(0, 0, 1, 0);
+
+    let ping = lab.hosts[0].ping(lab.now, v4("10.0.0.2"), PingOptions::default());
+    lab.run_for(Duration::from_secs(4));
+    let report = lab.hosts[0].ping_report(ping).unwrap();
+    assert!(report.done && report.all_replied(), "{report:?}");
+    assert!(report.replies.iter().all(|r| r.ttl == 64));
+    // The first request waited for ARP (one round trip).
+    assert_eq!(report.replies[0].rtt, Duration::from_millis(4));
+    assert_eq!(report.replies[1].rtt, Duration::from_millis(2));
+    assert!(report.replies[0].from == v4("10.0.0.2"));
+
+    let curl = lab.hosts[0].curl(lab.now, sock("10.0.0.2:80"), CurlOptions::default());
+    lab.run_for(Duration::from_secs(2));
+    let result = lab.hosts[0].curl_result(curl).unwrap();
+    assert!(result.ok(), "{result:?}");
+    let body = result.body().unwrap();
+    assert!(body.starts_with("Hostname: b\nIP: 10.0.0.2\n"), "{body}");
+    assert!(
+        body.contains(&format!("RemoteAddr: {}\n", result.local)),
+        "{body}"
+    );
+    assert_eq!(result.local.ip(), IpAddr::from([10, 0, 0, 1]));
+    assert_eq!(lab.hosts[1].http_served(80), Some(1));
+    // Both learned each other over ARP; no forwarding happened.
+    for (h, peer) in [(0, "10.0.0.2"), (1, "10.0.0.1")] {
+        let n = lab.hosts[h].neighbours().lookup(peer.parse().unwrap());
+        assert_eq!(n, Some(mac(if h == 0 { 32 } else { 16 })));
+        assert_eq!(lab.hosts[h].counters().received(Reason::Forwarded), 0);
+    }
+    assert_eq!(lab.hosts[0].counters().arp_requests, 1);
+}
+
+#[test]
+fn ping_crosses_the_router_with_ttl_63() {
+    let mut lab = routed(true);
+    let ping = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), PingOptions::default());
+    lab.run_for(Duration::from_secs(4));
+    let report = lab.hosts[CLIENT].ping_report(ping).unwrap();
+    assert!(report.all_replied(), "{report:?}");
+    assert!(report.replies.iter().all(|r| r.ttl == 63), "{report:?}");
+    // The echo requests reached the server with TTL 63 too.
+    let at_server: Vec<u8> = lab
+        .log
+        .iter()
+        .filter(|(_, h, _, _)| *h == SERVER)
+        .filter_map(|(_, _, _, f)| {
+            let eth = EthernetFrame::new_checked(&f[..]).ok()?;
+            (eth.ethertype() == EthernetProtocol::Ipv4).then_some(())?;
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            Some(ip.hop_limit())
+        })
+        .collect();
+    assert_eq!(at_server, [63, 63, 63]);
+    let router = &lab.hosts[ROUTER];
+    assert_eq!(router.counters().received(Reason::Forwarded), 6);
+    for n in ["10.0.1.10", "10.0.2.10"] {
+        assert!(router.neighbours().lookup(n.parse().unwrap()).is_some());
+    }
+}
+
+#[test]
+fn curl_through_the_router_reaches_whoami_repeatedly() {
+    let mut lab = routed(true);
+    let mut locals = Vec::new();
+    for _ in 0..3 {
+        let id = lab.hosts[CLIENT].curl(lab.now, sock("10.0.2.10:80"), CurlOptions::default());
+        lab.run_for(Duration::from_secs(1));
+        let result = lab.hosts[CLIENT].curl_result(id).unwrap().clone();
+        assert!(result.ok(), "{result:?}");
+        let body = result.body().unwrap();
+        assert!(body.starts_with("Hostname: server\n"), "{body}");
+        assert!(body.contains(&format!("RemoteAddr: {}\n", result.local)));
+        assert_eq!(result.local.ip(), IpAddr::from([10, 0, 1, 10]));
+        assert!(result.elapsed < Duration::from_millis(50), "{result:?}");
+        locals.push(result.local.port());
+    }
+    assert_eq!(locals[1], locals[0] + 1, "ephemeral ports count up");
+    assert_eq!(lab.hosts[SERVER].http_served(80), Some(3));
+}
+
+#[test]
+fn curl_fails_cleanly_on_closed_ports_and_dead_addresses() {
+    let mut lab = routed(true);
+    let refused = lab.hosts[CLIENT].curl(lab.now, sock("10.0.2.10:8080"), CurlOptions::default());
+    let silent = lab.hosts[CLIENT].curl(lab.now, sock("10.0.2.99:80"), CurlOptions::default());
+    lab.run_for(Duration::from_secs(3));
+    let r = lab.hosts[CLIENT].curl_result(refused).unwrap();
+    assert_eq!(r.outcome, Err(CurlError::Refused));
+    let s = lab.hosts[CLIENT].curl_result(silent).unwrap();
+    assert_eq!(s.outcome, Err(CurlError::ConnectTimeout));
+    assert_eq!(s.elapsed, Duration::from_secs(1));
+}
+
+#[test]
+fn ttl_expiry_yields_time_exceeded_from_the_ingress_address() {
+    let mut lab = routed(true);
+    let options = PingOptions {
+        count: 1,
+        ttl: 1,
+        ..PingOptions::default()
+    };
+    let ping = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options);
+    lab.run_for(Duration::from_secs(2));
+    let report = lab.hosts[CLIENT].ping_report(ping).unwrap();
+    assert!(report.replies.is_empty());
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    let e = report.errors[0];
+    assert_eq!((e.from, e.icmp_type, e.code), (v4("10.0.1.1"), 11, 0));
+    assert_eq!(e.describe(), "Time to live exceeded");
+    assert_eq!(lab.hosts[ROUTER].counters().icmp_errors, 1);
+}
+
+#[test]
+fn no_route_yields_net_unreachable() {
+    let mut lab = routed(true);
+    let options = PingOptions {
+        count: 1,
+        ..PingOptions::default()
+    };
+    let ping = lab.hosts[CLIENT].ping(lab.now, v4("192.0.2.1"), options);
+    lab.run_for(Duration::from_secs(2));
+    let report = lab.hosts[CLIENT].ping_report(ping).unwrap();
+    let e = report.errors[0];
+    assert_eq!((e.from, e.icmp_type, e.code), (v4("10.0.1.1"), 3, 0));
+    assert_eq!(lab.hosts[ROUTER].counters().received(Reason::NoRoute), 1);
+}
+
+#[test]
+fn a_host_without_forwarding_drops_transit_traffic() {
+    let mut lab = routed(false);
+    let ping = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), PingOptions::default());
+    lab.run_for(Duration::from_secs(4));
+    let report = lab.hosts[CLIENT].ping_report(ping).unwrap();
+    assert!(report.done && report.replies.is_empty() && report.errors.is_empty());
+    let router = lab.hosts[ROUTER].counters();
+    assert_eq!(router.not_forwarding, 3);
+    assert_eq!(router.received(Reason::Forwarded), 0);
+    // The router still answers for itself.
+    let ping = lab.hosts[CLIENT].ping(lab.now, v4("10.0.1.1"), PingOptions::default());
+    lab.run_for(Duration::from_secs(4));
+    assert!(lab.hosts[CLIENT].ping_report(ping).unwrap().all_replied());
+}
+
+#[test]
+fn a_nexthop_that_never_answers_fails_the_ping_cleanly() {
+    let mut lab = routed(true);
+    let nowhere = Route::new(
+        Protocol::Static,
+        vec![Nexthop::gateway("10.0.2.99".parse().unwrap(), PortId(1))],
+    );
+    lab.hosts[ROUTER].add_route(net("10.0.3.0/24"), &nowhere);
+    let options = PingOptions {
+        count: 5,
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(5),
+        ..PingOptions::default()
+    };
+    let ping = lab.hosts[CLIENT].ping(lab.now, v4("10.0.3.5"), options);
+    lab.run_for(Duration::from_secs(8));
+    let report = lab.hosts[CLIENT].ping_report(ping).unwrap();
+    assert!(report.done && report.replies.is_empty(), "{report:?}");
+    // Three requests queued for the nexthop, two overflowed; after three unanswered
+    // ARP requests the queued ones get host unreachable.
+    let router = lab.hosts[ROUTER].counters();
+    // The client's own ARP request taught the router its address: all three
+    // requests asked for the silent gateway.
+    assert_eq!(router.arp_requests, 3);
+    assert_eq!(router.queue_overflow, 2);
+    assert_eq!(router.unresolved, 3);
+    assert_eq!(report.errors.len(), 3, "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .all(|e| e.from == v4("10.0.1.1") && e.describe() == "Destination Host Unreachable")
+    );
+}
+
+#[test]
+fn same_inputs_same_frames() {
+    let run = || {
+        let mut lab = routed(true);
+        lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), PingOptions::default());
+        lab.hosts[CLIENT].curl(lab.now, sock("10.0.2.10:80"), CurlOptions::default());
+        lab.run_for(Duration::from_secs(5));
+        lab.log
+    };
+    let first = run();
+    assert!(first.len() > 20);
+    assert_eq!(first, run());
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let mut c = host("x", 1, &["10.0.0.1/24"], false);
+    c.ports[0].addrs.push(net("224.0.0.1/32"));
+    assert!(Host::new(c).unwrap_err().to_string().contains("eth0"));
+    let mut c = host("x", 1, &["10.0.0.1/24"], false);
+    c.ports[0].mtu = 10;
+    assert!(Host::new(c).is_err());
+    let mut c = host("x", 1, &["10.0.0.1/24"], false);
+    c.ports[0].addrs = (1..=9).map(|i| net(&format!("10.0.{i}.1/24"))).collect();
+    assert!(matches!(
+        Host::new(c),
+        Err(crate::ConfigError::TooManyAddresses { count: 9, max: 8 })
+    ));
+}
