@@ -455,8 +455,8 @@ impl Host {
     /// Start pinging `target` at `now`; replies come with later polls.
     pub fn ping(&mut self, now: Instant, target: Ipv4Addr, options: PingOptions) -> PingId {
         self.advance(now);
-        let src = match self.source_address(IpAddr::V4(target)) {
-            Some(IpAddr::V4(a)) => a,
+        let src = match (options.source, self.source_address(IpAddr::V4(target))) {
+            (Some(a), _) | (None, Some(IpAddr::V4(a))) => a,
             _ => Ipv4Addr::UNSPECIFIED,
         };
         let ident = self.next_ident;
@@ -718,5 +718,90 @@ fn assignable(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Host {
+        let mut c = HostConfig::new("r");
+        let mac = |n| EthernetAddress([2, 0, 0, 0, 0, n]);
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        c.ports = vec![
+            PortSpec::new(
+                "eth0",
+                mac(1),
+                vec![net("10.0.1.1/24"), net("fd00:1::1/64")],
+            ),
+            PortSpec::new("eth1", mac(2), vec![net("10.0.2.1/24"), net("10.0.9.1/24")]),
+        ];
+        c.forwarding = true;
+        let mut h = Host::new(c).unwrap();
+        let gw = Route::new(
+            Protocol::Static,
+            vec![Nexthop::gateway("10.0.9.254".parse().unwrap(), PortId(1))],
+        );
+        h.add_route("0.0.0.0/0".parse().unwrap(), &gw);
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn port_addresses_become_connected_routes() {
+        let h = router();
+        let routes: Vec<String> = h.fib().routes().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "0.0.0.0/0 via 10.0.9.254 dev port1 proto static",
+                "10.0.1.0/24 dev port0 proto kernel scope link",
+                "10.0.2.0/24 dev port1 proto kernel scope link",
+                "10.0.9.0/24 dev port1 proto kernel scope link",
+                "fd00:1::/64 dev port0 proto kernel scope link",
+            ]
+        );
+        assert_eq!(h.port_id("eth1"), Some(PortId(1)));
+        assert_eq!(h.port_id("eth7"), None);
+    }
+
+    #[test]
+    fn source_address_follows_the_route() {
+        let h = router();
+        assert_eq!(h.source_address(ip("10.0.1.7")), Some(ip("10.0.1.1")));
+        assert_eq!(h.source_address(ip("10.0.2.1")), Some(ip("10.0.2.1")));
+        // Via the gateway on eth1: the address on the gateway's subnet.
+        assert_eq!(h.source_address(ip("8.8.8.8")), Some(ip("10.0.9.1")));
+        assert_eq!(h.source_address(ip("fd00:1::9")), Some(ip("fd00:1::1")));
+        assert_eq!(h.source_address(ip("fd00:7::9")), Some(ip("fd00:1::1")));
+    }
+
+    #[test]
+    fn arp_requests_come_from_the_address_on_the_targets_subnet() {
+        let mut h = router();
+        h.arp_request(ip("10.0.9.254"), PortId(1));
+        h.arp_request(ip("10.0.2.5"), PortId(1));
+        h.arp_request(ip("fd00:1::9"), PortId(0));
+        let sent = h.poll(Instant::ZERO);
+        assert_eq!(sent.len(), 2);
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        let expect =
+            |src: &str, dst: &str| arp::request(mac, src.parse().unwrap(), dst.parse().unwrap());
+        assert_eq!(sent[0], (PortId(1), expect("10.0.9.1", "10.0.9.254")));
+        assert_eq!(sent[1], (PortId(1), expect("10.0.2.1", "10.0.2.5")));
+        assert_eq!(h.counters().arp_requests, 2);
+    }
+
+    #[test]
+    fn frames_on_unknown_ports_are_counted() {
+        let mut h = router();
+        h.receive(Instant::ZERO, PortId(9), &[0; 60]);
+        assert_eq!(h.counters().received(Reason::UnknownPort), 1);
+        assert!(h.poll(Instant::ZERO).is_empty());
+        assert_eq!(h.poll_at(), None);
     }
 }

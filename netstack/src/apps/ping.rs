@@ -32,16 +32,19 @@ pub struct PingOptions {
     pub timeout: Duration,
     /// TTL of the requests (`-t`).
     pub ttl: u8,
+    /// Source address (`-I`); the host picks one from the route when `None`.
+    pub source: Option<Ipv4Addr>,
 }
 
 impl Default for PingOptions {
-    /// Three requests a second apart, one second to answer, TTL 64.
+    /// Three requests a second apart, one second to answer, TTL 64, source from the route.
     fn default() -> Self {
         PingOptions {
             count: 3,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             ttl: 64,
+            source: None,
         }
     }
 }
