@@ -353,6 +353,56 @@ impl Host {
         &self.neighbours
     }
 
+    /// Add a port without addresses (e.g. a node's `lxc` port towards a new pod).
+    pub fn add_port(
+        &mut self,
+        name: &str,
+        mac: EthernetAddress,
+        mtu: u16,
+    ) -> Result<PortId, ConfigError> {
+        if mtu < 68 {
+            return Err(ConfigError::MtuTooSmall {
+                port: name.to_string(),
+                mtu,
+            });
+        }
+        let id = PortId(self.ports.len() as u16);
+        self.ports.push(PortSpec {
+            name: name.to_string(),
+            mac,
+            addrs: Vec::new(),
+            mtu,
+        });
+        let port = PortConfig {
+            addrs: arp::PortAddrs {
+                mac,
+                owned: Vec::new(),
+                announced: Vec::new(),
+            },
+            ipv6: Vec::new(),
+            mtu,
+        };
+        self.datapath_ports.insert(id, port);
+        Ok(id)
+    }
+
+    /// Answer ARP for `addr` on `port` without owning it (Cilium answers its pods'
+    /// requests for the `cilium_host` gateway this way). False if the port is unknown.
+    pub fn announce(&mut self, port: PortId, addr: Ipv4Addr) -> bool {
+        let Some(p) = self.datapath_ports.get_mut(&port) else {
+            return false;
+        };
+        if !p.addrs.announced.contains(&addr) {
+            p.addrs.announced.push(addr);
+        }
+        true
+    }
+
+    /// A permanent neighbour entry (an endpoint whose MAC the agent knows).
+    pub fn add_neighbour(&mut self, addr: IpAddr, port: PortId, mac: EthernetAddress) {
+        self.neighbours.insert_permanent(addr, port, mac);
+    }
+
     /// Set the security identity of a source address (the VNI of its tunnelled traffic).
     pub fn set_identity(&mut self, addr: IpAddr, identity: u32) {
         self.identities.insert(addr, identity);

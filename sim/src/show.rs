@@ -71,6 +71,9 @@ pub fn ip_neigh(table: &neighbour::Table, name: &dyn Fn(PortId) -> String) -> Ve
                     format!("{addr} dev {dev} lladdr {} REACHABLE", mac(m))
                 }
                 State::Stale { mac: m, .. } => format!("{addr} dev {dev} lladdr {} STALE", mac(m)),
+                State::Permanent { mac: m } => {
+                    format!("{addr} dev {dev} lladdr {} PERMANENT", mac(m))
+                }
                 State::Incomplete { .. } => format!("{addr} dev {dev} INCOMPLETE"),
                 State::Failed { .. } => format!("{addr} dev {dev} FAILED"),
             }

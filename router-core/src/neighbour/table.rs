@@ -77,6 +77,11 @@ pub enum State {
         /// When it is removed.
         until: Instant,
     },
+    /// Configured, never expires and is never overwritten by what is heard (`ip neigh ... permanent`).
+    Permanent {
+        /// Link-layer address.
+        mac: EthernetAddress,
+    },
     /// No answer to `max_probes` requests; resolution fails fast until `until`.
     Failed {
         /// When the entry is removed.
@@ -97,17 +102,20 @@ impl Entry {
     /// The link-layer address, if the entry can be used for forwarding.
     pub fn mac(&self) -> Option<EthernetAddress> {
         match self.state {
-            State::Reachable { mac, .. } | State::Stale { mac, .. } => Some(mac),
+            State::Reachable { mac, .. } | State::Stale { mac, .. } | State::Permanent { mac } => {
+                Some(mac)
+            }
             _ => None,
         }
     }
 
-    fn deadline(&self) -> Instant {
+    fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Incomplete { next, .. } => next,
+            State::Incomplete { next, .. } => Some(next),
             State::Reachable { until, .. }
             | State::Stale { until, .. }
-            | State::Failed { until } => until,
+            | State::Failed { until } => Some(until),
+            State::Permanent { .. } => None,
         }
     }
 }
@@ -209,9 +217,15 @@ impl Table {
         self.entries.insert(addr, Entry { port, state });
     }
 
+    /// Add a permanent entry (configuration, or an endpoint the agent knows).
+    pub fn insert_permanent(&mut self, addr: IpAddr, port: PortId, mac: EthernetAddress) {
+        let state = State::Permanent { mac };
+        self.entries.insert(addr, Entry { port, state });
+    }
+
     /// When [`Event::Tick`] next has something to do.
     pub fn poll_at(&self) -> Option<Instant> {
-        let entries = self.entries.values().map(Entry::deadline).min();
+        let entries = self.entries.values().filter_map(Entry::deadline).min();
         match (entries, self.refill_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -237,9 +251,9 @@ impl Table {
     fn resolve(&mut self, now: Instant, addr: IpAddr, port: PortId, out: &mut Vec<Output>) {
         match self.entries.get(&addr).map(|e| e.state) {
             Some(State::Failed { .. }) => out.push(Output::Unreachable { addr }),
-            Some(State::Reachable { mac, .. } | State::Stale { mac, .. }) => {
-                out.push(Output::Resolved { addr, mac })
-            }
+            Some(
+                State::Reachable { mac, .. } | State::Stale { mac, .. } | State::Permanent { mac },
+            ) => out.push(Output::Resolved { addr, mac }),
             Some(State::Incomplete { .. }) => {}
             None => {
                 let state = State::Incomplete {
@@ -263,6 +277,7 @@ impl Table {
         let waiting = match self.entries.get(&addr) {
             None if !create => return,
             None => false,
+            Some(e) if matches!(e.state, State::Permanent { .. }) => return,
             Some(e) => matches!(e.state, State::Incomplete { .. }),
         };
         let until = now + self.config.reachable_time;
@@ -277,7 +292,7 @@ impl Table {
         let due: Vec<IpAddr> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.deadline() <= now)
+            .filter(|(_, e)| e.deadline().is_some_and(|d| d <= now))
             .map(|(&a, _)| a)
             .collect();
         for addr in due {
@@ -314,6 +329,7 @@ impl Table {
                 State::Stale { .. } | State::Failed { .. } => {
                     self.entries.remove(&addr);
                 }
+                State::Permanent { .. } => {}
             }
         }
     }
@@ -451,6 +467,31 @@ mod tests {
         let other = EthernetAddress([2, 0, 0, 0, 0, 2]);
         run(&mut t, 1, g(other));
         assert_eq!(t.lookup(addr), Some(other));
+    }
+
+    #[test]
+    fn permanent_entries_never_expire_nor_change() {
+        let mut t = Table::new(Config::default());
+        let addr = ip("172.20.0.10");
+        t.insert_permanent(addr, PortId(3), MAC);
+        assert_eq!(t.poll_at(), None);
+        let other = EthernetAddress([2, 0, 0, 0, 0, 9]);
+        let heard = Event::Heard {
+            addr,
+            port: PortId(3),
+            mac: other,
+            create: true,
+        };
+        run(&mut t, 1_000_000, heard);
+        assert_eq!(t.lookup(addr), Some(MAC));
+        let resolve = Event::Resolve {
+            addr,
+            port: PortId(3),
+        };
+        assert_eq!(
+            run(&mut t, 2_000_000, resolve),
+            [Output::Resolved { addr, mac: MAC }]
+        );
     }
 
     #[test]
