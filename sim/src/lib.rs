@@ -66,6 +66,7 @@ pub mod lab;
 pub mod node;
 pub mod pcap;
 pub mod rng;
+pub mod run;
 pub mod segment;
 pub mod show;
 #[cfg(test)]

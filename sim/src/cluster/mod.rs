@@ -1,8 +1,551 @@
 //! A lab brought to life: hosts, links and Kubernetes workloads on the engine.
 //!
 //! `ipam` hands out pod CIDRs and addresses; `workloads` keeps the Kubernetes
-//! objects and scheduling decisions. Building hosts from them comes next.
+//! objects and scheduling decisions; `routes` says which routes the agent
+//! installs; `host` wraps a netstack host as an engine node. [`Cluster`] owns
+//! the engine and keeps hosts, links and routes in step with the workloads.
+//! Running scenario steps is [`crate::run`]'s job.
 
+pub mod host;
 pub mod ipam;
 pub mod routes;
 pub mod workloads;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+use nexthop_netstack::{Host, HostConfig, PortSpec};
+use router_core::datapath::{Config as DatapathConfig, TunnelConfig};
+use router_core::ecmp::HashPolicy;
+use router_core::fib::{Nexthop, Protocol, Route};
+use smoltcp::wire::EthernetAddress;
+
+pub use host::{Role, SimHost};
+use workloads::{App, Change, PodInfo, Workloads};
+
+use crate::engine::{Engine, EngineConfig};
+use crate::lab::Lab;
+use crate::lab::kube::Object;
+use crate::lab::topology::{EndpointRef, NodeKind};
+use crate::lab::values::RoutingMode;
+use crate::node::{Endpoint, NodeId};
+use crate::rng::SimRng;
+use crate::segment::{SegmentId, SegmentKind, SegmentParams};
+use crate::show::RouteNote;
+
+/// Name of a node's gateway port towards its pods (Cilium's `cilium_host`).
+pub const CILIUM_HOST: &str = "cilium_host";
+/// Latency of the veth pair between a pod and its node.
+const POD_LINK_LATENCY_US: u64 = 10;
+/// MAC every node's tunnel device uses as the inner destination.
+const TUNNEL_MAC: EthernetAddress = EthernetAddress([0x02, 0xc1, 0x11, 0x00, 0x00, 0x01]);
+
+/// A deterministic, locally administered MAC for `host`'s `port`.
+pub fn mac_for(host: &str, port: &str) -> EthernetAddress {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host.bytes().chain([b'/']).chain(port.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    EthernetAddress([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// A pod's link to its node.
+#[derive(Debug, Clone, Copy)]
+struct PodLink {
+    segment: SegmentId,
+    node: NodeId,
+}
+
+/// The running lab.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The engine with every host.
+    pub engine: Engine<SimHost>,
+    /// The lab as loaded.
+    pub lab: Lab,
+    /// Kubernetes state.
+    pub workloads: Workloads,
+    hosts: BTreeMap<String, NodeId>,
+    interfaces: BTreeMap<EndpointRef, Endpoint>,
+    pods: BTreeMap<String, PodLink>,
+    identities: BTreeMap<BTreeMap<String, String>, u32>,
+    /// Random choices of the socket-level service load balancer.
+    pub service_rng: SimRng,
+}
+
+impl Cluster {
+    /// Build the lab's hosts and links and apply its start-up manifests.
+    pub fn build(lab: Lab, config: EngineConfig) -> Result<Self, String> {
+        let mut engine = Engine::new(config);
+        let rng = engine.fork_rng("cluster");
+        let values = &lab.values;
+        let k8s_hosts: Vec<String> = lab
+            .topology
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.kind == NodeKind::K8sNode)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let pool = ipam::ClusterPool::new(
+            values.ipam.operator.cluster_pool_ipv4_pod_cidr_list.clone(),
+            values.ipam.operator.cluster_pool_ipv4_mask_size,
+        );
+        let mut workloads = Workloads::new(k8s_hosts.clone(), pool, rng.fork("workloads"));
+        // Nodes join in the order of their Node objects, then the rest by name.
+        let declared: Vec<(String, BTreeMap<String, String>)> = lab
+            .manifests
+            .iter()
+            .flat_map(|m| &m.objects)
+            .filter_map(|o| match o {
+                Object::Node(meta) => Some((meta.name.clone(), meta.labels.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, labels) in &declared {
+            if !k8s_hosts.contains(name) {
+                return Err(format!(
+                    "Node/{name}: no k8s-node host of that name in the topology"
+                ));
+            }
+            workloads.join(name, labels.clone())?;
+        }
+        for name in &k8s_hosts {
+            if workloads.node(name).is_none() {
+                workloads.join(name, BTreeMap::new())?;
+            }
+        }
+
+        let mut hosts = BTreeMap::new();
+        let mut interfaces = BTreeMap::new();
+        for (name, spec) in &lab.topology.nodes {
+            if spec.kind == NodeKind::Bridge {
+                continue;
+            }
+            let mut ports: Vec<PortSpec> = spec
+                .interfaces
+                .iter()
+                .map(|(ifname, i)| {
+                    let addrs = i
+                        .ipv4
+                        .map(IpNet::V4)
+                        .into_iter()
+                        .chain(i.ipv6.map(IpNet::V6))
+                        .collect();
+                    let mut p = PortSpec::new(ifname, mac_for(name, ifname), addrs);
+                    p.mtu = i.mtu.unwrap_or(lab.topology.defaults.mtu);
+                    p
+                })
+                .collect();
+            let node_info = workloads.node(name).cloned();
+            if let Some(n) = &node_info {
+                let addr = IpNet::V4(Ipv4Net::new(n.router_ip, 32).expect("/32"));
+                ports.push(PortSpec::new(
+                    CILIUM_HOST,
+                    mac_for(name, CILIUM_HOST),
+                    vec![addr],
+                ));
+            }
+            let underlay = ports.iter().flat_map(|p| &p.addrs).find_map(|a| match a {
+                IpNet::V4(a) if !a.addr().is_loopback() => Some(a.addr()),
+                _ => None,
+            });
+            let tunnel = (spec.kind == NodeKind::K8sNode
+                && values.routing_mode == RoutingMode::Tunnel)
+                .then_some(underlay)
+                .flatten()
+                .map(|local| TunnelConfig::new(local, TUNNEL_MAC));
+            let mut config = HostConfig::new(name);
+            config.ports = ports;
+            config.forwarding = spec.kind != NodeKind::External;
+            config.seed = rng.fork(&format!("host/{name}")).next_u64();
+            config.datapath = DatapathConfig {
+                hash_policy: if spec.multipath_hash_policy == 1 {
+                    HashPolicy::L4
+                } else {
+                    HashPolicy::L3
+                },
+                hash_seed: rng.fork(&format!("ecmp/{name}")).next_u64() as u32,
+                tunnel,
+            };
+            let host = Host::new(config).map_err(|e| format!("host {name}: {e}"))?;
+            let role = match spec.kind {
+                NodeKind::K8sNode => Role::K8sNode,
+                NodeKind::Router => Role::Router,
+                _ => Role::External,
+            };
+            let mut sim_host = SimHost::new(host, role);
+            for i in spec.interfaces.values() {
+                if let Some(a) = i.ipv4 {
+                    sim_host.notes.insert(
+                        IpNet::V4(a.trunc()),
+                        RouteNote {
+                            src: Some(a.addr()),
+                            mtu: None,
+                        },
+                    );
+                }
+            }
+            for (i, r) in spec.routes.iter().enumerate() {
+                let nh =
+                    static_nexthop(&sim_host.host, &r.via, r.dev.as_deref()).ok_or_else(|| {
+                        format!(
+                            "{name}: routes[{i}]: gateway {:?} is on no connected subnet",
+                            r.via
+                        )
+                    })?;
+                let mut route = Route::new(Protocol::Static, vec![nh]);
+                route.metric = r.metric;
+                sim_host.host.add_route(r.dst, &route);
+            }
+            let id = engine.add_node(name, sim_host).map_err(|e| e.to_string())?;
+            hosts.insert(name.clone(), id);
+        }
+
+        // Bridges are switches; other links are cables.
+        let mut switches = BTreeMap::new();
+        let defaults = &lab.topology.defaults;
+        for (name, spec) in &lab.topology.nodes {
+            if spec.kind == NodeKind::Bridge {
+                let params = SegmentParams {
+                    latency: defaults.latency.0,
+                    mtu: usize::from(defaults.mtu),
+                    ..SegmentParams::default()
+                };
+                let seg = engine
+                    .add_segment(name, SegmentKind::Switch, params)
+                    .map_err(|e| e.to_string())?;
+                switches.insert(name.clone(), seg);
+            }
+        }
+        for link in &lab.topology.links {
+            let ends: Vec<EndpointRef> = link
+                .endpoints
+                .iter()
+                .map(|e| EndpointRef::parse(e).expect("checked at load"))
+                .collect();
+            let params = SegmentParams {
+                latency: link.latency.unwrap_or(defaults.latency).0,
+                loss: link.loss.unwrap_or(0.0),
+                mtu: usize::from(link.mtu.unwrap_or(defaults.mtu)),
+            };
+            let segment = match ends.iter().find_map(|e| switches.get(&e.node)) {
+                Some(&seg) => seg,
+                None => {
+                    let name = format!("{}--{}", link.endpoints[0], link.endpoints[1]);
+                    engine
+                        .add_segment(&name, SegmentKind::Link, params)
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            for end in ends.iter().filter(|e| !switches.contains_key(&e.node)) {
+                let node = hosts[&end.node];
+                let host_port = engine
+                    .node(node)
+                    .host
+                    .port_id(&end.interface)
+                    .expect("checked at load");
+                let port = engine
+                    .attach(segment, node, &end.interface)
+                    .map_err(|e| e.to_string())?;
+                engine.node_mut(node).attached(host_port, port);
+                interfaces.insert(end.clone(), Endpoint { node, port });
+            }
+        }
+
+        let mut cluster = Cluster {
+            engine,
+            lab,
+            workloads,
+            hosts,
+            interfaces,
+            pods: BTreeMap::new(),
+            identities: BTreeMap::new(),
+            service_rng: rng.fork("service-lb"),
+        };
+        cluster.install_agent_routes();
+        let objects: Vec<Object> = cluster
+            .lab
+            .manifests
+            .iter()
+            .flat_map(|m| m.objects.clone())
+            .collect();
+        for object in objects {
+            cluster.apply(&object)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The engine node of a host or pod.
+    pub fn host_id(&self, name: &str) -> Option<NodeId> {
+        self.hosts.get(name).copied()
+    }
+
+    /// The host or pod called `name`.
+    pub fn host(&self, name: &str) -> Option<&SimHost> {
+        self.host_id(name).map(|id| self.engine.node(id))
+    }
+
+    /// Host names (topology hosts and pods), in name order.
+    pub fn host_names(&self) -> impl Iterator<Item = &String> {
+        self.hosts.keys()
+    }
+
+    /// The engine endpoint of a topology interface.
+    pub fn interface(&self, e: &EndpointRef) -> Option<Endpoint> {
+        self.interfaces.get(e).copied()
+    }
+
+    /// Apply a Kubernetes object and follow its consequences.
+    pub fn apply(&mut self, object: &Object) -> Result<(), String> {
+        let changes = self
+            .workloads
+            .apply(object)
+            .map_err(|e| format!("{}: {e}", object.id()))?;
+        self.follow(changes)
+    }
+
+    /// Delete a Kubernetes object and follow its consequences.
+    pub fn delete(&mut self, object: &Object) -> Result<(), String> {
+        let changes = self
+            .workloads
+            .delete(object)
+            .map_err(|e| format!("{}: {e}", object.id()))?;
+        self.follow(changes)
+    }
+
+    fn follow(&mut self, changes: Vec<Change>) -> Result<(), String> {
+        for change in changes {
+            match change {
+                Change::PodAdded(pod) => self.start_pod(&pod)?,
+                Change::PodRemoved(pod) => self.stop_pod(&pod),
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes every node's agent installs (idempotent: re-run after membership changes).
+    fn install_agent_routes(&mut self) {
+        let peers: Vec<routes::PeerNode> = self
+            .workloads
+            .nodes()
+            .iter()
+            .filter_map(|n| {
+                let host = self.host(&n.name)?;
+                let ip = underlay_ip(&host.host)?;
+                Some(routes::PeerNode {
+                    name: n.name.clone(),
+                    ip,
+                    pod_cidr: n.ipam.cidr(),
+                })
+            })
+            .collect();
+        for peer in &peers {
+            let router_ip = self
+                .workloads
+                .node(&peer.name)
+                .expect("a joined node")
+                .router_ip;
+            let id = self.hosts[&peer.name];
+            let h = self.engine.node_mut(id);
+            let ports: Vec<(u16, Ipv4Net)> = h
+                .host
+                .ports()
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| {
+                    p.addrs.iter().filter_map(move |a| match a {
+                        IpNet::V4(a) if p.name != CILIUM_HOST => Some((i as u16, a.trunc())),
+                        _ => None,
+                    })
+                })
+                .collect();
+            let cilium_host = h
+                .host
+                .port_id(CILIUM_HOST)
+                .expect("k8s nodes have cilium_host")
+                .0;
+            for r in routes::agent_routes(
+                &self.lab.values,
+                peer,
+                router_ip,
+                &ports,
+                cilium_host,
+                &peers,
+            ) {
+                h.host.add_route(r.dst, &r.route);
+                h.notes.insert(
+                    r.dst,
+                    RouteNote {
+                        src: r.src,
+                        mtu: r.mtu,
+                    },
+                );
+            }
+        }
+    }
+
+    fn identity(&mut self, labels: &BTreeMap<String, String>) -> u32 {
+        let next = 256 + self.identities.len() as u32;
+        *self.identities.entry(labels.clone()).or_insert(next)
+    }
+
+    fn start_pod(&mut self, pod: &PodInfo) -> Result<(), String> {
+        let node_id = self.hosts[&pod.node];
+        let router_ip = self
+            .workloads
+            .node(&pod.node)
+            .expect("placed on a node")
+            .router_ip;
+        let addr = IpNet::V4(Ipv4Net::new(pod.ip, 32).expect("/32"));
+        let pod_mac = mac_for(&pod.name, "eth0");
+        let mut config = HostConfig::new(&pod.name);
+        config.ports = vec![PortSpec::new("eth0", pod_mac, vec![addr])];
+        config.forwarding = false;
+        config.seed = self
+            .engine
+            .fork_rng(&format!("pod/{}", pod.name))
+            .next_u64();
+        let mut host = Host::new(config).map_err(|e| format!("pod {}: {e}", pod.name))?;
+        let eth0 = router_core::PortId(0);
+        host.add_route(
+            "0.0.0.0/0".parse().expect("valid"),
+            &Route::new(
+                Protocol::Static,
+                vec![Nexthop::gateway(IpAddr::V4(router_ip), eth0)],
+            ),
+        );
+        if pod.app == App::Whoami {
+            host.serve_http(80);
+        }
+        let pod_id = self
+            .engine
+            .add_node(
+                &pod.name,
+                SimHost::new(
+                    host,
+                    Role::Pod {
+                        node: pod.node.clone(),
+                    },
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+
+        let lxc = format!("lxc{}", &format!("{:08x}", pod.ip.to_bits())[..8]);
+        let lxc_mac = mac_for(&pod.node, &lxc);
+        let identity = self.identity(&pod.labels);
+        let node = self.engine.node_mut(node_id);
+        let lxc_port = node
+            .host
+            .add_port(&lxc, lxc_mac, 1500)
+            .map_err(|e| e.to_string())?;
+        node.host.announce(lxc_port, router_ip);
+        node.host
+            .add_neighbour(IpAddr::V4(pod.ip), lxc_port, pod_mac);
+        node.host.set_identity(IpAddr::V4(pod.ip), identity);
+        node.host.add_route(
+            addr,
+            &Route::new(Protocol::Kernel, vec![Nexthop::connected(lxc_port)]),
+        );
+
+        let params = SegmentParams {
+            latency: smoltcp::time::Duration::from_micros(POD_LINK_LATENCY_US),
+            ..SegmentParams::default()
+        };
+        let segment = self
+            .engine
+            .add_segment(
+                &format!("{}:eth0--{}:{lxc}", pod.name, pod.node),
+                SegmentKind::Link,
+                params,
+            )
+            .map_err(|e| e.to_string())?;
+        let p = self
+            .engine
+            .attach(segment, pod_id, "eth0")
+            .map_err(|e| e.to_string())?;
+        self.engine.node_mut(pod_id).attached(eth0, p);
+        let p = self
+            .engine
+            .attach(segment, node_id, &lxc)
+            .map_err(|e| e.to_string())?;
+        self.engine.node_mut(node_id).attached(lxc_port, p);
+        self.hosts.insert(pod.name.clone(), pod_id);
+        self.pods.insert(
+            pod.name.clone(),
+            PodLink {
+                segment,
+                node: node_id,
+            },
+        );
+        Ok(())
+    }
+
+    fn stop_pod(&mut self, pod: &PodInfo) {
+        let Some(link) = self.pods.remove(&pod.name) else {
+            return;
+        };
+        self.engine.set_segment_up(link.segment, false);
+        let addr = IpNet::V4(Ipv4Net::new(pod.ip, 32).expect("/32"));
+        self.engine
+            .node_mut(link.node)
+            .host
+            .remove_route(addr, Protocol::Kernel, 0);
+        self.hosts.remove(&pod.name);
+    }
+
+    /// Whether the port named `name` of a node leads to a pod (hidden in `ip route`).
+    pub fn is_endpoint_port(name: &str) -> bool {
+        name.starts_with("lxc")
+    }
+
+    /// The address to reach `name`: an IPv4 address; a pod's IP (`POD`, or
+    /// `PREFIX@NODE` for the first pod on NODE whose name starts with PREFIX, e.g.
+    /// `webpod@k8s-w0`); or a host's first IPv4 address.
+    pub fn address_of(&self, name: &str) -> Option<Ipv4Addr> {
+        if let Ok(ip) = name.parse() {
+            return Some(ip);
+        }
+        if let Some((prefix, node)) = name.split_once('@') {
+            return self
+                .workloads
+                .pods()
+                .find(|p| p.node == node && p.name.starts_with(prefix))
+                .map(|p| p.ip);
+        }
+        if let Some(p) = self.workloads.pod(name) {
+            return Some(p.ip);
+        }
+        self.host(name).and_then(|h| underlay_ip(&h.host))
+    }
+}
+
+/// A host's first non-loopback IPv4 address outside `cilium_host` (a node's InternalIP).
+fn underlay_ip(host: &Host) -> Option<Ipv4Addr> {
+    host.ports()
+        .iter()
+        .filter(|p| p.name != CILIUM_HOST)
+        .flat_map(|p| &p.addrs)
+        .find_map(|a| match a {
+            IpNet::V4(a) if !a.addr().is_loopback() => Some(a.addr()),
+            _ => None,
+        })
+}
+
+/// The nexthop of a static route: via a gateway (on `dev`, or on the port whose subnet holds it), or on-link.
+fn static_nexthop(host: &Host, via: &Option<IpAddr>, dev: Option<&str>) -> Option<Nexthop> {
+    let dev_port = dev.and_then(|d| host.port_id(d));
+    match via {
+        Some(gw) => {
+            let port = dev_port.or_else(|| {
+                host.ports()
+                    .iter()
+                    .position(|p| p.addrs.iter().any(|a| a.contains(gw)))
+                    .map(|i| router_core::PortId(i as u16))
+            })?;
+            Some(Nexthop::gateway(*gw, port))
+        }
+        None => dev_port.map(Nexthop::connected),
+    }
+}

@@ -1,7 +1,8 @@
 //! The routes the Cilium agent installs on a node, for the lab's routing mode.
 //!
 //! Owns the rule set, not the FIB: given the nodes and this node's connected
-//! subnets, say which routes exist — the own pod CIDR via `cilium_host`;
+//! subnets, say which routes exist — the own pod CIDR via `cilium_host` (whose
+//! address is the `cilium_host` port's, so its /32 is a connected route);
 //! with native routing and `autoDirectNodeRoutes`, other nodes' pod CIDRs via
 //! those nodes when they share a subnet; with tunnel routing, every other
 //! node's pod CIDR into the tunnel (`mtu 1450`). Pods' own /32 routes are the
@@ -52,23 +53,15 @@ pub fn agent_routes(
     nodes: &[PeerNode],
 ) -> Vec<AgentRoute> {
     let host_port = router_core::PortId(cilium_host);
-    let mut out = vec![
-        AgentRoute {
-            dst: IpNet::V4(me.pod_cidr),
-            route: Route::new(
-                Protocol::Kernel,
-                vec![Nexthop::gateway(IpAddr::V4(router_ip), host_port)],
-            ),
-            src: Some(router_ip),
-            mtu: None,
-        },
-        AgentRoute {
-            dst: IpNet::V4(Ipv4Net::new(router_ip, 32).expect("/32")),
-            route: Route::new(Protocol::Kernel, vec![Nexthop::connected(host_port)]),
-            src: None,
-            mtu: None,
-        },
-    ];
+    let mut out = vec![AgentRoute {
+        dst: IpNet::V4(me.pod_cidr),
+        route: Route::new(
+            Protocol::Kernel,
+            vec![Nexthop::gateway(IpAddr::V4(router_ip), host_port)],
+        ),
+        src: Some(router_ip),
+        mtu: None,
+    }];
     for peer in nodes.iter().filter(|n| n.name != me.name) {
         match values.routing_mode {
             RoutingMode::Native if values.auto_direct_node_routes => {
@@ -150,10 +143,7 @@ mod tests {
             auto_direct_node_routes: true,
             ..Values::default()
         };
-        assert_eq!(
-            dsts(&v),
-            ["172.20.0.0/24", "172.20.0.201/32", "172.20.1.0/24"]
-        );
+        assert_eq!(dsts(&v), ["172.20.0.0/24", "172.20.1.0/24"]);
     }
 
     #[test]
@@ -162,7 +152,7 @@ mod tests {
             routing_mode: RoutingMode::Native,
             ..Values::default()
         };
-        assert_eq!(dsts(&v), ["172.20.0.0/24", "172.20.0.201/32"]);
+        assert_eq!(dsts(&v), ["172.20.0.0/24"]);
     }
 
     #[test]
@@ -170,12 +160,7 @@ mod tests {
         let v = Values::default();
         assert_eq!(
             dsts(&v),
-            [
-                "172.20.0.0/24",
-                "172.20.0.201/32",
-                "172.20.1.0/24",
-                "172.20.2.0/24"
-            ]
+            ["172.20.0.0/24", "172.20.1.0/24", "172.20.2.0/24"]
         );
     }
 }

@@ -1,0 +1,95 @@
+//! A netstack host as an engine node, with what the simulator knows about it.
+//!
+//! Owns the mapping between the engine's port numbers (attach order) and the
+//! host's ports (configuration order: loopbacks and `cilium_host` are never
+//! attached), and the display notes `ip route` needs. Forwarding and
+//! applications are the [`nexthop_netstack::Host`]'s.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use nexthop_netstack::Host;
+use smoltcp::time::Instant;
+
+use crate::node::{Node, Poll, PortId};
+use crate::show::RouteNote;
+
+/// What a simulated host is in the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A Kubernetes node.
+    K8sNode,
+    /// A router.
+    Router,
+    /// An external host.
+    External,
+    /// A pod on `node`.
+    Pod {
+        /// The node it runs on.
+        node: String,
+    },
+}
+
+/// A host in the engine.
+#[derive(Debug)]
+pub struct SimHost {
+    /// The host: tables, datapath, smoltcp, applications.
+    pub host: Host,
+    /// What it is.
+    pub role: Role,
+    /// `src`/`mtu` beside routes in `ip route`.
+    pub notes: BTreeMap<IpNet, RouteNote>,
+    /// Engine port → host port.
+    to_host: Vec<router_core::PortId>,
+    /// Host port → engine port.
+    to_engine: BTreeMap<router_core::PortId, PortId>,
+    /// Frames sent on host ports that are not attached to any segment.
+    pub unattached_drops: u64,
+}
+
+impl SimHost {
+    /// Wrap `host`.
+    pub fn new(host: Host, role: Role) -> Self {
+        SimHost {
+            host,
+            role,
+            notes: BTreeMap::new(),
+            to_host: Vec::new(),
+            to_engine: BTreeMap::new(),
+            unattached_drops: 0,
+        }
+    }
+
+    /// Record that host port `port` was attached as the engine's port `engine`.
+    pub fn attached(&mut self, port: router_core::PortId, engine: PortId) {
+        debug_assert_eq!(
+            usize::from(engine.0),
+            self.to_host.len(),
+            "engine numbers ports in attach order"
+        );
+        self.to_host.push(port);
+        self.to_engine.insert(port, engine);
+    }
+}
+
+impl Node for SimHost {
+    fn receive(&mut self, now: Instant, port: PortId, frame: Vec<u8>) {
+        if let Some(&p) = self.to_host.get(usize::from(port.0)) {
+            self.host.receive(now, p, &frame);
+        }
+    }
+
+    fn poll(&mut self, now: Instant) -> Poll {
+        let mut transmit = Vec::new();
+        for (port, frame) in self.host.poll(now) {
+            match self.to_engine.get(&port) {
+                Some(&p) => transmit.push((p, frame)),
+                None => self.unattached_drops += 1,
+            }
+        }
+        Poll {
+            transmit,
+            wake_at: self.host.poll_at(),
+        }
+    }
+}

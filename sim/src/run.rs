@@ -1,0 +1,533 @@
+//! Running a lab's scenario: each step acts on the cluster, prints what an
+//! operator would see, and is checked against its expectations.
+//!
+//! Owns the step semantics (how long a curl waits, how a ClusterIP is
+//! translated at the socket, what `show routes` prints) and the run report.
+//! Building the cluster is [`crate::cluster`]'s job; the command line is in
+//! `main.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use nexthop_netstack::apps::{CurlOptions, PingOptions};
+use serde::Serialize;
+use smoltcp::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, Role};
+use crate::lab::{Action, Expect, Lab, Step};
+use crate::show;
+
+/// How often a waiting step lets the engine run before checking on its app.
+const SLICE: Duration = Duration::from_millis(10);
+
+/// One expectation and whether it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was expected, e.g. `ok = 30`.
+    pub expected: String,
+    /// What was seen.
+    pub actual: String,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// Step title.
+    pub name: String,
+    /// Line in scenario.yaml.
+    pub line: usize,
+    /// Virtual time when the step finished, in seconds.
+    pub time: String,
+    /// What an operator would see.
+    pub output: Vec<String>,
+    /// Expectations.
+    pub checks: Vec<Check>,
+    /// An error that stopped the step.
+    pub error: Option<String>,
+}
+
+impl StepReport {
+    /// Whether the step ran and every expectation held.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Lab name.
+    pub lab: String,
+    /// Seed.
+    pub seed: u64,
+    /// Steps.
+    pub steps: Vec<StepReport>,
+    /// Helm values present but not simulated.
+    pub ignored_values: Vec<String>,
+    /// Virtual time at the end, in seconds.
+    pub virtual_seconds: f64,
+    /// Frames delivered or dropped.
+    pub frames: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Hash of the frame trace (same seed ⇒ same hash).
+    pub trace_hash: String,
+}
+
+impl Report {
+    /// Whether every step passed.
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(StepReport::passed)
+    }
+
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "lab {} (seed {})", self.lab, self.seed);
+        if !self.ignored_values.is_empty() {
+            let _ = writeln!(
+                s,
+                "values not simulated: {}",
+                self.ignored_values.join(", ")
+            );
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let mark = if step.passed() { "ok" } else { "FAIL" };
+            let _ = writeln!(
+                s,
+                "\n[{}] {} (t={}s, scenario.yaml:{}) {mark}",
+                i + 1,
+                step.name,
+                step.time,
+                step.line
+            );
+            for line in &step.output {
+                let _ = writeln!(s, "    {line}");
+            }
+            for c in &step.checks {
+                let m = if c.passed { "ok  " } else { "FAIL" };
+                let _ = writeln!(s, "  {m} expect {}: got {}", c.expected, c.actual);
+            }
+            if let Some(e) = &step.error {
+                let _ = writeln!(s, "  FAIL {e}");
+            }
+        }
+        let passed = self.steps.iter().filter(|s| s.passed()).count();
+        let _ = writeln!(
+            s,
+            "\n{passed} passed, {} failed; {:.3} virtual seconds, {} events, {} frames, trace hash {}",
+            self.steps.len() - passed,
+            self.virtual_seconds,
+            self.events,
+            self.frames,
+            self.trace_hash
+        );
+        s
+    }
+}
+
+/// Run every step of the lab's scenario on `cluster`.
+pub fn run(cluster: &mut Cluster, seed: u64) -> Report {
+    let steps = cluster.lab.scenario.steps.clone();
+    let mut events = 0;
+    let mut reports = Vec::new();
+    for step in &steps {
+        let mut report = StepReport {
+            name: step.name.clone(),
+            line: step.line,
+            time: String::new(),
+            output: Vec::new(),
+            checks: Vec::new(),
+            error: None,
+        };
+        match execute(cluster, step, &mut report, &mut events) {
+            Ok(()) => {}
+            Err(e) => report.error = Some(e),
+        }
+        report.time = format!("{:.3}", secs(cluster.engine.now()));
+        reports.push(report);
+    }
+    Report {
+        lab: cluster.lab.topology.name.clone(),
+        seed,
+        steps: reports,
+        ignored_values: cluster.lab.values.ignored.clone(),
+        virtual_seconds: secs(cluster.engine.now()),
+        frames: cluster.engine.trace().records().len() as u64,
+        events,
+        trace_hash: cluster.engine.trace().hash().to_string(),
+    }
+}
+
+fn secs(t: Instant) -> f64 {
+    t.total_micros() as f64 / 1e6
+}
+
+fn advance(cluster: &mut Cluster, by: Duration, events: &mut u64) -> Result<(), String> {
+    let deadline = cluster.engine.now() + by;
+    let stats = cluster
+        .engine
+        .run_until(deadline)
+        .map_err(|e| e.to_string())?;
+    *events += stats.events;
+    Ok(())
+}
+
+fn execute(
+    cluster: &mut Cluster,
+    step: &Step,
+    report: &mut StepReport,
+    events: &mut u64,
+) -> Result<(), String> {
+    match &step.action {
+        Action::Wait(d) | Action::Converge(d) => advance(cluster, d.0, events),
+        Action::Apply(file) | Action::Delete(file) => {
+            let manifest = Lab::manifest(&cluster.lab.dir, file).map_err(|e| e.to_string())?;
+            let apply = matches!(step.action, Action::Apply(_));
+            let objects: Vec<_> = if apply {
+                manifest.objects.clone()
+            } else {
+                manifest.objects.iter().rev().cloned().collect()
+            };
+            for o in &objects {
+                if apply {
+                    cluster.apply(o)?;
+                } else {
+                    cluster.delete(o)?;
+                }
+                report.output.push(format!(
+                    "{} {}",
+                    o.id(),
+                    if apply { "configured" } else { "deleted" }
+                ));
+            }
+            Ok(())
+        }
+        Action::Curl {
+            from,
+            target,
+            count,
+            port,
+        } => curl(
+            cluster,
+            from,
+            target,
+            *count,
+            *port,
+            &step.expect,
+            report,
+            events,
+        ),
+        Action::Ping {
+            from,
+            target,
+            count,
+        } => ping(cluster, from, target, *count, &step.expect, report, events),
+        Action::ShowRoutes(host) => {
+            let h = cluster
+                .host(host)
+                .ok_or_else(|| format!("no host or pod named {host:?}"))?;
+            let name = |p: router_core::PortId| h.host.ports()[usize::from(p.0)].name.clone();
+            let is_node = h.role == Role::K8sNode;
+            let hide = |r: &router_core::fib::Installed| {
+                is_node
+                    && r.group.members().iter().any(|n| match n.kind {
+                        router_core::fib::NexthopKind::Connected { port } => {
+                            Cluster::is_endpoint_port(&name(port))
+                        }
+                        _ => false,
+                    })
+            };
+            report.output = show::ip_route(h.host.fib(), &name, &h.notes, &hide);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowNeighbours(host) => {
+            let h = cluster
+                .host(host)
+                .ok_or_else(|| format!("no host or pod named {host:?}"))?;
+            let name = |p: router_core::PortId| h.host.ports()[usize::from(p.0)].name.clone();
+            report.output = show::ip_neigh(h.host.neighbours(), &name);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::Link { endpoint, up } => {
+            let e = cluster.interface(endpoint).ok_or_else(|| {
+                format!(
+                    "{}:{} is not a linked interface",
+                    endpoint.node, endpoint.interface
+                )
+            })?;
+            cluster.engine.set_port_up(e, *up);
+            Ok(())
+        }
+        Action::Loss {
+            endpoint,
+            probability,
+        } => {
+            let e = cluster.interface(endpoint).ok_or_else(|| {
+                format!(
+                    "{}:{} is not a linked interface",
+                    endpoint.node, endpoint.interface
+                )
+            })?;
+            let seg = cluster
+                .engine
+                .segment_of(e)
+                .ok_or("interface has no segment")?;
+            let params = crate::segment::SegmentParams {
+                loss: *probability,
+                ..cluster.engine.segment_params(seg)
+            };
+            cluster
+                .engine
+                .set_segment_params(seg, params)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Where a curl goes: a service (translated at the socket to a random backend),
+/// a pod, a host, or an address.
+fn resolve(cluster: &mut Cluster, target: &str, port: Option<u16>) -> Result<SocketAddr, String> {
+    if let Some(svc) = cluster.workloads.service(target).cloned() {
+        let sp = match port {
+            Some(p) => svc.ports.iter().find(|sp| sp.port == p),
+            None => svc.ports.first(),
+        }
+        .ok_or_else(|| format!("service {} has no port {port:?}", svc.name))?;
+        let backends = cluster.workloads.endpoints(&svc);
+        if backends.is_empty() {
+            return Err(format!("service {} has no endpoints", svc.name));
+        }
+        let pick = cluster.service_rng.below(backends.len() as u64) as usize;
+        let port = sp.target_port.unwrap_or(sp.port);
+        return Ok(SocketAddr::new(IpAddr::V4(backends[pick].ip), port));
+    }
+    let ip = cluster
+        .address_of(target)
+        .ok_or_else(|| format!("no service, pod, host or address {target:?}"))?;
+    Ok(SocketAddr::new(IpAddr::V4(ip), port.unwrap_or(80)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn curl(
+    cluster: &mut Cluster,
+    from: &str,
+    target: &str,
+    count: u32,
+    port: Option<u16>,
+    expect: &Expect,
+    report: &mut StepReport,
+    events: &mut u64,
+) -> Result<(), String> {
+    let id = cluster
+        .host_id(from)
+        .ok_or_else(|| format!("no host or pod named {from:?}"))?;
+    let mut answered: BTreeMap<String, u32> = BTreeMap::new();
+    let mut failed: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..count {
+        let addr = match resolve(cluster, target, port) {
+            Ok(a) => a,
+            Err(e) => {
+                *failed.entry(e).or_default() += 1;
+                continue;
+            }
+        };
+        let options = CurlOptions::default();
+        let now = cluster.engine.now();
+        let curl = cluster.engine.node_mut(id).host.curl(now, addr, options);
+        cluster.engine.wake_node(id);
+        let give_up = now + options.max_time + Duration::from_secs(1);
+        loop {
+            advance(cluster, SLICE, events)?;
+            let host = &cluster.engine.node(id).host;
+            if let Some(result) = host.curl_result(curl) {
+                match result.body() {
+                    Some(body) if result.ok() => {
+                        let who = body
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Hostname: "))
+                            .unwrap_or("(no Hostname line)");
+                        *answered.entry(who.to_string()).or_default() += 1;
+                    }
+                    _ => {
+                        let why = match &result.outcome {
+                            Err(e) => format!("{e:?}"),
+                            Ok(r) => format!("HTTP {}", r.status),
+                        };
+                        *failed.entry(why).or_default() += 1;
+                    }
+                }
+                break;
+            }
+            if cluster.engine.now() >= give_up {
+                *failed.entry("no result".into()).or_default() += 1;
+                break;
+            }
+        }
+    }
+    let ok: u32 = answered.values().sum();
+    let bad: u32 = failed.values().sum();
+    report.output.push(format!(
+        "{count} x curl --connect-timeout 1 {target} from {from}"
+    ));
+    for (who, n) in &answered {
+        report.output.push(format!("{n:>5}  Hostname: {who}"));
+    }
+    for (why, n) in &failed {
+        report.output.push(format!("{n:>5}  failed: {why}"));
+    }
+    let mut checks = Vec::new();
+    let mut check = |expected: String, actual: String, passed: bool| {
+        checks.push(Check {
+            expected,
+            actual,
+            passed,
+        })
+    };
+    if let Some(n) = expect.ok {
+        check(format!("ok = {n}"), ok.to_string(), ok == n);
+    }
+    if let Some(n) = expect.ok_at_least {
+        check(format!("ok >= {n}"), ok.to_string(), ok >= n);
+    }
+    if let Some(n) = expect.ok_at_most {
+        check(format!("ok <= {n}"), ok.to_string(), ok <= n);
+    }
+    if let Some(n) = expect.failed {
+        check(format!("failed = {n}"), bad.to_string(), bad == n);
+    }
+    if let Some(n) = expect.failed_at_least {
+        check(format!("failed >= {n}"), bad.to_string(), bad >= n);
+    }
+    if let Some(n) = expect.backends {
+        let got = answered.len() as u32;
+        check(format!("backends = {n}"), got.to_string(), got == n);
+    }
+    report.checks.extend(checks);
+    Ok(())
+}
+
+fn ping(
+    cluster: &mut Cluster,
+    from: &str,
+    target: &str,
+    count: u32,
+    expect: &Expect,
+    report: &mut StepReport,
+    events: &mut u64,
+) -> Result<(), String> {
+    let id = cluster
+        .host_id(from)
+        .ok_or_else(|| format!("no host or pod named {from:?}"))?;
+    let dst = cluster
+        .address_of(target)
+        .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
+    let options = PingOptions {
+        count: u16::try_from(count).map_err(|_| "too many pings")?,
+        ..PingOptions::default()
+    };
+    let now = cluster.engine.now();
+    let ping = cluster.engine.node_mut(id).host.ping(now, dst, options);
+    cluster.engine.wake_node(id);
+    let give_up = now
+        + options.interval * u32::from(options.count)
+        + options.timeout
+        + Duration::from_secs(1);
+    while !cluster
+        .engine
+        .node(id)
+        .host
+        .ping_report(ping)
+        .is_some_and(|r| r.done)
+        && cluster.engine.now() < give_up
+    {
+        advance(cluster, SLICE, events)?;
+    }
+    let r = cluster
+        .engine
+        .node(id)
+        .host
+        .ping_report(ping)
+        .ok_or("ping vanished")?
+        .clone();
+    report
+        .output
+        .push(format!("PING {target} ({dst}) from {from}"));
+    for reply in &r.replies {
+        report.output.push(format!(
+            "64 bytes from {}: icmp_seq={} ttl={} time={:.2} ms",
+            reply.from,
+            reply.seq,
+            reply.ttl,
+            reply.rtt.total_micros() as f64 / 1000.0
+        ));
+    }
+    for e in &r.errors {
+        report.output.push(format!(
+            "From {} icmp_seq={} {}",
+            e.from,
+            e.seq,
+            e.describe()
+        ));
+    }
+    let received = r.replies.len() as u32;
+    let loss = 100 * (u32::from(r.transmitted) - received.min(u32::from(r.transmitted)))
+        / u32::from(r.transmitted.max(1));
+    report.output.push(format!(
+        "{} packets transmitted, {received} received, {loss}% packet loss",
+        r.transmitted
+    ));
+    if let Some(n) = expect.received {
+        report.checks.push(Check {
+            expected: format!("received = {n}"),
+            actual: received.to_string(),
+            passed: received == n,
+        });
+    }
+    if let Some(ttl) = expect.ttl {
+        let ttls: Vec<String> = r.replies.iter().map(|x| x.ttl.to_string()).collect();
+        report.checks.push(Check {
+            expected: format!("ttl = {ttl}"),
+            actual: if ttls.is_empty() {
+                "no replies".into()
+            } else {
+                ttls.join(",")
+            },
+            passed: !r.replies.is_empty() && r.replies.iter().all(|x| x.ttl == ttl),
+        });
+    }
+    Ok(())
+}
+
+fn check_lines(lines: &[String], expect: &Expect, report: &mut StepReport) {
+    let have: Vec<String> = lines.iter().map(|l| show::normalise(l)).collect();
+    for want in &expect.contains {
+        let w = show::normalise(want);
+        report.checks.push(Check {
+            expected: format!("line {w:?}"),
+            actual: if have.contains(&w) {
+                "present".into()
+            } else {
+                "missing".into()
+            },
+            passed: have.contains(&w),
+        });
+    }
+    for unwanted in &expect.not_contains {
+        let w = show::normalise(unwanted);
+        report.checks.push(Check {
+            expected: format!("no line {w:?}"),
+            actual: if have.contains(&w) {
+                "present".into()
+            } else {
+                "absent".into()
+            },
+            passed: !have.contains(&w),
+        });
+    }
+}
