@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages the suite uses: tshark decodes the simulator's pcap files.
-APT_PACKAGES=(tshark)
+# Debian packages the suite uses: tshark decodes the simulator's pcap files;
+# llvm-22-dev is the LLVM bpf-linker links against (offload-bpf's eBPF build).
+APT_PACKAGES=(tshark llvm-22-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,6 +25,19 @@ fi
 step "rustup components and targets"
 rustup component add rustfmt clippy >/dev/null
 rustup target add x86_64-unknown-none >/dev/null
+
+# The eBPF toolchain (offload-bpf only; the simulator and router-core never need it).
+# EBPF_TOOLCHAIN must match offload-bpf/build.rs; bpf-linker's LLVM (22) must be
+# at least that rustc's LLVM.
+EBPF_TOOLCHAIN=1.95.0
+BPF_LINKER_VERSION=0.13.0
+step "eBPF toolchain: rust $EBPF_TOOLCHAIN with rust-src, bpf-linker $BPF_LINKER_VERSION"
+rustup toolchain install "$EBPF_TOOLCHAIN" --profile minimal --component rust-src >/dev/null
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if [[ "$(bpf-linker --version 2>/dev/null)" != "bpf-linker $BPF_LINKER_VERSION" ]]; then
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" \
+    --no-default-features --features llvm-22
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

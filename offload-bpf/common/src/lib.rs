@@ -1,0 +1,207 @@
+//! The map layouts nexthop's eBPF programs and their loader agree on.
+//!
+//! Owns only `#[repr(C)]` keys and values and the map sizes; filling the maps is
+//! the loader's job (`nexthop-offload-bpf`), reading them the programs' (the
+//! eBPF crate). The FIB node layout itself is router-core's [`lpm::Node`],
+//! wrapped here so the loader can implement `aya::Pod` for it (feature `user`).
+//!
+//! ```text
+//!  V4_DIRECT/V4_NODES/V4_LEAVES ─┐ poptrie walk (router_core::lpm::lookup)
+//!  V6_DIRECT/V6_NODES/V6_LEAVES ─┴──> leaf = group id
+//!  GROUP_BUCKETS[group id][bucket_of(flow hash)] ──> nexthop slot
+//!  NEXTHOPS[slot] ──> kind, port, address ──> NEIGHBOURS[address] ──> MAC
+//!  PORTS[port] ──> ifindex, MAC, MTU          CONFIG[0] ──> hash policy, seed
+//!  IFINDEX_PORTS[ingress ifindex] ──> port    LOCAL[address] ──> for the host
+//!  REASONS[reason] ──> per-CPU packet counter
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+
+use router_core::lpm;
+
+/// Buckets per nexthop group: the same as router-core's `ecmp::BUCKETS`.
+pub const BUCKETS: usize = 256;
+
+/// Direct-table entries of the IPv4 trie (router-core's `fib::V4_DIRECT_BITS`).
+pub const V4_DIRECT_BITS: u32 = 18;
+/// Direct-table entries of the IPv6 trie (router-core's `fib::V6_DIRECT_BITS`).
+pub const V6_DIRECT_BITS: u32 = 16;
+
+/// Default capacity of each node array (the loader may resize before loading).
+pub const DEFAULT_NODES: u32 = 1 << 16;
+/// Default capacity of each leaf array.
+pub const DEFAULT_LEAVES: u32 = 1 << 18;
+/// Default number of nexthop groups (group ids `1..DEFAULT_GROUPS`).
+pub const DEFAULT_GROUPS: u32 = 1 << 12;
+/// Default number of nexthop slots.
+pub const DEFAULT_NEXTHOPS: u32 = 1 << 14;
+/// Default number of neighbour entries.
+pub const DEFAULT_NEIGHBOURS: u32 = 1 << 14;
+/// Ports (`PortId` values `0..MAX_PORTS`).
+pub const MAX_PORTS: u32 = 256;
+/// Default number of local addresses (owned, announced, tunnel endpoint).
+pub const DEFAULT_LOCAL: u32 = 1 << 12;
+/// Entries of the `REASONS` counter map: one per `router_core::datapath::Reason`.
+pub const REASONS: u32 = router_core::datapath::Reason::COUNT as u32;
+
+/// One poptrie node in a map: router-core's layout, unchanged.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FibNode(pub lpm::Node);
+
+/// The bucket table of one nexthop group: the nexthop slot of every bucket.
+/// Single-member groups have every bucket on their one slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupBuckets(pub [u32; BUCKETS]);
+
+impl Default for GroupBuckets {
+    /// An unused group: every bucket on slot 0 (an unused nexthop).
+    fn default() -> Self {
+        GroupBuckets([0; BUCKETS])
+    }
+}
+
+/// What a nexthop slot does with a packet ([`Nexthop::kind`]).
+pub mod kind {
+    /// Via the gateway at [`super::Nexthop::addr`] on the port.
+    pub const GATEWAY: u8 = 1;
+    /// The destination itself is on the port's link.
+    pub const CONNECTED: u8 = 2;
+    /// Encapsulated to the tunnel endpoint at the address.
+    pub const TUNNEL: u8 = 3;
+    /// Dropped.
+    pub const BLACKHOLE: u8 = 4;
+}
+
+/// Address family tags of [`IpKey`].
+pub mod family {
+    /// IPv4: the address is in the first four bytes.
+    pub const V4: u8 = 4;
+    /// IPv6.
+    pub const V6: u8 = 6;
+}
+
+/// An IPv4 or IPv6 address as a map key: family tag, zero padding, 16 address bytes
+/// (IPv4 in the first four, the rest zero). Every byte is defined, so equal
+/// addresses are equal keys.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpKey {
+    /// [`family::V4`] or [`family::V6`].
+    pub family: u8,
+    /// Always zero.
+    pub pad: [u8; 3],
+    /// Address bytes in network order.
+    pub addr: [u8; 16],
+}
+
+impl IpKey {
+    /// The key of an IPv4 address given as its four bytes.
+    #[inline(always)]
+    pub fn v4(octets: [u8; 4]) -> Self {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&octets);
+        IpKey {
+            family: family::V4,
+            pad: [0; 3],
+            addr,
+        }
+    }
+
+    /// The key of an IPv6 address.
+    #[inline(always)]
+    pub fn v6(octets: [u8; 16]) -> Self {
+        IpKey {
+            family: family::V6,
+            pad: [0; 3],
+            addr: octets,
+        }
+    }
+}
+
+/// One member of a nexthop group, by slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Nexthop {
+    /// One of [`kind`]; 0 is an unused slot.
+    pub kind: u8,
+    /// For tunnels: 0 VXLAN, 1 Geneve.
+    pub encap: u8,
+    /// The egress port (`PortId`) for gateways and connected nexthops.
+    pub port: u16,
+    /// For tunnels: the configured VNI, or [`VNI_FROM_IDENTITY`].
+    pub vni: u32,
+    /// The gateway or tunnel endpoint address (unused for connected and blackhole).
+    pub addr: IpKey,
+}
+
+/// [`Nexthop::vni`] meaning "carry the source's security identity".
+pub const VNI_FROM_IDENTITY: u32 = u32::MAX;
+
+/// A neighbour's link-layer address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+/// One port of the host, indexed by `PortId`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Port {
+    /// The kernel interface index frames leave by; 0 for an unused slot.
+    pub ifindex: u32,
+    /// The port's MAC: source of forwarded frames.
+    pub mac: [u8; 6],
+    /// Largest IP packet the port sends.
+    pub mtu: u16,
+}
+
+/// Datapath-wide settings, the one entry of the `CONFIG` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Seed of the flow hash.
+    pub hash_seed: u32,
+    /// 0: L3 hash (addresses), 1: L4 hash (5-tuple); Linux `fib_multipath_hash_policy`.
+    pub hash_policy: u8,
+    /// Always zero.
+    pub pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are `#[repr(C)]`/`#[repr(transparent)]` over integers and byte
+    // arrays with no implicit padding, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::FibNode {}
+    unsafe impl aya::Pod for super::GroupBuckets {}
+    unsafe impl aya::Pod for super::IpKey {}
+    unsafe impl aya::Pod for super::Nexthop {}
+    unsafe impl aya::Pod for super::Mac {}
+    unsafe impl aya::Pod for super::Port {}
+    unsafe impl aya::Pod for super::Config {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<FibNode>(), 24);
+        assert_eq!(size_of::<GroupBuckets>(), 4 * BUCKETS);
+        assert_eq!(size_of::<IpKey>(), 20);
+        assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20);
+        assert_eq!(size_of::<Mac>(), 6);
+        assert_eq!(size_of::<Port>(), 4 + 6 + 2);
+        assert_eq!(size_of::<Config>(), 8);
+    }
+
+    #[test]
+    fn ipv4_keys_zero_the_tail() {
+        let k = IpKey::v4([10, 0, 0, 1]);
+        assert_eq!(k.family, family::V4);
+        assert_eq!(&k.addr[..4], &[10, 0, 0, 1]);
+        assert!(k.addr[4..].iter().all(|&b| b == 0));
+    }
+}

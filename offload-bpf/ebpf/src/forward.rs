@@ -1,0 +1,297 @@
+//! The forwarding pipeline of router-core's reference datapath
+//! (`router_core::datapath::pipeline`), step for step, over the maps:
+//! ingress port → Ethernet → IPv4/IPv6 checks → local delivery → FIB → ECMP →
+//! neighbour → TTL/hop-limit decrement (incremental checksum) → MAC rewrite.
+//!
+//! Every exit counts its [`Reason`] and maps its [`Action`] to an XDP verdict:
+//! transmit is `XDP_TX` on the ingress port or `bpf_redirect` to the egress
+//! port's ifindex, pass is `XDP_PASS`, drop is `XDP_DROP`. Not offloaded yet,
+//! and so handed to the host stack: ARP (`ArpOther`) and tunnel nexthops and
+//! decapsulation (`SlowPath`); the loader refuses tables that need them.
+
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX};
+use aya_ebpf::helpers::{bpf_redirect, bpf_xdp_adjust_tail, bpf_xdp_load_bytes};
+use aya_ebpf::programs::XdpContext;
+use nexthop_offload_bpf_common::{IpKey, Port, kind};
+use router_core::datapath::checksum;
+use router_core::datapath::{Action, Reason};
+use router_core::ecmp::{HashPolicy, hash};
+
+use crate::fib;
+use crate::maps::{CONFIG, IFINDEX_PORTS, LOCAL, NEIGHBOURS, PORTS, REASONS};
+use crate::packet::{be16, ptr_at, read, write};
+
+/// Ethernet header length.
+const ETH: usize = 14;
+/// Most bytes of an IPv4 header (IHL 15).
+const MAX_IPV4_HEADER: usize = 60;
+
+/// Run the pipeline on one frame and count its exit reason.
+#[inline(always)]
+pub fn run(ctx: &XdpContext) -> u32 {
+    let (reason, verdict) = process(ctx);
+    if let Some(counter) = REASONS.get_ptr_mut(reason as u32) {
+        // SAFETY: a per-CPU slot, written only by this CPU while this program runs.
+        unsafe { *counter += 1 };
+    }
+    verdict
+}
+
+/// The exit for a reason whose action is pass or drop.
+#[inline(always)]
+fn exit(reason: Reason) -> (Reason, u32) {
+    let verdict = match reason.action() {
+        Action::Drop => XDP_DROP,
+        Action::Pass | Action::Transmit => XDP_PASS,
+    };
+    (reason, verdict)
+}
+
+/// The facts of an IP packet the forwarding steps need.
+struct Routed {
+    /// The destination's map key (neighbour of connected routes).
+    dst: IpKey,
+    /// The nexthop group of the longest matching prefix.
+    group: Option<u32>,
+    /// IP header + payload length.
+    len: usize,
+    /// The flow hash.
+    hash: u32,
+}
+
+#[inline(always)]
+fn process(ctx: &XdpContext) -> (Reason, u32) {
+    let ingress_ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: the value is copied out before any map update could move it.
+    let Some(ingress) = (unsafe { IFINDEX_PORTS.get(&ingress_ifindex) }).copied() else {
+        return exit(Reason::UnknownPort);
+    };
+    let Some(port) = PORTS.get(u32::from(ingress)).filter(|p| p.ifindex != 0) else {
+        return exit(Reason::UnknownPort);
+    };
+    let (Some(dst_mac), Some(ethertype)) = (read::<[u8; 6]>(ctx, 0), be16(ctx, 12)) else {
+        return exit(Reason::Malformed);
+    };
+    // Group bit: broadcast and multicast.
+    if dst_mac != port.mac && dst_mac[0] & 1 == 0 {
+        return exit(Reason::OtherHost);
+    }
+    let routed = match ethertype {
+        0x0806 => return exit(Reason::ArpOther),
+        0x0800 => ipv4(ctx),
+        0x86dd => ipv6(ctx),
+        _ => return exit(Reason::OtherProtocol),
+    };
+    match routed {
+        Ok(routed) => forward(ctx, ingress_ifindex, routed),
+        Err(reason) => exit(reason),
+    }
+}
+
+/// The hash policy and seed from the config map.
+#[inline(always)]
+fn hash_config() -> (HashPolicy, u32) {
+    match CONFIG.get(0) {
+        Some(c) if c.hash_policy == 1 => (HashPolicy::L4, c.hash_seed),
+        Some(c) => (HashPolicy::L3, c.hash_seed),
+        None => (HashPolicy::L3, 0),
+    }
+}
+
+/// Protocol and ports for the L4 hash, read from the transport header at
+/// `l4` when the packet carries ports there (`payload` bytes of it).
+#[inline(always)]
+fn ports_of(ctx: &XdpContext, proto: u8, l4: usize, payload: usize, first: bool) -> (u8, u16, u16) {
+    let has_ports = matches!(proto, 6 | 17 | 132);
+    if has_ports && first && payload >= 4 {
+        if let (Some(sport), Some(dport)) = (be16(ctx, l4), be16(ctx, l4 + 2)) {
+            return (proto, sport, dport);
+        }
+    }
+    (proto, 0, 0)
+}
+
+#[inline(always)]
+fn is_local(key: &IpKey) -> bool {
+    // SAFETY: only presence is read.
+    unsafe { LOCAL.get(key) }.is_some()
+}
+
+/// IPv4 checks, local delivery and the route lookup.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext) -> Result<Routed, Reason> {
+    let ip_len = ctx.data_end() - ctx.data() - ETH;
+    let header = read::<[u8; 20]>(ctx, ETH).ok_or(Reason::Malformed)?;
+    let header_len = usize::from(header[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if ip_len < header_len || header_len > total_len || ip_len < total_len {
+        return Err(Reason::Malformed);
+    }
+    if header[0] >> 4 != 4 {
+        return Err(Reason::Malformed);
+    }
+    if !header_checksum_ok(ctx, &header, header_len) {
+        return Err(Reason::BadChecksum);
+    }
+    if header_len != 20 {
+        return Err(Reason::SlowPath);
+    }
+    let src = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+    let dst_octets = [header[16], header[17], header[18], header[19]];
+    let dst = u32::from_be_bytes(dst_octets);
+    let key = IpKey::v4(dst_octets);
+    if dst == u32::MAX || dst >> 28 == 0xe || is_local(&key) {
+        return Err(Reason::Local);
+    }
+    if header[8] <= 1 {
+        return Err(Reason::TtlExceeded);
+    }
+    let flags_frag = u16::from_be_bytes([header[6], header[7]]);
+    let not_fragment = flags_frag & 0x3fff == 0;
+    let l4 = ports_of(ctx, header[9], ETH + 20, total_len - 20, not_fragment);
+    let (policy, seed) = hash_config();
+    Ok(Routed {
+        dst: key,
+        group: fib::lookup_v4(dst),
+        len: total_len,
+        hash: hash::hash_v4(policy, seed, src, dst, l4),
+    })
+}
+
+/// Whether the IPv4 header of `header_len` bytes (the caller checked they are
+/// in the packet) sums to `0xffff`. `first` holds its first 20 bytes; options
+/// are copied to the stack with `bpf_xdp_load_bytes`, a form the verifier
+/// follows for a variable length.
+#[inline(always)]
+fn header_checksum_ok(ctx: &XdpContext, first: &[u8; 20], header_len: usize) -> bool {
+    // Room for 63 option bytes: the mask below is what bounds the copy for the verifier.
+    let mut header = [0u8; 20 + 64];
+    header[..20].copy_from_slice(first);
+    let options = header_len.saturating_sub(20) & 63;
+    if options > 0 {
+        let dst = header[20..].as_mut_ptr().cast();
+        // SAFETY: copies `options` (< 64) bytes into the 64 bytes after `header[20]`.
+        if unsafe { bpf_xdp_load_bytes(ctx.ctx, (ETH + 20) as u32, dst, options as u32) } != 0 {
+            return false;
+        }
+    }
+    let mut acc = 0u32;
+    for i in 0..MAX_IPV4_HEADER / 2 {
+        if 2 * i >= header_len {
+            break;
+        }
+        acc += u32::from(u16::from_be_bytes([header[2 * i], header[2 * i + 1]]));
+    }
+    checksum::fold(acc) == 0xffff
+}
+
+/// IPv6 checks, local delivery and the route lookup.
+#[inline(always)]
+fn ipv6(ctx: &XdpContext) -> Result<Routed, Reason> {
+    let ip_len = ctx.data_end() - ctx.data() - ETH;
+    let header = read::<[u8; 8]>(ctx, ETH).ok_or(Reason::Malformed)?;
+    let src = read::<[u8; 16]>(ctx, ETH + 8).ok_or(Reason::Malformed)?;
+    let dst = read::<[u8; 16]>(ctx, ETH + 24).ok_or(Reason::Malformed)?;
+    let payload_len = usize::from(u16::from_be_bytes([header[4], header[5]]));
+    if ip_len < 40 + payload_len {
+        return Err(Reason::Malformed);
+    }
+    if header[0] >> 4 != 6 {
+        return Err(Reason::Malformed);
+    }
+    let key = IpKey::v6(dst);
+    let link_local = dst[0] == 0xfe && dst[1] & 0xc0 == 0x80;
+    if dst[0] == 0xff || link_local || is_local(&key) {
+        return Err(Reason::Local);
+    }
+    let next_header = header[6];
+    if next_header == 0 {
+        return Err(Reason::SlowPath);
+    }
+    if header[7] <= 1 {
+        return Err(Reason::TtlExceeded);
+    }
+    let l4 = ports_of(ctx, next_header, ETH + 40, payload_len, true);
+    let (policy, seed) = hash_config();
+    Ok(Routed {
+        dst: key,
+        group: fib::lookup_v6(fib::V6Key::new(&dst)),
+        len: 40 + payload_len,
+        hash: hash::hash_v6(policy, seed, words(&src), words(&dst), l4),
+    })
+}
+
+/// An IPv6 address as four big-endian words.
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_be_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_be_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+/// FIB result → ECMP member → neighbour → rewrite and transmit.
+#[inline(always)]
+fn forward(ctx: &XdpContext, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32) {
+    let Some(nexthop) = pkt.group.and_then(|g| fib::select(g, pkt.hash)) else {
+        return exit(Reason::NoRoute);
+    };
+    let neighbour = match nexthop.kind {
+        kind::BLACKHOLE => return exit(Reason::Blackhole),
+        kind::GATEWAY => nexthop.addr,
+        kind::CONNECTED => pkt.dst,
+        _ => return exit(Reason::SlowPath),
+    };
+    let Some(egress) = PORTS
+        .get(u32::from(nexthop.port))
+        .filter(|p| p.ifindex != 0)
+    else {
+        return exit(Reason::UnknownPort);
+    };
+    if pkt.len > usize::from(egress.mtu) {
+        return exit(Reason::FragmentationNeeded);
+    }
+    // SAFETY: the MAC is copied out at once.
+    let Some(mac) = (unsafe { NEIGHBOURS.get(&neighbour) }).copied() else {
+        return exit(Reason::NeighbourMiss);
+    };
+    if transmit(ctx, pkt.len, egress, mac.0).is_none() {
+        return exit(Reason::Malformed);
+    }
+    let verdict = if egress.ifindex == ingress_ifindex {
+        XDP_TX
+    } else {
+        // SAFETY: a helper call with plain integer arguments.
+        unsafe { bpf_redirect(egress.ifindex, 0) as u32 }
+    };
+    (Reason::Forwarded, verdict)
+}
+
+/// Trim Ethernet padding after the IP packet, decrement the TTL or hop limit
+/// (fixing the IPv4 checksum) and rewrite the MACs.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, ip_len: usize, egress: &Port, dst_mac: [u8; 6]) -> Option<()> {
+    let padding = (ctx.data_end() - ctx.data()) as i64 - (ETH + ip_len) as i64;
+    // SAFETY: shrinks the frame by `padding` bytes; every later access re-checks bounds.
+    if padding > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(padding as i32)) } != 0 {
+        return None;
+    }
+    let version = read::<u8>(ctx, ETH)? >> 4;
+    if version == 4 {
+        let ttl_proto = be16(ctx, ETH + 8)?;
+        let check = be16(ctx, ETH + 10)?;
+        let new = ttl_proto.wrapping_sub(0x0100);
+        write(ctx, ETH + 8, new.to_be_bytes())?;
+        let check = checksum::update16(check, ttl_proto, new);
+        write(ctx, ETH + 10, check.to_be_bytes())?;
+    } else {
+        let hop_limit = ptr_at::<u8>(ctx, ETH + 7)?;
+        // SAFETY: `ptr_at` checked the byte is inside the packet.
+        unsafe { *hop_limit = (*hop_limit).wrapping_sub(1) };
+    }
+    write(ctx, 0, dst_mac)?;
+    write(ctx, 6, egress.mac)?;
+    Some(())
+}

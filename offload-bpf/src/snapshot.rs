@@ -1,0 +1,294 @@
+//! router-core tables as map contents: what every map of the XDP object should
+//! hold for a given `router_core::datapath::Tables`.
+//!
+//! Owns the translation only (trie arrays copied as they are, nexthop groups
+//! flattened into per-group bucket tables of nexthop slots, neighbours, ports,
+//! local addresses, settings). Writing them into the kernel is [`crate::datapath`]'s job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use nexthop_offload_bpf_common::{
+    BUCKETS, Config, FibNode, GroupBuckets, IpKey, MAX_PORTS, Mac, Nexthop, Port, V4_DIRECT_BITS,
+    V6_DIRECT_BITS, kind,
+};
+use router_core::PortId;
+use router_core::datapath::Tables;
+use router_core::ecmp::HashPolicy;
+use router_core::fib::poptrie::{Key, LEAF_FLAG, NO_ROUTE, Poptrie};
+use router_core::fib::{Fib, GroupId, NexthopKind};
+
+/// Tables the XDP program cannot handle yet (the loader refuses them rather
+/// than let the program disagree with router-core).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unsupported {
+    /// A tunnel endpoint is configured (decapsulation is not offloaded yet).
+    TunnelEndpoint,
+    /// A route uses a tunnel nexthop (encapsulation is not offloaded yet).
+    TunnelNexthop(GroupId),
+    /// A port's `PortId` is at least [`MAX_PORTS`].
+    PortId(PortId),
+    /// A port has no kernel interface index.
+    NoIfindex(PortId),
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unsupported::TunnelEndpoint => f.write_str("tunnel endpoint (decap not offloaded yet)"),
+            Unsupported::TunnelNexthop(g) => {
+                write!(
+                    f,
+                    "group {} has a tunnel nexthop (encap not offloaded yet)",
+                    g.0
+                )
+            }
+            Unsupported::PortId(p) => write!(f, "{p}: port ids must be below {MAX_PORTS}"),
+            Unsupported::NoIfindex(p) => write!(f, "{p} has no interface index"),
+        }
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+/// The three arrays of one compiled trie.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trie {
+    /// Direct table: `LEAF_FLAG | group id` or a node index.
+    pub direct: Vec<u32>,
+    /// Nodes.
+    pub nodes: Vec<FibNode>,
+    /// Leaves (group ids).
+    pub leaves: Vec<u32>,
+}
+
+impl Trie {
+    fn of<K: Key>(trie: &Poptrie<K>) -> Self {
+        Trie {
+            direct: trie.direct().to_vec(),
+            nodes: trie.nodes().iter().copied().map(FibNode).collect(),
+            leaves: trie.leaves().to_vec(),
+        }
+    }
+
+    /// Every group id a lookup can return.
+    fn groups(&self) -> impl Iterator<Item = u32> + '_ {
+        let direct = self
+            .direct
+            .iter()
+            .filter(|&&d| d & LEAF_FLAG != 0)
+            .map(|&d| d & !LEAF_FLAG);
+        direct
+            .chain(self.leaves.iter().copied())
+            .filter(|&g| g != NO_ROUTE)
+    }
+}
+
+/// The contents of every map for one set of tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// IPv4 trie.
+    pub v4: Trie,
+    /// IPv6 trie.
+    pub v6: Trie,
+    /// Bucket table of every group a route uses, by group id.
+    pub groups: BTreeMap<u32, GroupBuckets>,
+    /// Nexthops, by slot (slot 0 unused).
+    pub nexthops: Vec<Nexthop>,
+    /// Usable neighbours.
+    pub neighbours: BTreeMap<IpKey, Mac>,
+    /// Ports, by `PortId`.
+    pub ports: BTreeMap<u16, Port>,
+    /// Ingress interface index → `PortId`.
+    pub ifindex_ports: BTreeMap<u32, u16>,
+    /// Addresses of this host.
+    pub local: BTreeSet<IpKey>,
+    /// Settings.
+    pub config: Config,
+}
+
+/// The map key of an address.
+pub fn ip_key(addr: IpAddr) -> IpKey {
+    match addr {
+        IpAddr::V4(a) => IpKey::v4(a.octets()),
+        IpAddr::V6(a) => IpKey::v6(a.octets()),
+    }
+}
+
+impl Snapshot {
+    /// The map contents for `tables`, with each port's kernel interface index from `ifindex`.
+    pub fn new(t: &Tables, ifindex: impl Fn(PortId) -> Option<u32>) -> Result<Self, Unsupported> {
+        assert_eq!(router_core::fib::V4_DIRECT_BITS, V4_DIRECT_BITS);
+        assert_eq!(router_core::fib::V6_DIRECT_BITS, V6_DIRECT_BITS);
+        if t.config.tunnel.is_some() {
+            return Err(Unsupported::TunnelEndpoint);
+        }
+        let mut s = Snapshot {
+            v4: Trie::of(t.fib.trie_v4()),
+            v6: Trie::of(t.fib.trie_v6()),
+            config: Config {
+                hash_seed: t.config.hash_seed,
+                hash_policy: match t.config.hash_policy {
+                    HashPolicy::L3 => 0,
+                    HashPolicy::L4 => 1,
+                },
+                pad: [0; 3],
+            },
+            ..Snapshot::default()
+        };
+        s.add_groups(t.fib)?;
+        for (&id, port) in t.ports {
+            if u32::from(id.0) >= MAX_PORTS {
+                return Err(Unsupported::PortId(id));
+            }
+            let index = ifindex(id).ok_or(Unsupported::NoIfindex(id))?;
+            s.ports.insert(
+                id.0,
+                Port {
+                    ifindex: index,
+                    mac: port.addrs.mac.0,
+                    mtu: port.mtu,
+                },
+            );
+            s.ifindex_ports.insert(index, id.0);
+            let v4 = port.addrs.owned.iter().chain(&port.addrs.announced);
+            s.local.extend(v4.map(|a| IpKey::v4(a.octets())));
+            s.local
+                .extend(port.ipv6.iter().map(|a| IpKey::v6(a.octets())));
+        }
+        for (&addr, entry) in t.neighbours.entries() {
+            if let Some(mac) = entry.mac() {
+                s.neighbours.insert(ip_key(addr), Mac(mac.0));
+            }
+        }
+        Ok(s)
+    }
+
+    /// Flatten every group the tries reach into nexthop slots and bucket tables.
+    fn add_groups(&mut self, fib: &Fib) -> Result<(), Unsupported> {
+        let ids: BTreeSet<u32> = self.v4.groups().chain(self.v6.groups()).collect();
+        self.nexthops.push(Nexthop::default());
+        for id in ids {
+            let group = fib
+                .group(GroupId(id))
+                .expect("the trie only holds live groups");
+            let first = self.nexthops.len() as u32;
+            for member in group.members() {
+                self.nexthops.push(match member.kind {
+                    NexthopKind::Gateway { addr, port } => Nexthop {
+                        kind: kind::GATEWAY,
+                        port: port.0,
+                        addr: ip_key(addr),
+                        ..Nexthop::default()
+                    },
+                    NexthopKind::Connected { port } => Nexthop {
+                        kind: kind::CONNECTED,
+                        port: port.0,
+                        ..Nexthop::default()
+                    },
+                    NexthopKind::Blackhole => Nexthop {
+                        kind: kind::BLACKHOLE,
+                        ..Nexthop::default()
+                    },
+                    NexthopKind::Tunnel { .. } => {
+                        return Err(Unsupported::TunnelNexthop(GroupId(id)));
+                    }
+                });
+            }
+            let mut table = GroupBuckets([first; BUCKETS]);
+            if let Some(buckets) = group.buckets() {
+                assert_eq!(buckets.as_slice().len(), BUCKETS);
+                for (slot, &member) in table.0.iter_mut().zip(buckets.as_slice()) {
+                    *slot = first + u32::from(member);
+                }
+            }
+            self.groups.insert(id, table);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use router_core::datapath::{Config as DpConfig, PortConfig};
+    use router_core::fib::{Nexthop as FibNexthop, Protocol, Route};
+    use router_core::neighbour;
+    use smoltcp::wire::EthernetAddress;
+
+    fn tables_with(
+        routes: &[(&str, Vec<FibNexthop>)],
+        f: impl FnOnce(&Tables) -> Result<Snapshot, Unsupported>,
+    ) -> Result<Snapshot, Unsupported> {
+        let mut fib = Fib::new();
+        for (prefix, nexthops) in routes {
+            fib.insert(
+                prefix.parse().unwrap(),
+                &Route::new(Protocol::Static, nexthops.clone()),
+            );
+        }
+        let neighbours = neighbour::Table::new(neighbour::Config::default());
+        let mut ports = BTreeMap::new();
+        ports.insert(
+            PortId(1),
+            PortConfig {
+                addrs: router_core::neighbour::arp::PortAddrs {
+                    mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                    owned: vec!["10.0.0.1".parse().unwrap()],
+                    announced: vec![],
+                },
+                ipv6: vec![],
+                mtu: 1500,
+            },
+        );
+        let identities = BTreeMap::new();
+        let config = DpConfig::default();
+        f(&Tables {
+            fib: &fib,
+            neighbours: &neighbours,
+            ports: &ports,
+            identities: &identities,
+            config: &config,
+        })
+    }
+
+    #[test]
+    fn ecmp_groups_become_bucket_tables_of_slots() {
+        let gw = |a: &str| FibNexthop::gateway(a.parse().unwrap(), PortId(1));
+        let s = tables_with(
+            &[("10.1.0.0/16", vec![gw("10.0.0.2"), gw("10.0.0.3")])],
+            |t| Snapshot::new(t, |_| Some(7)),
+        )
+        .unwrap();
+        let (&id, table) = s.groups.iter().next().unwrap();
+        assert_eq!(s.groups.len(), 1);
+        assert_eq!(s.nexthops.len(), 3);
+        assert!(table.0.iter().all(|&slot| slot == 1 || slot == 2));
+        assert_eq!(
+            table.0.iter().filter(|&&slot| slot == 1).count(),
+            BUCKETS / 2
+        );
+        assert_eq!(s.nexthops[1].kind, kind::GATEWAY);
+        assert_eq!(s.nexthops[1].addr, IpKey::v4([10, 0, 0, 2]));
+        assert_eq!(s.ifindex_ports.get(&7), Some(&1));
+        assert!(s.local.contains(&IpKey::v4([10, 0, 0, 1])));
+        assert!(id != NO_ROUTE);
+    }
+
+    #[test]
+    fn tunnel_nexthops_are_refused() {
+        let tunnel = FibNexthop {
+            kind: NexthopKind::Tunnel {
+                endpoint: "192.0.2.1".parse().unwrap(),
+                encap: router_core::fib::Encap::Vxlan,
+                vni: None,
+            },
+            weight: 1,
+        };
+        let r = tables_with(&[("10.1.0.0/16", vec![tunnel])], |t| {
+            Snapshot::new(t, |_| Some(7))
+        });
+        assert!(matches!(r, Err(Unsupported::TunnelNexthop(_))));
+    }
+}
