@@ -77,7 +77,10 @@ impl Lab {
                 .collect();
             files.sort();
             for file in files {
-                manifests.push(Self::manifest(dir, file.strip_prefix(dir).unwrap_or(&file))?);
+                manifests.push(Self::manifest(
+                    dir,
+                    file.strip_prefix(dir).unwrap_or(&file),
+                )?);
             }
         }
         Ok(Lab {
