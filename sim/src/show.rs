@@ -14,12 +14,15 @@ use router_core::neighbour::{self, State};
 use smoltcp::wire::EthernetAddress;
 
 /// What `ip route` prints beside a route that the FIB does not hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteNote {
     /// Preferred source address (`src`).
     pub src: Option<Ipv4Addr>,
     /// Route MTU (`mtu`).
     pub mtu: Option<u16>,
+    /// What `ip route` shows as the nexthop, when the kernel's view differs from
+    /// the FIB's (Cilium's tunnel routes show `via CILIUM_HOST dev cilium_host`).
+    pub shown_as: Option<String>,
 }
 
 /// A MAC address as Linux prints it.
@@ -45,10 +48,16 @@ pub fn ip_route(
     routes
         .iter()
         .map(|r| {
+            let note = notes.get(&r.prefix).cloned().unwrap_or_default();
             let mut line = String::new();
-            r.write_ip_route(&mut line, name)
-                .expect("writing to a String");
-            let note = notes.get(&r.prefix).copied().unwrap_or_default();
+            match &note.shown_as {
+                Some(nexthop) => {
+                    line = format!("{} {nexthop} proto {}", r.prefix, r.route.protocol.name())
+                }
+                None => r
+                    .write_ip_route(&mut line, name)
+                    .expect("writing to a String"),
+            }
             if let Some(src) = note.src {
                 line.push_str(&format!(" src {src}"));
             }

@@ -182,7 +182,7 @@ impl Cluster {
                         IpNet::V4(a.trunc()),
                         RouteNote {
                             src: Some(a.addr()),
-                            mtu: None,
+                            ..RouteNote::default()
                         },
                     );
                 }
@@ -375,13 +375,12 @@ impl Cluster {
                 &peers,
             ) {
                 h.host.add_route(r.dst, &r.route);
-                h.notes.insert(
-                    r.dst,
-                    RouteNote {
-                        src: r.src,
-                        mtu: r.mtu,
-                    },
-                );
+                let note = RouteNote {
+                    src: r.src,
+                    mtu: r.mtu,
+                    shown_as: r.shown_as,
+                };
+                h.notes.insert(r.dst, note);
             }
         }
     }

@@ -40,6 +40,8 @@ pub struct AgentRoute {
     pub src: Option<Ipv4Addr>,
     /// `mtu` shown by `ip route`.
     pub mtu: Option<u16>,
+    /// The nexthop `ip route` shows, when it differs from the FIB's.
+    pub shown_as: Option<String>,
 }
 
 /// The routes node `me` gets. `ports` are its underlay interfaces (index, subnet);
@@ -61,6 +63,7 @@ pub fn agent_routes(
         ),
         src: Some(router_ip),
         mtu: None,
+        shown_as: None,
     }];
     for peer in nodes.iter().filter(|n| n.name != me.name) {
         match values.routing_mode {
@@ -72,6 +75,7 @@ pub fn agent_routes(
                         route: Route::new(Protocol::Kernel, vec![nh]),
                         src: None,
                         mtu: None,
+                        shown_as: None,
                     });
                 }
             }
@@ -94,6 +98,7 @@ pub fn agent_routes(
                     route: Route::new(Protocol::Kernel, vec![nh]),
                     src: Some(router_ip),
                     mtu: Some(TUNNEL_ROUTE_MTU),
+                    shown_as: Some(format!("via {router_ip} dev cilium_host")),
                 });
             }
         }
