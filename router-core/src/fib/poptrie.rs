@@ -203,6 +203,8 @@ impl<K: Key> Poptrie<K> {
         }
         let leaves = node.leafvec.count_ones();
         if leaves > 0 {
+            let at = node.base0 as usize;
+            self.leaves[at..at + leaves as usize].fill(NO_ROUTE);
             self.free_leaves[leaves as usize].push(node.base0);
         }
         self.nodes[idx as usize] = Node::default();
@@ -242,7 +244,7 @@ impl<K: Key> Poptrie<K> {
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
-    /// The leaf array.
+    /// The leaf array (freed runs hold [`NO_ROUTE`], so every other value is a live leaf).
     pub fn leaves(&self) -> &[u32] {
         &self.leaves
     }

@@ -161,3 +161,32 @@ fn shorter_prefix_starting_a_slot_block_is_not_painted_into_it() {
     assert_eq!(hop(&fib, "10.0.0.1"), Some(via("192.168.0.2", 0)));
     assert_eq!(hop(&fib, "10.0.1.1"), Some(via("192.168.0.1", 0)));
 }
+
+#[test]
+fn compiled_arrays_only_reference_live_groups() {
+    // The eBPF snapshot copies every leaf: freed runs must not keep stale group ids.
+    let mut fib = Fib::new();
+    for i in 0..64u8 {
+        let p: IpNet = alloc::format!("10.{i}.1.0/24").parse().unwrap();
+        fib.insert(
+            p,
+            &stat(vec![via(&alloc::format!("192.168.0.{}", i + 1), 0)]),
+        );
+    }
+    for i in (0..64u8).step_by(2) {
+        let p: IpNet = alloc::format!("10.{i}.1.0/24").parse().unwrap();
+        fib.remove(p, Protocol::Static, 1);
+    }
+    let t = fib.trie_v4();
+    let direct = t
+        .direct()
+        .iter()
+        .filter(|&&d| d & poptrie::LEAF_FLAG != 0)
+        .map(|&d| d & !poptrie::LEAF_FLAG);
+    for g in direct
+        .chain(t.leaves().iter().copied())
+        .filter(|&g| g != poptrie::NO_ROUTE)
+    {
+        assert!(fib.group(GroupId(g)).is_some(), "stale group {g}");
+    }
+}
