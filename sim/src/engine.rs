@@ -11,6 +11,10 @@
 //! Each node has at most one wake-up pending; every poll replaces it. Every random choice comes
 //! from an RNG forked per segment (`"segment/NAME"`) from the seed, and nothing reads the wall
 //! clock, so the same build steps, run steps and seed give the same trace and captures.
+//!
+//! The one exception is a run bridged to the real world: [`Engine::add_outside_node`] adds
+//! endpoints that stand for real devices, and [`Engine::connect_outside`] hands the clock and
+//! those devices to an [`Outside`] (see [`crate::outside`]); such a run is not deterministic.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -21,6 +25,7 @@ use smoltcp::time::Instant;
 use crate::clock::{Clock, TimerId};
 use crate::error::SimError;
 use crate::node::{Endpoint, Node, NodeId, PortId};
+use crate::outside::Outside;
 use crate::pcap::PcapWriter;
 use crate::rng::SimRng;
 use crate::segment::{
@@ -75,10 +80,17 @@ enum Event {
     Wake(NodeId),
 }
 
+/// What occupies a node slot: a simulated node, or an endpoint for the world outside.
+#[derive(Debug)]
+enum Occupant<N> {
+    Simulated(N),
+    Outside,
+}
+
 #[derive(Debug)]
 struct NodeSlot<N> {
     name: String,
-    node: N,
+    node: Occupant<N>,
     ports: Vec<PortSlot>,
     wake: Option<TimerId>,
 }
@@ -107,6 +119,7 @@ pub struct Engine<N> {
     segments: Vec<Segment>,
     captures: Vec<Option<Capture>>,
     trace: Trace,
+    outside: Option<Box<dyn Outside>>,
 }
 
 impl<N: Node> Engine<N> {
@@ -120,6 +133,7 @@ impl<N: Node> Engine<N> {
             segments: Vec::new(),
             captures: Vec::new(),
             trace: Trace::new(),
+            outside: None,
         }
     }
 
@@ -141,22 +155,38 @@ impl<N: Node> Engine<N> {
 
     /// Adds a node with a unique name; it is first polled at the current time.
     pub fn add_node(&mut self, name: &str, node: N) -> Result<NodeId, SimError> {
-        check_name("node", name, NO_COLON)?;
-        if self.nodes.iter().any(|n| n.name == name) {
-            return Err(SimError::DuplicateName {
-                what: "node",
-                name: name.to_owned(),
-            });
-        }
+        self.check_new_node(name)?;
         let id = NodeId(self.nodes.len());
         let wake = self.clock.schedule(self.clock.now(), Event::Wake(id));
         self.nodes.push(NodeSlot {
             name: name.to_owned(),
-            node,
+            node: Occupant::Simulated(node),
             ports: Vec::new(),
             wake: Some(wake),
         });
         Ok(id)
+    }
+
+    /// Adds an outside node with a unique name: an endpoint that simulates nothing and stands
+    /// for a real device. Attach it to segments like any node; frames delivered to it go to the
+    /// connected [`Outside`] (or nowhere, if none is connected), and frames the outside brings in
+    /// are sent from its ports. It is never polled, and [`Engine::node`] must not be asked for it.
+    pub fn add_outside_node(&mut self, name: &str) -> Result<NodeId, SimError> {
+        self.check_new_node(name)?;
+        let id = NodeId(self.nodes.len());
+        self.nodes.push(NodeSlot {
+            name: name.to_owned(),
+            node: Occupant::Outside,
+            ports: Vec::new(),
+            wake: None,
+        });
+        Ok(id)
+    }
+
+    /// Hands the outside nodes' traffic and the clock to `outside`: from now on every run waits
+    /// on it until each event is due (see [`crate::outside`]).
+    pub fn connect_outside(&mut self, outside: Box<dyn Outside>) {
+        self.outside = Some(outside);
     }
 
     /// Adds a segment with a unique name (also its capture file's name), up and with no endpoints.
@@ -303,14 +333,22 @@ impl<N: Node> Engine<N> {
         *self.segments[segment.index()].params()
     }
 
-    /// A node, to inspect it.
+    /// A simulated node, to inspect it (panics for an outside node).
     pub fn node(&self, node: NodeId) -> &N {
-        &self.nodes[node.index()].node
+        match &self.nodes[node.index()].node {
+            Occupant::Simulated(n) => n,
+            Occupant::Outside => panic!("{} is an outside node", self.node_name(node)),
+        }
     }
 
-    /// A node, to change it; follow with [`Engine::wake_node`] so it can act on the change.
+    /// A simulated node, to change it (panics for an outside node); follow with
+    /// [`Engine::wake_node`] so it can act on the change.
     pub fn node_mut(&mut self, node: NodeId) -> &mut N {
-        &mut self.nodes[node.index()].node
+        let slot = &mut self.nodes[node.index()];
+        match &mut slot.node {
+            Occupant::Simulated(n) => n,
+            Occupant::Outside => panic!("{} is an outside node", slot.name),
+        }
     }
 
     /// Polls `node` at the current time, after everything already due now.
@@ -392,10 +430,22 @@ impl<N: Node> Engine<N> {
         let budget = self.config.event_budget;
         let mut events = 0;
         loop {
-            let due = self
+            let next = self
                 .clock
                 .next_due()
-                .is_some_and(|t| until.is_none_or(|limit| t <= limit));
+                .filter(|&t| until.is_none_or(|limit| t <= limit));
+            if self.outside.is_some() {
+                let Some(target) = next.or(until) else {
+                    break;
+                };
+                if !self.wait_outside(target)? {
+                    continue;
+                }
+                if next.is_none() {
+                    break;
+                }
+            }
+            let due = next.is_some();
             if due && events >= budget {
                 return Err(SimError::EventBudgetExhausted {
                     budget,
@@ -417,6 +467,21 @@ impl<N: Node> Engine<N> {
             events,
             now: self.clock.now(),
         })
+    }
+
+    /// Lets the outside world run until `target` (a pending event or the deadline) and sends
+    /// what came in; `true` if `target` was reached with nothing coming in.
+    fn wait_outside(&mut self, target: Instant) -> Result<bool, SimError> {
+        let Some(outside) = &mut self.outside else {
+            return Ok(true);
+        };
+        let (reached, incoming) = outside.wait(self.clock.now(), target);
+        self.clock.advance_to(reached.min(target));
+        let quiet = incoming.is_empty();
+        for (from, frame) in incoming {
+            self.transmit(from, frame)?;
+        }
+        Ok(quiet && reached >= target)
     }
 
     fn handle(&mut self, event: Event) -> Result<(), SimError> {
@@ -441,17 +506,28 @@ impl<N: Node> Engine<N> {
                     return Ok(());
                 }
                 let now = self.clock.now();
-                self.nodes[to.node.index()]
-                    .node
-                    .receive(now, to.port, frame);
-                self.poll_node(to.node)
+                match &mut self.nodes[to.node.index()].node {
+                    Occupant::Simulated(node) => {
+                        node.receive(now, to.port, frame);
+                        self.poll_node(to.node)
+                    }
+                    Occupant::Outside => {
+                        if let Some(outside) = &mut self.outside {
+                            outside.send(to, frame);
+                        }
+                        Ok(())
+                    }
+                }
             }
         }
     }
 
     fn poll_node(&mut self, node: NodeId) -> Result<(), SimError> {
         let now = self.clock.now();
-        let poll = self.nodes[node.index()].node.poll(now);
+        let Occupant::Simulated(n) = &mut self.nodes[node.index()].node else {
+            return Ok(());
+        };
+        let poll = n.poll(now);
         for (port, frame) in poll.transmit {
             self.transmit(Endpoint { node, port }, frame)?;
         }
@@ -526,6 +602,17 @@ impl<N: Node> Engine<N> {
         Ok(())
     }
 
+    fn check_new_node(&self, name: &str) -> Result<(), SimError> {
+        check_name("node", name, NO_COLON)?;
+        if self.nodes.iter().any(|n| n.name == name) {
+            return Err(SimError::DuplicateName {
+                what: "node",
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn record(
         &mut self,
         segment: SegmentId,
@@ -591,9 +678,14 @@ fn check_name(
 mod tests {
     use smoltcp::time::{Duration, Instant};
 
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
     use super::{Engine, EngineConfig};
     use crate::error::SimError;
     use crate::node::{Endpoint, NodeId, PortId};
+    use crate::outside::Outside;
     use crate::pcap::tests::{arp_request, scratch_dir, tshark_decodes, udp};
     use crate::rng::SimRng;
     use crate::segment::{DropReason, SegmentId, SegmentKind, SegmentParams};
@@ -644,6 +736,86 @@ mod tests {
             .iter()
             .map(|r| engine.trace_line(r))
             .collect()
+    }
+
+    /// What a [`ScriptedOutside`] was sent, and the times it was asked to wait until.
+    #[derive(Debug, Default)]
+    struct OutsideLog {
+        sent: Vec<(Endpoint, Vec<u8>)>,
+        waits: Vec<Instant>,
+    }
+
+    /// An outside world on virtual time: brings in scripted frames and logs the rest.
+    #[derive(Debug, Default)]
+    struct ScriptedOutside {
+        incoming: VecDeque<(Instant, Endpoint, Vec<u8>)>,
+        log: Rc<RefCell<OutsideLog>>,
+    }
+
+    impl Outside for ScriptedOutside {
+        fn send(&mut self, to: Endpoint, frame: Vec<u8>) {
+            self.log.borrow_mut().sent.push((to, frame));
+        }
+
+        fn wait(&mut self, _now: Instant, until: Instant) -> (Instant, Vec<(Endpoint, Vec<u8>)>) {
+            self.log.borrow_mut().waits.push(until);
+            match self.incoming.front() {
+                Some((at, _, _)) if *at <= until => {
+                    let (at, from, frame) = self.incoming.pop_front().expect("front exists");
+                    (at, vec![(from, frame)])
+                }
+                _ => (until, Vec::new()),
+            }
+        }
+    }
+
+    #[test]
+    fn outside_nodes_exchange_frames_with_the_outside_which_paces_the_run() {
+        let mut engine = Engine::new(EngineConfig::new(1));
+        let b = engine.add_node("b", Probe::reflector(mac(2))).unwrap();
+        let tap = engine.add_outside_node("tap0").unwrap();
+        assert!(matches!(
+            engine.add_outside_node("b"),
+            Err(SimError::DuplicateName { .. })
+        ));
+        let l = engine
+            .add_segment("l", SegmentKind::Link, link(1, 0.0))
+            .unwrap();
+        engine.attach(l, b, "eth0").unwrap();
+        let port = engine.attach(l, tap, "tap").unwrap();
+        let from = Endpoint { node: tap, port };
+        let outside = ScriptedOutside {
+            incoming: [(ms(5), from, frame(mac(2), mac(1), 46, 7))].into(),
+            ..ScriptedOutside::default()
+        };
+        let log = Rc::clone(&outside.log);
+        engine.connect_outside(Box::new(outside));
+        let stats = engine.run_until(ms(20)).unwrap();
+        assert_eq!(stats.now, ms(20));
+        assert_eq!(engine.node(b).arrival_micros(), [6_000]);
+        assert_eq!(
+            trace_lines(&engine),
+            [
+                "0.006000 l tap0:tap > b:eth0 len 60 delivered",
+                "0.007000 l b:eth0 > tap0:tap len 60 delivered",
+            ]
+        );
+        let OutsideLog { sent, waits } = &*log.borrow();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, from);
+        assert_eq!(sent[0].1[..6], mac(1));
+        // b's first poll, the deadline (cut short by the incoming frame), then each event.
+        assert_eq!(waits, &[ms(0), ms(20), ms(6), ms(7), ms(20)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "tap0 is an outside node")]
+    fn an_outside_node_is_not_a_simulated_one() {
+        let mut engine: Engine<Probe> = Engine::new(EngineConfig::new(1));
+        let tap = engine.add_outside_node("tap0").unwrap();
+        engine.wake_node(tap);
+        engine.run_until_quiescent().unwrap();
+        let _ = engine.node(tap);
     }
 
     #[test]

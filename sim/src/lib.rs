@@ -10,12 +10,13 @@
 //! - [`rng`]: the seeded xoshiro256** generator, forked per subsystem by name;
 //! - [`trace`]: every frame delivered or dropped, and the trace hash for determinism checks;
 //! - [`pcap`]: classic pcap writing, one capture file per segment;
-//! - [`error`]: build and run errors, each naming what is at fault.
+//! - [`error`]: build and run errors, each naming what is at fault;
+//! - [`outside`] and [`tap`]: outside nodes, and the real-time bridge to Linux tap devices.
 //!
-//! Not built yet: hosts (router-core + smoltcp), Kubernetes/router roles, the lab file format,
-//! the `nexthop-sim` command line and the real-time tap bridge. Time is smoltcp's
+//! Not built yet: hosts (router-core + smoltcp), Kubernetes/router roles, the lab file format and
+//! the `nexthop-sim` command line. Time is smoltcp's
 //! [`Instant`]/[`Duration`], re-exported here. Nothing in this crate reads the wall clock or OS
-//! randomness.
+//! randomness, except the real-time tap bridge ([`tap`]), which is not deterministic.
 //!
 //! A minimal run:
 //!
@@ -64,11 +65,13 @@ pub mod error;
 mod hash;
 pub mod lab;
 pub mod node;
+pub mod outside;
 pub mod pcap;
 pub mod rng;
 pub mod run;
 pub mod segment;
 pub mod show;
+pub mod tap;
 #[cfg(test)]
 mod testing;
 pub mod trace;
@@ -77,6 +80,7 @@ pub use clock::{Clock, TimerId};
 pub use engine::{DEFAULT_EVENT_BUDGET, Engine, EngineConfig, RunStats};
 pub use error::SimError;
 pub use node::{Endpoint, Node, NodeId, Poll, PortId};
+pub use outside::Outside;
 pub use pcap::PcapWriter;
 pub use rng::SimRng;
 pub use segment::{DropReason, SegmentId, SegmentKind, SegmentParams, SegmentStats};

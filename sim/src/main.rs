@@ -8,6 +8,7 @@ use nexthop_sim::EngineConfig;
 use nexthop_sim::cluster::Cluster;
 use nexthop_sim::lab::Lab;
 use nexthop_sim::run::{self, Report};
+use nexthop_sim::tap::{self, TapSpec};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,10 @@ enum Command {
         /// Run twice and fail if the report or trace differ.
         #[arg(long)]
         check_determinism: bool,
+        /// Attach an unlinked topology interface to a Linux tap device and run in real time
+        /// (not deterministic); repeatable.
+        #[arg(long, value_name = "HOST:PORT=TAPNAME")]
+        tap: Vec<TapSpec>,
     },
     /// Read and check a lab's files without running it.
     Check {
@@ -46,12 +51,27 @@ enum Command {
     },
 }
 
-fn run_once(lab: &Lab, seed: u64, pcap: Option<PathBuf>) -> Result<Report, String> {
+fn run_once(
+    lab: &Lab,
+    seed: u64,
+    pcap: Option<PathBuf>,
+    taps: &[TapSpec],
+) -> Result<Report, String> {
     let config = EngineConfig {
         pcap_dir: pcap,
         ..EngineConfig::new(seed)
     };
     let mut cluster = Cluster::build(lab.clone(), config)?;
+    if !taps.is_empty() {
+        tap::attach(&mut cluster, taps)?;
+        for t in taps {
+            eprintln!(
+                "tap: {} bridged to {}; running in real time (not deterministic)",
+                t.interface_name(),
+                t.device
+            );
+        }
+    }
     let report = run::run(&mut cluster, seed);
     cluster.engine.flush_captures().map_err(|e| e.to_string())?;
     Ok(report)
@@ -82,7 +102,12 @@ fn main() -> ExitCode {
             json,
             pcap,
             check_determinism,
+            tap,
         } => {
+            if check_determinism && !tap.is_empty() {
+                eprintln!("error: --check-determinism cannot be used with --tap (real time)");
+                return ExitCode::from(2);
+            }
             let lab = match Lab::load(&lab) {
                 Ok(l) => l,
                 Err(e) => {
@@ -91,7 +116,7 @@ fn main() -> ExitCode {
                 }
             };
             let seed = seed.or(lab.scenario.seed).unwrap_or(1);
-            let report = match run_once(&lab, seed, pcap.clone()) {
+            let report = match run_once(&lab, seed, pcap.clone(), &tap) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {e} (seed {seed})");
@@ -109,7 +134,7 @@ fn main() -> ExitCode {
             let mut ok = report.passed();
             if check_determinism {
                 let pcap_again = pcap.as_ref().map(|p| p.join("second-run"));
-                match run_once(&lab, seed, pcap_again.clone()) {
+                match run_once(&lab, seed, pcap_again.clone(), &[]) {
                     Ok(again)
                         if again == report && same_captures(pcap.as_ref(), pcap_again.as_ref()) =>
                     {
