@@ -9,7 +9,7 @@
 //! on that interface.
 //!
 //! With a tap the lab runs in real time: virtual time follows the wall clock, so `wait: 10s`
-//! takes ten seconds. [`WallClock`] is the only place in the simulator that reads the wall
+//! takes ten seconds. `WallClock` is the only place in the simulator that reads the wall
 //! clock; a run with a tap is therefore not deterministic (its trace hash differs from run to
 //! run), and `--check-determinism` refuses it.
 
