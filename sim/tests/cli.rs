@@ -1,0 +1,103 @@
+//! The `nexthop-sim` command line: exit codes, determinism check, JSON, errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nexthop-sim"))
+}
+
+fn lab(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/labs")
+        .join(name)
+}
+
+#[test]
+fn check_determinism_passes_on_a_bundled_lab() {
+    let out = sim()
+        .args(["run", "--check-determinism"])
+        .arg(lab("native-routing-no-adr"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("determinism: second run identical"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 failed"), "{stdout}");
+}
+
+#[test]
+fn json_report_parses_and_names_the_seed() {
+    let out = sim()
+        .args(["run", "--json", "--seed", "7"])
+        .arg(lab("native-routing-static"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["seed"], 7);
+    assert_eq!(v["lab"], "native-routing-static");
+    assert!(v["steps"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+#[test]
+fn a_broken_lab_names_file_line_and_key_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let topology =
+        std::fs::read_to_string(lab("native-routing").join("topology.yaml")).expect("read");
+    std::fs::write(
+        dir.join("topology.yaml"),
+        topology.replace("kind: router", "kind: router\n    colour: blue"),
+    )
+    .expect("write");
+    std::fs::copy(
+        lab("native-routing").join("scenario.yaml"),
+        dir.join("scenario.yaml"),
+    )
+    .expect("copy");
+    let out = sim().arg("run").arg(&dir).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("topology.yaml:34"), "{stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_prints_the_seed() {
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-failing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("k8s")).expect("temp dir");
+    let src = lab("native-routing-no-adr");
+    for f in [
+        "topology.yaml",
+        "values.yaml",
+        "k8s/00-nodes.yaml",
+        "k8s/10-apps.yaml",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+    }
+    std::fs::write(
+        dir.join("scenario.yaml"),
+        "steps:\n  - curl: curl-pod webpod --count 6\n    expect: { ok: 6 }\n",
+    )
+    .expect("write");
+    let out = sim()
+        .args(["run", "--seed", "3"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seed 3"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL expect ok = 6"));
+}
