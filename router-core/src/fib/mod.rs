@@ -108,12 +108,37 @@ impl Candidate {
 }
 
 /// The candidates of one prefix, best first. One per `(protocol, distance)`.
+/// Most prefixes have a single candidate, kept inline (no allocation per prefix).
 #[derive(Clone, Debug)]
-struct Candidates(Vec<Candidate>);
+enum Candidates {
+    One(Candidate),
+    Many(Vec<Candidate>),
+}
 
 impl Candidates {
+    fn as_slice(&self) -> &[Candidate] {
+        match self {
+            Candidates::One(c) => core::slice::from_ref(c),
+            Candidates::Many(v) => v,
+        }
+    }
+
     fn winner(&self) -> Option<&Candidate> {
-        self.0.first()
+        self.as_slice().first()
+    }
+
+    /// Change the candidates as a `Vec`, then store them back compactly.
+    fn edit<R>(&mut self, f: impl FnOnce(&mut Vec<Candidate>) -> R) -> R {
+        let mut v = match core::mem::replace(self, Candidates::Many(Vec::new())) {
+            Candidates::One(c) => alloc::vec![c],
+            Candidates::Many(v) => v,
+        };
+        let r = f(&mut v);
+        *self = match v.as_slice() {
+            [one] => Candidates::One(*one),
+            _ => Candidates::Many(v),
+        };
+        r
     }
 }
 
@@ -151,12 +176,16 @@ impl<K: Key> Table<K> {
     }
 
     fn insert(&mut self, groups: &mut GroupTable, key: K, len: u8, route: &Route) -> Change {
-        let entry = self.rib.entry((key, len)).or_insert(Candidates(Vec::new()));
+        let entry = self
+            .rib
+            .entry((key, len))
+            .or_insert(Candidates::Many(Vec::new()));
         let before = entry.winner().copied();
+        let same = |c: &&Candidate| c.protocol == route.protocol && c.distance == route.distance;
         let previous = entry
-            .0
+            .as_slice()
             .iter()
-            .find(|c| c.protocol == route.protocol && c.distance == route.distance)
+            .find(same)
             .or(before.as_ref())
             .map(|c| c.group);
         let candidate = Candidate {
@@ -165,20 +194,16 @@ impl<K: Key> Table<K> {
             metric: route.metric,
             group: groups.acquire(&route.nexthops, previous),
         };
-        if let Some(i) = entry
-            .0
-            .iter()
-            .position(|c| c.protocol == route.protocol && c.distance == route.distance)
-        {
-            groups.release(entry.0.remove(i).group);
-        }
-        let at = entry.0.partition_point(|c| c.rank() <= candidate.rank());
-        entry.0.insert(at, candidate);
+        entry.edit(|v| {
+            if let Some(i) = v.iter().position(|c| same(&c)) {
+                groups.release(v.remove(i).group);
+            }
+            let at = v.partition_point(|c| c.rank() <= candidate.rank());
+            v.insert(at, candidate);
+        });
         let changed = before != entry.winner().copied();
         if changed {
             self.recompile(key, len);
-        }
-        if changed {
             Change::WinnerChanged
         } else {
             Change::Unchanged
@@ -195,13 +220,12 @@ impl<K: Key> Table<K> {
     ) -> Option<Change> {
         let entry = self.rib.get_mut(&(key, len))?;
         let i = entry
-            .0
+            .as_slice()
             .iter()
             .position(|c| c.protocol == protocol && c.distance == distance)?;
-        let removed = entry.0.remove(i);
+        let removed = entry.edit(|v| v.remove(i));
         groups.release(removed.group);
-        let empty = entry.0.is_empty();
-        if empty {
+        if entry.as_slice().is_empty() {
             self.rib.remove(&(key, len));
         }
         if i == 0 {
@@ -319,7 +343,7 @@ impl Fib {
             IpNet::V4(p) => self.v4.rib.get(&v4_key(p)),
             IpNet::V6(p) => self.v6.rib.get(&v6_key(p)),
         };
-        c.map_or(&[], |c| &c.0)
+        c.map_or(&[], Candidates::as_slice)
     }
 
     /// Installed routes, IPv4 then IPv6, each in prefix order.
