@@ -6,17 +6,21 @@
 //! state machine answers `(now, input)` with outputs the caller carries out.
 //!
 //! - [`bgp`]: BGP-4, starting with the wire codec.
+//! - `cilium` (feature `serde`): Cilium's BGP control-plane objects and
+//!   which instances, peers and prefixes they give a node.
 //! - [`fib`]: RIB and FIB, longest-prefix match, nexthop groups.
 //! - [`lpm`]: the poptrie layout and lookup walk (shared with eBPF).
 //! - [`ecmp`]: flow hashing and resilient member selection.
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
 //! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
+//! - [`ipam`]: LB-IPAM (LoadBalancer addresses from pools).
 //! - [`wire`]: VXLAN and Geneve headers (the rest comes from smoltcp's `wire`).
 //!
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
 //! default. Without them only the allocation-free arithmetic the eBPF programs
 //! share is built: [`lpm`], [`ecmp::hash`], [`datapath::reason`],
-//! [`datapath::checksum`], [`wire`], [`port`].
+//! [`datapath::checksum`], [`wire`], [`port`]. Feature `serde` (off by
+//! default, not implied by `std`) adds the `cilium` model.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -27,10 +31,14 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod bgp;
+#[cfg(feature = "serde")]
+pub mod cilium;
 pub mod datapath;
 pub mod ecmp;
 #[cfg(feature = "alloc")]
 pub mod fib;
+#[cfg(feature = "alloc")]
+pub mod ipam;
 pub mod lpm;
 #[cfg(feature = "alloc")]
 pub mod neighbour;
