@@ -31,6 +31,8 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod bgp;
+#[cfg(feature = "serde")]
+pub mod cilium;
 pub mod datapath;
 pub mod ecmp;
 #[cfg(feature = "alloc")]

@@ -1,0 +1,394 @@
+//! The core Kubernetes objects and Cilium's `CiliumNode` that the BGP control
+//! plane reads: nodes (labels, addresses, pod CIDRs), services (the addresses
+//! it may advertise) and secrets (TCP MD5 passwords).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::meta::{ObjectMeta, option_from_str, vec_from_str};
+
+/// A Kubernetes `Node` (core/v1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Node {
+    /// Name and labels (the BGP node selectors match these labels).
+    pub metadata: ObjectMeta,
+    /// The pod CIDRs Kubernetes' own IPAM assigned.
+    #[serde(default)]
+    pub spec: NodeSpec,
+    /// The node's addresses.
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// `Node.spec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    /// `spec.podCIDRs`.
+    #[serde(default, rename = "podCIDRs", deserialize_with = "vec_from_str")]
+    pub pod_cidrs: Vec<IpNet>,
+}
+
+/// `Node.status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct NodeStatus {
+    /// `status.addresses`.
+    #[serde(default)]
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// One `Node.status.addresses` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct NodeAddress {
+    /// `InternalIP`, `ExternalIP`, `Hostname`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The address (an IP for the IP types, a name for `Hostname`).
+    pub address: String,
+}
+
+impl Node {
+    /// The node's first `InternalIP` that is an IPv4 address: Cilium's
+    /// default BGP router ID.
+    pub fn internal_ipv4(&self) -> Option<Ipv4Addr> {
+        self.status
+            .addresses
+            .iter()
+            .filter(|a| a.kind == "InternalIP")
+            .find_map(|a| a.address.parse().ok())
+    }
+}
+
+/// A `CiliumNode` (cilium.io/v2): the pod CIDRs Cilium's own IPAM assigned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CiliumNode {
+    /// Named after its Kubernetes node.
+    pub metadata: ObjectMeta,
+    /// `spec.ipam`.
+    #[serde(default)]
+    pub spec: CiliumNodeSpec,
+}
+
+/// `CiliumNode.spec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CiliumNodeSpec {
+    /// `spec.ipam`.
+    #[serde(default)]
+    pub ipam: CiliumNodeIpam,
+}
+
+/// `CiliumNode.spec.ipam`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CiliumNodeIpam {
+    /// `spec.ipam.podCIDRs`.
+    #[serde(default, rename = "podCIDRs", deserialize_with = "vec_from_str")]
+    pub pod_cidrs: Vec<IpNet>,
+}
+
+/// A Kubernetes `Service` (core/v1): what a Service advertisement can
+/// announce. `status.loadBalancer` is filled by LB-IPAM.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Service {
+    /// Name, namespace and labels.
+    pub metadata: ObjectMeta,
+    /// Addresses and traffic policies.
+    #[serde(default)]
+    pub spec: ServiceSpec,
+    /// The allocated load-balancer addresses.
+    #[serde(default)]
+    pub status: ServiceStatus,
+}
+
+/// `Service.spec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// `spec.clusterIP`; `None` (the string) for headless services.
+    #[serde(default, rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
+    /// `spec.clusterIPs` (dual stack).
+    #[serde(default, rename = "clusterIPs")]
+    pub cluster_ips: Vec<String>,
+    /// `spec.externalIPs`.
+    #[serde(default, rename = "externalIPs", deserialize_with = "vec_from_str")]
+    pub external_ips: Vec<IpAddr>,
+    /// Only services without a class, or of Cilium's BGP class, are announced.
+    #[serde(default)]
+    pub load_balancer_class: Option<String>,
+    /// `Cluster` (the default) or `Local`.
+    #[serde(default)]
+    pub external_traffic_policy: Option<String>,
+    /// `Cluster` (the default) or `Local`.
+    #[serde(default)]
+    pub internal_traffic_policy: Option<String>,
+}
+
+/// `Service.status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// `status.loadBalancer`.
+    #[serde(default)]
+    pub load_balancer: LoadBalancerStatus,
+}
+
+/// `Service.status.loadBalancer`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct LoadBalancerStatus {
+    /// `status.loadBalancer.ingress`.
+    #[serde(default)]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// One load-balancer ingress point.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct LoadBalancerIngress {
+    /// The address, when the ingress point is an IP.
+    #[serde(default, deserialize_with = "option_from_str")]
+    pub ip: Option<IpAddr>,
+}
+
+/// The load-balancer class Cilium's BGP control plane announces besides
+/// class-less services.
+pub const BGP_LOAD_BALANCER_CLASS: &str = "io.cilium/bgp-control-plane";
+
+impl Service {
+    /// The labels Service advertisement selectors match: the service's own
+    /// plus `io.kubernetes.service.name` and `io.kubernetes.service.namespace`,
+    /// as Cilium adds them.
+    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.metadata.labels.clone();
+        labels.insert(
+            "io.kubernetes.service.name".into(),
+            self.metadata.name.clone(),
+        );
+        labels.insert(
+            "io.kubernetes.service.namespace".into(),
+            self.namespace().into(),
+        );
+        labels
+    }
+
+    /// The namespace, `default` when unset.
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// The cluster IPs (`clusterIPs`, else `clusterIP`), without `None`.
+    pub fn cluster_ips(&self) -> Vec<IpAddr> {
+        let listed = if self.spec.cluster_ips.is_empty() {
+            self.spec.cluster_ip.iter().cloned().collect()
+        } else {
+            self.spec.cluster_ips.clone()
+        };
+        listed.iter().filter_map(|ip| ip.parse().ok()).collect()
+    }
+
+    /// The load-balancer ingress IPs, for a `LoadBalancer` service whose class
+    /// Cilium's BGP control plane handles.
+    pub fn load_balancer_ips(&self) -> Vec<IpAddr> {
+        let class_ok = self
+            .spec
+            .load_balancer_class
+            .as_deref()
+            .is_none_or(|c| c == BGP_LOAD_BALANCER_CLASS);
+        if self.spec.kind.as_deref() != Some("LoadBalancer") || !class_ok {
+            return Vec::new();
+        }
+        let ingress = &self.status.load_balancer.ingress;
+        ingress.iter().filter_map(|i| i.ip).collect()
+    }
+
+    /// `externalTrafficPolicy: Local`.
+    pub fn external_traffic_local(&self) -> bool {
+        self.spec.external_traffic_policy.as_deref() == Some("Local")
+    }
+
+    /// `internalTrafficPolicy: Local`.
+    pub fn internal_traffic_local(&self) -> bool {
+        self.spec.internal_traffic_policy.as_deref() == Some("Local")
+    }
+}
+
+/// A Kubernetes `Secret` (core/v1) holding a BGP password under the key
+/// `password`, in `data` (base64) or `stringData` (plain).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    /// Name and namespace.
+    pub metadata: ObjectMeta,
+    /// Base64-encoded values.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Plain values; they win over `data` (as the API server merges them).
+    #[serde(default)]
+    pub string_data: BTreeMap<String, String>,
+}
+
+/// The namespace Cilium reads BGP secrets from (`bgp-secrets-namespace`).
+pub const BGP_SECRETS_NAMESPACE: &str = "kube-system";
+
+/// Why a secret yields no password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretError {
+    /// Neither `data` nor `stringData` has the key.
+    MissingKey(&'static str),
+    /// `data.<key>` is not valid base64 or not UTF-8.
+    BadBase64(&'static str),
+}
+
+impl core::fmt::Display for SecretError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SecretError::MissingKey(key) => write!(f, "no data.{key} or stringData.{key}"),
+            SecretError::BadBase64(key) => write!(f, "data.{key} is not base64-encoded UTF-8"),
+        }
+    }
+}
+
+impl Secret {
+    /// The value of `password`.
+    pub fn password(&self) -> Result<String, SecretError> {
+        const KEY: &str = "password";
+        if let Some(plain) = self.string_data.get(KEY) {
+            return Ok(plain.clone());
+        }
+        let encoded = self.data.get(KEY).ok_or(SecretError::MissingKey(KEY))?;
+        let bytes = base64_decode(encoded).ok_or(SecretError::BadBase64(KEY))?;
+        String::from_utf8(bytes).map_err(|_| SecretError::BadBase64(KEY))
+    }
+}
+
+/// Decode standard base64 (RFC 4648 §4) with optional padding; whitespace
+/// is ignored, as in Kubernetes manifests folded over lines.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let symbols: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let data = symbols
+        .strip_suffix(b"==")
+        .or_else(|| symbols.strip_suffix(b"="));
+    let data = data.unwrap_or(&symbols);
+    if data.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    for chunk in data.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_rfc4648_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
+        }
+        assert_eq!(
+            base64_decode("Zm9v\n YmFy").as_deref(),
+            Some(&b"foobar"[..])
+        );
+        assert_eq!(base64_decode("Zm9v*"), None);
+        assert_eq!(base64_decode("Z"), None);
+    }
+
+    #[test]
+    fn secret_password_prefers_string_data() {
+        let mut secret = Secret::default();
+        assert_eq!(secret.password(), Err(SecretError::MissingKey("password")));
+        secret.data.insert("password".into(), "czNjcjN0".into());
+        assert_eq!(secret.password().as_deref(), Ok("s3cr3t"));
+        secret.string_data.insert("password".into(), "plain".into());
+        assert_eq!(secret.password().as_deref(), Ok("plain"));
+        secret.string_data.clear();
+        secret.data.insert("password".into(), "!!".into());
+        assert_eq!(secret.password(), Err(SecretError::BadBase64("password")));
+    }
+
+    #[test]
+    fn node_router_id_is_the_first_internal_ipv4() {
+        let node = Node {
+            status: NodeStatus {
+                addresses: alloc::vec![
+                    NodeAddress {
+                        kind: "Hostname".into(),
+                        address: "k8s-w0".into()
+                    },
+                    NodeAddress {
+                        kind: "InternalIP".into(),
+                        address: "fd00::1".into()
+                    },
+                    NodeAddress {
+                        kind: "InternalIP".into(),
+                        address: "192.168.20.100".into()
+                    },
+                ],
+            },
+            ..Node::default()
+        };
+        assert_eq!(node.internal_ipv4(), Some(Ipv4Addr::new(192, 168, 20, 100)));
+    }
+
+    #[test]
+    fn service_addresses_follow_type_and_class() {
+        let mut svc = Service {
+            metadata: ObjectMeta::named("webpod"),
+            ..Service::default()
+        };
+        svc.spec.cluster_ip = Some("10.96.54.159".into());
+        svc.status.load_balancer.ingress.push(LoadBalancerIngress {
+            ip: Some("172.16.1.1".parse().unwrap()),
+        });
+        assert_eq!(
+            svc.cluster_ips(),
+            ["10.96.54.159".parse::<IpAddr>().unwrap()]
+        );
+        assert!(svc.load_balancer_ips().is_empty(), "not a LoadBalancer");
+        svc.spec.kind = Some("LoadBalancer".into());
+        assert_eq!(
+            svc.load_balancer_ips(),
+            ["172.16.1.1".parse::<IpAddr>().unwrap()]
+        );
+        svc.spec.load_balancer_class = Some("other".into());
+        assert!(svc.load_balancer_ips().is_empty());
+        svc.spec.cluster_ip = Some("None".into());
+        assert!(svc.cluster_ips().is_empty());
+        let labels = svc.selector_labels();
+        assert_eq!(labels["io.kubernetes.service.name"], "webpod");
+        assert_eq!(labels["io.kubernetes.service.namespace"], "default");
+    }
+}

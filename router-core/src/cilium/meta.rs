@@ -1,0 +1,82 @@
+//! Object metadata shared by every Kubernetes object, and the string-typed
+//! fields (addresses, prefixes, communities) Kubernetes writes as text.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Display;
+use core::str::FromStr;
+
+use serde::{Deserialize, Deserializer, de};
+
+/// `apiVersion` and `kind`: which type a document holds.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeMeta {
+    /// `group/version`, or `v1` for the core group.
+    pub api_version: String,
+    /// The type's name, e.g. `CiliumBGPClusterConfig`.
+    pub kind: String,
+}
+
+/// `metadata`: the fields nexthop uses (others are accepted and ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    /// The object's name, unique per kind (and namespace).
+    pub name: String,
+    /// The namespace of namespaced objects.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Labels, matched by label selectors.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ObjectMeta {
+    /// Metadata with a name and no labels.
+    pub fn named(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: name.into(),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Parse a value Kubernetes writes as a string (an IP address, a prefix)
+/// through its `FromStr`, so a bad value is an error at its field.
+fn parse<T, E>(text: String) -> Result<T, E>
+where
+    T: FromStr,
+    T::Err: Display,
+    E: de::Error,
+{
+    text.parse()
+        .map_err(|e| E::custom(format_args!("{text:?}: {e}")))
+}
+
+/// An optional string-typed field.
+pub(crate) fn option_from_str<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    Option::<String>::deserialize(deserializer)?
+        .map(parse)
+        .transpose()
+}
+
+/// A list of string-typed values (a missing or null list is empty).
+pub(crate) fn vec_from_str<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    Option::<Vec<String>>::deserialize(deserializer)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(parse)
+        .collect()
+}

@@ -1,0 +1,28 @@
+//! Cilium's BGP control-plane model, shared by the node agent and the
+//! simulator: the Kubernetes and Cilium objects it reads (as their YAML
+//! spells them) and the pure selection logic that turns them into what one
+//! node runs.
+//!
+//! - [`meta`]: `apiVersion`/`kind` and `metadata`.
+//! - [`selector`]: label selectors.
+//! - [`kube`]: `Node`, `CiliumNode`, `Service`, `Secret`.
+//! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
+//! - [`objects`]: the kinds understood and the set of objects.
+//! - [`desired`]: objects + node name → instances, peers and prefixes.
+//!
+//! Unknown fields are accepted and ignored, as Kubernetes' structural schema
+//! would prune them; a wrong type or a missing required field fails to
+//! deserialize at that field (wrap the deserializer in `serde_path_to_error`
+//! to get its path).
+
+pub mod bgp;
+pub mod desired;
+pub mod kube;
+pub mod meta;
+pub mod objects;
+pub mod selector;
+
+pub use desired::{
+    DesiredFamily, DesiredInstance, DesiredNode, DesiredPeer, LocalEndpoints, desired,
+};
+pub use objects::{Kind, Object, Objects};

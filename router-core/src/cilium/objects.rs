@@ -1,0 +1,167 @@
+//! The set of objects a node's BGP control plane is computed from, and which
+//! `apiVersion`/`kind` pairs it understands.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+
+use serde::{Deserialize, Deserializer};
+
+use super::bgp::{Advertisement, ClusterConfig, PeerConfig};
+use super::kube::{CiliumNode, Node, Secret, Service};
+use super::meta::TypeMeta;
+
+/// A kind of object nexthop reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// core/v1 `Node`.
+    Node,
+    /// core/v1 `Service`.
+    Service,
+    /// core/v1 `Secret`.
+    Secret,
+    /// cilium.io/v2 `CiliumNode`.
+    CiliumNode,
+    /// cilium.io/v2 or v2alpha1 `CiliumBGPClusterConfig`.
+    ClusterConfig,
+    /// cilium.io/v2 or v2alpha1 `CiliumBGPPeerConfig`.
+    PeerConfig,
+    /// cilium.io/v2 or v2alpha1 `CiliumBGPAdvertisement`.
+    Advertisement,
+}
+
+impl Kind {
+    /// The kind a document's `apiVersion` and `kind` name, if nexthop reads it.
+    pub fn of(meta: &TypeMeta) -> Option<Kind> {
+        let cilium = matches!(
+            meta.api_version.as_str(),
+            "cilium.io/v2" | "cilium.io/v2alpha1"
+        );
+        let core = meta.api_version == "v1";
+        Some(match meta.kind.as_str() {
+            "Node" if core => Kind::Node,
+            "Service" if core => Kind::Service,
+            "Secret" if core => Kind::Secret,
+            "CiliumNode" if meta.api_version == "cilium.io/v2" => Kind::CiliumNode,
+            "CiliumBGPClusterConfig" if cilium => Kind::ClusterConfig,
+            "CiliumBGPPeerConfig" if cilium => Kind::PeerConfig,
+            "CiliumBGPAdvertisement" if cilium => Kind::Advertisement,
+            _ => return None,
+        })
+    }
+
+    /// Deserialize a whole document of this kind.
+    pub fn deserialize<'de, D: Deserializer<'de>>(self, d: D) -> Result<Object, D::Error> {
+        Ok(match self {
+            Kind::Node => Object::Node(Node::deserialize(d)?),
+            Kind::Service => Object::Service(Service::deserialize(d)?),
+            Kind::Secret => Object::Secret(Secret::deserialize(d)?),
+            Kind::CiliumNode => Object::CiliumNode(CiliumNode::deserialize(d)?),
+            Kind::ClusterConfig => Object::ClusterConfig(ClusterConfig::deserialize(d)?),
+            Kind::PeerConfig => Object::PeerConfig(PeerConfig::deserialize(d)?),
+            Kind::Advertisement => Object::Advertisement(Advertisement::deserialize(d)?),
+        })
+    }
+}
+
+/// One decoded object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// A `Node`.
+    Node(Node),
+    /// A `Service`.
+    Service(Service),
+    /// A `Secret`.
+    Secret(Secret),
+    /// A `CiliumNode`.
+    CiliumNode(CiliumNode),
+    /// A `CiliumBGPClusterConfig`.
+    ClusterConfig(ClusterConfig),
+    /// A `CiliumBGPPeerConfig`.
+    PeerConfig(PeerConfig),
+    /// A `CiliumBGPAdvertisement`.
+    Advertisement(Advertisement),
+}
+
+/// Every object, by kind and name (services and secrets by namespace and
+/// name). A later object with the same key replaces an earlier one, as
+/// `kubectl apply` would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Objects {
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// Cilium nodes by name.
+    pub cilium_nodes: BTreeMap<String, CiliumNode>,
+    /// Services by (namespace, name).
+    pub services: BTreeMap<(String, String), Service>,
+    /// Secrets by (namespace, name).
+    pub secrets: BTreeMap<(String, String), Secret>,
+    /// Cluster configs by name.
+    pub cluster_configs: BTreeMap<String, ClusterConfig>,
+    /// Peer configs by name.
+    pub peer_configs: BTreeMap<String, PeerConfig>,
+    /// Advertisements by name.
+    pub advertisements: BTreeMap<String, Advertisement>,
+}
+
+impl Objects {
+    /// Add (or replace) an object.
+    pub fn insert(&mut self, object: Object) {
+        match object {
+            Object::Node(o) => {
+                self.nodes.insert(o.metadata.name.clone(), o);
+            }
+            Object::CiliumNode(o) => {
+                self.cilium_nodes.insert(o.metadata.name.clone(), o);
+            }
+            Object::Service(o) => {
+                let key = (o.namespace().into(), o.metadata.name.clone());
+                self.services.insert(key, o);
+            }
+            Object::Secret(o) => {
+                let ns = o
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                self.secrets.insert((ns, o.metadata.name.clone()), o);
+            }
+            Object::ClusterConfig(o) => {
+                self.cluster_configs.insert(o.metadata.name.clone(), o);
+            }
+            Object::PeerConfig(o) => {
+                self.peer_configs.insert(o.metadata.name.clone(), o);
+            }
+            Object::Advertisement(o) => {
+                self.advertisements.insert(o.metadata.name.clone(), o);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(api_version: &str, kind: &str) -> TypeMeta {
+        TypeMeta {
+            api_version: api_version.into(),
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn kinds_need_their_api_group() {
+        assert_eq!(Kind::of(&meta("v1", "Node")), Some(Kind::Node));
+        assert_eq!(Kind::of(&meta("cilium.io/v2", "Node")), None);
+        assert_eq!(
+            Kind::of(&meta("cilium.io/v2alpha1", "CiliumBGPPeerConfig")),
+            Some(Kind::PeerConfig)
+        );
+        assert_eq!(
+            Kind::of(&meta("cilium.io/v2", "CiliumBGPClusterConfig")),
+            Some(Kind::ClusterConfig)
+        );
+        assert_eq!(Kind::of(&meta("v1", "ConfigMap")), None);
+        assert_eq!(Kind::of(&meta("cilium.io/v2", "CiliumBGPNodeConfig")), None);
+    }
+}
