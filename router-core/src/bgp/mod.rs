@@ -5,6 +5,7 @@
 //! RFC 4271 §6 / RFC 7606 verdict on malformed input. It leaves sessions,
 //! timers and route selection to the modules that consume decoded messages.
 
+pub mod fsm;
 pub mod wire;
 
 pub use wire::{DecodeContext, Error, Family, Message};
