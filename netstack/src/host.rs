@@ -242,7 +242,7 @@ impl Host {
                 });
             }
         }
-        let mut fib = Fib::new();
+        let mut fib = Fib::compact();
         let mut datapath_ports = BTreeMap::new();
         for (i, p) in config.ports.iter().enumerate() {
             let id = PortId(i as u16);

@@ -25,6 +25,8 @@ use crate::port::PortId;
 pub const V4_DIRECT_BITS: u32 = 18;
 /// Direct-table bits of the IPv6 trie.
 pub const V6_DIRECT_BITS: u32 = 16;
+/// Direct-table bits of [`Fib::compact`]'s tries.
+pub const COMPACT_DIRECT_BITS: u32 = 8;
 
 /// Where a route came from. The order is the tie-break after distance and metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -263,11 +265,23 @@ pub struct Installed<'a> {
 }
 
 impl Fib {
-    /// An empty FIB.
+    /// An empty FIB sized for full tables (the layout the eBPF maps use).
     pub fn new() -> Self {
+        Self::with_direct_bits(V4_DIRECT_BITS, V6_DIRECT_BITS)
+    }
+
+    /// An empty FIB for hosts with a handful of routes (pods, simulated hosts):
+    /// 256-entry direct tables (1 KiB) instead of 1 MiB, so a default route
+    /// paints 256 slots, not 2^18. Lookups walk a level or two more.
+    pub fn compact() -> Self {
+        Self::with_direct_bits(COMPACT_DIRECT_BITS, COMPACT_DIRECT_BITS)
+    }
+
+    /// An empty FIB whose tries resolve the top `v4`/`v6` bits in their direct tables.
+    pub fn with_direct_bits(v4: u32, v6: u32) -> Self {
         Fib {
-            v4: Table::new(V4_DIRECT_BITS),
-            v6: Table::new(V6_DIRECT_BITS),
+            v4: Table::new(v4),
+            v6: Table::new(v6),
             groups: GroupTable::default(),
         }
     }

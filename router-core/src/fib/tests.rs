@@ -190,3 +190,30 @@ fn compiled_arrays_only_reference_live_groups() {
         assert!(fib.group(GroupId(g)).is_some(), "stale group {g}");
     }
 }
+
+#[test]
+fn compact_fib_answers_like_a_full_one() {
+    let mut full = Fib::new();
+    let mut small = Fib::compact();
+    for (p, gw) in [
+        ("0.0.0.0/0", "192.168.0.1"),
+        ("10.0.0.0/8", "192.168.0.2"),
+        ("10.1.2.0/24", "192.168.0.3"),
+        ("10.1.2.7/32", "192.168.0.4"),
+        ("2001:db8::/32", "192.168.0.5"),
+    ] {
+        full.insert(net(p), &stat(vec![via(gw, 0)]));
+        small.insert(net(p), &stat(vec![via(gw, 0)]));
+    }
+    for a in [
+        "8.8.8.8",
+        "10.9.9.9",
+        "10.1.2.1",
+        "10.1.2.7",
+        "2001:db8::1",
+        "2001:db9::1",
+    ] {
+        assert_eq!(hop(&small, a), hop(&full, a), "{a}");
+    }
+    assert!(small.trie_v4().memory_bytes() < 4096);
+}

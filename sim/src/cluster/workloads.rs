@@ -370,15 +370,15 @@ impl Workloads {
                 .position(|n| &n.name == name)
                 .ok_or_else(|| format!("nodeName {name:?} is not a node of the cluster"));
         }
-        let count = |n: &NodeInfo, same_owner: bool| {
-            self.pods
-                .values()
-                .filter(|p| {
-                    p.node == n.name
-                        && (!same_owner || (owner.is_some() && p.owner.as_deref() == owner))
-                })
-                .count()
-        };
+        // Pods per node, and pods of this owner per node, in one pass.
+        let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for p in self.pods.values() {
+            let c = counts.entry(p.node.as_str()).or_default();
+            c.1 += 1;
+            if owner.is_some() && p.owner.as_deref() == owner {
+                c.0 += 1;
+            }
+        }
         self.nodes
             .iter()
             .enumerate()
@@ -389,7 +389,10 @@ impl Workloads {
                         .iter()
                         .all(|(k, v)| n.labels.get(k) == Some(v))
             })
-            .min_by_key(|(i, n)| (count(n, true), count(n, false), *i))
+            .min_by_key(|(i, n)| {
+                let (mine, all) = counts.get(n.name.as_str()).copied().unwrap_or_default();
+                (mine, all, *i)
+            })
             .map(|(i, _)| i)
             .ok_or_else(|| "no schedulable node matches the pod's nodeSelector".to_string())
     }
