@@ -254,6 +254,49 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
+        Action::ShowPods => {
+            let rows: Vec<[String; 5]> = cluster
+                .workloads
+                .pods()
+                .map(|p| {
+                    let ip = p.ip.to_string();
+                    [
+                        p.name.clone(),
+                        "1/1".into(),
+                        "Running".into(),
+                        ip,
+                        p.node.clone(),
+                    ]
+                })
+                .collect();
+            report.output = show::table(&["NAME", "READY", "STATUS", "IP", "NODE"], &rows);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowNodes => {
+            let rows: Vec<[String; 4]> = cluster
+                .workloads
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let internal = cluster
+                        .address_of(&n.name)
+                        .map_or(String::new(), |a| a.to_string());
+                    [
+                        n.name.clone(),
+                        n.router_ip.to_string(),
+                        internal,
+                        n.ipam.cidr().to_string(),
+                    ]
+                })
+                .collect();
+            report.output = show::table(
+                &["NAME", "CILIUMINTERNALIP", "INTERNALIP", "PODCIDRS"],
+                &rows,
+            );
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::Link { endpoint, up } => {
             let e = cluster.interface(endpoint).ok_or_else(|| {
                 format!(

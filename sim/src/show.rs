@@ -90,6 +90,30 @@ pub fn ip_neigh(table: &neighbour::Table, name: &dyn Fn(PortId) -> String) -> Ve
         .collect()
 }
 
+/// A table with columns padded like kubectl's (three spaces between columns).
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("   ").trim_end().to_string()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    out
+}
+
 /// Collapse runs of whitespace, so expectations compare like the seed digests do.
 pub fn normalise(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -114,3 +114,28 @@ fn pcap_files_decode_in_tshark() {
     std::fs::remove_dir_all(&dir).expect("clean up");
     assert!(decoded > 100, "only {decoded} frames decoded");
 }
+
+#[test]
+fn pod_cidrs_follow_node_join_order() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/labs/native-routing");
+    let report = run_lab(&dir, 1, None);
+    let nodes = &report.steps[1].output;
+    assert!(nodes[0].starts_with("NAME"), "{nodes:?}");
+    for (node, ip, cidr) in [
+        ("k8s-ctr", "192.168.10.100", "172.20.0.0/24"),
+        ("k8s-w1", "192.168.10.101", "172.20.1.0/24"),
+        ("k8s-w0", "192.168.20.100", "172.20.2.0/24"),
+    ] {
+        let line = nodes
+            .iter()
+            .find(|l| l.starts_with(node))
+            .expect("node listed");
+        assert!(line.contains(ip) && line.ends_with(cidr), "{line}");
+    }
+    let pods = &report.steps[2].output;
+    assert_eq!(
+        pods.len(),
+        1 + 4,
+        "header, curl-pod and three webpods: {pods:?}"
+    );
+}

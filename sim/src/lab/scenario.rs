@@ -16,7 +16,8 @@
 //! `apply FILE`, `delete FILE` (Kubernetes manifests, relative to the lab);
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
-//! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`;
+//! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`; `show pods`;
+//! `show ciliumnodes`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`.
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
 
@@ -91,6 +92,10 @@ pub enum Action {
     ShowRoutes(String),
     /// Print a host's neighbours (`ip neigh` style).
     ShowNeighbours(String),
+    /// Print the pods (`kubectl get pod -o wide` style).
+    ShowPods,
+    /// Print the nodes with their pod CIDRs (`kubectl get ciliumnode` style).
+    ShowNodes,
     /// Take an interface's link down or up.
     Link {
         /// The interface.
@@ -274,6 +279,8 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             })
         }
         ("show", ["routes", host]) => Ok(Action::ShowRoutes(host.to_string())),
+        ("show", ["pods"]) => Ok(Action::ShowPods),
+        ("show", ["ciliumnodes" | "nodes"]) => Ok(Action::ShowNodes),
         ("show", ["neighbours" | "neighbors", host]) => {
             Ok(Action::ShowNeighbours(host.to_string()))
         }
