@@ -62,6 +62,7 @@ pub mod clock;
 pub mod cluster;
 pub mod engine;
 pub mod error;
+pub mod frr;
 mod hash;
 pub mod lab;
 pub mod node;

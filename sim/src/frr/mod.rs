@@ -1,0 +1,4 @@
+//! The FRR-style ToR router: its configuration language (and, with the BGP
+//! control plane, its `show` commands).
+
+pub mod config;
