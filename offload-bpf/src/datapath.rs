@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
-    Config, DEFAULT_GROUPS, DEFAULT_LEAVES, DEFAULT_LOCAL, DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS,
-    DEFAULT_NODES, FibNode, GroupBuckets, IpKey, Mac, Nexthop, Port, V4_DIRECT_BITS,
-    V6_DIRECT_BITS,
+    ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
+    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, IpKey, Mac,
+    Nexthop, Port, V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 use router_core::datapath::Reason;
 
@@ -23,6 +23,8 @@ use crate::snapshot::{Snapshot, Trie};
 
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "nexthop";
+/// Name of the program the pipeline tail-calls for the inner frame of a decap.
+pub const INNER_PROGRAM: &str = "nexthop_inner";
 
 /// Map sizes chosen at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +39,10 @@ pub struct Capacity {
     pub nexthops: u32,
     /// Neighbour entries.
     pub neighbours: u32,
-    /// Local addresses.
+    /// Local addresses, and (port, address) pairs ARP answers for.
     pub local: u32,
+    /// Source identities.
+    pub identities: u32,
 }
 
 impl Default for Capacity {
@@ -50,6 +54,7 @@ impl Default for Capacity {
             nexthops: DEFAULT_NEXTHOPS,
             neighbours: DEFAULT_NEIGHBOURS,
             local: DEFAULT_LOCAL,
+            identities: DEFAULT_IDENTITIES,
         }
     }
 }
@@ -234,8 +239,12 @@ pub struct Datapath {
     ports: ArrayMap<Port>,
     ifindex_ports: HashMapSync<u32, u16>,
     local: HashMapSync<IpKey, u8>,
+    arp: HashMapSync<ArpKey, u8>,
+    identities: HashMapSync<IpKey, u32>,
     config: ArrayMap<Config>,
     reasons: PerCpuArray<MapData, u64>,
+    /// Holds the tail call target installed.
+    _programs: ProgramArray<MapData>,
 }
 
 impl fmt::Debug for Datapath {
@@ -256,12 +265,25 @@ impl Datapath {
             .map_max_entries("NEXTHOPS", capacity.nexthops)
             .map_max_entries("NEIGHBOURS", capacity.neighbours)
             .map_max_entries("LOCAL", capacity.local)
+            .map_max_entries("ARP_ADDRS", capacity.local)
+            .map_max_entries("IDENTITIES", capacity.identities)
             .load(object())?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(Error::Missing(PROGRAM))?
+        for name in [PROGRAM, INNER_PROGRAM] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(Error::Missing(name))?
+                .try_into()?;
+            program.load()?;
+        }
+        let mut programs = ProgramArray::try_from(
+            ebpf.take_map("PROGRAMS")
+                .ok_or(Error::Missing("PROGRAMS"))?,
+        )?;
+        let inner: &Xdp = ebpf
+            .program(INNER_PROGRAM)
+            .ok_or(Error::Missing(INNER_PROGRAM))?
             .try_into()?;
-        program.load()?;
+        programs.set(0, inner.fd()?, 0)?;
         let reasons = ebpf.take_map("REASONS").ok_or(Error::Missing("REASONS"))?;
         Ok(Datapath {
             v4: TrieMaps::take(
@@ -280,8 +302,11 @@ impl Datapath {
             ports: ArrayMap::take(&mut ebpf, "PORTS")?,
             ifindex_ports: HashMapSync::take(&mut ebpf, "IFINDEX_PORTS")?,
             local: HashMapSync::take(&mut ebpf, "LOCAL")?,
+            arp: HashMapSync::take(&mut ebpf, "ARP_ADDRS")?,
+            identities: HashMapSync::take(&mut ebpf, "IDENTITIES")?,
             config: ArrayMap::take(&mut ebpf, "CONFIG")?,
             reasons: PerCpuArray::try_from(reasons)?,
+            _programs: programs,
             ebpf,
         })
     }
@@ -299,9 +324,12 @@ impl Datapath {
             groups[id as usize] = table;
         }
         let local: BTreeMap<IpKey, u8> = s.local.iter().map(|&k| (k, 1)).collect();
+        let arp: BTreeMap<ArpKey, u8> = s.arp.iter().map(|&k| (k, 1)).collect();
         let mut n = self.neighbours.upsert(&s.neighbours)?;
         n += self.ports.sync(&ports)?;
         n += self.local.upsert(&local)?;
+        n += self.arp.upsert(&arp)?;
+        n += self.identities.upsert(&s.identities)?;
         n += self.ifindex_ports.upsert(&s.ifindex_ports)?;
         n += self.config.sync(&[s.config])?;
         n += self.nexthops.sync(&s.nexthops)?;
@@ -310,6 +338,8 @@ impl Datapath {
         n += self.v6.sync(&s.v6)?;
         n += self.ifindex_ports.prune(&s.ifindex_ports)?;
         n += self.local.prune(&local)?;
+        n += self.arp.prune(&arp)?;
+        n += self.identities.prune(&s.identities)?;
         n += self.neighbours.prune(&s.neighbours)?;
         Ok(n)
     }
@@ -319,7 +349,8 @@ impl Datapath {
     /// Returns the XDP verdict.
     pub fn test_run(&self, frame: &[u8], out: &mut Vec<u8>) -> Result<u32, Error> {
         out.clear();
-        out.resize(frame.len(), 0);
+        // Room for the outer headers of an encapsulation.
+        out.resize(frame.len() + 64, 0);
         let program: &Xdp = self
             .ebpf
             .program(PROGRAM)

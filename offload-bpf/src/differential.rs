@@ -4,10 +4,12 @@
 //! output byte and the per-reason counters must match.
 //!
 //! Frames arrive on port 0, which is the namespace's loopback (ifindex 1) for
-//! the test run. The generated tables have no tunnels (not offloaded yet, see
-//! [`crate::snapshot::Unsupported`]), and frames are not ARP (answered by the
-//! host stack for now). A mismatch panics with the whole case: tables, frame hex,
-//! both verdicts and outputs, to be pasted into a regression test.
+//! the test run. Tables mix gateway, connected, blackhole and VXLAN/Geneve
+//! tunnel routes (with underlay routes to the endpoints, loops and unroutable
+//! endpoints), identities and an optional tunnel endpoint; frames are IPv4,
+//! IPv6, ARP, tunnel frames to us (valid and corrupted) and other protocols,
+//! each sometimes odd or truncated. A mismatch panics with the whole case:
+//! tables, frame hex, both verdicts and outputs, to be pasted into a regression test.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,9 +18,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use router_core::PortId;
-use router_core::datapath::{Action, Config, PortConfig, Reason, Tables, Verdict, process};
+use router_core::datapath::{
+    Action, Config, PortConfig, Reason, Tables, TunnelConfig, Verdict, process,
+};
 use router_core::ecmp::HashPolicy;
-use router_core::fib::{Fib, Nexthop, NexthopKind, Protocol, Route};
+use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
@@ -41,6 +45,7 @@ struct Lab {
     routes: Vec<(ipnet::IpNet, Vec<Nexthop>)>,
     neighbours: Vec<(IpAddr, EthernetAddress)>,
     ports: BTreeMap<PortId, PortConfig>,
+    identities: BTreeMap<IpAddr, u32>,
     config: Config,
 }
 
@@ -80,7 +85,7 @@ impl Lab {
             fib,
             neighbours,
             ports: self.ports.clone(),
-            identities: BTreeMap::new(),
+            identities: self.identities.clone(),
             config: self.config,
         }
     }
@@ -171,11 +176,43 @@ fn gateway(v4: bool) -> impl Strategy<Value = (IpAddr, u16)> {
     })
 }
 
+/// The tunnel endpoint of this host.
+const TUNNEL_LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 255, 1);
+/// Destination MAC of encapsulated inner frames.
+const INNER_MAC: EthernetAddress = EthernetAddress([0x02, 0xee, 0, 0, 0, 1]);
+
+/// Remote tunnel endpoints: on each port's underlay link (192.168.p.0/24),
+/// unroutable, routed into a tunnel again (172.16/16), IPv6.
+fn endpoints() -> Vec<IpAddr> {
+    let mut e: Vec<IpAddr> = (0u8..3)
+        .flat_map(|p| (10u8..13).map(move |h| IpAddr::V4(Ipv4Addr::new(192, 168, p, h))))
+        .collect();
+    e.extend([
+        IpAddr::V4(Ipv4Addr::new(192, 168, 9, 9)),
+        IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1)),
+        "fd00:ee::1".parse().unwrap(),
+    ]);
+    e
+}
+
+fn tunnel() -> impl Strategy<Value = NexthopKind> {
+    let encap = prop_oneof![Just(Encap::Vxlan), Just(Encap::Geneve)];
+    let vni = prop_oneof![2 => Just(None), 1 => any::<u32>().prop_map(Some)];
+    (prop::sample::select(endpoints()), encap, vni).prop_map(|(endpoint, encap, vni)| {
+        NexthopKind::Tunnel {
+            endpoint,
+            encap,
+            vni,
+        }
+    })
+}
+
 fn nexthop(v4: bool) -> impl Strategy<Value = Nexthop> {
     let kind = prop_oneof![
         6 => gateway(v4).prop_map(|(addr, p)| NexthopKind::Gateway { addr, port: PortId(p) }),
         2 => (0u16..3).prop_map(|p| NexthopKind::Connected { port: PortId(p) }),
         1 => Just(NexthopKind::Blackhole),
+        4 => tunnel(),
     ];
     (kind, 1u16..4).prop_map(|(kind, weight)| Nexthop { kind, weight })
 }
@@ -207,13 +244,22 @@ fn mac_of(addr: IpAddr) -> EthernetAddress {
 /// A generated case: tables and the hosts frames are addressed to.
 fn lab() -> impl Strategy<Value = (Lab, Vec<IpAddr>)> {
     let policy = prop_oneof![Just(HashPolicy::L3), Just(HashPolicy::L4)];
+    let tunnel = prop_oneof![
+        1 => Just(None),
+        4 => prop::sample::select(vec![8472u16, 4789]).prop_map(|vxlan_port| Some(TunnelConfig {
+            vxlan_port,
+            ..TunnelConfig::new(TUNNEL_LOCAL, INNER_MAC)
+        })),
+    ];
     (
         prop::collection::vec(host(), 2..10),
         ports(),
         policy,
         any::<u32>(),
+        tunnel,
+        any::<u32>(),
     )
-        .prop_flat_map(|(hosts, ports, hash_policy, hash_seed)| {
+        .prop_flat_map(|(hosts, ports, hash_policy, hash_seed, tunnel, identity)| {
             let gateways: Vec<IpAddr> = (0u16..3)
                 .flat_map(|p| {
                     (2u8..6).flat_map(move |h| {
@@ -234,36 +280,73 @@ fn lab() -> impl Strategy<Value = (Lab, Vec<IpAddr>)> {
                     })
                 })
                 .chain(hosts.iter().copied())
+                .chain(endpoints())
                 .collect();
             let known = prop::collection::vec(prop::bool::weighted(0.8), gateways.len());
+            // Every other host has an identity (the VNI of its encapsulated traffic).
+            let identities = hosts
+                .iter()
+                .step_by(2)
+                .zip(identity..)
+                .map(|(&h, id)| (h, id))
+                .collect();
             (
                 prop::collection::vec(route(hosts.clone()), 1..16),
                 known,
                 Just(gateways),
                 Just(hosts),
                 Just(ports),
+                Just(identities),
                 Just(Config {
                     hash_policy,
                     hash_seed,
-                    tunnel: None,
+                    tunnel,
                 }),
             )
         })
-        .prop_map(|(routes, known, gateways, hosts, ports, config)| {
-            let neighbours = gateways
-                .into_iter()
-                .zip(known)
-                .filter(|&(_, k)| k)
-                .map(|(a, _)| (a, mac_of(a)))
-                .collect();
-            let lab = Lab {
-                routes,
-                neighbours,
-                ports,
-                config,
-            };
-            (lab, hosts)
+        .prop_map(
+            |(mut routes, known, gateways, hosts, ports, identities, config)| {
+                let neighbours = gateways
+                    .into_iter()
+                    .zip(known)
+                    .filter(|&(_, k)| k)
+                    .map(|(a, _)| (a, mac_of(a)))
+                    .collect();
+                routes.extend(underlay());
+                let lab = Lab {
+                    routes,
+                    neighbours,
+                    ports,
+                    identities,
+                    config,
+                };
+                (lab, hosts)
+            },
+        )
+}
+
+/// Routes to the tunnel endpoints: each port's underlay link, and 172.16/16
+/// into a tunnel (an endpoint behind a tunnel is a loop).
+fn underlay() -> Vec<(ipnet::IpNet, Vec<Nexthop>)> {
+    let mut routes: Vec<(ipnet::IpNet, Vec<Nexthop>)> = (0u8..3)
+        .map(|p| {
+            let prefix = ipnet::IpNet::new(Ipv4Addr::new(192, 168, p, 0).into(), 24).unwrap();
+            (prefix, vec![Nexthop::connected(PortId(u16::from(p)))])
         })
+        .collect();
+    let looped = NexthopKind::Tunnel {
+        endpoint: IpAddr::V4(Ipv4Addr::new(192, 168, 0, 10)),
+        encap: Encap::Vxlan,
+        vni: None,
+    };
+    routes.push((
+        "172.16.0.0/16".parse().unwrap(),
+        vec![Nexthop {
+            kind: looped,
+            weight: 1,
+        }],
+    ));
+    routes
 }
 
 /// The destination of a generated frame.
@@ -343,10 +426,24 @@ fn oddity() -> impl Strategy<Value = Oddity> {
         )
 }
 
-fn frame(hosts: Vec<IpAddr>) -> impl Strategy<Value = Vec<u8>> {
+/// A source address: random, or a generated host (which may have an identity).
+fn source_v4(hosts: &[IpAddr]) -> impl Strategy<Value = u32> + use<> {
+    let known: Vec<u32> = hosts
+        .iter()
+        .filter_map(|h| match h {
+            IpAddr::V4(a) => Some(a.to_bits()),
+            IpAddr::V6(_) => None,
+        })
+        .chain([0x0a00_0001])
+        .collect();
+    prop_oneof![any::<u32>(), prop::sample::select(known)]
+}
+
+/// An IP (or other protocol) frame, possibly odd.
+fn ip_frame(hosts: Vec<IpAddr>) -> impl Strategy<Value = Vec<u8>> {
     let v4 = (
         destination(hosts.clone(), true),
-        any::<u32>(),
+        source_v4(&hosts),
         prop_oneof![8 => Just(64u8), 1 => 0u8..3, 1 => any::<u8>()],
         prop::sample::select(vec![6u8, 17, 132, 1, 47]),
         prop::collection::vec(any::<u8>(), 0..48),
@@ -379,6 +476,196 @@ fn frame(hosts: Vec<IpAddr>) -> impl Strategy<Value = Vec<u8>> {
         f
     });
     prop_oneof![12 => v4, 6 => v6, 1 => other]
+}
+
+fn frame(hosts: Vec<IpAddr>) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        10 => ip_frame(hosts.clone()),
+        2 => arp_frame(),
+        5 => tunnel_frame(ip_frame(hosts)),
+    ]
+}
+
+/// ARP requests for addresses port 0 owns or announces, for another port's
+/// and other addresses; replies, gratuitous and unknown operations;
+/// corrupted type/length fields, truncation and padding.
+fn arp_frame() -> impl Strategy<Value = Vec<u8>> {
+    let target = prop_oneof![
+        3 => Just(port_v4(0)),
+        3 => Just(Ipv4Addr::new(10, 254, 0, 1)),
+        1 => Just(port_v4(1)),
+        2 => any::<u32>().prop_map(Ipv4Addr::from_bits),
+    ];
+    let operation = prop_oneof![8 => Just(1u16), 2 => Just(2u16), 1 => any::<u16>()];
+    let dst = prop_oneof![
+        6 => Just(EthernetAddress::BROADCAST),
+        2 => Just(port_mac(0)),
+        1 => Just(EthernetAddress([0x02, 0xbb, 0, 0, 0, 9])),
+    ];
+    let corrupt = prop_oneof![12 => Just(None), 1 => (0usize..6, any::<u8>()).prop_map(Some)];
+    let cut = prop_oneof![12 => Just(None), 1 => (14usize..42).prop_map(Some)];
+    (
+        target,
+        operation,
+        dst,
+        any::<u32>(),
+        prop::bool::weighted(0.1),
+        corrupt,
+        cut,
+        prop_oneof![2 => Just(0usize), 1 => Just(18usize), 1 => 1usize..8],
+    )
+        .prop_map(
+            |(target, op, dst, sender, gratuitous, corrupt, cut, padding)| {
+                let sender = if gratuitous {
+                    target
+                } else {
+                    Ipv4Addr::from_bits(sender)
+                };
+                let sha = EthernetAddress([0x02, 0xaa, 0, 0, 0, 1]);
+                let mut f = ethernet(dst, 0x0806);
+                f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
+                f.extend_from_slice(&op.to_be_bytes());
+                f.extend_from_slice(&sha.0);
+                f.extend_from_slice(&sender.octets());
+                f.extend_from_slice(&[0; 6]);
+                f.extend_from_slice(&target.octets());
+                if let Some((i, v)) = corrupt {
+                    f[14 + i] = v;
+                }
+                if let Some(len) = cut {
+                    f.truncate(len);
+                }
+                f.extend(std::iter::repeat_n(0u8, padding));
+                f
+            },
+        )
+}
+
+/// What a generated tunnel frame gets wrong; most get nothing.
+#[derive(Clone, Debug)]
+struct TunnelOddity {
+    /// Outer destination: 0 our endpoint, 1 another local address, 2 elsewhere.
+    dst: u8,
+    /// UDP destination port: 0 VXLAN 8472, 1 VXLAN 4789, 2 Geneve, 3 other.
+    dport: u8,
+    /// Not UDP.
+    not_udp: bool,
+    /// Fragment offset or MF bit.
+    fragment: bool,
+    /// Added to the UDP length.
+    udp_delta: i16,
+    /// VXLAN I flag cleared.
+    no_vni_flag: bool,
+    /// Geneve version, flags (O, C) and protocol.
+    version: u8,
+    flags: u8,
+    protocol: u16,
+    /// Geneve options: (type, data words) each; the declared length's delta.
+    options: Vec<(u8, u8)>,
+    options_delta: i8,
+}
+
+fn tunnel_oddity() -> impl Strategy<Value = TunnelOddity> {
+    let rare = |n: u32| prop::bool::weighted(1.0 / f64::from(n));
+    let option = (
+        prop_oneof![12 => 0u8..0x80, 1 => 0x80u8..=0xff],
+        prop_oneof![4 => 0u8..3, 1 => 0u8..32],
+    );
+    (
+        prop_oneof![16 => Just(0u8), 1 => 1u8..3],
+        prop_oneof![3 => 0u8..3, 1 => Just(3u8)],
+        rare(40),
+        rare(40),
+        prop_oneof![20 => Just(0i16), 1 => -60i16..20],
+        rare(30),
+        prop_oneof![30 => Just(0u8), 1 => 1u8..4],
+        prop_oneof![20 => Just(0u8), 1 => prop::sample::select(vec![0x80u8, 0x40, 0xc0])],
+        prop_oneof![30 => Just(0x6558u16), 1 => Just(0x0800u16)],
+        prop_oneof![
+            3 => Just(Vec::new()),
+            2 => prop::collection::vec(option.clone(), 1..4),
+            1 => prop::collection::vec(option, 14..19),
+        ],
+        prop_oneof![20 => Just(0i8), 1 => -3i8..3],
+    )
+        .prop_map(
+            |(
+                dst,
+                dport,
+                not_udp,
+                fragment,
+                udp_delta,
+                no_vni_flag,
+                version,
+                flags,
+                protocol,
+                options,
+                options_delta,
+            )| TunnelOddity {
+                dst,
+                dport,
+                not_udp,
+                fragment,
+                udp_delta,
+                no_vni_flag,
+                version,
+                flags,
+                protocol,
+                options,
+                options_delta,
+            },
+        )
+}
+
+/// An inner frame in Ethernet/IPv4/UDP/VXLAN-or-Geneve to (mostly) our
+/// tunnel endpoint, the tunnel header valid or not.
+fn tunnel_frame(inner: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    (inner, tunnel_oddity(), any::<u32>(), any::<u16>()).prop_map(|(inner, odd, vni, sport)| {
+        let dport = [8472u16, 4789, 6081, 53][usize::from(odd.dport)];
+        let mut tunnel = Vec::new();
+        let v = vni.to_be_bytes();
+        if dport == 6081 {
+            let mut options = Vec::new();
+            for &(kind, words) in &odd.options {
+                options.extend_from_slice(&[0x01, 0x02, kind, words]);
+                options.extend(std::iter::repeat_n(0xabu8, 4 * usize::from(words & 0x1f)));
+            }
+            let declared = (options.len() / 4) as i16 + i16::from(odd.options_delta);
+            tunnel.push((odd.version << 6) | (declared.clamp(0, 63) as u8));
+            tunnel.push(odd.flags);
+            tunnel.extend_from_slice(&odd.protocol.to_be_bytes());
+            tunnel.extend_from_slice(&[v[1], v[2], v[3], 0]);
+            tunnel.extend(options);
+        } else {
+            let flags = if odd.no_vni_flag { 0 } else { 0x08 };
+            tunnel.extend_from_slice(&[flags, 0, 0, 0, v[1], v[2], v[3], 0]);
+        }
+        let payload_len = 8 + tunnel.len() + inner.len();
+        let udp_len = (payload_len as i32 + i32::from(odd.udp_delta)).max(0) as u16;
+        let mut udp = Vec::with_capacity(payload_len);
+        udp.extend_from_slice(&sport.to_be_bytes());
+        udp.extend_from_slice(&dport.to_be_bytes());
+        udp.extend_from_slice(&udp_len.to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend(tunnel);
+        udp.extend(inner);
+        let dst = match odd.dst {
+            0 => TUNNEL_LOCAL,
+            1 => port_v4(0),
+            _ => Ipv4Addr::new(192, 168, 1, 10),
+        };
+        let plain = Oddity {
+            dst_mac: 0,
+            version: 0,
+            ihl: 5,
+            length_delta: 0,
+            corrupt_checksum: false,
+            fragment: if odd.fragment { 0x2000 } else { 0 },
+            padding: 0,
+        };
+        let proto = if odd.not_udp { 6 } else { 17 };
+        ipv4_frame(Ipv4Addr::new(192, 168, 0, 10), dst, 64, proto, &udp, plain)
+    })
 }
 
 fn ethernet(dst: EthernetAddress, ethertype: u16) -> Vec<u8> {
@@ -496,11 +783,7 @@ fn compare(
         let verdict = reference(&tables, frame, &mut want);
         want_counts[verdict.reason as usize] += 1;
         let action = dp.test_run(frame, &mut got).map_err(|e| e.to_string())?;
-        let want_bytes: &[u8] = if verdict.reason.action() == Action::Transmit {
-            &want
-        } else {
-            frame
-        };
+        let want_bytes: &[u8] = &want;
         if action != expected_action(&verdict) || got != want_bytes {
             return Err(format!(
                 "mismatch\n{}\nframe (port 0): {}\nrouter-core: {verdict:?} → XDP {} {}\nxdp program:  XDP {action} {}",
@@ -530,6 +813,9 @@ fn describe(lab: &Lab) -> String {
     }
     for (addr, mac) in &lab.neighbours {
         let _ = writeln!(s, "neighbour {addr} {mac}");
+    }
+    for (addr, id) in &lab.identities {
+        let _ = writeln!(s, "identity {addr} {id}");
     }
     for (id, port) in &lab.ports {
         let _ = writeln!(
@@ -577,15 +863,20 @@ fn xdp_program_matches_router_core() {
         panic!("{e}");
     }
     let counts = dp.borrow().reason_counts().expect("counters read");
-    let seen: Vec<(Reason, u64)> = (0..Reason::COUNT as u8)
+    let exits: Vec<(Reason, u64)> = (0..Reason::COUNT as u8)
         .filter_map(|i| Some((Reason::from_index(i)?, counts[usize::from(i)])))
-        .filter(|&(_, n)| n > 0)
         .collect();
     eprintln!(
-        "{} frames over {TABLES} tables in {:?}, 0 mismatches; exits: {seen:?}",
+        "{} frames over {TABLES} tables in {:?}, 0 mismatches; exits: {exits:?}",
         TABLES as usize * FRAMES_PER_TABLE,
         start.elapsed()
     );
+    let missed: Vec<Reason> = exits
+        .iter()
+        .filter(|&&(_, n)| n == 0)
+        .map(|&(r, _)| r)
+        .collect();
+    assert!(missed.is_empty(), "no generated frame exits by {missed:?}");
 }
 
 /// A reference with a different hash seed: ECMP choices move, so the harness must object.
@@ -621,6 +912,7 @@ fn negative_control_catches_a_perturbed_reference() {
             })
             .collect(),
         ports: BTreeMap::from([port(0, 1500)]),
+        identities: BTreeMap::new(),
         config: Config {
             hash_policy: HashPolicy::L4,
             hash_seed: 7,
@@ -656,4 +948,75 @@ fn negative_control_catches_a_perturbed_reference() {
         err.contains("mismatch") && err.contains("frame (port 0)"),
         "{err}"
     );
+}
+
+/// A frame encapsulated by one host and decapsulated by the next: both hops
+/// agree with router-core, and the paths they take are the tunnel ones.
+#[test]
+fn tunnel_frames_encapsulate_then_decapsulate() {
+    let Some(mut dp) = load() else { return };
+    let endpoint = IpAddr::V4(Ipv4Addr::new(192, 168, 0, 10));
+    let tunnel = |encap| Nexthop {
+        kind: NexthopKind::Tunnel {
+            endpoint,
+            encap,
+            vni: None,
+        },
+        weight: 1,
+    };
+    let pod = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7));
+    let lab = |routes: Vec<(ipnet::IpNet, Vec<Nexthop>)>| Lab {
+        routes: [routes, underlay()].concat(),
+        neighbours: vec![(endpoint, mac_of(endpoint)), (pod, mac_of(pod))],
+        ports: BTreeMap::from([port(0, 1500), port(1, 1500)]),
+        identities: BTreeMap::from([(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4242)]),
+        config: Config {
+            hash_policy: HashPolicy::L4,
+            hash_seed: 1,
+            tunnel: Some(TunnelConfig::new(TUNNEL_LOCAL, INNER_MAC)),
+        },
+    };
+    let odd = Oddity {
+        dst_mac: 0,
+        version: 0,
+        ihl: 5,
+        length_delta: 0,
+        corrupt_checksum: false,
+        fragment: 0,
+        padding: 0,
+    };
+    let payload = [0x30, 0x39, 0, 80, 0, 12, 0, 0, 1, 2, 3, 4];
+    let inner = ipv4_frame(
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 1, 0, 7),
+        64,
+        17,
+        &payload,
+        odd,
+    );
+    for encap in [Encap::Vxlan, Encap::Geneve] {
+        let sender = lab(vec![("10.1.0.0/16".parse().unwrap(), vec![tunnel(encap)])]);
+        compare(&mut dp, &sender, std::slice::from_ref(&inner), reference).expect("encap agrees");
+        let built = sender.build();
+        let mut encapsulated = Vec::new();
+        let v = reference(&built.tables(), &inner, &mut encapsulated);
+        assert_eq!(v.reason, Reason::Encapsulated);
+        // The receiver: our endpoint is the frame's destination, the pod is on port 1.
+        encapsulated[0..6].copy_from_slice(&port_mac(0).0);
+        encapsulated[30..34].copy_from_slice(&TUNNEL_LOCAL.octets());
+        let check = router_core::datapath::checksum::compute(&{
+            let mut h = encapsulated[14..34].to_vec();
+            h[10..12].fill(0);
+            h
+        });
+        encapsulated[24..26].copy_from_slice(&check.to_be_bytes());
+        let receiver = lab(vec![(
+            "10.1.0.0/16".parse().unwrap(),
+            vec![Nexthop::connected(PortId(1))],
+        )]);
+        compare(&mut dp, &receiver, std::slice::from_ref(&encapsulated), reference).expect("decap agrees");
+        let mut out = Vec::new();
+        let v = reference(&receiver.build().tables(), &encapsulated, &mut out);
+        assert_eq!(v.reason, Reason::Forwarded, "{encap:?}");
+    }
 }

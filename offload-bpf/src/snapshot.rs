@@ -10,23 +10,19 @@ use std::fmt;
 use std::net::IpAddr;
 
 use nexthop_offload_bpf_common::{
-    BUCKETS, Config, FibNode, GroupBuckets, IpKey, MAX_PORTS, Mac, Nexthop, Port, V4_DIRECT_BITS,
-    V6_DIRECT_BITS, kind,
+    ArpKey, BUCKETS, Config, FibNode, GroupBuckets, IpKey, MAX_PORTS, Mac, Nexthop, Port,
+    V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY, encap, kind,
 };
 use router_core::PortId;
 use router_core::datapath::Tables;
 use router_core::ecmp::HashPolicy;
 use router_core::fib::poptrie::{Key, LEAF_FLAG, NO_ROUTE, Poptrie};
-use router_core::fib::{Fib, GroupId, NexthopKind};
+use router_core::fib::{Encap, Fib, GroupId, NexthopKind};
 
-/// Tables the XDP program cannot handle yet (the loader refuses them rather
-/// than let the program disagree with router-core).
+/// Tables the XDP program cannot hold (the loader refuses them rather than
+/// let the program disagree with router-core).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unsupported {
-    /// A tunnel endpoint is configured (decapsulation is not offloaded yet).
-    TunnelEndpoint,
-    /// A route uses a tunnel nexthop (encapsulation is not offloaded yet).
-    TunnelNexthop(GroupId),
     /// A port's `PortId` is at least [`MAX_PORTS`].
     PortId(PortId),
     /// A port has no kernel interface index.
@@ -36,14 +32,6 @@ pub enum Unsupported {
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unsupported::TunnelEndpoint => f.write_str("tunnel endpoint (decap not offloaded yet)"),
-            Unsupported::TunnelNexthop(g) => {
-                write!(
-                    f,
-                    "group {} has a tunnel nexthop (encap not offloaded yet)",
-                    g.0
-                )
-            }
             Unsupported::PortId(p) => write!(f, "{p}: port ids must be below {MAX_PORTS}"),
             Unsupported::NoIfindex(p) => write!(f, "{p} has no interface index"),
         }
@@ -104,6 +92,10 @@ pub struct Snapshot {
     pub ifindex_ports: BTreeMap<u32, u16>,
     /// Addresses of this host.
     pub local: BTreeSet<IpKey>,
+    /// (port, IPv4 address) pairs ARP requests are answered for.
+    pub arp: BTreeSet<ArpKey>,
+    /// Security identity of source addresses.
+    pub identities: BTreeMap<IpKey, u32>,
     /// Settings.
     pub config: Config,
 }
@@ -121,9 +113,7 @@ impl Snapshot {
     pub fn new(t: &Tables, ifindex: impl Fn(PortId) -> Option<u32>) -> Result<Self, Unsupported> {
         assert_eq!(router_core::fib::V4_DIRECT_BITS, V4_DIRECT_BITS);
         assert_eq!(router_core::fib::V6_DIRECT_BITS, V6_DIRECT_BITS);
-        if t.config.tunnel.is_some() {
-            return Err(Unsupported::TunnelEndpoint);
-        }
+        let tunnel = t.config.tunnel;
         let mut s = Snapshot {
             v4: Trie::of(t.fib.trie_v4()),
             v6: Trie::of(t.fib.trie_v6()),
@@ -133,11 +123,19 @@ impl Snapshot {
                     HashPolicy::L3 => 0,
                     HashPolicy::L4 => 1,
                 },
-                pad: [0; 3],
+                tunnel: u8::from(tunnel.is_some()),
+                vxlan_port: tunnel.map_or(0, |t| t.vxlan_port),
+                tunnel_local: tunnel.map_or([0; 4], |t| t.local.octets()),
+                geneve_port: tunnel.map_or(0, |t| t.geneve_port),
+                inner_mac: tunnel.map_or([0; 6], |t| t.inner_mac.0),
             },
+            identities: t.identities.iter().map(|(&a, &v)| (ip_key(a), v)).collect(),
             ..Snapshot::default()
         };
-        s.add_groups(t.fib)?;
+        if let Some(tunnel) = tunnel {
+            s.local.insert(IpKey::v4(tunnel.local.octets()));
+        }
+        s.add_groups(t.fib);
         for (&id, port) in t.ports {
             if u32::from(id.0) >= MAX_PORTS {
                 return Err(Unsupported::PortId(id));
@@ -152,8 +150,14 @@ impl Snapshot {
                 },
             );
             s.ifindex_ports.insert(index, id.0);
-            let v4 = port.addrs.owned.iter().chain(&port.addrs.announced);
-            s.local.extend(v4.map(|a| IpKey::v4(a.octets())));
+            for a in port.addrs.owned.iter().chain(&port.addrs.announced) {
+                s.local.insert(IpKey::v4(a.octets()));
+                s.arp.insert(ArpKey {
+                    port: id.0,
+                    pad: [0; 2],
+                    addr: a.octets(),
+                });
+            }
             s.local
                 .extend(port.ipv6.iter().map(|a| IpKey::v6(a.octets())));
         }
@@ -166,7 +170,7 @@ impl Snapshot {
     }
 
     /// Flatten every group the tries reach into nexthop slots and bucket tables.
-    fn add_groups(&mut self, fib: &Fib) -> Result<(), Unsupported> {
+    fn add_groups(&mut self, fib: &Fib) {
         let ids: BTreeSet<u32> = self.v4.groups().chain(self.v6.groups()).collect();
         self.nexthops.push(Nexthop::default());
         for id in ids {
@@ -191,9 +195,22 @@ impl Snapshot {
                         kind: kind::BLACKHOLE,
                         ..Nexthop::default()
                     },
-                    NexthopKind::Tunnel { .. } => {
-                        return Err(Unsupported::TunnelNexthop(GroupId(id)));
-                    }
+                    NexthopKind::Tunnel {
+                        endpoint,
+                        encap: e,
+                        vni,
+                    } => Nexthop {
+                        kind: kind::TUNNEL,
+                        encap: match e {
+                            Encap::Vxlan => encap::VXLAN,
+                            Encap::Geneve => encap::GENEVE,
+                        },
+                        // Headers carry 24 bits: the mask keeps configured VNIs
+                        // apart from VNI_FROM_IDENTITY without changing the bytes sent.
+                        vni: vni.map_or(VNI_FROM_IDENTITY, |v| v & 0x00ff_ffff),
+                        addr: ip_key(endpoint),
+                        ..Nexthop::default()
+                    },
                 });
             }
             let mut table = GroupBuckets([first; BUCKETS]);
@@ -205,7 +222,6 @@ impl Snapshot {
             }
             self.groups.insert(id, table);
         }
-        Ok(())
     }
 }
 
@@ -277,18 +293,41 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_nexthops_are_refused() {
-        let tunnel = FibNexthop {
+    fn tunnel_nexthops_carry_endpoint_encap_and_vni() {
+        let tunnel = |encap, vni| FibNexthop {
             kind: NexthopKind::Tunnel {
                 endpoint: "192.0.2.1".parse().unwrap(),
-                encap: router_core::fib::Encap::Vxlan,
-                vni: None,
+                encap,
+                vni,
             },
             weight: 1,
         };
-        let r = tables_with(&[("10.1.0.0/16", vec![tunnel])], |t| {
-            Snapshot::new(t, |_| Some(7))
-        });
-        assert!(matches!(r, Err(Unsupported::TunnelNexthop(_))));
+        let s = tables_with(
+            &[
+                ("10.1.0.0/16", vec![tunnel(Encap::Vxlan, None)]),
+                ("10.2.0.0/16", vec![tunnel(Encap::Geneve, Some(7))]),
+            ],
+            |t| Snapshot::new(t, |_| Some(7)),
+        )
+        .unwrap();
+        let hops = &s.nexthops[1..];
+        assert!(hops.iter().all(|n| n.kind == kind::TUNNEL));
+        assert!(hops.iter().all(|n| n.addr == IpKey::v4([192, 0, 2, 1])));
+        assert!(hops.contains(&Nexthop {
+            kind: kind::TUNNEL,
+            encap: encap::VXLAN,
+            port: 0,
+            vni: VNI_FROM_IDENTITY,
+            addr: IpKey::v4([192, 0, 2, 1]),
+        }));
+        assert!(hops.iter().any(|n| n.encap == encap::GENEVE && n.vni == 7));
+    }
+
+    #[test]
+    fn identity_world_is_router_cores() {
+        assert_eq!(
+            nexthop_offload_bpf_common::IDENTITY_WORLD,
+            router_core::datapath::pipeline::IDENTITY_WORLD
+        );
     }
 }

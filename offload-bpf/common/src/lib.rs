@@ -10,8 +10,9 @@
 //!  V6_DIRECT/V6_NODES/V6_LEAVES ─┴──> leaf = group id
 //!  GROUP_BUCKETS[group id][bucket_of(flow hash)] ──> nexthop slot
 //!  NEXTHOPS[slot] ──> kind, port, address ──> NEIGHBOURS[address] ──> MAC
-//!  PORTS[port] ──> ifindex, MAC, MTU          CONFIG[0] ──> hash policy, seed
+//!  PORTS[port] ──> ifindex, MAC, MTU          CONFIG[0] ──> hash, tunnel endpoint
 //!  IFINDEX_PORTS[ingress ifindex] ──> port    LOCAL[address] ──> for the host
+//!  ARP_ADDRS[port, IPv4] ──> answered by ARP  IDENTITIES[source] ──> VNI
 //!  REASONS[reason] ──> per-CPU packet counter
 //! ```
 #![no_std]
@@ -39,8 +40,11 @@ pub const DEFAULT_NEXTHOPS: u32 = 1 << 14;
 pub const DEFAULT_NEIGHBOURS: u32 = 1 << 14;
 /// Ports (`PortId` values `0..MAX_PORTS`).
 pub const MAX_PORTS: u32 = 256;
-/// Default number of local addresses (owned, announced, tunnel endpoint).
+/// Default number of local addresses (owned, announced, tunnel endpoint), and
+/// of (port, address) pairs ARP answers for.
 pub const DEFAULT_LOCAL: u32 = 1 << 12;
+/// Default number of source identities (Cilium's ipcache).
+pub const DEFAULT_IDENTITIES: u32 = 1 << 16;
 /// Entries of the `REASONS` counter map: one per `router_core::datapath::Reason`.
 pub const REASONS: u32 = router_core::datapath::Reason::COUNT as u32;
 
@@ -126,7 +130,7 @@ impl IpKey {
 pub struct Nexthop {
     /// One of [`kind`]; 0 is an unused slot.
     pub kind: u8,
-    /// For tunnels: 0 VXLAN, 1 Geneve.
+    /// For tunnels: one of [`encap`].
     pub encap: u8,
     /// The egress port (`PortId`) for gateways and connected nexthops.
     pub port: u16,
@@ -138,6 +142,10 @@ pub struct Nexthop {
 
 /// [`Nexthop::vni`] meaning "carry the source's security identity".
 pub const VNI_FROM_IDENTITY: u32 = u32::MAX;
+
+/// The VNI of traffic from sources without an identity: Cilium's reserved
+/// identity `world` (router-core's `datapath::pipeline::IDENTITY_WORLD`).
+pub const IDENTITY_WORLD: u32 = 2;
 
 /// A neighbour's link-layer address.
 #[repr(C)]
@@ -156,6 +164,26 @@ pub struct Port {
     pub mtu: u16,
 }
 
+/// An IPv4 address a port answers ARP requests for (owned or announced there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ArpKey {
+    /// The port (`PortId`).
+    pub port: u16,
+    /// Always zero.
+    pub pad: [u8; 2],
+    /// The address in network order.
+    pub addr: [u8; 4],
+}
+
+/// [`Nexthop::encap`] values.
+pub mod encap {
+    /// VXLAN (RFC 7348).
+    pub const VXLAN: u8 = 0;
+    /// Geneve (RFC 8926).
+    pub const GENEVE: u8 = 1;
+}
+
 /// Datapath-wide settings, the one entry of the `CONFIG` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -164,8 +192,16 @@ pub struct Config {
     pub hash_seed: u32,
     /// 0: L3 hash (addresses), 1: L4 hash (5-tuple); Linux `fib_multipath_hash_policy`.
     pub hash_policy: u8,
-    /// Always zero.
-    pub pad: [u8; 3],
+    /// 1 when the host has a tunnel endpoint (the fields below), else 0.
+    pub tunnel: u8,
+    /// UDP port of VXLAN.
+    pub vxlan_port: u16,
+    /// Underlay address of the tunnel endpoint, network order.
+    pub tunnel_local: [u8; 4],
+    /// UDP port of Geneve.
+    pub geneve_port: u16,
+    /// Destination MAC of encapsulated inner frames.
+    pub inner_mac: [u8; 6],
 }
 
 #[cfg(feature = "user")]
@@ -179,6 +215,7 @@ mod pod {
     unsafe impl aya::Pod for super::Mac {}
     unsafe impl aya::Pod for super::Port {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::ArpKey {}
 }
 
 #[cfg(test)]
@@ -194,7 +231,8 @@ mod tests {
         assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20);
         assert_eq!(size_of::<Mac>(), 6);
         assert_eq!(size_of::<Port>(), 4 + 6 + 2);
-        assert_eq!(size_of::<Config>(), 8);
+        assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6);
+        assert_eq!(size_of::<ArpKey>(), 8);
     }
 
     #[test]

@@ -1,35 +1,51 @@
-//! The forwarding pipeline of router-core's reference datapath
+//! The pipeline of router-core's reference datapath
 //! (`router_core::datapath::pipeline`), step for step, over the maps:
-//! ingress port → Ethernet → IPv4/IPv6 checks → local delivery → FIB → ECMP →
-//! neighbour → TTL/hop-limit decrement (incremental checksum) → MAC rewrite.
+//! ingress port → Ethernet → ARP reply → IPv4/IPv6 checks → local delivery →
+//! tunnel decap → FIB → ECMP → neighbour → TTL/hop-limit decrement
+//! (incremental checksum) → MAC rewrite or tunnel encap.
 //!
 //! Every exit counts its [`Reason`] and maps its [`Action`] to an XDP verdict:
 //! transmit is `XDP_TX` on the ingress port or `bpf_redirect` to the egress
-//! port's ifindex, pass is `XDP_PASS`, drop is `XDP_DROP`. Not offloaded yet,
-//! and so handed to the host stack: ARP (`ArpOther`) and tunnel nexthops and
-//! decapsulation (`SlowPath`); the loader refuses tables that need them.
+//! port's ifindex, pass is `XDP_PASS`, drop is `XDP_DROP`. The frame left in
+//! the context is router-core's output frame (after a decap, the inner one).
 
-use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX};
-use aya_ebpf::helpers::{bpf_redirect, bpf_xdp_adjust_tail, bpf_xdp_load_bytes};
+use aya_ebpf::bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
+use aya_ebpf::helpers::{bpf_redirect, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::XdpContext;
-use nexthop_offload_bpf_common::{IpKey, Port, kind};
+use nexthop_offload_bpf_common::{
+    Config, IDENTITY_WORLD, IpKey, Nexthop, Port, VNI_FROM_IDENTITY, encap, family, kind,
+};
 use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
 
-use crate::fib;
-use crate::maps::{CONFIG, IFINDEX_PORTS, LOCAL, NEIGHBOURS, PORTS, REASONS};
+use crate::maps::{
+    CONFIG, IDENTITIES, IFINDEX_PORTS, INNER, LOCAL, NEIGHBOURS, PORTS, PROGRAMS, REASONS,
+};
 use crate::packet::{be16, ptr_at, read, write};
+use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
+use crate::{arp, fib};
 
 /// Ethernet header length.
 const ETH: usize = 14;
 /// Most bytes of an IPv4 header (IHL 15).
 const MAX_IPV4_HEADER: usize = 60;
 
-/// Run the pipeline on one frame and count its exit reason.
+/// Run the pipeline on one received frame and count its exit reason.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
-    let (reason, verdict) = process(ctx);
+    count(process(ctx))
+}
+
+/// Run the rest of the pipeline on the inner frame of a decapsulated tunnel
+/// frame (the tail call target of [`run`]) and count its exit reason.
+#[inline(always)]
+pub fn run_inner(ctx: &XdpContext) -> u32 {
+    count(inner(ctx))
+}
+
+#[inline(always)]
+fn count((reason, verdict): (Reason, u32)) -> u32 {
     if let Some(counter) = REASONS.get_ptr_mut(reason as u32) {
         // SAFETY: a per-CPU slot, written only by this CPU while this program runs.
         unsafe { *counter += 1 };
@@ -39,7 +55,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
 
 /// The exit for a reason whose action is pass or drop.
 #[inline(always)]
-fn exit(reason: Reason) -> (Reason, u32) {
+pub fn exit(reason: Reason) -> (Reason, u32) {
     let verdict = match reason.action() {
         Action::Drop => XDP_DROP,
         Action::Pass | Action::Transmit => XDP_PASS,
@@ -49,6 +65,8 @@ fn exit(reason: Reason) -> (Reason, u32) {
 
 /// The facts of an IP packet the forwarding steps need.
 struct Routed {
+    /// The source's map key (its identity is the VNI of encapsulated traffic).
+    src: IpKey,
     /// The destination's map key (neighbour of connected routes).
     dst: IpKey,
     /// The nexthop group of the longest matching prefix.
@@ -57,6 +75,14 @@ struct Routed {
     len: usize,
     /// The flow hash.
     hash: u32,
+}
+
+/// What the IPv4 checks decided.
+enum Step {
+    /// Route the packet.
+    Route(Routed),
+    /// Decapsulate: VXLAN (true) or Geneve (false) to our tunnel endpoint.
+    Decap(bool),
 }
 
 #[inline(always)]
@@ -76,10 +102,15 @@ fn process(ctx: &XdpContext) -> (Reason, u32) {
     if dst_mac != port.mac && dst_mac[0] & 1 == 0 {
         return exit(Reason::OtherHost);
     }
+    let config = CONFIG.get(0).copied().unwrap_or_default();
     let routed = match ethertype {
-        0x0806 => return exit(Reason::ArpOther),
-        0x0800 => ipv4(ctx),
-        0x86dd => ipv6(ctx),
+        0x0806 => return arp::respond(ctx, ingress, port),
+        0x0800 => match ipv4(ctx, &config, false) {
+            Ok(Step::Route(routed)) => Ok(routed),
+            Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan),
+            Err(reason) => Err(reason),
+        },
+        0x86dd => ipv6(ctx, &config),
         _ => return exit(Reason::OtherProtocol),
     };
     match routed {
@@ -88,14 +119,48 @@ fn process(ctx: &XdpContext) -> (Reason, u32) {
     }
 }
 
-/// The hash policy and seed from the config map.
+/// Strip the tunnel headers and continue with the inner frame in the
+/// `INNER` program (a tail call: a fresh stack for the second pass).
 #[inline(always)]
-fn hash_config() -> (HashPolicy, u32) {
-    match CONFIG.get(0) {
-        Some(c) if c.hash_policy == 1 => (HashPolicy::L4, c.hash_seed),
-        Some(c) => (HashPolicy::L3, c.hash_seed),
-        None => (HashPolicy::L3, 0),
+fn decap(ctx: &XdpContext, is_vxlan: bool) -> (Reason, u32) {
+    if let Err(reason) = tunnel::decap(ctx, is_vxlan) {
+        return exit(reason);
     }
+    // SAFETY: on success the call does not return; the context is the one we run with.
+    unsafe { PROGRAMS.tail_call(ctx, INNER) };
+    // The loader installs INNER before attaching: only a broken load gets here.
+    (Reason::Malformed, XDP_ABORTED)
+}
+
+/// The inner frame's IP checks and route lookup, then forwarding.
+#[inline(always)]
+fn inner(ctx: &XdpContext) -> (Reason, u32) {
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    let routed = match be16(ctx, 12) {
+        Some(0x0800) => match ipv4(ctx, &config, true) {
+            Ok(Step::Route(routed)) => Ok(routed),
+            Ok(Step::Decap(_)) => Err(Reason::Local),
+            Err(reason) => Err(reason),
+        },
+        Some(0x86dd) => ipv6(ctx, &config),
+        Some(_) => Err(Reason::OtherProtocol),
+        None => Err(Reason::Malformed),
+    };
+    match routed {
+        Ok(routed) => forward(ctx, ctx.ingress_ifindex() as u32, routed),
+        Err(reason) => exit(reason),
+    }
+}
+
+/// The hash policy and seed of the config.
+#[inline(always)]
+fn hash_config(c: &Config) -> (HashPolicy, u32) {
+    let policy = if c.hash_policy == 1 {
+        HashPolicy::L4
+    } else {
+        HashPolicy::L3
+    };
+    (policy, c.hash_seed)
 }
 
 /// Protocol and ports for the L4 hash, read from the transport header at
@@ -117,9 +182,22 @@ fn is_local(key: &IpKey) -> bool {
     unsafe { LOCAL.get(key) }.is_some()
 }
 
-/// IPv4 checks, local delivery and the route lookup.
+/// Whether the IPv4 packet (20-byte header, `payload` bytes after it) to our
+/// tunnel endpoint is UDP to a tunnel port: `Some(true)` for VXLAN, `Some(false)` for Geneve.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext) -> Result<Routed, Reason> {
+fn tunnel_port(ctx: &XdpContext, c: &Config, proto: u8, payload: usize) -> Option<bool> {
+    let udp_len = usize::from(be16(ctx, ETH + 20 + 4)?);
+    if c.tunnel == 0 || proto != 17 || payload < 8 || udp_len < 8 || udp_len > payload {
+        return None;
+    }
+    let port = be16(ctx, ETH + 20 + 2)?;
+    (port == c.vxlan_port || port == c.geneve_port).then_some(port == c.vxlan_port)
+}
+
+/// IPv4 checks, local delivery, tunnel detection and the route lookup.
+/// `decapsulated`: the inner packet of a tunnel frame (never decapsulated again).
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, config: &Config, decapsulated: bool) -> Result<Step, Reason> {
     let ip_len = ctx.data_end() - ctx.data() - ETH;
     let header = read::<[u8; 20]>(ctx, ETH).ok_or(Reason::Malformed)?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
@@ -136,58 +214,63 @@ fn ipv4(ctx: &XdpContext) -> Result<Routed, Reason> {
     if header_len != 20 {
         return Err(Reason::SlowPath);
     }
-    let src = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+    let src_octets = [header[12], header[13], header[14], header[15]];
     let dst_octets = [header[16], header[17], header[18], header[19]];
-    let dst = u32::from_be_bytes(dst_octets);
+    let (src, dst) = (
+        u32::from_be_bytes(src_octets),
+        u32::from_be_bytes(dst_octets),
+    );
     let key = IpKey::v4(dst_octets);
+    let flags_frag = u16::from_be_bytes([header[6], header[7]]);
+    let not_fragment = flags_frag & 0x3fff == 0;
     if dst == u32::MAX || dst >> 28 == 0xe || is_local(&key) {
+        if !decapsulated && not_fragment && dst_octets == config.tunnel_local {
+            if let Some(is_vxlan) = tunnel_port(ctx, config, header[9], total_len - 20) {
+                return Ok(Step::Decap(is_vxlan));
+            }
+        }
         return Err(Reason::Local);
     }
     if header[8] <= 1 {
         return Err(Reason::TtlExceeded);
     }
-    let flags_frag = u16::from_be_bytes([header[6], header[7]]);
-    let not_fragment = flags_frag & 0x3fff == 0;
     let l4 = ports_of(ctx, header[9], ETH + 20, total_len - 20, not_fragment);
-    let (policy, seed) = hash_config();
-    Ok(Routed {
+    let (policy, seed) = hash_config(config);
+    Ok(Step::Route(Routed {
+        src: IpKey::v4(src_octets),
         dst: key,
         group: fib::lookup_v4(dst),
         len: total_len,
         hash: hash::hash_v4(policy, seed, src, dst, l4),
-    })
+    }))
 }
 
 /// Whether the IPv4 header of `header_len` bytes (the caller checked they are
 /// in the packet) sums to `0xffff`. `first` holds its first 20 bytes; options
-/// are copied to the stack with `bpf_xdp_load_bytes`, a form the verifier
-/// follows for a variable length.
+/// are read word by word (the loop unrolls to constant offsets the verifier follows).
 #[inline(always)]
 fn header_checksum_ok(ctx: &XdpContext, first: &[u8; 20], header_len: usize) -> bool {
-    // Room for 63 option bytes: the mask below is what bounds the copy for the verifier.
-    let mut header = [0u8; 20 + 64];
-    header[..20].copy_from_slice(first);
-    let options = header_len.saturating_sub(20) & 63;
-    if options > 0 {
-        let dst = header[20..].as_mut_ptr().cast();
-        // SAFETY: copies `options` (< 64) bytes into the 64 bytes after `header[20]`.
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, (ETH + 20) as u32, dst, options as u32) } != 0 {
-            return false;
-        }
-    }
     let mut acc = 0u32;
     for i in 0..MAX_IPV4_HEADER / 2 {
         if 2 * i >= header_len {
             break;
         }
-        acc += u32::from(u16::from_be_bytes([header[2 * i], header[2 * i + 1]]));
+        let word = if i < 10 {
+            u16::from_be_bytes([first[2 * i], first[2 * i + 1]])
+        } else {
+            match be16(ctx, ETH + 2 * i) {
+                Some(word) => word,
+                None => return false,
+            }
+        };
+        acc += u32::from(word);
     }
     checksum::fold(acc) == 0xffff
 }
 
 /// IPv6 checks, local delivery and the route lookup.
 #[inline(always)]
-fn ipv6(ctx: &XdpContext) -> Result<Routed, Reason> {
+fn ipv6(ctx: &XdpContext, config: &Config) -> Result<Routed, Reason> {
     let ip_len = ctx.data_end() - ctx.data() - ETH;
     let header = read::<[u8; 8]>(ctx, ETH).ok_or(Reason::Malformed)?;
     let src = read::<[u8; 16]>(ctx, ETH + 8).ok_or(Reason::Malformed)?;
@@ -212,8 +295,9 @@ fn ipv6(ctx: &XdpContext) -> Result<Routed, Reason> {
         return Err(Reason::TtlExceeded);
     }
     let l4 = ports_of(ctx, next_header, ETH + 40, payload_len, true);
-    let (policy, seed) = hash_config();
+    let (policy, seed) = hash_config(config);
     Ok(Routed {
+        src: IpKey::v6(src),
         dst: key,
         group: fib::lookup_v6(fib::V6Key::new(&dst)),
         len: 40 + payload_len,
@@ -232,7 +316,7 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// FIB result → ECMP member → neighbour → rewrite and transmit.
+/// FIB result → ECMP member → neighbour → rewrite or encapsulate, and transmit.
 #[inline(always)]
 fn forward(ctx: &XdpContext, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32) {
     let Some(nexthop) = pkt.group.and_then(|g| fib::select(g, pkt.hash)) else {
@@ -242,7 +326,8 @@ fn forward(ctx: &XdpContext, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32)
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         kind::GATEWAY => nexthop.addr,
         kind::CONNECTED => pkt.dst,
-        _ => return exit(Reason::SlowPath),
+        kind::TUNNEL => return encapsulate(ctx, &pkt, nexthop),
+        _ => return exit(Reason::NoRoute),
     };
     let Some(egress) = PORTS
         .get(u32::from(nexthop.port))
@@ -260,17 +345,91 @@ fn forward(ctx: &XdpContext, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32)
     if transmit(ctx, pkt.len, egress, mac.0).is_none() {
         return exit(Reason::Malformed);
     }
-    let verdict = if egress.ifindex == ingress_ifindex {
+    (Reason::Forwarded, redirect(egress, ingress_ifindex))
+}
+
+/// `XDP_TX` back out of the ingress port, or a redirect to the egress port.
+#[inline(always)]
+fn redirect(egress: &Port, ingress_ifindex: u32) -> u32 {
+    if egress.ifindex == ingress_ifindex {
         XDP_TX
     } else {
         // SAFETY: a helper call with plain integer arguments.
         unsafe { bpf_redirect(egress.ifindex, 0) as u32 }
+    }
+}
+
+/// Route the tunnel endpoint, then wrap the frame in outer headers towards it.
+#[inline(always)]
+fn encapsulate(ctx: &XdpContext, pkt: &Routed, tunnel: &Nexthop) -> (Reason, u32) {
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    if config.tunnel == 0 || tunnel.addr.family != family::V4 {
+        return exit(Reason::TunnelLoop);
+    }
+    let remote = [
+        tunnel.addr.addr[0],
+        tunnel.addr.addr[1],
+        tunnel.addr.addr[2],
+        tunnel.addr.addr[3],
+    ];
+    let vni = if tunnel.vni == VNI_FROM_IDENTITY {
+        // SAFETY: the identity is copied out at once.
+        (unsafe { IDENTITIES.get(&pkt.src) })
+            .copied()
+            .unwrap_or(IDENTITY_WORLD)
+    } else {
+        tunnel.vni
     };
-    (Reason::Forwarded, verdict)
+    let group = fib::lookup_v4(u32::from_be_bytes(remote));
+    let Some(underlay) = group.and_then(|g| fib::select(g, pkt.hash)) else {
+        return exit(Reason::NoRoute);
+    };
+    let neighbour = match underlay.kind {
+        kind::GATEWAY => underlay.addr,
+        kind::CONNECTED => tunnel.addr,
+        kind::BLACKHOLE => return exit(Reason::Blackhole),
+        _ => return exit(Reason::TunnelLoop),
+    };
+    let Some(egress) = PORTS
+        .get(u32::from(underlay.port))
+        .filter(|p| p.ifindex != 0)
+    else {
+        return exit(Reason::UnknownPort);
+    };
+    if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {
+        return exit(Reason::FragmentationNeeded);
+    }
+    // SAFETY: the MAC is copied out at once.
+    let Some(mac) = (unsafe { NEIGHBOURS.get(&neighbour) }).copied() else {
+        return exit(Reason::NeighbourMiss);
+    };
+    let (dport, header) = if tunnel.encap == encap::GENEVE {
+        (config.geneve_port, tunnel::geneve_header(vni))
+    } else {
+        (config.vxlan_port, tunnel::vxlan_header(vni))
+    };
+    let outer = Outer {
+        dst_mac: mac.0,
+        src_mac: egress.mac,
+        src: config.tunnel_local,
+        dst: remote,
+        sport: tunnel::source_port(pkt.hash),
+        dport,
+        tunnel: header,
+    };
+    if transmit(ctx, pkt.len, egress, config.inner_mac).is_none()
+        || tunnel::push_outer(ctx, &outer).is_none()
+    {
+        return exit(Reason::Malformed);
+    }
+    (
+        Reason::Encapsulated,
+        redirect(egress, ctx.ingress_ifindex() as u32),
+    )
 }
 
 /// Trim Ethernet padding after the IP packet, decrement the TTL or hop limit
-/// (fixing the IPv4 checksum) and rewrite the MACs.
+/// (fixing the IPv4 checksum) and rewrite the MACs (source: the egress port).
 #[inline(always)]
 fn transmit(ctx: &XdpContext, ip_len: usize, egress: &Port, dst_mac: [u8; 6]) -> Option<()> {
     let padding = (ctx.data_end() - ctx.data()) as i64 - (ETH + ip_len) as i64;

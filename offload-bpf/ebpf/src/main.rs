@@ -4,13 +4,17 @@
 //! - [`packet`]: bounds-checked packet access the verifier accepts.
 //! - [`fib`]: poptrie lookup and ECMP member choice, router-core's own code.
 //! - [`forward`]: the pipeline, exit reasons and XDP verdicts.
+//! - [`arp`]: replies to ARP requests for owned and announced addresses.
+//! - [`tunnel`]: VXLAN/Geneve decapsulation and outer headers.
 #![no_std]
 #![no_main]
 
+mod arp;
 mod fib;
 mod forward;
 mod maps;
 mod packet;
+mod tunnel;
 
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
@@ -19,6 +23,13 @@ use aya_ebpf::programs::XdpContext;
 #[xdp]
 pub fn nexthop(ctx: XdpContext) -> u32 {
     forward::run(&ctx)
+}
+
+/// The datapath's second pass over the inner frame of a decapsulated tunnel
+/// frame, tail-called by [`nexthop`] (a fresh 512-byte stack).
+#[xdp]
+pub fn nexthop_inner(ctx: XdpContext) -> u32 {
+    forward::run_inner(&ctx)
 }
 
 #[cfg(not(test))]

@@ -3,11 +3,11 @@
 //! loader resizes the node, leaf, group, nexthop and neighbour maps before loading.
 
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::{
-    Config, DEFAULT_GROUPS, DEFAULT_LEAVES, DEFAULT_LOCAL, DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS,
-    DEFAULT_NODES, FibNode, GroupBuckets, IpKey, MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT,
-    V4_DIRECT_BITS, V6_DIRECT_BITS,
+    ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
+    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, IpKey, MAX_PORTS,
+    Mac, Nexthop, Port, REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 
 /// IPv4 poptrie direct table.
@@ -49,6 +49,17 @@ pub static IFINDEX_PORTS: HashMap<u32, u16> = HashMap::with_max_entries(MAX_PORT
 /// Addresses of this host (owned, announced, tunnel endpoint): value 1.
 #[map]
 pub static LOCAL: HashMap<IpKey, u8> = HashMap::with_max_entries(DEFAULT_LOCAL, 0);
+/// (port, IPv4 address) pairs ARP requests are answered for: value 1.
+#[map]
+pub static ARP_ADDRS: HashMap<ArpKey, u8> = HashMap::with_max_entries(DEFAULT_LOCAL, 0);
+/// Security identity of a source address: the VNI of its encapsulated traffic.
+#[map]
+pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_IDENTITIES, 0);
+/// Tail call targets: [`INNER`] is the pipeline's second pass over a decapsulated frame.
+#[map]
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+/// Index of the `nexthop_inner` program in [`PROGRAMS`].
+pub const INNER: u32 = 0;
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);

@@ -1,0 +1,178 @@
+//! VXLAN and Geneve in place: strip the outer headers of a tunnel frame
+//! addressed to us ([`decap`]) and push Ethernet/IPv4/UDP/tunnel headers in
+//! front of a routed frame ([`push_outer`]), with `bpf_xdp_adjust_head` and
+//! `bpf_xdp_adjust_tail`. Header layouts and exit reasons are those of
+//! router-core's `datapath::pipeline` (`decap`, `encapsulate`, `Outer::emit`)
+//! and `wire::{vxlan, geneve}`.
+
+use aya_ebpf::helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
+use aya_ebpf::programs::XdpContext;
+use router_core::datapath::Reason;
+use router_core::datapath::checksum;
+use router_core::wire::{geneve, vxlan};
+
+use crate::packet::{be16, read, write};
+
+/// Ethernet header length.
+const ETH: usize = 14;
+/// Where the UDP header of an outer IPv4 (20-byte header) frame starts.
+const UDP_AT: usize = ETH + 20;
+/// Where the VXLAN or Geneve header starts.
+const TUNNEL_AT: usize = UDP_AT + 8;
+/// Outer headers added by either encapsulation (router-core's `ENCAP_OVERHEAD`).
+pub const ENCAP_OVERHEAD: usize = TUNNEL_AT + 8;
+/// TTL of the outer IPv4 header (router-core's `OUTER_TTL`).
+const OUTER_TTL: u8 = 64;
+
+/// Remove the outer headers of the VXLAN (`is_vxlan`) or Geneve frame in
+/// `ctx`, whose outer IPv4 and UDP headers the caller checked, and trim the
+/// inner frame to the UDP length. On success the context holds the inner frame.
+#[inline(always)]
+pub fn decap(ctx: &XdpContext, is_vxlan: bool) -> Result<(), Reason> {
+    let udp_len = usize::from(be16(ctx, UDP_AT + 4).ok_or(Reason::Malformed)?);
+    let udp_end = UDP_AT + udp_len;
+    if udp_end < TUNNEL_AT + vxlan::HEADER_LEN {
+        return Err(Reason::Malformed);
+    }
+    let header = read::<[u8; 8]>(ctx, TUNNEL_AT).ok_or(Reason::Malformed)?;
+    let inner_at = if is_vxlan {
+        if header[0] & vxlan::FLAG_VNI == 0 {
+            return Err(Reason::BadTunnelHeader);
+        }
+        TUNNEL_AT + vxlan::HEADER_LEN
+    } else {
+        geneve_inner(ctx, &header, udp_end)?
+    };
+    if udp_end < inner_at + ETH {
+        return Err(Reason::Malformed);
+    }
+    let tail = (ctx.data_end() - ctx.data()) as i64 - udp_end as i64;
+    // SAFETY: shrinks the frame to the UDP length; later accesses re-check bounds.
+    if tail > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(tail as i32)) } != 0 {
+        return Err(Reason::Malformed);
+    }
+    // SAFETY: drops `inner_at` (< udp_end ≤ frame length) bytes from the front.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, inner_at as i32) } != 0 {
+        return Err(Reason::Malformed);
+    }
+    Ok(())
+}
+
+/// Check a Geneve header (`header`: its fixed part) ending before `udp_end`
+/// like router-core's `geneve::Repr::parse`; the offset of the inner frame.
+#[inline(always)]
+fn geneve_inner(ctx: &XdpContext, header: &[u8; 8], udp_end: usize) -> Result<usize, Reason> {
+    let options_len = usize::from(header[0] & 0x3f) * 4;
+    let inner_at = TUNNEL_AT + geneve::HEADER_LEN + options_len;
+    if udp_end < inner_at {
+        return Err(Reason::Malformed);
+    }
+    if header[0] >> 6 != 0 || header[1] & 0x40 != 0 {
+        return Err(Reason::BadTunnelHeader);
+    }
+    critical_option(ctx, options_len)?;
+    if header[1] & 0x80 != 0 {
+        return Err(Reason::SlowPath);
+    }
+    if u16::from_be_bytes([header[2], header[3]]) != geneve::PROTOCOL_ETHERNET {
+        return Err(Reason::BadTunnelHeader);
+    }
+    Ok(inner_at)
+}
+
+/// Walk at most `geneve::MAX_OPTIONS` option TLVs in the `options_len` bytes
+/// after the fixed Geneve header: a critical one, a run past the end or too
+/// many options refuse the frame (router-core's `has_critical_option`).
+#[inline(always)]
+fn critical_option(ctx: &XdpContext, options_len: usize) -> Result<(), Reason> {
+    let base = TUNNEL_AT + geneve::HEADER_LEN;
+    let mut offset = 0usize;
+    for _ in 0..geneve::MAX_OPTIONS {
+        if offset >= options_len {
+            return Ok(());
+        }
+        if options_len - offset < 4 {
+            return Err(Reason::Malformed);
+        }
+        let option = read::<[u8; 4]>(ctx, base + (offset & 0xff)).ok_or(Reason::Malformed)?;
+        if option[2] & 0x80 != 0 {
+            return Err(Reason::BadTunnelHeader);
+        }
+        let len = 4 + usize::from(option[3] & 0x1f) * 4;
+        if options_len - offset < len {
+            return Err(Reason::Malformed);
+        }
+        offset += len;
+    }
+    Err(Reason::BadTunnelHeader)
+}
+
+/// The outer headers of one encapsulated frame.
+pub struct Outer {
+    /// Next hop's MAC.
+    pub dst_mac: [u8; 6],
+    /// Egress port's MAC.
+    pub src_mac: [u8; 6],
+    /// Tunnel endpoint addresses, network order.
+    pub src: [u8; 4],
+    /// Remote endpoint.
+    pub dst: [u8; 4],
+    /// UDP source port (from the inner flow hash).
+    pub sport: u16,
+    /// UDP destination port (VXLAN or Geneve).
+    pub dport: u16,
+    /// The 8-byte VXLAN or Geneve header.
+    pub tunnel: [u8; 8],
+}
+
+/// Outer UDP source port from the inner flow hash: 49152 + the hash's top 14
+/// bits (router-core's `pipeline::source_port`).
+#[inline(always)]
+pub fn source_port(flow_hash: u32) -> u16 {
+    49152 | (flow_hash >> 18) as u16
+}
+
+/// The VXLAN header for `vni` (router-core's `vxlan::Repr::emit`).
+#[inline(always)]
+pub fn vxlan_header(vni: u32) -> [u8; 8] {
+    let v = vni.to_be_bytes();
+    [vxlan::FLAG_VNI, 0, 0, 0, v[1], v[2], v[3], 0]
+}
+
+/// The Geneve header for `vni`, no options (router-core's `geneve::Repr::emit`).
+#[inline(always)]
+pub fn geneve_header(vni: u32) -> [u8; 8] {
+    let v = vni.to_be_bytes();
+    let p = geneve::PROTOCOL_ETHERNET.to_be_bytes();
+    [0, 0, p[0], p[1], v[1], v[2], v[3], 0]
+}
+
+/// Grow the frame by [`ENCAP_OVERHEAD`] bytes at the front and write `outer`
+/// there: Ethernet, IPv4 (DF, TTL 64, ID 0), UDP (checksum 0), tunnel header.
+/// Written field by field into the packet (the BPF stack is small).
+#[inline(always)]
+pub fn push_outer(ctx: &XdpContext, outer: &Outer) -> Option<()> {
+    let inner_len = ctx.data_end() - ctx.data();
+    let udp_len = (8 + 8 + inner_len) as u16;
+    let total = (20 + udp_len).to_be_bytes();
+    // Version/IHL, DSCP, total length, ID 0, DF, TTL, UDP: the first 10 bytes.
+    let ip_start = [0x45, 0, total[0], total[1], 0, 0, 0x40, 0, OUTER_TTL, 17];
+    let mut acc = checksum::sum(&ip_start) + checksum::sum(&outer.src) + checksum::sum(&outer.dst);
+    acc = u32::from(!checksum::fold(acc));
+    // SAFETY: grows the headroom side; later accesses re-check bounds.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(ENCAP_OVERHEAD as i32)) } != 0 {
+        return None;
+    }
+    write(ctx, 0, outer.dst_mac)?;
+    write(ctx, 6, outer.src_mac)?;
+    write(ctx, 12, 0x0800u16.to_be_bytes())?;
+    write(ctx, ETH, ip_start)?;
+    write(ctx, ETH + 10, (acc as u16).to_be_bytes())?;
+    write(ctx, ETH + 12, outer.src)?;
+    write(ctx, ETH + 16, outer.dst)?;
+    write(ctx, UDP_AT, outer.sport.to_be_bytes())?;
+    write(ctx, UDP_AT + 2, outer.dport.to_be_bytes())?;
+    write(ctx, UDP_AT + 4, udp_len.to_be_bytes())?;
+    write(ctx, UDP_AT + 6, [0u8; 2])?;
+    write(ctx, TUNNEL_AT, outer.tunnel)
+}
