@@ -1,4 +1,23 @@
-//! The node agent (`nexthop-agent`): BGP sessions over kernel TCP, Cilium-style
-//! configuration, IPAM, and datapath programming through offload-bpf.
+//! The node agent (`nexthop-agent`): Cilium's BGP control plane on a real
+//! Linux node. `run` reads Kubernetes/Cilium YAML from a directory, runs the
+//! BGP sessions that select this node over kernel TCP (router-core's
+//! sans-IO session), originates the node's pod CIDRs and reloads when the
+//! files change; `bgp peers` and `bgp routes` query a running agent.
 //!
-//! Not yet built: this crate is a placeholder until the BGP speaker issue lands.
+//! - [`cli`]: the command line.
+//! - [`config`]: the configuration directory.
+//! - [`controller`]: configuration → running peers; status.
+//! - [`peer`]: one session as a tokio task; [`transport`]: kernel TCP (MD5, TTL).
+//! - [`advertise`]: originated routes as UPDATEs.
+//! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers.
+
+pub mod advertise;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod metrics;
+pub mod output;
+pub mod peer;
+pub mod status;
+pub mod transport;

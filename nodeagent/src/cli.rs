@@ -1,0 +1,388 @@
+//! The command line: `run` (the daemon) and the `bgp` queries.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info, warn};
+
+use crate::api;
+use crate::config::{self, Fingerprint};
+use crate::controller::Controller;
+use crate::output;
+use crate::status::{Request, Table};
+
+/// The default query socket.
+pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexthop-agent",
+    version,
+    about = "nexthop node agent: Cilium-style BGP control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// Directory of Kubernetes/Cilium YAML (every document of every file).
+        #[arg(long)]
+        config_dir: PathBuf,
+        /// This node's name (its Node object).
+        #[arg(long)]
+        node: String,
+        /// Query socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// BGP router ID (default: the Node's first IPv4 InternalIP).
+        #[arg(long)]
+        router_id: Option<Ipv4Addr>,
+        /// Serve Prometheus metrics on this address.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+    },
+    /// Query a running agent's BGP state.
+    Bgp {
+        #[command(subcommand)]
+        query: BgpQuery,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BgpQuery {
+    /// Sessions, like `cilium bgp peers`.
+    Peers {
+        #[command(flatten)]
+        common: QueryArgs,
+    },
+    /// Routes, like `cilium bgp routes`: `[available|advertised|received] [ipv4|ipv6] [unicast]`.
+    Routes {
+        /// Table, address family and subsequent family.
+        args: Vec<String>,
+        #[command(flatten)]
+        common: QueryArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// The agent's query socket.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nexthop-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run {
+            config_dir,
+            node,
+            socket,
+            router_id,
+            metrics,
+        } => {
+            init_logging();
+            runtime.block_on(run(&config_dir, &node, &socket, router_id, metrics))
+        }
+        Command::Bgp { query } => runtime.block_on(bgp(query)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nexthop-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+async fn run(
+    dir: &Path,
+    node: &str,
+    socket: &Path,
+    router_id: Option<Ipv4Addr>,
+    metrics: Option<SocketAddr>,
+) -> Result<(), String> {
+    let controller = Arc::new(Mutex::new(Controller::new(node, router_id)));
+    info!(node, config_dir = %dir.display(), socket = %socket.display(), "nexthop-agent starting");
+    let mut fingerprint =
+        reload(dir, &controller, None).ok_or_else(|| format!("cannot read {}", dir.display()))?;
+    let api = {
+        let socket = socket.to_path_buf();
+        let controller = controller.clone();
+        tokio::spawn(async move { api::serve(&socket, controller).await })
+    };
+    let metrics = metrics.map(|addr| {
+        let controller = controller.clone();
+        tokio::spawn(async move { crate::metrics::serve(addr, controller).await })
+    });
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Some(f) = reload(dir, &controller, Some(&fingerprint)) {
+                    fingerprint = f;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+        if api.is_finished() {
+            break;
+        }
+        if metrics.as_ref().is_some_and(|m| m.is_finished()) {
+            break;
+        }
+    }
+    info!("shutting down");
+    let mut stopping = {
+        let mut c = controller.lock().unwrap();
+        std::mem::replace(&mut *c, Controller::new(node, router_id))
+    };
+    stopping.shutdown().await;
+    let _ = std::fs::remove_file(socket);
+    if api.is_finished() {
+        return match api.await {
+            Ok(Err(e)) => Err(format!("query socket {}: {e}", socket.display())),
+            _ => Ok(()),
+        };
+    }
+    if let Some(m) = metrics
+        && m.is_finished()
+        && let Ok(Err(e)) = m.await
+    {
+        return Err(format!("metrics: {e}"));
+    }
+    Ok(())
+}
+
+/// Reload `dir` when its fingerprint differs from `previous`; the new
+/// fingerprint, or `None` when the directory cannot be read.
+fn reload(
+    dir: &Path,
+    controller: &Mutex<Controller>,
+    previous: Option<&Fingerprint>,
+) -> Option<Fingerprint> {
+    let fingerprint = match config::fingerprint(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(config_dir = %dir.display(), error = %e, "cannot read the configuration directory");
+            return None;
+        }
+    };
+    if previous == Some(&fingerprint) {
+        return Some(fingerprint);
+    }
+    let loaded = match config::load(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(config_dir = %dir.display(), error = %e, "cannot read the configuration directory");
+            return None;
+        }
+    };
+    for e in &loaded.errors {
+        error!("bad document ignored: {e}");
+    }
+    for i in &loaded.ignored {
+        tracing::debug!("document of a kind the agent does not read: {i}");
+    }
+    info!(
+        nodes = loaded.objects.nodes.len(),
+        cluster_configs = loaded.objects.cluster_configs.len(),
+        peer_configs = loaded.objects.peer_configs.len(),
+        advertisements = loaded.objects.advertisements.len(),
+        errors = loaded.errors.len(),
+        "configuration loaded"
+    );
+    controller.lock().unwrap().reconcile(&loaded.objects);
+    Some(fingerprint)
+}
+
+async fn bgp(query: BgpQuery) -> Result<(), String> {
+    match query {
+        BgpQuery::Peers { common } => {
+            let response = api::query(&common.socket, &Request::Peers)
+                .await
+                .map_err(|e| e.to_string())?;
+            match common.output {
+                Format::Json => println!("{}", json(&response.peers)?),
+                Format::Table => print!("{}", output::peers(&response.peers)),
+            }
+        }
+        BgpQuery::Routes { args, common } => {
+            let selection = RouteSelection::parse(&args)?;
+            let response = api::query(&common.socket, &Request::Routes)
+                .await
+                .map_err(|e| e.to_string())?;
+            let routes: Vec<_> = response
+                .routes
+                .iter()
+                .filter(|r| r.table == selection.table && selection.afi_matches(&r.prefix))
+                .collect();
+            match common.output {
+                Format::Json => println!("{}", json(&routes)?),
+                Format::Table => {
+                    if args.is_empty() {
+                        println!(
+                            "(Defaulting to `available ipv4 unicast` routes, please see help for more options)\n"
+                        );
+                    }
+                    print!("{}", output::routes(selection.table, &routes));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map_err(|e| e.to_string())
+}
+
+/// The positional arguments of `bgp routes`.
+#[derive(Debug, PartialEq, Eq)]
+struct RouteSelection {
+    table: Table,
+    ipv6: bool,
+}
+
+impl RouteSelection {
+    fn parse(args: &[String]) -> Result<RouteSelection, String> {
+        let mut selection = RouteSelection {
+            table: Table::Available,
+            ipv6: false,
+        };
+        let mut args = args.iter().map(String::as_str).peekable();
+        if let Some(table) = args.next_if(|a| matches!(*a, "available" | "advertised" | "received"))
+        {
+            selection.table = match table {
+                "available" => Table::Available,
+                "advertised" => Table::Advertised,
+                _ => Table::Received,
+            };
+        }
+        if let Some(afi) = args.next_if(|a| matches!(*a, "ipv4" | "ipv6")) {
+            selection.ipv6 = afi == "ipv6";
+        }
+        args.next_if(|a| *a == "unicast");
+        match args.next() {
+            None => Ok(selection),
+            Some(other) => Err(format!(
+                "unexpected argument {other:?}: bgp routes [available|advertised|received] [ipv4|ipv6] [unicast]"
+            )),
+        }
+    }
+
+    fn afi_matches(&self, prefix: &ipnet::IpNet) -> bool {
+        matches!(prefix, ipnet::IpNet::V6(_)) == self.ipv6
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<RouteSelection, String> {
+        RouteSelection::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn route_arguments() {
+        let default = RouteSelection {
+            table: Table::Available,
+            ipv6: false,
+        };
+        assert_eq!(parse(&[]), Ok(default));
+        assert_eq!(
+            parse(&["advertised", "ipv6", "unicast"]),
+            Ok(RouteSelection {
+                table: Table::Advertised,
+                ipv6: true
+            })
+        );
+        assert_eq!(parse(&["received"]).unwrap().table, Table::Received);
+        assert!(
+            parse(&["ipv4", "multicast"])
+                .unwrap_err()
+                .contains("\"multicast\"")
+        );
+    }
+
+    #[test]
+    fn command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "nexthop-agent",
+            "run",
+            "--config-dir",
+            "/etc/nexthop",
+            "--node",
+            "k8s-w0",
+            "--router-id",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                router_id: Some(_),
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from([
+            "nexthop-agent",
+            "bgp",
+            "routes",
+            "available",
+            "ipv4",
+            "unicast",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bgp {
+                query: BgpQuery::Routes { .. }
+            }
+        ));
+    }
+}

@@ -1,0 +1,206 @@
+//! The configuration directory: every YAML document of every file in it,
+//! decoded into router-core's Cilium objects. A document that fails is
+//! reported with its file, index and field, and left out; the rest stands.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use router_core::cilium::meta::TypeMeta;
+use router_core::cilium::{Kind, Objects};
+use serde::Deserialize;
+
+/// The decoded directory.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every object that decoded.
+    pub objects: Objects,
+    /// Documents that did not.
+    pub errors: Vec<DocumentError>,
+    /// Documents of kinds the agent does not read.
+    pub ignored: Vec<String>,
+}
+
+/// A document that was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentError {
+    /// The file.
+    pub file: PathBuf,
+    /// The document's position in the file, from 1.
+    pub document: usize,
+    /// `Kind name` when known.
+    pub object: Option<String>,
+    /// The field path and the reason.
+    pub message: String,
+}
+
+impl fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.file.display(), self.document)?;
+        if let Some(object) = &self.object {
+            write!(f, " ({object})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// What identifies the directory's current contents: each file's name,
+/// length and modification time.
+pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The files of `dir` that hold configuration (not hidden), sorted by name.
+fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The fingerprint of `dir` now.
+pub fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
+    files(dir)?
+        .into_iter()
+        .map(|path| {
+            let meta = fs::metadata(&path)?;
+            Ok((path, meta.len(), meta.modified().ok()))
+        })
+        .collect()
+}
+
+/// Read and decode every document in `dir`.
+pub fn load(dir: &Path) -> std::io::Result<Loaded> {
+    let mut loaded = Loaded::default();
+    for file in files(dir)? {
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                loaded.errors.push(DocumentError {
+                    file,
+                    document: 0,
+                    object: None,
+                    message: format!("unreadable: {e}"),
+                });
+                continue;
+            }
+        };
+        load_text(&file, &text, &mut loaded);
+    }
+    Ok(loaded)
+}
+
+fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
+    for (index, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let error = |object: Option<String>, message: String| DocumentError {
+            file: file.to_path_buf(),
+            document: index + 1,
+            object,
+            message,
+        };
+        let value = match serde_norway::Value::deserialize(doc) {
+            Ok(serde_norway::Value::Null) => continue,
+            Ok(value) => value,
+            Err(e) => {
+                loaded.errors.push(error(None, e.to_string()));
+                continue;
+            }
+        };
+        let meta = match serde_path_to_error::deserialize::<_, TypeMeta>(&value) {
+            Ok(meta) => meta,
+            Err(e) => {
+                loaded
+                    .errors
+                    .push(error(None, format!("{}: {}", e.path(), e.inner())));
+                continue;
+            }
+        };
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .unwrap_or("?");
+        let object = format!("{} {name}", meta.kind);
+        let Some(kind) = Kind::of(&meta) else {
+            loaded.ignored.push(format!(
+                "{}: document {}: {object} ({})",
+                file.display(),
+                index + 1,
+                meta.api_version
+            ));
+            continue;
+        };
+        let mut track = serde_path_to_error::Track::new();
+        match kind.deserialize(serde_path_to_error::Deserializer::new(&value, &mut track)) {
+            Ok(decoded) => loaded.objects.insert(decoded),
+            Err(e) => loaded
+                .errors
+                .push(error(Some(object), format!("{}: {e}", track.path()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_documents_are_named_and_the_rest_loads() {
+        let yaml = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: k8s-ctr, labels: {enable-bgp: "true"}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPPeerConfig
+metadata: {name: cilium-peer}
+spec: {timers: {holdTimeSeconds: "nine"}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+---
+kind: Node
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPClusterConfig
+metadata: {name: c}
+spec: {bgpInstances: [{name: i, localASN: 65001, peers: [{name: p, peerAddress: nowhere}]}]}
+---
+"#;
+        let mut loaded = Loaded::default();
+        load_text(Path::new("dir/a.yaml"), yaml, &mut loaded);
+        assert!(loaded.objects.nodes.contains_key("k8s-ctr"));
+        assert!(loaded.objects.peer_configs.is_empty());
+        let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with(
+                "dir/a.yaml: document 2 (CiliumBGPPeerConfig cilium-peer): spec.timers.holdTimeSeconds: invalid type: string \"nine\""
+            ),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].starts_with("dir/a.yaml: document 4: .: missing field `apiVersion`"),
+            "{}",
+            errors[1]
+        );
+        assert!(
+            errors[2].starts_with(
+                "dir/a.yaml: document 5 (CiliumBGPClusterConfig c): spec.bgpInstances[0].peers[0].peerAddress: \"nowhere\""
+            ),
+            "{}",
+            errors[2]
+        );
+        assert_eq!(
+            loaded.ignored,
+            ["dir/a.yaml: document 3: ConfigMap other (v1)"]
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics in the text exposition format, served over plain
+//! HTTP: sessions by state, messages in and out, prefixes received and
+//! advertised.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::debug;
+
+use crate::controller::Controller;
+use crate::status::{MessageCounts, PeerStatus};
+
+const STATES: [&str; 6] = [
+    "idle",
+    "connect",
+    "active",
+    "opensent",
+    "openconfirm",
+    "established",
+];
+
+/// The metrics page for these peers.
+pub fn render(peers: &[PeerStatus]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP nexthop_bgp_sessions BGP sessions by FSM state.\n");
+    out.push_str("# TYPE nexthop_bgp_sessions gauge\n");
+    for state in STATES {
+        let n = peers.iter().filter(|p| p.state == state).count();
+        let _ = writeln!(out, "nexthop_bgp_sessions{{state=\"{state}\"}} {n}");
+    }
+    out.push_str("# HELP nexthop_bgp_messages_total BGP messages by peer, direction and type.\n");
+    out.push_str("# TYPE nexthop_bgp_messages_total counter\n");
+    for p in peers {
+        for (direction, counts) in [("in", &p.messages_received), ("out", &p.messages_sent)] {
+            for (kind, n) in by_type(counts) {
+                let _ = writeln!(
+                    out,
+                    "nexthop_bgp_messages_total{{{},direction=\"{direction}\",type=\"{kind}\"}} {n}",
+                    labels(p)
+                );
+            }
+        }
+    }
+    out.push_str("# HELP nexthop_bgp_prefixes Prefixes by peer, family and direction.\n");
+    out.push_str("# TYPE nexthop_bgp_prefixes gauge\n");
+    for p in peers {
+        for f in &p.families {
+            let family = format!("{}/{}", f.afi, f.safi);
+            for (direction, n) in [("received", f.received), ("advertised", f.advertised)] {
+                let _ = writeln!(
+                    out,
+                    "nexthop_bgp_prefixes{{{},family=\"{family}\",direction=\"{direction}\"}} {n}",
+                    labels(p)
+                );
+            }
+        }
+    }
+    out
+}
+
+fn labels(p: &PeerStatus) -> String {
+    format!(
+        "instance=\"{}\",peer=\"{}\",peer_address=\"{}\"",
+        p.instance, p.name, p.peer_address
+    )
+}
+
+fn by_type(c: &MessageCounts) -> [(&'static str, u64); 5] {
+    [
+        ("open", c.open),
+        ("update", c.update),
+        ("notification", c.notification),
+        ("keepalive", c.keepalive),
+        ("route_refresh", c.route_refresh),
+    ]
+}
+
+/// Serve the metrics page on `addr` to any HTTP GET.
+pub async fn serve(addr: SocketAddr, controller: Arc<Mutex<Controller>>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16384 {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = render(&controller.lock().unwrap().peers());
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Err(e) = stream.write_all(response.as_bytes()).await {
+                debug!(error = %e, "metrics client went away");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::FamilyStatus;
+
+    #[test]
+    fn sessions_messages_and_prefixes() {
+        let peer = PeerStatus {
+            node: "n".into(),
+            instance: "i".into(),
+            name: "tor".into(),
+            local_asn: 65001,
+            peer_asn: Some(65000),
+            peer_address: "192.168.10.200".parse().unwrap(),
+            state: "established".into(),
+            uptime_secs: Some(1),
+            families: vec![FamilyStatus {
+                afi: "ipv4".into(),
+                safi: "unicast".into(),
+                received: 4,
+                advertised: 2,
+            }],
+            messages_received: MessageCounts {
+                keepalive: 7,
+                ..MessageCounts::default()
+            },
+            messages_sent: MessageCounts::default(),
+            last_notification: None,
+        };
+        let page = render(&[peer]);
+        assert!(page.contains("nexthop_bgp_sessions{state=\"established\"} 1\n"));
+        assert!(page.contains("nexthop_bgp_sessions{state=\"idle\"} 0\n"));
+        assert!(page.contains(
+            "nexthop_bgp_messages_total{instance=\"i\",peer=\"tor\",peer_address=\"192.168.10.200\",direction=\"in\",type=\"keepalive\"} 7\n"
+        ));
+        assert!(page.contains(
+            "nexthop_bgp_prefixes{instance=\"i\",peer=\"tor\",peer_address=\"192.168.10.200\",family=\"ipv4/unicast\",direction=\"received\"} 4\n"
+        ));
+    }
+}

@@ -1,0 +1,723 @@
+//! One BGP peer as a tokio task: router-core's sans-IO [`Session`] driven
+//! over kernel TCP. The task dials the peer (the agent is the initiator, as
+//! Cilium is), carries out the session's outputs (connects, sends, closes,
+//! timers, TTL), keeps the peer's routes (never installed in the kernel)
+//! and announces the node's originated routes.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use router_core::bgp::fsm::{
+    Config, Event, GracefulRestartConfig, Output, PeerAs, Session, State, Stats, Timer,
+};
+use router_core::bgp::wire::{ErrorCode, Family, Notification, Origin, PathAttributes, Update};
+use router_core::cilium::DesiredPeer;
+use router_core::cilium::bgp::Afi;
+use router_core::cilium::desired::RouteAttributes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::advertise::{self, Speaker};
+use crate::transport::{self, Dial};
+
+/// Everything that defines a session; a change restarts it. The routes to
+/// originate live in `peer.families` and change without a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The node's name.
+    pub node: String,
+    /// The instance's name.
+    pub instance: String,
+    /// Our AS.
+    pub local_asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// The local address to bind.
+    pub bind: Option<IpAddr>,
+    /// The peer as configured.
+    pub peer: DesiredPeer,
+}
+
+impl PeerSpec {
+    /// The spec without its routes: two specs with equal settings need no
+    /// session restart between them.
+    pub fn settings(&self) -> PeerSpec {
+        let mut s = self.clone();
+        for f in &mut s.peer.families {
+            f.routes.clear();
+        }
+        s
+    }
+
+    /// The routes to originate, all families together.
+    pub fn routes(&self) -> BTreeMap<IpNet, RouteAttributes> {
+        let mut routes = BTreeMap::new();
+        for f in &self.peer.families {
+            routes.extend(f.routes.iter().map(|(p, a)| (*p, a.clone())));
+        }
+        routes
+    }
+
+    fn families(&self) -> Vec<Family> {
+        let mut families: Vec<Family> = self
+            .peer
+            .families
+            .iter()
+            .map(|f| match f.afi {
+                Afi::Ipv4 => Family::IPV4_UNICAST,
+                Afi::Ipv6 => Family::IPV6_UNICAST,
+            })
+            .collect();
+        families.sort();
+        families.dedup();
+        families
+    }
+
+    fn ibgp(&self) -> bool {
+        self.peer.peer_asn == Some(self.local_asn)
+    }
+
+    /// The session configuration.
+    pub fn config(&self) -> Result<Config, String> {
+        let peer = &self.peer;
+        let peer_as = peer.peer_asn.map_or(PeerAs::External, PeerAs::Exact);
+        let mut config = Config::new(self.local_asn, peer_as, self.router_id);
+        config.hold_time = u16::try_from(peer.timers.hold)
+            .map_err(|_| format!("holdTimeSeconds {} is too large", peer.timers.hold))?;
+        config.keepalive_time = Some(u16::try_from(peer.timers.keepalive).map_err(|_| {
+            format!(
+                "keepAliveTimeSeconds {} is too large",
+                peer.timers.keepalive
+            )
+        })?);
+        config.connect_retry_time =
+            smoltcp::time::Duration::from_secs(u64::from(peer.timers.connect_retry));
+        config.idle_hold_time = config.connect_retry_time.min(config.idle_hold_time);
+        config.families = self.families();
+        config.graceful_restart = peer
+            .graceful_restart
+            .map(|restart_time| GracefulRestartConfig {
+                restart_time,
+                ..GracefulRestartConfig::default()
+            });
+        config.ttl = if self.ibgp() { 255 } else { peer.ebgp_multihop };
+        config.seed = seed(&format!("{}/{}/{}", self.node, self.instance, peer.name));
+        Ok(config)
+    }
+}
+
+fn seed(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A route received from the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Its next hop.
+    pub next_hop: IpAddr,
+    /// Its attributes.
+    pub attributes: PathAttributes,
+    /// When it arrived.
+    pub since: Instant,
+    /// Kept stale for a restarting peer.
+    pub stale: bool,
+}
+
+/// A route sent to the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The attributes sent.
+    pub attributes: PathAttributes,
+    /// The next hop sent.
+    pub next_hop: IpAddr,
+    /// When.
+    pub since: Instant,
+}
+
+/// What the task shares with queries.
+#[derive(Debug)]
+pub struct PeerView {
+    /// The spec the task runs.
+    pub spec: PeerSpec,
+    /// The FSM state.
+    pub state: State,
+    /// When the session became Established.
+    pub established_at: Option<Instant>,
+    /// The AS the peer's OPEN carried.
+    pub negotiated_as: Option<u32>,
+    /// Session counters.
+    pub stats: Stats,
+    /// Adj-RIB-In.
+    pub received: BTreeMap<IpNet, Received>,
+    /// Adj-RIB-Out.
+    pub sent: BTreeMap<IpNet, Sent>,
+    /// The originated routes and since when.
+    pub originated: BTreeMap<IpNet, (RouteAttributes, Instant)>,
+    /// The last NOTIFICATION, rendered.
+    pub last_notification: Option<String>,
+}
+
+/// A request to a running peer task.
+#[derive(Debug)]
+pub enum Command {
+    /// Originate these routes from now on.
+    Routes(BTreeMap<IpNet, RouteAttributes>),
+    /// Stop the session (Cease) and end the task.
+    Stop,
+}
+
+/// A running peer.
+#[derive(Debug)]
+pub struct PeerHandle {
+    /// The spec it runs.
+    pub spec: PeerSpec,
+    /// Commands.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Its state, for queries.
+    pub view: Arc<Mutex<PeerView>>,
+    /// The task.
+    pub task: JoinHandle<()>,
+}
+
+/// Start a peer task.
+pub fn spawn(spec: PeerSpec) -> Result<PeerHandle, String> {
+    let config = spec.config()?;
+    let now = Instant::now();
+    let originated = spec
+        .routes()
+        .into_iter()
+        .map(|(p, a)| (p, (a, now)))
+        .collect();
+    let view = Arc::new(Mutex::new(PeerView {
+        spec: spec.clone(),
+        state: State::Idle,
+        established_at: None,
+        negotiated_as: None,
+        stats: Stats::default(),
+        received: BTreeMap::new(),
+        sent: BTreeMap::new(),
+        originated,
+        last_notification: None,
+    }));
+    let (commands, rx) = mpsc::unbounded_channel();
+    let (io_tx, io_rx) = mpsc::unbounded_channel();
+    let runner = Runner {
+        label: format!("{}/{} {}", spec.instance, spec.peer.name, spec.peer.address),
+        spec: spec.clone(),
+        session: Session::new(config),
+        epoch: Instant::now(),
+        view: view.clone(),
+        io_tx,
+        generation: 0,
+        connecting: None,
+        conn: None,
+        timers: BTreeMap::new(),
+    };
+    let task = tokio::spawn(runner.run(rx, io_rx));
+    Ok(PeerHandle {
+        spec,
+        commands,
+        view,
+        task,
+    })
+}
+
+/// Something the connection tasks report, tagged with the connection's
+/// generation so reports from an abandoned connection are ignored.
+enum Io {
+    Connected(tokio::net::TcpStream),
+    ConnectFailed(std::io::Error),
+    Data(Vec<u8>),
+    Closed(Option<std::io::Error>),
+}
+
+struct Connection {
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+    fd: std::os::fd::RawFd,
+    local: SocketAddr,
+}
+
+struct Runner {
+    label: String,
+    spec: PeerSpec,
+    session: Session,
+    epoch: Instant,
+    view: Arc<Mutex<PeerView>>,
+    io_tx: mpsc::UnboundedSender<(u64, Io)>,
+    generation: u64,
+    connecting: Option<(JoinHandle<()>, Instant)>,
+    conn: Option<Connection>,
+    timers: BTreeMap<Timer, Instant>,
+}
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut io: mpsc::UnboundedReceiver<(u64, Io)>,
+    ) {
+        info!(peer = %self.label, node = %self.spec.node, "starting BGP session");
+        self.event(Event::ManualStart);
+        loop {
+            let next = self
+                .timers
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, at)| (*t, *at));
+            let sleep = next.map(|(_, at)| tokio::time::Instant::from_std(at));
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Routes(routes)) => self.set_routes(routes),
+                    Some(Command::Stop) | None => break,
+                },
+                Some((generation, report)) = io.recv() => {
+                    if generation == self.generation {
+                        self.io(report);
+                    }
+                }
+                () = sleep_until(sleep) => {
+                    if let Some((timer, _)) = next {
+                        self.timers.remove(&timer);
+                        self.event(Event::TimerExpired(timer));
+                    }
+                }
+            }
+        }
+        info!(peer = %self.label, "stopping BGP session");
+        self.event(Event::ManualStop);
+        self.drop_connection();
+    }
+
+    fn now(&self) -> smoltcp::time::Instant {
+        let micros = i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX);
+        smoltcp::time::Instant::from_micros(micros)
+    }
+
+    fn event(&mut self, event: Event) {
+        let now = self.now();
+        let outputs = self.session.handle(now, event);
+        for output in outputs {
+            self.output(output);
+        }
+        let stats = self.session.stats().clone();
+        self.view.lock().unwrap().stats = stats;
+    }
+
+    fn io(&mut self, report: Io) {
+        match report {
+            Io::Connected(stream) => {
+                let since = self.connecting.take().map(|(_, since)| since);
+                let local = stream.local_addr();
+                let Ok(local) = local else {
+                    self.event(Event::ConnectionFailed);
+                    return;
+                };
+                debug!(peer = %self.label, %local, after = ?since.map(|s| s.elapsed()), "TCP connected");
+                let fd = stream.as_raw_fd();
+                let (mut read_half, mut write_half) = stream.into_split();
+                let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
+                tokio::spawn(async move {
+                    while let Some(bytes) = outbox.recv().await {
+                        if write_half.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = write_half.shutdown().await;
+                });
+                let tx = self.io_tx.clone();
+                let generation = self.generation;
+                let reader = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match read_half.read(&mut buf).await {
+                            Ok(0) => {
+                                let _ = tx.send((generation, Io::Closed(None)));
+                                return;
+                            }
+                            Ok(n) => {
+                                let _ = tx.send((generation, Io::Data(buf[..n].to_vec())));
+                            }
+                            Err(e) => {
+                                let _ = tx.send((generation, Io::Closed(Some(e))));
+                                return;
+                            }
+                        }
+                    }
+                });
+                self.conn = Some(Connection {
+                    writer,
+                    reader,
+                    fd,
+                    local,
+                });
+                self.event(Event::Connected);
+            }
+            Io::ConnectFailed(e) => {
+                self.connecting = None;
+                info!(peer = %self.label, error = %e, "TCP connection failed");
+                self.event(Event::ConnectionFailed);
+            }
+            Io::Data(bytes) => self.event(Event::Received(bytes)),
+            Io::Closed(error) => {
+                match error {
+                    Some(e) => info!(peer = %self.label, error = %e, "TCP connection lost"),
+                    None => info!(peer = %self.label, "TCP connection closed by the peer"),
+                }
+                self.drop_connection();
+                self.event(Event::ConnectionFailed);
+            }
+        }
+    }
+
+    fn drop_connection(&mut self) {
+        self.generation += 1;
+        if let Some((task, _)) = self.connecting.take() {
+            task.abort();
+        }
+        if let Some(conn) = self.conn.take() {
+            conn.reader.abort();
+        }
+    }
+
+    fn output(&mut self, output: Output) {
+        match output {
+            Output::Connect { ttl } => self.connect(ttl),
+            Output::SetTtl(ttl) => {
+                if let Some(conn) = &self.conn
+                    && let Err(e) = transport::set_ttl(conn.fd, self.spec.peer.address, ttl)
+                {
+                    warn!(peer = %self.label, error = %e, ttl, "cannot set the IP TTL");
+                }
+            }
+            Output::Close => {
+                if let Some((_, since)) = &self.connecting
+                    && self.spec.peer.password.is_some()
+                {
+                    warn!(
+                        peer = %self.label,
+                        waited = ?since.elapsed(),
+                        "TCP connect timed out on an MD5 session: probable TCP MD5 signature mismatch or no key on the peer (Linux drops such segments silently)"
+                    );
+                }
+                self.drop_connection();
+            }
+            Output::Send(bytes) => {
+                if let Some(conn) = &self.conn {
+                    let _ = conn.writer.send(bytes);
+                }
+            }
+            Output::ArmTimer { timer, at } => {
+                let micros = u64::try_from(at.total_micros()).unwrap_or(0);
+                self.timers
+                    .insert(timer, self.epoch + Duration::from_micros(micros));
+            }
+            Output::CancelTimer(timer) => {
+                self.timers.remove(&timer);
+            }
+            Output::StateChange { from, to } => {
+                info!(peer = %self.label, "BGP session state {} -> {}", from.name(), to.name());
+                let mut view = self.view.lock().unwrap();
+                view.state = to;
+                if to == State::Established {
+                    view.established_at = Some(Instant::now());
+                } else if from == State::Established {
+                    view.established_at = None;
+                    view.sent.clear();
+                }
+            }
+            Output::Established(negotiated) => {
+                info!(
+                    peer = %self.label,
+                    peer_as = negotiated.peer_as,
+                    peer_id = %negotiated.peer_id,
+                    hold = negotiated.hold_time,
+                    keepalive = negotiated.keepalive_time,
+                    families = ?negotiated.families,
+                    "BGP session established"
+                );
+                self.view.lock().unwrap().negotiated_as = Some(negotiated.peer_as);
+                let families: Vec<Family> = negotiated.families.iter().copied().collect();
+                for family in families {
+                    self.announce_all(family);
+                    if let Some(eor) = Update::end_of_rib(family) {
+                        self.event(Event::SendUpdate(Box::new(eor)));
+                    }
+                }
+            }
+            Output::Notification { sent, notification } => {
+                let text = describe(&notification);
+                let direction = if sent { "sent" } else { "received" };
+                warn!(peer = %self.label, "NOTIFICATION {direction}: {text}");
+                self.view.lock().unwrap().last_notification = Some(format!("{direction} {text}"));
+            }
+            Output::PeerDown { stale } => {
+                let mut view = self.view.lock().unwrap();
+                view.received
+                    .retain(|p, _| stale.contains(&advertise::family_of(p)));
+                for route in view.received.values_mut() {
+                    route.stale = true;
+                }
+                if !stale.is_empty() {
+                    info!(peer = %self.label, families = ?stale, kept = view.received.len(), "keeping the peer's routes as stale (graceful restart)");
+                }
+            }
+            Output::Announce {
+                family: _,
+                next_hop,
+                attributes,
+                prefixes,
+            } => {
+                let next_hop = crate::status::next_hop_address(&next_hop);
+                let now = Instant::now();
+                let mut view = self.view.lock().unwrap();
+                for prefix in prefixes {
+                    debug!(peer = %self.label, %prefix, %next_hop, "route received");
+                    view.received.insert(
+                        prefix,
+                        Received {
+                            next_hop,
+                            attributes: (*attributes).clone(),
+                            since: now,
+                            stale: false,
+                        },
+                    );
+                }
+            }
+            Output::Withdraw {
+                family: _,
+                prefixes,
+            } => {
+                let mut view = self.view.lock().unwrap();
+                for prefix in prefixes {
+                    debug!(peer = %self.label, %prefix, "route withdrawn");
+                    view.received.remove(&prefix);
+                }
+            }
+            Output::EndOfRib(family) => {
+                debug!(peer = %self.label, ?family, "End-of-RIB received");
+                self.purge_stale(family);
+            }
+            Output::PurgeStale(family) => {
+                info!(peer = %self.label, ?family, "purging the peer's stale routes");
+                self.purge_stale(family);
+            }
+            Output::RefreshRequested(family) => self.announce_all(family),
+            Output::AttributeErrors(errors) => {
+                warn!(peer = %self.label, ?errors, "UPDATE attribute errors (RFC 7606)");
+            }
+        }
+    }
+
+    fn purge_stale(&self, family: Family) {
+        let mut view = self.view.lock().unwrap();
+        view.received
+            .retain(|p, r| !(r.stale && advertise::family_of(p) == family));
+    }
+
+    fn connect(&mut self, ttl: u8) {
+        self.drop_connection();
+        let peer = &self.spec.peer;
+        let bind = self
+            .spec
+            .bind
+            .filter(|b| b.is_ipv4() == peer.address.is_ipv4());
+        let dial = Dial {
+            peer: SocketAddr::new(peer.address, peer.port),
+            local: bind,
+            md5_key: peer.password.as_ref().map(|p| p.0.clone()),
+            ttl,
+        };
+        debug!(peer = %self.label, ?bind, ttl, md5 = dial.md5_key.is_some(), "connecting");
+        let tx = self.io_tx.clone();
+        let generation = self.generation;
+        let task = tokio::spawn(async move {
+            let report = match transport::connect(&dial).await {
+                Ok(stream) => Io::Connected(stream),
+                Err(e) => Io::ConnectFailed(e),
+            };
+            let _ = tx.send((generation, report));
+        });
+        self.connecting = Some((task, Instant::now()));
+    }
+
+    fn speaker(&self) -> Option<Speaker> {
+        let local = self.conn.as_ref()?.local.ip();
+        let local_address = match local {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(local, IpAddr::V4),
+            v4 => v4,
+        };
+        Some(Speaker {
+            local_as: self.spec.local_asn,
+            ibgp: self.spec.ibgp(),
+            local_address,
+        })
+    }
+
+    fn negotiated(&self, family: Family) -> bool {
+        self.session.state() == State::Established
+            && self
+                .session
+                .negotiated()
+                .is_some_and(|n| n.families.contains(&family))
+    }
+
+    /// Announce every originated route of `family`.
+    fn announce_all(&mut self, family: Family) {
+        let routes: BTreeMap<IpNet, RouteAttributes> = self
+            .view
+            .lock()
+            .unwrap()
+            .originated
+            .iter()
+            .map(|(p, (a, _))| (*p, a.clone()))
+            .collect();
+        self.announce(family, &routes);
+    }
+
+    fn announce(&mut self, family: Family, routes: &BTreeMap<IpNet, RouteAttributes>) {
+        let Some(speaker) = self.speaker() else {
+            return;
+        };
+        if !self.negotiated(family) {
+            return;
+        }
+        let (updates, unsendable) = advertise::announce(&speaker, family, routes);
+        if !unsendable.is_empty() {
+            warn!(peer = %self.label, ?unsendable, local = %speaker.local_address, "no next hop of the prefixes' family on this session; not announced");
+        }
+        let now = Instant::now();
+        for update in updates {
+            {
+                let mut view = self.view.lock().unwrap();
+                let mut shown = update.attributes.clone();
+                shown.mp_reach = None;
+                shown.next_hop = None;
+                for prefix in update.announced() {
+                    info!(peer = %self.label, %prefix, next_hop = %speaker.local_address, "advertising");
+                    view.sent.insert(
+                        prefix,
+                        Sent {
+                            attributes: shown.clone(),
+                            next_hop: speaker.local_address,
+                            since: now,
+                        },
+                    );
+                }
+            }
+            self.event(Event::SendUpdate(Box::new(update)));
+        }
+    }
+
+    fn set_routes(&mut self, routes: BTreeMap<IpNet, RouteAttributes>) {
+        let old: BTreeMap<IpNet, RouteAttributes> = {
+            let view = self.view.lock().unwrap();
+            view.originated
+                .iter()
+                .map(|(p, (a, _))| (*p, a.clone()))
+                .collect()
+        };
+        let (withdrawn, changed) = advertise::diff(&old, &routes);
+        {
+            let mut view = self.view.lock().unwrap();
+            let now = Instant::now();
+            let previous = std::mem::take(&mut view.originated);
+            view.originated = routes
+                .into_iter()
+                .map(|(p, a)| {
+                    let since = previous
+                        .get(&p)
+                        .filter(|(old, _)| *old == a)
+                        .map_or(now, |(_, since)| *since);
+                    (p, (a, since))
+                })
+                .collect();
+        }
+        for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
+            let gone: Vec<IpNet> = withdrawn
+                .iter()
+                .filter(|p| advertise::family_of(p) == family)
+                .copied()
+                .collect();
+            if self.negotiated(family)
+                && let Some(update) = advertise::withdraw(family, &gone)
+            {
+                let mut view = self.view.lock().unwrap();
+                for prefix in &gone {
+                    info!(peer = %self.label, %prefix, "withdrawing");
+                    view.sent.remove(prefix);
+                }
+                drop(view);
+                self.event(Event::SendUpdate(Box::new(update)));
+            }
+            self.announce(family, &changed);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A NOTIFICATION as a log line: `4/0 Hold Timer Expired`, with the
+/// shutdown message when there is one.
+pub fn describe(n: &Notification) -> String {
+    let code = n.code;
+    let name = match code {
+        ErrorCode::MessageHeader(s) => format!("Message Header Error / {s:?}"),
+        ErrorCode::Open(s) => format!("OPEN Message Error / {s:?}"),
+        ErrorCode::Update(s) => format!("UPDATE Message Error / {s:?}"),
+        ErrorCode::HoldTimerExpired => "Hold Timer Expired".to_string(),
+        ErrorCode::Fsm(s) => format!("Finite State Machine Error / {s:?}"),
+        ErrorCode::Cease(s) => format!("Cease / {s:?}"),
+        ErrorCode::RouteRefresh(s) => format!("ROUTE-REFRESH Message Error / {s:?}"),
+        ErrorCode::Unknown { .. } => "unknown".to_string(),
+    };
+    let mut text = format!("{}/{} {name}", code.code(), code.subcode());
+    if let Some(message) = n.shutdown_message() {
+        text.push_str(&format!(" ({message:?})"));
+    }
+    text
+}
+
+/// The attributes shown for an originated route: Cilium shows
+/// `{Origin: i} {Nexthop: 0.0.0.0}` for them.
+pub fn originated_attributes(route: &RouteAttributes) -> PathAttributes {
+    PathAttributes {
+        origin: Some(Origin::Igp),
+        communities: route.communities.iter().copied().collect(),
+        large_communities: route.large_communities.iter().copied().collect(),
+        local_pref: route.local_preference,
+        ..PathAttributes::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use router_core::bgp::wire::notification::Cease;
+    use router_core::bgp::wire::{DecodeContext, Message};
+
+    #[test]
+    fn notifications_are_described_with_numbers_and_names() {
+        let n = Notification::new(ErrorCode::HoldTimerExpired, Vec::new());
+        assert_eq!(describe(&n), "4/0 Hold Timer Expired");
+        let n = Notification::cease_with_message(Cease::AdministrativeShutdown, "bye");
+        assert_eq!(describe(&n), "6/2 Cease / AdministrativeShutdown (\"bye\")");
+        let bytes = Message::Notification(n)
+            .to_bytes(&DecodeContext::default())
+            .unwrap();
+        assert!(bytes.len() > 19);
+    }
+}
