@@ -6,6 +6,7 @@
 //! timers and route selection to the modules that consume decoded messages.
 
 pub mod fsm;
+pub mod rib;
 pub mod wire;
 
 pub use wire::{DecodeContext, Error, Family, Message};
