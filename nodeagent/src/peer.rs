@@ -293,6 +293,9 @@ impl Runner {
             }
         }
         info!(peer = %self.label, "stopping BGP session");
+        if let Some((attempt, _)) = self.connecting.take() {
+            attempt.abort();
+        }
         self.event(Event::ManualStop);
         self.drop_connection();
     }
@@ -378,10 +381,20 @@ impl Runner {
         }
     }
 
+    /// Abandon the connection or the connection attempt. An attempt that
+    /// never completed on an MD5 session is most likely a key mismatch:
+    /// Linux drops segments with a bad or missing signature silently.
     fn drop_connection(&mut self) {
         self.generation += 1;
-        if let Some((task, _)) = self.connecting.take() {
+        if let Some((task, since)) = self.connecting.take() {
             task.abort();
+            if self.spec.peer.password.is_some() {
+                warn!(
+                    peer = %self.label,
+                    waited = ?since.elapsed(),
+                    "TCP connect timed out on an MD5 session: TCP MD5 signature mismatch or no key (probable; the peer's kernel drops such segments silently)"
+                );
+            }
         }
         if let Some(conn) = self.conn.take() {
             conn.reader.abort();
@@ -398,18 +411,7 @@ impl Runner {
                     warn!(peer = %self.label, error = %e, ttl, "cannot set the IP TTL");
                 }
             }
-            Output::Close => {
-                if let Some((_, since)) = &self.connecting
-                    && self.spec.peer.password.is_some()
-                {
-                    warn!(
-                        peer = %self.label,
-                        waited = ?since.elapsed(),
-                        "TCP connect timed out on an MD5 session: probable TCP MD5 signature mismatch or no key on the peer (Linux drops such segments silently)"
-                    );
-                }
-                self.drop_connection();
-            }
+            Output::Close => self.drop_connection(),
             Output::Send(bytes) => {
                 if let Some(conn) = &self.conn {
                     let _ = conn.writer.send(bytes);
