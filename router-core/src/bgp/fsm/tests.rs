@@ -497,20 +497,67 @@ fn updates_become_route_outputs() {
     assert_eq!(s.state(), State::Idle);
 }
 
-#[test]
-fn ipv6_routes_and_end_of_rib() {
+/// A session Established with a peer whose OPEN carried `caps`.
+fn established_with(caps: Vec<Capability>) -> Session {
     let mut s = Session::new(config());
     s.handle(at(0), Event::ManualStart);
     s.handle(at(0), Event::Connected);
-    s.handle(
-        at(0),
-        Event::Received(peer_open_with(vec![
-            Capability::Multiprotocol(Family::IPV4_UNICAST),
-            Capability::Multiprotocol(Family::IPV6_UNICAST),
-            Capability::FourOctetAs(65000),
-        ])),
-    );
+    s.handle(at(0), Event::Received(peer_open_with(caps)));
     s.handle(at(0), Event::Received(KEEPALIVE_BYTES.to_vec()));
+    assert_eq!(s.state(), State::Established);
+    s
+}
+
+#[test]
+fn attribute_discard_keeps_the_route() {
+    let mut s = in_state(State::Established);
+    let mut raw = bytes(Message::Update(Box::new(announce(
+        "10.4.0.0/24",
+        vec![65000],
+    ))));
+    // Append a malformed AGGREGATOR (3 octets): RFC 7606 attribute-discard.
+    let aggregator = [0xc0, 7, 3, 1, 2, 3];
+    let attrs_len_at = HEADER_LEN + 2;
+    let attrs_len = u16::from_be_bytes([raw[attrs_len_at], raw[attrs_len_at + 1]]);
+    let end = attrs_len_at + 2 + usize::from(attrs_len);
+    raw.splice(end..end, aggregator);
+    let total = raw.len() as u16;
+    raw[16..18].copy_from_slice(&total.to_be_bytes());
+    raw[attrs_len_at..attrs_len_at + 2].copy_from_slice(&(attrs_len + 6).to_be_bytes());
+    let out = s.handle(at(1), Event::Received(raw));
+    assert!(matches!(&out[1], Output::AttributeErrors(e)
+        if e[0].action == ErrorAction::AttributeDiscard && e[0].type_code == 7));
+    assert!(
+        matches!(&out[2], Output::Announce { attributes, .. } if attributes.aggregator.is_none())
+    );
+    assert_eq!(s.state(), State::Established);
+}
+
+#[test]
+fn as4_path_from_a_two_octet_peer_is_merged() {
+    let mut s = established_with(vec![Capability::Multiprotocol(Family::IPV4_UNICAST)]);
+    assert!(!s.negotiated().unwrap().four_octet_as);
+    let u = announce("10.5.0.0/24", vec![65000, 4_200_000_001]);
+    let two_octet = DecodeContext::new(false, [Family::IPV4_UNICAST]);
+    let raw = Message::Update(Box::new(u)).to_bytes(&two_octet).unwrap();
+    let out = s.handle(at(1), Event::Received(raw));
+    let Output::Announce { attributes, .. } = &out[1] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        attributes.as_path,
+        Some(AsPath::sequence(vec![65000, 4_200_000_001]))
+    );
+    assert_eq!(attributes.as4_path, None);
+}
+
+#[test]
+fn ipv6_routes_and_end_of_rib() {
+    let mut s = established_with(vec![
+        Capability::Multiprotocol(Family::IPV4_UNICAST),
+        Capability::Multiprotocol(Family::IPV6_UNICAST),
+        Capability::FourOctetAs(65000),
+    ]);
     let nh = NextHop::Ipv6 {
         global: "2001:db8::2".parse().unwrap(),
         link_local: None,
@@ -569,14 +616,7 @@ fn long_updates_are_split() {
 
 #[test]
 fn route_refresh_both_ways() {
-    let mut s = Session::new(config());
-    s.handle(at(0), Event::ManualStart);
-    s.handle(at(0), Event::Connected);
-    s.handle(
-        at(0),
-        Event::Received(peer_open_with(vec![Capability::RouteRefresh])),
-    );
-    s.handle(at(0), Event::Received(KEEPALIVE_BYTES.to_vec()));
+    let mut s = established_with(vec![Capability::RouteRefresh]);
     let out = s.handle(at(1), Event::SendRouteRefresh(Family::IPV4_UNICAST));
     assert_eq!(
         sent(&out),

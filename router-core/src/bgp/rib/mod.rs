@@ -254,6 +254,8 @@ struct Peer {
     session: Option<SessionInfo>,
     established: bool,
     adj_out: BTreeMap<IpNet, AttrId>,
+    /// Prefixes with a path from this peer.
+    received: usize,
 }
 
 /// One change to one prefix's paths.
@@ -456,6 +458,7 @@ impl Rib {
             session: None,
             established: false,
             adj_out: BTreeMap::new(),
+            received: 0,
         }));
         PeerId((self.peers.len() - 1) as u32)
     }
@@ -722,6 +725,7 @@ impl Rib {
         let mut released = None;
         let mut emptied = false;
         let fresh = entry.selected == 0;
+        let mut counted = 0isize;
         let position =
             |peer: PeerId, e: &Entry| e.paths.as_slice().iter().position(|p| p.peer == peer);
         match change {
@@ -733,8 +737,11 @@ impl Rib {
                         released = Some(slot.attrs);
                         *slot = path;
                     }
-                    Some(_) => {}
-                    None => entry.paths.push(path),
+                    Some(_) => counted = 1,
+                    None => {
+                        entry.paths.push(path);
+                        counted = 1;
+                    }
                 }
             }
             Change::Remove(peer) | Change::RemoveStale(peer) => {
@@ -743,6 +750,7 @@ impl Rib {
                     Some(i) if !stale_only || entry.paths.as_slice()[i].stale => {
                         released = Some(entry.paths.as_slice()[i].attrs);
                         emptied = !entry.paths.remove(i);
+                        counted = -1;
                     }
                     _ => return,
                 }
@@ -756,6 +764,14 @@ impl Rib {
                 return;
             }
             Change::Reselect => {}
+        }
+        let source = match change {
+            Change::Set(path) => path.peer,
+            Change::Remove(peer) | Change::RemoveStale(peer) | Change::MarkStale(peer) => peer,
+            Change::Reselect => PeerId::LOCAL,
+        };
+        if let Some(Some(p)) = self.peers.get_mut(source.0 as usize) {
+            p.received = p.received.saturating_add_signed(counted);
         }
         let new: Vec<Path> = if emptied {
             match prefix {
@@ -995,6 +1011,16 @@ impl Rib {
     /// The FIB's view of `prefix`.
     pub fn route(&self, prefix: IpNet) -> Option<BgpRoute> {
         self.route_of(self.entry(prefix)?.selected())
+    }
+
+    /// Prefixes with a path from peer `id` (`bgp peers`' received count).
+    pub fn received_count(&self, id: PeerId) -> usize {
+        self.peer(id).map_or(0, |p| p.received)
+    }
+
+    /// Prefixes sent to peer `id` (`bgp peers`' advertised count).
+    pub fn advertised_count(&self, id: PeerId) -> usize {
+        self.peer(id).map_or(0, |p| p.adj_out.len())
     }
 
     /// Prefixes with at least one path.

@@ -523,8 +523,12 @@ fn attribute_sets_are_shared_and_released() {
         &prefixes,
     );
     assert_eq!((r.len(), r.attribute_sets()), (100, 1));
+    assert_eq!(r.received_count(a), 100);
     let b = peer(&mut r, "10.0.0.2", 65002, "2.2.2.2");
     assert_eq!(r.adj_rib_out(b).count(), 100);
+    assert_eq!(r.advertised_count(b), 100);
+    r.withdraw(a, &prefixes[..10]);
+    assert_eq!(r.received_count(a), 90);
     assert_eq!(r.attribute_sets(), 2);
     r.remove_peer(a);
     assert_eq!((r.len(), r.attribute_sets()), (0, 0));
