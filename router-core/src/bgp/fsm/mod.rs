@@ -215,14 +215,8 @@ pub enum Timer {
     GracefulRestart,
 }
 
-const TIMERS: [Timer; 6] = [
-    Timer::ConnectRetry,
-    Timer::Hold,
-    Timer::Keepalive,
-    Timer::DelayOpen,
-    Timer::IdleHold,
-    Timer::GracefulRestart,
-];
+/// How many [`Timer`]s there are.
+const TIMER_COUNT: usize = 6;
 
 impl Timer {
     fn index(self) -> usize {
@@ -366,6 +360,14 @@ impl MessageCounts {
         *n += 1;
     }
 
+    fn add(&mut self, other: &MessageCounts) {
+        self.open += other.open;
+        self.update += other.update;
+        self.notification += other.notification;
+        self.keepalive += other.keepalive;
+        self.route_refresh += other.route_refresh;
+    }
+
     /// All messages.
     pub fn total(&self) -> u64 {
         self.open + self.update + self.notification + self.keepalive + self.route_refresh
@@ -453,7 +455,7 @@ enum Cause {
 pub struct Session {
     config: Config,
     state: State,
-    timers: [Option<Instant>; TIMERS.len()],
+    timers: [Option<Instant>; TIMER_COUNT],
     rng: u64,
     automatic: bool,
     rx: Vec<u8>,
@@ -472,7 +474,7 @@ impl Session {
             rng: config.seed,
             config,
             state: State::Idle,
-            timers: [None; TIMERS.len()],
+            timers: [None; TIMER_COUNT],
             automatic: false,
             rx: Vec::new(),
             ctx: DecodeContext::default(),
@@ -569,28 +571,9 @@ impl Session {
     pub fn inherit(&mut self, previous: &Session) -> Vec<Output> {
         self.automatic |= previous.automatic;
         self.stale.extend(previous.stale.iter().copied());
-        let sent = &mut self.stats.sent;
         let prev = &previous.stats;
-        for (a, b) in [
-            (&mut sent.open, prev.sent.open),
-            (&mut sent.update, prev.sent.update),
-            (&mut sent.notification, prev.sent.notification),
-            (&mut sent.keepalive, prev.sent.keepalive),
-            (&mut sent.route_refresh, prev.sent.route_refresh),
-            (&mut self.stats.received.open, prev.received.open),
-            (&mut self.stats.received.update, prev.received.update),
-            (
-                &mut self.stats.received.notification,
-                prev.received.notification,
-            ),
-            (&mut self.stats.received.keepalive, prev.received.keepalive),
-            (
-                &mut self.stats.received.route_refresh,
-                prev.received.route_refresh,
-            ),
-        ] {
-            *a += b;
-        }
+        self.stats.sent.add(&prev.sent);
+        self.stats.received.add(&prev.received);
         self.stats.established_transitions += prev.established_transitions;
         let mut out = Vec::new();
         if let Some(at) = previous.deadline(Timer::GracefulRestart) {

@@ -4,7 +4,7 @@
 //!
 //! Owns every path learned or originated and what was sent to each peer.
 //! It is fed what sessions report ([`Rib::apply`] takes a
-//! [`fsm::Output`](crate::bgp::fsm::Output)) and answers with [`Output`]s:
+//! [`fsm::Output`]) and answers with [`Output`]s:
 //! UPDATEs for a peer's session to send, and per prefix the ECMP next-hop
 //! set for the FIB. Sessions, timers and the FIB itself belong to others.
 //!
