@@ -5,7 +5,7 @@
 //! in as [`smoltcp::time::Instant`] values, randomness as seeds, and every
 //! state machine answers `(now, input)` with outputs the caller carries out.
 //!
-//! - [`bgp`]: BGP-4, starting with the wire codec.
+//! - [`bgp`]: BGP-4: wire codec, session state machine, RIBs and decision process.
 //! - `cilium` (feature `serde`): Cilium's BGP control-plane objects and
 //!   which instances, peers and prefixes they give a node.
 //! - [`fib`]: RIB and FIB, longest-prefix match, nexthop groups.

@@ -1,9 +1,13 @@
-//! BGP-4: the wire codec now; the session machine and RIBs build on it.
+//! BGP-4, sans-IO.
 //!
-//! Owns the byte-level side of BGP in [`wire`]: every message, capability and
-//! path attribute as a parsed representation with `parse` and `emit`, and the
-//! RFC 4271 §6 / RFC 7606 verdict on malformed input. It leaves sessions,
-//! timers and route selection to the modules that consume decoded messages.
+//! - [`wire`]: every message, capability and path attribute as a parsed
+//!   representation with `parse` and `emit`, and the RFC 4271 §6 / RFC 7606
+//!   verdict on malformed input.
+//! - [`fsm`]: one session's RFC 4271 §8 state machine, `(now, Event) -> Outputs`.
+//! - [`rib`]: Adj-RIBs-In/Out, Loc-RIB, the decision process, multipath, export
+//!   policy and the graceful-restart helper.
+//!
+//! Transports (kernel TCP in the agent, smoltcp in the simulator) live in the runtimes.
 
 pub mod fsm;
 pub mod rib;
