@@ -23,12 +23,15 @@ use smoltcp::iface::{self, Interface, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
+use crate::apps::bgp::Speaker;
 use crate::apps::{
     Apps, CurlId, CurlOptions, CurlResult, HttpClient, HttpServer, Ping, PingId, PingOptions,
     PingReport,
 };
 use crate::device::IpDevice;
 use crate::icmp;
+
+mod bgp;
 
 /// Ethernet header length.
 const ETH: usize = 14;
@@ -200,6 +203,9 @@ pub struct Host {
     device: IpDevice,
     sockets: SocketSet<'static>,
     apps: Apps,
+    bgp: Option<Speaker>,
+    /// Stopped speakers whose connection resets are still to go out.
+    bgp_dying: Vec<Speaker>,
     outbox: Vec<(PortId, Vec<u8>)>,
     now: Instant,
     next_port: u16,
@@ -297,6 +303,8 @@ impl Host {
             device,
             sockets: SocketSet::new(Vec::new()),
             apps: Apps::default(),
+            bgp: None,
+            bgp_dying: Vec::new(),
             outbox: Vec::new(),
             now: Instant::ZERO,
             next_port: EPHEMERAL + (config.seed % 16384) as u16,
@@ -445,7 +453,7 @@ impl Host {
         self.advance(now);
         for _ in 0..MAX_ROUNDS {
             self.iface.poll(now, &mut self.device, &mut self.sockets);
-            let acted = self.apps.poll(now, &mut self.sockets);
+            let acted = self.apps.poll(now, &mut self.sockets) | self.poll_bgp(now);
             let sent = self.device.take_tx();
             let emitted = !sent.is_empty();
             for packet in sent {
@@ -464,7 +472,8 @@ impl Host {
             return Some(self.now);
         }
         let stack = self.iface.poll_at(self.now, &self.sockets);
-        [self.neighbours.poll_at(), stack, self.apps.poll_at()]
+        let bgp = self.bgp.as_ref().and_then(Speaker::poll_at);
+        [self.neighbours.poll_at(), stack, self.apps.poll_at(), bgp]
             .into_iter()
             .flatten()
             .min()

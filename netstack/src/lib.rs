@@ -4,7 +4,8 @@
 //! - [`host`]: [`Host`], its ports, tables, slow path and counters;
 //! - [`device`]: the in-memory IP device under the host's smoltcp interface;
 //! - [`icmp`]: the ICMP errors the host sends (time exceeded, unreachable);
-//! - [`apps`]: `whoami` HTTP server, `curl` and `ping` on the host's sockets.
+//! - [`apps`]: `whoami` HTTP server, `curl`, `ping` and a BGP speaker on the
+//!   host's sockets (the speaker's routes go into the host's FIB).
 //!
 //! A driver (the simulator) hands each received frame to [`Host::receive`],
 //! calls [`Host::poll`] to get frames to send, and asks [`Host::poll_at`] when

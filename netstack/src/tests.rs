@@ -418,3 +418,152 @@ fn pod_gateways_reach_each_other_through_a_vxlan_tunnel() {
     assert_eq!(outer.dst_addr(), v4("192.168.10.101"));
     assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), 8472);
 }
+
+mod bgp {
+    use std::net::IpAddr;
+
+    use router_core::bgp::fsm::{Config, GracefulRestartConfig, PeerAs, State};
+    use router_core::bgp::rib::{PeerConfig, RibConfig};
+    use router_core::bgp::wire::PathAttributes;
+    use router_core::fib::{NexthopKind, Protocol};
+    use smoltcp::time::Duration;
+
+    use super::{CLIENT, Lab, ROUTER, SERVER, net, routed, v4};
+    use crate::apps::bgp::PeerSpec;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn spec(
+        local_as: u32,
+        peer_as: u32,
+        id: &str,
+        peer: &str,
+        local: &str,
+        passive: bool,
+    ) -> PeerSpec {
+        let mut session = Config::new(local_as, PeerAs::Exact(peer_as), v4(id));
+        session.passive = passive;
+        session.hold_time = 9;
+        session.keepalive_time = Some(3);
+        session.connect_retry_time = Duration::from_secs(1);
+        session.idle_hold_time = Duration::from_secs(1);
+        session.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: 15,
+            ..GracefulRestartConfig::default()
+        });
+        PeerSpec {
+            session,
+            rib: PeerConfig::new(ip(peer), Some(v4(local))),
+        }
+    }
+
+    fn start_router(lab: &mut Lab) {
+        let now = lab.now;
+        let r = &mut lab.hosts[ROUTER];
+        let mut rib = RibConfig::new(65000, v4("10.0.1.1"));
+        rib.maximum_paths = 4;
+        r.bgp_start(now, rib);
+        r.bgp_add_peer(
+            now,
+            spec(65000, 65001, "10.0.1.1", "10.0.1.10", "10.0.1.1", true),
+        );
+        r.bgp_add_peer(
+            now,
+            spec(65000, 65001, "10.0.1.1", "10.0.2.10", "10.0.2.1", true),
+        );
+        r.bgp_originate(now, net("10.10.1.0/24"), PathAttributes::default());
+    }
+
+    /// Client and server (AS 65001, active, routes not installed, as
+    /// Cilium) peer with the router (AS 65000, passive, installing with
+    /// multipath); both originate 172.16.1.1/32, the router installs it as
+    /// a two-way ECMP route at distance 20.
+    fn peered() -> Lab {
+        let mut lab = routed(true);
+        start_router(&mut lab);
+        let now = lab.now;
+        for (i, me, router) in [
+            (CLIENT, "10.0.1.10", "10.0.1.1"),
+            (SERVER, "10.0.2.10", "10.0.2.1"),
+        ] {
+            let h = &mut lab.hosts[i];
+            let mut rib = RibConfig::new(65001, v4(me));
+            rib.install = false;
+            h.bgp_start(now, rib);
+            h.bgp_add_peer(now, spec(65001, 65000, me, router, me, false));
+            h.bgp_originate(now, net("172.16.1.1/32"), PathAttributes::default());
+        }
+        lab.hosts[CLIENT].bgp_originate(now, net("172.20.0.0/24"), PathAttributes::default());
+        lab.run_for(Duration::from_secs(5));
+        lab
+    }
+
+    fn state(lab: &Lab, host: usize, peer: &str) -> State {
+        lab.hosts[host].bgp().unwrap().peers()[&ip(peer)]
+            .session()
+            .state()
+    }
+
+    #[test]
+    fn sessions_establish_over_smoltcp_and_the_router_installs_ecmp() {
+        let lab = peered();
+        assert_eq!(state(&lab, ROUTER, "10.0.1.10"), State::Established);
+        assert_eq!(state(&lab, ROUTER, "10.0.2.10"), State::Established);
+        let fib = lab.hosts[ROUTER].fib();
+        let g = fib.group(fib.lookup(ip("172.16.1.1")).unwrap()).unwrap();
+        let hops: Vec<IpAddr> = g
+            .members()
+            .iter()
+            .filter_map(|m| match m.kind {
+                NexthopKind::Gateway { addr, .. } => Some(addr),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hops, vec![ip("10.0.1.10"), ip("10.0.2.10")]);
+        let installed = fib
+            .routes()
+            .find(|r| r.prefix == net("172.16.1.1/32"))
+            .unwrap()
+            .route;
+        assert_eq!(
+            (installed.protocol, installed.distance),
+            (Protocol::Ebgp, 20)
+        );
+        // The server learned the router's network, not the client's pod
+        // CIDR (its AS_PATH holds the server's AS too), and does not
+        // install received routes.
+        let server = lab.hosts[SERVER].bgp().unwrap().rib();
+        assert_eq!(server.paths(net("10.10.1.0/24")).len(), 1);
+        assert!(server.paths(net("172.20.0.0/24")).is_empty());
+        let fib = lab.hosts[SERVER].fib();
+        assert!(fib.routes().all(|r| r.route.protocol != Protocol::Ebgp));
+    }
+
+    #[test]
+    fn a_router_restart_leaves_stale_routes_on_the_peers_until_it_is_back() {
+        let mut lab = peered();
+        let now = lab.now;
+        lab.hosts[ROUTER].bgp_stop(now);
+        assert!(lab.hosts[ROUTER].fib().lookup(ip("172.16.1.1")).is_none());
+        lab.run_for(Duration::from_millis(100));
+        assert_ne!(state(&lab, SERVER, "10.0.2.1"), State::Established);
+        let paths = lab.hosts[SERVER]
+            .bgp()
+            .unwrap()
+            .rib()
+            .paths(net("10.10.1.0/24"));
+        assert!(paths.len() == 1 && paths[0].stale, "kept stale: {paths:?}");
+        start_router(&mut lab);
+        lab.run_for(Duration::from_secs(5));
+        assert_eq!(state(&lab, SERVER, "10.0.2.1"), State::Established);
+        let paths = lab.hosts[SERVER]
+            .bgp()
+            .unwrap()
+            .rib()
+            .paths(net("10.10.1.0/24"));
+        assert!(paths.len() == 1 && !paths[0].stale);
+        assert!(lab.hosts[ROUTER].fib().lookup(ip("172.16.1.1")).is_some());
+    }
+}

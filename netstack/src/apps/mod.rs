@@ -2,11 +2,13 @@
 //!
 //! - [`http_server`]: the `whoami` HTTP server;
 //! - [`curl`]: one HTTP GET with curl's timeouts;
-//! - [`ping`]: ICMP echo with TTL and RTT per reply.
+//! - [`ping`]: ICMP echo with TTL and RTT per reply;
+//! - [`bgp`]: a BGP speaker (sessions and RIB) over the host's TCP.
 //!
 //! [`Apps`] owns the running instances and their ids; the host owns the sockets
 //! they use and decides addresses and ports.
 
+pub mod bgp;
 pub mod curl;
 pub mod http_server;
 pub mod ping;
