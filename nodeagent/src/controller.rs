@@ -1,20 +1,51 @@
 //! The BGP controller: turns the configuration into running peer tasks and
 //! keeps them in step as it changes (start, stop, restart on a settings
-//! change, new routes without a restart), and answers status queries.
+//! change, new routes without a restart), one shared RIB per BGP instance,
+//! and answers status queries from the RIBs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
+use ipnet::IpNet;
+use router_core::bgp::rib::{PathInfo, PeerId};
+use router_core::bgp::wire::Family;
+use router_core::cilium::bgp::Afi;
+use router_core::cilium::desired::RouteAttributes;
 use router_core::cilium::{LocalEndpoints, Objects, desired};
 use tracing::{error, info, warn};
 
-use crate::advertise::family_of;
+use crate::instance::{Instance, SharedInstance};
 use crate::peer::{self, Command, PeerHandle, PeerSpec};
-use crate::status::{FamilyStatus, PeerStatus, RouteStatus, Table, render_attributes};
+use crate::status::{
+    FamilyStatus, PeerStatus, RouteStatus, Table, next_hop_address, render_attributes,
+};
 
 /// Peers are keyed by instance and peer name.
 type PeerKey = (String, String);
+
+/// Instances are keyed by name, AS and router id (a change of either
+/// starts a new RIB).
+type InstanceKey = (String, u32, Ipv4Addr);
+
+fn instance_key(spec: &PeerSpec) -> InstanceKey {
+    (spec.instance.clone(), spec.local_asn, spec.router_id)
+}
+
+fn family(afi: Afi) -> Family {
+    match afi {
+        Afi::Ipv4 => Family::IPV4_UNICAST,
+        Afi::Ipv6 => Family::IPV6_UNICAST,
+    }
+}
+
+fn family_of(prefix: &IpNet) -> Family {
+    match prefix {
+        IpNet::V4(_) => Family::IPV4_UNICAST,
+        IpNet::V6(_) => Family::IPV6_UNICAST,
+    }
+}
 
 /// The running BGP control plane of one node.
 #[derive(Debug)]
@@ -22,6 +53,7 @@ pub struct Controller {
     node: String,
     router_id: Option<Ipv4Addr>,
     peers: BTreeMap<PeerKey, PeerHandle>,
+    instances: BTreeMap<InstanceKey, SharedInstance>,
     reported: BTreeSet<String>,
 }
 
@@ -33,6 +65,7 @@ impl Controller {
             node: node.into(),
             router_id,
             peers: BTreeMap::new(),
+            instances: BTreeMap::new(),
             reported: BTreeSet::new(),
         }
     }
@@ -44,14 +77,14 @@ impl Controller {
         let router_id = self.router_id.or(want.router_id);
         let node = objects.nodes.get(&self.node);
         let bind_v4 = node.and_then(|n| n.internal_ipv4()).map(IpAddr::V4);
-        let bind_v6 = node.and_then(|n| {
+        let local_v6 = node.and_then(|n| {
             n.status
                 .addresses
                 .iter()
                 .filter(|a| a.kind == "InternalIP")
-                .find_map(|a| a.address.parse::<std::net::Ipv6Addr>().ok())
-                .map(IpAddr::V6)
+                .find_map(|a| a.address.parse::<Ipv6Addr>().ok())
         });
+        let bind_v6 = local_v6.map(IpAddr::V6);
         let mut specs = BTreeMap::new();
         match router_id {
             None if !want.instances.is_empty() => {
@@ -76,6 +109,7 @@ impl Controller {
                             local_asn: instance.local_asn,
                             router_id,
                             bind,
+                            local_v6,
                             peer,
                         };
                         specs.insert(key, spec);
@@ -116,16 +150,36 @@ impl Controller {
                 let _ = handle.commands.send(Command::Stop);
             }
         }
+        let mut originated: BTreeMap<InstanceKey, BTreeMap<IpNet, RouteAttributes>> =
+            BTreeMap::new();
+        for spec in specs.values() {
+            let routes = originated.entry(instance_key(spec)).or_default();
+            for (prefix, route) in spec.routes() {
+                routes.entry(prefix).or_insert(route);
+            }
+        }
+        self.instances.retain(|k, _| originated.contains_key(k));
+        for (key, routes) in originated {
+            let instance = self
+                .instances
+                .entry(key.clone())
+                .or_insert_with(|| Instance::shared(key.1, key.2));
+            instance.lock().unwrap().set_originated(routes);
+        }
         for (key, spec) in specs {
+            let instance = self.instances[&instance_key(&spec)].clone();
             match self.peers.get_mut(&key) {
                 Some(handle) => {
                     if handle.spec != spec {
-                        let _ = handle.commands.send(Command::Routes(spec.routes()));
+                        instance
+                            .lock()
+                            .unwrap()
+                            .set_export(handle.id, &spec.prefixes());
                         handle.view.lock().unwrap().spec = spec.clone();
                         handle.spec = spec;
                     }
                 }
-                None => match peer::spawn(spec) {
+                None => match peer::spawn(spec, instance) {
                     Ok(handle) => {
                         self.peers.insert(key, handle);
                     }
@@ -153,29 +207,37 @@ impl Controller {
             .values()
             .map(|handle| {
                 let view = handle.view.lock().unwrap();
+                let instance = handle.instance.lock().unwrap();
+                let rib = &instance.rib;
                 let spec = &view.spec;
+                let single_family = spec.peer.families.len() == 1;
                 let families = spec
                     .peer
                     .families
                     .iter()
                     .map(|f| {
-                        let family = match f.afi {
-                            router_core::cilium::bgp::Afi::Ipv4 => {
-                                router_core::bgp::wire::Family::IPV4_UNICAST
-                            }
-                            router_core::cilium::bgp::Afi::Ipv6 => {
-                                router_core::bgp::wire::Family::IPV6_UNICAST
-                            }
+                        let family = family(f.afi);
+                        // One family: the RIB's running count, without a walk.
+                        let accepted = if single_family {
+                            rib.received_count(handle.id)
+                        } else {
+                            rib.adj_rib_in(handle.id)
+                                .filter(|(p, _)| family_of(p) == family)
+                                .count()
                         };
+                        let looped = instance
+                            .looped(handle.id)
+                            .filter(|(p, _)| family_of(p) == family)
+                            .count();
+                        let received = accepted + looped;
                         FamilyStatus {
                             afi: f.afi.to_string(),
                             safi: f.safi.to_string(),
-                            received: view
-                                .received
-                                .keys()
-                                .filter(|p| family_of(p) == family)
+                            received,
+                            advertised: rib
+                                .adj_rib_out(handle.id)
+                                .filter(|(p, _)| family_of(p) == family)
                                 .count(),
-                            advertised: view.sent.keys().filter(|p| family_of(p) == family).count(),
                         }
                     })
                     .collect();
@@ -197,61 +259,87 @@ impl Controller {
             .collect()
     }
 
-    /// Every route: originated (per instance), advertised and received (per peer).
+    /// Every route: each instance's originated routes in its Loc-RIB
+    /// (available: Cilium rejects received routes on import, so its Loc-RIB
+    /// holds only these), and per peer its Adj-RIB-Out (advertised) and its
+    /// Adj-RIB-In with the routes refused for an AS loop (received). The RIB keeps no
+    /// time per path: a peer's routes are as old as its session, originated
+    /// ones date from their origination.
     pub fn routes(&self) -> Vec<RouteStatus> {
         let now = Instant::now();
-        let mut available: BTreeMap<(u32, ipnet::IpNet), RouteStatus> = BTreeMap::new();
-        let mut per_peer = Vec::new();
+        let mut out = Vec::new();
+        let mut ages: BTreeMap<PeerId, u64> = BTreeMap::new();
         for handle in self.peers.values() {
             let view = handle.view.lock().unwrap();
-            let spec = &view.spec;
-            for (prefix, (attrs, since)) in &view.originated {
-                let unspecified = match prefix {
-                    ipnet::IpNet::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    ipnet::IpNet::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-                };
-                let age = now.duration_since(*since).as_secs();
-                let route = RouteStatus {
-                    table: Table::Available,
-                    node: spec.node.clone(),
-                    vrouter: spec.local_asn,
-                    peer: None,
-                    prefix: *prefix,
-                    next_hop: unspecified,
+            let age = view
+                .established_at
+                .map_or(0, |t| now.duration_since(t).as_secs());
+            ages.insert(handle.id, age);
+        }
+        for ((_, local_asn, _), shared) in &self.instances {
+            let instance = shared.lock().unwrap();
+            let peers: Vec<&PeerHandle> = self
+                .peers
+                .values()
+                .filter(|h| Arc::ptr_eq(&h.instance, shared))
+                .collect();
+            let row = |table, peer: Option<IpAddr>, prefix: IpNet, path: &PathInfo<'_>, age| {
+                let next_hop = next_hop_address(&path.attrs.next_hop);
+                RouteStatus {
+                    table,
+                    node: self.node.clone(),
+                    vrouter: *local_asn,
+                    peer,
+                    prefix,
+                    next_hop,
                     age_secs: age,
-                    attrs: render_attributes(&peer::originated_attributes(attrs), unspecified),
-                    stale: false,
-                };
-                let entry = available.entry((spec.local_asn, *prefix)).or_insert(route);
-                entry.age_secs = entry.age_secs.max(age);
+                    attrs: render_attributes(&path.attrs.attributes, next_hop),
+                    stale: path.stale,
+                }
+            };
+            for (prefix, path) in instance.rib.loc_rib() {
+                if path.peer != PeerId::LOCAL {
+                    continue;
+                }
+                let age = instance
+                    .originated_since(&prefix)
+                    .map_or(0, |since| now.duration_since(since).as_secs());
+                out.push(row(Table::Available, None, prefix, &path, age));
             }
-            for (prefix, sent) in &view.sent {
-                per_peer.push(RouteStatus {
-                    table: Table::Advertised,
-                    node: spec.node.clone(),
-                    vrouter: spec.local_asn,
-                    peer: Some(spec.peer.address),
-                    prefix: *prefix,
-                    next_hop: sent.next_hop,
-                    age_secs: now.duration_since(sent.since).as_secs(),
-                    attrs: render_attributes(&sent.attributes, sent.next_hop),
-                    stale: false,
-                });
+            for handle in &peers {
+                let age = ages.get(&handle.id).copied().unwrap_or(0);
+                let address = Some(handle.spec.peer.address);
+                for (prefix, attrs) in instance.rib.adj_rib_out(handle.id) {
+                    let path = PathInfo {
+                        peer: handle.id,
+                        attrs,
+                        best: true,
+                        selected: true,
+                        stale: false,
+                    };
+                    out.push(row(Table::Advertised, address, prefix, &path, age));
+                }
             }
-            for (prefix, received) in &view.received {
-                per_peer.push(RouteStatus {
-                    table: Table::Received,
-                    node: spec.node.clone(),
-                    vrouter: spec.local_asn,
-                    peer: Some(spec.peer.address),
-                    prefix: *prefix,
-                    next_hop: received.next_hop,
-                    age_secs: now.duration_since(received.since).as_secs(),
-                    attrs: render_attributes(&received.attributes, received.next_hop),
-                    stale: received.stale,
-                });
+            for handle in &peers {
+                let age = ages.get(&handle.id).copied().unwrap_or(0);
+                let address = Some(handle.spec.peer.address);
+                let mut received: BTreeMap<IpNet, PathInfo<'_>> =
+                    instance.rib.adj_rib_in(handle.id).collect();
+                for (prefix, looped) in instance.looped(handle.id) {
+                    let path = PathInfo {
+                        peer: handle.id,
+                        attrs: &looped.attrs,
+                        best: false,
+                        selected: false,
+                        stale: looped.stale,
+                    };
+                    received.insert(*prefix, path);
+                }
+                for (prefix, path) in received {
+                    out.push(row(Table::Received, address, prefix, &path, age));
+                }
             }
         }
-        available.into_values().chain(per_peer).collect()
+        out
     }
 }

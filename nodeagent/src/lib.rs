@@ -8,14 +8,14 @@
 //! - [`config`]: the configuration directory.
 //! - [`controller`]: configuration → running peers; status.
 //! - [`peer`]: one session as a tokio task; [`transport`]: kernel TCP (MD5, TTL).
-//! - [`advertise`]: originated routes as UPDATEs.
+//! - [`instance`]: a BGP instance's RIB (router-core's), originated routes, per-peer export.
 //! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers.
 
-pub mod advertise;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod instance;
 pub mod metrics;
 pub mod output;
 pub mod peer;

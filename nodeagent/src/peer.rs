@@ -1,11 +1,11 @@
 //! One BGP peer as a tokio task: router-core's sans-IO [`Session`] driven
 //! over kernel TCP. The task dials the peer (the agent is the initiator, as
 //! Cilium is), carries out the session's outputs (connects, sends, closes,
-//! timers, TTL), keeps the peer's routes (never installed in the kernel)
-//! and announces the node's originated routes.
+//! timers, TTL) and feeds what the session learns to the instance's RIB,
+//! sending the UPDATEs the RIB asks for.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use ipnet::IpNet;
 use router_core::bgp::fsm::{
     Config, Event, GracefulRestartConfig, Output, PeerAs, Session, State, Stats, Timer,
 };
-use router_core::bgp::wire::{ErrorCode, Family, Notification, Origin, PathAttributes, Update};
+use router_core::bgp::rib::PeerId;
+use router_core::bgp::wire::{ErrorCode, Family, Notification, Update};
 use router_core::cilium::DesiredPeer;
 use router_core::cilium::bgp::Afi;
 use router_core::cilium::desired::RouteAttributes;
@@ -23,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::advertise::{self, Speaker};
+use crate::instance::SharedInstance;
 use crate::transport::{self, Dial};
 
 /// Everything that defines a session; a change restarts it. The routes to
@@ -40,6 +41,9 @@ pub struct PeerSpec {
     pub router_id: Ipv4Addr,
     /// The local address to bind.
     pub bind: Option<IpAddr>,
+    /// The node's IPv6 address: the next hop of IPv6 routes sent over an
+    /// IPv4 session (MP-BGP).
+    pub local_v6: Option<Ipv6Addr>,
     /// The peer as configured.
     pub peer: DesiredPeer,
 }
@@ -53,6 +57,15 @@ impl PeerSpec {
             f.routes.clear();
         }
         s
+    }
+
+    /// The prefixes this peer is sent.
+    pub fn prefixes(&self) -> BTreeSet<IpNet> {
+        self.peer
+            .families
+            .iter()
+            .flat_map(|f| f.routes.keys().copied())
+            .collect()
     }
 
     /// The routes to originate, all families together.
@@ -118,30 +131,6 @@ fn seed(text: &str) -> u64 {
     })
 }
 
-/// A route received from the peer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// Its next hop.
-    pub next_hop: IpAddr,
-    /// Its attributes.
-    pub attributes: PathAttributes,
-    /// When it arrived.
-    pub since: Instant,
-    /// Kept stale for a restarting peer.
-    pub stale: bool,
-}
-
-/// A route sent to the peer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    /// The attributes sent.
-    pub attributes: PathAttributes,
-    /// The next hop sent.
-    pub next_hop: IpAddr,
-    /// When.
-    pub since: Instant,
-}
-
 /// What the task shares with queries.
 #[derive(Debug)]
 pub struct PeerView {
@@ -155,12 +144,6 @@ pub struct PeerView {
     pub negotiated_as: Option<u32>,
     /// Session counters.
     pub stats: Stats,
-    /// Adj-RIB-In.
-    pub received: BTreeMap<IpNet, Received>,
-    /// Adj-RIB-Out.
-    pub sent: BTreeMap<IpNet, Sent>,
-    /// The originated routes and since when.
-    pub originated: BTreeMap<IpNet, (RouteAttributes, Instant)>,
     /// The last NOTIFICATION, rendered.
     pub last_notification: Option<String>,
 }
@@ -168,8 +151,6 @@ pub struct PeerView {
 /// A request to a running peer task.
 #[derive(Debug)]
 pub enum Command {
-    /// Originate these routes from now on.
-    Routes(BTreeMap<IpNet, RouteAttributes>),
     /// Stop the session (Cease) and end the task.
     Stop,
 }
@@ -183,28 +164,28 @@ pub struct PeerHandle {
     pub commands: mpsc::UnboundedSender<Command>,
     /// Its state, for queries.
     pub view: Arc<Mutex<PeerView>>,
+    /// Its instance.
+    pub instance: SharedInstance,
+    /// Its name in the instance's RIB.
+    pub id: PeerId,
     /// The task.
     pub task: JoinHandle<()>,
 }
 
-/// Start a peer task.
-pub fn spawn(spec: PeerSpec) -> Result<PeerHandle, String> {
+/// Start a peer task of `instance`.
+pub fn spawn(spec: PeerSpec, instance: SharedInstance) -> Result<PeerHandle, String> {
     let config = spec.config()?;
-    let now = Instant::now();
-    let originated = spec
-        .routes()
-        .into_iter()
-        .map(|(p, a)| (p, (a, now)))
-        .collect();
+    let (mailbox, updates) = mpsc::unbounded_channel();
+    let id = instance
+        .lock()
+        .unwrap()
+        .add_peer(spec.peer.address, &spec.prefixes(), mailbox);
     let view = Arc::new(Mutex::new(PeerView {
         spec: spec.clone(),
         state: State::Idle,
         established_at: None,
         negotiated_as: None,
         stats: Stats::default(),
-        received: BTreeMap::new(),
-        sent: BTreeMap::new(),
-        originated,
         last_notification: None,
     }));
     let (commands, rx) = mpsc::unbounded_channel();
@@ -215,17 +196,21 @@ pub fn spawn(spec: PeerSpec) -> Result<PeerHandle, String> {
         session: Session::new(config),
         epoch: Instant::now(),
         view: view.clone(),
+        instance: instance.clone(),
+        id,
         io_tx,
         generation: 0,
         connecting: None,
         conn: None,
         timers: BTreeMap::new(),
     };
-    let task = tokio::spawn(runner.run(rx, io_rx));
+    let task = tokio::spawn(runner.run(rx, updates, io_rx));
     Ok(PeerHandle {
         spec,
         commands,
         view,
+        instance,
+        id,
         task,
     })
 }
@@ -243,7 +228,6 @@ struct Connection {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     reader: JoinHandle<()>,
     fd: std::os::fd::RawFd,
-    local: SocketAddr,
 }
 
 struct Runner {
@@ -252,6 +236,8 @@ struct Runner {
     session: Session,
     epoch: Instant,
     view: Arc<Mutex<PeerView>>,
+    instance: SharedInstance,
+    id: PeerId,
     io_tx: mpsc::UnboundedSender<(u64, Io)>,
     generation: u64,
     connecting: Option<(JoinHandle<()>, Instant)>,
@@ -263,6 +249,7 @@ impl Runner {
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
+        mut updates: mpsc::UnboundedReceiver<Box<Update>>,
         mut io: mpsc::UnboundedReceiver<(u64, Io)>,
     ) {
         info!(peer = %self.label, node = %self.spec.node, "starting BGP session");
@@ -276,9 +263,9 @@ impl Runner {
             let sleep = next.map(|(_, at)| tokio::time::Instant::from_std(at));
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Routes(routes)) => self.set_routes(routes),
                     Some(Command::Stop) | None => break,
                 },
+                Some(update) = updates.recv() => self.event(Event::SendUpdate(update)),
                 Some((generation, report)) = io.recv() => {
                     if generation == self.generation {
                         self.io(report);
@@ -298,6 +285,7 @@ impl Runner {
         }
         self.event(Event::ManualStop);
         self.drop_connection();
+        self.instance.lock().unwrap().remove_peer(self.id);
     }
 
     fn now(&self) -> smoltcp::time::Instant {
@@ -325,6 +313,17 @@ impl Runner {
                     return;
                 };
                 debug!(peer = %self.label, %local, after = ?since.map(|s| s.elapsed()), "TCP connected");
+                let (v4, v6) = match local.ip() {
+                    IpAddr::V4(v4) => (Some(v4), self.spec.local_v6),
+                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                        Some(v4) => (Some(v4), self.spec.local_v6),
+                        None => (None, Some(v6)),
+                    },
+                };
+                self.instance
+                    .lock()
+                    .unwrap()
+                    .set_local_addresses(self.id, v4, v6);
                 let fd = stream.as_raw_fd();
                 let (mut read_half, mut write_half) = stream.into_split();
                 let (writer, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -356,12 +355,7 @@ impl Runner {
                         }
                     }
                 });
-                self.conn = Some(Connection {
-                    writer,
-                    reader,
-                    fd,
-                    local,
-                });
+                self.conn = Some(Connection { writer, reader, fd });
                 self.event(Event::Connected);
             }
             Io::ConnectFailed(e) => {
@@ -402,6 +396,7 @@ impl Runner {
     }
 
     fn output(&mut self, output: Output) {
+        let own = self.instance.lock().unwrap().apply(self.id, &output);
         match output {
             Output::Connect { ttl } => self.connect(ttl),
             Output::SetTtl(ttl) => {
@@ -433,7 +428,6 @@ impl Runner {
                     view.established_at = Some(Instant::now());
                 } else if from == State::Established {
                     view.established_at = None;
-                    view.sent.clear();
                 }
             }
             Output::Established(negotiated) => {
@@ -447,13 +441,6 @@ impl Runner {
                     "BGP session established"
                 );
                 self.view.lock().unwrap().negotiated_as = Some(negotiated.peer_as);
-                let families: Vec<Family> = negotiated.families.iter().copied().collect();
-                for family in families {
-                    self.announce_all(family);
-                    if let Some(eor) = Update::end_of_rib(family) {
-                        self.event(Event::SendUpdate(Box::new(eor)));
-                    }
-                }
             }
             Output::Notification { sent, notification } => {
                 let text = describe(&notification);
@@ -462,67 +449,33 @@ impl Runner {
                 self.view.lock().unwrap().last_notification = Some(format!("{direction} {text}"));
             }
             Output::PeerDown { stale } => {
-                let mut view = self.view.lock().unwrap();
-                view.received
-                    .retain(|p, _| stale.contains(&advertise::family_of(p)));
-                for route in view.received.values_mut() {
-                    route.stale = true;
-                }
                 if !stale.is_empty() {
-                    info!(peer = %self.label, families = ?stale, kept = view.received.len(), "keeping the peer's routes as stale (graceful restart)");
+                    let kept = self.instance.lock().unwrap().rib.received_count(self.id);
+                    info!(peer = %self.label, families = ?stale, kept, "keeping the peer's routes as stale (graceful restart)");
                 }
             }
-            Output::Announce {
-                family: _,
-                next_hop,
-                attributes,
-                prefixes,
-            } => {
-                let next_hop = crate::status::next_hop_address(&next_hop);
-                let now = Instant::now();
-                let mut view = self.view.lock().unwrap();
-                for prefix in prefixes {
-                    debug!(peer = %self.label, %prefix, %next_hop, "route received");
-                    view.received.insert(
-                        prefix,
-                        Received {
-                            next_hop,
-                            attributes: (*attributes).clone(),
-                            since: now,
-                            stale: false,
-                        },
-                    );
-                }
+            Output::Announce { prefixes, .. } => {
+                debug!(peer = %self.label, prefixes = prefixes.len(), "routes received");
             }
-            Output::Withdraw {
-                family: _,
-                prefixes,
-            } => {
-                let mut view = self.view.lock().unwrap();
-                for prefix in prefixes {
-                    debug!(peer = %self.label, %prefix, "route withdrawn");
-                    view.received.remove(&prefix);
-                }
+            Output::Withdraw { prefixes, .. } => {
+                debug!(peer = %self.label, prefixes = prefixes.len(), "routes withdrawn");
             }
             Output::EndOfRib(family) => {
-                debug!(peer = %self.label, ?family, "End-of-RIB received");
-                self.purge_stale(family);
+                info!(peer = %self.label, ?family, "End-of-RIB received");
             }
             Output::PurgeStale(family) => {
                 info!(peer = %self.label, ?family, "purging the peer's stale routes");
-                self.purge_stale(family);
             }
-            Output::RefreshRequested(family) => self.announce_all(family),
+            Output::RefreshRequested(family) => {
+                debug!(peer = %self.label, ?family, "route refresh requested");
+            }
             Output::AttributeErrors(errors) => {
                 warn!(peer = %self.label, ?errors, "UPDATE attribute errors (RFC 7606)");
             }
         }
-    }
-
-    fn purge_stale(&self, family: Family) {
-        let mut view = self.view.lock().unwrap();
-        view.received
-            .retain(|p, r| !(r.stale && advertise::family_of(p) == family));
+        for update in own {
+            self.event(Event::SendUpdate(Box::new(update)));
+        }
     }
 
     fn connect(&mut self, ttl: u8) {
@@ -549,119 +502,6 @@ impl Runner {
             let _ = tx.send((generation, report));
         });
         self.connecting = Some((task, Instant::now()));
-    }
-
-    fn speaker(&self) -> Option<Speaker> {
-        let local = self.conn.as_ref()?.local.ip();
-        let local_address = match local {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(local, IpAddr::V4),
-            v4 => v4,
-        };
-        Some(Speaker {
-            local_as: self.spec.local_asn,
-            ibgp: self.spec.ibgp(),
-            local_address,
-        })
-    }
-
-    fn negotiated(&self, family: Family) -> bool {
-        self.session.state() == State::Established
-            && self
-                .session
-                .negotiated()
-                .is_some_and(|n| n.families.contains(&family))
-    }
-
-    /// Announce every originated route of `family`.
-    fn announce_all(&mut self, family: Family) {
-        let routes: BTreeMap<IpNet, RouteAttributes> = self
-            .view
-            .lock()
-            .unwrap()
-            .originated
-            .iter()
-            .map(|(p, (a, _))| (*p, a.clone()))
-            .collect();
-        self.announce(family, &routes);
-    }
-
-    fn announce(&mut self, family: Family, routes: &BTreeMap<IpNet, RouteAttributes>) {
-        let Some(speaker) = self.speaker() else {
-            return;
-        };
-        if !self.negotiated(family) {
-            return;
-        }
-        let (updates, unsendable) = advertise::announce(&speaker, family, routes);
-        if !unsendable.is_empty() {
-            warn!(peer = %self.label, ?unsendable, local = %speaker.local_address, "no next hop of the prefixes' family on this session; not announced");
-        }
-        let now = Instant::now();
-        for update in updates {
-            {
-                let mut view = self.view.lock().unwrap();
-                let mut shown = update.attributes.clone();
-                shown.mp_reach = None;
-                shown.next_hop = None;
-                for prefix in update.announced() {
-                    info!(peer = %self.label, %prefix, next_hop = %speaker.local_address, "advertising");
-                    view.sent.insert(
-                        prefix,
-                        Sent {
-                            attributes: shown.clone(),
-                            next_hop: speaker.local_address,
-                            since: now,
-                        },
-                    );
-                }
-            }
-            self.event(Event::SendUpdate(Box::new(update)));
-        }
-    }
-
-    fn set_routes(&mut self, routes: BTreeMap<IpNet, RouteAttributes>) {
-        let old: BTreeMap<IpNet, RouteAttributes> = {
-            let view = self.view.lock().unwrap();
-            view.originated
-                .iter()
-                .map(|(p, (a, _))| (*p, a.clone()))
-                .collect()
-        };
-        let (withdrawn, changed) = advertise::diff(&old, &routes);
-        {
-            let mut view = self.view.lock().unwrap();
-            let now = Instant::now();
-            let previous = std::mem::take(&mut view.originated);
-            view.originated = routes
-                .into_iter()
-                .map(|(p, a)| {
-                    let since = previous
-                        .get(&p)
-                        .filter(|(old, _)| *old == a)
-                        .map_or(now, |(_, since)| *since);
-                    (p, (a, since))
-                })
-                .collect();
-        }
-        for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
-            let gone: Vec<IpNet> = withdrawn
-                .iter()
-                .filter(|p| advertise::family_of(p) == family)
-                .copied()
-                .collect();
-            if self.negotiated(family)
-                && let Some(update) = advertise::withdraw(family, &gone)
-            {
-                let mut view = self.view.lock().unwrap();
-                for prefix in &gone {
-                    info!(peer = %self.label, %prefix, "withdrawing");
-                    view.sent.remove(prefix);
-                }
-                drop(view);
-                self.event(Event::SendUpdate(Box::new(update)));
-            }
-            self.announce(family, &changed);
-        }
     }
 }
 
@@ -691,18 +531,6 @@ pub fn describe(n: &Notification) -> String {
         text.push_str(&format!(" ({message:?})"));
     }
     text
-}
-
-/// The attributes shown for an originated route: Cilium shows
-/// `{Origin: i} {Nexthop: 0.0.0.0}` for them.
-pub fn originated_attributes(route: &RouteAttributes) -> PathAttributes {
-    PathAttributes {
-        origin: Some(Origin::Igp),
-        communities: route.communities.iter().copied().collect(),
-        large_communities: route.large_communities.iter().copied().collect(),
-        local_pref: route.local_preference,
-        ..PathAttributes::default()
-    }
 }
 
 #[cfg(test)]

@@ -463,6 +463,16 @@ impl Rib {
         PeerId((self.peers.len() - 1) as u32)
     }
 
+    /// Set our addresses towards peer `id` (the next hops of what it is
+    /// sent), e.g. once its TCP connection shows the local end. Routes
+    /// already sent keep theirs until they are exported again.
+    pub fn set_local_addresses(&mut self, id: PeerId, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) {
+        if let Some(peer) = self.peer_mut(id) {
+            peer.config.local_v4 = v4;
+            peer.config.local_v6 = v6;
+        }
+    }
+
     /// Remove a peer and every route it gave.
     pub fn remove_peer(&mut self, id: PeerId) -> Vec<Output> {
         let out = self.peer_down(id, &BTreeSet::new());

@@ -534,3 +534,27 @@ fn attribute_sets_are_shared_and_released() {
     assert_eq!((r.len(), r.attribute_sets()), (0, 0));
     assert_eq!(r.adj_rib_out(b).count(), 0);
 }
+
+#[test]
+fn local_addresses_set_after_add_are_the_next_hops_sent() {
+    let mut r = rib();
+    let p = r.add_peer(PeerConfig::new(IpAddr::V4(v4("10.0.0.1")), None));
+    r.originate(net("10.244.0.0/24"), PathAttributes::default());
+    r.originate(net("2001:db8:44::/64"), PathAttributes::default());
+    r.set_local_addresses(
+        p,
+        Some(v4("10.0.0.9")),
+        Some("2001:db8::9".parse().unwrap()),
+    );
+    let out = r.peer_up(p, &negotiated(65001, v4("1.1.1.1")));
+    let s = sends(&out);
+    assert_eq!(s[0].1.attributes.next_hop, Some(v4("10.0.0.9")));
+    let mp = s[1].1.attributes.mp_reach.as_ref().unwrap();
+    assert_eq!(
+        mp.next_hop,
+        NextHop::Ipv6 {
+            global: "2001:db8::9".parse().unwrap(),
+            link_local: None
+        }
+    );
+}
