@@ -456,6 +456,7 @@ mod bgp {
         PeerSpec {
             session,
             rib: PeerConfig::new(ip(peer), Some(v4(local))),
+            import: true,
         }
     }
 

@@ -297,6 +297,19 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
+        Action::Vtysh { host, command } => {
+            let config = cluster
+                .lab
+                .frr
+                .get(host)
+                .ok_or_else(|| format!("{host:?} is not a router with an FRR configuration"))?;
+            let h = cluster.host(host).expect("FRR routers are hosts");
+            let text = crate::frr::vtysh::show(&h.host, config, cluster.engine.now(), command)?;
+            report.output = text.lines().map(str::to_string).collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::RouteAdd { host, dst, via } => cluster.add_static_route(host, *dst, *via),
         Action::Link { endpoint, up } => {
             let e = cluster.interface(endpoint).ok_or_else(|| {
                 format!(

@@ -34,6 +34,9 @@ pub struct PeerSpec {
     pub session: fsm::Config,
     /// How the RIB treats the peer (address, next-hop-self address, export).
     pub rib: PeerConfig,
+    /// Take the peer's routes into the RIB; off, they are dropped on
+    /// arrival (FRR's `ebgp-requires-policy` without an inbound policy).
+    pub import: bool,
 }
 
 /// One peer: its session, connection and timers.
@@ -46,6 +49,7 @@ pub struct Peer {
     timers: BTreeMap<Timer, Instant>,
     outbox: VecDeque<u8>,
     ttl: u8,
+    import: bool,
 }
 
 impl Peer {
@@ -79,6 +83,10 @@ pub struct Speaker {
     closing: Vec<SocketHandle>,
     connects: Vec<Connect>,
     fib: Vec<(IpNet, Option<BgpRoute>)>,
+    /// When each prefix's FIB route last changed.
+    fib_since: BTreeMap<IpNet, Instant>,
+    /// Counts changes to the Loc-RIB (FRR's table version).
+    version: u64,
     /// Session outputs not yet carried out, per peer.
     queue: VecDeque<(IpAddr, fsm::Output)>,
     now: Instant,
@@ -94,6 +102,8 @@ impl Speaker {
             closing: Vec::new(),
             connects: Vec::new(),
             fib: Vec::new(),
+            fib_since: BTreeMap::new(),
+            version: 0,
             queue: VecDeque::new(),
             now: Instant::ZERO,
         }
@@ -102,6 +112,16 @@ impl Speaker {
     /// The RIB.
     pub fn rib(&self) -> &Rib {
         &self.rib
+    }
+
+    /// The table version: how many times the Loc-RIB changed.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// When the FIB route of `prefix` last changed, if it has one.
+    pub fn fib_since(&self, prefix: IpNet) -> Option<Instant> {
+        self.fib_since.get(&prefix).copied()
     }
 
     /// The peers by address.
@@ -130,6 +150,7 @@ impl Speaker {
             timers: BTreeMap::new(),
             outbox: VecDeque::new(),
             ttl,
+            import: spec.import,
         };
         self.peers.insert(address, peer);
         self.event(now, sockets, address, Event::ManualStart);
@@ -162,6 +183,7 @@ impl Speaker {
         attributes: PathAttributes,
     ) {
         self.now = now;
+        self.version += 1;
         let out = self.rib.originate(prefix, attributes);
         self.rib_outputs(out);
         self.drain(now, sockets);
@@ -175,6 +197,7 @@ impl Speaker {
         prefix: IpNet,
     ) {
         self.now = now;
+        self.version += 1;
         let out = self.rib.withdraw_originated(prefix);
         self.rib_outputs(out);
         self.drain(now, sockets);
@@ -474,6 +497,7 @@ impl Speaker {
             fsm::Output::CancelTimer(timer) => {
                 peer.timers.remove(timer);
             }
+            fsm::Output::Announce { .. } if !peer.import => {}
             _ => {
                 let id = peer.rib_id;
                 let out = self.rib.apply(id, &output);
@@ -485,7 +509,14 @@ impl Speaker {
     fn rib_outputs(&mut self, outputs: Vec<rib::Output>) {
         for o in outputs {
             match o {
-                rib::Output::Fib { prefix, route } => self.fib.push((prefix, route)),
+                rib::Output::Fib { prefix, route } => {
+                    self.version += 1;
+                    match route {
+                        Some(_) => self.fib_since.insert(prefix, self.now),
+                        None => self.fib_since.remove(&prefix),
+                    };
+                    self.fib.push((prefix, route));
+                }
                 rib::Output::Send { peer, update } => {
                     let Some((address, p)) = self.peers.iter_mut().find(|(_, p)| p.rib_id == peer)
                     else {

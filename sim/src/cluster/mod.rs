@@ -265,6 +265,7 @@ impl Cluster {
             service_rng: rng.fork("service-lb"),
         };
         cluster.install_agent_routes();
+        cluster.start_routers()?;
         let objects: Vec<Object> = cluster
             .lab
             .manifests
@@ -322,6 +323,39 @@ impl Cluster {
                 Change::PodRemoved(pod) => self.stop_pod(&pod),
             }
         }
+        Ok(())
+    }
+
+    /// Run each FRR router's static routes and `router bgp`.
+    fn start_routers(&mut self) -> Result<(), String> {
+        let configs = self.lab.frr.clone();
+        for (name, config) in &configs {
+            let id = self.hosts[name];
+            let now = self.engine.now();
+            let h = &mut self.engine.node_mut(id).host;
+            for (dst, via) in &config.static_routes {
+                let nh = static_nexthop(h, &Some(*via), None).ok_or_else(|| {
+                    format!(
+                        "{name}: frr: ip route {dst} {via}: the gateway is on no connected subnet"
+                    )
+                })?;
+                h.add_route(*dst, &Route::new(Protocol::Static, vec![nh]));
+            }
+            crate::frr::bgpd::start(h, now, config).map_err(|e| format!("{name}: frr: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Add a static route on a host, as `ip route add DST via GW`.
+    pub fn add_static_route(&mut self, host: &str, dst: IpNet, via: IpAddr) -> Result<(), String> {
+        let id = self
+            .host_id(host)
+            .ok_or_else(|| format!("no host named {host:?}"))?;
+        let h = &mut self.engine.node_mut(id).host;
+        let nh = static_nexthop(h, &Some(via), None)
+            .ok_or_else(|| format!("{host}: gateway {via} is on no connected subnet"))?;
+        h.add_route(dst, &Route::new(Protocol::Static, vec![nh]));
+        self.engine.wake_node(id);
         Ok(())
     }
 

@@ -167,10 +167,7 @@ impl FrrConfig {
                 text: line.to_string(),
                 reason,
             };
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if line == "!" {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
                 continue;
             }
             let words: Vec<&str> = line.split_whitespace().collect();

@@ -1,4 +1,7 @@
-//! The FRR-style ToR router: its configuration language (and, with the BGP
-//! control plane, its `show` commands).
+//! The FRR-style ToR router: its configuration language ([`config`]),
+//! `router bgp` run from it on the router's BGP speaker ([`bgpd`]) and its
+//! `show` commands ([`vtysh`]).
 
+pub mod bgpd;
 pub mod config;
+pub mod vtysh;

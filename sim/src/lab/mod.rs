@@ -3,7 +3,8 @@
 //! A lab is a directory holding `topology.yaml` (hosts, interfaces, links —
 //! [`topology`]), `scenario.yaml` (steps and expectations — [`scenario`]),
 //! optionally `values.yaml` (Cilium Helm values — [`values`]) and a `k8s/`
-//! folder of manifests applied at start in file-name order ([`kube`]). This
+//! folder of manifests applied at start in file-name order ([`kube`]), and
+//! the FRR configuration files routers name (`frr:`, [`crate::frr::config`]). This
 //! module only reads files; [`crate::cluster`] turns a lab into a running
 //! simulation. Every error names the file, the line and the key.
 
@@ -14,7 +15,10 @@ pub mod scenario;
 pub mod topology;
 pub mod values;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use crate::frr::config::FrrConfig;
 
 pub use duration::Dur;
 pub use error::LabError;
@@ -42,6 +46,8 @@ pub struct Lab {
     pub values: Values,
     /// Manifests applied at start.
     pub manifests: Vec<Manifest>,
+    /// FRR configurations by router name.
+    pub frr: BTreeMap<String, FrrConfig>,
     /// Steps.
     pub scenario: Scenario,
 }
@@ -83,11 +89,26 @@ impl Lab {
                 )?);
             }
         }
+        let mut frr = BTreeMap::new();
+        for (name, node) in &topology.nodes {
+            if let Some(file) = &node.frr {
+                let path = dir.join(file);
+                let text = read(&path)?;
+                let config = FrrConfig::parse(&text).map_err(|e| LabError {
+                    file: path.clone(),
+                    line: Some(e.line),
+                    key: None,
+                    message: format!("{:?}: {}", e.text, e.reason),
+                })?;
+                frr.insert(name.clone(), config);
+            }
+        }
         Ok(Lab {
             dir: dir.to_path_buf(),
             topology,
             values,
             manifests,
+            frr,
             scenario,
         })
     }

@@ -17,7 +17,8 @@
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
 //! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`; `show pods`;
-//! `show ciliumnodes`;
+//! `show ciliumnodes`; `vtysh ROUTER show …` (FRR's `show` commands);
+//! `route add HOST PREFIX via GATEWAY`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`.
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
 
@@ -96,6 +97,22 @@ pub enum Action {
     ShowPods,
     /// Print the nodes with their pod CIDRs (`kubectl get ciliumnode` style).
     ShowNodes,
+    /// Run a `show` command on an FRR router (`vtysh -c 'show …'`).
+    Vtysh {
+        /// The router.
+        host: String,
+        /// The command after `show`, e.g. `ip bgp summary`.
+        command: String,
+    },
+    /// Add a static route on a host (`ip route add`).
+    RouteAdd {
+        /// The host.
+        host: String,
+        /// Destination.
+        dst: ipnet::IpNet,
+        /// Gateway.
+        via: std::net::IpAddr,
+    },
     /// Take an interface's link down or up.
     Link {
         /// The interface.
@@ -137,6 +154,8 @@ struct RawStep {
     curl: Option<String>,
     ping: Option<String>,
     show: Option<String>,
+    vtysh: Option<String>,
+    route: Option<String>,
     link: Option<String>,
     loss: Option<String>,
     #[serde(default)]
@@ -187,6 +206,8 @@ impl Scenario {
                 ("curl", s.curl),
                 ("ping", s.ping),
                 ("show", s.show),
+                ("vtysh", s.vtysh),
+                ("route", s.route),
                 ("link", s.link),
                 ("loss", s.loss),
             ]
@@ -284,6 +305,20 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("show", ["neighbours" | "neighbors", host]) => {
             Ok(Action::ShowNeighbours(host.to_string()))
         }
+        ("vtysh", [host, "show", command @ ..]) if !command.is_empty() => Ok(Action::Vtysh {
+            host: host.to_string(),
+            command: command.join(" "),
+        }),
+        ("route", ["add", host, dst, "via", via]) => Ok(Action::RouteAdd {
+            host: host.to_string(),
+            dst: dst
+                .parse::<ipnet::IpNet>()
+                .map_err(|_| format!("{dst:?} is not a prefix"))?
+                .trunc(),
+            via: via
+                .parse()
+                .map_err(|_| format!("{via:?} is not an address"))?,
+        }),
         ("link", [dir @ ("down" | "up"), ep]) => Ok(Action::Link {
             endpoint: endpoint(ep)?,
             up: *dir == "up",

@@ -12,6 +12,7 @@
 //!       - { dst: 192.168.20.0/24, via: 192.168.10.200 }
 //!   router:
 //!     kind: router
+//!     frr: frr.conf                # optional: run FRR's `router bgp` from this file
 //!     interfaces:
 //!       eth1: { ipv4: 192.168.10.200/24 }
 //!       loop1: { ipv4: 10.10.1.200/24, loopback: true }
@@ -93,6 +94,8 @@ pub struct NodeSpec {
     /// Linux `fib_multipath_hash_policy` (0: L3, 1: L4).
     #[serde(default)]
     pub multipath_hash_policy: u8,
+    /// A router's FRR configuration file, relative to the lab directory.
+    pub frr: Option<String>,
 }
 
 /// A link between two endpoints `node:interface`.
@@ -194,6 +197,13 @@ impl Topology {
                     format!("nodes.{name}"),
                     name,
                     "a bridge has no interfaces or routes".into(),
+                ));
+            }
+            if node.frr.is_some() && node.kind != NodeKind::Router {
+                return Err(err(
+                    format!("nodes.{name}.frr"),
+                    "frr",
+                    "only a router runs FRR".into(),
                 ));
             }
             if node.multipath_hash_policy > 1 {
