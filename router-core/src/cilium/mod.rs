@@ -9,6 +9,8 @@
 //! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
 //! - [`objects`]: the kinds understood and the set of objects.
 //! - [`desired`]: objects + node name → instances, peers and prefixes.
+//! - [`status`]: what a control plane reports about peers and routes;
+//!   [`table`]: `bgp peers` / `bgp routes` tables of it.
 //!
 //! Unknown fields are accepted and ignored, as Kubernetes' structural schema
 //! would prune them; a wrong type or a missing required field fails to
@@ -21,6 +23,8 @@ pub mod kube;
 pub mod meta;
 pub mod objects;
 pub mod selector;
+pub mod status;
+pub mod table;
 
 pub use desired::{
     DesiredFamily, DesiredInstance, DesiredNode, DesiredPeer, LocalEndpoints, desired,

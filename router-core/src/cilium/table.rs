@@ -1,0 +1,190 @@
+//! Tables in the layout of `cilium bgp peers` and `cilium bgp routes`:
+//! columns separated by at least three spaces, durations as Go prints them.
+//! The agent's CLI and the simulator's `bgp` steps print these.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::status::{PeerStatus, RouteStatus, Table};
+
+/// Lay out rows under a header, each column as wide as its widest cell
+/// plus three spaces.
+pub fn tabulate(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in core::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i] + 3 - cell.chars().count();
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A duration in seconds as Go's `time.Duration` prints it: `18m46s`,
+/// `13h35m30s`, `0s`.
+pub fn go_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// `bgp peers`.
+pub fn peers(peers: &[PeerStatus]) -> String {
+    let header = [
+        "Node",
+        "Local AS",
+        "Peer AS",
+        "Peer Address",
+        "Session State",
+        "Uptime",
+        "Family",
+        "Received",
+        "Advertised",
+    ];
+    let mut rows = Vec::new();
+    for p in peers {
+        let uptime = p.uptime_secs.map_or_else(|| "0s".to_string(), go_duration);
+        let families = if p.families.is_empty() {
+            vec![None]
+        } else {
+            p.families.iter().map(Some).collect()
+        };
+        for (i, f) in families.into_iter().enumerate() {
+            let first = i == 0;
+            let cell = |s: String| if first { s } else { String::new() };
+            rows.push(vec![
+                cell(p.node.clone()),
+                cell(p.local_asn.to_string()),
+                cell(p.peer_asn.map_or_else(|| "0".into(), |a| a.to_string())),
+                cell(p.peer_address.to_string()),
+                cell(p.state.clone()),
+                cell(uptime.clone()),
+                f.map_or_else(String::new, |f| format!("{}/{}", f.afi, f.safi)),
+                f.map_or_else(String::new, |f| f.received.to_string()),
+                f.map_or_else(String::new, |f| f.advertised.to_string()),
+            ]);
+        }
+    }
+    tabulate(&header, &rows)
+}
+
+/// `bgp routes <table>`: rows grouped by node, the node named on its first
+/// row only; advertised and received routes name their peer.
+pub fn routes(table: Table, routes: &[&RouteStatus]) -> String {
+    let with_peer = table != Table::Available;
+    let mut header = vec!["Node", "VRouter"];
+    if with_peer {
+        header.push("Peer");
+    }
+    header.extend(["Prefix", "NextHop", "Age", "Attrs"]);
+    let mut rows = Vec::new();
+    let mut last_node: Option<&str> = None;
+    for r in routes {
+        let node = if last_node == Some(r.node.as_str()) {
+            String::new()
+        } else {
+            r.node.clone()
+        };
+        last_node = Some(&r.node);
+        let mut row = vec![node, r.vrouter.to_string()];
+        if with_peer {
+            row.push(r.peer.map(|p| p.to_string()).unwrap_or_default());
+        }
+        let mut attrs = format!("[{}]", r.attrs.join(" "));
+        if r.stale {
+            attrs.push_str(" (stale)");
+        }
+        row.extend([
+            r.prefix.to_string(),
+            r.next_hop.to_string(),
+            go_duration(r.age_secs),
+            attrs,
+        ]);
+        rows.push(row);
+    }
+    tabulate(&header, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cilium::status::{FamilyStatus, MessageCounts};
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(59), "59s");
+        assert_eq!(go_duration(1126), "18m46s");
+        assert_eq!(go_duration(48930), "13h35m30s");
+        assert_eq!(go_duration(3600), "1h0m0s");
+    }
+
+    #[test]
+    fn peers_table_matches_the_seed_layout() {
+        let peer = PeerStatus {
+            node: "k8s-ctr".into(),
+            instance: "instance-65001".into(),
+            name: "tor-switch".into(),
+            local_asn: 65001,
+            peer_asn: Some(65000),
+            peer_address: "192.168.10.200".parse().unwrap(),
+            state: "established".into(),
+            uptime_secs: Some(659),
+            families: vec![FamilyStatus {
+                afi: "ipv4".into(),
+                safi: "unicast".into(),
+                received: 4,
+                advertised: 2,
+            }],
+            messages_received: MessageCounts::default(),
+            messages_sent: MessageCounts::default(),
+            last_notification: None,
+        };
+        assert_eq!(
+            peers(&[peer]),
+            "Node      Local AS   Peer AS   Peer Address     Session State   Uptime   Family         Received   Advertised\n\
+             k8s-ctr   65001      65000     192.168.10.200   established     10m59s   ipv4/unicast   4          2\n"
+        );
+    }
+
+    #[test]
+    fn routes_table_matches_the_seed_layout() {
+        let route = |prefix: &str, age| RouteStatus {
+            table: Table::Available,
+            node: "k8s-ctr".into(),
+            vrouter: 65001,
+            peer: None,
+            prefix: prefix.parse().unwrap(),
+            next_hop: "0.0.0.0".parse().unwrap(),
+            age_secs: age,
+            attrs: vec!["{Origin: i}".into(), "{Nexthop: 0.0.0.0}".into()],
+            stale: false,
+        };
+        let a = route("172.16.1.1/32", 1025);
+        let b = route("172.20.0.0/24", 48930);
+        assert_eq!(
+            routes(Table::Available, &[&a, &b]),
+            "Node      VRouter   Prefix          NextHop   Age         Attrs\n\
+             k8s-ctr   65001     172.16.1.1/32   0.0.0.0   17m5s       [{Origin: i} {Nexthop: 0.0.0.0}]\n          \
+             65001     172.20.0.0/24   0.0.0.0   13h35m30s   [{Origin: i} {Nexthop: 0.0.0.0}]\n"
+        );
+    }
+}
