@@ -189,11 +189,12 @@ impl Controller {
         }
     }
 
-    /// Stop every peer (each sends a Cease) and wait for their tasks.
+    /// Stop every peer as the agent exits (a Cease, except on graceful
+    /// restart sessions, see [`Command::Exit`]) and wait for their tasks.
     pub async fn shutdown(&mut self) {
         let peers = std::mem::take(&mut self.peers);
         for handle in peers.values() {
-            let _ = handle.commands.send(Command::Stop);
+            let _ = handle.commands.send(Command::Exit);
         }
         for (_, handle) in peers {
             let _ = handle.task.await;

@@ -117,6 +117,9 @@ impl PeerSpec {
             .graceful_restart
             .map(|restart_time| GracefulRestartConfig {
                 restart_time,
+                // Routes are never installed from BGP and the datapath
+                // outlives the agent: forwarding survives its restart.
+                forwarding_preserved: true,
                 ..GracefulRestartConfig::default()
             });
         config.ttl = if self.ibgp() { 255 } else { peer.ebgp_multihop };
@@ -153,6 +156,10 @@ pub struct PeerView {
 pub enum Command {
     /// Stop the session (Cease) and end the task.
     Stop,
+    /// The agent is exiting: a session where both sides do graceful
+    /// restart is left without a NOTIFICATION, so the peer keeps our
+    /// routes until we are back (RFC 4724); others stop as with `Stop`.
+    Exit,
 }
 
 /// A running peer.
@@ -254,7 +261,7 @@ impl Runner {
     ) {
         info!(peer = %self.label, node = %self.spec.node, "starting BGP session");
         self.event(Event::ManualStart);
-        loop {
+        let exiting = loop {
             let next = self
                 .timers
                 .iter()
@@ -263,7 +270,8 @@ impl Runner {
             let sleep = next.map(|(_, at)| tokio::time::Instant::from_std(at));
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Stop) | None => break,
+                    Some(Command::Stop) | None => break false,
+                    Some(Command::Exit) => break true,
                 },
                 Some(update) = updates.recv() => self.event(Event::SendUpdate(update)),
                 Some((generation, report)) = io.recv() => {
@@ -278,14 +286,28 @@ impl Runner {
                     }
                 }
             }
-        }
-        info!(peer = %self.label, "stopping BGP session");
+        };
         if let Some((attempt, _)) = self.connecting.take() {
             attempt.abort();
         }
-        self.event(Event::ManualStop);
+        if exiting && self.graceful() {
+            info!(peer = %self.label, "leaving the BGP session without a NOTIFICATION: the peer keeps our routes (graceful restart)");
+        } else {
+            info!(peer = %self.label, "stopping BGP session");
+            self.event(Event::ManualStop);
+        }
         self.drop_connection();
         self.instance.lock().unwrap().remove_peer(self.id);
+    }
+
+    /// Established, with graceful restart on both sides.
+    fn graceful(&self) -> bool {
+        self.session.state() == State::Established
+            && self.spec.peer.graceful_restart.is_some()
+            && self
+                .session
+                .negotiated()
+                .is_some_and(|n| n.peer_graceful_restart.is_some())
     }
 
     fn now(&self) -> smoltcp::time::Instant {

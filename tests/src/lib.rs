@@ -175,6 +175,8 @@ impl Drop for Namespaces {
 #[derive(Debug)]
 pub struct Frr {
     dir: PathBuf,
+    ns: String,
+    hostname: String,
 }
 
 impl Frr {
@@ -184,6 +186,8 @@ impl Frr {
         fs::create_dir_all(dir).unwrap();
         let frr = Frr {
             dir: dir.to_path_buf(),
+            ns: ns.to_string(),
+            hostname: hostname.to_string(),
         };
         let d = dir.display().to_string();
         fs::write(dir.join("frr.conf"), config).unwrap();
@@ -194,17 +198,35 @@ impl Frr {
         // The daemons drop to the frr user and write here.
         sh(&["chown", "-R", "frr:frr", &d]);
         for daemon in ["zebra", "bgpd"] {
-            let command = format!(
-                "hostname {hostname} && exec /usr/lib/frr/{daemon} -d -F traditional -P 0 \
-                 -f {d}/{daemon}.conf -i {d}/{daemon}.pid -z {d}/zserv.api --vty_socket {d} \
-                 --log file:{d}/{daemon}.log"
-            );
-            sh(&[
-                "ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", &command,
-            ]);
+            frr.daemon(daemon);
         }
         frr.vtysh(&["-b"]);
         frr
+    }
+
+    fn daemon(&self, daemon: &str) {
+        let d = self.dir.display().to_string();
+        let hostname = &self.hostname;
+        let command = format!(
+            "hostname {hostname} && exec /usr/lib/frr/{daemon} -d -F traditional -P 0 \
+             -f {d}/{daemon}.conf -i {d}/{daemon}.pid -z {d}/zserv.api --vty_socket {d} \
+             --log file:{d}/{daemon}.log"
+        );
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "unshare", "--uts", "sh", "-c", &command,
+        ]);
+    }
+
+    /// Kill bgpd (SIGKILL: no NOTIFICATION, as in a crash) and start it
+    /// again with the same configuration; zebra keeps running.
+    pub fn restart_bgpd(&self) {
+        let pid = self.bgpd_pid();
+        sh(&["kill", "-KILL", &pid]);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon("bgpd");
+        self.vtysh(&["-b"]);
     }
 
     fn vtysh(&self, args: &[&str]) -> String {
