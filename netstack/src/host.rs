@@ -416,6 +416,11 @@ impl Host {
         self.identities.insert(addr, identity);
     }
 
+    /// Choose the ECMP flow hash (Linux `fib_multipath_hash_policy`).
+    pub fn set_hash_policy(&mut self, policy: router_core::ecmp::HashPolicy) {
+        self.datapath.hash_policy = policy;
+    }
+
     /// Whether the host forwards transit packets.
     pub fn forwarding(&self) -> bool {
         self.forwarding

@@ -297,6 +297,20 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
+        Action::ShowBgpPeers => {
+            let text = router_core::cilium::table::peers(&cluster.bgp_peers());
+            report.output = text.lines().map(str::to_string).collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowBgpRoutes(table) => {
+            let routes = cluster.bgp_routes(*table);
+            let refs: Vec<_> = routes.iter().collect();
+            let text = router_core::cilium::table::routes(*table, &refs);
+            report.output = text.lines().map(str::to_string).collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::Vtysh { host, command } => {
             let config = cluster
                 .lab
@@ -307,6 +321,49 @@ fn execute(
             let text = crate::frr::vtysh::show(&h.host, config, cluster.engine.now(), command)?;
             report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::Label { node, key, value } => {
+            cluster.label(node, key, value.as_deref())?;
+            report.output.push(format!(
+                "node/{node} {}",
+                if value.is_some() {
+                    "labeled"
+                } else {
+                    "unlabeled"
+                }
+            ));
+            Ok(())
+        }
+        Action::Drain { node, drain } => {
+            cluster.drain(node, *drain)?;
+            report.output.push(format!(
+                "node/{node} {}",
+                if *drain { "drained" } else { "uncordoned" }
+            ));
+            Ok(())
+        }
+        Action::Scale {
+            deployment,
+            replicas,
+        } => {
+            cluster.scale(deployment, *replicas)?;
+            report
+                .output
+                .push(format!("deployment.apps/{deployment} scaled"));
+            Ok(())
+        }
+        Action::Restart(host) => cluster.restart_router(host),
+        Action::HashPolicy { host, policy } => {
+            let p = if *policy == 1 {
+                router_core::ecmp::HashPolicy::L4
+            } else {
+                router_core::ecmp::HashPolicy::L3
+            };
+            cluster.set_hash_policy(host, p)?;
+            report
+                .output
+                .push(format!("net.ipv4.fib_multipath_hash_policy = {policy}"));
             Ok(())
         }
         Action::RouteAdd { host, dst, via } => cluster.add_static_route(host, *dst, *via),

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use router_core::bgp::fsm::{self, Event, Session, State, Timer};
+use router_core::bgp::rib::policy::Policy;
 use router_core::bgp::rib::{self, BgpRoute, PeerConfig, PeerId, Rib, RibConfig};
 use router_core::bgp::wire::PathAttributes;
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -172,6 +173,24 @@ impl Speaker {
             self.rib_outputs(out);
             self.drain(now, sockets);
         }
+    }
+
+    /// Replace the export policy of the peer at `address`, sending what
+    /// changes.
+    pub fn set_export_policy(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        address: IpAddr,
+        policy: Policy,
+    ) {
+        let Some(id) = self.peers.get(&address).map(|p| p.rib_id) else {
+            return;
+        };
+        self.now = now;
+        let out = self.rib.set_export_policy(id, policy);
+        self.rib_outputs(out);
+        self.drain(now, sockets);
     }
 
     /// Originate `prefix` (network statement, pod CIDR, LoadBalancer IP).

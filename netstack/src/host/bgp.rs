@@ -1,13 +1,15 @@
 //! The host's side of its BGP speaker ([`crate::apps::bgp`]): opening the
 //! connections the sessions ask for (source address, ephemeral port, TTL)
 //! and installing the RIB's routes in the FIB, each next hop on the port
-//! that reaches it; eBGP routes at distance 20, several next hops as one
-//! ECMP group.
+//! that reaches it; eBGP routes at distance 20 (and metric 20, as zebra
+//! installs them in the kernel: `proto bgp metric 20`), several next hops
+//! as one ECMP group.
 
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use router_core::PortId;
+use router_core::bgp::rib::policy::Policy;
 use router_core::bgp::rib::{BgpRoute, RibConfig};
 use router_core::bgp::wire::PathAttributes;
 use router_core::fib::{NexthopKind, Protocol};
@@ -62,6 +64,14 @@ impl Host {
         self.advance(now);
         if let Some(s) = self.bgp.as_mut() {
             s.remove_peer(now, &mut self.sockets, address);
+        }
+    }
+
+    /// Replace the export policy towards the BGP peer at `address`.
+    pub fn bgp_set_export_policy(&mut self, now: Instant, address: IpAddr, policy: Policy) {
+        self.advance(now);
+        if let Some(s) = self.bgp.as_mut() {
+            s.set_export_policy(now, &mut self.sockets, address, policy);
         }
     }
 
@@ -121,7 +131,9 @@ impl Host {
             self.fib.remove(prefix, p, p.default_distance());
         }
         let resolved = route.and_then(|r| r.to_fib(|addr| self.port_towards(addr)));
-        if let Some(r) = resolved {
+        if let Some(mut r) = resolved {
+            // As zebra installs BGP routes in the kernel: metric = distance.
+            r.metric = u32::from(r.distance);
             self.fib.insert(prefix, &r);
         }
     }

@@ -6,6 +6,7 @@
 //! the engine and keeps hosts, links and routes in step with the workloads.
 //! Running scenario steps is [`crate::run`]'s job.
 
+pub mod bgp;
 pub mod host;
 pub mod ipam;
 pub mod routes;
@@ -73,6 +74,8 @@ pub struct Cluster {
     identities: BTreeMap<BTreeMap<String, String>, u32>,
     /// Random choices of the socket-level service load balancer.
     pub service_rng: SimRng,
+    /// Cilium's BGP control plane.
+    bgp: bgp::ControlPlane,
 }
 
 impl Cluster {
@@ -263,6 +266,7 @@ impl Cluster {
             pods: BTreeMap::new(),
             identities: BTreeMap::new(),
             service_rng: rng.fork("service-lb"),
+            bgp: bgp::ControlPlane::default(),
         };
         cluster.install_agent_routes();
         cluster.start_routers()?;
@@ -300,20 +304,32 @@ impl Cluster {
 
     /// Apply a Kubernetes object and follow its consequences.
     pub fn apply(&mut self, object: &Object) -> Result<(), String> {
+        if let Object::Cilium(o) = object {
+            return self
+                .apply_bgp(o, false)
+                .map_err(|e| format!("{}: {e}", object.id()));
+        }
         let changes = self
             .workloads
             .apply(object)
             .map_err(|e| format!("{}: {e}", object.id()))?;
-        self.follow(changes)
+        self.follow(changes)?;
+        self.reconcile_bgp()
     }
 
     /// Delete a Kubernetes object and follow its consequences.
     pub fn delete(&mut self, object: &Object) -> Result<(), String> {
+        if let Object::Cilium(o) = object {
+            return self
+                .apply_bgp(o, true)
+                .map_err(|e| format!("{}: {e}", object.id()));
+        }
         let changes = self
             .workloads
             .delete(object)
             .map_err(|e| format!("{}: {e}", object.id()))?;
-        self.follow(changes)
+        self.follow(changes)?;
+        self.reconcile_bgp()
     }
 
     fn follow(&mut self, changes: Vec<Change>) -> Result<(), String> {
@@ -341,9 +357,69 @@ impl Cluster {
                 })?;
                 h.add_route(*dst, &Route::new(Protocol::Static, vec![nh]));
             }
-            crate::frr::bgpd::start(h, now, config).map_err(|e| format!("{name}: frr: {e}"))?;
+            crate::frr::bgpd::start(h, now, config, false)
+                .map_err(|e| format!("{name}: frr: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Restart an FRR router's bgpd (`systemctl restart frr`).
+    pub fn restart_router(&mut self, name: &str) -> Result<(), String> {
+        let config = self
+            .lab
+            .frr
+            .get(name)
+            .ok_or_else(|| format!("{name:?} is not a router with an FRR configuration"))?
+            .clone();
+        let id = self.hosts[name];
+        let now = self.engine.now();
+        crate::frr::bgpd::start(&mut self.engine.node_mut(id).host, now, &config, true)?;
+        self.engine.wake_node(id);
+        Ok(())
+    }
+
+    /// Set a host's ECMP hash (`sysctl net.ipv4.fib_multipath_hash_policy`).
+    pub fn set_hash_policy(&mut self, name: &str, policy: HashPolicy) -> Result<(), String> {
+        let id = self
+            .host_id(name)
+            .ok_or_else(|| format!("no host named {name:?}"))?;
+        self.engine.node_mut(id).host.set_hash_policy(policy);
+        Ok(())
+    }
+
+    /// Set or remove (`None`) a node's label, as `kubectl label node`.
+    pub fn label(&mut self, node: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        let mut labels = self
+            .workloads
+            .node(node)
+            .ok_or_else(|| format!("no node named {node:?}"))?
+            .labels
+            .clone();
+        match value {
+            Some(v) => labels.insert(key.to_string(), v.to_string()),
+            None => labels.remove(key),
+        };
+        self.workloads.join(node, labels)?;
+        self.reconcile_bgp()
+    }
+
+    /// `kubectl drain NODE` (evict Deployment pods, mark unschedulable) or
+    /// `kubectl uncordon NODE`.
+    pub fn drain(&mut self, node: &str, drain: bool) -> Result<(), String> {
+        if drain {
+            let changes = self.workloads.drain(node)?;
+            self.follow(changes)?;
+        } else {
+            self.workloads.set_cordoned(node, false)?;
+        }
+        self.reconcile_bgp()
+    }
+
+    /// `kubectl scale deployment NAME --replicas N`.
+    pub fn scale(&mut self, deployment: &str, replicas: u32) -> Result<(), String> {
+        let changes = self.workloads.scale(deployment, replicas)?;
+        self.follow(changes)?;
+        self.reconcile_bgp()
     }
 
     /// Add a static route on a host, as `ip route add DST via GW`.

@@ -7,7 +7,7 @@
 //! Placement is deterministic: eligible nodes, fewest replicas of the same
 //! workload first, then fewest pods, then join order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -263,6 +263,8 @@ impl Workloads {
                 );
                 Ok(Vec::new())
             }
+            // Cilium's BGP objects belong to the BGP control plane.
+            Object::Cilium(_) => Ok(Vec::new()),
         }
     }
 
@@ -293,7 +295,49 @@ impl Workloads {
                     .remove(&(meta.namespace().to_string(), meta.name.clone()));
                 Ok(Vec::new())
             }
+            Object::Cilium(_) => Ok(Vec::new()),
         }
+    }
+
+    /// `kubectl drain`: mark the node unschedulable and evict the pods
+    /// Deployments own, which their Deployments start again elsewhere.
+    /// Other pods stay (as without `--force`).
+    pub fn drain(&mut self, node: &str) -> Result<Vec<Change>, String> {
+        self.set_cordoned(node, true)?;
+        let evicted: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.node == node && p.owner.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut changes: Vec<Change> = evicted.iter().filter_map(|k| self.stop(k)).collect();
+        let owners: BTreeSet<(String, String)> = self.deployments.keys().cloned().collect();
+        for key in owners {
+            changes.extend(self.reconcile(&key)?);
+        }
+        Ok(changes)
+    }
+
+    /// `kubectl cordon` (`true`) or `uncordon` (`false`).
+    pub fn set_cordoned(&mut self, node: &str, cordoned: bool) -> Result<(), String> {
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == node)
+            .ok_or_else(|| format!("no node named {node:?}"))?;
+        n.cordoned = cordoned;
+        Ok(())
+    }
+
+    /// `kubectl scale deployment NAME --replicas N` (namespace `default`).
+    pub fn scale(&mut self, name: &str, replicas: u32) -> Result<Vec<Change>, String> {
+        let key = ("default".to_string(), name.to_string());
+        let d = self
+            .deployments
+            .get_mut(&key)
+            .ok_or_else(|| format!("no Deployment default/{name}"))?;
+        d.replicas = replicas;
+        self.reconcile(&key)
     }
 
     /// Scale every replica set towards its desired count.

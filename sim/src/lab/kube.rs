@@ -1,4 +1,7 @@
-//! Kubernetes objects a lab applies: `Node`, `Pod`, `Deployment`, `Service`.
+//! Kubernetes objects a lab applies: `Node`, `Pod`, `Deployment`, `Service`,
+//! and Cilium's BGP objects (`CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
+//! `CiliumBGPAdvertisement`, read with router-core's [`router_core::cilium`]
+//! types, the agent's own).
 //!
 //! Manifests are read as `kubectl apply` would take them: multi-document YAML,
 //! fields the simulator has no use for are accepted and ignored (they are
@@ -10,6 +13,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use router_core::cilium::meta::TypeMeta;
+use router_core::cilium::{Kind, Object as CiliumObject};
 use serde::Deserialize;
 
 use super::error::LabError;
@@ -141,6 +146,8 @@ pub enum Object {
     Deployment(Meta, DeploymentSpec),
     /// A service.
     Service(Meta, ServiceSpec),
+    /// A Cilium BGP object.
+    Cilium(CiliumObject),
 }
 
 impl Object {
@@ -148,6 +155,7 @@ impl Object {
     pub fn id(&self) -> String {
         let (kind, m) = match self {
             Object::Node(m) => return format!("Node/{}", m.name),
+            Object::Cilium(o) => return cilium_id(o),
             Object::Pod(m, _) => ("Pod", m),
             Object::Deployment(m, _) => ("Deployment", m),
             Object::Service(m, _) => ("Service", m),
@@ -210,9 +218,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                 )),
             }),
             "Service" => typed::<ServiceSpec>(value).map(|t| Object::Service(t.metadata, t.spec)),
+            "CiliumBGPClusterConfig" | "CiliumBGPPeerConfig" | "CiliumBGPAdvertisement" => {
+                cilium(value)
+            }
             other => Err((
                 "kind".into(),
-                format!("kind {other:?} is not supported (Node, Pod, Deployment, Service)"),
+                format!(
+                    "kind {other:?} is not supported (Node, Pod, Deployment, Service, CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement)"
+                ),
             )),
         }
         .map_err(|(key, message)| doc_err(Some(key), message))?;
@@ -221,6 +234,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             | Object::Pod(m, _)
             | Object::Deployment(m, _)
             | Object::Service(m, _) => m.name.is_empty(),
+            Object::Cilium(o) => cilium_id(o).ends_with('/'),
         };
         if name_missing {
             return Err(doc_err(
@@ -234,6 +248,49 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
 }
 
 /// The 1-based line each YAML document starts on (the line after its `---`).
+/// Read a Cilium object with router-core's types; errors name the field path.
+fn cilium(value: serde_norway::Value) -> Result<Object, (String, String)> {
+    let meta = TypeMeta {
+        api_version: value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        kind: value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let kind = Kind::of(&meta).ok_or_else(|| {
+        (
+            "apiVersion".to_string(),
+            format!(
+                "{} needs apiVersion cilium.io/v2 (or v2alpha1), not {:?}",
+                meta.kind, meta.api_version
+            ),
+        )
+    })?;
+    let mut track = serde_path_to_error::Track::new();
+    kind.deserialize(serde_path_to_error::Deserializer::new(value, &mut track))
+        .map(Object::Cilium)
+        .map_err(|e| (track.path().to_string(), e.to_string()))
+}
+
+/// `Kind/name` of a Cilium object.
+fn cilium_id(o: &CiliumObject) -> String {
+    let (kind, name) = match o {
+        CiliumObject::ClusterConfig(c) => ("CiliumBGPClusterConfig", &c.metadata.name),
+        CiliumObject::PeerConfig(c) => ("CiliumBGPPeerConfig", &c.metadata.name),
+        CiliumObject::Advertisement(c) => ("CiliumBGPAdvertisement", &c.metadata.name),
+        CiliumObject::Node(c) => ("Node", &c.metadata.name),
+        CiliumObject::Service(c) => ("Service", &c.metadata.name),
+        CiliumObject::Secret(c) => ("Secret", &c.metadata.name),
+        CiliumObject::CiliumNode(c) => ("CiliumNode", &c.metadata.name),
+    };
+    format!("{kind}/{name}")
+}
+
 fn document_lines(text: &str) -> Vec<usize> {
     let mut starts = vec![1];
     for (n, line) in text.lines().enumerate() {

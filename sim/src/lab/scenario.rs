@@ -17,8 +17,11 @@
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
 //! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`; `show pods`;
-//! `show ciliumnodes`; `vtysh ROUTER show …` (FRR's `show` commands);
-//! `route add HOST PREFIX via GATEWAY`;
+//! `show ciliumnodes`; `show bgp peers`; `show bgp routes
+//! [available|advertised|received]`; `vtysh ROUTER show …` (FRR's `show` commands);
+//! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
+//! `drain NODE`; `uncordon NODE`; `scale DEPLOYMENT --replicas N`; `restart ROUTER`;
+//! `hash-policy ROUTER 0|1`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`.
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
 
@@ -97,12 +100,48 @@ pub enum Action {
     ShowPods,
     /// Print the nodes with their pod CIDRs (`kubectl get ciliumnode` style).
     ShowNodes,
+    /// Print every node's BGP peers (`cilium bgp peers`).
+    ShowBgpPeers,
+    /// Print every node's BGP routes of a table (`cilium bgp routes`).
+    ShowBgpRoutes(router_core::cilium::status::Table),
     /// Run a `show` command on an FRR router (`vtysh -c 'show …'`).
     Vtysh {
         /// The router.
         host: String,
         /// The command after `show`, e.g. `ip bgp summary`.
         command: String,
+    },
+    /// Set (`Some`) or remove a node label (`kubectl label node`).
+    Label {
+        /// The node.
+        node: String,
+        /// The label key.
+        key: String,
+        /// The value; `None` removes the label.
+        value: Option<String>,
+    },
+    /// `kubectl drain NODE` (true) or `kubectl uncordon NODE`.
+    Drain {
+        /// The node.
+        node: String,
+        /// Drain (else uncordon).
+        drain: bool,
+    },
+    /// `kubectl scale deployment NAME --replicas N`.
+    Scale {
+        /// The Deployment (namespace `default`).
+        deployment: String,
+        /// Replicas.
+        replicas: u32,
+    },
+    /// Restart an FRR router's bgpd (graceful restart).
+    Restart(String),
+    /// Set a router's `fib_multipath_hash_policy` (0: L3, 1: L4).
+    HashPolicy {
+        /// The router.
+        host: String,
+        /// 0 or 1.
+        policy: u8,
     },
     /// Add a static route on a host (`ip route add`).
     RouteAdd {
@@ -156,6 +195,14 @@ struct RawStep {
     show: Option<String>,
     vtysh: Option<String>,
     route: Option<String>,
+    label: Option<String>,
+    unlabel: Option<String>,
+    drain: Option<String>,
+    uncordon: Option<String>,
+    scale: Option<String>,
+    restart: Option<String>,
+    #[serde(rename = "hash-policy")]
+    hash_policy: Option<String>,
     link: Option<String>,
     loss: Option<String>,
     #[serde(default)]
@@ -208,6 +255,13 @@ impl Scenario {
                 ("show", s.show),
                 ("vtysh", s.vtysh),
                 ("route", s.route),
+                ("label", s.label),
+                ("unlabel", s.unlabel),
+                ("drain", s.drain),
+                ("uncordon", s.uncordon),
+                ("scale", s.scale),
+                ("restart", s.restart),
+                ("hash-policy", s.hash_policy),
                 ("link", s.link),
                 ("loss", s.loss),
             ]
@@ -301,6 +355,21 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         }
         ("show", ["routes", host]) => Ok(Action::ShowRoutes(host.to_string())),
         ("show", ["pods"]) => Ok(Action::ShowPods),
+        ("show", ["bgp", "peers"]) => Ok(Action::ShowBgpPeers),
+        ("show", ["bgp", "routes", rest @ ..]) => {
+            use router_core::cilium::status::Table;
+            let table = match rest {
+                [] | ["available", ..] => Table::Available,
+                ["advertised", ..] => Table::Advertised,
+                ["received", ..] => Table::Received,
+                _ => {
+                    return Err(format!(
+                        "bgp routes {rest:?}: the table is available, advertised or received"
+                    ));
+                }
+            };
+            Ok(Action::ShowBgpRoutes(table))
+        }
         ("show", ["ciliumnodes" | "nodes"]) => Ok(Action::ShowNodes),
         ("show", ["neighbours" | "neighbors", host]) => {
             Ok(Action::ShowNeighbours(host.to_string()))
@@ -308,6 +377,36 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("vtysh", [host, "show", command @ ..]) if !command.is_empty() => Ok(Action::Vtysh {
             host: host.to_string(),
             command: command.join(" "),
+        }),
+        ("label", [node, kv]) => {
+            let (key, value) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("{kv:?} is not KEY=VALUE"))?;
+            Ok(Action::Label {
+                node: node.to_string(),
+                key: key.to_string(),
+                value: Some(value.to_string()),
+            })
+        }
+        ("drain" | "uncordon", [node]) => Ok(Action::Drain {
+            node: node.to_string(),
+            drain: verb == "drain",
+        }),
+        ("scale", [deployment, "--replicas", n]) => Ok(Action::Scale {
+            deployment: deployment.to_string(),
+            replicas: n
+                .parse()
+                .map_err(|_| format!("--replicas {n:?} is not a number"))?,
+        }),
+        ("restart", [host]) => Ok(Action::Restart(host.to_string())),
+        ("hash-policy", [host, p @ ("0" | "1")]) => Ok(Action::HashPolicy {
+            host: host.to_string(),
+            policy: if *p == "1" { 1 } else { 0 },
+        }),
+        ("unlabel", [node, key]) => Ok(Action::Label {
+            node: node.to_string(),
+            key: key.to_string(),
+            value: None,
         }),
         ("route", ["add", host, dst, "via", via]) => Ok(Action::RouteAdd {
             host: host.to_string(),

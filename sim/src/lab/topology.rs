@@ -96,6 +96,9 @@ pub struct NodeSpec {
     pub multipath_hash_policy: u8,
     /// A router's FRR configuration file, relative to the lab directory.
     pub frr: Option<String>,
+    /// A k8s-node installs the routes its BGP peers send (Cilium does not).
+    #[serde(default)]
+    pub import_bgp_routes: bool,
 }
 
 /// A link between two endpoints `node:interface`.
@@ -204,6 +207,13 @@ impl Topology {
                     format!("nodes.{name}.frr"),
                     "frr",
                     "only a router runs FRR".into(),
+                ));
+            }
+            if node.import_bgp_routes && node.kind != NodeKind::K8sNode {
+                return Err(err(
+                    format!("nodes.{name}.import-bgp-routes"),
+                    "import-bgp-routes",
+                    "only a k8s-node runs Cilium's BGP control plane".into(),
                 ));
             }
             if node.multipath_hash_policy > 1 {
