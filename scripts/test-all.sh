@@ -9,7 +9,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses: tshark decodes the simulator's pcap files;
 # llvm-22-dev is the LLVM bpf-linker links against (offload-bpf's eBPF build).
-APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd)
+APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ethtool)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

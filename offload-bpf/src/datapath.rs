@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray};
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp};
+use aya::programs::xdp::XdpLinkId;
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
@@ -25,6 +26,15 @@ use crate::snapshot::{Snapshot, Trie};
 pub const PROGRAM: &str = "nexthop";
 /// Name of the program the pipeline tail-calls for the inner frame of a decap.
 pub const INNER_PROGRAM: &str = "nexthop_inner";
+/// Name of the `XDP_PASS` program for the peer end of veth ports.
+pub const PEER_PROGRAM: &str = "nexthop_peer";
+
+/// One attachment made by [`Datapath::attach`] or [`Datapath::attach_peer`].
+#[derive(Debug)]
+pub struct Attachment {
+    program: &'static str,
+    link: XdpLinkId,
+}
 
 /// Map sizes chosen at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,7 +278,7 @@ impl Datapath {
             .map_max_entries("ARP_ADDRS", capacity.local)
             .map_max_entries("IDENTITIES", capacity.identities)
             .load(object())?;
-        for name in [PROGRAM, INNER_PROGRAM] {
+        for name in [PROGRAM, INNER_PROGRAM, PEER_PROGRAM] {
             let program: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(Error::Missing(name))?
@@ -342,6 +352,44 @@ impl Datapath {
         n += self.identities.prune(&s.identities)?;
         n += self.neighbours.prune(&s.neighbours)?;
         Ok(n)
+    }
+
+    fn program_mut(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .ok_or(Error::Missing(name))?
+            .try_into()?)
+    }
+
+    /// Attach the datapath to the port `interface` (a name in the calling
+    /// thread's network namespace) in `mode`; it stays attached until
+    /// [`Datapath::detach`] or until this object is dropped.
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<Attachment, Error> {
+        let link = self.program_mut(PROGRAM)?.attach(interface, mode)?;
+        Ok(Attachment {
+            program: PROGRAM,
+            link,
+        })
+    }
+
+    /// Attach the `XDP_PASS` program to `interface`, the peer end of a veth
+    /// port, so that native `XDP_TX` and redirects into the port reach it.
+    pub fn attach_peer(&mut self, interface: &str) -> Result<Attachment, Error> {
+        let link = self
+            .program_mut(PEER_PROGRAM)?
+            .attach(interface, XdpMode::Driver)?;
+        Ok(Attachment {
+            program: PEER_PROGRAM,
+            link,
+        })
+    }
+
+    /// Detach one attachment.
+    pub fn detach(&mut self, attachment: Attachment) -> Result<(), Error> {
+        Ok(self
+            .program_mut(attachment.program)?
+            .detach(attachment.link)?)
     }
 
     /// Run `frame` through the program once as if received on the loopback

@@ -1014,7 +1014,13 @@ fn tunnel_frames_encapsulate_then_decapsulate() {
             "10.1.0.0/16".parse().unwrap(),
             vec![Nexthop::connected(PortId(1))],
         )]);
-        compare(&mut dp, &receiver, std::slice::from_ref(&encapsulated), reference).expect("decap agrees");
+        compare(
+            &mut dp,
+            &receiver,
+            std::slice::from_ref(&encapsulated),
+            reference,
+        )
+        .expect("decap agrees");
         let mut out = Vec::new();
         let v = reference(&receiver.build().tables(), &encapsulated, &mut out);
         assert_eq!(v.reason, Reason::Forwarded, "{encap:?}");

@@ -32,6 +32,13 @@ pub fn nexthop_inner(ctx: XdpContext) -> u32 {
     forward::run_inner(&ctx)
 }
 
+/// `XDP_PASS` for the peer end of a veth port: an XDP program gives the peer
+/// the NAPI context that native `XDP_TX` and redirects into a veth need.
+#[xdp]
+pub fn nexthop_peer(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -1,0 +1,695 @@
+//! The XDP datapath attached to real veth ports in network namespaces that
+//! each test creates (and deletes, even on failure): src — rtr — dst with the
+//! program on rtr's ports, maps synced from a router-core FIB built for rtr
+//! with the neighbours' MACs read from the namespaces. Kernel forwarding is off
+//! on rtr, so whatever crosses it was forwarded by the program (and the
+//! per-reason counters say so). Needs root; prints why and skips otherwise.
+//! Traffic stays between addresses these tests assign inside their namespaces.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aya::programs::XdpMode;
+use nexthop_offload_bpf::datapath::{Capacity, Datapath, privileged};
+use nexthop_offload_bpf::snapshot::Snapshot;
+use router_core::PortId;
+use router_core::datapath::{Config, PortConfig, Reason, Tables, TunnelConfig, process};
+use router_core::ecmp::HashPolicy;
+use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
+use router_core::neighbour::{self, arp::PortAddrs};
+use smoltcp::time::Instant;
+use smoltcp::wire::EthernetAddress;
+
+/// Namespaces of one test, deleted (with their veths) on drop.
+struct Lab {
+    tag: String,
+    namespaces: Vec<String>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Lab {
+    fn new(test: &str) -> Lab {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Lab {
+            tag: format!("nhbpf{}-{n}-{test}", std::process::id()),
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// A fresh namespace with loopback up and IPv6 off (no ND or MLD noise).
+    fn ns(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.tag);
+        run(Command::new("ip").args(["netns", "add", &ns]));
+        self.namespaces.push(ns.clone());
+        self.sh(&ns, "ip link set lo up; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+        ns
+    }
+
+    /// Run a shell command in `ns`; it must succeed.
+    fn sh(&self, ns: &str, script: &str) -> Output {
+        run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]))
+    }
+
+    /// A veth pair `a_if` (in `a`, address `a_addr`) — `b_if` (in `b`, `b_addr`).
+    fn link(&self, (a, a_if, a_addr): (&str, &str, &str), (b, b_if, b_addr): (&str, &str, &str)) {
+        run(Command::new("ip").args([
+            "-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b,
+        ]));
+        self.sh(
+            a,
+            &format!("ip addr add {a_addr} dev {a_if}; ip link set {a_if} up"),
+        );
+        self.sh(
+            b,
+            &format!("ip addr add {b_addr} dev {b_if}; ip link set {b_if} up"),
+        );
+    }
+
+    fn read(&self, ns: &str, path: &str) -> String {
+        let out = self.sh(ns, &format!("cat {path}"));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn mac(&self, ns: &str, dev: &str) -> EthernetAddress {
+        let text = self.read(ns, &format!("/sys/class/net/{dev}/address"));
+        EthernetAddress::from_bytes(
+            &text
+                .split(':')
+                .map(|h| u8::from_str_radix(h, 16).unwrap())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn ifindex(&self, ns: &str, dev: &str) -> u32 {
+        self.read(ns, &format!("/sys/class/net/{dev}/ifindex"))
+            .parse()
+            .unwrap()
+    }
+
+    fn rx_packets(&self, ns: &str, dev: &str) -> u64 {
+        self.read(ns, &format!("/sys/class/net/{dev}/statistics/rx_packets"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The calling thread inside a namespace until dropped.
+struct Entered {
+    original: File,
+}
+
+fn enter(ns: &str) -> Entered {
+    let original = File::open("/proc/thread-self/ns/net").unwrap();
+    let target = File::open(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: setns on an open namespace file; affects only this thread.
+    assert_eq!(
+        unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
+        0
+    );
+    Entered { original }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`, back to the namespace the thread came from.
+        unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) };
+    }
+}
+
+/// Run `f` on a thread inside `ns`.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        let _inside = enter(&ns);
+        f()
+    })
+}
+
+/// One port of rtr: device name, owned address, announced addresses.
+struct RtrPort {
+    dev: &'static str,
+    owned: Ipv4Addr,
+    announced: Vec<Ipv4Addr>,
+}
+
+/// router-core tables for rtr.
+struct RtrTables {
+    fib: Fib,
+    neighbours: neighbour::Table,
+    ports: BTreeMap<PortId, PortConfig>,
+    identities: BTreeMap<IpAddr, u32>,
+    config: Config,
+}
+
+impl RtrTables {
+    fn new(
+        lab: &Lab,
+        rtr: &str,
+        ports: &[RtrPort],
+        routes: Vec<(&str, Vec<Nexthop>)>,
+        neighbours: &[(Ipv4Addr, EthernetAddress)],
+        config: Config,
+    ) -> Self {
+        let mut fib = Fib::new();
+        for (prefix, nexthops) in routes {
+            fib.insert(
+                prefix.parse().unwrap(),
+                &Route::new(Protocol::Static, nexthops),
+            );
+        }
+        let mut table = neighbour::Table::new(neighbour::Config::default());
+        for &(addr, mac) in neighbours {
+            table.insert_reachable(addr.into(), PortId(0), mac, Instant::from_secs(1_i64 << 40));
+        }
+        let ports = (0u16..)
+            .zip(ports)
+            .map(|(id, p)| {
+                let config = PortConfig {
+                    addrs: PortAddrs {
+                        mac: lab.mac(rtr, p.dev),
+                        owned: vec![p.owned],
+                        announced: p.announced.clone(),
+                    },
+                    ipv6: vec![],
+                    mtu: 1500,
+                };
+                (PortId(id), config)
+            })
+            .collect();
+        RtrTables {
+            fib,
+            neighbours: table,
+            ports,
+            identities: BTreeMap::new(),
+            config,
+        }
+    }
+
+    fn tables(&self) -> Tables<'_> {
+        Tables {
+            fib: &self.fib,
+            neighbours: &self.neighbours,
+            ports: &self.ports,
+            identities: &self.identities,
+            config: &self.config,
+        }
+    }
+}
+
+/// Load the datapath, sync `t` with rtr's ifindexes, attach it natively to
+/// rtr's ports and the pass program to their peers; kernel forwarding off on
+/// rtr. Transmit checksum offload goes off on every end once XDP is attached
+/// (attaching resets it): a frame XDP redirects has lost the "checksum
+/// partial" mark, so its L4 checksum must be complete when sent.
+fn start(
+    lab: &Lab,
+    rtr: &str,
+    ports: &[RtrPort],
+    peers: &[(&str, &str)],
+    t: &RtrTables,
+) -> Datapath {
+    lab.sh(rtr, "sysctl -qw net.ipv4.ip_forward=0");
+    let mut dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
+    let ifindex: Vec<u32> = ports.iter().map(|p| lab.ifindex(rtr, p.dev)).collect();
+    let snapshot = Snapshot::new(&t.tables(), |id| ifindex.get(usize::from(id.0)).copied())
+        .expect("rtr's tables fit the maps");
+    dp.sync(&snapshot).expect("maps sync");
+    {
+        let _inside = enter(rtr);
+        for p in ports {
+            dp.attach(p.dev, XdpMode::Driver)
+                .expect("attach to rtr's port");
+        }
+    }
+    for &(ns, dev) in peers {
+        let _inside = enter(ns);
+        dp.attach_peer(dev)
+            .expect("attach the pass program to the peer");
+    }
+    let ends = ports
+        .iter()
+        .map(|p| (rtr, p.dev))
+        .chain(peers.iter().copied());
+    for (ns, dev) in ends {
+        lab.sh(ns, &format!("ethtool -K {dev} tx off >/dev/null"));
+    }
+    dp
+}
+
+fn skip() -> bool {
+    match privileged() {
+        Ok(()) => false,
+        Err(why) => {
+            eprintln!("skipping live XDP test: {why}");
+            true
+        }
+    }
+}
+
+fn count(dp: &Datapath, reason: Reason) -> u64 {
+    dp.reason_counts().unwrap()[reason as usize]
+}
+
+/// src 10.71.1.2 — r0 10.71.1.1 [rtr] r1 10.71.2.1 — dst 10.71.2.2.
+fn line(lab: &mut Lab) -> (String, String, String) {
+    let (src, rtr, dst) = (lab.ns("src"), lab.ns("rtr"), lab.ns("dst"));
+    lab.link((&src, "s0", "10.71.1.2/24"), (&rtr, "r0", "10.71.1.1/24"));
+    lab.link((&rtr, "r1", "10.71.2.1/24"), (&dst, "d0", "10.71.2.2/24"));
+    lab.sh(&src, "ip route add default via 10.71.1.1");
+    lab.sh(&dst, "ip route add default via 10.71.2.1");
+    (src, rtr, dst)
+}
+
+fn rtr_ports() -> Vec<RtrPort> {
+    vec![
+        RtrPort {
+            dev: "r0",
+            owned: Ipv4Addr::new(10, 71, 1, 1),
+            announced: vec![Ipv4Addr::new(10, 71, 1, 100)],
+        },
+        RtrPort {
+            dev: "r1",
+            owned: Ipv4Addr::new(10, 71, 2, 1),
+            announced: vec![],
+        },
+    ]
+}
+
+#[test]
+fn forwards_ping_and_tcp_with_kernel_forwarding_off() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new("fwd");
+    let (src, rtr, dst) = line(&mut lab);
+    let ports = rtr_ports();
+    let t = RtrTables::new(
+        &lab,
+        &rtr,
+        &ports,
+        vec![
+            ("10.71.1.0/24", vec![Nexthop::connected(PortId(0))]),
+            ("10.71.2.0/24", vec![Nexthop::connected(PortId(1))]),
+        ],
+        &[
+            (Ipv4Addr::new(10, 71, 1, 2), lab.mac(&src, "s0")),
+            (Ipv4Addr::new(10, 71, 2, 2), lab.mac(&dst, "d0")),
+        ],
+        Config::default(),
+    );
+    let dp = start(&lab, &rtr, &ports, &[(&src, "s0"), (&dst, "d0")], &t);
+
+    lab.sh(&src, "ping -c 3 -i 0.2 -W 2 10.71.2.2");
+    let after_ping = count(&dp, Reason::Forwarded);
+    assert!(
+        after_ping >= 6,
+        "3 requests and 3 replies forwarded: {after_ping}"
+    );
+
+    let listener = in_ns(&dst, || TcpListener::bind("10.71.2.2:5001").unwrap());
+    let listener = listener.join().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut data = Vec::new();
+        conn.read_to_end(&mut data).unwrap();
+        conn.write_all(&data).unwrap();
+    });
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 251) as u8).collect();
+    let sent = data.clone();
+    let echoed = in_ns(&src, move || {
+        let addr: SocketAddr = "10.71.2.2:5001".parse().unwrap();
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(&sent).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        conn.read_to_end(&mut back).unwrap();
+        back
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+    assert!(echoed == data, "1 MiB echoed through rtr");
+    let forwarded = count(&dp, Reason::Forwarded) - after_ping;
+    eprintln!("TCP 1 MiB each way: {forwarded} frames forwarded by XDP");
+    assert!(
+        forwarded > 100,
+        "TCP segments forwarded by XDP: {forwarded}"
+    );
+}
+
+#[test]
+fn arp_responder_answers_arping_for_announced_only() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new("arp");
+    let (src, rtr, dst) = line(&mut lab);
+    let ports = rtr_ports();
+    let t = RtrTables::new(&lab, &rtr, &ports, vec![], &[], Config::default());
+    let dp = start(&lab, &rtr, &ports, &[(&src, "s0"), (&dst, "d0")], &t);
+    let mac = lab.mac(&rtr, "r0").to_string().replace('-', ":");
+    let out = lab.sh(&src, "arping -c 2 -w 3 -i s0 10.71.1.100");
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains(&mac), "arping hears r0's MAC {mac}: {text}");
+    assert!(count(&dp, Reason::ArpReply) >= 2);
+    let silent = Command::new("ip")
+        .args([
+            "netns", "exec", &src, "arping", "-c", "2", "-w", "2", "-i", "s0",
+        ])
+        .arg("10.71.1.200")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&silent.stdout);
+    assert!(
+        !silent.status.success() && !text.contains("bytes from"),
+        "{text}"
+    );
+    assert!(count(&dp, Reason::ArpOther) >= 2);
+}
+
+#[test]
+fn ecmp_spreads_flows_as_router_core_predicts() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new("ecmp");
+    let (src, rtr, dst) = line(&mut lab);
+    lab.link((&rtr, "r2", "10.71.3.1/24"), (&dst, "d1", "10.71.3.2/24"));
+    lab.sh(&dst, "ip addr add 10.71.9.1/32 dev lo");
+    let mut ports = rtr_ports();
+    ports.push(RtrPort {
+        dev: "r2",
+        owned: Ipv4Addr::new(10, 71, 3, 1),
+        announced: vec![],
+    });
+    let gw = |a: [u8; 4], p: u16| Nexthop::gateway(IpAddr::from(a), PortId(p));
+    let t = RtrTables::new(
+        &lab,
+        &rtr,
+        &ports,
+        vec![
+            ("10.71.1.0/24", vec![Nexthop::connected(PortId(0))]),
+            (
+                "10.71.9.0/24",
+                vec![gw([10, 71, 2, 2], 1), gw([10, 71, 3, 2], 2)],
+            ),
+        ],
+        &[
+            (Ipv4Addr::new(10, 71, 1, 2), lab.mac(&src, "s0")),
+            (Ipv4Addr::new(10, 71, 2, 2), lab.mac(&dst, "d0")),
+            (Ipv4Addr::new(10, 71, 3, 2), lab.mac(&dst, "d1")),
+        ],
+        Config {
+            hash_policy: HashPolicy::L4,
+            hash_seed: 0x5eed,
+            tunnel: None,
+        },
+    );
+    let dp = start(
+        &lab,
+        &rtr,
+        &ports,
+        &[(&src, "s0"), (&dst, "d0"), (&dst, "d1")],
+        &t,
+    );
+    lab.sh(&src, "ping -c 1 -W 2 10.71.1.1");
+    let sink = in_ns(&dst, || UdpSocket::bind("10.71.9.1:7000").unwrap())
+        .join()
+        .unwrap();
+    let flows: Vec<u16> = (40000..40064).collect();
+    let mut predicted = [0u64; 3];
+    for &sport in &flows {
+        let frame = udp_frame(sport);
+        let v = process(&t.tables(), PortId(0), &frame, &mut Vec::new());
+        predicted[usize::from(v.egress.expect("a transmit").0)] += PER_FLOW;
+    }
+    let before = [lab.rx_packets(&dst, "d0"), lab.rx_packets(&dst, "d1")];
+    in_ns(&src, move || {
+        for sport in flows {
+            let s = UdpSocket::bind(("10.71.1.2", sport)).unwrap();
+            for _ in 0..PER_FLOW {
+                s.send_to(b"flow", "10.71.9.1:7000").unwrap();
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(sink);
+    let got = [
+        lab.rx_packets(&dst, "d0") - before[0],
+        lab.rx_packets(&dst, "d1") - before[1],
+    ];
+    eprintln!(
+        "ECMP: router-core predicts {predicted:?} frames on ports 0-2, XDP sent {got:?} on ports 1-2"
+    );
+    assert!(predicted[1] > 0 && predicted[2] > 0, "both paths used");
+    assert!(count(&dp, Reason::Forwarded) >= predicted[1] + predicted[2]);
+    assert_eq!(got, [predicted[1], predicted[2]]);
+}
+
+/// Datagrams per ECMP flow.
+const PER_FLOW: u64 = 4;
+
+/// The first frame of the ECMP test's flow from source port `sport` (only
+/// the fields the flow hash and the checks read need to be right).
+fn udp_frame(sport: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 8 + 4];
+    f[0..6].fill(0xff);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&32u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[10, 71, 1, 2]);
+    ip[16..20].copy_from_slice(&[10, 71, 9, 1]);
+    let check = router_core::datapath::checksum::compute(ip);
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&7000u16.to_be_bytes());
+    f[38..40].copy_from_slice(&12u16.to_be_bytes());
+    f
+}
+
+#[test]
+fn vxlan_interops_with_the_kernel_device() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new("vxlan");
+    let (src, rtr, dst) = (lab.ns("src"), lab.ns("rtr"), lab.ns("dst"));
+    lab.link((&src, "s0", "10.71.1.2/24"), (&rtr, "r0", "10.71.1.1/24"));
+    lab.link(
+        (&rtr, "r1", "192.168.50.1/24"),
+        (&dst, "d0", "192.168.50.2/24"),
+    );
+    lab.sh(&src, "ip route add default via 10.71.1.1");
+    // The kernel's VXLAN device on dst: VNI 42, port 8472, to rtr's endpoint.
+    lab.sh(
+        &dst,
+        "ip link add vx0 type vxlan id 42 dstport 8472 local 192.168.50.2 remote 192.168.50.1 dev d0 \
+         && ip addr add 10.72.0.2/24 dev vx0 && ip link set vx0 up \
+         && ip neigh add 10.72.0.1 lladdr 02:00:00:00:72:01 dev vx0 nud permanent \
+         && ip route add 10.71.1.0/24 via 10.72.0.1 dev vx0 onlink",
+    );
+    let ports = vec![
+        RtrPort {
+            dev: "r0",
+            owned: Ipv4Addr::new(10, 71, 1, 1),
+            announced: vec![],
+        },
+        RtrPort {
+            dev: "r1",
+            owned: Ipv4Addr::new(192, 168, 50, 1),
+            announced: vec![],
+        },
+    ];
+    let tunnel = Nexthop {
+        kind: NexthopKind::Tunnel {
+            endpoint: Ipv4Addr::new(192, 168, 50, 2).into(),
+            encap: Encap::Vxlan,
+            vni: Some(42),
+        },
+        weight: 1,
+    };
+    let t = RtrTables::new(
+        &lab,
+        &rtr,
+        &ports,
+        vec![
+            ("10.71.1.0/24", vec![Nexthop::connected(PortId(0))]),
+            ("192.168.50.0/24", vec![Nexthop::connected(PortId(1))]),
+            ("10.72.0.0/24", vec![tunnel]),
+        ],
+        &[
+            (Ipv4Addr::new(10, 71, 1, 2), lab.mac(&src, "s0")),
+            (Ipv4Addr::new(192, 168, 50, 2), lab.mac(&dst, "d0")),
+        ],
+        Config {
+            tunnel: Some(TunnelConfig::new(
+                Ipv4Addr::new(192, 168, 50, 1),
+                lab.mac(&dst, "vx0"),
+            )),
+            ..Config::default()
+        },
+    );
+    let dp = start(&lab, &rtr, &ports, &[(&src, "s0"), (&dst, "d0")], &t);
+    lab.sh(&src, "ping -c 3 -i 0.2 -W 2 10.72.0.2");
+    let (encapsulated, forwarded) = (
+        count(&dp, Reason::Encapsulated),
+        count(&dp, Reason::Forwarded),
+    );
+    eprintln!(
+        "VXLAN: {encapsulated} requests encapsulated, {forwarded} decapsulated replies forwarded"
+    );
+    assert!(encapsulated >= 3 && forwarded >= 3);
+    let vx = lab.read(&dst, "/sys/class/net/vx0/statistics/rx_packets");
+    assert!(
+        vx.parse::<u64>().unwrap() >= 3,
+        "the vxlan device received {vx}"
+    );
+}
+
+/// A frame the program encapsulates in Geneve (this kernel has no geneve
+/// module to receive it) decodes cleanly in tshark: header, VNI, inner packet.
+#[test]
+fn geneve_frames_decode_in_tshark() {
+    if skip() {
+        return;
+    }
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("skipping the Geneve decode test: tshark is not installed");
+        return;
+    }
+    let endpoint = IpAddr::V4(Ipv4Addr::new(192, 168, 50, 2));
+    let mut fib = Fib::new();
+    let tunnel = Nexthop {
+        kind: NexthopKind::Tunnel {
+            endpoint,
+            encap: Encap::Geneve,
+            vni: Some(0x4d2),
+        },
+        weight: 1,
+    };
+    fib.insert(
+        "10.72.0.0/24".parse().unwrap(),
+        &Route::new(Protocol::Static, vec![tunnel]),
+    );
+    fib.insert(
+        "192.168.50.0/24".parse().unwrap(),
+        &Route::new(Protocol::Static, vec![Nexthop::connected(PortId(0))]),
+    );
+    let mut neighbours = neighbour::Table::new(neighbour::Config::default());
+    let peer = EthernetAddress([0x02, 0, 0, 0, 0x50, 2]);
+    neighbours.insert_reachable(endpoint, PortId(0), peer, Instant::from_secs(1_i64 << 40));
+    let mac = EthernetAddress([0x02, 0, 0, 0, 0x50, 1]);
+    let ports = BTreeMap::from([(
+        PortId(0),
+        PortConfig {
+            addrs: PortAddrs {
+                mac,
+                owned: vec![Ipv4Addr::new(192, 168, 50, 1)],
+                announced: vec![],
+            },
+            ipv6: vec![],
+            mtu: 1500,
+        },
+    )]);
+    let identities = BTreeMap::new();
+    let config = Config {
+        tunnel: Some(TunnelConfig::new(
+            Ipv4Addr::new(192, 168, 50, 1),
+            EthernetAddress([0x02, 0, 0, 0, 0xee, 1]),
+        )),
+        ..Config::default()
+    };
+    let t = Tables {
+        fib: &fib,
+        neighbours: &neighbours,
+        ports: &ports,
+        identities: &identities,
+        config: &config,
+    };
+    let mut dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
+    // Port 0 is the loopback test runs arrive on.
+    dp.sync(&Snapshot::new(&t, |_| Some(1)).unwrap()).unwrap();
+    let mut frame = udp_frame(40000);
+    frame[0..6].copy_from_slice(&mac.0);
+    frame[30..34].copy_from_slice(&[10, 72, 0, 2]);
+    frame[24..26].fill(0);
+    let check = router_core::datapath::checksum::compute(&frame[14..34]);
+    frame[24..26].copy_from_slice(&check.to_be_bytes());
+    let mut out = Vec::new();
+    assert_eq!(dp.test_run(&frame, &mut out).unwrap(), 3, "XDP_TX");
+    let mut want = Vec::new();
+    let v = process(&t, PortId(0), &frame, &mut want);
+    assert_eq!((v.reason, &out), (Reason::Encapsulated, &want));
+
+    let path = std::env::temp_dir().join(format!("nexthop-geneve-{}.pcap", std::process::id()));
+    // pcap 2.4, Ethernet link type, then one record.
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    for word in [0u32, 0, 65535, 1] {
+        pcap.extend_from_slice(&word.to_le_bytes());
+    }
+    for word in [0u32, 0, out.len() as u32, out.len() as u32] {
+        pcap.extend_from_slice(&word.to_le_bytes());
+    }
+    pcap.extend_from_slice(&out);
+    std::fs::write(&path, &pcap).unwrap();
+    let decoded = run(Command::new("tshark").arg("-r").arg(&path).args([
+        "-d",
+        "udp.port==6081,geneve",
+        "-V",
+    ]));
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&decoded.stdout);
+    for needle in [
+        "Generic Network Virtualization Encapsulation",
+        "Virtual Network Identifier (VNI): 0x0004d2",
+        "Protocol Type: Transparent Ethernet bridging (0x6558)",
+        "Src: 192.168.50.1, Dst: 192.168.50.2",
+        "Src: 10.71.1.2, Dst: 10.72.0.2",
+        "Dst Port: 7000",
+    ] {
+        assert!(text.contains(needle), "tshark shows {needle:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("Malformed") && !text.contains("Expert Info (Error"),
+        "{text}"
+    );
+}
