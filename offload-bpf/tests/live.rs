@@ -52,8 +52,19 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 impl Lab {
+    /// A lab named after this process and `test`; first removes the
+    /// namespaces of earlier runs of these tests whose process is gone
+    /// (an aborted run cannot clean up after itself).
     fn new(test: &str) -> Lab {
         static NEXT: AtomicU32 = AtomicU32::new(0);
+        let listed = run(Command::new("ip").args(["netns", "list"]));
+        for line in String::from_utf8_lossy(&listed.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            let pid = name.strip_prefix("nhbpf").and_then(|r| r.split('-').next());
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = Command::new("ip").args(["netns", "del", name]).status();
+            }
+        }
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Lab {
             tag: format!("nhbpf{}-{n}-{test}", std::process::id()),
