@@ -4,7 +4,9 @@
 //! Owns the host's ports, FIB, neighbour table and datapath settings, the slow
 //! path around the datapath (ARP learning and resolution with a bounded queue per
 //! nexthop, ICMP errors, the forwarding switch) and the smoltcp interface with
-//! its sockets and applications. Every forwarding, ARP and framing decision is
+//! its sockets and applications. In front of the datapath, [`service`] translates
+//! LoadBalancer flows (DNAT, SNAT, connection tracking) on the nodes that serve
+//! them. Every forwarding, ARP and framing decision is
 //! router-core's: smoltcp sees bare IP packets for the host's own addresses and
 //! hands back bare IP packets, which [`pipeline::originate`] routes. Links,
 //! latency and the clock belong to whoever drives the host (the simulator).
@@ -32,6 +34,9 @@ use crate::device::IpDevice;
 use crate::icmp;
 
 mod bgp;
+pub mod service;
+
+use service::{Services, Verdict};
 
 /// Ethernet header length.
 const ETH: usize = 14;
@@ -204,6 +209,7 @@ pub struct Host {
     sockets: SocketSet<'static>,
     apps: Apps,
     bgp: Option<Speaker>,
+    services: Services,
     /// Stopped speakers whose connection resets are still to go out.
     bgp_dying: Vec<Speaker>,
     outbox: Vec<(PortId, Vec<u8>)>,
@@ -304,6 +310,7 @@ impl Host {
             sockets: SocketSet::new(Vec::new()),
             apps: Apps::default(),
             bgp: None,
+            services: Services::new(config.seed ^ 0x5e41_1ce5),
             bgp_dying: Vec::new(),
             outbox: Vec::new(),
             now: Instant::ZERO,
@@ -584,8 +591,32 @@ impl Host {
         }
     }
 
-    /// Run a received frame through the datapath and carry out the verdict.
+    /// The service translation stage (LoadBalancer frontends, their flows).
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The service translation stage, to configure frontends.
+    pub fn services_mut(&mut self) -> &mut Services {
+        &mut self.services
+    }
+
+    /// Run a received frame through service translation and the datapath and
+    /// carry out the verdict.
     fn run_received(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
+        if !self.services.is_idle() {
+            let mut translated = frame.to_vec();
+            match self.services.translate(now, &mut translated) {
+                Verdict::Untouched => {}
+                Verdict::NoBackend => return,
+                Verdict::Translated => return self.route_received(now, ingress, &translated),
+            }
+        }
+        self.route_received(now, ingress, frame);
+    }
+
+    /// Run a received frame through the datapath and carry out the verdict.
+    fn route_received(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
         let mut out = Vec::new();
         let v = pipeline::process(&self.tables(), ingress, frame, &mut out);
         self.counters.received[v.reason as usize] += 1;
@@ -706,7 +737,7 @@ impl Host {
                     for packet in self.pending.remove(&addr).unwrap_or_default() {
                         match packet {
                             Queued::Received { ingress, frame } => {
-                                self.run_received(now, ingress, &frame)
+                                self.route_received(now, ingress, &frame)
                             }
                             Queued::Originated(packet) => self.originate(now, packet),
                         }

@@ -568,3 +568,87 @@ mod bgp {
         assert!(lab.hosts[ROUTER].fib().lookup(ip("172.16.1.1")).is_some());
     }
 }
+
+/// client 10.0.1.10 — (10.0.1.1) node A (10.0.3.1) — (10.0.3.2) node B; A's pod
+/// 10.0.2.10 and B's pod 10.0.4.10 both back 172.16.1.1:80 on A.
+#[test]
+fn a_load_balancer_address_reaches_local_and_remote_backends() {
+    use crate::host::service::{Backend, Frontend, Protocol as L4};
+
+    let mut client = Host::new(host("client", 1, &["10.0.1.10/24"], false)).unwrap();
+    let mut a = Host::new(host(
+        "node-a",
+        2,
+        &["10.0.1.1/24", "10.0.2.1/24", "10.0.3.1/24"],
+        true,
+    ))
+    .unwrap();
+    let mut b = Host::new(host("node-b", 3, &["10.0.3.2/24", "10.0.4.1/24"], true)).unwrap();
+    let mut local = Host::new(host("local-pod", 4, &["10.0.2.10/24"], false)).unwrap();
+    let mut remote = Host::new(host("remote-pod", 5, &["10.0.4.10/24"], false)).unwrap();
+    default_via(&mut client, "10.0.1.1");
+    default_via(&mut local, "10.0.2.1");
+    default_via(&mut remote, "10.0.4.1");
+    let via_b = Route::new(
+        Protocol::Static,
+        vec![Nexthop::gateway(v4("10.0.3.2").into(), PortId(2))],
+    );
+    a.add_route(net("10.0.4.0/24"), &via_b);
+    let via_a = Route::new(
+        Protocol::Static,
+        vec![Nexthop::gateway(v4("10.0.3.1").into(), PortId(0))],
+    );
+    b.add_route(net("0.0.0.0/0"), &via_a);
+    local.serve_http(80);
+    remote.serve_http(80);
+    let vip = Frontend {
+        addr: "172.16.1.1:80".parse().unwrap(),
+        protocol: L4::Tcp,
+    };
+    let backend = |s: &str, local| Backend {
+        addr: s.parse().unwrap(),
+        local,
+    };
+    a.services_mut().set_snat_address(Some(v4("10.0.3.1")));
+    a.services_mut().set(
+        vip,
+        vec![
+            backend("10.0.2.10:80", true),
+            backend("10.0.4.10:80", false),
+        ],
+    );
+    let mut lab = Lab::new(vec![client, a, b, local, remote]);
+    lab.link(0, 0, 1, 0);
+    lab.link(1, 1, 3, 0);
+    lab.link(1, 2, 2, 0);
+    lab.link(2, 1, 4, 0);
+
+    let mut remote_addrs = BTreeMap::new();
+    for _ in 0..12 {
+        let curl = lab.hosts[0].curl(lab.now, sock("172.16.1.1:80"), CurlOptions::default());
+        lab.run_for(Duration::from_secs(2));
+        let result = lab.hosts[0].curl_result(curl).unwrap();
+        assert!(result.ok(), "{result:?}");
+        let body = result.body().unwrap();
+        let line = |key: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .to_string()
+        };
+        let remote_ip = line("RemoteAddr: ").split(':').next().unwrap().to_string();
+        remote_addrs.insert(line("Hostname: "), remote_ip);
+    }
+    // The local backend saw the client, the remote one node A's address.
+    assert_eq!(
+        remote_addrs.get("local-pod").map(String::as_str),
+        Some("10.0.1.10")
+    );
+    assert_eq!(
+        remote_addrs.get("remote-pod").map(String::as_str),
+        Some("10.0.3.1")
+    );
+    let c = lab.hosts[1].services().counters();
+    assert_eq!(c.flows, 12);
+    assert!(c.snat_flows > 0 && c.snat_flows < 12, "{c:?}");
+}
