@@ -386,6 +386,14 @@ impl<N: Node> Engine<N> {
         &self.segments[segment.index()].name
     }
 
+    /// The segment called `name` (a bridge of the topology is the switch segment of its name).
+    pub fn segment_named(&self, name: &str) -> Option<SegmentId> {
+        self.segments
+            .iter()
+            .position(|s| s.name == name)
+            .map(SegmentId)
+    }
+
     /// An endpoint as `node:port`, e.g. `router:eth1`.
     pub fn endpoint_name(&self, endpoint: Endpoint) -> String {
         let slot = &self.nodes[endpoint.node.index()];

@@ -1,12 +1,14 @@
 //! The real-time tap bridge: `nexthop-sim run LAB --tap HOST:PORT=TAPNAME` attaches a topology
 //! interface to a Linux tap device, so real hosts and daemons exchange frames with simulated ones.
 //!
-//! The interface must be declared in `topology.yaml` with its address but left out of `links:`
-//! (an unlinked interface). [`attach`] links it to an outside node named after the tap device,
-//! over a segment with the topology's default latency and MTU, and hands the engine a bridge
-//! that moves frames between those outside nodes and the devices. Frames the simulated host
-//! sends on the interface are written to the tap; frames read from the tap enter the simulation
-//! on that interface.
+//! `HOST:PORT` is either a host's interface declared in `topology.yaml` with its address but
+//! left out of `links:` (an unlinked interface), which [`attach`] links to an outside node
+//! named after the tap device over a segment with the topology's default latency and MTU; or a
+//! `bridge` node with any port name (`upper:frr`), whose switch gets the outside node as one
+//! more port — so a real router (FRR in a namespace) can stand on a simulated segment. The
+//! engine gets a bridge that moves frames between those outside nodes and the devices: frames
+//! sent to the outside node are written to the tap; frames read from the tap enter the
+//! simulation there.
 //!
 //! With a tap the lab runs in real time: virtual time follows the wall clock, so `wait: 10s`
 //! takes ten seconds. `WallClock` is the only place in the simulator that reads the wall
@@ -25,7 +27,7 @@ use crate::error::SimError;
 use crate::lab::topology::{EndpointRef, NodeKind};
 use crate::node::{Endpoint, NodeId};
 use crate::outside::Outside;
-use crate::segment::{SegmentKind, SegmentParams};
+use crate::segment::{SegmentId, SegmentKind, SegmentParams};
 
 /// Longest Linux interface name (`IFNAMSIZ` less the terminating NUL).
 const MAX_DEVICE_NAME: usize = 15;
@@ -84,16 +86,38 @@ impl fmt::Display for TapSpec {
     }
 }
 
+/// What a `--tap` attaches to.
+enum Bridged {
+    /// A bridge's switch segment.
+    Switch(SegmentId),
+    /// An unlinked host interface.
+    Port((NodeId, router_core::PortId)),
+}
+
 /// Opens (or creates) each tap device, links each interface to it and switches the cluster's
 /// engine to real time from its current virtual time.
 pub fn attach(cluster: &mut Cluster, specs: &[TapSpec]) -> Result<(), String> {
     let mut ports = Vec::new();
     for spec in specs {
-        let bridged = bridged_port(cluster, spec)?;
+        let switch = cluster
+            .lab
+            .topology
+            .nodes
+            .get(&spec.interface.node)
+            .filter(|n| n.kind == NodeKind::Bridge)
+            .and_then(|_| cluster.engine.segment_named(&spec.interface.node));
+        let bridged = match switch {
+            Some(segment) => Bridged::Switch(segment),
+            None => Bridged::Port(bridged_port(cluster, spec)?),
+        };
         let device = Iface::without_packet_info(&spec.device, Mode::Tap)
             .and_then(|dev| dev.set_non_blocking().map(|()| dev))
             .map_err(|e| format!("--tap {spec}: cannot open tap device: {e}"))?;
-        ports.push((link(cluster, spec, bridged)?, device));
+        let endpoint = match bridged {
+            Bridged::Switch(segment) => join_switch(cluster, spec, segment)?,
+            Bridged::Port(port) => link(cluster, spec, port)?,
+        };
+        ports.push((endpoint, device));
     }
     let clock = WallClock::starting_at(cluster.engine.now());
     cluster.engine.connect_outside(Box::new(TapBridge {
@@ -172,6 +196,22 @@ fn link(
     Ok(Endpoint {
         node: outside,
         port: tap_port,
+    })
+}
+
+/// Adds an outside node named after the device as one more port of a bridge's switch.
+fn join_switch(
+    cluster: &mut Cluster,
+    spec: &TapSpec,
+    segment: SegmentId,
+) -> Result<Endpoint, String> {
+    let err = |e: SimError| format!("--tap {spec}: {e}");
+    let engine = &mut cluster.engine;
+    let outside = engine.add_outside_node(&spec.device).map_err(err)?;
+    let port = engine.attach(segment, outside, TAP_PORT).map_err(err)?;
+    Ok(Endpoint {
+        node: outside,
+        port,
     })
 }
 
@@ -267,7 +307,6 @@ mod tests {
             ("router:eth1=nhx", "is linked in topology.yaml"),
             ("router:loop1=nhx", "a loopback interface cannot be bridged"),
             ("router:eth9=nhx", "router has no interface \"eth9\""),
-            ("upper:p1=nhx", "no host \"upper\""),
             ("nobody:eth0=nhx", "no host \"nobody\""),
         ] {
             let e = attach(&mut cluster, &[spec.parse().unwrap()]).unwrap_err();
