@@ -297,6 +297,24 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
+        Action::ShowServices => {
+            report.output = show::table(
+                &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"],
+                &cluster.service_rows(),
+            );
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowIpPools => {
+            let rows = cluster.pool_rows();
+            report.output = if rows.is_empty() {
+                vec!["No resources found".into()]
+            } else {
+                show::table(&["NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE"], &rows)
+            };
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::ShowBgpPeers => {
             let text = router_core::cilium::table::peers(&cluster.bgp_peers());
             report.output = text.lines().map(str::to_string).collect();
@@ -442,6 +460,7 @@ fn curl(
         .ok_or_else(|| format!("no host or pod named {from:?}"))?;
     let mut answered: BTreeMap<String, u32> = BTreeMap::new();
     let mut failed: BTreeMap<String, u32> = BTreeMap::new();
+    let flows_before = cluster.service_flows();
     for _ in 0..count {
         let addr = match resolve(cluster, target, port) {
             Ok(a) => a,
@@ -494,6 +513,16 @@ fn curl(
     for (why, n) in &failed {
         report.output.push(format!("{n:>5}  failed: {why}"));
     }
+    // Which nodes' service stages took the flows in (LoadBalancer addresses).
+    let mut ingress = 0;
+    for ((node, after), (_, before)) in cluster.service_flows().iter().zip(&flows_before) {
+        if after > before {
+            ingress += 1;
+            report
+                .output
+                .push(format!("{:>5}  ingress: {node}", after - before));
+        }
+    }
     let mut checks = Vec::new();
     let mut check = |expected: String, actual: String, passed: bool| {
         checks.push(Check {
@@ -516,6 +545,13 @@ fn curl(
     }
     if let Some(n) = expect.failed_at_least {
         check(format!("failed >= {n}"), bad.to_string(), bad >= n);
+    }
+    if let Some(n) = expect.ingress_nodes {
+        check(
+            format!("ingress nodes = {n}"),
+            ingress.to_string(),
+            ingress == n,
+        );
     }
     if let Some(n) = expect.backends {
         let got = answered.len() as u32;

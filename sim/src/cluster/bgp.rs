@@ -25,7 +25,10 @@ use router_core::bgp::rib::{PeerConfig, RibConfig};
 use router_core::bgp::wire::{Family, Origin, PathAttributes};
 use router_core::cilium::bgp::Afi;
 use router_core::cilium::desired::RouteAttributes;
-use router_core::cilium::kube::{Node, NodeAddress, NodeSpec, NodeStatus};
+use router_core::cilium::kube::{
+    LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeSpec, NodeStatus, Service,
+    ServiceSpec, ServiceStatus,
+};
 use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::status::{
     FamilyStatus, MessageCounts, PeerStatus, RouteStatus, Table, render_attributes,
@@ -178,7 +181,8 @@ impl Cluster {
     }
 
     /// The objects `desired` reads: the BGP objects plus the cluster's
-    /// nodes (labels, InternalIP, pod CIDR).
+    /// nodes (labels, InternalIP, pod CIDR) and services (labels, type,
+    /// traffic policy, LB-IPAM's ingress addresses).
     fn bgp_objects(&self) -> Objects {
         let mut objects = self.bgp.objects.clone();
         for n in self.workloads.nodes() {
@@ -201,7 +205,47 @@ impl Cluster {
                 status: NodeStatus { addresses },
             }));
         }
+        for svc in self.workloads.services() {
+            let ingress = self
+                .lb
+                .addresses(&svc.namespace, &svc.name)
+                .into_iter()
+                .map(|ip| LoadBalancerIngress { ip: Some(ip) })
+                .collect();
+            objects.insert(Object::Service(Service {
+                metadata: ObjectMeta {
+                    namespace: Some(svc.namespace.clone()),
+                    labels: svc.labels.clone(),
+                    ..ObjectMeta::named(&svc.name)
+                },
+                spec: ServiceSpec {
+                    kind: Some(svc.kind.clone()),
+                    cluster_ip: Some(svc.cluster_ip.to_string()),
+                    external_traffic_policy: Some(
+                        if svc.external_local {
+                            "Local"
+                        } else {
+                            "Cluster"
+                        }
+                        .into(),
+                    ),
+                    ..ServiceSpec::default()
+                },
+                status: ServiceStatus {
+                    load_balancer: LoadBalancerStatus { ingress },
+                },
+            }));
+        }
         objects
+    }
+
+    /// The services with a ready endpoint on `node`.
+    fn local_endpoints(&self, node: &str) -> LocalEndpoints {
+        self.workloads
+            .services()
+            .filter(|svc| self.workloads.endpoints(svc).iter().any(|p| p.node == node))
+            .map(|svc| (svc.namespace.clone(), svc.name.clone()))
+            .collect()
     }
 
     /// Bring every node's speaker in line with the objects.
@@ -214,7 +258,7 @@ impl Cluster {
             .map(|n| n.name.clone())
             .collect();
         for name in names {
-            let d = desired(&objects, &name, &LocalEndpoints::new());
+            let d = desired(&objects, &name, &self.local_endpoints(&name));
             self.reconcile_node(&name, d.router_id, d.instances.first())?;
         }
         Ok(())

@@ -2,14 +2,18 @@
 //!
 //! `ipam` hands out pod CIDRs and addresses; `workloads` keeps the Kubernetes
 //! objects and scheduling decisions; `routes` says which routes the agent
-//! installs; `host` wraps a netstack host as an engine node. [`Cluster`] owns
+//! installs; `host` wraps a netstack host as an engine node; `lbipam` hands
+//! out LoadBalancer addresses, `services` programs them on the nodes and `bgp`
+//! runs Cilium's BGP control plane. [`Cluster`] owns
 //! the engine and keeps hosts, links and routes in step with the workloads.
 //! Running scenario steps is [`crate::run`]'s job.
 
 pub mod bgp;
 pub mod host;
 pub mod ipam;
+pub mod lbipam;
 pub mod routes;
+mod services;
 pub mod workloads;
 
 use std::collections::BTreeMap;
@@ -76,6 +80,8 @@ pub struct Cluster {
     pub service_rng: SimRng,
     /// Cilium's BGP control plane.
     bgp: bgp::ControlPlane,
+    /// LB-IPAM: pools and LoadBalancer addresses.
+    lb: lbipam::LoadBalancers,
 }
 
 impl Cluster {
@@ -267,6 +273,7 @@ impl Cluster {
             identities: BTreeMap::new(),
             service_rng: rng.fork("service-lb"),
             bgp: bgp::ControlPlane::default(),
+            lb: lbipam::LoadBalancers::default(),
         };
         cluster.install_agent_routes();
         cluster.start_routers()?;
@@ -309,12 +316,16 @@ impl Cluster {
                 .apply_bgp(o, false)
                 .map_err(|e| format!("{}: {e}", object.id()));
         }
+        if let Object::LbPool(meta, spec) = object {
+            self.lb.apply_pool(meta, spec);
+            return self.settle();
+        }
         let changes = self
             .workloads
             .apply(object)
             .map_err(|e| format!("{}: {e}", object.id()))?;
         self.follow(changes)?;
-        self.reconcile_bgp()
+        self.settle()
     }
 
     /// Delete a Kubernetes object and follow its consequences.
@@ -324,12 +335,16 @@ impl Cluster {
                 .apply_bgp(o, true)
                 .map_err(|e| format!("{}: {e}", object.id()));
         }
+        if let Object::LbPool(meta, _) = object {
+            self.lb.delete_pool(meta);
+            return self.settle();
+        }
         let changes = self
             .workloads
             .delete(object)
             .map_err(|e| format!("{}: {e}", object.id()))?;
         self.follow(changes)?;
-        self.reconcile_bgp()
+        self.settle()
     }
 
     fn follow(&mut self, changes: Vec<Change>) -> Result<(), String> {
@@ -400,7 +415,7 @@ impl Cluster {
             None => labels.remove(key),
         };
         self.workloads.join(node, labels)?;
-        self.reconcile_bgp()
+        self.settle()
     }
 
     /// `kubectl drain NODE` (evict Deployment pods, mark unschedulable) or
@@ -412,14 +427,14 @@ impl Cluster {
         } else {
             self.workloads.set_cordoned(node, false)?;
         }
-        self.reconcile_bgp()
+        self.settle()
     }
 
     /// `kubectl scale deployment NAME --replicas N`.
     pub fn scale(&mut self, deployment: &str, replicas: u32) -> Result<(), String> {
         let changes = self.workloads.scale(deployment, replicas)?;
         self.follow(changes)?;
-        self.reconcile_bgp()
+        self.settle()
     }
 
     /// Add a static route on a host, as `ip route add DST via GW`.

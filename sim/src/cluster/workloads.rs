@@ -75,6 +75,14 @@ pub struct ServiceInfo {
     pub name: String,
     /// Namespace.
     pub namespace: String,
+    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
+    pub kind: String,
+    /// Labels (what pool and advertisement selectors match).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (`lbipam.cilium.io/ips`, `lbipam.cilium.io/sharing-key`).
+    pub annotations: BTreeMap<String, String>,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
     /// Virtual address.
     pub cluster_ip: Ipv4Addr,
     /// Backend selector.
@@ -256,6 +264,10 @@ impl Workloads {
                     ServiceInfo {
                         name: meta.name.clone(),
                         namespace: meta.namespace().to_string(),
+                        kind: spec.kind.clone().unwrap_or_else(|| "ClusterIP".into()),
+                        labels: meta.labels.clone(),
+                        annotations: meta.annotations.clone(),
+                        external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
                         cluster_ip,
                         selector: spec.selector.clone(),
                         ports: spec.ports.clone(),
@@ -263,8 +275,8 @@ impl Workloads {
                 );
                 Ok(Vec::new())
             }
-            // Cilium's BGP objects belong to the BGP control plane.
-            Object::Cilium(_) => Ok(Vec::new()),
+            // Cilium's objects belong to the BGP control plane and LB-IPAM.
+            Object::Cilium(_) | Object::LbPool(..) => Ok(Vec::new()),
         }
     }
 
@@ -295,8 +307,13 @@ impl Workloads {
                     .remove(&(meta.namespace().to_string(), meta.name.clone()));
                 Ok(Vec::new())
             }
-            Object::Cilium(_) => Ok(Vec::new()),
+            Object::Cilium(_) | Object::LbPool(..) => Ok(Vec::new()),
         }
+    }
+
+    /// Every service, by (namespace, name).
+    pub fn services(&self) -> impl Iterator<Item = &ServiceInfo> {
+        self.services.values()
     }
 
     /// `kubectl drain`: mark the node unschedulable and evict the pods

@@ -49,6 +49,9 @@ pub struct Expect {
     pub failed_at_least: Option<u32>,
     /// curl: exactly this many distinct backends answered.
     pub backends: Option<u32>,
+    /// curl: exactly this many nodes' service stages took the flows in
+    /// (for a LoadBalancer address).
+    pub ingress_nodes: Option<u32>,
     /// ping: exactly this many replies.
     pub received: Option<u32>,
     /// ping: replies carry this TTL.
@@ -100,6 +103,10 @@ pub enum Action {
     ShowPods,
     /// Print the nodes with their pod CIDRs (`kubectl get ciliumnode` style).
     ShowNodes,
+    /// Print the services (`kubectl get svc` style).
+    ShowServices,
+    /// Print the LB-IPAM pools (`kubectl get ippools` style).
+    ShowIpPools,
     /// Print every node's BGP peers (`cilium bgp peers`).
     ShowBgpPeers,
     /// Print every node's BGP routes of a table (`cilium bgp routes`).
@@ -355,6 +362,8 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         }
         ("show", ["routes", host]) => Ok(Action::ShowRoutes(host.to_string())),
         ("show", ["pods"]) => Ok(Action::ShowPods),
+        ("show", ["services" | "svc"]) => Ok(Action::ShowServices),
+        ("show", ["ippools" | "ippool" | "lbippools" | "lbippool"]) => Ok(Action::ShowIpPools),
         ("show", ["bgp", "peers"]) => Ok(Action::ShowBgpPeers),
         ("show", ["bgp", "routes", rest @ ..]) => {
             use router_core::cilium::status::Table;

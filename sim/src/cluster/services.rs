@@ -1,0 +1,132 @@
+//! LoadBalancer services on the nodes, as Cilium's kube-proxy replacement
+//! programs them: every node serves every LoadBalancer ingress address of a
+//! service with endpoints, through its netstack service stage
+//! ([`nexthop_netstack::host::service`]). With `externalTrafficPolicy: Cluster`
+//! the backends are all the service's pods (another node's pod is reached with
+//! SNAT to this node's InternalIP); with `Local` only this node's pods, and a
+//! node without one drops the traffic. Also the `kubectl get svc` rows.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddrV4};
+
+use nexthop_netstack::host::service::{Backend, Frontend, Protocol};
+
+use super::Cluster;
+
+impl Cluster {
+    /// Allocate LB addresses, program every node's frontends and bring BGP in line.
+    pub(super) fn settle(&mut self) -> Result<(), String> {
+        self.lb.reconcile(self.workloads.services());
+        self.program_services();
+        self.reconcile_bgp()
+    }
+
+    /// Each node's frontends: the ingress addresses of LoadBalancer services.
+    fn program_services(&mut self) {
+        let nodes: Vec<String> = self
+            .workloads
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        for node in nodes {
+            let snat = self.address_of(&node);
+            let mut wanted = Vec::new();
+            for svc in self.workloads.services() {
+                let ips = self.lb.addresses(&svc.namespace, &svc.name);
+                let pods = self.workloads.endpoints(svc);
+                for ip in ips {
+                    let IpAddr::V4(ip) = ip else { continue };
+                    for sp in &svc.ports {
+                        let protocol = match sp.protocol.as_deref() {
+                            Some("UDP") => Protocol::Udp,
+                            _ => Protocol::Tcp,
+                        };
+                        let target = sp.target_port.unwrap_or(sp.port);
+                        let backends = pods
+                            .iter()
+                            .filter(|p| !svc.external_local || p.node == node)
+                            .map(|p| Backend {
+                                addr: SocketAddrV4::new(p.ip, target),
+                                local: p.node == node,
+                            })
+                            .collect();
+                        let frontend = Frontend {
+                            addr: SocketAddrV4::new(ip, sp.port),
+                            protocol,
+                        };
+                        wanted.push((frontend, backends));
+                    }
+                }
+            }
+            let id = self.hosts[&node];
+            let services = self.engine.node_mut(id).host.services_mut();
+            services.set_snat_address(snat);
+            let keep: BTreeSet<Frontend> = wanted.iter().map(|(f, _)| *f).collect();
+            let gone: Vec<Frontend> = services
+                .frontends()
+                .map(|(f, _)| *f)
+                .filter(|f| !keep.contains(f))
+                .collect();
+            for f in gone {
+                services.remove(&f);
+            }
+            for (f, backends) in wanted {
+                services.set(f, backends);
+            }
+        }
+    }
+
+    /// `kubectl get svc`: NAME, TYPE, CLUSTER-IP, EXTERNAL-IP, PORT(S).
+    /// No NodePort is allocated in the simulator, so PORT(S) shows `port/PROTO`.
+    pub fn service_rows(&self) -> Vec<[String; 5]> {
+        self.workloads
+            .services()
+            .map(|svc| {
+                let external = if svc.kind == "LoadBalancer" {
+                    let ips = self.lb.addresses(&svc.namespace, &svc.name);
+                    if ips.is_empty() {
+                        "<pending>".to_string()
+                    } else {
+                        ips.iter()
+                            .map(IpAddr::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    }
+                } else {
+                    "<none>".to_string()
+                };
+                let ports = svc
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                [
+                    svc.name.clone(),
+                    svc.kind.clone(),
+                    svc.cluster_ip.to_string(),
+                    external,
+                    ports,
+                ]
+            })
+            .collect()
+    }
+
+    /// `kubectl get ippools` rows.
+    pub fn pool_rows(&self) -> Vec<[String; 4]> {
+        self.lb.pool_rows()
+    }
+
+    /// Flows each node's service stage opened so far, by node name.
+    pub fn service_flows(&self) -> Vec<(String, u64)> {
+        self.workloads
+            .nodes()
+            .iter()
+            .filter_map(|n| {
+                let h = self.host(&n.name)?;
+                Some((n.name.clone(), h.host.services().counters().flows))
+            })
+            .collect()
+    }
+}
