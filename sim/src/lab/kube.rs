@@ -314,13 +314,16 @@ fn lb_pool(value: serde_norway::Value) -> Result<Object, (String, String)> {
             ));
         }
     }
-    if let Some(v) = &t.spec.allow_first_last_ips {
-        if v != "Yes" && v != "No" {
-            return Err((
-                "spec.allowFirstLastIPs".into(),
-                format!("{v:?} is neither \"Yes\" nor \"No\""),
-            ));
-        }
+    if let Some(v) = t
+        .spec
+        .allow_first_last_ips
+        .as_ref()
+        .filter(|v| *v != "Yes" && *v != "No")
+    {
+        return Err((
+            "spec.allowFirstLastIPs".into(),
+            format!("{v:?} is neither \"Yes\" nor \"No\""),
+        ));
     }
     Ok(Object::LbPool(t.metadata, t.spec))
 }
