@@ -302,6 +302,19 @@ fn execute(
                 &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"],
                 &cluster.service_rows(),
             );
+            let conditions = cluster.service_conditions();
+            if !conditions.is_empty() {
+                report.output.push(String::new());
+                report.output.extend(show::table(
+                    &[
+                        "NAME",
+                        "IPAMREQUESTSATISFIED",
+                        "REASON",
+                        "LOADBALANCER INGRESS",
+                    ],
+                    &conditions,
+                ));
+            }
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
@@ -310,7 +323,14 @@ fn execute(
             report.output = if rows.is_empty() {
                 vec!["No resources found".into()]
             } else {
-                show::table(&["NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE"], &rows)
+                let mut out =
+                    show::table(&["NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE"], &rows);
+                out.push(String::new());
+                out.extend(show::table(
+                    &["POOL", "CONDITION", "STATUS", "REASON", "MESSAGE"],
+                    &cluster.pool_conditions(),
+                ));
+                out
             };
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())

@@ -146,6 +146,52 @@ impl LoadBalancers {
         }
     }
 
+    /// The pools' status conditions as Cilium writes them (seed 002 R30):
+    /// POOL, TYPE, STATUS, REASON, MESSAGE.
+    pub fn pool_conditions(&self) -> Vec<[String; 5]> {
+        let mut rows = Vec::new();
+        for name in self.pools.keys() {
+            let status = self.ipam.status(name).filter(|_| !self.conflicting(name));
+            let (total, available, used) =
+                status.map_or((0, 0, 0), |s| (s.total, s.available, s.used));
+            for (kind, value) in [
+                ("IPsTotal", total),
+                ("IPsAvailable", available),
+                ("IPsUsed", used),
+            ] {
+                rows.push([
+                    name.clone(),
+                    format!("cilium.io/{kind}"),
+                    "Unknown".into(),
+                    "noreason".into(),
+                    value.to_string(),
+                ]);
+            }
+            let conflict = self.conflicting(name);
+            rows.push([
+                name.clone(),
+                "cilium.io/PoolConflict".into(),
+                if conflict { "True" } else { "False" }.into(),
+                if conflict { "cidr_overlap" } else { "resolved" }.into(),
+                String::new(),
+            ]);
+        }
+        rows
+    }
+
+    /// The `cilium.io/IPAMRequestSatisfied` condition of a LoadBalancer service:
+    /// STATUS, REASON, MESSAGE (seed 002 R30).
+    pub fn request_condition(&self, namespace: &str, name: &str) -> [String; 3] {
+        match self
+            .assigned
+            .get(&(namespace.to_string(), name.to_string()))
+        {
+            Some(Ok(_)) => ["True".into(), "satisfied".into(), String::new()],
+            Some(Err(why)) => ["False".into(), "no_pool".into(), format!("{why:?}")],
+            None => ["Unknown".into(), "pending".into(), String::new()],
+        }
+    }
+
     /// `kubectl get ippools`: NAME, DISABLED, CONFLICTING, IPS AVAILABLE.
     pub fn pool_rows(&self) -> Vec<[String; 4]> {
         self.pools

@@ -118,6 +118,35 @@ impl Cluster {
         self.lb.pool_rows()
     }
 
+    /// The pools' status conditions: POOL, TYPE, STATUS, REASON, MESSAGE.
+    pub fn pool_conditions(&self) -> Vec<[String; 5]> {
+        self.lb.pool_conditions()
+    }
+
+    /// LoadBalancer services' `cilium.io/IPAMRequestSatisfied` condition and
+    /// `status.loadBalancer.ingress`: NAME, STATUS, REASON, INGRESS.
+    pub fn service_conditions(&self) -> Vec<[String; 4]> {
+        self.workloads
+            .services()
+            .filter(|svc| svc.kind == "LoadBalancer")
+            .map(|svc| {
+                let [status, reason, _] = self.lb.request_condition(&svc.namespace, &svc.name);
+                let ingress: Vec<String> = self
+                    .lb
+                    .addresses(&svc.namespace, &svc.name)
+                    .iter()
+                    .map(|ip| format!("{{ip: {ip}, ipMode: VIP}}"))
+                    .collect();
+                [
+                    svc.name.clone(),
+                    status,
+                    reason,
+                    format!("[{}]", ingress.join(", ")),
+                ]
+            })
+            .collect()
+    }
+
     /// Flows each node's service stage opened so far, by node name.
     pub fn service_flows(&self) -> Vec<(String, u64)> {
         self.workloads
