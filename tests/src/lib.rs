@@ -9,8 +9,11 @@
 //! - [`Agent`]: a `nexthop-agent run` inside a namespace, killed on drop.
 //! - [`Bird`], [`Gobgp`]: BIRD 2 and GoBGP 3 in the foreground inside a
 //!   namespace, queried with `birdc` / `gobgp`, killed on drop.
+//! - [`feeder`]: an eBGP route feeder for ingest benchmarks.
 //! - [`skip_reason`], [`wait_for`]: skipping with a printed reason, polling
 //!   with a deadline.
+
+pub mod feeder;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -177,17 +180,30 @@ pub struct Frr {
     dir: PathBuf,
     ns: String,
     hostname: String,
+    bgpd_args: String,
 }
 
 impl Frr {
     /// Start zebra and bgpd in namespace `ns` (full name) with kernel
     /// hostname `hostname`, then load `config` (an integrated frr.conf).
     pub fn start(ns: &str, dir: &Path, hostname: &str, config: &str) -> Frr {
+        Frr::start_with(ns, dir, hostname, config, &[])
+    }
+
+    /// [`Frr::start`], with extra bgpd options (e.g. `-n`: no FIB).
+    pub fn start_with(
+        ns: &str,
+        dir: &Path,
+        hostname: &str,
+        config: &str,
+        bgpd_args: &[&str],
+    ) -> Frr {
         fs::create_dir_all(dir).unwrap();
         let frr = Frr {
             dir: dir.to_path_buf(),
             ns: ns.to_string(),
             hostname: hostname.to_string(),
+            bgpd_args: bgpd_args.join(" "),
         };
         let d = dir.display().to_string();
         fs::write(dir.join("frr.conf"), config).unwrap();
@@ -207,8 +223,13 @@ impl Frr {
     fn daemon(&self, daemon: &str) {
         let d = self.dir.display().to_string();
         let hostname = &self.hostname;
+        let extra = if daemon == "bgpd" {
+            self.bgpd_args.as_str()
+        } else {
+            ""
+        };
         let command = format!(
-            "hostname {hostname} && exec /usr/lib/frr/{daemon} -d -F traditional -P 0 \
+            "hostname {hostname} && exec /usr/lib/frr/{daemon} -d -F traditional -P 0 {extra} \
              -f {d}/{daemon}.conf -i {d}/{daemon}.pid -z {d}/zserv.api --vty_socket {d} \
              --log file:{d}/{daemon}.log"
         );
@@ -315,6 +336,11 @@ impl Agent {
             .spawn()
             .unwrap();
         Agent { child, socket, log }
+    }
+
+    /// The agent's process id (`ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `bgp peers --output json`.
@@ -429,6 +455,11 @@ impl Bird {
             .unwrap_or_else(|| panic!("birdc {command} failed\n{}", self.log()))
     }
 
+    /// BIRD's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// BIRD's stderr so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -495,6 +526,11 @@ impl Gobgp {
     pub fn cli(&self, args: &[&str]) -> String {
         self.try_cli(args)
             .unwrap_or_else(|| panic!("gobgp {args:?} failed\n{}", self.log()))
+    }
+
+    /// gobgpd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// gobgpd's log so far.
