@@ -1,8 +1,10 @@
 //! BGP ingest benchmark: nexthop-agent, FRR 8.4 (`bgpd -n`), BIRD 2 and
 //! GoBGP 3, each fed by the same `bgp-feeder` processes over a veth between
 //! two network namespaces. Measures the time from the feeders' go until
-//! the target reports every path received, the time until its CPU goes
-//! idle, and its resident memory growth (VmRSS minus the baseline with the
+//! the target reports every path received (polled every 20 ms through each
+//! daemon's per-peer counters: `bgp peers`, `show bgp summary json`,
+//! `show protocols all`, `gobgp neighbor`), the time until its CPU goes
+//! idle (no CPU time for 500 ms), and its resident memory growth (VmRSS minus the baseline with the
 //! sessions up and empty). Prints a Markdown table; no assertions.
 //!
 //! Root; `cargo bench -p nexthop-tests --bench bgp_ingest`. Filters:
@@ -159,15 +161,18 @@ impl Daemon {
                 .filter_map(|l| l.trim().strip_prefix("Routes:"))
                 .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
                 .sum(),
-            Daemon::Gobgp(g) => {
-                let summary = g.cli(&["global", "rib", "summary", "-a", "ipv4"]);
-                summary
-                    .split("Path:")
-                    .nth(1)
-                    .and_then(|s| s.trim().split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0)
-            }
+            Daemon::Gobgp(g) => g
+                .cli(&["neighbor"])
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    l.split_whitespace()
+                        .last()?
+                        .replace(',', "")
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum(),
         }
     }
 }

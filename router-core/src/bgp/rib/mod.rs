@@ -256,6 +256,9 @@ struct Peer {
     adj_out: BTreeMap<IpNet, AttrId>,
     /// Prefixes with a path from this peer.
     received: usize,
+    /// Families in which paths from this peer were marked stale and not
+    /// purged yet: End-of-RIB walks the table only for these.
+    stale: BTreeSet<Family>,
 }
 
 /// One change to one prefix's paths.
@@ -459,6 +462,7 @@ impl Rib {
             established: false,
             adj_out: BTreeMap::new(),
             received: 0,
+            stale: BTreeSet::new(),
         }));
         PeerId((self.peers.len() - 1) as u32)
     }
@@ -547,6 +551,7 @@ impl Rib {
             return Vec::new();
         };
         peer.established = false;
+        peer.stale.extend(stale.iter().copied());
         let sent = core::mem::take(&mut peer.adj_out);
         for attrs in sent.into_values() {
             self.attrs.release(attrs);
@@ -566,6 +571,9 @@ impl Rib {
     /// Remove the peer's stale paths of `family`: it sent End-of-RIB, or
     /// the restart timer expired.
     pub fn purge_stale(&mut self, id: PeerId, family: Family) -> Vec<Output> {
+        if !self.peer_mut(id).is_some_and(|p| p.stale.remove(&family)) {
+            return Vec::new();
+        }
         let mut batch = Batch::default();
         for prefix in self.prefixes_of_peer(id, Some(family)) {
             self.change(prefix, Change::RemoveStale(id), &mut batch);

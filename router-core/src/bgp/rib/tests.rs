@@ -558,3 +558,23 @@ fn local_addresses_set_after_add_are_the_next_hops_sent() {
         }
     );
 }
+
+#[test]
+fn end_of_rib_without_stale_paths_changes_nothing() {
+    let mut r = rib();
+    let a = peer(&mut r, "10.0.0.1", 65001, "1.1.1.1");
+    learn(&mut r, a, "10.0.0.1", attrs(vec![65001]), "10.1.0.0/24");
+    assert!(
+        r.apply(a, &fsm::Output::EndOfRib(Family::IPV4_UNICAST))
+            .is_empty()
+    );
+    assert_eq!(r.received_count(a), 1);
+    // After a restart, the first End-of-RIB purges; a second has nothing to do.
+    r.peer_down(a, &[Family::IPV4_UNICAST].into());
+    r.peer_up(a, &negotiated(65001, v4("1.1.1.1")));
+    assert!(!r.purge_stale(a, Family::IPV4_UNICAST).is_empty());
+    assert!(r.is_empty());
+    learn(&mut r, a, "10.0.0.1", attrs(vec![65001]), "10.1.0.0/24");
+    assert!(r.purge_stale(a, Family::IPV4_UNICAST).is_empty());
+    assert_eq!(r.len(), 1);
+}
