@@ -59,6 +59,7 @@ mod sys {
     const LINK_CREATE: i64 = 28;
     const ATTACH_XDP: u32 = 37;
     const XDP_FLAGS_DRV_MODE: u32 = 4;
+    const MAP_TYPE_ARRAY: u32 = 2;
     const MAP_TYPE_LPM_TRIE: u32 = 11;
     const PROG_TYPE_XDP: u32 = 6;
     const F_NO_PREALLOC: u32 = 1;
@@ -138,17 +139,33 @@ mod sys {
             .map(fd)
     }
 
+    /// An array map of `max_entries` 8-byte values.
+    pub fn array(max_entries: u32) -> io::Result<OwnedFd> {
+        Attr::new()
+            .u32(0, MAP_TYPE_ARRAY)
+            .u32(4, 4)
+            .u32(8, 8)
+            .u32(12, max_entries)
+            .call(MAP_CREATE)
+            .map(fd)
+    }
+
+    /// Write `key → value` (of the map's sizes) into `map`.
+    pub fn update(map: i32, key: &[u8], value: &[u8]) -> io::Result<()> {
+        Attr::new()
+            .u32(0, map as u32)
+            .u64(8, key.as_ptr() as u64)
+            .u64(16, value.as_ptr() as u64)
+            .call(MAP_UPDATE_ELEM)
+            .map(drop)
+    }
+
     /// Insert `addr/len → value` into an `lpm_trie` map.
     pub fn lpm_insert(map: i32, addr: [u8; 4], len: u8, value: u32) -> io::Result<()> {
         let mut key = [0u8; 8];
         key[..4].copy_from_slice(&u32::from(len).to_ne_bytes());
         key[4..].copy_from_slice(&addr);
-        Attr::new()
-            .u32(0, map as u32)
-            .u64(8, key.as_ptr() as u64)
-            .u64(16, value.to_ne_bytes().as_ptr() as u64)
-            .call(MAP_UPDATE_ELEM)
-            .map(drop)
+        update(map, &key, &value.to_ne_bytes())
     }
 
     /// Attach XDP program `prog` natively to `ifindex` (of the calling
@@ -195,6 +212,9 @@ mod prog {
     const LDX_W: u8 = 0x61;
     const ST_W: u8 = 0x62;
     const STX_W: u8 = 0x63;
+    const LDX_H: u8 = 0x69;
+    const STX_H: u8 = 0x6b;
+    const AND_K: u8 = 0x57;
     const MOV_X: u8 = 0xbf;
     const MOV_K: u8 = 0xb7;
     const ADD_K: u8 = 0x07;
@@ -227,12 +247,34 @@ mod prog {
         vec![insn(MOV_K, 0, 0, 0, verdict), insn(EXIT, 0, 0, 0, 0)]
     }
 
-    /// The generator: write `frame` (length a multiple of 4) over the packet, `XDP_TX`.
-    pub fn generator(frame: &[u8]) -> Vec<u64> {
+    /// The generator: write `frame` (an IPv4 frame, length a multiple of 4)
+    /// over the packet, `XDP_TX`. With `dsts` (an array map of
+    /// `DESTINATIONS` entries: IPv4 destination, then the header checksum
+    /// that goes with it), each frame goes to a random entry's destination.
+    pub fn generator(frame: &[u8], dsts: Option<i32>) -> Vec<u64> {
         let mut p = prologue(frame.len() as i32);
         for (i, word) in frame.chunks(4).enumerate() {
             let imm = i32::from_ne_bytes(word.try_into().unwrap());
             p.push(insn(ST_W, 2, 0, 4 * i as i16, imm));
+        }
+        if let Some(map) = dsts {
+            p.extend([
+                insn(MOV_X, 6, 2, 0, 0),
+                // bpf_get_prandom_u32
+                insn(CALL, 0, 0, 0, 7),
+                insn(AND_K, 0, 0, 0, super::DESTINATIONS as i32 - 1),
+                insn(STX_W, 10, 0, -4, 0),
+                insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map),
+                0,
+                insn(MOV_X, 2, 10, 0, 0),
+                insn(ADD_K, 2, 0, 0, -4),
+                insn(CALL, 0, 0, 0, 1),
+                insn(JEQ_K, 0, 0, 4, 0),
+                insn(LDX_W, 1, 0, 0, 0),
+                insn(STX_W, 6, 1, 30, 0),
+                insn(LDX_H, 1, 0, 4, 0),
+                insn(STX_H, 6, 1, 24, 0),
+            ]);
         }
         p.extend([insn(MOV_K, 0, 0, 0, XDP_TX), insn(EXIT, 0, 0, 0, 0)]);
         p
@@ -448,6 +490,8 @@ struct Topology {
     r0: EthernetAddress,
     r1: EthernetAddress,
     d0: EthernetAddress,
+    /// Interface indexes of r0 and r1.
+    ifindex: (u32, u32),
 }
 
 /// src 10.71.1.2 — r0 10.71.1.1 [rtr] r1 10.71.2.1 — dst 10.71.2.2.
@@ -472,6 +516,7 @@ fn topology() -> Topology {
         r0: lab.mac(&rtr, "r0"),
         r1: lab.mac(&rtr, "r1"),
         d0: lab.mac(&dst, "d0"),
+        ifindex: (lab.ifindex(&rtr, "r0"), lab.ifindex(&rtr, "r1")),
         lab,
         src,
         rtr,
@@ -481,6 +526,8 @@ fn topology() -> Topology {
 
 /// router-core tables for rtr: the paths benchmarked plus `table`.
 struct RtrTables {
+    /// Routes in the FIB.
+    routes: usize,
     fib: Fib,
     neighbours: neighbour::Table,
     ports: BTreeMap<PortId, PortConfig>,
@@ -539,6 +586,7 @@ impl RtrTables {
             mtu: 1500,
         };
         RtrTables {
+            routes: table.len() + 1,
             fib,
             neighbours,
             ports: BTreeMap::from([
@@ -752,6 +800,254 @@ fn mpps(pps: f64) -> String {
     format!("{:.2}", pps / 1e6)
 }
 
+/// One row of the program-cost table.
+struct Cost {
+    routes: usize,
+    path: String,
+    /// Median ns per packet at `repeat` 254, for paths that can repeat.
+    repeated: Option<u32>,
+    /// Median ns of single runs.
+    single: u32,
+    verdict: String,
+}
+
+/// One row of the throughput table: alternating (XDP, kernel) rounds.
+struct Throughput {
+    routes: usize,
+    traffic: &'static str,
+    rounds: Vec<(Rates, Rates)>,
+}
+
+/// Entries of the generator's destination map (a power of two).
+const DESTINATIONS: u32 = 1 << 16;
+
+/// `count` addresses, each inside a random prefix of `table` (`SINK` if it is empty).
+fn scattered(table: &[Ipv4Net], count: usize) -> Vec<[u8; 4]> {
+    let mut rng = Rng(table.len() as u64);
+    (0..count)
+        .map(|_| {
+            if table.is_empty() {
+                return SINK;
+            }
+            let p = table[(rng.next() % table.len() as u64) as usize];
+            let host = rng.next() as u32 & u32::from(p.hostmask());
+            (p.network().to_bits() | host).to_be_bytes()
+        })
+        .collect()
+}
+
+/// The XDP program attached to rtr's r0, as a descriptor for test runs.
+fn attached_program(topo: &Topology) -> aya::programs::ProgramFd {
+    let id = topo.lab.xdp_prog_id(&topo.rtr, "r0");
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .expect("the attached program is loaded")
+        .fd()
+        .expect("a descriptor of the attached program")
+}
+
+/// Per-path program cost of `prog`, checked against router-core's verdict.
+fn path_costs(topo: &Topology, t: &RtrTables, prog: i32, out: &mut Vec<Cost>) {
+    let ifindex = [topo.ifindex.0, topo.ifindex.1];
+    for path in paths(topo) {
+        let reference = process(&t.tables(), PortId(path.port), &path.frame, &mut Vec::new());
+        let ifindex = ifindex[usize::from(path.port)];
+        let (frame, repeats) = (path.frame, path.repeats);
+        let (repeated, (single, verdict)) = in_ns(&topo.rtr, move || {
+            (
+                repeats.then(|| cost(prog, &frame, ifindex, REPEAT, CALLS_REPEAT).0),
+                cost(prog, &frame, ifindex, 1, CALLS_SINGLE),
+            )
+        });
+        out.push(Cost {
+            routes: t.routes,
+            path: path.name.to_string(),
+            repeated,
+            single,
+            verdict: format!("{} / {:?}", verdict_name(verdict), reference.reason),
+        });
+    }
+}
+
+/// The anchors over `table` (a program doing one `LPM_TRIE` lookup, and the
+/// empty program), then single runs to scattered destinations through the
+/// datapath `prog` and the lookup program.
+fn anchor_costs(topo: &Topology, table: &[Ipv4Net], prog: i32, empty: i32, out: &mut Vec<Cost>) {
+    let routes = table.len() + 1;
+    let trie = sys::lpm_trie(routes as u32).expect("an LPM trie");
+    sys::lpm_insert(trie.as_raw_fd(), [10, 71, 9, 0], 24, 1).expect("insert");
+    for p in table {
+        sys::lpm_insert(trie.as_raw_fd(), p.addr().octets(), p.prefix_len(), 1).expect("insert");
+    }
+    let lookup = sys::load_xdp(&prog::lpm_lookup(trie.as_raw_fd())).expect("the LPM program loads");
+    let lookup = lookup.as_raw_fd();
+    let r0 = topo.ifindex.0;
+    let frame = udp(topo.r0, topo.s0, (SRC, SINK), 255, 60);
+    let anchors = in_ns(&topo.rtr, move || {
+        [lookup, empty].map(|p| {
+            let (repeated, verdict) = cost(p, &frame, r0, REPEAT, CALLS_REPEAT);
+            (
+                Some(repeated),
+                cost(p, &frame, r0, 1, CALLS_SINGLE).0,
+                verdict,
+            )
+        })
+    });
+    // One run each (repeat 1): lookups that do not find the tables in cache.
+    let frames: Vec<Vec<u8>> = scattered(table, CALLS_SINGLE)
+        .into_iter()
+        .map(|dst| udp(topo.r0, topo.s0, (SRC, dst), 255, 60))
+        .collect();
+    let cold = in_ns(&topo.rtr, move || {
+        [prog, lookup].map(|p| {
+            let runs: Vec<(u32, u32)> = frames
+                .iter()
+                .map(|f| sys::test_run(p, f, r0, 1, 0).expect("test run"))
+                .collect();
+            let verdict = runs.last().map_or(0, |r| r.0);
+            (
+                None,
+                median(runs.into_iter().map(|r| r.1).collect()),
+                verdict,
+            )
+        })
+    });
+    let names = [
+        "anchor: LPM_TRIE lookup",
+        "anchor: empty program",
+        "forward, scattered dst",
+        "anchor: LPM_TRIE, scattered",
+    ];
+    for ((repeated, single, verdict), name) in anchors.into_iter().chain(cold).zip(names) {
+        out.push(Cost {
+            routes,
+            path: name.to_string(),
+            repeated,
+            single,
+            verdict: verdict_name(verdict).to_string(),
+        });
+    }
+}
+
+/// Alternate XDP forwarding by `dp` and kernel forwarding over the same
+/// routes, `ROUNDS` times per generator of `generators`. Leaves `dp` detached.
+fn throughput(
+    topo: &Topology,
+    dp: &mut Datapath,
+    mut attached: Vec<Attachment>,
+    table: &[Ipv4Net],
+    generators: &[(&'static str, i32)],
+    out: &mut Vec<Throughput>,
+) {
+    kernel_routes(topo, table);
+    topo.lab.sh(
+        &topo.rtr,
+        &format!(
+            "ip neigh replace 10.71.2.2 lladdr {} dev r1 nud permanent",
+            topo.d0.to_string().replace('-', ":")
+        ),
+    );
+    let frame = udp(topo.r0, topo.s0, (SRC, SINK), 64, 60);
+    for &(traffic, generator) in generators {
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            if attached.is_empty() {
+                attached = attach_rtr(dp, topo);
+            }
+            topo.lab.sh(&topo.rtr, "sysctl -qw net.ipv4.ip_forward=0");
+            let before = dp.reason_counts().unwrap()[Reason::Forwarded as usize];
+            let xdp = blast(topo, generator, &frame);
+            let counted = dp.reason_counts().unwrap()[Reason::Forwarded as usize] - before;
+            for a in attached.drain(..) {
+                dp.detach(a).expect("detach from rtr's port");
+            }
+            topo.lab.sh(&topo.rtr, "sysctl -qw net.ipv4.ip_forward=1");
+            let kernel = blast(topo, generator, &frame);
+            eprintln!(
+                "{} routes, {traffic}: XDP {} Mpps ({counted} counted Forwarded by the program), kernel {} Mpps",
+                table.len() + 1,
+                mpps(xdp.1),
+                mpps(kernel.1)
+            );
+            rounds.push((xdp, kernel));
+        }
+        out.push(Throughput {
+            routes: table.len() + 1,
+            traffic,
+            rounds,
+        });
+    }
+    topo.lab.sh(
+        &topo.rtr,
+        "sysctl -qw net.ipv4.ip_forward=0; ip route flush proto static",
+    );
+}
+
+/// The generator's destination map: `DESTINATIONS` addresses scattered over
+/// `table`, each with the IPv4 header checksum of the generator's frame to it.
+fn destinations(topo: &Topology, table: &[Ipv4Net]) -> std::os::fd::OwnedFd {
+    let map = sys::array(DESTINATIONS).expect("an array map");
+    for (i, dst) in (0u32..).zip(scattered(table, DESTINATIONS as usize)) {
+        let frame = udp(topo.r0, topo.s0, (SRC, dst), 64, 60);
+        let mut value = [0u8; 8];
+        value[..4].copy_from_slice(&dst);
+        value[4..6].copy_from_slice(&frame[24..26]);
+        sys::update(map.as_raw_fd(), &i.to_ne_bytes(), &value).expect("update");
+    }
+    map
+}
+
+fn report(costs: &[Cost], rates: &[Throughput]) {
+    println!("\nProgram cost under BPF_PROG_TEST_RUN, kernel-reported ns per packet (median)");
+    println!(
+        "{:<9} {:<28} {:>10} {:>8}  verdict / router-core reason",
+        "routes", "path", "repeat 254", "repeat 1"
+    );
+    for c in costs {
+        let repeated = c.repeated.map_or("-".to_string(), |m| m.to_string());
+        println!(
+            "{:<9} {:<28} {repeated:>10} {:>8}  {}",
+            c.routes, c.path, c.single, c.verdict
+        );
+    }
+    println!(
+        "\nForwarded 60-byte UDP frames, src — rtr — dst on veth (Mpps, median of {ROUNDS} alternating rounds); generator: XDP live frames, {GENERATED} per run"
+    );
+    println!(
+        "{:<9} {:<10} {:>8} {:>6} {:>8} {:>6} {:>6}  rounds XDP/kernel",
+        "routes", "traffic", "offered", "XDP", "offered", "kernel", "ratio"
+    );
+    for r in rates {
+        let med = |f: &dyn Fn(&(Rates, Rates)) -> f64| {
+            let mut v: Vec<f64> = r.rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (xdp, kernel) = (med(&|r| r.0.1), med(&|r| r.1.1));
+        let each: Vec<String> = r
+            .rounds
+            .iter()
+            .map(|r| format!("{}/{}", mpps(r.0.1), mpps(r.1.1)))
+            .collect();
+        println!(
+            "{:<9} {:<10} {:>8} {:>6} {:>8} {:>6} {:>5.2}x  {}",
+            r.routes,
+            r.traffic,
+            mpps(med(&|r| r.0.0)),
+            mpps(xdp),
+            mpps(med(&|r| r.1.0)),
+            mpps(kernel),
+            xdp / kernel,
+            each.join(" ")
+        );
+    }
+    println!(
+        "\nAnchor figures from shared/notes/ebpf-toolchain.md (an earlier session, not this run): minimal LPM-trie XDP forwarder 85 ns (1 route) / 176 ns (100k routes) in test-run; kernel forwarding ~0.97 Mpps, that forwarder ~3.1 Mpps (1 route) / ~1.5 Mpps (100k)."
+    );
+    let _ = io::stdout().flush();
+}
+
 fn main() {
     if let Err(why) = privileged() {
         println!("skipping the XDP benchmark: {why}");
@@ -766,11 +1062,10 @@ fn main() {
     let topo = topology();
     let full = random_table(*sizes.last().unwrap() - 1);
     let gen_frame = udp(topo.r0, topo.s0, (SRC, SINK), 64, 60);
-    let generator = sys::load_xdp(&prog::generator(&gen_frame)).expect("the generator loads");
+    let one_flow = sys::load_xdp(&prog::generator(&gen_frame, None)).expect("the generator loads");
     let empty = sys::load_xdp(&prog::only(prog::XDP_PASS)).expect("the empty program loads");
     let drop_prog = sys::load_xdp(&prog::only(prog::XDP_DROP)).expect("the drop program loads");
-    let r0 = topo.lab.ifindex(&topo.rtr, "r0");
-    let r1 = topo.lab.ifindex(&topo.rtr, "r1");
+    let (r0, r1) = topo.ifindex;
     let mut costs = Vec::new();
     let mut rates = Vec::new();
     for &n in sizes {
@@ -786,7 +1081,7 @@ fn main() {
         };
         let mut dp = Datapath::load(&capacity).expect("the XDP object loads");
         dp.sync(&snapshot).expect("maps sync");
-        let mut attached = attach_rtr(&mut dp, &topo);
+        let attached = attach_rtr(&mut dp, &topo);
         {
             let _inside = Entered::new(&topo.src);
             dp.attach_peer("s0").expect("attach the pass program to s0");
@@ -809,187 +1104,40 @@ fn main() {
             "{n} routes: FIB built, synced and attached in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        let id = topo.lab.xdp_prog_id(&topo.rtr, "r0");
-        let info = aya::programs::loaded_programs()
-            .filter_map(Result::ok)
-            .find(|p| p.id() == id)
-            .expect("the attached program is loaded");
-        let fd = info.fd().expect("a descriptor of the attached program");
-        let prog = fd.as_fd().as_raw_fd();
+        let prog = attached_program(&topo);
+        path_costs(&topo, &t, prog.as_fd().as_raw_fd(), &mut costs);
+        anchor_costs(
+            &topo,
+            table,
+            prog.as_fd().as_raw_fd(),
+            empty.as_raw_fd(),
+            &mut costs,
+        );
 
-        // Per-path program cost.
-        for path in paths(&topo) {
-            let reference =
-                process(&t.tables(), PortId(path.port), &path.frame, &mut Vec::new()).reason;
-            let ifindex = [r0, r1][usize::from(path.port)];
-            let frame = path.frame.clone();
-            let repeats = path.repeats;
-            let (many, one, verdict) = in_ns(&topo.rtr, move || {
-                let many = repeats.then(|| cost(prog, &frame, ifindex, REPEAT, CALLS_REPEAT).0);
-                let (one, verdict) = cost(prog, &frame, ifindex, 1, CALLS_SINGLE);
-                (many, one, verdict)
-            });
-            costs.push((
-                n,
-                path.name.to_string(),
-                many,
-                one,
-                format!("{} / {reference:?}", verdict_name(verdict)),
-            ));
-        }
-
-        // Anchor: one LPM_TRIE lookup program over the same table, and the empty program.
-        let trie = sys::lpm_trie(n as u32 + 1).expect("an LPM trie");
-        sys::lpm_insert(trie.as_raw_fd(), [10, 71, 9, 0], 24, 1).expect("insert");
-        for p in table {
-            sys::lpm_insert(trie.as_raw_fd(), p.addr().octets(), p.prefix_len(), 1)
-                .expect("insert");
-        }
-        let lookup =
-            sys::load_xdp(&prog::lpm_lookup(trie.as_raw_fd())).expect("the LPM program loads");
-        let frame = udp(topo.r0, topo.s0, (SRC, SINK), 255, 60);
-        let (lookup_fd, empty_fd) = (lookup.as_raw_fd(), empty.as_raw_fd());
-        let anchors = in_ns(&topo.rtr, move || {
-            [lookup_fd, empty_fd].map(|p| {
-                let (many, verdict) = cost(p, &frame, r0, REPEAT, CALLS_REPEAT);
-                (many, cost(p, &frame, r0, 1, CALLS_SINGLE).0, verdict)
-            })
-        });
-        for ((many, one, verdict), name) in anchors
-            .into_iter()
-            .zip(["anchor: LPM_TRIE lookup", "anchor: empty program"])
-        {
-            costs.push((
-                n,
-                name.to_string(),
-                Some(many),
-                one,
-                verdict_name(verdict).to_string(),
-            ));
-        }
-        // One run each (repeat 1) to destinations scattered over the table:
-        // lookups that do not find the trie in cache.
-        let mut rng = Rng(n as u64);
-        let frames: Vec<Vec<u8>> = (0..CALLS_SINGLE)
-            .map(|_| {
-                let dst = if table.is_empty() {
-                    SINK
-                } else {
-                    let p = table[(rng.next() % table.len() as u64) as usize];
-                    let host = rng.next() as u32 & u32::from(p.hostmask());
-                    (p.network().to_bits() | host).to_be_bytes()
-                };
-                udp(topo.r0, topo.s0, (SRC, dst), 255, 60)
-            })
-            .collect();
-        let scattered = in_ns(&topo.rtr, move || {
-            [prog, lookup_fd].map(|p| {
-                let runs: Vec<(u32, u32)> = frames
-                    .iter()
-                    .map(|f| sys::test_run(p, f, r0, 1, 0).expect("test run"))
-                    .collect();
-                let verdict = runs.last().map_or(0, |r| r.0);
-                (median(runs.into_iter().map(|r| r.1).collect()), verdict)
-            })
-        });
-        for ((one, verdict), name) in scattered
-            .into_iter()
-            .zip(["forward, scattered dst", "anchor: LPM_TRIE, scattered"])
-        {
-            costs.push((
-                n,
-                name.to_string(),
-                None,
-                one,
-                verdict_name(verdict).to_string(),
-            ));
-        }
-        drop(lookup);
-        drop(trie);
-
-        // Throughput at 1 route and the largest table: XDP and kernel
-        // forwarding alternate, the kernel holding the same routes throughout.
-        if n == 1 || n == *sizes.last().unwrap() {
-            kernel_routes(&topo, table);
-            topo.lab.sh(
-                &topo.rtr,
-                &format!(
-                    "ip neigh replace 10.71.2.2 lladdr {} dev r1 nud permanent",
-                    topo.d0.to_string().replace('-', ":")
-                ),
+        // Throughput at 1 route (one flow) and the largest table (one flow
+        // and destinations scattered over the table).
+        if n == 1 {
+            throughput(
+                &topo,
+                &mut dp,
+                attached,
+                table,
+                &[("one flow", one_flow.as_raw_fd())],
+                &mut rates,
             );
-            let mut round = Vec::new();
-            for _ in 0..ROUNDS {
-                if attached.is_empty() {
-                    attached = attach_rtr(&mut dp, &topo);
-                }
-                topo.lab.sh(&topo.rtr, "sysctl -qw net.ipv4.ip_forward=0");
-                let before = dp.reason_counts().unwrap()[Reason::Forwarded as usize];
-                let xdp = blast(&topo, generator.as_raw_fd(), &gen_frame);
-                let counted = dp.reason_counts().unwrap()[Reason::Forwarded as usize] - before;
-                for a in attached.drain(..) {
-                    dp.detach(a).expect("detach from rtr's port");
-                }
-                topo.lab.sh(&topo.rtr, "sysctl -qw net.ipv4.ip_forward=1");
-                let kernel = blast(&topo, generator.as_raw_fd(), &gen_frame);
-                eprintln!(
-                    "{n} routes: XDP {} Mpps ({counted} counted Forwarded by the program), kernel {} Mpps",
-                    mpps(xdp.1),
-                    mpps(kernel.1)
-                );
-                round.push((xdp, kernel));
-            }
-            topo.lab.sh(
-                &topo.rtr,
-                "sysctl -qw net.ipv4.ip_forward=0; ip route flush proto static",
-            );
-            rates.push((n, round));
+        } else if n == *sizes.last().unwrap() {
+            let dsts = destinations(&topo, table);
+            let spread = sys::load_xdp(&prog::generator(&gen_frame, Some(dsts.as_raw_fd())))
+                .expect("the scattering generator loads");
+            let generators = [
+                ("one flow", one_flow.as_raw_fd()),
+                ("scattered", spread.as_raw_fd()),
+            ];
+            throughput(&topo, &mut dp, attached, table, &generators, &mut rates);
         }
         drop(sink);
-        drop(dp);
     }
-
-    println!("\nProgram cost under BPF_PROG_TEST_RUN, kernel-reported ns per packet (median)");
-    println!(
-        "{:<9} {:<26} {:>12} {:>10}  verdict / router-core reason",
-        "routes", "path", "repeat 254", "repeat 1"
-    );
-    for (n, name, many, one, verdict) in &costs {
-        let many = many.map_or("-".to_string(), |m| m.to_string());
-        println!("{n:<9} {name:<26} {many:>12} {one:>10}  {verdict}");
-    }
-    println!(
-        "\nForwarded 60-byte UDP frames, one flow, src — rtr — dst on veth (Mpps); generator: XDP live frames, {GENERATED} per run"
-    );
-    println!(
-        "{:<9} {:>9} {:>7} {:>9} {:>7} {:>7}  rounds XDP / kernel",
-        "routes", "offered", "XDP", "offered", "kernel", "ratio"
-    );
-    for (n, round) in rates {
-        let med = |f: &dyn Fn(&(Rates, Rates)) -> f64| {
-            let mut v: Vec<f64> = round.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (xdp, kernel) = (med(&|r| r.0.1), med(&|r| r.1.1));
-        let each: Vec<String> = round
-            .iter()
-            .map(|r| format!("{}/{}", mpps(r.0.1), mpps(r.1.1)))
-            .collect();
-        println!(
-            "{n:<9} {:>9} {:>7} {:>9} {:>7} {:>6.2}x  {}",
-            mpps(med(&|r| r.0.0)),
-            mpps(xdp),
-            mpps(med(&|r| r.1.0)),
-            mpps(kernel),
-            xdp / kernel,
-            each.join(" ")
-        );
-    }
-    println!(
-        "\nAnchor figures from shared notes (earlier runs, not this one): minimal LPM-trie XDP forwarder 85 ns (1 route) / 176 ns (100k); kernel forwarding ~0.97 Mpps."
-    );
-    let _ = io::stdout().flush();
+    report(&costs, &rates);
 }
 
 /// The calling thread inside a namespace until dropped.
