@@ -284,6 +284,20 @@ mod prog {
         p
     }
 
+    /// Read the IPv4 destination (so the frame's first cache line is
+    /// fetched, as any forwarder must), then `bpf_redirect(ifindex, 0)`.
+    pub fn redirect(ifindex: u32) -> Vec<u64> {
+        let mut p = prologue(34);
+        p.extend([
+            insn(LDX_W, 5, 2, 30, 0),
+            insn(MOV_K, 1, 0, 0, ifindex as i32),
+            insn(MOV_K, 2, 0, 0, 0),
+            insn(CALL, 0, 0, 0, 23),
+            insn(EXIT, 0, 0, 0, 0),
+        ]);
+        p
+    }
+
     /// Look the IPv4 destination up in the `LPM_TRIE` map `map`: `XDP_TX` on a hit.
     pub fn lpm_lookup(map: i32) -> Vec<u64> {
         let mut p = prologue(34);
@@ -814,7 +828,16 @@ struct Cost {
 struct Throughput {
     routes: usize,
     traffic: &'static str,
-    rounds: Vec<(Rates, Rates)>,
+    rounds: Vec<Round>,
+}
+
+/// One round: the datapath, kernel forwarding, and the topology's ceiling
+/// (a program on r0 that reads the destination and redirects to r1, no
+/// lookup), one after the other.
+struct Round {
+    xdp: Rates,
+    kernel: Rates,
+    redirect: Rates,
 }
 
 /// Entries of the generator's destination map (a power of two).
@@ -930,12 +953,13 @@ fn anchor_costs(topo: &Topology, table: &[Ipv4Net], prog: i32, empty: i32, out: 
 }
 
 /// Alternate XDP forwarding by `dp` and kernel forwarding over the same
-/// routes, `ROUNDS` times per generator of `generators`. Leaves `dp` detached.
+/// routes, and the redirect-only program `redirect`, `ROUNDS` times per
+/// generator of `generators`. Leaves `dp` detached.
 fn throughput(
     topo: &Topology,
     dp: &mut Datapath,
     mut attached: Vec<Attachment>,
-    table: &[Ipv4Net],
+    (table, redirect): (&[Ipv4Net], i32),
     generators: &[(&'static str, i32)],
     out: &mut Vec<Throughput>,
 ) {
@@ -963,13 +987,24 @@ fn throughput(
             }
             topo.lab.sh(&topo.rtr, "sysctl -qw net.ipv4.ip_forward=1");
             let kernel = blast(topo, generator, &frame);
+            topo.lab.sh(&topo.rtr, "sysctl -qw net.ipv4.ip_forward=0");
+            let r0 = topo.ifindex.0;
+            let link = in_ns(&topo.rtr, move || sys::attach_xdp(redirect, r0))
+                .expect("attach the redirect-only program");
+            let ceiling = blast(topo, generator, &frame);
+            drop(link);
             eprintln!(
-                "{} routes, {traffic}: XDP {} Mpps ({counted} counted Forwarded by the program), kernel {} Mpps",
+                "{} routes, {traffic}: XDP {} Mpps ({counted} counted Forwarded by the program), kernel {} Mpps, redirect only {} Mpps",
                 table.len() + 1,
                 mpps(xdp.1),
-                mpps(kernel.1)
+                mpps(kernel.1),
+                mpps(ceiling.1)
             );
-            rounds.push((xdp, kernel));
+            rounds.push(Round {
+                xdp,
+                kernel,
+                redirect: ceiling,
+            });
         }
         out.push(Throughput {
             routes: table.len() + 1,
@@ -1014,30 +1049,37 @@ fn report(costs: &[Cost], rates: &[Throughput]) {
         "\nForwarded 60-byte UDP frames, src — rtr — dst on veth (Mpps, median of {ROUNDS} alternating rounds); generator: XDP live frames, {GENERATED} per run"
     );
     println!(
-        "{:<9} {:<10} {:>8} {:>6} {:>8} {:>6} {:>6}  rounds XDP/kernel",
-        "routes", "traffic", "offered", "XDP", "offered", "kernel", "ratio"
+        "{:<9} {:<10} {:>8} {:>6} {:>6} {:>6} {:>9}  rounds XDP/kernel/redirect-only",
+        "routes", "traffic", "offered", "XDP", "kernel", "ratio", "redirect"
     );
     for r in rates {
-        let med = |f: &dyn Fn(&(Rates, Rates)) -> f64| {
+        let med = |f: &dyn Fn(&Round) -> f64| {
             let mut v: Vec<f64> = r.rounds.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (xdp, kernel) = (med(&|r| r.0.1), med(&|r| r.1.1));
+        let (xdp, kernel) = (med(&|r| r.xdp.1), med(&|r| r.kernel.1));
         let each: Vec<String> = r
             .rounds
             .iter()
-            .map(|r| format!("{}/{}", mpps(r.0.1), mpps(r.1.1)))
+            .map(|r| {
+                format!(
+                    "{}/{}/{}",
+                    mpps(r.xdp.1),
+                    mpps(r.kernel.1),
+                    mpps(r.redirect.1)
+                )
+            })
             .collect();
         println!(
-            "{:<9} {:<10} {:>8} {:>6} {:>8} {:>6} {:>5.2}x  {}",
+            "{:<9} {:<10} {:>8} {:>6} {:>6} {:>5.2}x {:>9}  {}",
             r.routes,
             r.traffic,
-            mpps(med(&|r| r.0.0)),
+            mpps(med(&|r| r.xdp.0)),
             mpps(xdp),
-            mpps(med(&|r| r.1.0)),
             mpps(kernel),
             xdp / kernel,
+            mpps(med(&|r| r.redirect.1)),
             each.join(" ")
         );
     }
@@ -1065,6 +1107,7 @@ fn main() {
     let empty = sys::load_xdp(&prog::only(prog::XDP_PASS)).expect("the empty program loads");
     let drop_prog = sys::load_xdp(&prog::only(prog::XDP_DROP)).expect("the drop program loads");
     let (r0, r1) = topo.ifindex;
+    let redirect = sys::load_xdp(&prog::redirect(r1)).expect("the redirect program loads");
     let mut costs = Vec::new();
     let mut rates = Vec::new();
     for &n in sizes {
@@ -1120,7 +1163,7 @@ fn main() {
                 &topo,
                 &mut dp,
                 attached,
-                table,
+                (table, redirect.as_raw_fd()),
                 &[("one flow", one_flow.as_raw_fd())],
                 &mut rates,
             );
@@ -1132,7 +1175,14 @@ fn main() {
                 ("one flow", one_flow.as_raw_fd()),
                 ("scattered", spread.as_raw_fd()),
             ];
-            throughput(&topo, &mut dp, attached, table, &generators, &mut rates);
+            throughput(
+                &topo,
+                &mut dp,
+                attached,
+                (table, redirect.as_raw_fd()),
+                &generators,
+                &mut rates,
+            );
         }
         drop(sink);
     }
