@@ -16,10 +16,10 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use router_core::bgp::fsm;
-use router_core::bgp::rib::policy::{Action, Policy, PrefixList, PrefixListEntry, Set, Statement};
 use router_core::bgp::rib::{self, PeerConfig, PeerId, Rib, RibConfig, RouteAttrs};
-use router_core::bgp::wire::{Family, Origin, PathAttributes, Update};
+use router_core::bgp::wire::{Family, Update};
 use router_core::cilium::desired::RouteAttributes;
+use router_core::cilium::export::{export_policy, originated_attributes};
 use tokio::sync::mpsc;
 
 /// An instance shared by its peer tasks and the controller.
@@ -48,39 +48,6 @@ fn family_of(prefix: &IpNet) -> Family {
     match prefix {
         IpNet::V4(_) => Family::IPV4_UNICAST,
         IpNet::V6(_) => Family::IPV6_UNICAST,
-    }
-}
-
-/// The path attributes we originate `route` with (the RIB adds our AS and
-/// the next hop per peer on export).
-fn originated_attributes(route: &RouteAttributes) -> PathAttributes {
-    PathAttributes {
-        origin: Some(Origin::Igp),
-        communities: route.communities.iter().copied().collect(),
-        large_communities: route.large_communities.iter().copied().collect(),
-        local_pref: route.local_preference,
-        ..PathAttributes::default()
-    }
-}
-
-/// The export policy sending exactly `prefixes`.
-pub fn export_policy(prefixes: &BTreeSet<IpNet>) -> Policy {
-    let entries = prefixes
-        .iter()
-        .map(|&prefix| PrefixListEntry {
-            permit: true,
-            prefix,
-            ge: None,
-            le: None,
-        })
-        .collect();
-    Policy {
-        statements: vec![Statement {
-            prefix_list: Some(PrefixList { entries }),
-            community: None,
-            action: Action::Permit(Set::default()),
-        }],
-        default: Action::Deny,
     }
 }
 
@@ -257,7 +224,7 @@ impl Instance {
 mod tests {
     use super::*;
     use router_core::bgp::fsm::Negotiated;
-    use router_core::bgp::wire::{AsPath, Community, NextHop};
+    use router_core::bgp::wire::{AsPath, Community, NextHop, Origin, PathAttributes};
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()

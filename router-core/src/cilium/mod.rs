@@ -9,6 +9,7 @@
 //! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
 //! - [`objects`]: the kinds understood and the set of objects.
 //! - [`desired`]: objects + node name → instances, peers and prefixes.
+//! - [`export`]: originated routes' attributes and per-peer export policies.
 //! - [`status`]: what a control plane reports about peers and routes;
 //!   [`table`]: `bgp peers` / `bgp routes` tables of it.
 //!
@@ -19,6 +20,7 @@
 
 pub mod bgp;
 pub mod desired;
+pub mod export;
 pub mod kube;
 pub mod meta;
 pub mod objects;

@@ -20,11 +20,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 use nexthop_netstack::apps::bgp::PeerSpec;
 use router_core::bgp::fsm::{Config, GracefulRestartConfig, PeerAs, State};
-use router_core::bgp::rib::policy::{Action, Policy, PrefixList, PrefixListEntry, Set, Statement};
 use router_core::bgp::rib::{PeerConfig, RibConfig};
-use router_core::bgp::wire::{Family, Origin, PathAttributes};
+use router_core::bgp::wire::Family;
 use router_core::cilium::bgp::Afi;
 use router_core::cilium::desired::RouteAttributes;
+use router_core::cilium::export::{export_policy, originated_attributes};
 use router_core::cilium::kube::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeSpec, NodeStatus, Service,
     ServiceSpec, ServiceStatus,
@@ -127,38 +127,6 @@ fn session_config(
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
     Ok(config)
-}
-
-/// Send exactly `prefixes` to a peer, nothing learned from others.
-fn export_policy(prefixes: &BTreeSet<IpNet>) -> Policy {
-    let entries: Vec<PrefixListEntry> = prefixes
-        .iter()
-        .map(|&prefix| PrefixListEntry {
-            permit: true,
-            prefix,
-            ge: None,
-            le: None,
-        })
-        .collect();
-    Policy {
-        statements: vec![Statement {
-            prefix_list: Some(PrefixList { entries }),
-            community: None,
-            action: Action::Permit(Set::default()),
-        }],
-        default: Action::Deny,
-    }
-}
-
-/// The attributes of an originated route.
-fn attributes(route: &RouteAttributes) -> PathAttributes {
-    PathAttributes {
-        origin: Some(Origin::Igp),
-        communities: route.communities.iter().copied().collect(),
-        large_communities: route.large_communities.iter().copied().collect(),
-        local_pref: route.local_preference,
-        ..PathAttributes::default()
-    }
 }
 
 fn without_routes(peer: &DesiredPeer) -> DesiredPeer {
@@ -369,7 +337,7 @@ impl Cluster {
         }
         for (prefix, attrs) in routes {
             if running.originated.get(&prefix).map(|(a, _)| a) != Some(&attrs) {
-                host.bgp_originate(now, prefix, attributes(&attrs));
+                host.bgp_originate(now, prefix, originated_attributes(&attrs));
                 running.originated.insert(prefix, (attrs, now));
             }
         }
@@ -464,7 +432,7 @@ impl Cluster {
             if table == Table::Available {
                 for (prefix, (attrs, since)) in &running.originated {
                     let nh = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-                    let shown = render_attributes(&attributes(attrs), nh);
+                    let shown = render_attributes(&originated_attributes(attrs), nh);
                     out.push(route(
                         None,
                         *prefix,
