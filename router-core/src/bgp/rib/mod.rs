@@ -400,13 +400,19 @@ fn reselect(entry: &mut Entry, attrs: &Interner, peers: &[Option<Peer>], config:
         multipath_relax: config.multipath_relax,
     };
     let selected = decision::select(&candidates, &params);
-    let order: Vec<Path> = selected
-        .iter()
-        .copied()
-        .chain((0..paths.len()).filter(|i| !selected.contains(i)))
-        .map(|i| paths[i])
-        .collect();
-    paths.copy_from_slice(&order);
+    if let [best] = selected[..] {
+        // The same order as below, without a copy: the best first, the
+        // others as they were.
+        paths[..=best].rotate_right(1);
+    } else {
+        let order: Vec<Path> = selected
+            .iter()
+            .copied()
+            .chain((0..paths.len()).filter(|i| !selected.contains(i)))
+            .map(|i| paths[i])
+            .collect();
+        paths.copy_from_slice(&order);
+    }
     entry.selected = selected.len() as u8;
 }
 
@@ -739,7 +745,17 @@ impl Rib {
         let Some(entry) = entry else {
             return;
         };
-        let old: Vec<Path> = entry.selected().to_vec();
+        // The FIB needs every selected path; exports only the best.
+        let install = self.config.install;
+        let selected = |e: &Entry| {
+            if install {
+                e.selected().to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        let old_best = entry.selected().first().copied();
+        let old = selected(entry);
         let mut released = None;
         let mut emptied = false;
         let fresh = entry.selected == 0;
@@ -791,17 +807,17 @@ impl Rib {
         if let Some(Some(p)) = self.peers.get_mut(source.0 as usize) {
             p.received = p.received.saturating_add_signed(counted);
         }
-        let new: Vec<Path> = if emptied {
+        let (new_best, new) = if emptied {
             match prefix {
                 IpNet::V4(k) => self.v4.remove(&k),
                 IpNet::V6(k) => self.v6.remove(&k),
             };
-            Vec::new()
+            (None, Vec::new())
         } else {
             reselect(entry, &self.attrs, &self.peers, &self.config);
-            entry.selected().to_vec()
+            (entry.selected().first().copied(), selected(entry))
         };
-        self.report(prefix, &old, &new, batch);
+        self.report(prefix, (old_best, &old), (new_best, &new), batch);
         if let Some(attrs) = released {
             self.attrs.release(attrs);
         }
@@ -829,17 +845,25 @@ impl Rib {
         })
     }
 
-    fn report(&mut self, prefix: IpNet, old: &[Path], new: &[Path], batch: &mut Batch) {
+    /// Report a prefix's change from `old` to `new`: (best, every selected
+    /// path — empty unless the RIB installs routes).
+    fn report(
+        &mut self,
+        prefix: IpNet,
+        old: (Option<Path>, &[Path]),
+        new: (Option<Path>, &[Path]),
+        batch: &mut Batch,
+    ) {
         if self.config.install {
-            let route = self.route_of(new);
-            if self.route_of(old) != route {
+            let route = self.route_of(new.1);
+            if self.route_of(old.1) != route {
                 batch.fib.push(Output::Fib { prefix, route });
             }
         }
-        if same_route(old.first(), new.first()) {
+        if same_route(old.0.as_ref(), new.0.as_ref()) {
             return;
         }
-        let best = new.first().copied();
+        let best = new.0;
         for id in 1..self.peers.len() {
             let id = PeerId(id as u32);
             if self.peer(id).is_some_and(|p| p.established) {
