@@ -1,4 +1,4 @@
-//! The configuration directory: every YAML document of every file in it,
+//! The configuration directory: every YAML document of every YAML file in it,
 //! decoded into router-core's Cilium objects. A document that fails is
 //! reported with its file, index and field, and left out; the rest stands.
 
@@ -49,13 +49,15 @@ impl fmt::Display for DocumentError {
 /// length and modification time.
 pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
-/// The files of `dir` that hold configuration (not hidden), sorted by name.
+/// The files of `dir` that hold configuration (`*.yaml`, `*.yml`, `*.json`;
+/// not hidden), sorted by name: logs or editor files beside them are ignored.
 fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.file_type()?.is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let yaml = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
+        if yaml && !name.starts_with('.') && entry.file_type()?.is_file() {
             files.push(entry.path());
         }
     }
@@ -107,8 +109,10 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             Ok(serde_norway::Value::Null) => continue,
             Ok(value) => value,
             Err(e) => {
+                // A syntax error ends the stream: the YAML iterator would
+                // yield the same error forever.
                 loaded.errors.push(error(None, e.to_string()));
-                continue;
+                break;
             }
         };
         let meta = match serde_path_to_error::deserialize::<_, TypeMeta>(&value) {
@@ -148,6 +152,42 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_syntax_error_ends_the_file_with_one_error() {
+        let mut loaded = Loaded::default();
+        load_text(
+            Path::new("bad.yaml"),
+            "a: [unclosed\n---\nb: 1\n",
+            &mut loaded,
+        );
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        assert_eq!(loaded.errors[0].document, 1);
+    }
+
+    #[test]
+    fn only_yaml_files_are_configuration() {
+        let dir = std::env::temp_dir().join(format!("nexthop-agent-files-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "a.yaml",
+            "b.yml",
+            "c.json",
+            "agent.log",
+            ".hidden.yaml",
+            "notes.txt",
+        ] {
+            fs::write(dir.join(name), "").unwrap();
+        }
+        let names: Vec<String> = files(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names, ["a.yaml", "b.yml", "c.json"]);
+    }
 
     #[test]
     fn bad_documents_are_named_and_the_rest_loads() {
