@@ -3,14 +3,14 @@
 //! render it ([`super::table`]); the simulator fills the same types.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::bgp::wire::{AsPath, NextHop, Origin, PathAttributes};
+use crate::bgp::wire::{NextHop, Origin, PathAttributes};
 
 /// One peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +130,7 @@ pub fn render_attributes(attrs: &PathAttributes, next_hop: IpAddr) -> Vec<String
         out.push(format!("{{Origin: {o}}}"));
     }
     if let Some(path) = attrs.as_path.as_ref().filter(|p| !p.segments.is_empty()) {
-        out.push(format!("{{AsPath: {}}}", as_path(path)));
+        out.push(format!("{{AsPath: {path}}}"));
     }
     out.push(format!("{{Nexthop: {next_hop}}}"));
     if let Some(med) = attrs.med {
@@ -158,22 +158,6 @@ pub fn render_attributes(attrs: &PathAttributes, next_hop: IpAddr) -> Vec<String
     out
 }
 
-fn as_path(path: &AsPath) -> String {
-    use crate::bgp::wire::SegmentType;
-    let segments: Vec<String> = path
-        .segments
-        .iter()
-        .map(|s| {
-            let asns: Vec<String> = s.asns.iter().map(u32::to_string).collect();
-            match s.kind {
-                SegmentType::Sequence => asns.join(" "),
-                _ => format!("{{{}}}", asns.join(",")),
-            }
-        })
-        .collect();
-    segments.join(" ")
-}
-
 /// The address of a received next hop (the global one for IPv6).
 pub fn next_hop_address(next_hop: &NextHop) -> IpAddr {
     match next_hop {
@@ -185,7 +169,7 @@ pub fn next_hop_address(next_hop: &NextHop) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::wire::Community;
+    use crate::bgp::wire::{AsPath, Community};
     use alloc::vec;
 
     #[test]

@@ -96,21 +96,7 @@ pub fn frr_uptime(d: Duration) -> String {
 }
 
 fn as_path_text(path: Option<&AsPath>) -> String {
-    let Some(path) = path else {
-        return String::new();
-    };
-    let parts: Vec<String> = path
-        .segments
-        .iter()
-        .map(|s| {
-            let asns: Vec<String> = s.asns.iter().map(u32::to_string).collect();
-            match s.kind {
-                SegmentType::Sequence => asns.join(" "),
-                _ => format!("{{{}}}", asns.join(",")),
-            }
-        })
-        .collect();
-    parts.join(" ")
+    path.map_or_else(String::new, AsPath::to_string)
 }
 
 fn origin_code(o: Option<Origin>) -> char {

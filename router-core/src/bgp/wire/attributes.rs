@@ -141,6 +141,33 @@ pub struct AsPath {
     pub segments: Vec<AsSegment>,
 }
 
+impl core::fmt::Display for AsPath {
+    /// The path as FRR and Cilium print it: sequences as `65001 65000`, sets
+    /// (and confederation segments) as `{65002,65003}`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, s) in self.segments.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            let sequence = s.kind == SegmentType::Sequence;
+            let (open, sep, close) = if sequence {
+                ("", " ", "")
+            } else {
+                ("{", ",", "}")
+            };
+            f.write_str(open)?;
+            for (j, asn) in s.asns.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(sep)?;
+                }
+                write!(f, "{asn}")?;
+            }
+            f.write_str(close)?;
+        }
+        Ok(())
+    }
+}
+
 impl AsPath {
     /// A path of one AS_SEQUENCE (empty if `asns` is).
     pub fn sequence(asns: Vec<u32>) -> AsPath {
@@ -1062,6 +1089,24 @@ impl PathAttributes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_paths_print_like_frr() {
+        let path = AsPath {
+            segments: alloc::vec![
+                AsSegment {
+                    kind: SegmentType::Sequence,
+                    asns: alloc::vec![65001, 65000]
+                },
+                AsSegment {
+                    kind: SegmentType::Set,
+                    asns: alloc::vec![65002, 65003]
+                },
+            ],
+        };
+        assert_eq!(alloc::format!("{path}"), "65001 65000 {65002,65003}");
+        assert_eq!(alloc::format!("{}", AsPath::default()), "");
+    }
     use alloc::vec;
 
     fn ctx4() -> DecodeContext {
