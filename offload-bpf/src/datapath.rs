@@ -1,21 +1,45 @@
 //! The loaded XDP datapath: load the embedded object, keep its maps equal to a
 //! [`Snapshot`], run frames through it with `BPF_PROG_TEST_RUN`, read counters.
 //!
-//! Sync writes only entries that differ from what the maps hold (a shadow copy
-//! of the last snapshot), in dependency order; see the crate docs for why and
-//! for the double-buffering plan. Needs root (CAP_BPF and CAP_NET_ADMIN).
+//! # Route changes without blackholes
+//!
+//! The maps a route change rewrites (tries, group buckets, nexthops, ports,
+//! settings) are double-buffered (see the eBPF crate's `maps`): packets read
+//! the half `ACTIVE` names, [`Datapath::sync`] brings the other half up to the
+//! new snapshot (writing only entries that differ from what that half holds),
+//! flips `ACTIVE` with one 4-byte write, then waits for an RCU grace period, so
+//! that no program run still reads the retired half when the next sync starts
+//! rewriting it. Every packet therefore sees either the old tables or the new
+//! ones, never a mix. Hash maps (neighbours, local addresses, ARP, identities,
+//! ingress ports) are shared by both halves: new entries go in before the
+//! flip, stale ones come out after the grace period.
+//!
+//! # Pinning
+//!
+//! [`Datapath::load_pinned`] keeps the maps and the XDP links on a bpffs, so
+//! forwarding goes on with the last tables while the process that owns the
+//! datapath restarts. Loading again from the same directory reuses the maps
+//! (their layout is checked), learns which half is active, and
+//! [`Datapath::attach`] replaces the program on the pinned link atomically.
+//! [`remove_pins`] detaches everything and frees the maps.
+//!
+//! Needs root (CAP_BPF and CAP_NET_ADMIN).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::mem::size_of;
+use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray};
-use aya::programs::xdp::XdpLinkId;
+use aya::maps::{Array, HashMap, MapData, MapError, MapInfo, PerCpuArray, ProgramArray};
+use aya::pin::PinError;
+use aya::programs::links::{FdLink, LinkError, PinnedLink};
+use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
-    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, IpKey, Mac,
-    Nexthop, Port, V4_DIRECT_BITS, V6_DIRECT_BITS,
+    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES, IpKey,
+    MAX_PORTS, Mac, Nexthop, Port, REASONS, V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 use router_core::datapath::Reason;
 
@@ -31,12 +55,19 @@ pub const PEER_PROGRAM: &str = "nexthop_peer";
 
 /// One attachment made by [`Datapath::attach`] or [`Datapath::attach_peer`].
 #[derive(Debug)]
-pub struct Attachment {
-    program: &'static str,
-    link: XdpLinkId,
+pub enum Attachment {
+    /// Owned by this process: detached when the [`Datapath`] is dropped.
+    Owned {
+        /// The program attached.
+        program: &'static str,
+        /// Its link.
+        link: XdpLinkId,
+    },
+    /// Pinned at this path: stays attached until [`Datapath::detach`] or [`remove_pins`].
+    Pinned(PathBuf),
 }
 
-/// Map sizes chosen at load time.
+/// Map sizes chosen at load time (each half of a double-buffered map has these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     /// Entries of each node array.
@@ -69,6 +100,61 @@ impl Default for Capacity {
     }
 }
 
+/// What one map of the object looks like in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapShape {
+    /// Key size in bytes.
+    pub key: u32,
+    /// Value size in bytes.
+    pub value: u32,
+    /// Entries (both halves of a double-buffered map).
+    pub entries: u32,
+}
+
+impl fmt::Display for MapShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} entries of {}-byte keys and {}-byte values",
+            self.entries, self.key, self.value
+        )
+    }
+}
+
+/// Every map of the object and its shape for `c`.
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 18] {
+    fn shape<K, V>(entries: u32) -> MapShape {
+        MapShape {
+            key: size_of::<K>() as u32,
+            value: size_of::<V>() as u32,
+            entries,
+        }
+    }
+    [
+        ("ACTIVE", shape::<u32, u32>(1)),
+        ("V4_DIRECT", shape::<u32, u32>(HALVES << V4_DIRECT_BITS)),
+        ("V4_NODES", shape::<u32, FibNode>(HALVES * c.nodes)),
+        ("V4_LEAVES", shape::<u32, u32>(HALVES * c.leaves)),
+        ("V6_DIRECT", shape::<u32, u32>(HALVES << V6_DIRECT_BITS)),
+        ("V6_NODES", shape::<u32, FibNode>(HALVES * c.nodes)),
+        ("V6_LEAVES", shape::<u32, u32>(HALVES * c.leaves)),
+        (
+            "GROUP_BUCKETS",
+            shape::<u32, GroupBuckets>(HALVES * c.groups),
+        ),
+        ("NEXTHOPS", shape::<u32, Nexthop>(HALVES * c.nexthops)),
+        ("PORTS", shape::<u32, Port>(HALVES * MAX_PORTS)),
+        ("CONFIG", shape::<u32, Config>(HALVES)),
+        ("NEIGHBOURS", shape::<IpKey, Mac>(c.neighbours)),
+        ("IFINDEX_PORTS", shape::<u32, u16>(MAX_PORTS)),
+        ("LOCAL", shape::<IpKey, u8>(c.local)),
+        ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
+        ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
+        ("PROGRAMS", shape::<u32, u32>(1)),
+        ("REASONS", shape::<u32, u64>(REASONS)),
+    ]
+}
+
 /// Why loading, syncing or running failed.
 #[derive(Debug)]
 pub enum Error {
@@ -89,6 +175,21 @@ pub enum Error {
         /// Entries available.
         capacity: u32,
     },
+    /// The pin directory is not on a bpffs.
+    NotBpffs(PathBuf),
+    /// A map pinned by an earlier run has another shape than this load needs.
+    PinnedShape {
+        /// The pinned map.
+        path: PathBuf,
+        /// What it is.
+        found: MapShape,
+        /// What this load needs.
+        want: MapShape,
+    },
+    /// Pinning, opening or removing a pinned object failed.
+    Pin(PathBuf, String),
+    /// Waiting for the RCU grace period after a flip failed.
+    GracePeriod(std::io::Error),
 }
 
 impl fmt::Display for Error {
@@ -103,6 +204,24 @@ impl fmt::Display for Error {
                 need,
                 capacity,
             } => write!(f, "map {map} needs {need} entries, has {capacity}"),
+            Error::NotBpffs(dir) => write!(
+                f,
+                "{} is not on a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)",
+                dir.display()
+            ),
+            Error::PinnedShape { path, found, want } => write!(
+                f,
+                "pinned map {} holds {found} but this datapath needs {want}: \
+                 load with the capacity it was created with, or remove the pin \
+                 directory (forwarding stops until the new datapath is attached)",
+                path.display()
+            ),
+            Error::Pin(path, e) => write!(f, "pinned object {}: {e}", path.display()),
+            Error::GracePeriod(e) => write!(
+                f,
+                "membarrier(MEMBARRIER_CMD_GLOBAL) (an RCU grace period) failed: {e} \
+                 (kernels booted with nohz_full do not support it)"
+            ),
         }
     }
 }
@@ -125,41 +244,46 @@ impl From<MapError> for Error {
     }
 }
 
-/// One array map and the values it holds (missing entries hold `V::default()`).
-struct ArrayMap<V: Pod> {
+/// One double-buffered array map and, per half, the values written so far
+/// (entries past the end of that list are unknown and always written).
+struct HalvedArray<V: Pod> {
     name: &'static str,
     map: Array<MapData, V>,
-    held: Vec<V>,
+    capacity: u32,
+    held: [Vec<V>; 2],
 }
 
-impl<V: Pod + Default + PartialEq> ArrayMap<V> {
+impl<V: Pod + PartialEq> HalvedArray<V> {
     fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Self, Error> {
-        let map = ebpf.take_map(name).ok_or(Error::Missing(name))?;
-        Ok(ArrayMap {
+        let map = Array::try_from(ebpf.take_map(name).ok_or(Error::Missing(name))?)?;
+        Ok(HalvedArray {
             name,
-            map: Array::try_from(map)?,
-            held: Vec::new(),
+            capacity: map.len() / HALVES,
+            map,
+            held: [Vec::new(), Vec::new()],
         })
     }
 
-    /// Write the entries of `want` that differ from what the map holds.
-    fn sync(&mut self, want: &[V]) -> Result<usize, Error> {
-        let capacity = self.map.len();
-        if want.len() > capacity as usize {
+    /// Make `half` hold `want` at its start, writing the entries that differ.
+    fn sync(&mut self, half: u32, want: &[V]) -> Result<usize, Error> {
+        if want.len() > self.capacity as usize {
             return Err(Error::TooLarge {
                 map: self.name,
                 need: want.len(),
-                capacity,
+                capacity: self.capacity,
             });
         }
-        if self.held.len() < want.len() {
-            self.held.resize(want.len(), V::default());
-        }
+        let held = &mut self.held[half as usize];
+        let base = half * self.capacity;
         let mut written = 0;
-        for (i, (v, held)) in want.iter().zip(self.held.iter_mut()).enumerate() {
-            if v != held {
-                self.map.set(i as u32, v, 0)?;
-                *held = *v;
+        for (i, v) in want.iter().enumerate() {
+            if held.get(i) != Some(v) {
+                self.map.set(base + i as u32, v, 0)?;
+                if i < held.len() {
+                    held[i] = *v;
+                } else {
+                    held.push(*v);
+                }
                 written += 1;
             }
         }
@@ -174,12 +298,12 @@ struct HashMapSync<K: Pod + Ord, V: Pod> {
 }
 
 impl<K: Pod + Ord, V: Pod + PartialEq> HashMapSync<K, V> {
+    /// Take the map, learning what it holds (a pinned map keeps its entries).
     fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Self, Error> {
-        let map = ebpf.take_map(name).ok_or(Error::Missing(name))?;
-        Ok(HashMapSync {
-            map: HashMap::try_from(map)?,
-            held: BTreeMap::new(),
-        })
+        let map: HashMap<MapData, K, V> =
+            HashMap::try_from(ebpf.take_map(name).ok_or(Error::Missing(name))?)?;
+        let held = map.iter().collect::<Result<_, _>>()?;
+        Ok(HashMapSync { map, held })
     }
 
     /// Insert new and changed entries.
@@ -213,70 +337,239 @@ impl<K: Pod + Ord, V: Pod + PartialEq> HashMapSync<K, V> {
 
 /// The maps of one trie.
 struct TrieMaps {
-    direct: ArrayMap<u32>,
-    nodes: ArrayMap<FibNode>,
-    leaves: ArrayMap<u32>,
+    direct: HalvedArray<u32>,
+    nodes: HalvedArray<FibNode>,
+    leaves: HalvedArray<u32>,
 }
 
 impl TrieMaps {
-    fn take(ebpf: &mut Ebpf, names: [&'static str; 3], direct_bits: u32) -> Result<Self, Error> {
-        let mut direct = ArrayMap::take(ebpf, names[0])?;
-        // A fresh map holds zeros, which would read as node 0: force a full first write.
-        direct.held = vec![u32::MAX; 1 << direct_bits];
+    fn take(ebpf: &mut Ebpf, names: [&'static str; 3]) -> Result<Self, Error> {
         Ok(TrieMaps {
-            direct,
-            nodes: ArrayMap::take(ebpf, names[1])?,
-            leaves: ArrayMap::take(ebpf, names[2])?,
+            direct: HalvedArray::take(ebpf, names[0])?,
+            nodes: HalvedArray::take(ebpf, names[1])?,
+            leaves: HalvedArray::take(ebpf, names[2])?,
         })
     }
 
-    /// Leaves and nodes before the direct table that points at them.
-    fn sync(&mut self, t: &Trie) -> Result<usize, Error> {
-        Ok(self.leaves.sync(&t.leaves)?
-            + self.nodes.sync(&t.nodes)?
-            + self.direct.sync(&t.direct)?)
+    fn sync(&mut self, half: u32, t: &Trie) -> Result<usize, Error> {
+        Ok(self.leaves.sync(half, &t.leaves)?
+            + self.nodes.sync(half, &t.nodes)?
+            + self.direct.sync(half, &t.direct)?)
     }
 }
 
-/// The loaded XDP object, its program and its maps.
-pub struct Datapath {
-    ebpf: Ebpf,
+/// Every map the loader writes, and which half packets read.
+struct Maps {
+    active: Array<MapData, u32>,
+    /// The half `active` names.
+    half: u32,
     v4: TrieMaps,
     v6: TrieMaps,
-    groups: ArrayMap<GroupBuckets>,
-    nexthops: ArrayMap<Nexthop>,
+    groups: HalvedArray<GroupBuckets>,
+    nexthops: HalvedArray<Nexthop>,
+    ports: HalvedArray<Port>,
+    config: HalvedArray<Config>,
     neighbours: HashMapSync<IpKey, Mac>,
-    ports: ArrayMap<Port>,
     ifindex_ports: HashMapSync<u32, u16>,
     local: HashMapSync<IpKey, u8>,
     arp: HashMapSync<ArpKey, u8>,
     identities: HashMapSync<IpKey, u32>,
-    config: ArrayMap<Config>,
     reasons: PerCpuArray<MapData, u64>,
     /// Holds the tail call target installed.
     _programs: ProgramArray<MapData>,
 }
 
+impl Maps {
+    fn take(ebpf: &mut Ebpf, programs: ProgramArray<MapData>) -> Result<Self, Error> {
+        let active = Array::try_from(ebpf.take_map("ACTIVE").ok_or(Error::Missing("ACTIVE"))?)?;
+        let half = active.get(&0, 0)? & 1;
+        let reasons = ebpf.take_map("REASONS").ok_or(Error::Missing("REASONS"))?;
+        Ok(Maps {
+            active,
+            half,
+            v4: TrieMaps::take(ebpf, ["V4_DIRECT", "V4_NODES", "V4_LEAVES"])?,
+            v6: TrieMaps::take(ebpf, ["V6_DIRECT", "V6_NODES", "V6_LEAVES"])?,
+            groups: HalvedArray::take(ebpf, "GROUP_BUCKETS")?,
+            nexthops: HalvedArray::take(ebpf, "NEXTHOPS")?,
+            ports: HalvedArray::take(ebpf, "PORTS")?,
+            config: HalvedArray::take(ebpf, "CONFIG")?,
+            neighbours: HashMapSync::take(ebpf, "NEIGHBOURS")?,
+            ifindex_ports: HashMapSync::take(ebpf, "IFINDEX_PORTS")?,
+            local: HashMapSync::take(ebpf, "LOCAL")?,
+            arp: HashMapSync::take(ebpf, "ARP_ADDRS")?,
+            identities: HashMapSync::take(ebpf, "IDENTITIES")?,
+            reasons: PerCpuArray::try_from(reasons)?,
+            _programs: programs,
+        })
+    }
+
+    /// Bring `half` up to `s`: the double-buffered maps only, dependencies first.
+    fn write_half(&mut self, half: u32, s: &Snapshot) -> Result<usize, Error> {
+        let mut ports = vec![Port::default(); MAX_PORTS as usize];
+        for (&id, &p) in &s.ports {
+            ports[usize::from(id)] = p;
+        }
+        let max_group = s.groups.keys().next_back().map_or(0, |&g| g as usize + 1);
+        let mut groups = vec![GroupBuckets::default(); max_group];
+        for (&id, &table) in &s.groups {
+            groups[id as usize] = table;
+        }
+        Ok(self.ports.sync(half, &ports)?
+            + self.config.sync(half, &[s.config])?
+            + self.nexthops.sync(half, &s.nexthops)?
+            + self.groups.sync(half, &groups)?
+            + self.v4.sync(half, &s.v4)?
+            + self.v6.sync(half, &s.v6)?)
+    }
+
+    /// New and changed hash map entries, before a flip.
+    fn upsert(
+        &mut self,
+        s: &Snapshot,
+        local: &BTreeMap<IpKey, u8>,
+        arp: &BTreeMap<ArpKey, u8>,
+    ) -> Result<usize, Error> {
+        Ok(self.neighbours.upsert(&s.neighbours)?
+            + self.local.upsert(local)?
+            + self.arp.upsert(arp)?
+            + self.identities.upsert(&s.identities)?
+            + self.ifindex_ports.upsert(&s.ifindex_ports)?)
+    }
+
+    /// Hash map entries `s` no longer has, after the grace period.
+    fn prune(
+        &mut self,
+        s: &Snapshot,
+        local: &BTreeMap<IpKey, u8>,
+        arp: &BTreeMap<ArpKey, u8>,
+    ) -> Result<usize, Error> {
+        Ok(self.ifindex_ports.prune(&s.ifindex_ports)?
+            + self.local.prune(local)?
+            + self.arp.prune(arp)?
+            + self.identities.prune(&s.identities)?
+            + self.neighbours.prune(&s.neighbours)?)
+    }
+
+    /// See [`Datapath::sync`].
+    fn sync(&mut self, s: &Snapshot) -> Result<usize, Error> {
+        let local: BTreeMap<IpKey, u8> = s.local.iter().map(|&k| (k, 1)).collect();
+        let arp: BTreeMap<ArpKey, u8> = s.arp.iter().map(|&k| (k, 1)).collect();
+        let next = self.half ^ 1;
+        let mut n = self.upsert(s, &local, &arp)?;
+        n += self.write_half(next, s)?;
+        self.active.set(0, next, 0)?;
+        self.half = next;
+        grace_period()?;
+        n += self.prune(s, &local, &arp)?;
+        Ok(n)
+    }
+}
+
+/// Wait until every program run that started before now has finished.
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)` is `synchronize_rcu()` in the kernel,
+/// and XDP programs run inside RCU read-side sections (softirq, or
+/// `rcu_read_lock` for test runs).
+fn grace_period() -> Result<(), Error> {
+    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Error::GracePeriod(std::io::Error::last_os_error()))
+    }
+}
+
+/// The loaded XDP object, its programs and its maps.
+pub struct Datapath {
+    ebpf: Ebpf,
+    maps: Maps,
+    /// Where maps and links are pinned, for a pinned datapath.
+    pins: Option<PathBuf>,
+}
+
 impl fmt::Debug for Datapath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Datapath").finish_non_exhaustive()
+        f.debug_struct("Datapath")
+            .field("active half", &self.maps.half)
+            .field("pins", &self.pins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bpffs magic number (`BPF_FS_MAGIC`).
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn on_bpffs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `statfs` writes into the zeroed struct we pass and reads the C string.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(path.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
     }
 }
 
 impl Datapath {
     /// Load the embedded object with maps of the given sizes (needs root).
+    /// The maps and attachments live as long as this object.
     pub fn load(capacity: &Capacity) -> Result<Self, Error> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries("V4_NODES", capacity.nodes)
-            .map_max_entries("V6_NODES", capacity.nodes)
-            .map_max_entries("V4_LEAVES", capacity.leaves)
-            .map_max_entries("V6_LEAVES", capacity.leaves)
-            .map_max_entries("GROUP_BUCKETS", capacity.groups)
-            .map_max_entries("NEXTHOPS", capacity.nexthops)
-            .map_max_entries("NEIGHBOURS", capacity.neighbours)
-            .map_max_entries("LOCAL", capacity.local)
-            .map_max_entries("ARP_ADDRS", capacity.local)
-            .map_max_entries("IDENTITIES", capacity.identities)
+        Self::load_with(capacity, None)
+    }
+
+    /// Load the embedded object with its maps pinned in `dir/maps` (reused
+    /// when an earlier run left them there) and its links pinned in
+    /// `dir/links`, so forwarding outlives this process. `dir` must be on a
+    /// bpffs; it is created if missing.
+    pub fn load_pinned(capacity: &Capacity, dir: &Path) -> Result<Self, Error> {
+        for sub in ["maps", "links"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))?;
+        }
+        if !on_bpffs(dir) {
+            return Err(Error::NotBpffs(dir.to_path_buf()));
+        }
+        for (name, want) in layout(capacity) {
+            let path = dir.join("maps").join(name);
+            if !path.exists() {
+                continue;
+            }
+            let info =
+                MapInfo::from_pin(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))?;
+            let found = MapShape {
+                key: info.key_size(),
+                value: info.value_size(),
+                entries: info.max_entries(),
+            };
+            if found != want {
+                return Err(Error::PinnedShape { path, found, want });
+            }
+        }
+        Self::load_with(capacity, Some(dir))
+    }
+
+    fn load_with(capacity: &Capacity, pins: Option<&Path>) -> Result<Self, Error> {
+        let layout = layout(capacity);
+        let pin_paths: Vec<(&str, PathBuf)> = match pins {
+            Some(dir) => layout
+                .iter()
+                .map(|&(name, _)| (name, dir.join("maps").join(name)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut loader = EbpfLoader::new();
+        for &(name, shape) in &layout {
+            loader.map_max_entries(name, shape.entries);
+        }
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
+            .override_global("NODES_CAP", &capacity.nodes, true)
+            .override_global("LEAVES_CAP", &capacity.leaves, true)
+            .override_global("GROUPS_CAP", &capacity.groups, true)
+            .override_global("NEXTHOPS_CAP", &capacity.nexthops, true)
             .load(object())?;
         for name in [PROGRAM, INNER_PROGRAM, PEER_PROGRAM] {
             let program: &mut Xdp = ebpf
@@ -294,64 +587,23 @@ impl Datapath {
             .ok_or(Error::Missing(INNER_PROGRAM))?
             .try_into()?;
         programs.set(0, inner.fd()?, 0)?;
-        let reasons = ebpf.take_map("REASONS").ok_or(Error::Missing("REASONS"))?;
         Ok(Datapath {
-            v4: TrieMaps::take(
-                &mut ebpf,
-                ["V4_DIRECT", "V4_NODES", "V4_LEAVES"],
-                V4_DIRECT_BITS,
-            )?,
-            v6: TrieMaps::take(
-                &mut ebpf,
-                ["V6_DIRECT", "V6_NODES", "V6_LEAVES"],
-                V6_DIRECT_BITS,
-            )?,
-            groups: ArrayMap::take(&mut ebpf, "GROUP_BUCKETS")?,
-            nexthops: ArrayMap::take(&mut ebpf, "NEXTHOPS")?,
-            neighbours: HashMapSync::take(&mut ebpf, "NEIGHBOURS")?,
-            ports: ArrayMap::take(&mut ebpf, "PORTS")?,
-            ifindex_ports: HashMapSync::take(&mut ebpf, "IFINDEX_PORTS")?,
-            local: HashMapSync::take(&mut ebpf, "LOCAL")?,
-            arp: HashMapSync::take(&mut ebpf, "ARP_ADDRS")?,
-            identities: HashMapSync::take(&mut ebpf, "IDENTITIES")?,
-            config: ArrayMap::take(&mut ebpf, "CONFIG")?,
-            reasons: PerCpuArray::try_from(reasons)?,
-            _programs: programs,
+            maps: Maps::take(&mut ebpf, programs)?,
             ebpf,
+            pins: pins.map(Path::to_path_buf),
         })
     }
 
-    /// Make the maps hold `s`, writing only what changed, leaves of the
-    /// dependency graph first. Returns the number of entries written or removed.
+    /// Make the maps hold `s` without a moment where packets see a mix of the
+    /// old and new tables (see the module docs). Returns the number of
+    /// entries written or removed.
     pub fn sync(&mut self, s: &Snapshot) -> Result<usize, Error> {
-        let mut ports = vec![Port::default(); self.ports.map.len() as usize];
-        for (&id, &p) in &s.ports {
-            ports[usize::from(id)] = p;
-        }
-        let max_group = s.groups.keys().next_back().map_or(0, |&g| g as usize + 1);
-        let mut groups = vec![GroupBuckets::default(); max_group];
-        for (&id, &table) in &s.groups {
-            groups[id as usize] = table;
-        }
-        let local: BTreeMap<IpKey, u8> = s.local.iter().map(|&k| (k, 1)).collect();
-        let arp: BTreeMap<ArpKey, u8> = s.arp.iter().map(|&k| (k, 1)).collect();
-        let mut n = self.neighbours.upsert(&s.neighbours)?;
-        n += self.ports.sync(&ports)?;
-        n += self.local.upsert(&local)?;
-        n += self.arp.upsert(&arp)?;
-        n += self.identities.upsert(&s.identities)?;
-        n += self.ifindex_ports.upsert(&s.ifindex_ports)?;
-        n += self.config.sync(&[s.config])?;
-        n += self.nexthops.sync(&s.nexthops)?;
-        n += self.groups.sync(&groups)?;
-        n += self.v4.sync(&s.v4)?;
-        n += self.v6.sync(&s.v6)?;
-        n += self.ifindex_ports.prune(&s.ifindex_ports)?;
-        n += self.local.prune(&local)?;
-        n += self.arp.prune(&arp)?;
-        n += self.identities.prune(&s.identities)?;
-        n += self.neighbours.prune(&s.neighbours)?;
-        Ok(n)
+        self.maps.sync(s)
+    }
+
+    /// The half of the double-buffered maps packets read now (0 or 1).
+    pub fn active_half(&self) -> u32 {
+        self.maps.half
     }
 
     fn program_mut(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
@@ -362,64 +614,108 @@ impl Datapath {
             .try_into()?)
     }
 
+    /// Attach `program` to `interface`; pinned datapaths pin the link as
+    /// `PROGRAM@INTERFACE`, or replace the program of a link pinned there by an
+    /// earlier run (atomically: no packet goes unprocessed).
+    fn attach_program(
+        &mut self,
+        program: &'static str,
+        interface: &str,
+        mode: XdpMode,
+    ) -> Result<Attachment, Error> {
+        let Some(dir) = self.pins.clone() else {
+            let link = self.program_mut(program)?.attach(interface, mode)?;
+            return Ok(Attachment::Owned { program, link });
+        };
+        let path = dir.join("links").join(format!("{program}@{interface}"));
+        let xdp = self.program_mut(program)?;
+        let id = if path.exists() {
+            let pinned = PinnedLink::from_pin(&path)
+                .map_err(|e: LinkError| Error::Pin(path.clone(), e.to_string()))?;
+            let link = XdpLink::try_from(FdLink::from(pinned))
+                .map_err(|e| Error::Pin(path.clone(), e.to_string()))?;
+            xdp.attach_to_link(link)?
+        } else {
+            let id = xdp.attach(interface, mode)?;
+            let link: FdLink = xdp
+                .take_link(id)?
+                .try_into()
+                .map_err(|e: LinkError| Error::Pin(path.clone(), e.to_string()))?;
+            link.pin(&path)
+                .map_err(|e: PinError| Error::Pin(path.clone(), e.to_string()))?;
+            return Ok(Attachment::Pinned(path));
+        };
+        // The pin keeps the link; this process holds no reference to it.
+        drop(xdp.take_link(id)?);
+        Ok(Attachment::Pinned(path))
+    }
+
     /// Attach the datapath to the port `interface` (a name in the calling
-    /// thread's network namespace) in `mode`; it stays attached until
-    /// [`Datapath::detach`] or until this object is dropped.
+    /// thread's network namespace) in `mode`. It stays attached until
+    /// [`Datapath::detach`], and until this object is dropped unless pinned.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<Attachment, Error> {
-        let link = self.program_mut(PROGRAM)?.attach(interface, mode)?;
-        Ok(Attachment {
-            program: PROGRAM,
-            link,
-        })
+        self.attach_program(PROGRAM, interface, mode)
     }
 
     /// Attach the `XDP_PASS` program to `interface`, the peer end of a veth
     /// port, so that native `XDP_TX` and redirects into the port reach it.
     pub fn attach_peer(&mut self, interface: &str) -> Result<Attachment, Error> {
-        let link = self
-            .program_mut(PEER_PROGRAM)?
-            .attach(interface, XdpMode::Driver)?;
-        Ok(Attachment {
-            program: PEER_PROGRAM,
-            link,
-        })
+        self.attach_program(PEER_PROGRAM, interface, XdpMode::Driver)
     }
 
-    /// Detach one attachment.
+    /// Detach one attachment (a pinned one is unpinned).
     pub fn detach(&mut self, attachment: Attachment) -> Result<(), Error> {
-        Ok(self
-            .program_mut(attachment.program)?
-            .detach(attachment.link)?)
+        match attachment {
+            Attachment::Owned { program, link } => Ok(self.program_mut(program)?.detach(link)?),
+            Attachment::Pinned(path) => {
+                std::fs::remove_file(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))
+            }
+        }
     }
 
     /// Run `frame` through the program once as if received on the loopback
     /// device of the caller's namespace; `out` receives the frame as the program left it.
     /// Returns the XDP verdict.
     pub fn test_run(&self, frame: &[u8], out: &mut Vec<u8>) -> Result<u32, Error> {
-        out.clear();
-        // Room for the outer headers of an encapsulation.
-        out.resize(frame.len() + 64, 0);
-        let program: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or(Error::Missing(PROGRAM))?
-            .try_into()?;
-        let result = program.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out[..]),
-            ..TestRunOptions::new()
-        })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(result.return_value)
+        test_run(&self.ebpf, frame, out)
     }
 
     /// Packets counted per exit reason, summed over CPUs (index: `Reason as usize`).
     pub fn reason_counts(&self) -> Result<[u64; Reason::COUNT], Error> {
         let mut counts = [0; Reason::COUNT];
         for (i, c) in counts.iter_mut().enumerate() {
-            *c = self.reasons.get(&(i as u32), 0)?.iter().sum();
+            *c = self.maps.reasons.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(counts)
+    }
+}
+
+/// See [`Datapath::test_run`].
+fn test_run(ebpf: &Ebpf, frame: &[u8], out: &mut Vec<u8>) -> Result<u32, Error> {
+    out.clear();
+    // Room for the outer headers of an encapsulation.
+    out.resize(frame.len() + 64, 0);
+    let program: &Xdp = ebpf
+        .program(PROGRAM)
+        .ok_or(Error::Missing(PROGRAM))?
+        .try_into()?;
+    let result = program.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out[..]),
+        ..TestRunOptions::new()
+    })?;
+    out.truncate(result.data_size_out as usize);
+    Ok(result.return_value)
+}
+
+/// Detach every link pinned under `dir` and free its pinned maps: what an
+/// operator runs to take the datapath out of a node.
+pub fn remove_pins(dir: &Path) -> Result<(), Error> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::Pin(dir.to_path_buf(), e.to_string()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -10,21 +10,9 @@
 //! The programs live in `ebpf/` (a workspace of their own, built for
 //! `bpfel-unknown-none` only) and the map layouts in `common/`.
 //!
-//! # Route changes without blackholes (plan)
-//!
-//! Today [`datapath::Datapath::sync`] writes only what changed, in dependency
-//! order: neighbours, ports and local addresses first, then nexthops and bucket
-//! tables, then trie leaves and nodes, and the direct tables last, so a new
-//! direct entry never points at nodes that are not written yet. That is not
-//! enough on its own: router-core's poptrie reuses freed node and leaf slots in
-//! the same update, so a packet walking the old subtree while its slots are
-//! rewritten can read a mix. The fix planned is double buffering: every array
-//! map gets two halves and `CONFIG` an active-half index; a sync brings the
-//! inactive half up to date (diffing against that half's own shadow), flips the
-//! index with one 8-byte write, and never touches the half in use. Programs run
-//! under RCU, and syncs are far apart compared with a program run, so a walk
-//! never sees a half being rewritten. Hash maps (neighbours, ports, local
-//! addresses) change entry by entry, which is atomic per entry already.
+//! Route changes reach the program without blackholes (double-buffered maps
+//! flipped after a full write) and a pinned datapath keeps forwarding while
+//! its owner restarts: see [`datapath`].
 
 pub mod datapath;
 pub mod object;

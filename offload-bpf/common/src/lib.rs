@@ -14,7 +14,11 @@
 //!  IFINDEX_PORTS[ingress ifindex] ──> port    LOCAL[address] ──> for the host
 //!  ARP_ADDRS[port, IPv4] ──> answered by ARP  IDENTITIES[source] ──> VNI
 //!  REASONS[reason] ──> per-CPU packet counter
+//!  ACTIVE[0] ──> the half of the double-buffered maps packets read
 //! ```
+//!
+//! The tries, group buckets, nexthops, ports and settings are double-buffered:
+//! those maps hold [`HALVES`] copies, entry `i` of half `h` at `h * capacity + i`.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -28,7 +32,10 @@ pub const V4_DIRECT_BITS: u32 = 18;
 /// Direct-table entries of the IPv6 trie (router-core's `fib::V6_DIRECT_BITS`).
 pub const V6_DIRECT_BITS: u32 = 16;
 
-/// Default capacity of each node array (the loader may resize before loading).
+/// Copies of each double-buffered map: the half packets read and the one the loader rewrites.
+pub const HALVES: u32 = 2;
+
+/// Default capacity of each half of a node array (the loader may resize before loading).
 pub const DEFAULT_NODES: u32 = 1 << 16;
 /// Default capacity of each leaf array.
 pub const DEFAULT_LEAVES: u32 = 1 << 18;

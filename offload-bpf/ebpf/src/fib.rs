@@ -1,6 +1,6 @@
 //! Route lookup in the maps: router-core's poptrie walk ([`lpm::lookup`]) over
-//! the trie maps, then the ECMP member from the group's bucket table with
-//! router-core's [`bucket_of`]. The same code as the userspace FIB, reading maps.
+//! the trie maps of one [`Half`], then the ECMP member from the group's bucket
+//! table with router-core's [`bucket_of`]. The same code as the userspace FIB, reading maps.
 //!
 //! IPv6 keys are [`V6Key`] rather than router-core's `u128`: the BPF backend has
 //! no 128-bit shifts (`__ashlti3` is not supported), so the key arithmetic is
@@ -11,13 +11,13 @@ use nexthop_offload_bpf_common::{BUCKETS, FibNode, Nexthop, V4_DIRECT_BITS, V6_D
 use router_core::ecmp::bucket_of;
 use router_core::lpm::{self, Arrays, Key, NO_ROUTE, Node};
 
-use crate::maps::{
-    GROUP_BUCKETS, NEXTHOPS, V4_DIRECT, V4_LEAVES, V4_NODES, V6_DIRECT, V6_LEAVES, V6_NODES,
-};
+use crate::maps::{Half, V4_DIRECT, V4_LEAVES, V4_NODES, V6_DIRECT, V6_LEAVES, V6_NODES};
 
-/// The three arrays of one compiled trie, as maps.
+/// The three arrays of one compiled trie in one half of the maps.
 struct Trie {
+    half: Half,
     direct: &'static Array<u32>,
+    direct_bits: u32,
     nodes: &'static Array<FibNode>,
     leaves: &'static Array<u32>,
 }
@@ -25,34 +25,29 @@ struct Trie {
 impl Arrays for Trie {
     #[inline(always)]
     fn direct(&self, i: usize) -> Option<u32> {
-        self.direct.get(i as u32).copied()
+        self.half.direct(self.direct, self.direct_bits, i)
     }
     #[inline(always)]
     fn node(&self, i: u32) -> Option<Node> {
-        self.nodes.get(i).map(|n| n.0)
+        self.half.node(self.nodes, i).map(|n| n.0)
     }
     #[inline(always)]
     fn leaf(&self, i: u32) -> Option<u32> {
-        self.leaves.get(i).copied()
+        self.half.leaf(self.leaves, i)
     }
 }
 
-static V4: Trie = Trie {
-    direct: &V4_DIRECT,
-    nodes: &V4_NODES,
-    leaves: &V4_LEAVES,
-};
-
-static V6: Trie = Trie {
-    direct: &V6_DIRECT,
-    nodes: &V6_NODES,
-    leaves: &V6_LEAVES,
-};
-
 /// The nexthop group of the longest IPv4 prefix containing `dst`, if any.
 #[inline(always)]
-pub fn lookup_v4(dst: u32) -> Option<u32> {
-    let group = lpm::lookup(&V4, V4_DIRECT_BITS, dst);
+pub fn lookup_v4(half: Half, dst: u32) -> Option<u32> {
+    let trie = Trie {
+        half,
+        direct: &V4_DIRECT,
+        direct_bits: V4_DIRECT_BITS,
+        nodes: &V4_NODES,
+        leaves: &V4_LEAVES,
+    };
+    let group = lpm::lookup(&trie, V4_DIRECT_BITS, dst);
     (group != NO_ROUTE).then_some(group)
 }
 
@@ -155,15 +150,22 @@ impl Key for V6Key {
 
 /// The nexthop group of the longest IPv6 prefix containing `dst`, if any.
 #[inline(always)]
-pub fn lookup_v6(dst: V6Key) -> Option<u32> {
-    let group = lpm::lookup(&V6, V6_DIRECT_BITS, dst);
+pub fn lookup_v6(half: Half, dst: V6Key) -> Option<u32> {
+    let trie = Trie {
+        half,
+        direct: &V6_DIRECT,
+        direct_bits: V6_DIRECT_BITS,
+        nodes: &V6_NODES,
+        leaves: &V6_LEAVES,
+    };
+    let group = lpm::lookup(&trie, V6_DIRECT_BITS, dst);
     (group != NO_ROUTE).then_some(group)
 }
 
 /// The member of `group` that a flow with this hash takes.
 #[inline(always)]
-pub fn select(group: u32, hash: u32) -> Option<&'static Nexthop> {
-    let buckets = GROUP_BUCKETS.get(group)?;
+pub fn select(half: Half, group: u32, hash: u32) -> Option<&'static Nexthop> {
+    let buckets = half.group(group)?;
     let slot = *buckets.0.get(bucket_of(hash, BUCKETS) & (BUCKETS - 1))?;
-    NEXTHOPS.get(slot)
+    half.nexthop(slot)
 }

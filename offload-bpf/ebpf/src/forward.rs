@@ -19,9 +19,7 @@ use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
 
-use crate::maps::{
-    CONFIG, IDENTITIES, IFINDEX_PORTS, INNER, LOCAL, NEIGHBOURS, PORTS, PROGRAMS, REASONS,
-};
+use crate::maps::{Half, IDENTITIES, IFINDEX_PORTS, INNER, LOCAL, NEIGHBOURS, PROGRAMS, REASONS};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
 use crate::{arp, fib};
@@ -87,12 +85,13 @@ enum Step {
 
 #[inline(always)]
 fn process(ctx: &XdpContext) -> (Reason, u32) {
+    let half = Half::active();
     let ingress_ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: the value is copied out before any map update could move it.
     let Some(ingress) = (unsafe { IFINDEX_PORTS.get(&ingress_ifindex) }).copied() else {
         return exit(Reason::UnknownPort);
     };
-    let Some(port) = PORTS.get(u32::from(ingress)).filter(|p| p.ifindex != 0) else {
+    let Some(port) = half.port(ingress) else {
         return exit(Reason::UnknownPort);
     };
     let (Some(dst_mac), Some(ethertype)) = (read::<[u8; 6]>(ctx, 0), be16(ctx, 12)) else {
@@ -102,19 +101,19 @@ fn process(ctx: &XdpContext) -> (Reason, u32) {
     if dst_mac != port.mac && dst_mac[0] & 1 == 0 {
         return exit(Reason::OtherHost);
     }
-    let config = CONFIG.get(0).copied().unwrap_or_default();
+    let config = half.config();
     let routed = match ethertype {
         0x0806 => return arp::respond(ctx, ingress, port),
-        0x0800 => match ipv4(ctx, &config, false) {
+        0x0800 => match ipv4(ctx, half, &config, false) {
             Ok(Step::Route(routed)) => Ok(routed),
             Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan),
             Err(reason) => Err(reason),
         },
-        0x86dd => ipv6(ctx, &config),
+        0x86dd => ipv6(ctx, half, &config),
         _ => return exit(Reason::OtherProtocol),
     };
     match routed {
-        Ok(routed) => forward(ctx, ingress_ifindex, routed),
+        Ok(routed) => forward(ctx, half, ingress_ifindex, routed),
         Err(reason) => exit(reason),
     }
 }
@@ -135,19 +134,20 @@ fn decap(ctx: &XdpContext, is_vxlan: bool) -> (Reason, u32) {
 /// The inner frame's IP checks and route lookup, then forwarding.
 #[inline(always)]
 fn inner(ctx: &XdpContext) -> (Reason, u32) {
-    let config = CONFIG.get(0).copied().unwrap_or_default();
+    let half = Half::active();
+    let config = half.config();
     let routed = match be16(ctx, 12) {
-        Some(0x0800) => match ipv4(ctx, &config, true) {
+        Some(0x0800) => match ipv4(ctx, half, &config, true) {
             Ok(Step::Route(routed)) => Ok(routed),
             Ok(Step::Decap(_)) => Err(Reason::Local),
             Err(reason) => Err(reason),
         },
-        Some(0x86dd) => ipv6(ctx, &config),
+        Some(0x86dd) => ipv6(ctx, half, &config),
         Some(_) => Err(Reason::OtherProtocol),
         None => Err(Reason::Malformed),
     };
     match routed {
-        Ok(routed) => forward(ctx, ctx.ingress_ifindex() as u32, routed),
+        Ok(routed) => forward(ctx, half, ctx.ingress_ifindex() as u32, routed),
         Err(reason) => exit(reason),
     }
 }
@@ -197,7 +197,7 @@ fn tunnel_port(ctx: &XdpContext, c: &Config, proto: u8, payload: usize) -> Optio
 /// IPv4 checks, local delivery, tunnel detection and the route lookup.
 /// `decapsulated`: the inner packet of a tunnel frame (never decapsulated again).
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, config: &Config, decapsulated: bool) -> Result<Step, Reason> {
+fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Result<Step, Reason> {
     let ip_len = ctx.data_end() - ctx.data() - ETH;
     let header = read::<[u8; 20]>(ctx, ETH).ok_or(Reason::Malformed)?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
@@ -239,7 +239,7 @@ fn ipv4(ctx: &XdpContext, config: &Config, decapsulated: bool) -> Result<Step, R
     Ok(Step::Route(Routed {
         src: IpKey::v4(src_octets),
         dst: key,
-        group: fib::lookup_v4(dst),
+        group: fib::lookup_v4(half, dst),
         len: total_len,
         hash: hash::hash_v4(policy, seed, src, dst, l4),
     }))
@@ -270,7 +270,7 @@ fn header_checksum_ok(ctx: &XdpContext, first: &[u8; 20], header_len: usize) -> 
 
 /// IPv6 checks, local delivery and the route lookup.
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, config: &Config) -> Result<Routed, Reason> {
+fn ipv6(ctx: &XdpContext, half: Half, config: &Config) -> Result<Routed, Reason> {
     let ip_len = ctx.data_end() - ctx.data() - ETH;
     let header = read::<[u8; 8]>(ctx, ETH).ok_or(Reason::Malformed)?;
     let src = read::<[u8; 16]>(ctx, ETH + 8).ok_or(Reason::Malformed)?;
@@ -299,7 +299,7 @@ fn ipv6(ctx: &XdpContext, config: &Config) -> Result<Routed, Reason> {
     Ok(Routed {
         src: IpKey::v6(src),
         dst: key,
-        group: fib::lookup_v6(fib::V6Key::new(&dst)),
+        group: fib::lookup_v6(half, fib::V6Key::new(&dst)),
         len: 40 + payload_len,
         hash: hash::hash_v6(policy, seed, words(&src), words(&dst), l4),
     })
@@ -318,21 +318,18 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
 
 /// FIB result → ECMP member → neighbour → rewrite or encapsulate, and transmit.
 #[inline(always)]
-fn forward(ctx: &XdpContext, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32) {
-    let Some(nexthop) = pkt.group.and_then(|g| fib::select(g, pkt.hash)) else {
+fn forward(ctx: &XdpContext, half: Half, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32) {
+    let Some(nexthop) = pkt.group.and_then(|g| fib::select(half, g, pkt.hash)) else {
         return exit(Reason::NoRoute);
     };
     let neighbour = match nexthop.kind {
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         kind::GATEWAY => nexthop.addr,
         kind::CONNECTED => pkt.dst,
-        kind::TUNNEL => return encapsulate(ctx, &pkt, nexthop),
+        kind::TUNNEL => return encapsulate(ctx, half, &pkt, nexthop),
         _ => return exit(Reason::NoRoute),
     };
-    let Some(egress) = PORTS
-        .get(u32::from(nexthop.port))
-        .filter(|p| p.ifindex != 0)
-    else {
+    let Some(egress) = half.port(nexthop.port) else {
         return exit(Reason::UnknownPort);
     };
     if pkt.len > usize::from(egress.mtu) {
@@ -361,8 +358,8 @@ fn redirect(egress: &Port, ingress_ifindex: u32) -> u32 {
 
 /// Route the tunnel endpoint, then wrap the frame in outer headers towards it.
 #[inline(always)]
-fn encapsulate(ctx: &XdpContext, pkt: &Routed, tunnel: &Nexthop) -> (Reason, u32) {
-    let config = CONFIG.get(0).copied().unwrap_or_default();
+fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> (Reason, u32) {
+    let config = half.config();
     if config.tunnel == 0 || tunnel.addr.family != family::V4 {
         return exit(Reason::TunnelLoop);
     }
@@ -380,8 +377,8 @@ fn encapsulate(ctx: &XdpContext, pkt: &Routed, tunnel: &Nexthop) -> (Reason, u32
     } else {
         tunnel.vni
     };
-    let group = fib::lookup_v4(u32::from_be_bytes(remote));
-    let Some(underlay) = group.and_then(|g| fib::select(g, pkt.hash)) else {
+    let group = fib::lookup_v4(half, u32::from_be_bytes(remote));
+    let Some(underlay) = group.and_then(|g| fib::select(half, g, pkt.hash)) else {
         return exit(Reason::NoRoute);
     };
     let neighbour = match underlay.kind {
@@ -390,10 +387,7 @@ fn encapsulate(ctx: &XdpContext, pkt: &Routed, tunnel: &Nexthop) -> (Reason, u32
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         _ => return exit(Reason::TunnelLoop),
     };
-    let Some(egress) = PORTS
-        .get(u32::from(underlay.port))
-        .filter(|p| p.ifindex != 0)
-    else {
+    let Some(egress) = half.port(underlay.port) else {
         return exit(Reason::UnknownPort);
     };
     if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {

@@ -1,48 +1,60 @@
 //! The maps the programs read, filled by the loader (`nexthop-offload-bpf`'s
-//! `maps` module). Layouts and default sizes come from the common crate; the
-//! loader resizes the node, leaf, group, nexthop and neighbour maps before loading.
+//! `datapath` module). Layouts and default sizes come from the common crate.
+//!
+//! The tables a route change rewrites are double-buffered: every array map
+//! below marked "per half" holds two copies, entry `i` of half `h` at
+//! `h * capacity + i`, and [`ACTIVE`] says which half packets read. The loader
+//! rewrites the other half, flips [`ACTIVE`] with one 4-byte write and waits
+//! for an RCU grace period before it touches the retired half again, so a
+//! packet reads one consistent generation. The capacity of each half is a
+//! load-time constant (the `*_CAP` globals), so the verifier knows every bound.
+//! Hash maps change entry by entry (each update is atomic) and are shared.
 
+use aya_ebpf::Global;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
-    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, IpKey, MAX_PORTS,
-    Mac, Nexthop, Port, REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS,
+    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES, IpKey,
+    MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 
-/// IPv4 poptrie direct table.
+/// Which half of the double-buffered maps packets read (entry 0: 0 or 1).
 #[map]
-pub static V4_DIRECT: Array<u32> = Array::with_max_entries(1 << V4_DIRECT_BITS, 0);
-/// IPv4 poptrie nodes.
+pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+/// IPv4 poptrie direct table, per half.
 #[map]
-pub static V4_NODES: Array<FibNode> = Array::with_max_entries(DEFAULT_NODES, 0);
-/// IPv4 poptrie leaves (group ids).
+pub static V4_DIRECT: Array<u32> = Array::with_max_entries(HALVES << V4_DIRECT_BITS, 0);
+/// IPv4 poptrie nodes, per half.
 #[map]
-pub static V4_LEAVES: Array<u32> = Array::with_max_entries(DEFAULT_LEAVES, 0);
-/// IPv6 poptrie direct table.
+pub static V4_NODES: Array<FibNode> = Array::with_max_entries(HALVES * DEFAULT_NODES, 0);
+/// IPv4 poptrie leaves (group ids), per half.
 #[map]
-pub static V6_DIRECT: Array<u32> = Array::with_max_entries(1 << V6_DIRECT_BITS, 0);
-/// IPv6 poptrie nodes.
+pub static V4_LEAVES: Array<u32> = Array::with_max_entries(HALVES * DEFAULT_LEAVES, 0);
+/// IPv6 poptrie direct table, per half.
 #[map]
-pub static V6_NODES: Array<FibNode> = Array::with_max_entries(DEFAULT_NODES, 0);
-/// IPv6 poptrie leaves (group ids).
+pub static V6_DIRECT: Array<u32> = Array::with_max_entries(HALVES << V6_DIRECT_BITS, 0);
+/// IPv6 poptrie nodes, per half.
 #[map]
-pub static V6_LEAVES: Array<u32> = Array::with_max_entries(DEFAULT_LEAVES, 0);
-/// Bucket table of every nexthop group, by group id.
+pub static V6_NODES: Array<FibNode> = Array::with_max_entries(HALVES * DEFAULT_NODES, 0);
+/// IPv6 poptrie leaves (group ids), per half.
 #[map]
-pub static GROUP_BUCKETS: Array<GroupBuckets> = Array::with_max_entries(DEFAULT_GROUPS, 0);
-/// Nexthops, by slot.
+pub static V6_LEAVES: Array<u32> = Array::with_max_entries(HALVES * DEFAULT_LEAVES, 0);
+/// Bucket table of every nexthop group, by group id, per half.
 #[map]
-pub static NEXTHOPS: Array<Nexthop> = Array::with_max_entries(DEFAULT_NEXTHOPS, 0);
+pub static GROUP_BUCKETS: Array<GroupBuckets> = Array::with_max_entries(HALVES * DEFAULT_GROUPS, 0);
+/// Nexthops, by slot, per half.
+#[map]
+pub static NEXTHOPS: Array<Nexthop> = Array::with_max_entries(HALVES * DEFAULT_NEXTHOPS, 0);
+/// The host's ports, by `PortId`, per half.
+#[map]
+pub static PORTS: Array<Port> = Array::with_max_entries(HALVES * MAX_PORTS, 0);
+/// Datapath settings, one entry per half.
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(HALVES, 0);
 /// Resolved neighbours: address → MAC.
 #[map]
 pub static NEIGHBOURS: HashMap<IpKey, Mac> = HashMap::with_max_entries(DEFAULT_NEIGHBOURS, 0);
-/// The host's ports, by `PortId`.
-#[map]
-pub static PORTS: Array<Port> = Array::with_max_entries(MAX_PORTS, 0);
-/// Datapath settings (entry 0).
-#[map]
-pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 /// Which port a frame arrived on: ingress ifindex → `PortId`.
 #[map]
 pub static IFINDEX_PORTS: HashMap<u32, u16> = HashMap::with_max_entries(MAX_PORTS, 0);
@@ -63,3 +75,84 @@ pub const INNER: u32 = 0;
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);
+
+/// Node entries per half (set by the loader).
+#[unsafe(no_mangle)]
+static NODES_CAP: Global<u32> = Global::new(DEFAULT_NODES);
+/// Leaf entries per half (set by the loader).
+#[unsafe(no_mangle)]
+static LEAVES_CAP: Global<u32> = Global::new(DEFAULT_LEAVES);
+/// Group entries per half (set by the loader).
+#[unsafe(no_mangle)]
+static GROUPS_CAP: Global<u32> = Global::new(DEFAULT_GROUPS);
+/// Nexthop slots per half (set by the loader).
+#[unsafe(no_mangle)]
+static NEXTHOPS_CAP: Global<u32> = Global::new(DEFAULT_NEXTHOPS);
+
+/// The half of the double-buffered maps one packet reads, fixed when its
+/// processing starts.
+#[derive(Clone, Copy)]
+pub struct Half(u32);
+
+impl Half {
+    /// The half [`ACTIVE`] names now.
+    #[inline(always)]
+    pub fn active() -> Self {
+        Half(ACTIVE.get(0).copied().unwrap_or(0) & 1)
+    }
+
+    /// Where entry `i` of this half lives in a map of `capacity` entries per half.
+    #[inline(always)]
+    fn index(self, i: u32, capacity: u32) -> Option<u32> {
+        (i < capacity).then_some(self.0 * capacity + i)
+    }
+
+    /// Entry `i` of this half of `map`.
+    #[inline(always)]
+    fn get<T>(self, map: &'static Array<T>, i: u32, capacity: u32) -> Option<&'static T> {
+        map.get(self.index(i, capacity)?)
+    }
+
+    /// The datapath settings.
+    #[inline(always)]
+    pub fn config(self) -> Config {
+        self.get(&CONFIG, 0, 1).copied().unwrap_or_default()
+    }
+
+    /// Port `id`, if it is in use.
+    #[inline(always)]
+    pub fn port(self, id: u16) -> Option<&'static Port> {
+        self.get(&PORTS, u32::from(id), MAX_PORTS)
+            .filter(|p| p.ifindex != 0)
+    }
+
+    /// The bucket table of nexthop group `id`.
+    #[inline(always)]
+    pub fn group(self, id: u32) -> Option<&'static GroupBuckets> {
+        self.get(&GROUP_BUCKETS, id, GROUPS_CAP.load())
+    }
+
+    /// Nexthop slot `slot`.
+    #[inline(always)]
+    pub fn nexthop(self, slot: u32) -> Option<&'static Nexthop> {
+        self.get(&NEXTHOPS, slot, NEXTHOPS_CAP.load())
+    }
+
+    /// Entry `i` of a direct table of `1 << bits` entries per half.
+    #[inline(always)]
+    pub fn direct(self, map: &'static Array<u32>, bits: u32, i: usize) -> Option<u32> {
+        self.get(map, i as u32, 1 << bits).copied()
+    }
+
+    /// Node `i` of a trie.
+    #[inline(always)]
+    pub fn node(self, map: &'static Array<FibNode>, i: u32) -> Option<&'static FibNode> {
+        self.get(map, i, NODES_CAP.load())
+    }
+
+    /// Leaf `i` of a trie.
+    #[inline(always)]
+    pub fn leaf(self, map: &'static Array<u32>, i: u32) -> Option<u32> {
+        self.get(map, i, LEAVES_CAP.load()).copied()
+    }
+}
