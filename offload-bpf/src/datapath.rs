@@ -735,3 +735,208 @@ pub fn privileged() -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Route changes under traffic: one thread runs frames through the program
+    //! while the main thread flips the maps between two tables whose tries
+    //! share nothing. Every frame must come out as router-core forwards it
+    //! under one table or the other. The negative control rewrites the half
+    //! packets read, in place, and must be caught mixing the two.
+
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use router_core::PortId;
+    use router_core::datapath::Config as DpConfig;
+    use router_core::fib::{Nexthop as FibNexthop, NexthopKind};
+    use smoltcp::wire::EthernetAddress;
+
+    use super::*;
+    use crate::differential::{Lab, Oddity, expected_action, hex, ipv4_frame, port, reference};
+
+    /// xorshift64: the same tables and frames every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 32) as u32
+        }
+    }
+
+    /// A table of `count` prefixes in 10.0.0.0/8 (lengths 12–28) over 64
+    /// gateways numbered from `first_gateway`, plus a default route.
+    fn lab(rng: &mut Rng, count: usize, first_gateway: u8) -> Lab {
+        let gateway = |i: u8| IpAddr::V4(Ipv4Addr::new(10, 255, 1, first_gateway + i));
+        let via = |i: u8| {
+            vec![FibNexthop {
+                kind: NexthopKind::Gateway {
+                    addr: gateway(i),
+                    port: PortId(1),
+                },
+                weight: 1,
+            }]
+        };
+        let mut routes = vec![("0.0.0.0/0".parse().unwrap(), via(64))];
+        for i in 0..count {
+            let len = 12 + (rng.next() % 17) as u8;
+            let addr = Ipv4Addr::from(0x0a00_0000 | (rng.next() & 0x00ff_ffff));
+            let prefix = ipnet::Ipv4Net::new(addr, len).unwrap().trunc();
+            routes.push((prefix.into(), via((i % 64) as u8)));
+        }
+        Lab {
+            routes,
+            neighbours: (0..=64)
+                .map(|i| {
+                    (
+                        gateway(i),
+                        EthernetAddress([2, 0xcc, 0, 0, first_gateway, i]),
+                    )
+                })
+                .collect(),
+            ports: [port(0, 1500), port(1, 1500)].into_iter().collect(),
+            identities: BTreeMap::new(),
+            config: DpConfig::default(),
+        }
+    }
+
+    /// UDP frames to addresses inside the prefixes of either table.
+    fn probes(rng: &mut Rng, labs: [&Lab; 2], count: usize) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|i| {
+                let routes = &labs[i % 2].routes;
+                let ipnet::IpNet::V4(prefix) =
+                    routes[1 + rng.next() as usize % (routes.len() - 1)].0
+                else {
+                    unreachable!("IPv4 tables")
+                };
+                let host =
+                    u32::from(prefix.network()) | (rng.next() & !u32::from(prefix.netmask()));
+                let udp = [0x30, 0x39, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 1, 2, 3, 4];
+                let src = Ipv4Addr::new(192, 0, 2, 7);
+                ipv4_frame(src, Ipv4Addr::from(host), 64, 17, &udp, Oddity::NONE)
+            })
+            .collect()
+    }
+
+    /// What a run of the probes while the maps change saw.
+    struct Outcome {
+        runs: u64,
+        torn: u64,
+        first: Option<String>,
+    }
+
+    /// Flip the maps between `labs` `rounds` times with `write` while another
+    /// thread runs the probes; count outputs that are router-core's under neither table.
+    fn under_traffic(
+        dp: &mut Datapath,
+        labs: [&Lab; 2],
+        probes: &[Vec<u8>],
+        rounds: usize,
+        write: fn(&mut Maps, &Snapshot) -> Result<usize, Error>,
+    ) -> Outcome {
+        let built = labs.map(Lab::build);
+        let snapshots = built
+            .each_ref()
+            .map(|b| Snapshot::new(&b.tables(), Lab::ifindex).unwrap());
+        let expected: Vec<[(u32, Vec<u8>); 2]> = probes
+            .iter()
+            .map(|f| {
+                built.each_ref().map(|b| {
+                    let mut out = Vec::new();
+                    let verdict = reference(&b.tables(), f, &mut out);
+                    assert_eq!(verdict.reason, Reason::Forwarded, "{}", hex(f));
+                    (expected_action(&verdict), out)
+                })
+            })
+            .collect();
+        dp.sync(&snapshots[0]).unwrap();
+        let Datapath { ebpf, maps, .. } = dp;
+        let ebpf: &Ebpf = ebpf;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let prober = scope.spawn(|| {
+                let mut outcome = Outcome {
+                    runs: 0,
+                    torn: 0,
+                    first: None,
+                };
+                let mut out = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for (frame, want) in probes.iter().zip(&expected) {
+                        let action = test_run(ebpf, frame, &mut out).unwrap();
+                        outcome.runs += 1;
+                        if !want.iter().any(|(a, bytes)| *a == action && *bytes == out) {
+                            outcome.torn += 1;
+                            outcome.first.get_or_insert_with(|| {
+                                format!("frame {} → XDP {action} {}", hex(frame), hex(&out))
+                            });
+                        }
+                    }
+                }
+                outcome
+            });
+            for round in 1..=rounds {
+                write(maps, &snapshots[round % 2]).unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            prober.join().unwrap()
+        })
+    }
+
+    /// The negative control: what sync did before double buffering — rewrite
+    /// the half packets read, in place.
+    fn overwrite_active(maps: &mut Maps, s: &Snapshot) -> Result<usize, Error> {
+        let local: BTreeMap<IpKey, u8> = s.local.iter().map(|&k| (k, 1)).collect();
+        let arp: BTreeMap<ArpKey, u8> = s.arp.iter().map(|&k| (k, 1)).collect();
+        let n = maps.upsert(s, &local, &arp)? + maps.write_half(maps.half, s)?;
+        Ok(n + maps.prune(s, &local, &arp)?)
+    }
+
+    fn setup() -> Option<(Datapath, Lab, Lab, Vec<Vec<u8>>)> {
+        if let Err(why) = privileged() {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let a = lab(&mut rng, 4000, 0);
+        let b = lab(&mut rng, 4000, 100);
+        let probes = probes(&mut rng, [&a, &b], 256);
+        let dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
+        Some((dp, a, b, probes))
+    }
+
+    #[test]
+    fn route_changes_never_show_packets_a_mix_of_tables() {
+        let Some((mut dp, a, b, probes)) = setup() else {
+            return;
+        };
+        let outcome = under_traffic(&mut dp, [&a, &b], &probes, 40, Maps::sync);
+        eprintln!(
+            "{} runs during 40 flips, {} torn",
+            outcome.runs, outcome.torn
+        );
+        assert!(
+            outcome.runs > 1000,
+            "the prober ran only {} frames",
+            outcome.runs
+        );
+        assert_eq!(outcome.torn, 0, "first: {:?}", outcome.first);
+    }
+
+    #[test]
+    fn negative_control_in_place_rewrites_are_caught() {
+        let Some((mut dp, a, b, probes)) = setup() else {
+            return;
+        };
+        let outcome = under_traffic(&mut dp, [&a, &b], &probes, 40, overwrite_active);
+        eprintln!(
+            "{} runs during 40 in-place rewrites, {} torn",
+            outcome.runs, outcome.torn
+        );
+        assert!(outcome.torn > 0, "in-place rewrites were never caught");
+    }
+}

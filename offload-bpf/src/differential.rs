@@ -41,16 +41,16 @@ const XDP_REDIRECT: u32 = 4;
 
 /// Owned tables for one generated case.
 #[derive(Clone, Debug)]
-struct Lab {
-    routes: Vec<(ipnet::IpNet, Vec<Nexthop>)>,
-    neighbours: Vec<(IpAddr, EthernetAddress)>,
-    ports: BTreeMap<PortId, PortConfig>,
-    identities: BTreeMap<IpAddr, u32>,
-    config: Config,
+pub(crate) struct Lab {
+    pub(crate) routes: Vec<(ipnet::IpNet, Vec<Nexthop>)>,
+    pub(crate) neighbours: Vec<(IpAddr, EthernetAddress)>,
+    pub(crate) ports: BTreeMap<PortId, PortConfig>,
+    pub(crate) identities: BTreeMap<IpAddr, u32>,
+    pub(crate) config: Config,
 }
 
 /// [`Lab`] compiled into router-core tables.
-struct Built {
+pub(crate) struct Built {
     fib: Fib,
     neighbours: neighbour::Table,
     ports: BTreeMap<PortId, PortConfig>,
@@ -59,7 +59,7 @@ struct Built {
 }
 
 impl Built {
-    fn tables(&self) -> Tables<'_> {
+    pub(crate) fn tables(&self) -> Tables<'_> {
         Tables {
             fib: &self.fib,
             neighbours: &self.neighbours,
@@ -71,7 +71,7 @@ impl Built {
 }
 
 impl Lab {
-    fn build(&self) -> Built {
+    pub(crate) fn build(&self) -> Built {
         let mut fib = Fib::new();
         for (prefix, nexthops) in &self.routes {
             fib.insert(*prefix, &Route::new(Protocol::Static, nexthops.clone()));
@@ -91,7 +91,7 @@ impl Lab {
     }
 
     /// The kernel interface index of each port: port 0 is the test-run ingress.
-    fn ifindex(port: PortId) -> Option<u32> {
+    pub(crate) fn ifindex(port: PortId) -> Option<u32> {
         Some(if port.0 == 0 {
             INGRESS_IFINDEX
         } else {
@@ -112,7 +112,7 @@ fn port_v6(p: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0xff, 0, 0, 0, 0, 0, p + 1)
 }
 
-fn port(p: u16, mtu: u16) -> (PortId, PortConfig) {
+pub(crate) fn port(p: u16, mtu: u16) -> (PortId, PortConfig) {
     let config = PortConfig {
         addrs: PortAddrs {
             mac: port_mac(p),
@@ -392,7 +392,7 @@ fn destination(hosts: Vec<IpAddr>, v4: bool) -> impl Strategy<Value = IpAddr> {
 
 /// Knobs that make a frame odd; most frames get none.
 #[derive(Clone, Copy, Debug)]
-struct Oddity {
+pub(crate) struct Oddity {
     dst_mac: u8,
     version: u8,
     ihl: u8,
@@ -400,6 +400,19 @@ struct Oddity {
     corrupt_checksum: bool,
     fragment: u16,
     padding: u8,
+}
+
+impl Oddity {
+    /// A well-formed frame to port 0's MAC.
+    pub(crate) const NONE: Oddity = Oddity {
+        dst_mac: 0,
+        version: 4,
+        ihl: 5,
+        length_delta: 0,
+        corrupt_checksum: false,
+        fragment: 0,
+        padding: 0,
+    };
 }
 
 fn oddity() -> impl Strategy<Value = Oddity> {
@@ -690,7 +703,7 @@ fn finish(mut f: Vec<u8>, odd: Oddity) -> Vec<u8> {
     f
 }
 
-fn ipv4_frame(
+pub(crate) fn ipv4_frame(
     src: Ipv4Addr,
     dst: Ipv4Addr,
     ttl: u8,
@@ -742,7 +755,7 @@ fn ipv6_frame(
 }
 
 /// The XDP verdict router-core's verdict stands for.
-fn expected_action(v: &Verdict) -> u32 {
+pub(crate) fn expected_action(v: &Verdict) -> u32 {
     match v.reason.action() {
         Action::Transmit if v.egress == Some(PortId(0)) => XDP_TX,
         Action::Transmit => XDP_REDIRECT,
@@ -751,7 +764,7 @@ fn expected_action(v: &Verdict) -> u32 {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -761,7 +774,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The reference, possibly perturbed (the negative control).
 type Reference = fn(&Tables, &[u8], &mut Vec<u8>) -> Verdict;
 
-fn reference(t: &Tables, frame: &[u8], out: &mut Vec<u8>) -> Verdict {
+pub(crate) fn reference(t: &Tables, frame: &[u8], out: &mut Vec<u8>) -> Verdict {
     process(t, PortId(0), frame, out)
 }
 
