@@ -235,11 +235,7 @@ impl RtrTables {
     }
 }
 
-/// Load the datapath, sync `t` with rtr's ifindexes, attach it natively to
-/// rtr's ports and the pass program to their peers; kernel forwarding off on
-/// rtr. Transmit checksum offload goes off on every end once XDP is attached
-/// (attaching resets it): a frame XDP redirects has lost the "checksum
-/// partial" mark, so its L4 checksum must be complete when sent.
+/// Load the datapath and [`bring_up`] with it.
 fn start(
     lab: &Lab,
     rtr: &str,
@@ -247,8 +243,24 @@ fn start(
     peers: &[(&str, &str)],
     t: &RtrTables,
 ) -> Datapath {
+    let dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
+    bring_up(dp, lab, rtr, ports, peers, t)
+}
+
+/// Sync `t` with rtr's ifindexes, attach the datapath natively to rtr's ports
+/// and the pass program to their peers; kernel forwarding off on rtr.
+/// Transmit checksum offload goes off on every end once XDP is attached
+/// (attaching resets it): a frame XDP redirects has lost the "checksum
+/// partial" mark, so its L4 checksum must be complete when sent.
+fn bring_up(
+    mut dp: Datapath,
+    lab: &Lab,
+    rtr: &str,
+    ports: &[RtrPort],
+    peers: &[(&str, &str)],
+    t: &RtrTables,
+) -> Datapath {
     lab.sh(rtr, "sysctl -qw net.ipv4.ip_forward=0");
-    let mut dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
     let ifindex: Vec<u32> = ports.iter().map(|p| lab.ifindex(rtr, p.dev)).collect();
     let snapshot = Snapshot::new(&t.tables(), |id| ifindex.get(usize::from(id.0)).copied())
         .expect("rtr's tables fit the maps");
@@ -702,5 +714,183 @@ fn geneve_frames_decode_in_tshark() {
     assert!(
         !text.contains("Malformed") && !text.contains("Expert Info (Error"),
         "{text}"
+    );
+}
+
+/// A pin directory on the bpf filesystem (mounted at /sys/fs/bpf if it is
+/// not), removed with everything pinned in it on drop.
+struct Pins(std::path::PathBuf);
+
+impl Pins {
+    fn new(lab: &Lab) -> Option<Pins> {
+        let root = std::path::Path::new("/sys/fs/bpf");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mounted = mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "));
+        if !mounted {
+            let out = Command::new("mount")
+                .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                eprintln!(
+                    "skipping: cannot mount a bpf filesystem on /sys/fs/bpf: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return None;
+            }
+        }
+        Some(Pins(root.join(&lab.tag)))
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = nexthop_offload_bpf::datapath::remove_pins(&self.0);
+    }
+}
+
+/// Packet loss `ping` reported, in percent.
+fn loss(ping: &Output) -> f64 {
+    let text = String::from_utf8_lossy(&ping.stdout);
+    text.split(", ")
+        .find_map(|part| part.strip_suffix("% packet loss"))
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no loss figure in {text}"))
+}
+
+#[test]
+fn pinned_datapath_forwards_while_its_owner_restarts() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new("pin");
+    let Some(pins) = Pins::new(&lab) else { return };
+    let (src, rtr, dst) = line(&mut lab);
+    let ports = rtr_ports();
+    let routes = |extra: bool| {
+        let mut routes = vec![
+            ("10.71.1.0/24", vec![Nexthop::connected(PortId(0))]),
+            ("10.71.2.0/24", vec![Nexthop::connected(PortId(1))]),
+        ];
+        if extra {
+            routes.push((
+                "10.71.9.0/24",
+                vec![Nexthop::gateway("10.71.2.2".parse().unwrap(), PortId(1))],
+            ));
+        }
+        routes
+    };
+    let neighbours = [
+        (Ipv4Addr::new(10, 71, 1, 2), lab.mac(&src, "s0")),
+        (Ipv4Addr::new(10, 71, 2, 2), lab.mac(&dst, "d0")),
+    ];
+    let first = RtrTables::new(
+        &lab,
+        &rtr,
+        &ports,
+        routes(false),
+        &neighbours,
+        Config::default(),
+    );
+    let peers = [(src.as_str(), "s0"), (dst.as_str(), "d0")];
+    let capacity = Capacity::default();
+    let dp = Datapath::load_pinned(&capacity, &pins.0).expect("a pinned datapath loads");
+    let dp = bring_up(dp, &lab, &rtr, &ports, &peers, &first);
+    lab.sh(&src, "ping -c 2 -i 0.2 -W 2 10.71.2.2");
+    let half = dp.active_half();
+    let before = count(&dp, Reason::Forwarded);
+
+    // The owner goes away while a ping runs; another loads from the pins,
+    // replaces the program on the pinned links and syncs new tables.
+    let pinger = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &src,
+            "ping",
+            "-q",
+            "-c",
+            "300",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "10.71.2.2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(dp);
+    std::thread::sleep(Duration::from_millis(500));
+    let wrong = Capacity {
+        nodes: capacity.nodes * 2,
+        ..capacity
+    };
+    let refused = Datapath::load_pinned(&wrong, &pins.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("V4_NODES") && refused.contains("capacity"),
+        "{refused}"
+    );
+    let dp = Datapath::load_pinned(&capacity, &pins.0).expect("the pinned maps are reused");
+    assert_eq!(
+        dp.active_half(),
+        half,
+        "the new owner reads which half is live"
+    );
+    let forwarded_meanwhile = count(&dp, Reason::Forwarded) - before;
+    assert!(
+        forwarded_meanwhile > 20,
+        "XDP forwarded {forwarded_meanwhile} frames with no owner"
+    );
+    let second = RtrTables::new(
+        &lab,
+        &rtr,
+        &ports,
+        routes(true),
+        &neighbours,
+        Config::default(),
+    );
+    let dp = bring_up(dp, &lab, &rtr, &ports, &peers, &second);
+    assert_ne!(dp.active_half(), half, "the new tables went in by a flip");
+    let ping = pinger.wait_with_output().unwrap();
+    assert_eq!(
+        loss(&ping),
+        0.0,
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    lab.sh(&dst, "ip addr add 10.71.9.1/32 dev lo");
+    lab.sh(&src, "ping -c 2 -i 0.2 -W 2 10.71.9.1");
+    eprintln!(
+        "300 pings across the restart, 0 lost; {forwarded_meanwhile} frames forwarded while no process owned the datapath"
+    );
+
+    // Removing the pins detaches the program: with kernel forwarding off, nothing crosses rtr.
+    drop(dp);
+    nexthop_offload_bpf::datapath::remove_pins(&pins.0).unwrap();
+    let gone = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &src,
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "10.71.2.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "rtr still forwards after the pins are removed"
     );
 }
