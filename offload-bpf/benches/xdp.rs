@@ -776,6 +776,25 @@ fn blast(topo: &Topology, generator: i32, frame: &[u8]) -> Rates {
     (f64::from(GENERATED) / secs, got as f64 / secs)
 }
 
+/// Blast once with `kernel.bpf_stats_enabled` on and return the mean
+/// kernel-measured ns per run of the program attached to r0.
+fn in_situ(topo: &Topology, generator: i32, frame: &[u8]) -> f64 {
+    let id = topo.lab.xdp_prog_id(&topo.rtr, "r0");
+    let stats = || {
+        let info = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == id)
+            .expect("r0's program is loaded");
+        (info.run_time().as_nanos() as f64, info.run_count() as f64)
+    };
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").expect("enable bpf_stats");
+    let (time, runs) = stats();
+    blast(topo, generator, frame);
+    let (time_after, runs_after) = stats();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").expect("disable bpf_stats");
+    (time_after - time) / (runs_after - runs).max(1.0)
+}
+
 /// Attach the datapath natively to rtr's ports.
 fn attach_rtr(dp: &mut Datapath, topo: &Topology) -> Vec<Attachment> {
     let _inside = Entered::new(&topo.rtr);
@@ -829,6 +848,9 @@ struct Throughput {
     routes: usize,
     traffic: &'static str,
     rounds: Vec<Round>,
+    /// Mean ns per run of the datapath and of the redirect-only program on
+    /// r0 while forwarding, from `kernel.bpf_stats_enabled` (one extra run each).
+    in_situ: (f64, f64),
 }
 
 /// One round: the datapath, kernel forwarding, and the topology's ceiling
@@ -974,7 +996,8 @@ fn throughput(
     let frame = udp(topo.r0, topo.s0, (SRC, SINK), 64, 60);
     for &(traffic, generator) in generators {
         let mut rounds = Vec::new();
-        for _ in 0..ROUNDS {
+        let mut in_situ_ns = (0.0, 0.0);
+        for round in 0..ROUNDS {
             if attached.is_empty() {
                 attached = attach_rtr(dp, topo);
             }
@@ -982,6 +1005,9 @@ fn throughput(
             let before = dp.reason_counts().unwrap()[Reason::Forwarded as usize];
             let xdp = blast(topo, generator, &frame);
             let counted = dp.reason_counts().unwrap()[Reason::Forwarded as usize] - before;
+            if round == 0 {
+                in_situ_ns.0 = in_situ(topo, generator, &frame);
+            }
             for a in attached.drain(..) {
                 dp.detach(a).expect("detach from rtr's port");
             }
@@ -992,6 +1018,9 @@ fn throughput(
             let link = in_ns(&topo.rtr, move || sys::attach_xdp(redirect, r0))
                 .expect("attach the redirect-only program");
             let ceiling = blast(topo, generator, &frame);
+            if round == 0 {
+                in_situ_ns.1 = in_situ(topo, generator, &frame);
+            }
             drop(link);
             eprintln!(
                 "{} routes, {traffic}: XDP {} Mpps ({counted} counted Forwarded by the program), kernel {} Mpps, redirect only {} Mpps",
@@ -1010,6 +1039,7 @@ fn throughput(
             routes: table.len() + 1,
             traffic,
             rounds,
+            in_situ: in_situ_ns,
         });
     }
     topo.lab.sh(
@@ -1049,8 +1079,8 @@ fn report(costs: &[Cost], rates: &[Throughput]) {
         "\nForwarded 60-byte UDP frames, src — rtr — dst on veth (Mpps, median of {ROUNDS} alternating rounds); generator: XDP live frames, {GENERATED} per run"
     );
     println!(
-        "{:<9} {:<10} {:>8} {:>6} {:>6} {:>6} {:>9}  rounds XDP/kernel/redirect-only",
-        "routes", "traffic", "offered", "XDP", "kernel", "ratio", "redirect"
+        "{:<9} {:<10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>12}  rounds XDP/kernel/redirect-only",
+        "routes", "traffic", "offered", "XDP", "kernel", "ratio", "redirect", "ns/run x/r"
     );
     for r in rates {
         let med = |f: &dyn Fn(&Round) -> f64| {
@@ -1072,7 +1102,7 @@ fn report(costs: &[Cost], rates: &[Throughput]) {
             })
             .collect();
         println!(
-            "{:<9} {:<10} {:>8} {:>6} {:>6} {:>5.2}x {:>9}  {}",
+            "{:<9} {:<10} {:>8} {:>6} {:>6} {:>5.2}x {:>9} {:>12}  {}",
             r.routes,
             r.traffic,
             mpps(med(&|r| r.xdp.0)),
@@ -1080,6 +1110,7 @@ fn report(costs: &[Cost], rates: &[Throughput]) {
             mpps(kernel),
             xdp / kernel,
             mpps(med(&|r| r.redirect.1)),
+            format!("{:.0}/{:.0}", r.in_situ.0, r.in_situ.1),
             each.join(" ")
         );
     }
