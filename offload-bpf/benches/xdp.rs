@@ -1164,15 +1164,6 @@ fn main() {
         let d0 = topo.lab.ifindex(&topo.dst, "d0");
         let sink_fd = drop_prog.as_raw_fd();
         let sink = in_ns(&topo.dst, move || sys::attach_xdp(sink_fd, d0)).expect("attach the sink");
-        for (ns, dev) in [
-            (&topo.rtr, "r0"),
-            (&topo.rtr, "r1"),
-            (&topo.src, "s0"),
-            (&topo.dst, "d0"),
-        ] {
-            topo.lab
-                .sh(ns, &format!("ethtool -K {dev} tx off >/dev/null"));
-        }
         eprintln!(
             "{n} routes: FIB built, synced and attached in {:.1} s",
             started.elapsed().as_secs_f64()

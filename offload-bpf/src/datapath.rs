@@ -190,6 +190,8 @@ pub enum Error {
     Pin(PathBuf, String),
     /// Waiting for the RCU grace period after a flip failed.
     GracePeriod(std::io::Error),
+    /// Turning off a veth peer's transmit checksum offload failed.
+    Offload(String, std::io::Error),
 }
 
 impl fmt::Display for Error {
@@ -217,6 +219,10 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Pin(path, e) => write!(f, "pinned object {}: {e}", path.display()),
+            Error::Offload(interface, e) => write!(
+                f,
+                "turning off transmit checksum offload on {interface} (ETHTOOL_STXCSUM): {e}"
+            ),
             Error::GracePeriod(e) => write!(
                 f,
                 "membarrier(MEMBARRIER_CMD_GLOBAL) (an RCU grace period) failed: {e} \
@@ -496,6 +502,43 @@ impl fmt::Debug for Datapath {
     }
 }
 
+/// `ethtool -K INTERFACE tx off` in the calling thread's network namespace.
+fn tx_checksum_off(interface: &str) -> std::io::Result<()> {
+    /// `ETHTOOL_STXCSUM` from `linux/ethtool.h`.
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    /// `struct ethtool_value`.
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    // SAFETY: a zeroed `ifreq` gets the NUL-terminated name and a pointer to
+    // `value`, which outlives the ioctl; the socket is closed on every path.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
+            *dst = src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_data = (&raw mut value).cast();
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let r = libc::ioctl(fd, libc::SIOCETHTOOL, &mut req);
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 { Err(error) } else { Ok(()) }
+    }
+}
+
 /// The bpffs magic number (`BPF_FS_MAGIC`).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -658,9 +701,15 @@ impl Datapath {
     }
 
     /// Attach the `XDP_PASS` program to `interface`, the peer end of a veth
-    /// port, so that native `XDP_TX` and redirects into the port reach it.
+    /// port, so that native `XDP_TX` and redirects into the port reach it, and
+    /// turn off its transmit checksum offload: a veth hands frames over with
+    /// their L4 checksum left to "the hardware" (`CHECKSUM_PARTIAL`), a mark
+    /// XDP does not carry, so a frame the datapath redirects would leave with
+    /// the checksum unfinished. (Physical NICs finish it before the wire.)
     pub fn attach_peer(&mut self, interface: &str) -> Result<Attachment, Error> {
-        self.attach_program(PEER_PROGRAM, interface, XdpMode::Driver)
+        let attachment = self.attach_program(PEER_PROGRAM, interface, XdpMode::Driver)?;
+        tx_checksum_off(interface).map_err(|e| Error::Offload(interface.to_string(), e))?;
+        Ok(attachment)
     }
 
     /// Detach one attachment (a pinned one is unpinned).

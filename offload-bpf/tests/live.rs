@@ -248,10 +248,8 @@ fn start(
 }
 
 /// Sync `t` with rtr's ifindexes, attach the datapath natively to rtr's ports
-/// and the pass program to their peers; kernel forwarding off on rtr.
-/// Transmit checksum offload goes off on every end once XDP is attached
-/// (attaching resets it): a frame XDP redirects has lost the "checksum
-/// partial" mark, so its L4 checksum must be complete when sent.
+/// and the pass program to their peers (which also turns off the peers'
+/// transmit checksum offload); kernel forwarding off on rtr.
 fn bring_up(
     mut dp: Datapath,
     lab: &Lab,
@@ -276,13 +274,6 @@ fn bring_up(
         let _inside = enter(ns);
         dp.attach_peer(dev)
             .expect("attach the pass program to the peer");
-    }
-    let ends = ports
-        .iter()
-        .map(|p| (rtr, p.dev))
-        .chain(peers.iter().copied());
-    for (ns, dev) in ends {
-        lab.sh(ns, &format!("ethtool -K {dev} tx off >/dev/null"));
     }
     dp
 }
