@@ -39,7 +39,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES, IpKey,
-    MAX_PORTS, Mac, Nexthop, Port, REASONS, V4_DIRECT_BITS, V6_DIRECT_BITS,
+    LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS, V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 use router_core::datapath::Reason;
 
@@ -122,7 +122,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 18] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 19] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -145,6 +145,10 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 18] {
         ("NEXTHOPS", shape::<u32, Nexthop>(HALVES * c.nexthops)),
         ("PORTS", shape::<u32, Port>(HALVES * MAX_PORTS)),
         ("CONFIG", shape::<u32, Config>(HALVES)),
+        (
+            "LOCAL_FILTER",
+            shape::<u32, u64>(HALVES * LOCAL_FILTER_WORDS),
+        ),
         ("NEIGHBOURS", shape::<IpKey, Mac>(c.neighbours)),
         ("IFINDEX_PORTS", shape::<u32, u16>(MAX_PORTS)),
         ("LOCAL", shape::<IpKey, u8>(c.local)),
@@ -375,6 +379,7 @@ struct Maps {
     nexthops: HalvedArray<Nexthop>,
     ports: HalvedArray<Port>,
     config: HalvedArray<Config>,
+    local_filter: HalvedArray<u64>,
     neighbours: HashMapSync<IpKey, Mac>,
     ifindex_ports: HashMapSync<u32, u16>,
     local: HashMapSync<IpKey, u8>,
@@ -399,6 +404,7 @@ impl Maps {
             nexthops: HalvedArray::take(ebpf, "NEXTHOPS")?,
             ports: HalvedArray::take(ebpf, "PORTS")?,
             config: HalvedArray::take(ebpf, "CONFIG")?,
+            local_filter: HalvedArray::take(ebpf, "LOCAL_FILTER")?,
             neighbours: HashMapSync::take(ebpf, "NEIGHBOURS")?,
             ifindex_ports: HashMapSync::take(ebpf, "IFINDEX_PORTS")?,
             local: HashMapSync::take(ebpf, "LOCAL")?,
@@ -422,6 +428,7 @@ impl Maps {
         }
         Ok(self.ports.sync(half, &ports)?
             + self.config.sync(half, &[s.config])?
+            + self.local_filter.sync(half, &s.local_filter)?
             + self.nexthops.sync(half, &s.nexthops)?
             + self.groups.sync(half, &groups)?
             + self.v4.sync(half, &s.v4)?

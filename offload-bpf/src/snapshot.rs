@@ -10,14 +10,16 @@ use std::fmt;
 use std::net::IpAddr;
 
 use nexthop_offload_bpf_common::{
-    ArpKey, BUCKETS, Config, FibNode, GroupBuckets, IpKey, MAX_PORTS, Mac, Nexthop, Port,
-    V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY, encap, kind,
+    ArpKey, BUCKETS, Config, FibNode, GroupBuckets, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac,
+    Nexthop, Port, V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY, encap, kind,
+    local_filter_bit,
 };
 use router_core::PortId;
 use router_core::datapath::Tables;
 use router_core::ecmp::HashPolicy;
 use router_core::fib::poptrie::{Key, LEAF_FLAG, NO_ROUTE, Poptrie};
 use router_core::fib::{Encap, Fib, GroupId, NexthopKind};
+use router_core::neighbour;
 
 /// Tables the XDP program cannot hold (the loader refuses them rather than
 /// let the program disagree with router-core).
@@ -92,6 +94,8 @@ pub struct Snapshot {
     pub ifindex_ports: BTreeMap<u32, u16>,
     /// Addresses of this host.
     pub local: BTreeSet<IpKey>,
+    /// The filter over [`Snapshot::local`] (see `local_filter_bit`).
+    pub local_filter: Vec<u64>,
     /// (port, IPv4 address) pairs ARP requests are answered for.
     pub arp: BTreeSet<ArpKey>,
     /// Security identity of source addresses.
@@ -135,7 +139,7 @@ impl Snapshot {
         if let Some(tunnel) = tunnel {
             s.local.insert(IpKey::v4(tunnel.local.octets()));
         }
-        s.add_groups(t.fib);
+        s.add_groups(t.fib, t.neighbours);
         for (&id, port) in t.ports {
             if u32::from(id.0) >= MAX_PORTS {
                 return Err(Unsupported::PortId(id));
@@ -166,11 +170,17 @@ impl Snapshot {
                 s.neighbours.insert(ip_key(addr), Mac(mac.0));
             }
         }
+        s.local_filter = vec![0; LOCAL_FILTER_WORDS as usize];
+        for key in &s.local {
+            let (word, bit) = local_filter_bit(key);
+            s.local_filter[word as usize] |= bit;
+        }
         Ok(s)
     }
 
-    /// Flatten every group the tries reach into nexthop slots and bucket tables.
-    fn add_groups(&mut self, fib: &Fib) {
+    /// Flatten every group the tries reach into nexthop slots and bucket
+    /// tables; gateways carry their neighbour's MAC when it is resolved.
+    fn add_groups(&mut self, fib: &Fib, neighbours: &neighbour::Table) {
         let ids: BTreeSet<u32> = self.v4.groups().chain(self.v6.groups()).collect();
         self.nexthops.push(Nexthop::default());
         for id in ids {
@@ -180,12 +190,17 @@ impl Snapshot {
             let first = self.nexthops.len() as u32;
             for member in group.members() {
                 self.nexthops.push(match member.kind {
-                    NexthopKind::Gateway { addr, port } => Nexthop {
-                        kind: kind::GATEWAY,
-                        port: port.0,
-                        addr: ip_key(addr),
-                        ..Nexthop::default()
-                    },
+                    NexthopKind::Gateway { addr, port } => {
+                        let mac = neighbours.lookup(addr);
+                        Nexthop {
+                            kind: kind::GATEWAY,
+                            port: port.0,
+                            addr: ip_key(addr),
+                            mac: mac.map_or([0; 6], |m| m.0),
+                            resolved: u8::from(mac.is_some()),
+                            ..Nexthop::default()
+                        }
+                    }
                     NexthopKind::Connected { port } => Nexthop {
                         kind: kind::CONNECTED,
                         port: port.0,
@@ -319,6 +334,7 @@ mod tests {
             port: 0,
             vni: VNI_FROM_IDENTITY,
             addr: IpKey::v4([192, 0, 2, 1]),
+            ..Nexthop::default()
         }));
         assert!(hops.iter().any(|n| n.encap == encap::GENEVE && n.vni == 7));
     }

@@ -13,6 +13,7 @@
 //!  PORTS[port] ──> ifindex, MAC, MTU          CONFIG[0] ──> hash, tunnel endpoint
 //!  IFINDEX_PORTS[ingress ifindex] ──> port    LOCAL[address] ──> for the host
 //!  ARP_ADDRS[port, IPv4] ──> answered by ARP  IDENTITIES[source] ──> VNI
+//!  LOCAL_FILTER[low 16 bits of an address] ──> "may be in LOCAL"
 //!  REASONS[reason] ──> per-CPU packet counter
 //!  ACTIVE[0] ──> the half of the double-buffered maps packets read
 //! ```
@@ -145,6 +146,27 @@ pub struct Nexthop {
     pub vni: u32,
     /// The gateway or tunnel endpoint address (unused for connected and blackhole).
     pub addr: IpKey,
+    /// For gateways: the gateway's MAC when [`Nexthop::resolved`] is 1, so
+    /// that forwarding needs no neighbour lookup (the loader rewrites the slot
+    /// when the neighbour changes).
+    pub mac: [u8; 6],
+    /// 1 when [`Nexthop::mac`] holds the gateway's resolved MAC, else 0.
+    pub resolved: u8,
+    /// Always zero.
+    pub pad: u8,
+}
+
+/// Words of the local-address filter: one bit per value of an address's low 16 bits.
+pub const LOCAL_FILTER_WORDS: u32 = (1 << 16) / 64;
+
+/// The bit of the local-address filter for `key`: its last two address bytes.
+/// A clear bit proves the address is not in `LOCAL`, saving the hash lookup
+/// for almost every forwarded packet; a set bit means "look it up".
+#[inline(always)]
+pub fn local_filter_bit(key: &IpKey) -> (u32, u64) {
+    let at = if key.family == family::V4 { 2 } else { 14 };
+    let low = u32::from(u16::from_be_bytes([key.addr[at], key.addr[at + 1]]));
+    (low / 64, 1 << (low % 64))
 }
 
 /// [`Nexthop::vni`] meaning "carry the source's security identity".
@@ -235,11 +257,19 @@ mod tests {
         assert_eq!(size_of::<FibNode>(), 24);
         assert_eq!(size_of::<GroupBuckets>(), 4 * BUCKETS);
         assert_eq!(size_of::<IpKey>(), 20);
-        assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20);
+        assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20 + 6 + 1 + 1);
         assert_eq!(size_of::<Mac>(), 6);
         assert_eq!(size_of::<Port>(), 4 + 6 + 2);
         assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6);
         assert_eq!(size_of::<ArpKey>(), 8);
+    }
+
+    #[test]
+    fn local_filter_bits_come_from_the_last_two_address_bytes() {
+        assert_eq!(local_filter_bit(&IpKey::v4([10, 0, 1, 65])), (4, 1 << 1));
+        let mut v6 = [0; 16];
+        v6[15] = 3;
+        assert_eq!(local_filter_bit(&IpKey::v6(v6)), (0, 1 << 3));
     }
 
     #[test]

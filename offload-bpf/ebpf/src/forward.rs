@@ -19,7 +19,7 @@ use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
 
-use crate::maps::{Half, IDENTITIES, IFINDEX_PORTS, INNER, LOCAL, NEIGHBOURS, PROGRAMS, REASONS};
+use crate::maps::{Half, IDENTITIES, IFINDEX_PORTS, INNER, NEIGHBOURS, PROGRAMS, REASONS};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
 use crate::{arp, fib};
@@ -176,12 +176,6 @@ fn ports_of(ctx: &XdpContext, proto: u8, l4: usize, payload: usize, first: bool)
     (proto, 0, 0)
 }
 
-#[inline(always)]
-fn is_local(key: &IpKey) -> bool {
-    // SAFETY: only presence is read.
-    unsafe { LOCAL.get(key) }.is_some()
-}
-
 /// Whether the IPv4 packet (20-byte header, `payload` bytes after it) to our
 /// tunnel endpoint is UDP to a tunnel port: `Some(true)` for VXLAN, `Some(false)` for Geneve.
 #[inline(always)]
@@ -223,7 +217,7 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     let key = IpKey::v4(dst_octets);
     let flags_frag = u16::from_be_bytes([header[6], header[7]]);
     let not_fragment = flags_frag & 0x3fff == 0;
-    if dst == u32::MAX || dst >> 28 == 0xe || is_local(&key) {
+    if dst == u32::MAX || dst >> 28 == 0xe || half.is_local(&key) {
         if !decapsulated && not_fragment && dst_octets == config.tunnel_local {
             if let Some(is_vxlan) = tunnel_port(ctx, config, header[9], total_len - 20) {
                 return Ok(Step::Decap(is_vxlan));
@@ -284,7 +278,7 @@ fn ipv6(ctx: &XdpContext, half: Half, config: &Config) -> Result<Routed, Reason>
     }
     let key = IpKey::v6(dst);
     let link_local = dst[0] == 0xfe && dst[1] & 0xc0 == 0x80;
-    if dst[0] == 0xff || link_local || is_local(&key) {
+    if dst[0] == 0xff || link_local || half.is_local(&key) {
         return Err(Reason::Local);
     }
     let next_header = header[6];
@@ -335,14 +329,24 @@ fn forward(ctx: &XdpContext, half: Half, ingress_ifindex: u32, pkt: Routed) -> (
     if pkt.len > usize::from(egress.mtu) {
         return exit(Reason::FragmentationNeeded);
     }
-    // SAFETY: the MAC is copied out at once.
-    let Some(mac) = (unsafe { NEIGHBOURS.get(&neighbour) }).copied() else {
+    let Some(mac) = neighbour_mac(nexthop, &neighbour) else {
         return exit(Reason::NeighbourMiss);
     };
-    if transmit(ctx, pkt.len, egress, mac.0).is_none() {
+    if transmit(ctx, pkt.len, egress, mac).is_none() {
         return exit(Reason::Malformed);
     }
     (Reason::Forwarded, redirect(egress, ingress_ifindex))
+}
+
+/// The MAC to send to for `nexthop`: a gateway's comes with the nexthop
+/// (resolved or not); a connected destination's from the neighbour map.
+#[inline(always)]
+fn neighbour_mac(nexthop: &Nexthop, neighbour: &IpKey) -> Option<[u8; 6]> {
+    if nexthop.kind == kind::GATEWAY {
+        return (nexthop.resolved == 1).then_some(nexthop.mac);
+    }
+    // SAFETY: the MAC is copied out at once.
+    (unsafe { NEIGHBOURS.get(neighbour) }).map(|m| m.0)
 }
 
 /// `XDP_TX` back out of the ingress port, or a redirect to the egress port.
@@ -393,8 +397,7 @@ fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> 
     if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {
         return exit(Reason::FragmentationNeeded);
     }
-    // SAFETY: the MAC is copied out at once.
-    let Some(mac) = (unsafe { NEIGHBOURS.get(&neighbour) }).copied() else {
+    let Some(mac) = neighbour_mac(underlay, &neighbour) else {
         return exit(Reason::NeighbourMiss);
     };
     let (dport, header) = if tunnel.encap == encap::GENEVE {
@@ -403,7 +406,7 @@ fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> 
         (config.vxlan_port, tunnel::vxlan_header(vni))
     };
     let outer = Outer {
-        dst_mac: mac.0,
+        dst_mac: mac,
         src_mac: egress.mac,
         src: config.tunnel_local,
         dst: remote,

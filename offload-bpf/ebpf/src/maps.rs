@@ -16,7 +16,8 @@ use aya_ebpf::maps::{Array, HashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES, IpKey,
-    MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS,
+    LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT, V4_DIRECT_BITS,
+    V6_DIRECT_BITS, local_filter_bit,
 };
 
 /// Which half of the double-buffered maps packets read (entry 0: 0 or 1).
@@ -52,6 +53,9 @@ pub static PORTS: Array<Port> = Array::with_max_entries(HALVES * MAX_PORTS, 0);
 /// Datapath settings, one entry per half.
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(HALVES, 0);
+/// The filter over [`LOCAL`] (`local_filter_bit`), per half.
+#[map]
+pub static LOCAL_FILTER: Array<u64> = Array::with_max_entries(HALVES * LOCAL_FILTER_WORDS, 0);
 /// Resolved neighbours: address → MAC.
 #[map]
 pub static NEIGHBOURS: HashMap<IpKey, Mac> = HashMap::with_max_entries(DEFAULT_NEIGHBOURS, 0);
@@ -124,6 +128,18 @@ impl Half {
     pub fn port(self, id: u16) -> Option<&'static Port> {
         self.get(&PORTS, u32::from(id), MAX_PORTS)
             .filter(|p| p.ifindex != 0)
+    }
+
+    /// Whether `key` is an address of this host: the filter word of this
+    /// half first, the `LOCAL` hash map only when its bit is set.
+    #[inline(always)]
+    pub fn is_local(self, key: &IpKey) -> bool {
+        let (word, bit) = local_filter_bit(key);
+        let maybe = self
+            .get(&LOCAL_FILTER, word, LOCAL_FILTER_WORDS)
+            .is_some_and(|w| w & bit != 0);
+        // SAFETY: only presence is read.
+        maybe && unsafe { LOCAL.get(key) }.is_some()
     }
 
     /// The bucket table of nexthop group `id`.
