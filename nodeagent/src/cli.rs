@@ -1,4 +1,4 @@
-//! The command line: `run` (the daemon) and the `bgp` queries.
+//! The command line: `run` (the daemon), the `bgp` queries and `datapath`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -9,9 +9,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
+use aya::programs::XdpMode;
+use nexthop_offload_bpf::datapath::Capacity;
+
 use crate::api;
 use crate::config::{self, Fingerprint};
 use crate::controller::Controller;
+use crate::offload;
 use crate::output;
 use crate::status::{Request, Table};
 
@@ -53,6 +57,52 @@ enum Command {
     Bgp {
         #[command(subcommand)]
         query: BgpQuery,
+    },
+    /// The XDP datapath: mirror the kernel's routes on interfaces, read its counters, remove it.
+    Datapath {
+        #[command(subcommand)]
+        command: DatapathCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DatapathCommand {
+    /// Load (or take over) the pinned datapath, mirror the kernel's routes,
+    /// neighbours and addresses into it, attach it; exits leaving it attached.
+    Run {
+        /// Interface to attach to (repeat for each).
+        #[arg(long = "interface", short = 'i', required = true)]
+        interfaces: Vec<String>,
+        /// Where maps and links are pinned (on a bpffs).
+        #[arg(long, default_value = offload::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// How often the kernel state is read, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Attach in generic (skb) mode instead of the driver's native mode.
+        #[arg(long)]
+        generic: bool,
+        /// FIB trie nodes per half (as the pinned datapath was created with).
+        #[arg(long, default_value_t = Capacity::default().nodes)]
+        fib_nodes: u32,
+        /// FIB trie leaves per half (as the pinned datapath was created with).
+        #[arg(long, default_value_t = Capacity::default().leaves)]
+        fib_leaves: u32,
+    },
+    /// Packets per exit reason of the pinned datapath.
+    Stats {
+        /// Where maps and links are pinned.
+        #[arg(long, default_value = offload::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Detach the pinned datapath and free its maps.
+    Remove {
+        /// Where maps and links are pinned.
+        #[arg(long, default_value = offload::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
     },
 }
 
@@ -113,6 +163,7 @@ pub fn main() -> ExitCode {
             runtime.block_on(run(&config_dir, &node, &socket, router_id, metrics))
         }
         Command::Bgp { query } => runtime.block_on(bgp(query)),
+        Command::Datapath { command } => datapath(command, &runtime),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,6 +171,42 @@ pub fn main() -> ExitCode {
             eprintln!("nexthop-agent: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Result<(), String> {
+    match command {
+        DatapathCommand::Run {
+            interfaces,
+            pin_dir,
+            interval_ms,
+            generic,
+            fib_nodes,
+            fib_leaves,
+        } => {
+            init_logging();
+            let opts = offload::RunOptions {
+                interfaces,
+                pin_dir,
+                interval: Duration::from_millis(interval_ms.max(10)),
+                mode: if generic {
+                    XdpMode::Skb
+                } else {
+                    XdpMode::Driver
+                },
+                capacity: Capacity {
+                    nodes: fib_nodes,
+                    leaves: fib_leaves,
+                    ..Capacity::default()
+                },
+            };
+            runtime.block_on(offload::run(&opts))
+        }
+        DatapathCommand::Stats { pin_dir, output } => {
+            print!("{}", offload::stats(&pin_dir, output == Format::Json)?);
+            Ok(())
+        }
+        DatapathCommand::Remove { pin_dir } => offload::remove(&pin_dir),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The node agent (`nexthop-agent`): Cilium's BGP control plane on a real
-//! Linux node. `run` reads Kubernetes/Cilium YAML from a directory, runs the
+//! The node agent (`nexthop-agent`): Cilium's BGP control plane and the XDP
+//! datapath on a real Linux node. `run` reads Kubernetes/Cilium YAML from a directory, runs the
 //! BGP sessions that select this node over kernel TCP (router-core's
 //! sans-IO session), originates the node's pod CIDRs and reloads when the
 //! files change; `bgp peers` and `bgp routes` query a running agent.
@@ -10,13 +10,17 @@
 //! - [`peer`]: one session as a tokio task; [`transport`]: kernel TCP (MD5, TTL).
 //! - [`instance`]: a BGP instance's RIB (router-core's), originated routes, per-peer export.
 //! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers.
+//! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
+//!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod instance;
+pub mod kernel;
 pub mod metrics;
+pub mod offload;
 pub mod output;
 pub mod peer;
 pub mod status;

@@ -575,7 +575,12 @@ impl Datapath {
     pub fn load_pinned(capacity: &Capacity, dir: &Path) -> Result<Self, Error> {
         for sub in ["maps", "links"] {
             let path = dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))?;
+            if let Err(e) = std::fs::create_dir_all(&path) {
+                if dir.ancestors().skip(1).any(on_bpffs) {
+                    return Err(Error::Pin(path.clone(), e.to_string()));
+                }
+                return Err(Error::NotBpffs(dir.to_path_buf()));
+            }
         }
         if !on_bpffs(dir) {
             return Err(Error::NotBpffs(dir.to_path_buf()));
@@ -738,11 +743,7 @@ impl Datapath {
 
     /// Packets counted per exit reason, summed over CPUs (index: `Reason as usize`).
     pub fn reason_counts(&self) -> Result<[u64; Reason::COUNT], Error> {
-        let mut counts = [0; Reason::COUNT];
-        for (i, c) in counts.iter_mut().enumerate() {
-            *c = self.maps.reasons.get(&(i as u32), 0)?.iter().sum();
-        }
-        Ok(counts)
+        sum_per_cpu(&self.maps.reasons)
     }
 }
 
@@ -762,6 +763,22 @@ fn test_run(ebpf: &Ebpf, frame: &[u8], out: &mut Vec<u8>) -> Result<u32, Error> 
     })?;
     out.truncate(result.data_size_out as usize);
     Ok(result.return_value)
+}
+
+/// Packets counted per exit reason by the datapath pinned under `dir`, summed
+/// over CPUs (index: `Reason as usize`), without loading anything.
+pub fn pinned_reason_counts(dir: &Path) -> Result<[u64; Reason::COUNT], Error> {
+    let path = dir.join("maps").join("REASONS");
+    let data = MapData::from_pin(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))?;
+    sum_per_cpu(&PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))?)
+}
+
+fn sum_per_cpu(reasons: &PerCpuArray<MapData, u64>) -> Result<[u64; Reason::COUNT], Error> {
+    let mut counts = [0; Reason::COUNT];
+    for (i, c) in counts.iter_mut().enumerate() {
+        *c = reasons.get(&(i as u32), 0)?.iter().sum();
+    }
+    Ok(counts)
 }
 
 /// Detach every link pinned under `dir` and free its pinned maps: what an

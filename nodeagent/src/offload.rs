@@ -1,0 +1,126 @@
+//! `nexthop-agent datapath`: the XDP datapath (nexthop-offload-bpf) mirroring
+//! the node's kernel routing state on chosen interfaces.
+//!
+//! `run` loads the datapath pinned under a bpffs directory, syncs it from
+//! [`crate::kernel`] every interval (only when something changed; the sync
+//! itself never shows packets a mix of old and new tables), attaches it to the
+//! interfaces once the first sync succeeded, and exits leaving it attached:
+//! forwarding continues until the next `run` takes over the pinned maps and
+//! links, or `remove` detaches it. `stats` reads the per-reason counters of
+//! the pinned datapath. Owns the loop and the two queries, not the tables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aya::programs::XdpMode;
+use nexthop_offload_bpf::datapath::{self, Capacity, Datapath, pinned_reason_counts, remove_pins};
+use nexthop_offload_bpf::snapshot::Snapshot;
+use router_core::datapath::Reason;
+use tracing::{info, warn};
+
+use crate::kernel::{HostTables, KernelState};
+
+/// The default pin directory.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/nexthop";
+
+/// What `datapath run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Interfaces to attach to, in port order.
+    pub interfaces: Vec<String>,
+    /// Where maps and links are pinned.
+    pub pin_dir: PathBuf,
+    /// How often the kernel state is read.
+    pub interval: Duration,
+    /// XDP attach mode.
+    pub mode: XdpMode,
+    /// Map sizes (must equal those of the datapath already pinned, if any).
+    pub capacity: Capacity,
+}
+
+/// The snapshot of the kernel state now.
+fn snapshot(interfaces: &[String]) -> Result<(Snapshot, usize), String> {
+    let state = KernelState::read()?;
+    let tables = HostTables::new(&state, interfaces)?;
+    let snapshot = Snapshot::new(&tables.tables(), |id| tables.ifindex.get(&id).copied())
+        .map_err(|e| e.to_string())?;
+    Ok((snapshot, state.routes.len()))
+}
+
+/// Sync when the kernel state changed; the number of entries written.
+fn sync(
+    dp: &mut Datapath,
+    interfaces: &[String],
+    last: &mut Option<Snapshot>,
+) -> Result<Option<(usize, usize)>, String> {
+    let (snapshot, routes) = snapshot(interfaces)?;
+    if last.as_ref() == Some(&snapshot) {
+        return Ok(None);
+    }
+    let written = dp.sync(&snapshot).map_err(|e| e.to_string())?;
+    *last = Some(snapshot);
+    Ok(Some((routes, written)))
+}
+
+/// `datapath run`.
+pub async fn run(opts: &RunOptions) -> Result<(), String> {
+    let mut dp = Datapath::load_pinned(&opts.capacity, &opts.pin_dir).map_err(|e| e.to_string())?;
+    info!(pin_dir = %opts.pin_dir.display(), half = dp.active_half(), "datapath loaded");
+    let mut last = None;
+    let (routes, written) =
+        sync(&mut dp, &opts.interfaces, &mut last)?.expect("a first sync always writes");
+    info!(routes, written, "kernel state mirrored");
+    for interface in &opts.interfaces {
+        dp.attach(interface, opts.mode)
+            .map_err(|e| format!("attaching to {interface}: {e}"))?;
+    }
+    info!(interfaces = ?opts.interfaces, "datapath attached");
+    let mut interval = tokio::time::interval(opts.interval);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => match sync(&mut dp, &opts.interfaces, &mut last) {
+                Ok(Some((routes, written))) => info!(routes, written, half = dp.active_half(), "kernel state changed: synced"),
+                Ok(None) => {}
+                Err(e) => warn!("kernel state not synced (the datapath keeps the last tables): {e}"),
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    info!(
+        pin_dir = %opts.pin_dir.display(),
+        "exiting; the datapath stays attached until the next run or `nexthop-agent datapath remove`"
+    );
+    Ok(())
+}
+
+/// `datapath stats`: the per-reason counters as a table or JSON.
+pub fn stats(pin_dir: &Path, json: bool) -> Result<String, String> {
+    let counts = pinned_reason_counts(pin_dir).map_err(|e| e.to_string())?;
+    let rows: Vec<(Reason, u64)> = (0..Reason::COUNT as u8)
+        .filter_map(|i| Some((Reason::from_index(i)?, counts[usize::from(i)])))
+        .collect();
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = rows
+            .iter()
+            .map(|(r, n)| (format!("{r:?}"), (*n).into()))
+            .collect();
+        return Ok(serde_json::to_string_pretty(&map).expect("JSON of integers") + "\n");
+    }
+    let mut out = format!("{:<22} {:<9} {:>14}\n", "REASON", "ACTION", "PACKETS");
+    for (reason, n) in rows {
+        let action = format!("{:?}", reason.action()).to_lowercase();
+        out.push_str(&format!(
+            "{:<22} {action:<9} {n:>14}\n",
+            format!("{reason:?}")
+        ));
+    }
+    Ok(out)
+}
+
+/// `datapath remove`: detach and free everything pinned under `pin_dir`.
+pub fn remove(pin_dir: &Path) -> Result<(), String> {
+    remove_pins(pin_dir).map_err(|e: datapath::Error| e.to_string())
+}
