@@ -38,8 +38,9 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
-    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES, IpKey,
-    LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS, V4_DIRECT_BITS, V6_DIRECT_BITS,
+    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
+    INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS,
+    V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 use router_core::datapath::Reason;
 
@@ -122,7 +123,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 19] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 20] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -150,6 +151,7 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 19] {
             shape::<u32, u64>(HALVES * LOCAL_FILTER_WORDS),
         ),
         ("NEIGHBOURS", shape::<IpKey, Mac>(c.neighbours)),
+        ("INGRESS", shape::<u32, u16>(HALVES * INGRESS_IFINDEXES)),
         ("IFINDEX_PORTS", shape::<u32, u16>(MAX_PORTS)),
         ("LOCAL", shape::<IpKey, u8>(c.local)),
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
@@ -380,6 +382,7 @@ struct Maps {
     ports: HalvedArray<Port>,
     config: HalvedArray<Config>,
     local_filter: HalvedArray<u64>,
+    ingress: HalvedArray<u16>,
     neighbours: HashMapSync<IpKey, Mac>,
     ifindex_ports: HashMapSync<u32, u16>,
     local: HashMapSync<IpKey, u8>,
@@ -405,6 +408,7 @@ impl Maps {
             ports: HalvedArray::take(ebpf, "PORTS")?,
             config: HalvedArray::take(ebpf, "CONFIG")?,
             local_filter: HalvedArray::take(ebpf, "LOCAL_FILTER")?,
+            ingress: HalvedArray::take(ebpf, "INGRESS")?,
             neighbours: HashMapSync::take(ebpf, "NEIGHBOURS")?,
             ifindex_ports: HashMapSync::take(ebpf, "IFINDEX_PORTS")?,
             local: HashMapSync::take(ebpf, "LOCAL")?,
@@ -421,12 +425,17 @@ impl Maps {
         for (&id, &p) in &s.ports {
             ports[usize::from(id)] = p;
         }
+        let mut ingress = vec![0u16; INGRESS_IFINDEXES as usize];
+        for (&ifindex, &port) in s.ifindex_ports.range(..INGRESS_IFINDEXES) {
+            ingress[ifindex as usize] = port + 1;
+        }
         let max_group = s.groups.keys().next_back().map_or(0, |&g| g as usize + 1);
         let mut groups = vec![GroupBuckets::default(); max_group];
         for (&id, &table) in &s.groups {
             groups[id as usize] = table;
         }
-        Ok(self.ports.sync(half, &ports)?
+        Ok(self.ingress.sync(half, &ingress)?
+            + self.ports.sync(half, &ports)?
             + self.config.sync(half, &[s.config])?
             + self.local_filter.sync(half, &s.local_filter)?
             + self.nexthops.sync(half, &s.nexthops)?
@@ -436,45 +445,56 @@ impl Maps {
     }
 
     /// New and changed hash map entries, before a flip.
-    fn upsert(
-        &mut self,
-        s: &Snapshot,
-        local: &BTreeMap<IpKey, u8>,
-        arp: &BTreeMap<ArpKey, u8>,
-    ) -> Result<usize, Error> {
+    fn upsert(&mut self, s: &Snapshot, h: &Hashed) -> Result<usize, Error> {
         Ok(self.neighbours.upsert(&s.neighbours)?
-            + self.local.upsert(local)?
-            + self.arp.upsert(arp)?
+            + self.local.upsert(&h.local)?
+            + self.arp.upsert(&h.arp)?
             + self.identities.upsert(&s.identities)?
-            + self.ifindex_ports.upsert(&s.ifindex_ports)?)
+            + self.ifindex_ports.upsert(&h.ifindex_ports)?)
     }
 
     /// Hash map entries `s` no longer has, after the grace period.
-    fn prune(
-        &mut self,
-        s: &Snapshot,
-        local: &BTreeMap<IpKey, u8>,
-        arp: &BTreeMap<ArpKey, u8>,
-    ) -> Result<usize, Error> {
-        Ok(self.ifindex_ports.prune(&s.ifindex_ports)?
-            + self.local.prune(local)?
-            + self.arp.prune(arp)?
+    fn prune(&mut self, s: &Snapshot, h: &Hashed) -> Result<usize, Error> {
+        Ok(self.ifindex_ports.prune(&h.ifindex_ports)?
+            + self.local.prune(&h.local)?
+            + self.arp.prune(&h.arp)?
             + self.identities.prune(&s.identities)?
             + self.neighbours.prune(&s.neighbours)?)
     }
 
     /// See [`Datapath::sync`].
     fn sync(&mut self, s: &Snapshot) -> Result<usize, Error> {
-        let local: BTreeMap<IpKey, u8> = s.local.iter().map(|&k| (k, 1)).collect();
-        let arp: BTreeMap<ArpKey, u8> = s.arp.iter().map(|&k| (k, 1)).collect();
+        let h = Hashed::of(s);
         let next = self.half ^ 1;
-        let mut n = self.upsert(s, &local, &arp)?;
+        let mut n = self.upsert(s, &h)?;
         n += self.write_half(next, s)?;
         self.active.set(0, next, 0)?;
         self.half = next;
         grace_period()?;
-        n += self.prune(s, &local, &arp)?;
+        n += self.prune(s, &h)?;
         Ok(n)
+    }
+}
+
+/// What the hash maps built from sets or shared with an array should hold.
+struct Hashed {
+    local: BTreeMap<IpKey, u8>,
+    arp: BTreeMap<ArpKey, u8>,
+    /// Only the ifindexes `INGRESS` cannot index.
+    ifindex_ports: BTreeMap<u32, u16>,
+}
+
+impl Hashed {
+    fn of(s: &Snapshot) -> Self {
+        Hashed {
+            local: s.local.iter().map(|&k| (k, 1)).collect(),
+            arp: s.arp.iter().map(|&k| (k, 1)).collect(),
+            ifindex_ports: s
+                .ifindex_ports
+                .range(INGRESS_IFINDEXES..)
+                .map(|(&i, &p)| (i, p))
+                .collect(),
+        }
     }
 }
 
@@ -963,10 +983,9 @@ mod tests {
     /// The negative control: what sync did before double buffering — rewrite
     /// the half packets read, in place.
     fn overwrite_active(maps: &mut Maps, s: &Snapshot) -> Result<usize, Error> {
-        let local: BTreeMap<IpKey, u8> = s.local.iter().map(|&k| (k, 1)).collect();
-        let arp: BTreeMap<ArpKey, u8> = s.arp.iter().map(|&k| (k, 1)).collect();
-        let n = maps.upsert(s, &local, &arp)? + maps.write_half(maps.half, s)?;
-        Ok(n + maps.prune(s, &local, &arp)?)
+        let h = Hashed::of(s);
+        let n = maps.upsert(s, &h)? + maps.write_half(maps.half, s)?;
+        Ok(n + maps.prune(s, &h)?)
     }
 
     fn setup() -> Option<(Datapath, Lab, Lab, Vec<Vec<u8>>)> {

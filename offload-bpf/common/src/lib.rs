@@ -11,7 +11,8 @@
 //!  GROUP_BUCKETS[group id][bucket_of(flow hash)] ──> nexthop slot
 //!  NEXTHOPS[slot] ──> kind, port, address ──> NEIGHBOURS[address] ──> MAC
 //!  PORTS[port] ──> ifindex, MAC, MTU          CONFIG[0] ──> hash, tunnel endpoint
-//!  IFINDEX_PORTS[ingress ifindex] ──> port    LOCAL[address] ──> for the host
+//!  INGRESS[ifindex] / IFINDEX_PORTS[ifindex] ──> port + 1 / port
+//!  LOCAL[address] ──> for the host
 //!  ARP_ADDRS[port, IPv4] ──> answered by ARP  IDENTITIES[source] ──> VNI
 //!  LOCAL_FILTER[low 16 bits of an address] ──> "may be in LOCAL"
 //!  REASONS[reason] ──> per-CPU packet counter
@@ -155,6 +156,10 @@ pub struct Nexthop {
     /// Always zero.
     pub pad: u8,
 }
+
+/// Interface indexes below this find their port in the `INGRESS` array (one
+/// load); larger ones in the `IFINDEX_PORTS` hash map.
+pub const INGRESS_IFINDEXES: u32 = 1 << 16;
 
 /// Words of the local-address filter: one bit per value of an address's low 16 bits.
 pub const LOCAL_FILTER_WORDS: u32 = (1 << 16) / 64;

@@ -19,7 +19,7 @@ use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
 
-use crate::maps::{Half, IDENTITIES, IFINDEX_PORTS, INNER, NEIGHBOURS, PROGRAMS, REASONS};
+use crate::maps::{Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
 use crate::{arp, fib};
@@ -87,8 +87,7 @@ enum Step {
 fn process(ctx: &XdpContext) -> (Reason, u32) {
     let half = Half::active();
     let ingress_ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: the value is copied out before any map update could move it.
-    let Some(ingress) = (unsafe { IFINDEX_PORTS.get(&ingress_ifindex) }).copied() else {
+    let Some(ingress) = half.ingress(ingress_ifindex) else {
         return exit(Reason::UnknownPort);
     };
     let Some(port) = half.port(ingress) else {

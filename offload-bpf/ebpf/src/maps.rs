@@ -15,9 +15,9 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
-    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES, IpKey,
-    LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT, V4_DIRECT_BITS,
-    V6_DIRECT_BITS, local_filter_bit,
+    DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
+    INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT,
+    V4_DIRECT_BITS, V6_DIRECT_BITS, local_filter_bit,
 };
 
 /// Which half of the double-buffered maps packets read (entry 0: 0 or 1).
@@ -59,7 +59,11 @@ pub static LOCAL_FILTER: Array<u64> = Array::with_max_entries(HALVES * LOCAL_FIL
 /// Resolved neighbours: address → MAC.
 #[map]
 pub static NEIGHBOURS: HashMap<IpKey, Mac> = HashMap::with_max_entries(DEFAULT_NEIGHBOURS, 0);
-/// Which port a frame arrived on: ingress ifindex → `PortId`.
+/// Which port a frame arrived on, for ifindexes below `INGRESS_IFINDEXES`:
+/// `PortId + 1` (0: not a port), per half.
+#[map]
+pub static INGRESS: Array<u16> = Array::with_max_entries(HALVES * INGRESS_IFINDEXES, 0);
+/// Which port a frame arrived on, for larger ifindexes: ifindex → `PortId`.
 #[map]
 pub static IFINDEX_PORTS: HashMap<u32, u16> = HashMap::with_max_entries(MAX_PORTS, 0);
 /// Addresses of this host (owned, announced, tunnel endpoint): value 1.
@@ -121,6 +125,17 @@ impl Half {
     #[inline(always)]
     pub fn config(self) -> Config {
         self.get(&CONFIG, 0, 1).copied().unwrap_or_default()
+    }
+
+    /// The port a frame received on interface `ifindex` arrived on.
+    #[inline(always)]
+    pub fn ingress(self, ifindex: u32) -> Option<u16> {
+        if ifindex < INGRESS_IFINDEXES {
+            let port = *self.get(&INGRESS, ifindex, INGRESS_IFINDEXES)?;
+            return port.checked_sub(1);
+        }
+        // SAFETY: the value is copied out at once.
+        unsafe { IFINDEX_PORTS.get(&ifindex) }.copied()
     }
 
     /// Port `id`, if it is in use.
