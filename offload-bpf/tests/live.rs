@@ -87,10 +87,23 @@ impl Lab {
     }
 
     /// A veth pair `a_if` (in `a`, address `a_addr`) — `b_if` (in `b`, `b_addr`).
-    fn link(&self, (a, a_if, a_addr): (&str, &str, &str), (b, b_if, b_addr): (&str, &str, &str)) {
-        run(Command::new("ip").args([
-            "-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b,
-        ]));
+    fn link(&self, a: (&str, &str, &str), b: (&str, &str, &str)) {
+        self.link_indexed(a, None, b);
+    }
+
+    /// [`Lab::link`], `a_if` with the interface index `index`.
+    fn link_indexed(
+        &self,
+        (a, a_if, a_addr): (&str, &str, &str),
+        index: Option<u32>,
+        (b, b_if, b_addr): (&str, &str, &str),
+    ) {
+        let index = index.map(|i| i.to_string());
+        let index_args = index.as_deref().map(|i| ["index", i]);
+        run(Command::new("ip")
+            .args(["-n", a, "link", "add", a_if])
+            .args(index_args.iter().flatten())
+            .args(["type", "veth", "peer", "name", b_if, "netns", b]));
         self.sh(
             a,
             &format!("ip addr add {a_addr} dev {a_if}; ip link set {a_if} up"),
@@ -292,10 +305,16 @@ fn count(dp: &Datapath, reason: Reason) -> u64 {
     dp.reason_counts().unwrap()[reason as usize]
 }
 
-/// src 10.71.1.2 — r0 10.71.1.1 [rtr] r1 10.71.2.1 — dst 10.71.2.2.
+/// src 10.71.1.2 — r0 10.71.1.1 [rtr] r1 10.71.2.1 — dst 10.71.2.2. r0 has
+/// interface index 70001, past the datapath's ingress array: frames from src
+/// find their port in the hash map, frames from dst in the array.
 fn line(lab: &mut Lab) -> (String, String, String) {
     let (src, rtr, dst) = (lab.ns("src"), lab.ns("rtr"), lab.ns("dst"));
-    lab.link((&src, "s0", "10.71.1.2/24"), (&rtr, "r0", "10.71.1.1/24"));
+    lab.link_indexed(
+        (&rtr, "r0", "10.71.1.1/24"),
+        Some(70_001),
+        (&src, "s0", "10.71.1.2/24"),
+    );
     lab.link((&rtr, "r1", "10.71.2.1/24"), (&dst, "d0", "10.71.2.2/24"));
     lab.sh(&src, "ip route add default via 10.71.1.1");
     lab.sh(&dst, "ip route add default via 10.71.2.1");
