@@ -51,6 +51,9 @@ use crate::snapshot::{Snapshot, Trie};
 pub const PROGRAM: &str = "nexthop";
 /// Name of the program the pipeline tail-calls for the inner frame of a decap.
 pub const INNER_PROGRAM: &str = "nexthop_inner";
+/// Name of the full pipeline the attached fast path tail-calls for ARP, IPv6
+/// and tunnel frames.
+pub const FULL_PROGRAM: &str = "nexthop_full";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
 
@@ -156,7 +159,7 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 20] {
         ("LOCAL", shape::<IpKey, u8>(c.local)),
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
-        ("PROGRAMS", shape::<u32, u32>(1)),
+        ("PROGRAMS", shape::<u32, u32>(2)),
         ("REASONS", shape::<u32, u64>(REASONS)),
     ]
 }
@@ -646,7 +649,7 @@ impl Datapath {
             .override_global("GROUPS_CAP", &capacity.groups, true)
             .override_global("NEXTHOPS_CAP", &capacity.nexthops, true)
             .load(object())?;
-        for name in [PROGRAM, INNER_PROGRAM, PEER_PROGRAM] {
+        for name in [PROGRAM, FULL_PROGRAM, INNER_PROGRAM, PEER_PROGRAM] {
             let program: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(Error::Missing(name))?
@@ -657,11 +660,11 @@ impl Datapath {
             ebpf.take_map("PROGRAMS")
                 .ok_or(Error::Missing("PROGRAMS"))?,
         )?;
-        let inner: &Xdp = ebpf
-            .program(INNER_PROGRAM)
-            .ok_or(Error::Missing(INNER_PROGRAM))?
-            .try_into()?;
-        programs.set(0, inner.fd()?, 0)?;
+        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1.
+        for (slot, name) in [(0, INNER_PROGRAM), (1, FULL_PROGRAM)] {
+            let program: &Xdp = ebpf.program(name).ok_or(Error::Missing(name))?.try_into()?;
+            programs.set(slot, program.fd()?, 0)?;
+        }
         Ok(Datapath {
             maps: Maps::take(&mut ebpf, programs)?,
             ebpf,

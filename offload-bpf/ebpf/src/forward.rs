@@ -4,6 +4,14 @@
 //! tunnel decap → FIB → ECMP → neighbour → TTL/hop-limit decrement
 //! (incremental checksum) → MAC rewrite or tunnel encap.
 //!
+//! The attached program runs the *fast* instance ([`run`] with `FAST`): the
+//! same steps, but ARP, IPv6, tunnel decap and encap are left out and their
+//! frames handed, untouched, to the full pipeline by tail call (`FULL`). The
+//! common case — a routed IPv4 frame — then runs in a program with a fraction
+//! of the code and stack; the full one decides everything else from scratch,
+//! so both together behave as the full pipeline alone (the differential
+//! harness runs them as attached).
+//!
 //! Every exit counts its [`Reason`] and maps its [`Action`] to an XDP verdict:
 //! transmit is `XDP_TX` on the ingress port or `bpf_redirect` to the egress
 //! port's ifindex, pass is `XDP_PASS`, drop is `XDP_DROP`. The frame left in
@@ -19,7 +27,7 @@ use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
 
-use crate::maps::{Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS};
+use crate::maps::{FULL, Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
 use crate::{arp, fib};
@@ -29,10 +37,11 @@ const ETH: usize = 14;
 /// Most bytes of an IPv4 header (IHL 15).
 const MAX_IPV4_HEADER: usize = 60;
 
-/// Run the pipeline on one received frame and count its exit reason.
+/// Run the pipeline on one received frame and count its exit reason;
+/// `FAST`: hand ARP, IPv6 and tunnel frames to the full pipeline.
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> u32 {
-    count(process(ctx))
+pub fn run<const FAST: bool>(ctx: &XdpContext) -> u32 {
+    count(process::<FAST>(ctx))
 }
 
 /// Run the rest of the pipeline on the inner frame of a decapsulated tunnel
@@ -84,7 +93,7 @@ enum Step {
 }
 
 #[inline(always)]
-fn process(ctx: &XdpContext) -> (Reason, u32) {
+fn process<const FAST: bool>(ctx: &XdpContext) -> (Reason, u32) {
     let half = Half::active();
     let ingress_ifindex = ctx.ingress_ifindex() as u32;
     let Some(ingress) = half.ingress(ingress_ifindex) else {
@@ -102,19 +111,31 @@ fn process(ctx: &XdpContext) -> (Reason, u32) {
     }
     let config = half.config();
     let routed = match ethertype {
+        0x0806 if FAST => return full(ctx),
         0x0806 => return arp::respond(ctx, ingress, port),
         0x0800 => match ipv4(ctx, half, &config, false) {
             Ok(Step::Route(routed)) => Ok(routed),
+            Ok(Step::Decap(_)) if FAST => return full(ctx),
             Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan),
             Err(reason) => Err(reason),
         },
+        0x86dd if FAST => return full(ctx),
         0x86dd => ipv6(ctx, half, &config),
         _ => return exit(Reason::OtherProtocol),
     };
     match routed {
-        Ok(routed) => forward(ctx, half, ingress_ifindex, routed),
+        Ok(routed) => forward::<FAST>(ctx, half, ingress_ifindex, routed),
         Err(reason) => exit(reason),
     }
+}
+
+/// Continue with the full pipeline (a tail call), the frame untouched.
+#[inline(always)]
+fn full(ctx: &XdpContext) -> (Reason, u32) {
+    // SAFETY: on success the call does not return; the context is the one we run with.
+    unsafe { PROGRAMS.tail_call(ctx, FULL) };
+    // The loader installs FULL before attaching: only a broken load gets here.
+    (Reason::Malformed, XDP_ABORTED)
 }
 
 /// Strip the tunnel headers and continue with the inner frame in the
@@ -146,7 +167,7 @@ fn inner(ctx: &XdpContext) -> (Reason, u32) {
         None => Err(Reason::Malformed),
     };
     match routed {
-        Ok(routed) => forward(ctx, half, ctx.ingress_ifindex() as u32, routed),
+        Ok(routed) => forward::<false>(ctx, half, ctx.ingress_ifindex() as u32, routed),
         Err(reason) => exit(reason),
     }
 }
@@ -311,7 +332,12 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
 
 /// FIB result → ECMP member → neighbour → rewrite or encapsulate, and transmit.
 #[inline(always)]
-fn forward(ctx: &XdpContext, half: Half, ingress_ifindex: u32, pkt: Routed) -> (Reason, u32) {
+fn forward<const FAST: bool>(
+    ctx: &XdpContext,
+    half: Half,
+    ingress_ifindex: u32,
+    pkt: Routed,
+) -> (Reason, u32) {
     let Some(nexthop) = pkt.group.and_then(|g| fib::select(half, g, pkt.hash)) else {
         return exit(Reason::NoRoute);
     };
@@ -319,6 +345,7 @@ fn forward(ctx: &XdpContext, half: Half, ingress_ifindex: u32, pkt: Routed) -> (
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         kind::GATEWAY => nexthop.addr,
         kind::CONNECTED => pkt.dst,
+        kind::TUNNEL if FAST => return full(ctx),
         kind::TUNNEL => return encapsulate(ctx, half, &pkt, nexthop),
         _ => return exit(Reason::NoRoute),
     };

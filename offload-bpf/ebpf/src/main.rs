@@ -19,14 +19,21 @@ mod tunnel;
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
 
-/// The datapath, attached to every port.
+/// The datapath, attached to every port: the fast path for routed IPv4
+/// frames, which hands every other frame to [`nexthop_full`].
 #[xdp]
 pub fn nexthop(ctx: XdpContext) -> u32 {
-    forward::run(&ctx)
+    forward::run::<true>(&ctx)
+}
+
+/// The whole pipeline, tail-called by [`nexthop`] for ARP, IPv6 and tunnel frames.
+#[xdp]
+pub fn nexthop_full(ctx: XdpContext) -> u32 {
+    forward::run::<false>(&ctx)
 }
 
 /// The datapath's second pass over the inner frame of a decapsulated tunnel
-/// frame, tail-called by [`nexthop`] (a fresh 512-byte stack).
+/// frame, tail-called by [`nexthop_full`] (a fresh 512-byte stack).
 #[xdp]
 pub fn nexthop_inner(ctx: XdpContext) -> u32 {
     forward::run_inner(&ctx)

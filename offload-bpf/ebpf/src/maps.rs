@@ -75,11 +75,14 @@ pub static ARP_ADDRS: HashMap<ArpKey, u8> = HashMap::with_max_entries(DEFAULT_LO
 /// Security identity of a source address: the VNI of its encapsulated traffic.
 #[map]
 pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_IDENTITIES, 0);
-/// Tail call targets: [`INNER`] is the pipeline's second pass over a decapsulated frame.
+/// Tail call targets: [`INNER`] is the pipeline's second pass over a
+/// decapsulated frame, [`FULL`] the full pipeline the fast one hands rare frames to.
 #[map]
-pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 /// Index of the `nexthop_inner` program in [`PROGRAMS`].
 pub const INNER: u32 = 0;
+/// Index of the `nexthop_full` program in [`PROGRAMS`].
+pub const FULL: u32 = 1;
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);
