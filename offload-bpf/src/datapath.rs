@@ -51,9 +51,11 @@ use crate::snapshot::{Snapshot, Trie};
 pub const PROGRAM: &str = "nexthop";
 /// Name of the program the pipeline tail-calls for the inner frame of a decap.
 pub const INNER_PROGRAM: &str = "nexthop_inner";
-/// Name of the full pipeline the attached fast path tail-calls for ARP, IPv6
+/// Name of the part of the pipeline the attached fast path tail-calls for ARP
 /// and tunnel frames.
 pub const FULL_PROGRAM: &str = "nexthop_full";
+/// Name of the part of the pipeline the attached fast path tail-calls for IPv6 frames.
+pub const V6_PROGRAM: &str = "nexthop_v6";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
 
@@ -159,7 +161,7 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 20] {
         ("LOCAL", shape::<IpKey, u8>(c.local)),
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
-        ("PROGRAMS", shape::<u32, u32>(2)),
+        ("PROGRAMS", shape::<u32, u32>(3)),
         ("REASONS", shape::<u32, u64>(REASONS)),
     ]
 }
@@ -649,7 +651,13 @@ impl Datapath {
             .override_global("GROUPS_CAP", &capacity.groups, true)
             .override_global("NEXTHOPS_CAP", &capacity.nexthops, true)
             .load(object())?;
-        for name in [PROGRAM, FULL_PROGRAM, INNER_PROGRAM, PEER_PROGRAM] {
+        for name in [
+            PROGRAM,
+            FULL_PROGRAM,
+            V6_PROGRAM,
+            INNER_PROGRAM,
+            PEER_PROGRAM,
+        ] {
             let program: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(Error::Missing(name))?
@@ -660,8 +668,8 @@ impl Datapath {
             ebpf.take_map("PROGRAMS")
                 .ok_or(Error::Missing("PROGRAMS"))?,
         )?;
-        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1.
-        for (slot, name) in [(0, INNER_PROGRAM), (1, FULL_PROGRAM)] {
+        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2.
+        for (slot, name) in [(0, INNER_PROGRAM), (1, FULL_PROGRAM), (2, V6_PROGRAM)] {
             let program: &Xdp = ebpf.program(name).ok_or(Error::Missing(name))?.try_into()?;
             programs.set(slot, program.fd()?, 0)?;
         }

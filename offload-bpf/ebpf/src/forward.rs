@@ -4,13 +4,13 @@
 //! tunnel decap → FIB → ECMP → neighbour → TTL/hop-limit decrement
 //! (incremental checksum) → MAC rewrite or tunnel encap.
 //!
-//! The attached program runs the *fast* instance ([`run`] with `FAST`): the
-//! same steps, but ARP, IPv6, tunnel decap and encap are left out and their
-//! frames handed, untouched, to the full pipeline by tail call (`FULL`). The
-//! common case — a routed IPv4 frame — then runs in a program with a fraction
-//! of the code and stack; the full one decides everything else from scratch,
-//! so both together behave as the full pipeline alone (the differential
-//! harness runs them as attached).
+//! The steps are split over three programs by [`Part`], each a tail call away
+//! from the others and each deciding its frames from scratch, so together
+//! they behave as the one pipeline (the differential harness runs them as
+//! attached): the attached [`Part::Fast`] forwards routed IPv4 frames and
+//! hands ARP and tunnel frames, untouched, to [`Part::Full`] and IPv6 frames
+//! to [`Part::V6`]. The common case then runs in a program with a third of
+//! the code and half the stack of the whole pipeline.
 //!
 //! Every exit counts its [`Reason`] and maps its [`Action`] to an XDP verdict:
 //! transmit is `XDP_TX` on the ingress port or `bpf_redirect` to the egress
@@ -27,7 +27,7 @@ use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
 
-use crate::maps::{FULL, Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS};
+use crate::maps::{FULL, Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS, V6};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
 use crate::{arp, fib};
@@ -37,11 +37,23 @@ const ETH: usize = 14;
 /// Most bytes of an IPv4 header (IHL 15).
 const MAX_IPV4_HEADER: usize = 60;
 
-/// Run the pipeline on one received frame and count its exit reason;
-/// `FAST`: hand ARP, IPv6 and tunnel frames to the full pipeline.
+/// Which frames a program of the pipeline handles itself (the others go to
+/// the program that does, by tail call, untouched).
+pub struct Part;
+
+impl Part {
+    /// Routed IPv4; ARP, tunnels and IPv6 elsewhere. The attached program.
+    pub const FAST: u8 = 0;
+    /// ARP and IPv4, tunnels included; IPv6 elsewhere.
+    pub const FULL: u8 = 1;
+    /// IPv6, tunnels included; ARP and IPv4 elsewhere.
+    pub const V6: u8 = 2;
+}
+
+/// Run the pipeline's part `PART` on one received frame and count its exit reason.
 #[inline(always)]
-pub fn run<const FAST: bool>(ctx: &XdpContext) -> u32 {
-    count(process::<FAST>(ctx))
+pub fn run<const PART: u8>(ctx: &XdpContext) -> u32 {
+    count(process::<PART>(ctx))
 }
 
 /// Run the rest of the pipeline on the inner frame of a decapsulated tunnel
@@ -93,7 +105,7 @@ enum Step {
 }
 
 #[inline(always)]
-fn process<const FAST: bool>(ctx: &XdpContext) -> (Reason, u32) {
+fn process<const PART: u8>(ctx: &XdpContext) -> (Reason, u32) {
     let half = Half::active();
     let ingress_ifindex = ctx.ingress_ifindex() as u32;
     let Some(ingress) = half.ingress(ingress_ifindex) else {
@@ -111,30 +123,31 @@ fn process<const FAST: bool>(ctx: &XdpContext) -> (Reason, u32) {
     }
     let config = half.config();
     let routed = match ethertype {
-        0x0806 if FAST => return full(ctx),
+        0x0806 if PART != Part::FULL => return hand_over(ctx, FULL),
         0x0806 => return arp::respond(ctx, ingress, port),
+        0x0800 if PART == Part::V6 => return hand_over(ctx, FULL),
         0x0800 => match ipv4(ctx, half, &config, false) {
             Ok(Step::Route(routed)) => Ok(routed),
-            Ok(Step::Decap(_)) if FAST => return full(ctx),
+            Ok(Step::Decap(_)) if PART == Part::FAST => return hand_over(ctx, FULL),
             Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan),
             Err(reason) => Err(reason),
         },
-        0x86dd if FAST => return full(ctx),
+        0x86dd if PART != Part::V6 => return hand_over(ctx, V6),
         0x86dd => ipv6(ctx, half, &config),
         _ => return exit(Reason::OtherProtocol),
     };
     match routed {
-        Ok(routed) => forward::<FAST>(ctx, half, ingress_ifindex, routed),
+        Ok(routed) => forward::<PART>(ctx, half, ingress_ifindex, routed),
         Err(reason) => exit(reason),
     }
 }
 
-/// Continue with the full pipeline (a tail call), the frame untouched.
+/// Continue with the program in slot `part` of `PROGRAMS` (a tail call), the frame untouched.
 #[inline(always)]
-fn full(ctx: &XdpContext) -> (Reason, u32) {
+fn hand_over(ctx: &XdpContext, part: u32) -> (Reason, u32) {
     // SAFETY: on success the call does not return; the context is the one we run with.
-    unsafe { PROGRAMS.tail_call(ctx, FULL) };
-    // The loader installs FULL before attaching: only a broken load gets here.
+    unsafe { PROGRAMS.tail_call(ctx, part) };
+    // The loader fills every slot before attaching: only a broken load gets here.
     (Reason::Malformed, XDP_ABORTED)
 }
 
@@ -167,7 +180,7 @@ fn inner(ctx: &XdpContext) -> (Reason, u32) {
         None => Err(Reason::Malformed),
     };
     match routed {
-        Ok(routed) => forward::<false>(ctx, half, ctx.ingress_ifindex() as u32, routed),
+        Ok(routed) => forward::<{ Part::FULL }>(ctx, half, ctx.ingress_ifindex() as u32, routed),
         Err(reason) => exit(reason),
     }
 }
@@ -228,17 +241,13 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     if header_len != 20 {
         return Err(Reason::SlowPath);
     }
-    let src_octets = [header[12], header[13], header[14], header[15]];
-    let dst_octets = [header[16], header[17], header[18], header[19]];
-    let (src, dst) = (
-        u32::from_be_bytes(src_octets),
-        u32::from_be_bytes(dst_octets),
-    );
-    let key = IpKey::v4(dst_octets);
+    let src = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+    let dst = u32::from_be_bytes([header[16], header[17], header[18], header[19]]);
+    let key = IpKey::v4(dst.to_be_bytes());
     let flags_frag = u16::from_be_bytes([header[6], header[7]]);
     let not_fragment = flags_frag & 0x3fff == 0;
     if dst == u32::MAX || dst >> 28 == 0xe || half.is_local(&key) {
-        if !decapsulated && not_fragment && dst_octets == config.tunnel_local {
+        if !decapsulated && not_fragment && dst == u32::from_be_bytes(config.tunnel_local) {
             if let Some(is_vxlan) = tunnel_port(ctx, config, header[9], total_len - 20) {
                 return Ok(Step::Decap(is_vxlan));
             }
@@ -251,7 +260,7 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     let l4 = ports_of(ctx, header[9], ETH + 20, total_len - 20, not_fragment);
     let (policy, seed) = hash_config(config);
     Ok(Step::Route(Routed {
-        src: IpKey::v4(src_octets),
+        src: IpKey::v4(src.to_be_bytes()),
         dst: key,
         group: fib::lookup_v4(half, dst),
         len: total_len,
@@ -332,7 +341,7 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
 
 /// FIB result → ECMP member → neighbour → rewrite or encapsulate, and transmit.
 #[inline(always)]
-fn forward<const FAST: bool>(
+fn forward<const PART: u8>(
     ctx: &XdpContext,
     half: Half,
     ingress_ifindex: u32,
@@ -345,7 +354,7 @@ fn forward<const FAST: bool>(
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         kind::GATEWAY => nexthop.addr,
         kind::CONNECTED => pkt.dst,
-        kind::TUNNEL if FAST => return full(ctx),
+        kind::TUNNEL if PART == Part::FAST => return hand_over(ctx, FULL),
         kind::TUNNEL => return encapsulate(ctx, half, &pkt, nexthop),
         _ => return exit(Reason::NoRoute),
     };

@@ -18,18 +18,25 @@ mod tunnel;
 
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
+use forward::Part;
 
-/// The datapath, attached to every port: the fast path for routed IPv4
-/// frames, which hands every other frame to [`nexthop_full`].
+/// The datapath, attached to every port: routed IPv4 frames; ARP and tunnel
+/// frames go to [`nexthop_full`], IPv6 frames to [`nexthop_v6`].
 #[xdp]
 pub fn nexthop(ctx: XdpContext) -> u32 {
-    forward::run::<true>(&ctx)
+    forward::run::<{ Part::FAST }>(&ctx)
 }
 
-/// The whole pipeline, tail-called by [`nexthop`] for ARP, IPv6 and tunnel frames.
+/// ARP and IPv4 with tunnels, tail-called by [`nexthop`].
 #[xdp]
 pub fn nexthop_full(ctx: XdpContext) -> u32 {
-    forward::run::<false>(&ctx)
+    forward::run::<{ Part::FULL }>(&ctx)
+}
+
+/// IPv6 with tunnels, tail-called by [`nexthop`].
+#[xdp]
+pub fn nexthop_v6(ctx: XdpContext) -> u32 {
+    forward::run::<{ Part::V6 }>(&ctx)
 }
 
 /// The datapath's second pass over the inner frame of a decapsulated tunnel

@@ -76,13 +76,16 @@ pub static ARP_ADDRS: HashMap<ArpKey, u8> = HashMap::with_max_entries(DEFAULT_LO
 #[map]
 pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_IDENTITIES, 0);
 /// Tail call targets: [`INNER`] is the pipeline's second pass over a
-/// decapsulated frame, [`FULL`] the full pipeline the fast one hands rare frames to.
+/// decapsulated frame, [`FULL`] and [`V6`] the parts the attached fast path
+/// hands ARP and tunnel frames and IPv6 frames to.
 #[map]
-pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(2, 0);
-/// Index of the `nexthop_inner` program in [`PROGRAMS`].
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(3, 0);
+/// Slot of the `nexthop_inner` program in [`PROGRAMS`].
 pub const INNER: u32 = 0;
-/// Index of the `nexthop_full` program in [`PROGRAMS`].
+/// Slot of the `nexthop_full` program in [`PROGRAMS`].
 pub const FULL: u32 = 1;
+/// Slot of the `nexthop_v6` program in [`PROGRAMS`].
+pub const V6: u32 = 2;
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);
