@@ -17,7 +17,7 @@ use std::process::Command;
 
 use ipnet::IpNet;
 use router_core::PortId;
-use router_core::datapath::{Config, PortConfig, Tables};
+use router_core::datapath::{Config, OwnedTables, PortConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs};
@@ -332,18 +332,11 @@ impl KernelState {
 /// router-core tables built from a [`KernelState`] for the ports `ports`.
 #[derive(Debug)]
 pub struct HostTables {
-    /// Routes.
-    pub fib: Fib,
-    /// Neighbours.
-    pub neighbours: neighbour::Table,
-    /// The datapath's ports, numbered in the order given.
-    pub ports: BTreeMap<PortId, PortConfig>,
+    /// The tables: ports numbered in the order given, no identities (a
+    /// mirrored node does not encapsulate).
+    pub owned: OwnedTables,
     /// Kernel interface index of every port.
     pub ifindex: BTreeMap<PortId, u32>,
-    /// No identities: the mirrored node does not encapsulate.
-    pub identities: BTreeMap<IpAddr, u32>,
-    /// Settings.
-    pub config: Config,
 }
 
 /// The nexthop that hands a packet to the kernel: a gateway that never resolves.
@@ -434,28 +427,19 @@ impl HostTables {
             }
         }
         Ok(HostTables {
-            fib,
-            neighbours,
-            ports: port_configs,
-            ifindex,
-            identities: BTreeMap::new(),
-            config: Config {
-                hash_policy: state.hash_policy,
-                hash_seed: 0,
-                tunnel: None,
+            owned: OwnedTables {
+                fib,
+                neighbours,
+                ports: port_configs,
+                identities: BTreeMap::new(),
+                config: Config {
+                    hash_policy: state.hash_policy,
+                    hash_seed: 0,
+                    tunnel: None,
+                },
             },
+            ifindex,
         })
-    }
-
-    /// The tables as the datapath reads them.
-    pub fn tables(&self) -> Tables<'_> {
-        Tables {
-            fib: &self.fib,
-            neighbours: &self.neighbours,
-            ports: &self.ports,
-            identities: &self.identities,
-            config: &self.config,
-        }
     }
 }
 
@@ -501,7 +485,7 @@ mod tests {
 
     fn udp_to(t: &HostTables, dst: [u8; 4]) -> Reason {
         let mut frame = Vec::new();
-        frame.extend_from_slice(&t.ports[&PortId(0)].addrs.mac.0);
+        frame.extend_from_slice(&t.owned.ports[&PortId(0)].addrs.mac.0);
         frame.extend_from_slice(&[2, 0xcc, 0, 0, 0, 1, 0x08, 0x00]);
         let mut ip = [0u8; 28];
         ip[0] = 0x45;
@@ -514,7 +498,7 @@ mod tests {
         ip[10..12].copy_from_slice(&check.to_be_bytes());
         ip[20..28].copy_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
         frame.extend_from_slice(&ip);
-        process(&t.tables(), PortId(0), &frame, &mut Vec::new()).reason
+        process(&t.owned.tables(), PortId(0), &frame, &mut Vec::new()).reason
     }
 
     #[test]
@@ -535,43 +519,36 @@ mod tests {
     fn mirrored_routes_forward_drop_or_go_to_the_kernel() {
         let t = HostTables::new(&state(), &["r0".into(), "r1".into()]).unwrap();
         assert_eq!(t.ifindex[&PortId(1)], 9);
+        let cases = [
+            ([10, 71, 2, 2], Reason::Forwarded, "connected, resolved"),
+            (
+                [10, 71, 2, 7],
+                Reason::NeighbourMiss,
+                "connected, unresolved",
+            ),
+            ([10, 80, 1, 1], Reason::Forwarded, "ECMP"),
+            ([10, 80, 5, 1], Reason::Forwarded, "lowest metric"),
+            ([10, 90, 0, 1], Reason::Blackhole, "blackhole"),
+            ([10, 91, 0, 1], Reason::NeighbourMiss, "unreachable: kernel"),
+            (
+                [10, 92, 0, 1],
+                Reason::NeighbourMiss,
+                "unmanaged device: kernel",
+            ),
+            (
+                [10, 99, 0, 1],
+                Reason::NeighbourMiss,
+                "another address of the node: kernel",
+            ),
+            ([10, 71, 1, 1], Reason::Local, "this port's address"),
+            ([192, 0, 2, 1], Reason::NoRoute, "no route"),
+        ];
+        for (dst, reason, why) in cases {
+            assert_eq!(udp_to(&t, dst), reason, "{why}");
+        }
+        let lowest = t.owned.fib.lookup("10.80.5.1".parse().unwrap()).unwrap();
         assert_eq!(
-            udp_to(&t, [10, 71, 2, 2]),
-            Reason::Forwarded,
-            "connected, resolved"
-        );
-        assert_eq!(
-            udp_to(&t, [10, 71, 2, 7]),
-            Reason::NeighbourMiss,
-            "connected, unresolved"
-        );
-        assert_eq!(udp_to(&t, [10, 80, 1, 1]), Reason::Forwarded, "ECMP");
-        assert_eq!(
-            udp_to(&t, [10, 80, 5, 1]),
-            Reason::Forwarded,
-            "lowest metric"
-        );
-        assert_eq!(udp_to(&t, [10, 90, 0, 1]), Reason::Blackhole);
-        assert_eq!(
-            udp_to(&t, [10, 91, 0, 1]),
-            Reason::NeighbourMiss,
-            "unreachable: kernel"
-        );
-        assert_eq!(
-            udp_to(&t, [10, 92, 0, 1]),
-            Reason::NeighbourMiss,
-            "unmanaged device: kernel"
-        );
-        assert_eq!(
-            udp_to(&t, [10, 99, 0, 1]),
-            Reason::NeighbourMiss,
-            "other address of the node: kernel"
-        );
-        assert_eq!(udp_to(&t, [10, 71, 1, 1]), Reason::Local);
-        assert_eq!(udp_to(&t, [192, 0, 2, 1]), Reason::NoRoute);
-        let lowest = t.fib.lookup("10.80.5.1".parse().unwrap()).unwrap();
-        assert_eq!(
-            t.fib.group(lowest).unwrap().members(),
+            t.owned.fib.group(lowest).unwrap().members(),
             [Nexthop::gateway("10.71.1.2".parse().unwrap(), PortId(0))]
         );
     }

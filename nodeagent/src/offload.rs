@@ -42,8 +42,10 @@ pub struct RunOptions {
 fn snapshot(interfaces: &[String]) -> Result<(Snapshot, usize), String> {
     let state = KernelState::read()?;
     let tables = HostTables::new(&state, interfaces)?;
-    let snapshot = Snapshot::new(&tables.tables(), |id| tables.ifindex.get(&id).copied())
-        .map_err(|e| e.to_string())?;
+    let snapshot = Snapshot::new(&tables.owned.tables(), |id| {
+        tables.ifindex.get(&id).copied()
+    })
+    .map_err(|e| e.to_string())?;
     Ok((snapshot, state.routes.len()))
 }
 
@@ -64,6 +66,10 @@ fn sync(
 
 /// `datapath run`.
 pub async fn run(opts: &RunOptions) -> Result<(), String> {
+    let root = Path::new("/sys/fs/bpf");
+    if opts.pin_dir.starts_with(root) {
+        datapath::mount_bpffs(root).map_err(|e| e.to_string())?;
+    }
     let mut dp = Datapath::load_pinned(&opts.capacity, &opts.pin_dir).map_err(|e| e.to_string())?;
     info!(pin_dir = %opts.pin_dir.display(), half = dp.active_half(), "datapath loaded");
     let mut last = None;

@@ -44,7 +44,9 @@ use ipnet::{IpNet, Ipv4Net};
 use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, privileged};
 use nexthop_offload_bpf::snapshot::Snapshot;
 use router_core::PortId;
-use router_core::datapath::{Config, PortConfig, Reason, Tables, TunnelConfig, process};
+use router_core::datapath::{
+    Config, OwnedTables, PortConfig, Reason, Tables, TunnelConfig, process,
+};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs};
@@ -541,11 +543,7 @@ fn topology() -> Topology {
 struct RtrTables {
     /// Routes in the FIB.
     routes: usize,
-    fib: Fib,
-    neighbours: neighbour::Table,
-    ports: BTreeMap<PortId, PortConfig>,
-    identities: BTreeMap<IpAddr, u32>,
-    config: Config,
+    owned: OwnedTables,
 }
 
 impl RtrTables {
@@ -598,8 +596,7 @@ impl RtrTables {
             ipv6: vec![],
             mtu: 1500,
         };
-        RtrTables {
-            routes: table.len() + 1,
+        let owned = OwnedTables {
             fib,
             neighbours,
             ports: BTreeMap::from([
@@ -612,17 +609,15 @@ impl RtrTables {
                 hash_seed: 0x5eed,
                 tunnel: Some(TunnelConfig::new(R1.into(), INNER_MAC)),
             },
+        };
+        RtrTables {
+            routes: table.len() + 1,
+            owned,
         }
     }
 
     fn tables(&self) -> Tables<'_> {
-        Tables {
-            fib: &self.fib,
-            neighbours: &self.neighbours,
-            ports: &self.ports,
-            identities: &self.identities,
-            config: &self.config,
-        }
+        self.owned.tables()
     }
 }
 

@@ -571,6 +571,38 @@ fn tx_checksum_off(interface: &str) -> std::io::Result<()> {
     }
 }
 
+/// Mount a bpf filesystem on `root` (an existing directory, usually
+/// `/sys/fs/bpf`) unless one is there already.
+pub fn mount_bpffs(root: &Path) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt as _;
+    if on_bpffs(root) {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(root.as_os_str().as_bytes())
+        .map_err(|e| Error::Pin(root.to_path_buf(), e.to_string()))?;
+    // SAFETY: NUL-terminated strings that outlive the call, no data argument.
+    let r = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Error::Pin(
+            root.to_path_buf(),
+            format!(
+                "mounting a bpf filesystem: {}",
+                std::io::Error::last_os_error()
+            ),
+        ))
+    }
+}
+
 /// The bpffs magic number (`BPF_FS_MAGIC`).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 

@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use router_core::PortId;
 use router_core::datapath::{
-    Action, Config, PortConfig, Reason, Tables, TunnelConfig, Verdict, process,
+    Action, Config, OwnedTables, PortConfig, Reason, Tables, TunnelConfig, Verdict, process,
 };
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
@@ -49,29 +49,8 @@ pub(crate) struct Lab {
     pub(crate) config: Config,
 }
 
-/// [`Lab`] compiled into router-core tables.
-pub(crate) struct Built {
-    fib: Fib,
-    neighbours: neighbour::Table,
-    ports: BTreeMap<PortId, PortConfig>,
-    identities: BTreeMap<IpAddr, u32>,
-    config: Config,
-}
-
-impl Built {
-    pub(crate) fn tables(&self) -> Tables<'_> {
-        Tables {
-            fib: &self.fib,
-            neighbours: &self.neighbours,
-            ports: &self.ports,
-            identities: &self.identities,
-            config: &self.config,
-        }
-    }
-}
-
 impl Lab {
-    pub(crate) fn build(&self) -> Built {
+    pub(crate) fn build(&self) -> OwnedTables {
         let mut fib = Fib::new();
         for (prefix, nexthops) in &self.routes {
             fib.insert(*prefix, &Route::new(Protocol::Static, nexthops.clone()));
@@ -81,7 +60,7 @@ impl Lab {
         for &(addr, mac) in &self.neighbours {
             neighbours.insert_reachable(addr, PortId(0), mac, forever);
         }
-        Built {
+        OwnedTables {
             fib,
             neighbours,
             ports: self.ports.clone(),

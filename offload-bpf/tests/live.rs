@@ -19,7 +19,7 @@ use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::{Capacity, Datapath, privileged};
 use nexthop_offload_bpf::snapshot::Snapshot;
 use router_core::PortId;
-use router_core::datapath::{Config, PortConfig, Reason, Tables, TunnelConfig, process};
+use router_core::datapath::{Config, OwnedTables, PortConfig, Reason, TunnelConfig, process};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs};
@@ -185,66 +185,46 @@ struct RtrPort {
 }
 
 /// router-core tables for rtr.
-struct RtrTables {
-    fib: Fib,
-    neighbours: neighbour::Table,
-    ports: BTreeMap<PortId, PortConfig>,
-    identities: BTreeMap<IpAddr, u32>,
+fn rtr_tables(
+    lab: &Lab,
+    rtr: &str,
+    ports: &[RtrPort],
+    routes: Vec<(&str, Vec<Nexthop>)>,
+    neighbours: &[(Ipv4Addr, EthernetAddress)],
     config: Config,
-}
-
-impl RtrTables {
-    fn new(
-        lab: &Lab,
-        rtr: &str,
-        ports: &[RtrPort],
-        routes: Vec<(&str, Vec<Nexthop>)>,
-        neighbours: &[(Ipv4Addr, EthernetAddress)],
-        config: Config,
-    ) -> Self {
-        let mut fib = Fib::new();
-        for (prefix, nexthops) in routes {
-            fib.insert(
-                prefix.parse().unwrap(),
-                &Route::new(Protocol::Static, nexthops),
-            );
-        }
-        let mut table = neighbour::Table::new(neighbour::Config::default());
-        for &(addr, mac) in neighbours {
-            table.insert_reachable(addr.into(), PortId(0), mac, Instant::from_secs(1_i64 << 40));
-        }
-        let ports = (0u16..)
-            .zip(ports)
-            .map(|(id, p)| {
-                let config = PortConfig {
-                    addrs: PortAddrs {
-                        mac: lab.mac(rtr, p.dev),
-                        owned: vec![p.owned],
-                        announced: p.announced.clone(),
-                    },
-                    ipv6: vec![],
-                    mtu: 1500,
-                };
-                (PortId(id), config)
-            })
-            .collect();
-        RtrTables {
-            fib,
-            neighbours: table,
-            ports,
-            identities: BTreeMap::new(),
-            config,
-        }
+) -> OwnedTables {
+    let mut fib = Fib::new();
+    for (prefix, nexthops) in routes {
+        fib.insert(
+            prefix.parse().unwrap(),
+            &Route::new(Protocol::Static, nexthops),
+        );
     }
-
-    fn tables(&self) -> Tables<'_> {
-        Tables {
-            fib: &self.fib,
-            neighbours: &self.neighbours,
-            ports: &self.ports,
-            identities: &self.identities,
-            config: &self.config,
-        }
+    let mut table = neighbour::Table::new(neighbour::Config::default());
+    for &(addr, mac) in neighbours {
+        table.insert_reachable(addr.into(), PortId(0), mac, Instant::from_secs(1_i64 << 40));
+    }
+    let ports = (0u16..)
+        .zip(ports)
+        .map(|(id, p)| {
+            let config = PortConfig {
+                addrs: PortAddrs {
+                    mac: lab.mac(rtr, p.dev),
+                    owned: vec![p.owned],
+                    announced: p.announced.clone(),
+                },
+                ipv6: vec![],
+                mtu: 1500,
+            };
+            (PortId(id), config)
+        })
+        .collect();
+    OwnedTables {
+        fib,
+        neighbours: table,
+        ports,
+        identities: BTreeMap::new(),
+        config,
     }
 }
 
@@ -254,7 +234,7 @@ fn start(
     rtr: &str,
     ports: &[RtrPort],
     peers: &[(&str, &str)],
-    t: &RtrTables,
+    t: &OwnedTables,
 ) -> Datapath {
     let dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
     bring_up(dp, lab, rtr, ports, peers, t)
@@ -269,7 +249,7 @@ fn bring_up(
     rtr: &str,
     ports: &[RtrPort],
     peers: &[(&str, &str)],
-    t: &RtrTables,
+    t: &OwnedTables,
 ) -> Datapath {
     lab.sh(rtr, "sysctl -qw net.ipv4.ip_forward=0");
     let ifindex: Vec<u32> = ports.iter().map(|p| lab.ifindex(rtr, p.dev)).collect();
@@ -344,7 +324,7 @@ fn forwards_ping_and_tcp_with_kernel_forwarding_off() {
     let mut lab = Lab::new("fwd");
     let (src, rtr, dst) = line(&mut lab);
     let ports = rtr_ports();
-    let t = RtrTables::new(
+    let t = rtr_tables(
         &lab,
         &rtr,
         &ports,
@@ -408,7 +388,7 @@ fn arp_responder_answers_arping_for_announced_only() {
     let mut lab = Lab::new("arp");
     let (src, rtr, dst) = line(&mut lab);
     let ports = rtr_ports();
-    let t = RtrTables::new(&lab, &rtr, &ports, vec![], &[], Config::default());
+    let t = rtr_tables(&lab, &rtr, &ports, vec![], &[], Config::default());
     let dp = start(&lab, &rtr, &ports, &[(&src, "s0"), (&dst, "d0")], &t);
     let mac = lab.mac(&rtr, "r0").to_string().replace('-', ":");
     let out = lab.sh(&src, "arping -c 2 -w 3 -i s0 10.71.1.100");
@@ -446,7 +426,7 @@ fn ecmp_spreads_flows_as_router_core_predicts() {
         announced: vec![],
     });
     let gw = |a: [u8; 4], p: u16| Nexthop::gateway(IpAddr::from(a), PortId(p));
-    let t = RtrTables::new(
+    let t = rtr_tables(
         &lab,
         &rtr,
         &ports,
@@ -577,7 +557,7 @@ fn vxlan_interops_with_the_kernel_device() {
         },
         weight: 1,
     };
-    let t = RtrTables::new(
+    let t = rtr_tables(
         &lab,
         &rtr,
         &ports,
@@ -660,7 +640,6 @@ fn geneve_frames_decode_in_tshark() {
             mtu: 1500,
         },
     )]);
-    let identities = BTreeMap::new();
     let config = Config {
         tunnel: Some(TunnelConfig::new(
             Ipv4Addr::new(192, 168, 50, 1),
@@ -668,13 +647,14 @@ fn geneve_frames_decode_in_tshark() {
         )),
         ..Config::default()
     };
-    let t = Tables {
-        fib: &fib,
-        neighbours: &neighbours,
-        ports: &ports,
-        identities: &identities,
-        config: &config,
+    let owned = OwnedTables {
+        fib,
+        neighbours,
+        ports,
+        identities: BTreeMap::new(),
+        config,
     };
+    let t = owned.tables();
     let mut dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
     // Port 0 is the loopback test runs arrive on.
     dp.sync(&Snapshot::new(&t, |_| Some(1)).unwrap()).unwrap();
@@ -734,22 +714,9 @@ struct Pins(std::path::PathBuf);
 impl Pins {
     fn new(lab: &Lab) -> Option<Pins> {
         let root = std::path::Path::new("/sys/fs/bpf");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mounted = mounts
-            .lines()
-            .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "));
-        if !mounted {
-            let out = Command::new("mount")
-                .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
-                .output()
-                .unwrap();
-            if !out.status.success() {
-                eprintln!(
-                    "skipping: cannot mount a bpf filesystem on /sys/fs/bpf: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                return None;
-            }
+        if let Err(why) = nexthop_offload_bpf::datapath::mount_bpffs(root) {
+            eprintln!("skipping: {why}");
+            return None;
         }
         Some(Pins(root.join(&lab.tag)))
     }
@@ -796,7 +763,7 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
         (Ipv4Addr::new(10, 71, 1, 2), lab.mac(&src, "s0")),
         (Ipv4Addr::new(10, 71, 2, 2), lab.mac(&dst, "d0")),
     ];
-    let first = RtrTables::new(
+    let first = rtr_tables(
         &lab,
         &rtr,
         &ports,
@@ -857,7 +824,7 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
         forwarded_meanwhile > 20,
         "XDP forwarded {forwarded_meanwhile} frames with no owner"
     );
-    let second = RtrTables::new(
+    let second = rtr_tables(
         &lab,
         &rtr,
         &ports,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath};
+use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, mount_bpffs};
 use nexthop_tests::{Namespaces, sh, skip_reason, wait_for};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -21,20 +21,9 @@ struct Pins(PathBuf);
 
 impl Pins {
     fn new(tag: &str) -> Result<Pins, String> {
-        let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mounted = mounts
-            .lines()
-            .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "));
-        if !mounted {
-            let out = Command::new("mount")
-                .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-            }
-        }
-        Ok(Pins(Path::new("/sys/fs/bpf").join(tag)))
+        let root = Path::new("/sys/fs/bpf");
+        mount_bpffs(root).map_err(|e| e.to_string())?;
+        Ok(Pins(root.join(tag)))
     }
 }
 
@@ -184,7 +173,7 @@ fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
     let pins = match Pins::new(&ns.name("pins")) {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("skipping: cannot mount a bpf filesystem: {why}");
+            eprintln!("skipping: {why}");
             return;
         }
     };

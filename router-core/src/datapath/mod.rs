@@ -11,7 +11,7 @@ pub mod pipeline;
 pub mod reason;
 
 #[cfg(feature = "alloc")]
-pub use pipeline::{Config, PortConfig, Tables, TunnelConfig, Verdict, process};
+pub use pipeline::{Config, OwnedTables, PortConfig, Tables, TunnelConfig, Verdict, process};
 pub use reason::{Action, Reason};
 
 #[cfg(all(test, feature = "alloc"))]

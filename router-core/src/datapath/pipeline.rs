@@ -103,6 +103,34 @@ pub struct Tables<'a> {
     pub config: &'a Config,
 }
 
+/// The tables a host owns and lends to [`process`] as [`Tables`].
+#[derive(Clone, Debug)]
+pub struct OwnedTables {
+    /// Routes and nexthop groups.
+    pub fib: Fib,
+    /// Link-layer addresses of nexthops.
+    pub neighbours: neighbour::Table,
+    /// The host's ports.
+    pub ports: BTreeMap<PortId, PortConfig>,
+    /// Security identity per source address.
+    pub identities: BTreeMap<IpAddr, u32>,
+    /// Settings.
+    pub config: Config,
+}
+
+impl OwnedTables {
+    /// The tables as the pipeline reads them.
+    pub fn tables(&self) -> Tables<'_> {
+        Tables {
+            fib: &self.fib,
+            neighbours: &self.neighbours,
+            ports: &self.ports,
+            identities: &self.identities,
+            config: &self.config,
+        }
+    }
+}
+
 /// The outcome for one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {

@@ -11,7 +11,7 @@ use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, Ipv6Packet, UdpP
 
 use super::checksum;
 use super::pipeline::{
-    Config, ENCAP_OVERHEAD, PortConfig, Tables, TunnelConfig, originate, process,
+    Config, ENCAP_OVERHEAD, OwnedTables, PortConfig, TunnelConfig, originate, process,
 };
 use super::reason::{Action, Reason};
 use crate::ecmp::HashPolicy;
@@ -37,26 +37,16 @@ fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-/// One host's tables, owned, so tests can borrow them as [`Tables`].
-struct Host {
-    fib: Fib,
-    neighbours: neighbour::Table,
-    ports: BTreeMap<PortId, PortConfig>,
-    identities: BTreeMap<IpAddr, u32>,
-    config: Config,
+/// One host's tables.
+type Host = OwnedTables;
+
+/// Shorthands on a host's tables.
+trait HostExt {
+    fn run(&self, ingress: PortId, frame: &[u8]) -> (super::Verdict, Vec<u8>);
+    fn neighbour(&mut self, addr: &str, port: PortId, mac: EthernetAddress);
 }
 
-impl Host {
-    fn tables(&self) -> Tables<'_> {
-        Tables {
-            fib: &self.fib,
-            neighbours: &self.neighbours,
-            ports: &self.ports,
-            identities: &self.identities,
-            config: &self.config,
-        }
-    }
-
+impl HostExt for Host {
     fn run(&self, ingress: PortId, frame: &[u8]) -> (super::Verdict, Vec<u8>) {
         let mut out = Vec::new();
         let v = process(&self.tables(), ingress, frame, &mut out);
