@@ -37,56 +37,14 @@ router bgp 65000
 !
 ";
 
-/// The seed's Cilium resources verbatim (§000.2.4), plus a short
-/// connect-retry so a test never waits Cilium's default 120 s.
-const CILIUM_BGP: &str = r#"apiVersion: cilium.io/v2
-kind: CiliumBGPAdvertisement
-metadata:
-  name: bgp-advertisements
-  labels:
-    advertise: bgp
-spec:
-  advertisements:
-    - advertisementType: "PodCIDR"
----
-apiVersion: cilium.io/v2
-kind: CiliumBGPPeerConfig
-metadata:
-  name: cilium-peer
-spec:
-  timers:
-    holdTimeSeconds: 9
-    keepAliveTimeSeconds: 3
-    connectRetryTimeSeconds: 2
-  ebgpMultihop: 2
-  gracefulRestart:
-    enabled: true
-    restartTimeSeconds: 15
-  families:
-    - afi: ipv4
-      safi: unicast
-      advertisements:
-        matchLabels:
-          advertise: "bgp"
----
-apiVersion: cilium.io/v2
-kind: CiliumBGPClusterConfig
-metadata:
-  name: cilium-bgp
-spec:
-  nodeSelector:
-    matchLabels:
-      "enable-bgp": "true"
-  bgpInstances:
-  - name: "instance-65001"
-    localASN: 65001
-    peers:
-    - name: "tor-switch"
-      peerASN: 65000
-      peerAddress: 192.168.10.200  # router ip address
-      peerConfigRef:
-        name: "cilium-peer"
-"#;
+/// The seed's Cilium resources verbatim (§000.2.4; the bundled lab's file),
+/// plus a short connect-retry so a test never waits Cilium's default 120 s.
+fn cilium_bgp() -> String {
+    include_str!("../../examples/labs/bgp/bgp/cilium-bgp.yaml").replace(
+        "    keepAliveTimeSeconds: 3\n",
+        "    keepAliveTimeSeconds: 3\n    connectRetryTimeSeconds: 2\n",
+    )
+}
 
 struct Node {
     name: &'static str,
@@ -239,7 +197,7 @@ fn has_route(frr: &Frr, prefix: &str, next_hop: &str) -> bool {
 
 fn write_config(dir: &Path, node: &Node, enable_bgp: bool) {
     fs::create_dir_all(dir).unwrap();
-    fs::write(dir.join("cilium-bgp.yaml"), CILIUM_BGP).unwrap();
+    fs::write(dir.join("cilium-bgp.yaml"), cilium_bgp()).unwrap();
     // Written whole and renamed, so the agent never reads half a file.
     let tmp = dir.join(".node.yaml.tmp");
     fs::write(&tmp, node_yaml(node, enable_bgp)).unwrap();

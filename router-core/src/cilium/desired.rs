@@ -415,56 +415,12 @@ mod tests {
     use alloc::string::ToString;
     use serde::Deserialize;
 
-    /// The seed's lab A (seeds 000 §000.2.4, 003 lab A): three nodes, the
-    /// Cilium BGP resources verbatim, CiliumNode pod CIDRs, the LB service.
-    const LAB_A: &str = r#"
-apiVersion: cilium.io/v2
-kind: CiliumBGPAdvertisement
-metadata:
-  name: bgp-advertisements
-  labels:
-    advertise: bgp
-spec:
-  advertisements:
-    - advertisementType: "PodCIDR"
----
-apiVersion: cilium.io/v2
-kind: CiliumBGPPeerConfig
-metadata:
-  name: cilium-peer
-spec:
-  timers:
-    holdTimeSeconds: 9
-    keepAliveTimeSeconds: 3
-  ebgpMultihop: 2
-  gracefulRestart:
-    enabled: true
-    restartTimeSeconds: 15
-  families:
-    - afi: ipv4
-      safi: unicast
-      advertisements:
-        matchLabels:
-          advertise: "bgp"
----
-apiVersion: cilium.io/v2
-kind: CiliumBGPClusterConfig
-metadata:
-  name: cilium-bgp
-spec:
-  nodeSelector:
-    matchLabels:
-      "enable-bgp": "true"
-  bgpInstances:
-  - name: "instance-65001"
-    localASN: 65001
-    peers:
-    - name: "tor-switch"
-      peerASN: 65000
-      peerAddress: 192.168.10.200  # router ip address
-      peerConfigRef:
-        name: "cilium-peer"
----
+    /// The seed's lab A (seeds 000 §000.2.4, 003 lab A): the Cilium BGP
+    /// resources verbatim (the bundled lab's file), three nodes, CiliumNode
+    /// pod CIDRs, the LB service.
+    const LAB_A: &str = concat!(
+        include_str!("../../../examples/labs/bgp/bgp/cilium-bgp.yaml"),
+        r#"---
 apiVersion: v1
 kind: Node
 metadata:
@@ -519,7 +475,8 @@ kind: Service
 metadata: {name: webpod, namespace: default, labels: {app: webpod}}
 spec: {type: LoadBalancer, clusterIP: 10.96.54.159, externalTrafficPolicy: Cluster}
 status: {loadBalancer: {ingress: [{ip: 172.16.1.1}]}}
-"#;
+"#
+    );
 
     fn parse(yaml: &str) -> Result<Objects, String> {
         let mut objects = Objects::default();
