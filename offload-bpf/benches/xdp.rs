@@ -31,12 +31,14 @@
 //! `router-core/benches/fib.rs`), outside 10.0.0.0/8 where the test addresses live.
 //! Traffic stays inside the namespaces this benchmark creates (deleted on drop).
 
+#[path = "../tests/netns/mod.rs"]
+mod netns;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
@@ -51,6 +53,8 @@ use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::wire::EthernetAddress;
+
+use netns::{Entered, Lab, in_ns};
 
 /// Raw `bpf(2)` calls for what aya does not expose here: test runs with a
 /// context, repeat and flags; the tiny programs and maps of this benchmark.
@@ -381,114 +385,6 @@ fn random_table(n: usize) -> Vec<Ipv4Net> {
     set.into_iter().collect()
 }
 
-/// The namespaces of the run, deleted (with their veths) on drop.
-struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-impl Lab {
-    fn ns(&mut self, name: &str) -> String {
-        let ns = format!("{}-{name}", self.tag);
-        run(Command::new("ip").args(["netns", "add", &ns]));
-        self.namespaces.push(ns.clone());
-        self.sh(&ns, "ip link set lo up; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
-        ns
-    }
-
-    fn sh(&self, ns: &str, script: &str) -> Output {
-        run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]))
-    }
-
-    fn link(&self, (a, a_if, a_addr): (&str, &str, &str), (b, b_if, b_addr): (&str, &str, &str)) {
-        run(Command::new("ip").args([
-            "-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b,
-        ]));
-        for (ns, dev, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
-            self.sh(
-                ns,
-                &format!("ip addr add {addr} dev {dev}; ip link set {dev} up"),
-            );
-        }
-    }
-
-    fn read(&self, ns: &str, path: &str) -> String {
-        let out = self.sh(ns, &format!("cat {path}"));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn mac(&self, ns: &str, dev: &str) -> EthernetAddress {
-        let text = self.read(ns, &format!("/sys/class/net/{dev}/address"));
-        EthernetAddress::from_bytes(
-            &text
-                .split(':')
-                .map(|h| u8::from_str_radix(h, 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn ifindex(&self, ns: &str, dev: &str) -> u32 {
-        self.read(ns, &format!("/sys/class/net/{dev}/ifindex"))
-            .parse()
-            .unwrap()
-    }
-
-    fn rx_packets(&self, ns: &str, dev: &str) -> u64 {
-        self.read(ns, &format!("/sys/class/net/{dev}/statistics/rx_packets"))
-            .parse()
-            .unwrap()
-    }
-
-    /// The id of the XDP program attached to `dev`.
-    fn xdp_prog_id(&self, ns: &str, dev: &str) -> u32 {
-        let out = self.sh(ns, &format!("ip -d -j link show dev {dev}"));
-        let text = String::from_utf8_lossy(&out.stdout);
-        let at = text
-            .find("\"prog\":{")
-            .expect("an XDP program on the device");
-        let rest = &text[at..];
-        let id = &rest[rest.find("\"id\":").unwrap() + 5..];
-        id[..id.find(|c: char| !c.is_ascii_digit()).unwrap()]
-            .parse()
-            .unwrap()
-    }
-}
-
-/// Run `f` on a thread inside `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let target = File::open(path).unwrap();
-        // SAFETY: setns on an open namespace file; affects only this short-lived thread.
-        assert_eq!(
-            unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 /// Addresses of the topology.
 const SRC: [u8; 4] = [10, 71, 1, 2];
 const R0: [u8; 4] = [10, 71, 1, 1];
@@ -516,10 +412,7 @@ struct Topology {
 
 /// src 10.71.1.2 — r0 10.71.1.1 [rtr] r1 10.71.2.1 — dst 10.71.2.2.
 fn topology() -> Topology {
-    let mut lab = Lab {
-        tag: format!("nhxdpb{}", std::process::id()),
-        namespaces: Vec::new(),
-    };
+    let mut lab = Lab::new("bench");
     let (src, rtr, dst) = (lab.ns("src"), lab.ns("rtr"), lab.ns("dst"));
     lab.link((&src, "s0", "10.71.1.2/24"), (&rtr, "r0", "10.71.1.1/24"));
     lab.link((&rtr, "r1", "10.71.2.1/24"), (&dst, "d0", "10.71.2.2/24"));
@@ -1204,29 +1097,4 @@ fn main() {
         drop(sink);
     }
     report(&costs, &rates);
-}
-
-/// The calling thread inside a namespace until dropped.
-struct Entered {
-    original: File,
-}
-
-impl Entered {
-    fn new(ns: &str) -> Self {
-        let original = File::open("/proc/thread-self/ns/net").unwrap();
-        let target = File::open(format!("/var/run/netns/{ns}")).unwrap();
-        // SAFETY: setns on an open namespace file; affects only this thread.
-        assert_eq!(
-            unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        Entered { original }
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        // SAFETY: as in `Entered::new`, back to the namespace the thread came from.
-        unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
 }

@@ -6,13 +6,12 @@
 //! per-reason counters say so). Needs root; prints why and skips otherwise.
 //! Traffic stays between addresses these tests assign inside their namespaces.
 
+mod netns;
+
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aya::programs::XdpMode;
@@ -26,156 +25,7 @@ use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
-/// Namespaces of one test, deleted (with their veths) on drop.
-struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-impl Lab {
-    /// A lab named after this process and `test`; first removes the
-    /// namespaces of earlier runs of these tests whose process is gone
-    /// (an aborted run cannot clean up after itself).
-    fn new(test: &str) -> Lab {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let listed = run(Command::new("ip").args(["netns", "list"]));
-        for line in String::from_utf8_lossy(&listed.stdout).lines() {
-            let name = line.split_whitespace().next().unwrap_or_default();
-            let pid = name.strip_prefix("nhbpf").and_then(|r| r.split('-').next());
-            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Lab {
-            tag: format!("nhbpf{}-{n}-{test}", std::process::id()),
-            namespaces: Vec::new(),
-        }
-    }
-
-    /// A fresh namespace with loopback up and IPv6 off (no ND or MLD noise).
-    fn ns(&mut self, name: &str) -> String {
-        let ns = format!("{}-{name}", self.tag);
-        run(Command::new("ip").args(["netns", "add", &ns]));
-        self.namespaces.push(ns.clone());
-        self.sh(&ns, "ip link set lo up; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
-        ns
-    }
-
-    /// Run a shell command in `ns`; it must succeed.
-    fn sh(&self, ns: &str, script: &str) -> Output {
-        run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]))
-    }
-
-    /// A veth pair `a_if` (in `a`, address `a_addr`) — `b_if` (in `b`, `b_addr`).
-    fn link(&self, a: (&str, &str, &str), b: (&str, &str, &str)) {
-        self.link_indexed(a, None, b);
-    }
-
-    /// [`Lab::link`], `a_if` with the interface index `index`.
-    fn link_indexed(
-        &self,
-        (a, a_if, a_addr): (&str, &str, &str),
-        index: Option<u32>,
-        (b, b_if, b_addr): (&str, &str, &str),
-    ) {
-        let index = index.map(|i| i.to_string());
-        let index_args = index.as_deref().map(|i| ["index", i]);
-        run(Command::new("ip")
-            .args(["-n", a, "link", "add", a_if])
-            .args(index_args.iter().flatten())
-            .args(["type", "veth", "peer", "name", b_if, "netns", b]));
-        self.sh(
-            a,
-            &format!("ip addr add {a_addr} dev {a_if}; ip link set {a_if} up"),
-        );
-        self.sh(
-            b,
-            &format!("ip addr add {b_addr} dev {b_if}; ip link set {b_if} up"),
-        );
-    }
-
-    fn read(&self, ns: &str, path: &str) -> String {
-        let out = self.sh(ns, &format!("cat {path}"));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn mac(&self, ns: &str, dev: &str) -> EthernetAddress {
-        let text = self.read(ns, &format!("/sys/class/net/{dev}/address"));
-        EthernetAddress::from_bytes(
-            &text
-                .split(':')
-                .map(|h| u8::from_str_radix(h, 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn ifindex(&self, ns: &str, dev: &str) -> u32 {
-        self.read(ns, &format!("/sys/class/net/{dev}/ifindex"))
-            .parse()
-            .unwrap()
-    }
-
-    fn rx_packets(&self, ns: &str, dev: &str) -> u64 {
-        self.read(ns, &format!("/sys/class/net/{dev}/statistics/rx_packets"))
-            .parse()
-            .unwrap()
-    }
-}
-
-/// The calling thread inside a namespace until dropped.
-struct Entered {
-    original: File,
-}
-
-fn enter(ns: &str) -> Entered {
-    let original = File::open("/proc/thread-self/ns/net").unwrap();
-    let target = File::open(format!("/var/run/netns/{ns}")).unwrap();
-    // SAFETY: setns on an open namespace file; affects only this thread.
-    assert_eq!(
-        unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
-        0
-    );
-    Entered { original }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        // SAFETY: as in `enter`, back to the namespace the thread came from.
-        unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
-}
-
-/// Run `f` on a thread inside `ns`.
-fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        let _inside = enter(&ns);
-        f()
-    })
-}
+use netns::{Entered, Lab, in_ns, run};
 
 /// One port of rtr: device name, owned address, announced addresses.
 struct RtrPort {
@@ -257,14 +107,14 @@ fn bring_up(
         .expect("rtr's tables fit the maps");
     dp.sync(&snapshot).expect("maps sync");
     {
-        let _inside = enter(rtr);
+        let _inside = Entered::new(rtr);
         for p in ports {
             dp.attach(p.dev, XdpMode::Driver)
                 .expect("attach to rtr's port");
         }
     }
     for &(ns, dev) in peers {
-        let _inside = enter(ns);
+        let _inside = Entered::new(ns);
         dp.attach_peer(dev)
             .expect("attach the pass program to the peer");
     }
@@ -348,7 +198,6 @@ fn forwards_ping_and_tcp_with_kernel_forwarding_off() {
     );
 
     let listener = in_ns(&dst, || TcpListener::bind("10.71.2.2:5001").unwrap());
-    let listener = listener.join().unwrap();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         let mut data = Vec::new();
@@ -367,9 +216,7 @@ fn forwards_ping_and_tcp_with_kernel_forwarding_off() {
         let mut back = Vec::new();
         conn.read_to_end(&mut back).unwrap();
         back
-    })
-    .join()
-    .unwrap();
+    });
     server.join().unwrap();
     assert!(echoed == data, "1 MiB echoed through rtr");
     let forwarded = count(&dp, Reason::Forwarded) - after_ping;
@@ -456,9 +303,7 @@ fn ecmp_spreads_flows_as_router_core_predicts() {
         &t,
     );
     lab.sh(&src, "ping -c 1 -W 2 10.71.1.1");
-    let sink = in_ns(&dst, || UdpSocket::bind("10.71.9.1:7000").unwrap())
-        .join()
-        .unwrap();
+    let sink = in_ns(&dst, || UdpSocket::bind("10.71.9.1:7000").unwrap());
     let flows: Vec<u16> = (40000..40064).collect();
     let mut predicted = [0u64; 3];
     for &sport in &flows {
@@ -474,9 +319,7 @@ fn ecmp_spreads_flows_as_router_core_predicts() {
                 s.send_to(b"flow", "10.71.9.1:7000").unwrap();
             }
         }
-    })
-    .join()
-    .unwrap();
+    });
     std::thread::sleep(Duration::from_millis(300));
     drop(sink);
     let got = [
@@ -777,6 +620,7 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
     let dp = bring_up(dp, &lab, &rtr, &ports, &peers, &first);
     lab.sh(&src, "ping -c 2 -i 0.2 -W 2 10.71.2.2");
     let half = dp.active_half();
+    let program = lab.xdp_prog_id(&rtr, "r0");
     let before = count(&dp, Reason::Forwarded);
 
     // The owner goes away while a ping runs; another loads from the pins,
@@ -802,6 +646,11 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
     std::thread::sleep(Duration::from_millis(500));
     drop(dp);
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        lab.xdp_prog_id(&rtr, "r0"),
+        program,
+        "the pinned link keeps the program"
+    );
     let wrong = Capacity {
         nodes: capacity.nodes * 2,
         ..capacity
@@ -834,6 +683,11 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
     );
     let dp = bring_up(dp, &lab, &rtr, &ports, &peers, &second);
     assert_ne!(dp.active_half(), half, "the new tables went in by a flip");
+    assert_ne!(
+        lab.xdp_prog_id(&rtr, "r0"),
+        program,
+        "the new program replaced the old one"
+    );
     let ping = pinger.wait_with_output().unwrap();
     assert_eq!(
         loss(&ping),
