@@ -33,8 +33,10 @@
 
 #[path = "../tests/netns/mod.rs"]
 mod netns;
+#[path = "../../router-core/benches/support/prefixes.rs"]
+mod prefixes;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd};
@@ -55,6 +57,7 @@ use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::wire::EthernetAddress;
 
 use netns::{Entered, Lab, in_ns};
+use prefixes::Rng;
 
 /// Raw `bpf(2)` calls for what aya does not expose here: test runs with a
 /// context, repeat and flags; the tiny programs and maps of this benchmark.
@@ -326,63 +329,12 @@ mod prog {
     }
 }
 
-/// SplitMix64: the same tables on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// IPv4 prefix lengths with weights, as in `router-core/benches/fib.rs`.
-const V4_LENGTHS: [(u32, u8); 17] = [
-    (600, 24),
-    (100, 23),
-    (120, 22),
-    (50, 21),
-    (40, 20),
-    (30, 19),
-    (20, 18),
-    (15, 17),
-    (20, 16),
-    (1, 8),
-    (1, 10),
-    (1, 12),
-    (2, 14),
-    (3, 15),
-    (5, 25),
-    (3, 28),
-    (2, 32),
-];
-
-/// `n` distinct random unicast prefixes outside 10.0.0.0/8, 127.0.0.0/8 and 0.0.0.0/8.
+/// `n` distinct random unicast prefixes outside 0/8, 10/8, 127/8 and 224/3.
 fn random_table(n: usize) -> Vec<Ipv4Net> {
-    let mut rng = Rng(0x00ff_10ad);
-    let total: u32 = V4_LENGTHS.iter().map(|w| w.0).sum();
-    let mut set = BTreeSet::new();
-    while set.len() < n {
-        let mut r = (rng.next() % u64::from(total)) as u32;
-        let &(_, len) = V4_LENGTHS
-            .iter()
-            .find(|&&(w, _)| {
-                r < w || {
-                    r -= w;
-                    false
-                }
-            })
-            .expect("r < total");
-        let addr = Ipv4Addr::from_bits(rng.next() as u32);
-        if matches!(addr.octets()[0], 0 | 10 | 127 | 224..) {
-            continue;
-        }
-        set.insert(Ipv4Net::new(addr, len).unwrap().trunc());
-    }
-    set.into_iter().collect()
+    let reserved = |a: Ipv4Addr| matches!(a.octets()[0], 0 | 10 | 127 | 224..);
+    prefixes::v4_prefixes(n, &mut Rng(0x00ff_10ad), reserved)
+        .into_iter()
+        .collect()
 }
 
 /// Addresses of the topology.

@@ -10,6 +10,9 @@
 //! with mostly /48 and /32. Addresses are either uniformly random ("random") or
 //! drawn inside a random table prefix ("hit").
 
+#[path = "support/prefixes.rs"]
+mod prefixes;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeSet;
 use std::hint::black_box;
@@ -21,6 +24,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use router_core::PortId;
 use router_core::fib::{Fib, Nexthop, Protocol, Route};
+
+use prefixes::Rng;
 
 struct Counting;
 
@@ -49,49 +54,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// SplitMix64: deterministic tables and addresses on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn pick<T: Copy>(&mut self, weighted: &[(u32, T)]) -> T {
-        let total: u32 = weighted.iter().map(|w| w.0).sum();
-        let mut r = (self.next() % u64::from(total)) as u32;
-        for &(w, v) in weighted {
-            if r < w {
-                return v;
-            }
-            r -= w;
-        }
-        unreachable!("r < total")
-    }
-}
-
-const V4_LENGTHS: [(u32, u8); 17] = [
-    (600, 24),
-    (100, 23),
-    (120, 22),
-    (50, 21),
-    (40, 20),
-    (30, 19),
-    (20, 18),
-    (15, 17),
-    (20, 16),
-    (1, 8),
-    (1, 10),
-    (1, 12),
-    (2, 14),
-    (3, 15),
-    (5, 25),
-    (3, 28),
-    (2, 32),
-];
-
 const V6_LENGTHS: [(u32, u8); 8] = [
     (500, 48),
     (150, 32),
@@ -104,12 +66,7 @@ const V6_LENGTHS: [(u32, u8); 8] = [
 ];
 
 fn v4_table(n: usize, rng: &mut Rng) -> Vec<Ipv4Net> {
-    let mut set = BTreeSet::new();
-    while set.len() < n {
-        let len = rng.pick(&V4_LENGTHS);
-        let addr = Ipv4Addr::from_bits(rng.next() as u32);
-        set.insert(Ipv4Net::new(addr, len).unwrap().trunc());
-    }
+    let set = prefixes::v4_prefixes(n, rng, |_| false);
     shuffle(set.into_iter().collect(), rng)
 }
 
