@@ -88,6 +88,9 @@ enum DatapathCommand {
         /// FIB trie leaves per half (as the pinned datapath was created with).
         #[arg(long, default_value_t = Capacity::default().leaves)]
         fib_leaves: u32,
+        /// Serve Prometheus metrics (packets per exit reason) on this address.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// Packets per exit reason of the pinned datapath.
     Stats {
@@ -183,6 +186,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
             generic,
             fib_nodes,
             fib_leaves,
+            metrics,
         } => {
             init_logging();
             let opts = offload::RunOptions {
@@ -199,6 +203,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
                     leaves: fib_leaves,
                     ..Capacity::default()
                 },
+                metrics,
             };
             runtime.block_on(offload::run(&opts))
         }

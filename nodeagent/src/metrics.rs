@@ -1,6 +1,6 @@
 //! Prometheus metrics in the text exposition format, served over plain
-//! HTTP: sessions by state, messages in and out, prefixes received and
-//! advertised.
+//! HTTP: for `run`, sessions by state, messages in and out, prefixes
+//! received and advertised; for `datapath run`, packets per exit reason.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
+
+use router_core::datapath::Reason;
 
 use crate::controller::Controller;
 use crate::status::{MessageCounts, PeerStatus};
@@ -61,6 +63,25 @@ pub fn render(peers: &[PeerStatus]) -> String {
     out
 }
 
+/// The datapath's metrics page for these per-reason counters (index: `Reason as usize`).
+pub fn render_datapath(counts: &[u64; Reason::COUNT]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP nexthop_datapath_packets_total Packets the XDP datapath handled, by exit reason and action.\n");
+    out.push_str("# TYPE nexthop_datapath_packets_total counter\n");
+    for (i, n) in (0u8..).zip(counts) {
+        let Some(reason) = Reason::from_index(i) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "nexthop_datapath_packets_total{{reason=\"{}\",action=\"{}\"}} {n}",
+            format!("{reason:?}").to_lowercase(),
+            format!("{:?}", reason.action()).to_lowercase()
+        );
+    }
+    out
+}
+
 fn labels(p: &PeerStatus) -> String {
     format!(
         "instance=\"{}\",peer=\"{}\",peer_address=\"{}\"",
@@ -78,12 +99,21 @@ fn by_type(c: &MessageCounts) -> [(&'static str, u64); 5] {
     ]
 }
 
-/// Serve the metrics page on `addr` to any HTTP GET.
+/// Serve the BGP metrics page on `addr` to any HTTP GET.
 pub async fn serve(addr: SocketAddr, controller: Arc<Mutex<Controller>>) -> std::io::Result<()> {
+    serve_page(addr, move || render(&controller.lock().unwrap().peers())).await
+}
+
+/// Serve the page `page` renders on `addr` to any HTTP GET.
+pub async fn serve_page(
+    addr: SocketAddr,
+    page: impl Fn() -> String + Send + Sync + 'static,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
+    let page = Arc::new(page);
     loop {
         let (mut stream, _) = listener.accept().await?;
-        let controller = controller.clone();
+        let page = page.clone();
         tokio::spawn(async move {
             let mut request = Vec::new();
             let mut buf = [0u8; 1024];
@@ -93,7 +123,7 @@ pub async fn serve(addr: SocketAddr, controller: Arc<Mutex<Controller>>) -> std:
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let body = render(&controller.lock().unwrap().peers());
+            let body = page();
             let response = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -109,6 +139,21 @@ pub async fn serve(addr: SocketAddr, controller: Arc<Mutex<Controller>>) -> std:
 mod tests {
     use super::*;
     use crate::status::FamilyStatus;
+
+    #[test]
+    fn datapath_packets_by_reason() {
+        let mut counts = [0; Reason::COUNT];
+        counts[Reason::Forwarded as usize] = 12;
+        counts[Reason::NoRoute as usize] = 3;
+        let page = render_datapath(&counts);
+        assert!(page.contains(
+            "nexthop_datapath_packets_total{reason=\"forwarded\",action=\"transmit\"} 12\n"
+        ));
+        assert!(
+            page.contains("nexthop_datapath_packets_total{reason=\"noroute\",action=\"pass\"} 3\n")
+        );
+        assert_eq!(page.lines().count(), 2 + Reason::COUNT);
+    }
 
     #[test]
     fn sessions_messages_and_prefixes() {

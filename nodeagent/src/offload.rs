@@ -9,6 +9,7 @@
 //! links, or `remove` detaches it. `stats` reads the per-reason counters of
 //! the pinned datapath. Owns the loop and the two queries, not the tables.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub struct RunOptions {
     pub mode: XdpMode,
     /// Map sizes (must equal those of the datapath already pinned, if any).
     pub capacity: Capacity,
+    /// Serve Prometheus metrics (packets per exit reason) on this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The snapshot of the kernel state now.
@@ -81,6 +84,16 @@ pub async fn run(opts: &RunOptions) -> Result<(), String> {
             .map_err(|e| format!("attaching to {interface}: {e}"))?;
     }
     info!(interfaces = ?opts.interfaces, "datapath attached");
+    let metrics = opts.metrics.map(|addr| {
+        let pin_dir = opts.pin_dir.clone();
+        tokio::spawn(async move {
+            crate::metrics::serve_page(addr, move || match pinned_reason_counts(&pin_dir) {
+                Ok(counts) => crate::metrics::render_datapath(&counts),
+                Err(e) => format!("# counters unavailable: {e}\n"),
+            })
+            .await
+        })
+    });
     let mut interval = tokio::time::interval(opts.interval);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
@@ -94,6 +107,17 @@ pub async fn run(opts: &RunOptions) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
+        if let Some(m) = &metrics
+            && m.is_finished()
+        {
+            break;
+        }
+    }
+    if let Some(m) = metrics
+        && m.is_finished()
+        && let Ok(Err(e)) = m.await
+    {
+        return Err(format!("metrics: {e}"));
     }
     info!(
         pin_dir = %opts.pin_dir.display(),

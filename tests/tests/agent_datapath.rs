@@ -3,7 +3,8 @@
 //! on r0 and r1; pings cross rtr as frames the program forwards (its
 //! counters say so), keep crossing while no agent runs, and a route added to
 //! the kernel is picked up by the next agent, which takes over the pinned
-//! datapath. `datapath remove` detaches it. Needs root; skips with the reason.
+//! datapath; its Prometheus page counts them too. `datapath remove` detaches
+//! it. Needs root; skips with the reason.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,8 @@ impl Run {
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", ns.name("rtr")))
             .args([AGENT, "datapath", "run"])
-            .args(["-i", "r0", "-i", "r1", "--interval-ms", "200", "--pin-dir"])
+            .args(["-i", "r0", "-i", "r1", "--interval-ms", "200"])
+            .args(["--metrics", "127.0.0.1:9962", "--pin-dir"])
             .arg(&pins.0)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -165,7 +167,7 @@ fn ping(ns: &Namespaces, to: &str) -> bool {
 
 #[test]
 fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
-    if let Some(why) = skip_reason(&["ip", "ping", "nsenter"]) {
+    if let Some(why) = skip_reason(&["ip", "ping", "nsenter", "curl"]) {
         eprintln!("skipping: {why}");
         return;
     }
@@ -233,6 +235,17 @@ fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
     let before = forwarded(&pins);
     assert!(ping(&ns, "10.72.9.1"), "{}", second.log());
     assert!(forwarded(&pins) >= before + 8, "{}", second.log());
+    let metrics = ns.exec("rtr", &["curl", "-s", "http://127.0.0.1:9962/metrics"]);
+    let scraped: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "nexthop_datapath_packets_total{reason=\"forwarded\",action=\"transmit\"} ",
+            )
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no forwarded counter in\n{metrics}"));
+    assert!(scraped >= before + 8, "{metrics}");
     let table = sh(&[
         AGENT,
         "datapath",

@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn local_filter_bits_come_from_the_last_two_address_bytes() {
-        assert_eq!(local_filter_bit(&IpKey::v4([10, 0, 1, 65])), (4, 1 << 1));
+        assert_eq!(local_filter_bit(&IpKey::v4([10, 0, 1, 65])), (5, 1 << 1));
         let mut v6 = [0; 16];
         v6[15] = 3;
         assert_eq!(local_filter_bit(&IpKey::v6(v6)), (0, 1 << 3));
