@@ -11,14 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use router_core::bgp::fsm::{
-    Config, Event, GracefulRestartConfig, Output, PeerAs, Session, State, Stats, Timer,
-};
+use router_core::bgp::fsm::{Config, Event, Output, Session, State, Stats, Timer};
 use router_core::bgp::rib::PeerId;
-use router_core::bgp::wire::{ErrorCode, Family, Notification, Update};
-use router_core::cilium::DesiredPeer;
-use router_core::cilium::bgp::Afi;
+use router_core::bgp::wire::{ErrorCode, Notification, Update};
 use router_core::cilium::desired::RouteAttributes;
+use router_core::cilium::{DesiredPeer, session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -77,61 +74,14 @@ impl PeerSpec {
         routes
     }
 
-    fn families(&self) -> Vec<Family> {
-        let mut families: Vec<Family> = self
-            .peer
-            .families
-            .iter()
-            .map(|f| match f.afi {
-                Afi::Ipv4 => Family::IPV4_UNICAST,
-                Afi::Ipv6 => Family::IPV6_UNICAST,
-            })
-            .collect();
-        families.sort();
-        families.dedup();
-        families
-    }
-
-    fn ibgp(&self) -> bool {
-        self.peer.peer_asn == Some(self.local_asn)
-    }
-
-    /// The session configuration.
+    /// The session configuration. Routes are never installed from BGP and
+    /// the datapath outlives the agent: forwarding survives its restart (the
+    /// graceful-restart F bit).
     pub fn config(&self) -> Result<Config, String> {
-        let peer = &self.peer;
-        let peer_as = peer.peer_asn.map_or(PeerAs::External, PeerAs::Exact);
-        let mut config = Config::new(self.local_asn, peer_as, self.router_id);
-        config.hold_time = u16::try_from(peer.timers.hold)
-            .map_err(|_| format!("holdTimeSeconds {} is too large", peer.timers.hold))?;
-        config.keepalive_time = Some(u16::try_from(peer.timers.keepalive).map_err(|_| {
-            format!(
-                "keepAliveTimeSeconds {} is too large",
-                peer.timers.keepalive
-            )
-        })?);
-        config.connect_retry_time =
-            smoltcp::time::Duration::from_secs(u64::from(peer.timers.connect_retry));
-        config.idle_hold_time = config.connect_retry_time.min(config.idle_hold_time);
-        config.families = self.families();
-        config.graceful_restart = peer
-            .graceful_restart
-            .map(|restart_time| GracefulRestartConfig {
-                restart_time,
-                // Routes are never installed from BGP and the datapath
-                // outlives the agent: forwarding survives its restart.
-                forwarding_preserved: true,
-                ..GracefulRestartConfig::default()
-            });
-        config.ttl = if self.ibgp() { 255 } else { peer.ebgp_multihop };
-        config.seed = seed(&format!("{}/{}/{}", self.node, self.instance, peer.name));
-        Ok(config)
+        let key = format!("{}/{}/{}", self.node, self.instance, self.peer.name);
+        self.peer
+            .session_config(self.local_asn, self.router_id, true, session::seed(&key))
     }
-}
-
-fn seed(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// What the task shares with queries.

@@ -10,6 +10,7 @@
 //! - [`objects`]: the kinds understood and the set of objects.
 //! - [`desired`]: objects + node name → instances, peers and prefixes.
 //! - [`export`]: originated routes' attributes and per-peer export policies.
+//! - [`session`]: a desired peer's BGP session settings.
 //! - [`status`]: what a control plane reports about peers and routes;
 //!   [`table`]: `bgp peers` / `bgp routes` tables of it.
 //!
@@ -25,6 +26,7 @@ pub mod kube;
 pub mod meta;
 pub mod objects;
 pub mod selector;
+pub mod session;
 pub mod status;
 pub mod table;
 

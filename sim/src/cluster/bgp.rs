@@ -19,9 +19,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use nexthop_netstack::apps::bgp::PeerSpec;
-use router_core::bgp::fsm::{Config, GracefulRestartConfig, PeerAs, State};
+use router_core::bgp::fsm::{Config, State};
 use router_core::bgp::rib::{PeerConfig, RibConfig};
-use router_core::bgp::wire::Family;
 use router_core::cilium::bgp::Afi;
 use router_core::cilium::desired::RouteAttributes;
 use router_core::cilium::export::{export_policy, originated_attributes};
@@ -33,7 +32,7 @@ use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::status::{
     FamilyStatus, MessageCounts, PeerStatus, RouteStatus, Table, render_attributes,
 };
-use router_core::cilium::{DesiredPeer, LocalEndpoints, Object, Objects, desired};
+use router_core::cilium::{DesiredPeer, LocalEndpoints, Object, Objects, desired, session};
 use smoltcp::time::Instant;
 
 use super::Cluster;
@@ -76,7 +75,7 @@ impl ControlPlane {
     }
 }
 
-/// The session settings the agent derives from a desired peer.
+/// The session settings the agent derives from a desired peer (MD5 is not simulated).
 fn session_config(
     node: &str,
     local_asn: u32,
@@ -89,44 +88,8 @@ fn session_config(
             peer.name, peer.address
         ));
     }
-    let peer_as = peer.peer_asn.map_or(PeerAs::External, PeerAs::Exact);
-    let mut config = Config::new(local_asn, peer_as, router_id);
-    let secs = |v: u32, what: &str| {
-        u16::try_from(v).map_err(|_| format!("peer {}: {what} {v} is too large", peer.name))
-    };
-    config.hold_time = secs(peer.timers.hold, "holdTimeSeconds")?;
-    config.keepalive_time = Some(secs(peer.timers.keepalive, "keepAliveTimeSeconds")?);
-    config.connect_retry_time =
-        smoltcp::time::Duration::from_secs(u64::from(peer.timers.connect_retry));
-    config.idle_hold_time = config.connect_retry_time.min(config.idle_hold_time);
-    let mut families: Vec<Family> = peer
-        .families
-        .iter()
-        .map(|f| match f.afi {
-            Afi::Ipv4 => Family::IPV4_UNICAST,
-            Afi::Ipv6 => Family::IPV6_UNICAST,
-        })
-        .collect();
-    families.sort();
-    families.dedup();
-    config.families = families;
-    config.graceful_restart = peer
-        .graceful_restart
-        .map(|restart_time| GracefulRestartConfig {
-            restart_time,
-            ..GracefulRestartConfig::default()
-        });
-    config.ttl = if peer.peer_asn == Some(local_asn) {
-        255
-    } else {
-        peer.ebgp_multihop
-    };
-    config.seed = format!("{node}/{}", peer.name)
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-    Ok(config)
+    let seed = session::seed(&format!("{node}/{}", peer.name));
+    peer.session_config(local_asn, router_id, false, seed)
 }
 
 fn without_routes(peer: &DesiredPeer) -> DesiredPeer {
