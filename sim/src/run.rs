@@ -675,28 +675,20 @@ fn ping(
 
 fn check_lines(lines: &[String], expect: &Expect, report: &mut StepReport) {
     let have: Vec<String> = lines.iter().map(|l| show::normalise(l)).collect();
-    for want in &expect.contains {
-        let w = show::normalise(want);
+    let wanted = expect.contains.iter().map(|w| (w, true));
+    let unwanted = expect.not_contains.iter().map(|w| (w, false));
+    for (line, want) in wanted.chain(unwanted) {
+        let w = show::normalise(line);
+        let present = have.contains(&w);
         report.checks.push(Check {
-            expected: format!("line {w:?}"),
-            actual: if have.contains(&w) {
-                "present".into()
-            } else {
-                "missing".into()
-            },
-            passed: have.contains(&w),
-        });
-    }
-    for unwanted in &expect.not_contains {
-        let w = show::normalise(unwanted);
-        report.checks.push(Check {
-            expected: format!("no line {w:?}"),
-            actual: if have.contains(&w) {
-                "present".into()
-            } else {
-                "absent".into()
-            },
-            passed: !have.contains(&w),
+            expected: format!("{}line {w:?}", if want { "" } else { "no " }),
+            actual: match (present, want) {
+                (true, _) => "present",
+                (false, true) => "missing",
+                (false, false) => "absent",
+            }
+            .into(),
+            passed: present == want,
         });
     }
 }
