@@ -4,14 +4,14 @@
 //! # Route changes without blackholes
 //!
 //! The maps a route change rewrites (tries, group buckets, nexthops, ports,
-//! settings) are double-buffered (see the eBPF crate's `maps`): packets read
+//! ingress ports, settings, the local-address filter) are double-buffered (see the eBPF crate's `maps`): packets read
 //! the half `ACTIVE` names, [`Datapath::sync`] brings the other half up to the
 //! new snapshot (writing only entries that differ from what that half holds),
 //! flips `ACTIVE` with one 4-byte write, then waits for an RCU grace period, so
 //! that no program run still reads the retired half when the next sync starts
 //! rewriting it. Every packet therefore sees either the old tables or the new
 //! ones, never a mix. Hash maps (neighbours, local addresses, ARP, identities,
-//! ingress ports) are shared by both halves: new entries go in before the
+//! ingress ports of large ifindexes) are shared by both halves: new entries go in before the
 //! flip, stale ones come out after the grace period.
 //!
 //! # Pinning
