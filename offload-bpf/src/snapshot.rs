@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use nexthop_offload_bpf_common::{
     ArpKey, BUCKETS, Config, FibNode, GroupBuckets, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac,
-    Nexthop, Port, V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY, encap, kind,
+    Nexthop, Port, SINGLE_NEXTHOP, V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY, encap, kind,
     local_filter_bit,
 };
 use router_core::PortId;
@@ -139,7 +139,6 @@ impl Snapshot {
         if let Some(tunnel) = tunnel {
             s.local.insert(IpKey::v4(tunnel.local.octets()));
         }
-        s.add_groups(t.fib, t.neighbours);
         for (&id, port) in t.ports {
             if u32::from(id.0) >= MAX_PORTS {
                 return Err(Unsupported::PortId(id));
@@ -170,6 +169,8 @@ impl Snapshot {
                 s.neighbours.insert(ip_key(addr), Mac(mac.0));
             }
         }
+        s.add_groups(t.fib, t.neighbours);
+        s.collapse_single_groups();
         s.local_filter = vec![0; LOCAL_FILTER_WORDS as usize];
         for key in &s.local {
             let (word, bit) = local_filter_bit(key);
@@ -179,7 +180,8 @@ impl Snapshot {
     }
 
     /// Flatten every group the tries reach into nexthop slots and bucket
-    /// tables; gateways carry their neighbour's MAC when it is resolved.
+    /// tables; gateways carry their neighbour's MAC when it is resolved, every
+    /// nexthop a copy of its port.
     fn add_groups(&mut self, fib: &Fib, neighbours: &neighbour::Table) {
         let ids: BTreeSet<u32> = self.v4.groups().chain(self.v6.groups()).collect();
         self.nexthops.push(Nexthop::default());
@@ -228,6 +230,10 @@ impl Snapshot {
                     },
                 });
             }
+            let slots = self.nexthops.len();
+            for n in &mut self.nexthops[first as usize..slots] {
+                n.egress = self.ports.get(&n.port).copied().unwrap_or_default();
+            }
             let mut table = GroupBuckets([first; BUCKETS]);
             if let Some(buckets) = group.buckets() {
                 assert_eq!(buckets.as_slice().len(), BUCKETS);
@@ -237,6 +243,29 @@ impl Snapshot {
             }
             self.groups.insert(id, table);
         }
+    }
+
+    /// Replace every leaf naming a group with one member by that member's
+    /// slot marked [`SINGLE_NEXTHOP`], and drop those groups' bucket tables.
+    fn collapse_single_groups(&mut self) {
+        let single: BTreeMap<u32, u32> = self
+            .groups
+            .iter()
+            .filter(|(_, t)| t.0.iter().all(|&slot| slot == t.0[0]))
+            .map(|(&id, t)| (id, SINGLE_NEXTHOP | t.0[0]))
+            .collect();
+        let collapse = |v: u32| single.get(&v).copied().unwrap_or(v);
+        for trie in [&mut self.v4, &mut self.v6] {
+            for d in &mut trie.direct {
+                if *d & LEAF_FLAG != 0 {
+                    *d = LEAF_FLAG | collapse(*d & !LEAF_FLAG);
+                }
+            }
+            for leaf in &mut trie.leaves {
+                *leaf = collapse(*leaf);
+            }
+        }
+        self.groups.retain(|id, _| !single.contains_key(id));
     }
 }
 

@@ -9,6 +9,7 @@
 //!  V4_DIRECT/V4_NODES/V4_LEAVES ─┐ poptrie walk (router_core::lpm::lookup)
 //!  V6_DIRECT/V6_NODES/V6_LEAVES ─┴──> leaf = group id
 //!  GROUP_BUCKETS[group id][bucket_of(flow hash)] ──> nexthop slot
+//!    (a leaf with SINGLE_NEXTHOP set is the slot itself)
 //!  NEXTHOPS[slot] ──> kind, port, address ──> NEIGHBOURS[address] ──> MAC
 //!  PORTS[port] ──> ifindex, MAC, MTU          CONFIG[0] ──> hash, tunnel endpoint
 //!  INGRESS[ifindex] / IFINDEX_PORTS[ifindex] ──> port + 1 / port
@@ -155,6 +156,9 @@ pub struct Nexthop {
     pub resolved: u8,
     /// Always zero.
     pub pad: u8,
+    /// A copy of port [`Nexthop::port`] (ifindex 0: no such port), so that
+    /// forwarding reads one entry less.
+    pub egress: Port,
 }
 
 /// Interface indexes below this find their port in the `INGRESS` array (one
@@ -173,6 +177,10 @@ pub fn local_filter_bit(key: &IpKey) -> (u32, u64) {
     let low = u32::from(u16::from_be_bytes([key.addr[at], key.addr[at + 1]]));
     (low / 64, 1 << (low % 64))
 }
+
+/// Set in a trie leaf value that is a nexthop slot (the only member of its
+/// group) rather than a group id: forwarding skips the group's bucket table.
+pub const SINGLE_NEXTHOP: u32 = 1 << 30;
 
 /// [`Nexthop::vni`] meaning "carry the source's security identity".
 pub const VNI_FROM_IDENTITY: u32 = u32::MAX;
@@ -262,7 +270,7 @@ mod tests {
         assert_eq!(size_of::<FibNode>(), 24);
         assert_eq!(size_of::<GroupBuckets>(), 4 * BUCKETS);
         assert_eq!(size_of::<IpKey>(), 20);
-        assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20 + 6 + 1 + 1);
+        assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20 + 6 + 1 + 1 + 12);
         assert_eq!(size_of::<Mac>(), 6);
         assert_eq!(size_of::<Port>(), 4 + 6 + 2);
         assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6);

@@ -7,7 +7,9 @@
 //! done on two `u64` halves; the walk itself is router-core's.
 
 use aya_ebpf::maps::Array;
-use nexthop_offload_bpf_common::{BUCKETS, FibNode, Nexthop, V4_DIRECT_BITS, V6_DIRECT_BITS};
+use nexthop_offload_bpf_common::{
+    BUCKETS, FibNode, Nexthop, SINGLE_NEXTHOP, V4_DIRECT_BITS, V6_DIRECT_BITS,
+};
 use router_core::ecmp::bucket_of;
 use router_core::lpm::{self, Arrays, Key, NO_ROUTE, Node};
 
@@ -162,10 +164,14 @@ pub fn lookup_v6(half: Half, dst: V6Key) -> Option<u32> {
     (group != NO_ROUTE).then_some(group)
 }
 
-/// The member of `group` that a flow with this hash takes.
+/// The member that a flow with this hash takes of the group a trie leaf
+/// names (or the nexthop slot it holds, for a group of one).
 #[inline(always)]
-pub fn select(half: Half, group: u32, hash: u32) -> Option<&'static Nexthop> {
-    let buckets = half.group(group)?;
+pub fn select(half: Half, leaf: u32, hash: u32) -> Option<&'static Nexthop> {
+    if leaf & SINGLE_NEXTHOP != 0 {
+        return half.nexthop(leaf & !SINGLE_NEXTHOP);
+    }
+    let buckets = half.group(leaf)?;
     let slot = *buckets.0.get(bucket_of(hash, BUCKETS) & (BUCKETS - 1))?;
     half.nexthop(slot)
 }

@@ -358,9 +358,10 @@ fn forward<const PART: u8>(
         kind::TUNNEL => return encapsulate(ctx, half, &pkt, nexthop),
         _ => return exit(Reason::NoRoute),
     };
-    let Some(egress) = half.port(nexthop.port) else {
+    let egress = &nexthop.egress;
+    if egress.ifindex == 0 {
         return exit(Reason::UnknownPort);
-    };
+    }
     if pkt.len > usize::from(egress.mtu) {
         return exit(Reason::FragmentationNeeded);
     }
@@ -426,9 +427,10 @@ fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> 
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         _ => return exit(Reason::TunnelLoop),
     };
-    let Some(egress) = half.port(underlay.port) else {
+    let egress = &underlay.egress;
+    if egress.ifindex == 0 {
         return exit(Reason::UnknownPort);
-    };
+    }
     if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {
         return exit(Reason::FragmentationNeeded);
     }
