@@ -219,6 +219,16 @@ pub enum Timer {
 const TIMER_COUNT: usize = 6;
 
 impl Timer {
+    /// Every timer, in the order a runtime fires those due at once.
+    pub const ALL: [Timer; TIMER_COUNT] = [
+        Timer::ConnectRetry,
+        Timer::Hold,
+        Timer::Keepalive,
+        Timer::DelayOpen,
+        Timer::IdleHold,
+        Timer::GracefulRestart,
+    ];
+
     fn index(self) -> usize {
         self as usize
     }

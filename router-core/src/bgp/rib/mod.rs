@@ -19,8 +19,6 @@ pub mod decision;
 pub mod intern;
 pub mod policy;
 #[cfg(test)]
-mod simulation;
-#[cfg(test)]
 mod tests;
 
 use alloc::boxed::Box;

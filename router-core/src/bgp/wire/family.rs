@@ -94,6 +94,14 @@ impl Family {
             safi: safi.into(),
         }
     }
+
+    /// The unicast family of a prefix.
+    pub fn of(prefix: &ipnet::IpNet) -> Family {
+        match prefix {
+            ipnet::IpNet::V4(_) => Family::IPV4_UNICAST,
+            ipnet::IpNet::V6(_) => Family::IPV6_UNICAST,
+        }
+    }
 }
 
 #[cfg(test)]
