@@ -39,9 +39,25 @@ pub const DEFAULT_RESTART_TIME: u16 = 120;
 /// The BGP port.
 pub const BGP_PORT: u16 = 179;
 
-/// Services (namespace, name) that have a ready endpoint on this node: the
+/// Services (namespace, name) that have an active endpoint on a node: the
 /// ones a `Local` traffic policy lets the node advertise.
 pub type LocalEndpoints = BTreeSet<(String, String)>;
+
+/// The services with an active (ready, not terminating) endpoint on `node`,
+/// from the EndpointSlices.
+pub fn local_endpoints(objects: &Objects, node: &str) -> LocalEndpoints {
+    objects
+        .endpoint_slices
+        .values()
+        .filter(|slice| {
+            slice
+                .endpoints
+                .iter()
+                .any(|e| e.is_active() && e.node_name.as_deref() == Some(node))
+        })
+        .filter_map(|slice| slice.service())
+        .collect()
+}
 
 /// What one node runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,7 +154,7 @@ pub struct RouteAttributes {
 }
 
 /// The BGP control plane `node` runs given `objects`.
-pub fn desired(objects: &Objects, node: &str, local_endpoints: &LocalEndpoints) -> DesiredNode {
+pub fn desired(objects: &Objects, node: &str) -> DesiredNode {
     let mut out = DesiredNode::default();
     let Some(k8s_node) = objects.nodes.get(node) else {
         out.issues
@@ -169,10 +185,11 @@ pub fn desired(objects: &Objects, node: &str, local_endpoints: &LocalEndpoints) 
         .map(|c| c.spec.ipam.pod_cidrs.clone())
         .filter(|cidrs| !cidrs.is_empty())
         .unwrap_or_else(|| k8s_node.spec.pod_cidrs.clone());
+    let local_endpoints = local_endpoints(objects, node);
     let context = Context {
         objects,
         pod_cidrs,
-        local_endpoints,
+        local_endpoints: &local_endpoints,
     };
     for instance in &config.spec.bgp_instances {
         let Some(local_asn) = instance.local_asn else {
@@ -408,17 +425,15 @@ impl Context<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::cilium::meta::TypeMeta;
-    use crate::cilium::objects::Kind;
+    use crate::cilium::objects::tests::parse;
     use alloc::string::ToString;
-    use serde::Deserialize;
 
     /// The seed's lab A (seeds 000 §000.2.4, 003 lab A): the Cilium BGP
     /// resources verbatim (the bundled lab's file), three nodes, CiliumNode
     /// pod CIDRs, the LB service.
-    const LAB_A: &str = concat!(
+    pub(crate) const LAB_A: &str = concat!(
         include_str!("../../../examples/labs/bgp/bgp/cilium-bgp.yaml"),
         r#"---
 apiVersion: v1
@@ -478,28 +493,13 @@ status: {loadBalancer: {ingress: [{ip: 172.16.1.1}]}}
 "#
     );
 
-    fn parse(yaml: &str) -> Result<Objects, String> {
-        let mut objects = Objects::default();
-        for doc in serde_norway::Deserializer::from_str(yaml) {
-            let value = serde_norway::Value::deserialize(doc).map_err(|e| e.to_string())?;
-            let meta = TypeMeta::deserialize(&value).map_err(|e| e.to_string())?;
-            let kind = Kind::of(&meta).ok_or("unknown kind")?;
-            let mut track = serde_path_to_error::Track::new();
-            let object = kind
-                .deserialize(serde_path_to_error::Deserializer::new(&value, &mut track))
-                .map_err(|e| format!("{}: {e}", track.path()))?;
-            objects.insert(object);
-        }
-        Ok(objects)
-    }
-
-    fn lab_a() -> Objects {
+    pub(crate) fn lab_a() -> Objects {
         parse(LAB_A).unwrap()
     }
 
     #[test]
     fn seed_lab_a_node_runs_the_tor_session() {
-        let got = desired(&lab_a(), "k8s-w0", &LocalEndpoints::new());
+        let got = desired(&lab_a(), "k8s-w0");
         assert_eq!(got.issues, Vec::<String>::new());
         assert_eq!(got.router_id, Some(Ipv4Addr::new(192, 168, 20, 100)));
         assert_eq!(got.cluster_config.as_deref(), Some("cilium-bgp"));
@@ -561,9 +561,9 @@ status: {loadBalancer: {ingress: [{ip: 172.16.1.1}]}}
     #[test]
     fn unselected_and_unknown_nodes_run_nothing() {
         let objects = lab_a();
-        let w1 = desired(&objects, "k8s-w1", &LocalEndpoints::new());
+        let w1 = desired(&objects, "k8s-w1");
         assert_eq!((w1.instances.len(), w1.issues.len()), (0, 0));
-        let ghost = desired(&objects, "ghost", &LocalEndpoints::new());
+        let ghost = desired(&objects, "ghost");
         assert!(ghost.instances.is_empty());
         assert_eq!(ghost.issues, ["no Node named \"ghost\": no BGP instances"]);
     }
@@ -572,7 +572,7 @@ status: {loadBalancer: {ingress: [{ip: 172.16.1.1}]}}
     fn node_pod_cidrs_when_no_cilium_node() {
         let mut objects = lab_a();
         objects.cilium_nodes.clear();
-        let got = desired(&objects, "k8s-w0", &LocalEndpoints::new());
+        let got = desired(&objects, "k8s-w0");
         let routes = &got.instances[0].peers[0].families[0].routes;
         assert!(routes.contains_key(&"10.244.2.0/24".parse().unwrap()));
     }
@@ -588,19 +588,44 @@ status: {loadBalancer: {ingress: [{ip: 172.16.1.1}]}}
             .spec
             .external_traffic_policy = Some("Local".into());
         let lb: IpNet = "172.16.1.1/32".parse().unwrap();
-        let without = desired(&objects, "k8s-w0", &LocalEndpoints::new());
+        let without = desired(&objects, "k8s-w0");
         assert!(
             !without.instances[0].peers[0].families[0]
                 .routes
                 .contains_key(&lb)
         );
-        let local = LocalEndpoints::from([key]);
-        let with = desired(&objects, "k8s-w0", &local);
-        assert!(
-            with.instances[0].peers[0].families[0]
-                .routes
-                .contains_key(&lb)
+        let slice = r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: webpod-x1, namespace: default, labels: {kubernetes.io/service-name: webpod}}
+addressType: IPv4
+endpoints:
+- {addresses: [172.20.2.10], conditions: {ready: true}, nodeName: k8s-w0}
+- {addresses: [172.20.1.10], nodeName: k8s-w1}
+- {addresses: [172.20.0.10], conditions: {ready: false}, nodeName: k8s-ctr}
+- {addresses: [172.20.0.11], conditions: {ready: true, terminating: true}, nodeName: k8s-ctr}
+ports: [{name: http, port: 80, protocol: TCP}]
+"#;
+        objects.endpoint_slices = parse(slice).unwrap().endpoint_slices;
+        let advertised = |objects: &Objects, node: &str| {
+            desired(objects, node)
+                .instances
+                .first()
+                .is_some_and(|i| i.peers[0].families[0].routes.contains_key(&lb))
+        };
+        assert!(advertised(&objects, "k8s-w0"));
+        assert_eq!(
+            local_endpoints(&objects, "k8s-w1"),
+            LocalEndpoints::from([key])
         );
+        assert!(
+            local_endpoints(&objects, "k8s-ctr").is_empty(),
+            "not ready, or terminating: not local endpoints"
+        );
+        // The endpoint moves away: so does the advertisement.
+        let slice = objects.endpoint_slices.values_mut().next().unwrap();
+        slice.endpoints[0].node_name = Some("k8s-w1".into());
+        assert!(!advertised(&objects, "k8s-w0"));
     }
 
     #[test]
@@ -639,7 +664,7 @@ spec:
         let parsed = parse(extra).unwrap();
         objects.secrets = parsed.secrets;
         objects.cluster_configs = parsed.cluster_configs;
-        let got = desired(&objects, "k8s-w1", &LocalEndpoints::new());
+        let got = desired(&objects, "k8s-w1");
         assert_eq!(got.instances.len(), 1, "no nodeSelector selects every node");
         let peers = &got.instances[0].peers;
         assert_eq!(peers.len(), 2);

@@ -218,6 +218,90 @@ impl Service {
     }
 }
 
+/// The label an EndpointSlice carries naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A discovery.k8s.io/v1 `EndpointSlice`: some of a Service's endpoints,
+/// each with its addresses, readiness and node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSlice {
+    /// Name, namespace and labels (`kubernetes.io/service-name`).
+    pub metadata: ObjectMeta,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    #[serde(default)]
+    pub address_type: String,
+    /// The endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// The ports every endpoint serves.
+    #[serde(default)]
+    pub ports: Vec<EndpointPort>,
+}
+
+/// One endpoint of a slice.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Its addresses (one, in practice).
+    #[serde(default, deserialize_with = "vec_from_str")]
+    pub addresses: Vec<IpAddr>,
+    /// Ready, serving, terminating.
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+    /// The node it runs on.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// The zone it runs in.
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// An endpoint's conditions; an absent condition means true for `ready`
+/// and `serving` and false for `terminating`, as the API defines them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointConditions {
+    /// Ready to take new connections.
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// Serving, even while terminating.
+    #[serde(default)]
+    pub serving: Option<bool>,
+    /// Being deleted.
+    #[serde(default)]
+    pub terminating: Option<bool>,
+}
+
+/// One port of a slice.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointPort {
+    /// The port's name, matching the Service port's.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The port number.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `TCP`, `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+impl EndpointSlice {
+    /// The Service it belongs to: (namespace, name), from its label.
+    pub fn service(&self) -> Option<(String, String)> {
+        let name = self.metadata.labels.get(SERVICE_NAME_LABEL)?;
+        let namespace = self.metadata.namespace.as_deref().unwrap_or("default");
+        Some((namespace.into(), name.clone()))
+    }
+}
+
+impl Endpoint {
+    /// Whether traffic may be sent to it: ready and not terminating.
+    pub fn is_active(&self) -> bool {
+        self.conditions.ready != Some(false) && self.conditions.terminating != Some(true)
+    }
+}
+
 /// A Kubernetes `Secret` (core/v1) holding a BGP password under the key
 /// `password`, in `data` (base64) or `stringData` (plain).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -5,12 +5,14 @@
 //!
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`.
 //! - [`selector`]: label selectors.
-//! - [`kube`]: `Node`, `CiliumNode`, `Service`, `Secret`.
+//! - [`kube`]: `Node`, `CiliumNode`, `Service`, `EndpointSlice`, `Secret`.
 //! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
 //! - [`objects`]: the kinds understood and the set of objects.
 //! - [`desired`]: objects + node name → instances, peers and prefixes.
 //! - [`export`]: originated routes' attributes and per-peer export policies.
 //! - [`session`]: a desired peer's BGP session settings.
+//! - [`node`]: one node's BGP control plane — reconciles its speakers with
+//!   the objects and reports their status; what both runtimes drive.
 //! - [`status`]: what a control plane reports about peers and routes;
 //!   [`table`]: `bgp peers` / `bgp routes` tables of it.
 //!
@@ -24,6 +26,7 @@ pub mod desired;
 pub mod export;
 pub mod kube;
 pub mod meta;
+pub mod node;
 pub mod objects;
 pub mod selector;
 pub mod session;
@@ -32,5 +35,6 @@ pub mod table;
 
 pub use desired::{
     DesiredFamily, DesiredInstance, DesiredNode, DesiredPeer, LocalEndpoints, desired,
+    local_endpoints,
 };
 pub use objects::{Kind, Object, Objects};

@@ -7,7 +7,7 @@ use alloc::string::String;
 use serde::{Deserialize, Deserializer};
 
 use super::bgp::{Advertisement, ClusterConfig, PeerConfig};
-use super::kube::{CiliumNode, Node, Secret, Service};
+use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
 use super::meta::TypeMeta;
 
 /// A kind of object nexthop reads.
@@ -19,6 +19,8 @@ pub enum Kind {
     Service,
     /// core/v1 `Secret`.
     Secret,
+    /// discovery.k8s.io/v1 `EndpointSlice`.
+    EndpointSlice,
     /// cilium.io/v2 `CiliumNode`.
     CiliumNode,
     /// cilium.io/v2 or v2alpha1 `CiliumBGPClusterConfig`.
@@ -41,6 +43,7 @@ impl Kind {
             "Node" if core => Kind::Node,
             "Service" if core => Kind::Service,
             "Secret" if core => Kind::Secret,
+            "EndpointSlice" if meta.api_version == "discovery.k8s.io/v1" => Kind::EndpointSlice,
             "CiliumNode" if meta.api_version == "cilium.io/v2" => Kind::CiliumNode,
             "CiliumBGPClusterConfig" if cilium => Kind::ClusterConfig,
             "CiliumBGPPeerConfig" if cilium => Kind::PeerConfig,
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Node => Object::Node(Node::deserialize(d)?),
             Kind::Service => Object::Service(Service::deserialize(d)?),
             Kind::Secret => Object::Secret(Secret::deserialize(d)?),
+            Kind::EndpointSlice => Object::EndpointSlice(EndpointSlice::deserialize(d)?),
             Kind::CiliumNode => Object::CiliumNode(CiliumNode::deserialize(d)?),
             Kind::ClusterConfig => Object::ClusterConfig(ClusterConfig::deserialize(d)?),
             Kind::PeerConfig => Object::PeerConfig(PeerConfig::deserialize(d)?),
@@ -72,6 +76,8 @@ pub enum Object {
     Service(Service),
     /// A `Secret`.
     Secret(Secret),
+    /// An `EndpointSlice`.
+    EndpointSlice(EndpointSlice),
     /// A `CiliumNode`.
     CiliumNode(CiliumNode),
     /// A `CiliumBGPClusterConfig`.
@@ -95,6 +101,8 @@ pub struct Objects {
     pub services: BTreeMap<(String, String), Service>,
     /// Secrets by (namespace, name).
     pub secrets: BTreeMap<(String, String), Secret>,
+    /// Endpoint slices by (namespace, name).
+    pub endpoint_slices: BTreeMap<(String, String), EndpointSlice>,
     /// Cluster configs by name.
     pub cluster_configs: BTreeMap<String, ClusterConfig>,
     /// Peer configs by name.
@@ -125,6 +133,11 @@ impl Objects {
                     .unwrap_or_else(|| "default".into());
                 self.secrets.insert((ns, o.metadata.name.clone()), o);
             }
+            Object::EndpointSlice(o) => {
+                let ns = o.metadata.namespace.as_deref().unwrap_or("default");
+                let key = (ns.into(), o.metadata.name.clone());
+                self.endpoint_slices.insert(key, o);
+            }
             Object::ClusterConfig(o) => {
                 self.cluster_configs.insert(o.metadata.name.clone(), o);
             }
@@ -139,8 +152,25 @@ impl Objects {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use alloc::string::ToString;
+
+    /// Every document of `yaml`, as the agent's config directory reads them.
+    pub(crate) fn parse(yaml: &str) -> Result<Objects, String> {
+        let mut objects = Objects::default();
+        for doc in serde_norway::Deserializer::from_str(yaml) {
+            let value = serde_norway::Value::deserialize(doc).map_err(|e| e.to_string())?;
+            let meta = TypeMeta::deserialize(&value).map_err(|e| e.to_string())?;
+            let kind = Kind::of(&meta).ok_or("unknown kind")?;
+            let mut track = serde_path_to_error::Track::new();
+            let object = kind
+                .deserialize(serde_path_to_error::Deserializer::new(&value, &mut track))
+                .map_err(|e| alloc::format!("{}: {e}", track.path()))?;
+            objects.insert(object);
+        }
+        Ok(objects)
+    }
 
     fn meta(api_version: &str, kind: &str) -> TypeMeta {
         TypeMeta {
@@ -162,6 +192,11 @@ mod tests {
             Some(Kind::ClusterConfig)
         );
         assert_eq!(Kind::of(&meta("v1", "ConfigMap")), None);
+        assert_eq!(
+            Kind::of(&meta("discovery.k8s.io/v1", "EndpointSlice")),
+            Some(Kind::EndpointSlice)
+        );
+        assert_eq!(Kind::of(&meta("v1", "EndpointSlice")), None);
         assert_eq!(Kind::of(&meta("cilium.io/v2", "CiliumBGPNodeConfig")), None);
     }
 }

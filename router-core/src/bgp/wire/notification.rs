@@ -285,6 +285,27 @@ impl Notification {
         Some(String::from_utf8_lossy(text).into_owned())
     }
 
+    /// The message as logs and `bgp peers` show it: `4/0 Hold Timer
+    /// Expired`, with the shutdown message when there is one.
+    pub fn describe(&self) -> String {
+        let code = self.code;
+        let name = match code {
+            ErrorCode::MessageHeader(s) => alloc::format!("Message Header Error / {s:?}"),
+            ErrorCode::Open(s) => alloc::format!("OPEN Message Error / {s:?}"),
+            ErrorCode::Update(s) => alloc::format!("UPDATE Message Error / {s:?}"),
+            ErrorCode::HoldTimerExpired => "Hold Timer Expired".into(),
+            ErrorCode::Fsm(s) => alloc::format!("Finite State Machine Error / {s:?}"),
+            ErrorCode::Cease(s) => alloc::format!("Cease / {s:?}"),
+            ErrorCode::RouteRefresh(s) => alloc::format!("ROUTE-REFRESH Message Error / {s:?}"),
+            ErrorCode::Unknown { .. } => "unknown".into(),
+        };
+        let mut text = alloc::format!("{}/{} {name}", code.code(), code.subcode());
+        if let Some(message) = self.shutdown_message() {
+            text.push_str(&alloc::format!(" ({message:?})"));
+        }
+        text
+    }
+
     /// Parse a NOTIFICATION body (the bytes after the header). Any code and
     /// subcode is accepted: a speaker never answers a NOTIFICATION.
     pub fn parse(body: &[u8]) -> Option<Notification> {
@@ -372,5 +393,13 @@ mod tests {
         assert_eq!(bad.shutdown_message(), None);
         let other = Notification::new(ErrorCode::Cease(Cease::PeerDeconfigured), vec![1, b'x']);
         assert_eq!(other.shutdown_message(), None);
+    }
+
+    #[test]
+    fn notifications_are_described_with_numbers_and_names() {
+        let n = Notification::new(ErrorCode::HoldTimerExpired, Vec::new());
+        assert_eq!(n.describe(), "4/0 Hold Timer Expired");
+        let n = Notification::cease_with_message(Cease::AdministrativeShutdown, "bye");
+        assert_eq!(n.describe(), "6/2 Cease / AdministrativeShutdown (\"bye\")");
     }
 }
