@@ -21,11 +21,11 @@ use router_core::datapath::pipeline::{self, PortConfig, Tables};
 use router_core::datapath::{self, Reason};
 use router_core::fib::{self, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, Event, Output, arp};
-use smoltcp::iface::{self, Interface, SocketSet};
+use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
-use crate::apps::bgp::Speaker;
+use crate::apps::bgp::Bgp;
 use crate::apps::{
     Apps, CurlId, CurlOptions, CurlResult, HttpClient, HttpServer, Ping, PingId, PingOptions,
     PingReport,
@@ -208,10 +208,10 @@ pub struct Host {
     device: IpDevice,
     sockets: SocketSet<'static>,
     apps: Apps,
-    bgp: Option<Speaker>,
+    bgp: Option<Bgp>,
     services: Services,
-    /// Stopped speakers whose connection resets are still to go out.
-    bgp_dying: Vec<Speaker>,
+    /// Sockets of a stopped BGP whose resets are still to go out.
+    bgp_closing: Vec<SocketHandle>,
     outbox: Vec<(PortId, Vec<u8>)>,
     now: Instant,
     next_port: u16,
@@ -311,7 +311,7 @@ impl Host {
             apps: Apps::default(),
             bgp: None,
             services: Services::new(config.seed ^ 0x5e41_1ce5),
-            bgp_dying: Vec::new(),
+            bgp_closing: Vec::new(),
             outbox: Vec::new(),
             now: Instant::ZERO,
             next_port: EPHEMERAL + (config.seed % 16384) as u16,
@@ -484,7 +484,7 @@ impl Host {
             return Some(self.now);
         }
         let stack = self.iface.poll_at(self.now, &self.sockets);
-        let bgp = self.bgp.as_ref().and_then(Speaker::poll_at);
+        let bgp = self.bgp.as_ref().and_then(Bgp::poll_at);
         [self.neighbours.poll_at(), stack, self.apps.poll_at(), bgp]
             .into_iter()
             .flatten()

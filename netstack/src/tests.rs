@@ -424,12 +424,12 @@ mod bgp {
 
     use router_core::bgp::fsm::{Config, GracefulRestartConfig, PeerAs, State};
     use router_core::bgp::rib::{PeerConfig, RibConfig};
-    use router_core::bgp::wire::PathAttributes;
     use router_core::fib::{NexthopKind, Protocol};
     use smoltcp::time::Duration;
 
+    use router_core::bgp::speaker::{Input, PeerSpec, Speaker, Transport};
+
     use super::{CLIENT, Lab, ROUTER, SERVER, net, routed, v4};
-    use crate::apps::bgp::PeerSpec;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -442,7 +442,7 @@ mod bgp {
         peer: &str,
         local: &str,
         passive: bool,
-    ) -> PeerSpec {
+    ) -> Input {
         let mut session = Config::new(local_as, PeerAs::Exact(peer_as), v4(id));
         session.passive = passive;
         session.hold_time = 9;
@@ -453,11 +453,23 @@ mod bgp {
             restart_time: 15,
             ..GracefulRestartConfig::default()
         });
-        PeerSpec {
+        Input::AddPeer(Box::new(PeerSpec {
             session,
             rib: PeerConfig::new(ip(peer), Some(v4(local))),
             import: true,
-        }
+            transport: Transport {
+                port: 179,
+                ..Transport::default()
+            },
+        }))
+    }
+
+    fn originate(prefix: &str) -> Input {
+        Input::Originate(net(prefix), Box::default())
+    }
+
+    fn speaker(lab: &Lab, host: usize) -> &Speaker {
+        lab.hosts[host].bgp().unwrap().speaker().unwrap()
     }
 
     fn start_router(lab: &mut Lab) {
@@ -466,15 +478,15 @@ mod bgp {
         let mut rib = RibConfig::new(65000, v4("10.0.1.1"));
         rib.maximum_paths = 4;
         r.bgp_start(now, rib);
-        r.bgp_add_peer(
+        r.bgp_input(
             now,
             spec(65000, 65001, "10.0.1.1", "10.0.1.10", "10.0.1.1", true),
         );
-        r.bgp_add_peer(
+        r.bgp_input(
             now,
             spec(65000, 65001, "10.0.1.1", "10.0.2.10", "10.0.2.1", true),
         );
-        r.bgp_originate(now, net("10.10.1.0/24"), PathAttributes::default());
+        r.bgp_input(now, originate("10.10.1.0/24"));
     }
 
     /// Client and server (AS 65001, active, routes not installed, as
@@ -493,18 +505,16 @@ mod bgp {
             let mut rib = RibConfig::new(65001, v4(me));
             rib.install = false;
             h.bgp_start(now, rib);
-            h.bgp_add_peer(now, spec(65001, 65000, me, router, me, false));
-            h.bgp_originate(now, net("172.16.1.1/32"), PathAttributes::default());
+            h.bgp_input(now, spec(65001, 65000, me, router, me, false));
+            h.bgp_input(now, originate("172.16.1.1/32"));
         }
-        lab.hosts[CLIENT].bgp_originate(now, net("172.20.0.0/24"), PathAttributes::default());
+        lab.hosts[CLIENT].bgp_input(now, originate("172.20.0.0/24"));
         lab.run_for(Duration::from_secs(5));
         lab
     }
 
     fn state(lab: &Lab, host: usize, peer: &str) -> State {
-        lab.hosts[host].bgp().unwrap().peers()[&ip(peer)]
-            .session()
-            .state()
+        speaker(lab, host).peers()[&ip(peer)].session().state()
     }
 
     #[test]
@@ -535,7 +545,7 @@ mod bgp {
         // The server learned the router's network, not the client's pod
         // CIDR (its AS_PATH holds the server's AS too), and does not
         // install received routes.
-        let server = lab.hosts[SERVER].bgp().unwrap().rib();
+        let server = speaker(&lab, SERVER).rib();
         assert_eq!(server.paths(net("10.10.1.0/24")).len(), 1);
         assert!(server.paths(net("172.20.0.0/24")).is_empty());
         let fib = lab.hosts[SERVER].fib();
@@ -550,20 +560,12 @@ mod bgp {
         assert!(lab.hosts[ROUTER].fib().lookup(ip("172.16.1.1")).is_none());
         lab.run_for(Duration::from_millis(100));
         assert_ne!(state(&lab, SERVER, "10.0.2.1"), State::Established);
-        let paths = lab.hosts[SERVER]
-            .bgp()
-            .unwrap()
-            .rib()
-            .paths(net("10.10.1.0/24"));
+        let paths = speaker(&lab, SERVER).rib().paths(net("10.10.1.0/24"));
         assert!(paths.len() == 1 && paths[0].stale, "kept stale: {paths:?}");
         start_router(&mut lab);
         lab.run_for(Duration::from_secs(5));
         assert_eq!(state(&lab, SERVER, "10.0.2.1"), State::Established);
-        let paths = lab.hosts[SERVER]
-            .bgp()
-            .unwrap()
-            .rib()
-            .paths(net("10.10.1.0/24"));
+        let paths = speaker(&lab, SERVER).rib().paths(net("10.10.1.0/24"));
         assert!(paths.len() == 1 && !paths[0].stale);
         assert!(lab.hosts[ROUTER].fib().lookup(ip("172.16.1.1")).is_some());
     }

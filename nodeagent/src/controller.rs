@@ -13,7 +13,7 @@ use router_core::bgp::rib::{PathInfo, PeerId};
 use router_core::bgp::wire::Family;
 use router_core::cilium::bgp::Afi;
 use router_core::cilium::desired::RouteAttributes;
-use router_core::cilium::{LocalEndpoints, Objects, desired};
+use router_core::cilium::{Objects, desired};
 use tracing::{error, info, warn};
 
 use crate::instance::{Instance, SharedInstance};
@@ -72,7 +72,7 @@ impl Controller {
 
     /// The specs `objects` ask this node to run.
     fn specs(&mut self, objects: &Objects) -> BTreeMap<PeerKey, PeerSpec> {
-        let want = desired(objects, &self.node, &LocalEndpoints::new());
+        let want = desired(objects, &self.node);
         let mut issues: BTreeSet<String> = want.issues.iter().cloned().collect();
         let router_id = self.router_id.or(want.router_id);
         let node = objects.nodes.get(&self.node);

@@ -1,24 +1,25 @@
-//! A BGP speaker on the host's own TCP: router-core's sans-IO sessions and
-//! one RIB, carried over smoltcp sockets.
+//! BGP on the host's own TCP: router-core's speakers carried over smoltcp
+//! sockets.
 //!
-//! Owns the sessions (one per configured peer, keyed by the peer's address),
-//! their sockets and timers, the listening socket on port 179 for passive
-//! peers, and the [`Rib`]. It mirrors the agent's runtime over kernel TCP:
-//! session outputs become socket connects, writes, closes, TTLs and timer
-//! deadlines; route outputs go to the RIB; the RIB's UPDATEs go back to the
-//! sessions and its FIB changes wait in [`Speaker::take_fib`] for the host,
-//! which resolves next hops and installs them. Opening connections is the
-//! host's job too (it picks the source address and the ephemeral port), so
-//! [`Speaker::take_connects`] hands over the wanted connects.
+//! A host runs either one [`Speaker`] (a router, e.g. FRR's bgpd) or a Cilium
+//! node's control plane ([`NodeBgp`], one speaker per BGP instance). Either
+//! way every decision is router-core's: this module only carries out their
+//! [`Action`]s — connects handed to the host (which picks the source address
+//! and ephemeral port), bytes written, TTLs set, connections closed, FIB
+//! changes handed to the host — and reports what the sockets see (connected,
+//! bytes, closed) and the passing of time back as [`Input`]s. Connections are
+//! keyed by instance and peer address. A listening socket on port 179 waits
+//! while any peer is passive; an incoming connection goes to the instance
+//! whose speaker [`Speaker::accepts`] it, others are refused.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use router_core::bgp::fsm::{self, Event, Session, State, Timer};
-use router_core::bgp::rib::policy::Policy;
-use router_core::bgp::rib::{self, BgpRoute, PeerConfig, PeerId, Rib, RibConfig};
-use router_core::bgp::wire::PathAttributes;
+use router_core::bgp::rib::BgpRoute;
+use router_core::bgp::speaker::{Action, Input, Speaker};
+use router_core::cilium::Objects;
+use router_core::cilium::node::{InstanceAction, NodeBgp};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
@@ -27,252 +28,210 @@ use smoltcp::time::Instant;
 pub const BGP_PORT: u16 = 179;
 /// Socket buffer size in each direction.
 const BUFFER: usize = 65536;
+/// The instance name of a router's single speaker.
+pub const ROUTER_INSTANCE: &str = "default";
 
-/// A peer to run a session with.
-#[derive(Clone, Debug)]
-pub struct PeerSpec {
-    /// The session's settings (passive peers wait on port 179).
-    pub session: fsm::Config,
-    /// How the RIB treats the peer (address, next-hop-self address, export).
-    pub rib: PeerConfig,
-    /// Take the peer's routes into the RIB; off, they are dropped on
-    /// arrival (FRR's `ebgp-requires-policy` without an inbound policy).
-    pub import: bool,
-}
-
-/// One peer: its session, connection and timers.
+/// What runs BGP on the host.
 #[derive(Debug)]
-pub struct Peer {
-    session: Session,
-    rib_id: PeerId,
-    socket: Option<SocketHandle>,
-    established_socket: bool,
-    timers: BTreeMap<Timer, Instant>,
-    outbox: VecDeque<u8>,
-    ttl: u8,
-    import: bool,
+pub enum Control {
+    /// One speaker, configured by the host's role (a router).
+    Router(Box<Speaker>),
+    /// A Cilium node's control plane.
+    Node(NodeBgp),
 }
 
-impl Peer {
-    /// The session (state, counters, what was negotiated).
-    pub fn session(&self) -> &Session {
-        &self.session
+impl Control {
+    fn handle(&mut self, now: Instant, instance: &str, input: Input) -> Vec<InstanceAction> {
+        match self {
+            Control::Router(s) => s
+                .handle(now, input)
+                .into_iter()
+                .map(|a| (ROUTER_INSTANCE.into(), a))
+                .collect(),
+            Control::Node(n) => n.handle(now, instance, input),
+        }
     }
 
-    /// The peer's name in the RIB.
-    pub fn rib_id(&self) -> PeerId {
-        self.rib_id
+    fn poll_at(&self) -> Option<Instant> {
+        match self {
+            Control::Router(s) => s.poll_at(),
+            Control::Node(n) => n.poll_at(),
+        }
+    }
+
+    fn timers(&mut self, now: Instant) -> Vec<InstanceAction> {
+        match self {
+            Control::Router(_) => self.handle(now, ROUTER_INSTANCE, Input::Timers),
+            Control::Node(n) => n.timers(now),
+        }
+    }
+
+    fn speakers(&self) -> Vec<(&str, &Speaker)> {
+        match self {
+            Control::Router(s) => vec![(ROUTER_INSTANCE, &**s)],
+            Control::Node(n) => n.speakers().collect(),
+        }
+    }
+
+    /// The instance that takes a connection from `peer`.
+    fn accepting(&self, peer: IpAddr) -> Option<String> {
+        self.speakers()
+            .into_iter()
+            .find(|(_, s)| s.accepts(peer))
+            .map(|(name, _)| name.to_string())
     }
 }
 
-/// A connection the speaker wants opened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A connection the host is asked to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connect {
-    /// The peer's address (port 179).
+    /// The instance.
+    pub instance: String,
+    /// The peer's address.
     pub peer: IpAddr,
+    /// The peer's port.
+    pub port: u16,
     /// IP TTL of the connection's packets.
     pub ttl: u8,
+    /// The local address to use, when the speaker names one.
+    pub bind: Option<IpAddr>,
 }
 
-/// A BGP speaker: sessions, sockets, timers and the RIB.
+/// One connection's socket and what waits to be written to it.
+#[derive(Debug, Default)]
+struct Conn {
+    socket: Option<SocketHandle>,
+    established: bool,
+    outbox: VecDeque<u8>,
+}
+
+type Key = (String, IpAddr);
+
+/// BGP on a host: the control plane and its sockets.
 #[derive(Debug)]
-pub struct Speaker {
-    rib: Rib,
-    peers: BTreeMap<IpAddr, Peer>,
+pub struct Bgp {
+    control: Control,
+    conns: BTreeMap<Key, Conn>,
     listener: Option<SocketHandle>,
     /// Sockets aborted but not yet closed (their RST is still to go out).
     closing: Vec<SocketHandle>,
     connects: Vec<Connect>,
     fib: Vec<(IpNet, Option<BgpRoute>)>,
-    /// When each prefix's FIB route last changed.
-    fib_since: BTreeMap<IpNet, Instant>,
-    /// Counts changes to the Loc-RIB (FRR's table version).
-    version: u64,
-    /// Session outputs not yet carried out, per peer.
-    queue: VecDeque<(IpAddr, fsm::Output)>,
     now: Instant,
 }
 
-impl Speaker {
-    /// A speaker with no peers.
-    pub fn new(config: RibConfig) -> Speaker {
-        Speaker {
-            rib: Rib::new(config),
-            peers: BTreeMap::new(),
+impl Bgp {
+    /// BGP run by `control`, no connections yet.
+    pub fn new(control: Control) -> Bgp {
+        Bgp {
+            control,
+            conns: BTreeMap::new(),
             listener: None,
             closing: Vec::new(),
             connects: Vec::new(),
             fib: Vec::new(),
-            fib_since: BTreeMap::new(),
-            version: 0,
-            queue: VecDeque::new(),
             now: Instant::ZERO,
         }
     }
 
-    /// The RIB.
-    pub fn rib(&self) -> &Rib {
-        &self.rib
+    /// What runs BGP.
+    pub fn control(&self) -> &Control {
+        &self.control
     }
 
-    /// The table version: how many times the Loc-RIB changed.
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// When the FIB route of `prefix` last changed, if it has one.
-    pub fn fib_since(&self, prefix: IpNet) -> Option<Instant> {
-        self.fib_since.get(&prefix).copied()
-    }
-
-    /// The peers by address.
-    pub fn peers(&self) -> &BTreeMap<IpAddr, Peer> {
-        &self.peers
-    }
-
-    /// The peer whose RIB name is `id`.
-    pub fn peer_by_id(&self, id: PeerId) -> Option<(IpAddr, &Peer)> {
-        self.peers
-            .iter()
-            .find(|(_, p)| p.rib_id == id)
-            .map(|(a, p)| (*a, p))
-    }
-
-    /// Add a peer and start its session (replacing one at the same address).
-    pub fn add_peer(&mut self, now: Instant, sockets: &mut SocketSet<'static>, spec: PeerSpec) {
-        let address = spec.rib.address;
-        self.remove_peer(now, sockets, address);
-        let ttl = spec.session.ttl;
-        let peer = Peer {
-            session: Session::new(spec.session),
-            rib_id: self.rib.add_peer(spec.rib),
-            socket: None,
-            established_socket: false,
-            timers: BTreeMap::new(),
-            outbox: VecDeque::new(),
-            ttl,
-            import: spec.import,
-        };
-        self.peers.insert(address, peer);
-        self.event(now, sockets, address, Event::ManualStart);
-    }
-
-    /// Stop the peer's session (Cease) and forget it and its routes.
-    pub fn remove_peer(&mut self, now: Instant, sockets: &mut SocketSet<'static>, address: IpAddr) {
-        if !self.peers.contains_key(&address) {
-            return;
-        }
-        self.event(now, sockets, address, Event::ManualStop);
-        if let Some(mut peer) = self.peers.remove(&address) {
-            Self::flush(sockets, &mut peer);
-            if let Some(h) = peer.socket.take() {
-                sockets.get_mut::<tcp::Socket>(h).close();
-                self.closing.push(h);
-            }
-            let out = self.rib.remove_peer(peer.rib_id);
-            self.rib_outputs(out);
-            self.drain(now, sockets);
+    /// The router's speaker, if the host is a router.
+    pub fn speaker(&self) -> Option<&Speaker> {
+        match &self.control {
+            Control::Router(s) => Some(s),
+            Control::Node(_) => None,
         }
     }
 
-    /// Replace the export policy of the peer at `address`, sending what
-    /// changes.
-    pub fn set_export_policy(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        address: IpAddr,
-        policy: Policy,
-    ) {
-        let Some(id) = self.peers.get(&address).map(|p| p.rib_id) else {
-            return;
-        };
-        self.now = now;
-        let out = self.rib.set_export_policy(id, policy);
-        self.rib_outputs(out);
-        self.drain(now, sockets);
+    /// The node's control plane, if the host is a Cilium node.
+    pub fn node(&self) -> Option<&NodeBgp> {
+        match &self.control {
+            Control::Node(n) => Some(n),
+            Control::Router(_) => None,
+        }
     }
 
-    /// Originate `prefix` (network statement, pod CIDR, LoadBalancer IP).
-    pub fn originate(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        prefix: IpNet,
-        attributes: PathAttributes,
-    ) {
-        self.now = now;
-        self.version += 1;
-        let out = self.rib.originate(prefix, attributes);
-        self.rib_outputs(out);
-        self.drain(now, sockets);
+    /// Feed the router's speaker (configuration: peers, routes).
+    pub fn router_input(&mut self, now: Instant, sockets: &mut SocketSet<'static>, input: Input) {
+        let actions = self.control.handle(now, ROUTER_INSTANCE, input);
+        self.carry_out(now, sockets, actions);
     }
 
-    /// Stop originating `prefix`.
-    pub fn withdraw_originated(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        prefix: IpNet,
-    ) {
-        self.now = now;
-        self.version += 1;
-        let out = self.rib.withdraw_originated(prefix);
-        self.rib_outputs(out);
-        self.drain(now, sockets);
+    /// Reconcile the node's control plane with `objects`.
+    pub fn reconcile(&mut self, now: Instant, sockets: &mut SocketSet<'static>, objects: &Objects) {
+        if let Control::Node(n) = &mut self.control {
+            let actions = n.reconcile(now, objects);
+            self.carry_out(now, sockets, actions);
+        }
     }
 
     /// Abort every connection at once, as when the process dies: the peers
-    /// see a reset, no NOTIFICATION. The speaker is not usable afterwards
-    /// except to let the resets go out ([`Speaker::poll`]).
-    pub fn abort(&mut self, sockets: &mut SocketSet<'static>) {
-        for peer in self.peers.values_mut() {
-            if let Some(h) = peer.socket.take() {
-                sockets.get_mut::<tcp::Socket>(h).abort();
-                self.closing.push(h);
-            }
-            peer.timers.clear();
-        }
-        if let Some(h) = self.listener.take() {
+    /// see a reset, no NOTIFICATION. Returns the sockets whose resets are
+    /// still to go out (remove each once closed).
+    pub fn abort(mut self, sockets: &mut SocketSet<'static>) -> Vec<SocketHandle> {
+        let handles = self.conns.values_mut().filter_map(|c| c.socket.take());
+        for h in handles.chain(self.listener.take()) {
             sockets.get_mut::<tcp::Socket>(h).abort();
             self.closing.push(h);
         }
-        self.peers.clear();
+        self.closing
     }
 
-    /// Whether nothing is left to do: no peers, no listener, no socket
-    /// still closing.
-    pub fn is_idle(&self) -> bool {
-        self.peers.is_empty() && self.listener.is_none() && self.closing.is_empty()
+    /// The prefixes whose BGP routes are in the FIB now.
+    pub fn installed(&self) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .control
+            .speakers()
+            .iter()
+            .flat_map(|(_, s)| {
+                s.rib()
+                    .loc_rib()
+                    .map(|(p, _)| p)
+                    .filter(|p| s.rib().route(*p).is_some())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Connections to open: the host opens each and reports it with
-    /// [`Speaker::connecting`].
+    /// [`Bgp::connecting`].
     pub fn take_connects(&mut self) -> Vec<Connect> {
         std::mem::take(&mut self.connects)
     }
 
-    /// The host opened the socket `handle` towards `peer` (or could not:
+    /// The host opened the socket `handle` for `connect` (or could not:
     /// `None`).
     pub fn connecting(
         &mut self,
         now: Instant,
         sockets: &mut SocketSet<'static>,
-        peer: IpAddr,
+        connect: &Connect,
         handle: Option<SocketHandle>,
     ) {
+        let key = (connect.instance.clone(), connect.peer);
         match handle {
-            Some(h) => match self.peers.get_mut(&peer) {
-                Some(p) if p.socket.is_none() => {
-                    p.socket = Some(h);
-                    p.established_socket = false;
+            Some(h) => match self.conns.get_mut(&key) {
+                Some(c) if c.socket.is_none() => {
+                    c.socket = Some(h);
+                    c.established = false;
                 }
                 _ => {
                     sockets.get_mut::<tcp::Socket>(h).abort();
                     self.closing.push(h);
                 }
             },
-            None => self.event(now, sockets, peer, Event::ConnectionFailed),
+            None => self.input(
+                now,
+                sockets,
+                &connect.instance,
+                Input::ConnectionFailed(connect.peer),
+            ),
         }
     }
 
@@ -282,7 +241,7 @@ impl Speaker {
         std::mem::take(&mut self.fib)
     }
 
-    /// A fresh TCP socket with the speaker's buffers.
+    /// A fresh TCP socket with BGP's buffers.
     pub fn socket() -> tcp::Socket<'static> {
         tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; BUFFER]),
@@ -303,55 +262,62 @@ impl Speaker {
             !closed
         });
         acted |= self.accept(sockets);
-        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
-        for address in addresses {
-            acted |= self.poll_peer(now, sockets, address);
+        if self.control.poll_at().is_some_and(|at| at <= now) {
+            let actions = self.control.timers(now);
+            self.carry_out(now, sockets, actions);
+            acted = true;
+        }
+        let keys: Vec<Key> = self.conns.keys().cloned().collect();
+        for key in keys {
+            acted |= self.poll_conn(now, sockets, &key);
         }
         acted
     }
 
-    /// When the speaker next needs a poll: now if bytes wait to be
-    /// written or connections to be opened, else the earliest timer.
+    /// When BGP next needs a poll: now if bytes wait to be written,
+    /// connections to be opened or routes to be installed, else the
+    /// earliest timer.
     pub fn poll_at(&self) -> Option<Instant> {
         let busy = !self.connects.is_empty()
             || !self.fib.is_empty()
             || self
-                .peers
+                .conns
                 .values()
-                .any(|p| p.socket.is_some() && p.established_socket && !p.outbox.is_empty());
+                .any(|c| c.socket.is_some() && c.established && !c.outbox.is_empty());
         if busy {
             return Some(self.now);
         }
-        self.peers
-            .values()
-            .flat_map(|p| p.timers.values())
-            .min()
-            .copied()
+        self.control.poll_at()
+    }
+
+    fn input(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        instance: &str,
+        input: Input,
+    ) {
+        let actions = self.control.handle(now, instance, input);
+        self.carry_out(now, sockets, actions);
     }
 
     /// Keep a socket listening on 179 while any peer is passive; hand an
-    /// incoming connection to its peer's session, refuse unknown sources.
+    /// incoming connection to the instance that takes it, refuse others.
     fn accept(&mut self, sockets: &mut SocketSet<'static>) -> bool {
-        let passive = self.peers.values().any(|p| p.session.config().passive);
+        let passive = self.control.speakers().iter().any(|(_, s)| s.listens());
         let mut acted = false;
         if let Some(h) = self.listener {
             let socket = sockets.get_mut::<tcp::Socket>(h);
             if !socket.is_listening() {
                 self.listener = None;
                 let remote = socket.remote_endpoint().map(|e| IpAddr::from(e.addr));
-                let wanted = remote.filter(|r| {
-                    self.peers.get(r).is_some_and(|p| {
-                        p.socket.is_none()
-                            && matches!(p.session.state(), State::Active | State::Connect)
-                    })
-                });
-                match wanted {
-                    Some(r) => {
-                        let ttl = self.peers[&r].ttl;
-                        socket.set_hop_limit(Some(ttl));
-                        let p = self.peers.get_mut(&r).expect("checked above");
-                        p.socket = Some(h);
-                        p.established_socket = false;
+                let taker = remote.and_then(|r| self.control.accepting(r).map(|i| (i, r)));
+                match taker {
+                    Some(key) => {
+                        let conn = self.conns.entry(key).or_default();
+                        conn.socket = Some(h);
+                        conn.established = false;
+                        conn.outbox.clear();
                     }
                     None => {
                         socket.abort();
@@ -372,41 +338,20 @@ impl Speaker {
         acted
     }
 
-    fn poll_peer(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        address: IpAddr,
-    ) -> bool {
-        let mut acted = false;
-        let due: Vec<Timer> = self.peers[&address]
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(t, _)| *t)
-            .collect();
-        for timer in due {
-            if let Some(p) = self.peers.get_mut(&address) {
-                p.timers.remove(&timer);
-            }
-            self.event(now, sockets, address, Event::TimerExpired(timer));
-            acted = true;
-        }
-        let Some(h) = self.peers.get(&address).and_then(|p| p.socket) else {
-            return acted;
+    fn poll_conn(&mut self, now: Instant, sockets: &mut SocketSet<'static>, key: &Key) -> bool {
+        let (instance, peer) = (key.0.as_str(), key.1);
+        let Some(h) = self.conns.get(key).and_then(|c| c.socket) else {
+            return false;
         };
+        let mut acted = false;
         let socket = sockets.get_mut::<tcp::Socket>(h);
-        let state = socket.state();
-        let was_up = self.peers[&address].established_socket;
-        if !was_up && state == tcp::State::Established {
-            self.peers
-                .get_mut(&address)
-                .expect("present")
-                .established_socket = true;
-            self.event(now, sockets, address, Event::Connected);
+        if !self.conns[key].established && socket.state() == tcp::State::Established {
+            let local = socket.local_endpoint().map(|e| IpAddr::from(e.addr));
+            self.conns.get_mut(key).expect("present").established = true;
+            self.input(now, sockets, instance, Input::Connected { peer, local });
             acted = true;
         }
-        let Some(h) = self.peers.get(&address).and_then(|p| p.socket) else {
+        let Some(h) = self.conns.get(key).and_then(|c| c.socket) else {
             return acted;
         };
         let socket = sockets.get_mut::<tcp::Socket>(h);
@@ -423,131 +368,92 @@ impl Speaker {
             _ => false,
         };
         if !received.is_empty() {
-            self.event(now, sockets, address, Event::Received(received));
+            self.input(now, sockets, instance, Input::Received(peer, received));
             acted = true;
         }
-        if let Some(peer) = self.peers.get_mut(&address) {
-            acted |= Self::flush(sockets, peer);
+        if let Some(conn) = self.conns.get_mut(key) {
+            acted |= flush(sockets, conn);
         }
-        if gone && self.peers.get(&address).and_then(|p| p.socket) == Some(h) {
-            let p = self.peers.get_mut(&address).expect("present");
-            p.socket = None;
+        if gone && self.conns.get(key).and_then(|c| c.socket) == Some(h) {
+            let conn = self.conns.get_mut(key).expect("present");
+            conn.socket = None;
+            conn.established = false;
             sockets.get_mut::<tcp::Socket>(h).abort();
             self.closing.push(h);
-            self.event(now, sockets, address, Event::ConnectionFailed);
+            self.input(now, sockets, instance, Input::ConnectionFailed(peer));
             acted = true;
         }
         acted
     }
 
-    /// Write what fits of the peer's pending bytes.
-    fn flush(sockets: &mut SocketSet<'static>, peer: &mut Peer) -> bool {
-        match peer.socket {
-            Some(h) => write_out(sockets.get_mut::<tcp::Socket>(h), &mut peer.outbox) > 0,
-            None => false,
-        }
-    }
-
-    /// Hand `event` to the peer's session and carry out everything it
-    /// leads to.
-    fn event(
+    fn carry_out(
         &mut self,
         now: Instant,
         sockets: &mut SocketSet<'static>,
-        address: IpAddr,
-        event: Event,
+        actions: Vec<InstanceAction>,
     ) {
         self.now = now;
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        for o in peer.session.handle(now, event) {
-            self.queue.push_back((address, o));
-        }
-        self.drain(now, sockets);
-    }
-
-    fn drain(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
-        self.now = now;
-        while let Some((address, output)) = self.queue.pop_front() {
-            self.output(sockets, address, output);
-        }
-    }
-
-    fn output(&mut self, sockets: &mut SocketSet<'static>, address: IpAddr, output: fsm::Output) {
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        match &output {
-            fsm::Output::Connect { ttl } => {
-                peer.ttl = *ttl;
-                if let Some(h) = peer.socket.take() {
-                    sockets.get_mut::<tcp::Socket>(h).abort();
-                    self.closing.push(h);
+        for (instance, action) in actions {
+            match action {
+                Action::Connect {
+                    peer,
+                    port,
+                    ttl,
+                    bind,
+                    md5_key: _,
+                } => {
+                    let conn = self.conns.entry((instance.clone(), peer)).or_default();
+                    if let Some(h) = conn.socket.take() {
+                        sockets.get_mut::<tcp::Socket>(h).abort();
+                        self.closing.push(h);
+                    }
+                    conn.established = false;
+                    conn.outbox.clear();
+                    self.connects.push(Connect {
+                        instance,
+                        peer,
+                        port,
+                        ttl,
+                        bind,
+                    });
                 }
-                peer.outbox.clear();
-                self.connects.push(Connect {
-                    peer: address,
-                    ttl: *ttl,
-                });
-            }
-            fsm::Output::SetTtl(ttl) => {
-                peer.ttl = *ttl;
-                if let Some(h) = peer.socket {
-                    sockets.get_mut::<tcp::Socket>(h).set_hop_limit(Some(*ttl));
-                }
-            }
-            fsm::Output::Close => {
-                if let Some(h) = peer.socket.take() {
-                    // What the session sent last (a NOTIFICATION) goes out
-                    // before the FIN.
-                    let socket = sockets.get_mut::<tcp::Socket>(h);
-                    write_out(socket, &mut peer.outbox);
-                    peer.outbox.clear();
-                    socket.close();
-                    self.closing.push(h);
-                }
-                peer.established_socket = false;
-            }
-            fsm::Output::Send(bytes) => peer.outbox.extend(bytes.iter()),
-            fsm::Output::ArmTimer { timer, at } => {
-                peer.timers.insert(*timer, *at);
-            }
-            fsm::Output::CancelTimer(timer) => {
-                peer.timers.remove(timer);
-            }
-            fsm::Output::Announce { .. } if !peer.import => {}
-            _ => {
-                let id = peer.rib_id;
-                let out = self.rib.apply(id, &output);
-                self.rib_outputs(out);
-            }
-        }
-    }
-
-    fn rib_outputs(&mut self, outputs: Vec<rib::Output>) {
-        for o in outputs {
-            match o {
-                rib::Output::Fib { prefix, route } => {
-                    self.version += 1;
-                    match route {
-                        Some(_) => self.fib_since.insert(prefix, self.now),
-                        None => self.fib_since.remove(&prefix),
-                    };
-                    self.fib.push((prefix, route));
-                }
-                rib::Output::Send { peer, update } => {
-                    let Some((address, p)) = self.peers.iter_mut().find(|(_, p)| p.rib_id == peer)
-                    else {
-                        continue;
-                    };
-                    let address = *address;
-                    for o in p.session.handle(self.now, Event::SendUpdate(update)) {
-                        self.queue.push_back((address, o));
+                Action::SetTtl { peer, ttl } => {
+                    if let Some(h) = self.conns.get(&(instance, peer)).and_then(|c| c.socket) {
+                        sockets.get_mut::<tcp::Socket>(h).set_hop_limit(Some(ttl));
                     }
                 }
+                Action::Send { peer, bytes } => {
+                    let conn = self.conns.entry((instance, peer)).or_default();
+                    conn.outbox.extend(bytes.iter());
+                }
+                Action::Close { peer } => {
+                    if let Some(conn) = self.conns.get_mut(&(instance, peer)) {
+                        if let Some(h) = conn.socket.take() {
+                            // What the session sent last (a NOTIFICATION)
+                            // goes out before the FIN.
+                            let socket = sockets.get_mut::<tcp::Socket>(h);
+                            write_out(socket, &mut conn.outbox);
+                            socket.close();
+                            self.closing.push(h);
+                        }
+                        conn.outbox.clear();
+                        conn.established = false;
+                    }
+                }
+                Action::Fib { prefix, route } => self.fib.push((prefix, route)),
+                Action::Report { .. } => {}
             }
         }
+    }
+}
+
+/// Write what fits of the connection's pending bytes.
+fn flush(sockets: &mut SocketSet<'static>, conn: &mut Conn) -> bool {
+    match conn.socket {
+        Some(h) if conn.established => {
+            write_out(sockets.get_mut::<tcp::Socket>(h), &mut conn.outbox) > 0
+        }
+        _ => false,
     }
 }
 

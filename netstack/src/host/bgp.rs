@@ -1,127 +1,112 @@
-//! The host's side of its BGP speaker ([`crate::apps::bgp`]): opening the
-//! connections the sessions ask for (source address, ephemeral port, TTL)
-//! and installing the RIB's routes in the FIB, each next hop on the port
-//! that reaches it; eBGP routes at distance 20 (and metric 20, as zebra
-//! installs them in the kernel: `proto bgp metric 20`), several next hops
-//! as one ECMP group.
+//! The host's side of BGP ([`crate::apps::bgp`]): starting and stopping
+//! what runs it (a router's speaker or a Cilium node's control plane),
+//! opening the connections it asks for (source address, ephemeral port,
+//! TTL) and installing its routes in the FIB, each next hop on the port that
+//! reaches it; eBGP routes at distance 20 (and metric 20, as zebra installs
+//! them in the kernel: `proto bgp metric 20`), several next hops as one ECMP
+//! group.
 
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use router_core::PortId;
-use router_core::bgp::rib::policy::Policy;
 use router_core::bgp::rib::{BgpRoute, RibConfig};
-use router_core::bgp::wire::PathAttributes;
+use router_core::bgp::speaker::{Input, Speaker};
+use router_core::cilium::Objects;
+use router_core::cilium::node::{NodeBgp, NodeOptions};
 use router_core::fib::{NexthopKind, Protocol};
+use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 
 use super::Host;
-use crate::apps::bgp::{BGP_PORT, PeerSpec, Speaker};
+use crate::apps::bgp::{Bgp, Control};
 
 impl Host {
-    /// Run a BGP speaker with `config` on this host, replacing any running
-    /// one as a restarted process would: its connections are reset and its
-    /// routes leave the FIB.
+    /// Run a router's BGP speaker with `config`, replacing whatever ran
+    /// BGP as a restarted process would: connections reset, routes leave
+    /// the FIB.
     pub fn bgp_start(&mut self, now: Instant, config: RibConfig) {
         self.bgp_stop(now);
-        self.bgp = Some(Speaker::new(config));
+        self.bgp = Some(Bgp::new(Control::Router(Box::new(Speaker::new(config)))));
     }
 
-    /// Stop the speaker at once, as if the process died: connections reset,
-    /// BGP routes leave the FIB.
+    /// Run a Cilium node's BGP control plane, replacing whatever ran BGP.
+    pub fn bgp_start_node(&mut self, now: Instant, options: NodeOptions) {
+        self.bgp_stop(now);
+        self.bgp = Some(Bgp::new(Control::Node(NodeBgp::new(options))));
+    }
+
+    /// Stop BGP at once, as if the process died: connections reset, BGP
+    /// routes leave the FIB.
     pub fn bgp_stop(&mut self, now: Instant) {
         self.advance(now);
-        if let Some(mut speaker) = self.bgp.take() {
-            let installed: Vec<IpNet> = speaker
-                .rib()
-                .loc_rib()
-                .map(|(p, _)| p)
-                .filter(|p| speaker.rib().route(*p).is_some())
-                .collect();
-            speaker.abort(&mut self.sockets);
+        if let Some(bgp) = self.bgp.take() {
+            let installed = bgp.installed();
+            self.bgp_closing.extend(bgp.abort(&mut self.sockets));
             for prefix in installed {
                 self.install_bgp(prefix, None);
             }
-            self.bgp_dying.push(speaker);
         }
     }
 
-    /// The BGP speaker, if one runs.
-    pub fn bgp(&self) -> Option<&Speaker> {
+    /// BGP on this host, if it runs.
+    pub fn bgp(&self) -> Option<&Bgp> {
         self.bgp.as_ref()
     }
 
-    /// Add a BGP peer (no-op without a speaker).
-    pub fn bgp_add_peer(&mut self, now: Instant, spec: PeerSpec) {
+    /// Feed the router's speaker a configuration input (a peer, a route,
+    /// an export policy); no-op unless a router speaker runs.
+    pub fn bgp_input(&mut self, now: Instant, input: Input) {
         self.advance(now);
-        if let Some(s) = self.bgp.as_mut() {
-            s.add_peer(now, &mut self.sockets, spec);
+        if let Some(b) = self.bgp.as_mut() {
+            b.router_input(now, &mut self.sockets, input);
         }
     }
 
-    /// Remove the BGP peer at `address` (Cease, then its routes go).
-    pub fn bgp_remove_peer(&mut self, now: Instant, address: IpAddr) {
+    /// Bring the node's BGP control plane in line with `objects`.
+    pub fn bgp_reconcile(&mut self, now: Instant, objects: &Objects) {
         self.advance(now);
-        if let Some(s) = self.bgp.as_mut() {
-            s.remove_peer(now, &mut self.sockets, address);
+        if let Some(b) = self.bgp.as_mut() {
+            b.reconcile(now, &mut self.sockets, objects);
         }
     }
 
-    /// Replace the export policy towards the BGP peer at `address`.
-    pub fn bgp_set_export_policy(&mut self, now: Instant, address: IpAddr, policy: Policy) {
-        self.advance(now);
-        if let Some(s) = self.bgp.as_mut() {
-            s.set_export_policy(now, &mut self.sockets, address, policy);
-        }
-    }
-
-    /// Originate `prefix` in BGP.
-    pub fn bgp_originate(&mut self, now: Instant, prefix: IpNet, attributes: PathAttributes) {
-        self.advance(now);
-        if let Some(s) = self.bgp.as_mut() {
-            s.originate(now, &mut self.sockets, prefix, attributes);
-        }
-    }
-
-    /// Stop originating `prefix` in BGP.
-    pub fn bgp_withdraw(&mut self, now: Instant, prefix: IpNet) {
-        self.advance(now);
-        if let Some(s) = self.bgp.as_mut() {
-            s.withdraw_originated(now, &mut self.sockets, prefix);
-        }
-    }
-
-    /// One round of the speaker: sessions, connects, FIB changes. Returns
+    /// One round of BGP: sockets, timers, connects, FIB changes. Returns
     /// whether anything happened.
     pub(super) fn poll_bgp(&mut self, now: Instant) -> bool {
-        let mut acted = false;
-        for dying in &mut self.bgp_dying {
-            acted |= dying.poll(now, &mut self.sockets);
-        }
-        self.bgp_dying.retain(|s| !s.is_idle());
-        let Some(mut speaker) = self.bgp.take() else {
+        let before = self.bgp_closing.len();
+        let sockets = &mut self.sockets;
+        self.bgp_closing.retain(|&h| {
+            let closed = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+            if closed {
+                sockets.remove(h);
+            }
+            !closed
+        });
+        let mut acted = self.bgp_closing.len() != before;
+        let Some(mut bgp) = self.bgp.take() else {
             return acted;
         };
-        acted |= speaker.poll(now, &mut self.sockets);
-        for connect in speaker.take_connects() {
-            let peer = SocketAddr::new(connect.peer, BGP_PORT);
-            let src = self.source_address(connect.peer);
+        acted |= bgp.poll(now, &mut self.sockets);
+        for connect in bgp.take_connects() {
+            let peer = SocketAddr::new(connect.peer, connect.port);
+            let src = connect.bind.or_else(|| self.source_address(connect.peer));
             let handle = src.and_then(|src| {
                 let local = SocketAddr::new(src, self.ephemeral_port());
-                let mut socket = Speaker::socket();
+                let mut socket = Bgp::socket();
                 socket.set_hop_limit(Some(connect.ttl));
                 let cx = self.iface.context();
                 socket.connect(cx, peer, local).ok()?;
                 Some(self.sockets.add(socket))
             });
-            speaker.connecting(now, &mut self.sockets, connect.peer, handle);
+            bgp.connecting(now, &mut self.sockets, &connect, handle);
             acted = true;
         }
-        for (prefix, route) in speaker.take_fib() {
+        for (prefix, route) in bgp.take_fib() {
             self.install_bgp(prefix, route.as_ref());
             acted = true;
         }
-        self.bgp = Some(speaker);
+        self.bgp = Some(bgp);
         acted
     }
 

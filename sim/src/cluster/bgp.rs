@@ -1,60 +1,34 @@
-//! Cilium's BGP control plane on the Kubernetes nodes, as the agent runs it:
-//! the BGP objects applied (`CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
-//! `CiliumBGPAdvertisement`) and the cluster's nodes and services go through
-//! router-core's [`desired`] for each node, and the node's BGP speaker
-//! (router-core's sessions and RIB over the host's smoltcp TCP) is brought
-//! in line: instance, peers (a changed peer restarts its session), the
-//! prefixes each peer may receive (an export policy per peer, as Cilium's
-//! per-advertisement export policies) and the originated prefixes.
+//! Cilium's BGP control plane on the Kubernetes nodes: each k8s-node host
+//! runs router-core's [`NodeBgp`] (through netstack's BGP on the host's
+//! smoltcp TCP), and this module only translates the cluster into the
+//! objects it reads — the BGP objects applied (`CiliumBGPClusterConfig`,
+//! `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`), and the cluster's
+//! Nodes, Services (with LB-IPAM's ingress addresses) and EndpointSlices
+//! (from the pods the services select) — and collects the status the nodes
+//! report for `bgp peers` / `bgp routes`. Every decision (instances, peers,
+//! restarts, what each peer is sent, traffic policies) is router-core's.
 //!
-//! Received routes are not installed in the node's FIB, as Cilium does;
-//! a k8s-node's `import-bgp-routes: true` in the topology installs them.
-//! The `bgp peers` / `bgp routes` tables are router-core's
-//! [`router_core::cilium::table`], filled from the speakers. Ages of
-//! advertised and received routes count from their session's
-//! establishment: the RIB keeps no per-path time.
+//! Received routes are not installed in the node's FIB, as Cilium does; a
+//! k8s-node's `import-bgp-routes: true` in the topology installs them.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use nexthop_netstack::apps::bgp::PeerSpec;
-use router_core::bgp::fsm::{Config, State};
-use router_core::bgp::rib::{PeerConfig, RibConfig};
-use router_core::cilium::bgp::Afi;
-use router_core::cilium::desired::RouteAttributes;
-use router_core::cilium::export::{export_policy, originated_attributes};
 use router_core::cilium::kube::{
-    LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeSpec, NodeStatus, Service,
-    ServiceSpec, ServiceStatus,
+    Endpoint, EndpointConditions, EndpointSlice, LoadBalancerIngress, LoadBalancerStatus, Node,
+    NodeAddress, NodeSpec, NodeStatus, SERVICE_NAME_LABEL, Service, ServiceSpec, ServiceStatus,
 };
 use router_core::cilium::meta::ObjectMeta;
-use router_core::cilium::status::{
-    FamilyStatus, MessageCounts, PeerStatus, RouteStatus, Table, render_attributes,
-};
-use router_core::cilium::{DesiredPeer, LocalEndpoints, Object, Objects, desired, session};
-use smoltcp::time::Instant;
+use router_core::cilium::node::NodeOptions;
+use router_core::cilium::status::{PeerStatus, RouteStatus, Table};
+use router_core::cilium::{Object, Objects};
 
 use super::Cluster;
 
-/// The BGP objects applied and what each node runs.
+/// The BGP objects applied.
 #[derive(Debug, Default)]
 pub struct ControlPlane {
     objects: Objects,
-    nodes: BTreeMap<String, Running>,
-}
-
-/// What one node's speaker runs.
-#[derive(Debug, Clone)]
-struct Running {
-    local_asn: u32,
-    router_id: Ipv4Addr,
-    /// Peers by address, with their settings (routes left out).
-    peers: BTreeMap<IpAddr, DesiredPeer>,
-    /// The prefixes each peer may receive.
-    exports: BTreeMap<IpAddr, BTreeSet<IpNet>>,
-    /// Originated prefixes, their attributes and since when.
-    originated: BTreeMap<IpNet, (RouteAttributes, Instant)>,
 }
 
 impl ControlPlane {
@@ -70,34 +44,13 @@ impl ControlPlane {
             Object::ClusterConfig(c) => drop(o.cluster_configs.remove(&c.metadata.name)),
             Object::PeerConfig(c) => drop(o.peer_configs.remove(&c.metadata.name)),
             Object::Advertisement(c) => drop(o.advertisements.remove(&c.metadata.name)),
-            Object::Node(_) | Object::Service(_) | Object::Secret(_) | Object::CiliumNode(_) => {}
+            Object::Node(_)
+            | Object::Service(_)
+            | Object::Secret(_)
+            | Object::CiliumNode(_)
+            | Object::EndpointSlice(_) => {}
         }
     }
-}
-
-/// The session settings the agent derives from a desired peer (MD5 is not simulated).
-fn session_config(
-    node: &str,
-    local_asn: u32,
-    router_id: Ipv4Addr,
-    peer: &DesiredPeer,
-) -> Result<Config, String> {
-    if peer.password.is_some() {
-        return Err(format!(
-            "peer {} ({}): TCP MD5 (authSecretRef) is not simulated",
-            peer.name, peer.address
-        ));
-    }
-    let seed = session::seed(&format!("{node}/{}", peer.name));
-    peer.session_config(local_asn, router_id, false, seed)
-}
-
-fn without_routes(peer: &DesiredPeer) -> DesiredPeer {
-    let mut p = peer.clone();
-    for f in &mut p.families {
-        f.routes.clear();
-    }
-    p
 }
 
 impl Cluster {
@@ -111,9 +64,10 @@ impl Cluster {
         self.reconcile_bgp()
     }
 
-    /// The objects `desired` reads: the BGP objects plus the cluster's
-    /// nodes (labels, InternalIP, pod CIDR) and services (labels, type,
-    /// traffic policy, LB-IPAM's ingress addresses).
+    /// The objects the nodes' control planes read: the BGP objects plus the
+    /// cluster's nodes (labels, InternalIP, pod CIDR), services (labels,
+    /// type, traffic policy, LB-IPAM's ingress addresses) and one
+    /// EndpointSlice per service (its pods, each with its node).
     fn bgp_objects(&self) -> Objects {
         let mut objects = self.bgp.objects.clone();
         for n in self.workloads.nodes() {
@@ -143,6 +97,11 @@ impl Cluster {
                 .into_iter()
                 .map(|ip| LoadBalancerIngress { ip: Some(ip) })
                 .collect();
+            let policy = if svc.external_local {
+                "Local"
+            } else {
+                "Cluster"
+            };
             objects.insert(Object::Service(Service {
                 metadata: ObjectMeta {
                     namespace: Some(svc.namespace.clone()),
@@ -152,36 +111,45 @@ impl Cluster {
                 spec: ServiceSpec {
                     kind: Some(svc.kind.clone()),
                     cluster_ip: Some(svc.cluster_ip.to_string()),
-                    external_traffic_policy: Some(
-                        if svc.external_local {
-                            "Local"
-                        } else {
-                            "Cluster"
-                        }
-                        .into(),
-                    ),
+                    external_traffic_policy: Some(policy.into()),
                     ..ServiceSpec::default()
                 },
                 status: ServiceStatus {
                     load_balancer: LoadBalancerStatus { ingress },
                 },
             }));
+            let endpoints = self
+                .workloads
+                .endpoints(svc)
+                .into_iter()
+                .map(|pod| Endpoint {
+                    addresses: vec![pod.ip.into()],
+                    conditions: EndpointConditions {
+                        ready: Some(true),
+                        ..EndpointConditions::default()
+                    },
+                    node_name: Some(pod.node.clone()),
+                    zone: None,
+                })
+                .collect();
+            objects.insert(Object::EndpointSlice(EndpointSlice {
+                metadata: ObjectMeta {
+                    namespace: Some(svc.namespace.clone()),
+                    labels: BTreeMap::from([(SERVICE_NAME_LABEL.into(), svc.name.clone())]),
+                    ..ObjectMeta::named(&svc.name)
+                },
+                address_type: "IPv4".into(),
+                endpoints,
+                ports: Vec::new(),
+            }));
         }
         objects
     }
 
-    /// The services with a ready endpoint on `node`.
-    fn local_endpoints(&self, node: &str) -> LocalEndpoints {
-        self.workloads
-            .services()
-            .filter(|svc| self.workloads.endpoints(svc).iter().any(|p| p.node == node))
-            .map(|svc| (svc.namespace.clone(), svc.name.clone()))
-            .collect()
-    }
-
-    /// Bring every node's speaker in line with the objects.
+    /// Bring every node's control plane in line with the objects.
     pub(super) fn reconcile_bgp(&mut self) -> Result<(), String> {
         let objects = self.bgp_objects();
+        let now = self.engine.now();
         let names: Vec<String> = self
             .workloads
             .nodes()
@@ -189,242 +157,64 @@ impl Cluster {
             .map(|n| n.name.clone())
             .collect();
         for name in names {
-            let d = desired(&objects, &name, &self.local_endpoints(&name));
-            self.reconcile_node(&name, d.router_id, d.instances.first())?;
-        }
-        Ok(())
-    }
-
-    fn reconcile_node(
-        &mut self,
-        name: &str,
-        router_id: Option<Ipv4Addr>,
-        want: Option<&router_core::cilium::DesiredInstance>,
-    ) -> Result<(), String> {
-        let now = self.engine.now();
-        let id = self.hosts[name];
-        let install = self
-            .lab
-            .topology
-            .nodes
-            .get(name)
-            .is_some_and(|n| n.import_bgp_routes);
-        let current = self.bgp.nodes.remove(name);
-        let host = &mut self.engine.node_mut(id).host;
-        let Some(instance) = want else {
-            if let Some(c) = current {
-                for addr in c.peers.keys() {
-                    host.bgp_remove_peer(now, *addr);
-                }
-                host.bgp_stop(now);
-            }
-            self.engine.wake_node(id);
-            return Ok(());
-        };
-        let router_id = router_id.ok_or_else(|| format!("node {name} has no InternalIP"))?;
-        let mut running = match current {
-            Some(c) if c.local_asn == instance.local_asn && c.router_id == router_id => c,
-            previous => {
-                if let Some(c) = previous {
-                    for addr in c.peers.keys() {
-                        host.bgp_remove_peer(now, *addr);
-                    }
-                }
-                let mut rib = RibConfig::new(instance.local_asn, router_id);
-                rib.install = install;
-                host.bgp_start(now, rib);
-                Running {
-                    local_asn: instance.local_asn,
-                    router_id,
-                    peers: BTreeMap::new(),
-                    exports: BTreeMap::new(),
-                    originated: BTreeMap::new(),
-                }
-            }
-        };
-        let wanted: BTreeMap<IpAddr, &DesiredPeer> =
-            instance.peers.iter().map(|p| (p.address, p)).collect();
-        let gone: Vec<IpAddr> = running
-            .peers
-            .keys()
-            .filter(|a| !wanted.contains_key(a))
-            .copied()
-            .collect();
-        for addr in gone {
-            host.bgp_remove_peer(now, addr);
-            running.peers.remove(&addr);
-            running.exports.remove(&addr);
-        }
-        let mut routes: BTreeMap<IpNet, RouteAttributes> = BTreeMap::new();
-        for (&addr, peer) in &wanted {
-            let prefixes: BTreeSet<IpNet> = peer
-                .families
-                .iter()
-                .flat_map(|f| f.routes.keys().copied())
-                .collect();
-            for f in &peer.families {
-                routes.extend(f.routes.iter().map(|(p, a)| (*p, a.clone())));
-            }
-            let settings = without_routes(peer);
-            if running.peers.get(&addr) != Some(&settings) {
-                let session = session_config(name, instance.local_asn, router_id, peer)?;
-                let local_v4 = match host.source_address(addr) {
-                    Some(IpAddr::V4(v4)) => Some(v4),
-                    _ => None,
-                };
-                let mut rib = PeerConfig::new(addr, local_v4);
-                rib.export = export_policy(&prefixes);
-                host.bgp_add_peer(
+            let id = self.hosts[&name];
+            let install = self
+                .lab
+                .topology
+                .nodes
+                .get(&name)
+                .is_some_and(|n| n.import_bgp_routes);
+            let host = &mut self.engine.node_mut(id).host;
+            if host.bgp().and_then(|b| b.node()).is_none() {
+                host.bgp_start_node(
                     now,
-                    PeerSpec {
-                        session,
-                        rib,
-                        import: true,
+                    NodeOptions {
+                        install,
+                        tcp_md5: false,
+                        ..NodeOptions::new(&name)
                     },
                 );
-                running.peers.insert(addr, settings);
-            } else if running.exports.get(&addr) != Some(&prefixes) {
-                host.bgp_set_export_policy(now, addr, export_policy(&prefixes));
             }
-            running.exports.insert(addr, prefixes);
-        }
-        let withdrawn: Vec<IpNet> = running
-            .originated
-            .keys()
-            .filter(|p| !routes.contains_key(p))
-            .copied()
-            .collect();
-        for prefix in withdrawn {
-            host.bgp_withdraw(now, prefix);
-            running.originated.remove(&prefix);
-        }
-        for (prefix, attrs) in routes {
-            if running.originated.get(&prefix).map(|(a, _)| a) != Some(&attrs) {
-                host.bgp_originate(now, prefix, originated_attributes(&attrs));
-                running.originated.insert(prefix, (attrs, now));
+            host.bgp_reconcile(now, &objects);
+            let node = host.bgp().and_then(|b| b.node()).expect("started above");
+            if let Some(issue) = node.issues().first() {
+                return Err(format!("node {name}: {issue}"));
             }
+            self.engine.wake_node(id);
         }
-        self.bgp.nodes.insert(name.to_string(), running);
-        self.engine.wake_node(id);
         Ok(())
     }
 
     /// `cilium bgp peers`: every node's peers, nodes in name order.
     pub fn bgp_peers(&self) -> Vec<PeerStatus> {
         let now = self.engine.now();
-        let mut out = Vec::new();
-        for (node, running) in &self.bgp.nodes {
-            let Some(speaker) = self.host(node).and_then(|h| h.host.bgp()) else {
-                continue;
-            };
-            for (addr, desired) in &running.peers {
-                let Some(peer) = speaker.peers().get(addr) else {
-                    continue;
-                };
-                let session = peer.session();
-                let rib = speaker.rib();
-                let families = desired
-                    .families
-                    .iter()
-                    .map(|f| {
-                        let v4 = f.afi == Afi::Ipv4;
-                        let count = |p: &IpNet| p.addr().is_ipv4() == v4;
-                        FamilyStatus {
-                            afi: if v4 { "ipv4" } else { "ipv6" }.into(),
-                            safi: "unicast".into(),
-                            received: rib
-                                .adj_rib_in(peer.rib_id())
-                                .filter(|(p, _)| count(p))
-                                .count(),
-                            advertised: rib
-                                .adj_rib_out(peer.rib_id())
-                                .filter(|(p, _)| count(p))
-                                .count(),
-                        }
-                    })
-                    .collect();
-                let state = session.state();
-                out.push(PeerStatus {
-                    node: node.clone(),
-                    instance: String::new(),
-                    name: desired.name.clone(),
-                    local_asn: running.local_asn,
-                    peer_asn: desired
-                        .peer_asn
-                        .or_else(|| session.negotiated().map(|n| n.peer_as)),
-                    peer_address: *addr,
-                    state: state.name().to_string(),
-                    uptime_secs: (state == State::Established)
-                        .then(|| session.uptime(now).map(|d| d.secs()))
-                        .flatten(),
-                    families,
-                    messages_received: MessageCounts::from(&session.stats().received),
-                    messages_sent: MessageCounts::from(&session.stats().sent),
-                    last_notification: None,
-                });
-            }
-        }
-        out
+        self.node_names()
+            .iter()
+            .filter_map(|n| self.host(n)?.host.bgp()?.node())
+            .flat_map(|node| node.peers(now))
+            .collect()
     }
 
     /// `cilium bgp routes TABLE ipv4 unicast`: every node's routes of the
     /// table, nodes in name order.
     pub fn bgp_routes(&self, table: Table) -> Vec<RouteStatus> {
         let now = self.engine.now();
-        let mut out = Vec::new();
-        for (node, running) in &self.bgp.nodes {
-            let Some(speaker) = self.host(node).and_then(|h| h.host.bgp()) else {
-                continue;
-            };
-            let route = |peer: Option<IpAddr>,
-                         prefix: IpNet,
-                         next_hop: IpAddr,
-                         age: u64,
-                         attrs: Vec<String>,
-                         stale: bool| RouteStatus {
-                table,
-                node: node.clone(),
-                vrouter: running.local_asn,
-                peer,
-                prefix,
-                next_hop,
-                age_secs: age,
-                attrs,
-                stale,
-            };
-            if table == Table::Available {
-                for (prefix, (attrs, since)) in &running.originated {
-                    let nh = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-                    let shown = render_attributes(&originated_attributes(attrs), nh);
-                    out.push(route(
-                        None,
-                        *prefix,
-                        nh,
-                        (now - *since).secs(),
-                        shown,
-                        false,
-                    ));
-                }
-                continue;
-            }
-            for (addr, peer) in speaker.peers() {
-                let age = peer.session().uptime(now).map_or(0, |d| d.secs());
-                let rib = speaker.rib();
-                if table == Table::Received {
-                    for (prefix, path) in rib.adj_rib_in(peer.rib_id()) {
-                        let nh = path.attrs.next_hop_addr();
-                        let shown = render_attributes(&path.attrs.attributes, nh);
-                        out.push(route(Some(*addr), prefix, nh, age, shown, path.stale));
-                    }
-                } else {
-                    for (prefix, attrs) in rib.adj_rib_out(peer.rib_id()) {
-                        let nh = attrs.next_hop_addr();
-                        let shown = render_attributes(&attrs.attributes, nh);
-                        out.push(route(Some(*addr), prefix, nh, age, shown, false));
-                    }
-                }
-            }
-        }
-        out
+        self.node_names()
+            .iter()
+            .filter_map(|n| self.host(n)?.host.bgp()?.node())
+            .flat_map(|node| node.routes(now))
+            .filter(|r| r.table == table)
+            .collect()
+    }
+
+    fn node_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .workloads
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        names.sort();
+        names
     }
 }

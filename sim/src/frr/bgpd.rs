@@ -17,10 +17,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use nexthop_netstack::Host;
-use nexthop_netstack::apps::bgp::PeerSpec;
+use nexthop_netstack::apps::bgp::BGP_PORT;
 use router_core::bgp::fsm::{Config, GracefulRestartConfig, PeerAs};
 use router_core::bgp::rib::policy::{Action, Policy};
 use router_core::bgp::rib::{PeerConfig, RibConfig};
+use router_core::bgp::speaker::{Input, PeerSpec, Transport};
 use router_core::bgp::wire::{Family as BgpFamily, PathAttributes};
 use router_core::fib::Protocol;
 use smoltcp::time::Instant;
@@ -126,13 +127,17 @@ pub fn start(
                 default: Action::Deny,
             };
         }
-        host.bgp_add_peer(
+        host.bgp_input(
             now,
-            PeerSpec {
+            Input::AddPeer(Box::new(PeerSpec {
                 session,
                 rib: peer,
                 import: !blocked,
-            },
+                transport: Transport {
+                    port: BGP_PORT,
+                    ..Transport::default()
+                },
+            })),
         );
     }
     for (_, prefix) in &bgp.networks {
@@ -144,7 +149,7 @@ pub fn start(
                 med: Some(0),
                 ..PathAttributes::default()
             };
-            host.bgp_originate(now, *prefix, attributes);
+            host.bgp_input(now, Input::Originate(*prefix, Box::new(attributes)));
         }
     }
     Ok(())

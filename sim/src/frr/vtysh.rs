@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use nexthop_netstack::Host;
-use nexthop_netstack::apps::bgp::Speaker;
 use router_core::PortId;
 use router_core::bgp::fsm::State;
 use router_core::bgp::rib::{PathInfo, PeerId};
+use router_core::bgp::speaker::Speaker;
 use router_core::bgp::wire::{AsPath, Origin, SegmentType};
 use router_core::fib::{NexthopKind, Protocol};
 use smoltcp::time::{Duration, Instant};
@@ -76,7 +76,7 @@ pub fn show(
 }
 
 fn with_speaker(host: &Host, f: impl FnOnce(&Speaker) -> String) -> String {
-    match host.bgp() {
+    match host.bgp().and_then(|b| b.speaker()) {
         Some(s) => f(s),
         None => "% BGP instance not found\n".to_string(),
     }
@@ -440,7 +440,9 @@ fn ip_route(host: &Host, now: Instant, only_bgp: bool) -> String {
             continue;
         }
         let since = if bgp {
-            host.bgp().and_then(|s| s.fib_since(installed.prefix))
+            host.bgp()
+                .and_then(|b| b.speaker())
+                .and_then(|s| s.fib_since(installed.prefix))
         } else {
             None
         };
@@ -448,6 +450,7 @@ fn ip_route(host: &Host, now: Instant, only_bgp: bool) -> String {
         // zebra's [distance/metric]: a BGP route's metric is its MED.
         let metric = if bgp {
             host.bgp()
+                .and_then(|b| b.speaker())
                 .and_then(|s| {
                     s.rib()
                         .paths(installed.prefix)

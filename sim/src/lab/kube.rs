@@ -368,6 +368,7 @@ fn cilium_id(o: &CiliumObject) -> String {
         CiliumObject::Service(c) => ("Service", &c.metadata.name),
         CiliumObject::Secret(c) => ("Secret", &c.metadata.name),
         CiliumObject::CiliumNode(c) => ("CiliumNode", &c.metadata.name),
+        CiliumObject::EndpointSlice(c) => ("EndpointSlice", &c.metadata.name),
     };
     format!("{kind}/{name}")
 }
