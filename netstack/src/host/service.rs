@@ -23,11 +23,10 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use router_core::hash::splitmix64;
+use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
-/// Ethernet header length.
-const ETH: usize = 14;
 /// How long a flow without packets is kept.
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(120);
 
