@@ -25,7 +25,8 @@ use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
-use netns::{Entered, Lab, in_ns, run};
+use netns::Lab;
+use nexthop_testkit::{Entered, in_ns, run};
 
 /// One port of rtr: device name, owned address, announced addresses.
 struct RtrPort {
