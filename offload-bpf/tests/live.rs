@@ -556,13 +556,14 @@ fn geneve_frames_decode_in_tshark() {
 struct Pins(std::path::PathBuf);
 
 impl Pins {
-    fn new(lab: &Lab) -> Option<Pins> {
+    /// The directory called `name` (unique to the test: its router's namespace).
+    fn new(name: &str) -> Option<Pins> {
         let root = std::path::Path::new("/sys/fs/bpf");
         if let Err(why) = nexthop_offload_bpf::datapath::mount_bpffs(root) {
             eprintln!("skipping: {why}");
             return None;
         }
-        Some(Pins(root.join(&lab.tag)))
+        Some(Pins(root.join(name)))
     }
 }
 
@@ -587,8 +588,8 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
         return;
     }
     let mut lab = Lab::new("pin");
-    let Some(pins) = Pins::new(&lab) else { return };
     let (src, rtr, dst) = line(&mut lab);
+    let Some(pins) = Pins::new(&rtr) else { return };
     let ports = rtr_ports();
     let routes = |extra: bool| {
         let mut routes = vec![

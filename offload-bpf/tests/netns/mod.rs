@@ -11,8 +11,6 @@ use smoltcp::wire::EthernetAddress;
 
 /// Namespaces of one test, deleted (with their veths) on drop.
 pub struct Lab {
-    /// Prefix of the namespaces' names (unique to this process and lab).
-    pub tag: String,
     test: String,
     namespaces: Namespaces,
 }
@@ -20,11 +18,9 @@ pub struct Lab {
 impl Lab {
     /// A lab for the test called `test`.
     pub fn new(test: &str) -> Lab {
-        let namespaces = Namespaces::new(&[]);
         Lab {
-            tag: namespaces.name(test),
             test: test.to_string(),
-            namespaces,
+            namespaces: Namespaces::new(&[]),
         }
     }
 
