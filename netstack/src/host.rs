@@ -21,6 +21,7 @@ use router_core::datapath::pipeline::{self, PortConfig, Tables};
 use router_core::datapath::{self, Reason};
 use router_core::fib::{self, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, Event, Output, arp};
+use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
@@ -38,8 +39,6 @@ pub mod service;
 
 use service::{Services, Verdict};
 
-/// Ethernet header length.
-const ETH: usize = 14;
 /// Bound on stack/datapath rounds in one [`Host::poll`] (a safety net, never reached in practice).
 const MAX_ROUNDS: usize = 256;
 /// First ephemeral port (IANA dynamic range, 49152–65535).

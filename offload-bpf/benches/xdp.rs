@@ -56,7 +56,8 @@ use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::wire::EthernetAddress;
 
-use netns::{Entered, Lab, in_ns};
+use netns::Lab;
+use nexthop_testkit::{Entered, in_ns};
 use prefixes::Rng;
 
 /// Raw `bpf(2)` calls for what aya does not expose here: test runs with a

@@ -25,7 +25,8 @@ use router_core::neighbour::{self, arp::PortAddrs};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
-use netns::{Entered, Lab, in_ns, run};
+use netns::Lab;
+use nexthop_testkit::{Entered, in_ns, run};
 
 /// One port of rtr: device name, owned address, announced addresses.
 struct RtrPort {
@@ -555,13 +556,14 @@ fn geneve_frames_decode_in_tshark() {
 struct Pins(std::path::PathBuf);
 
 impl Pins {
-    fn new(lab: &Lab) -> Option<Pins> {
+    /// The directory called `name` (unique to the test: its router's namespace).
+    fn new(name: &str) -> Option<Pins> {
         let root = std::path::Path::new("/sys/fs/bpf");
         if let Err(why) = nexthop_offload_bpf::datapath::mount_bpffs(root) {
             eprintln!("skipping: {why}");
             return None;
         }
-        Some(Pins(root.join(&lab.tag)))
+        Some(Pins(root.join(name)))
     }
 }
 
@@ -586,8 +588,8 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
         return;
     }
     let mut lab = Lab::new("pin");
-    let Some(pins) = Pins::new(&lab) else { return };
     let (src, rtr, dst) = line(&mut lab);
+    let Some(pins) = Pins::new(&rtr) else { return };
     let ports = rtr_ports();
     let routes = |extra: bool| {
         let mut routes = vec![

@@ -118,14 +118,15 @@ fn raw_attributes() -> impl Strategy<Value = Vec<RawAttribute>> {
     )
     .prop_map(|m| {
         m.into_iter()
-            .map(|(type_code, (transitive, partial, value))| RawAttribute {
-                flags: AttributeFlags {
-                    optional: true,
-                    transitive,
-                    partial,
-                },
-                type_code,
-                value,
+            .map(|(type_code, (transitive, partial, value))| {
+                let mut flags = AttributeFlags::OPTIONAL;
+                flags.set(AttributeFlags::TRANSITIVE, transitive);
+                flags.set(AttributeFlags::PARTIAL, partial);
+                RawAttribute {
+                    flags,
+                    type_code,
+                    value,
+                }
             })
             .collect()
     })

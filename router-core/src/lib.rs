@@ -11,6 +11,7 @@
 //! - [`fib`]: RIB and FIB, longest-prefix match, nexthop groups.
 //! - [`lpm`]: the poptrie layout and lookup walk (shared with eBPF).
 //! - [`ecmp`]: flow hashing and resilient member selection.
+//! - [`hash`]: FNV-1a and SplitMix64, for stable seed-derived numbers.
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
 //! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
 //! - [`ipam`]: LB-IPAM (LoadBalancer addresses from pools).
@@ -19,7 +20,7 @@
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
 //! default. Without them only the allocation-free arithmetic the eBPF programs
 //! share is built: [`lpm`], [`ecmp::hash`], [`datapath::reason`],
-//! [`datapath::checksum`], [`wire`], [`port`]. Feature `serde` (off by
+//! [`datapath::checksum`], [`hash`], [`wire`], [`port`]. Feature `serde` (off by
 //! default, not implied by `std`) adds the `cilium` model.
 #![no_std]
 #![warn(missing_docs)]
@@ -37,6 +38,7 @@ pub mod datapath;
 pub mod ecmp;
 #[cfg(feature = "alloc")]
 pub mod fib;
+pub mod hash;
 #[cfg(feature = "alloc")]
 pub mod ipam;
 pub mod lpm;

@@ -63,7 +63,6 @@ pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod frr;
-mod hash;
 pub mod lab;
 pub mod node;
 pub mod outside;

@@ -5,7 +5,7 @@
 //! other subsystem drew, nor on which other subsystems exist. Seeds are expanded with SplitMix64,
 //! as the xoshiro authors recommend. Nothing here reads OS randomness.
 
-use crate::hash::Fnv1a64;
+use router_core::hash::{Fnv1a, splitmix64};
 
 /// A deterministic pseudo-random generator (xoshiro256**) that remembers its seed for forking.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ impl SimRng {
     /// The same parent seed and label always give the same child, whatever this generator has
     /// drawn so far.
     pub fn fork(&self, label: &str) -> Self {
-        let mut h = Fnv1a64::new();
+        let mut h = Fnv1a::new();
         h.write(&self.seed.to_le_bytes());
         h.write(label.as_bytes());
         Self::new(h.finish())
@@ -93,34 +93,9 @@ impl SimRng {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood): advances `state` and returns the next output.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{SimRng, splitmix64};
-
-    #[test]
-    fn splitmix64_reference_vector() {
-        let mut state = 1_234_567;
-        let got: Vec<u64> = (0..5).map(|_| splitmix64(&mut state)).collect();
-        assert_eq!(
-            got,
-            [
-                6_457_827_717_110_365_317,
-                3_203_168_211_198_807_973,
-                9_817_491_932_198_370_423,
-                4_593_380_528_125_082_431,
-                16_408_922_859_458_223_821,
-            ]
-        );
-    }
+    use super::SimRng;
 
     #[test]
     fn xoshiro256starstar_reference_vector() {

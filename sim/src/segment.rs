@@ -16,14 +16,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use router_core::wire::layout::ETHERNET_HEADER_LEN;
 use smoltcp::time::Duration;
 use smoltcp::wire::EthernetAddress;
 
 use crate::node::Endpoint;
 use crate::rng::SimRng;
-
-/// Length of an untagged Ethernet II header: destination, source, EtherType.
-pub const ETHERNET_HEADER_LEN: usize = 14;
 
 /// The largest MTU a segment accepts (so every frame fits a classic pcap record and an IP packet).
 pub const MAX_MTU: usize = 65_535;

@@ -8,9 +8,9 @@
 
 use std::fmt;
 
+use router_core::hash::Fnv1a;
 use smoltcp::time::Instant;
 
-use crate::hash::Fnv1a64;
 use crate::node::Endpoint;
 use crate::segment::{DropReason, SegmentId};
 
@@ -63,14 +63,14 @@ impl fmt::Display for TraceHash {
 #[derive(Debug, Clone)]
 pub struct Trace {
     records: Vec<TraceRecord>,
-    hasher: Fnv1a64,
+    hasher: Fnv1a,
 }
 
 impl Default for Trace {
     fn default() -> Self {
         Self {
             records: Vec::new(),
-            hasher: Fnv1a64::new(),
+            hasher: Fnv1a::new(),
         }
     }
 }
@@ -115,7 +115,7 @@ impl Trace {
     }
 }
 
-fn write_endpoint(h: &mut Fnv1a64, e: Endpoint) {
+fn write_endpoint(h: &mut Fnv1a, e: Endpoint) {
     h.write(&(e.node.0 as u64).to_le_bytes());
     h.write(&e.port.0.to_le_bytes());
 }

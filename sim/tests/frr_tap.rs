@@ -9,10 +9,10 @@
 //! namespace and the taps.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nexthop_tests::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{Frr, Namespaces, Process, skip_reason, wait_for};
 
 /// The seed's frr.conf (seeds_000_001_004.md #8) without the `network` of a
 /// loopback this namespace does not have.
@@ -32,16 +32,6 @@ router bgp 65000
   neighbor 192.168.20.100 peer-group CILIUM
 !
 ";
-
-/// The simulator process, killed on drop (also when the test fails).
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn real_frr_learns_the_simulated_nodes_routes_through_taps() {
@@ -65,21 +55,23 @@ fn real_frr_learns_the_simulated_nodes_routes_through_taps() {
 
     let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/labs/bgp-real-frr");
     let log = std::fs::File::create(ns.dir.join("sim.log")).expect("log file");
-    let _sim = Sim(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &full,
-            env!("CARGO_BIN_EXE_nexthop-sim"),
-            "run",
-        ])
-        .args(["--tap", "upper:frr=tapu", "--tap", "lower:frr=tapl"])
-        .arg(&lab)
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("nexthop-sim starts"));
+    let _sim = Process(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &full,
+                env!("CARGO_BIN_EXE_nexthop-sim"),
+                "run",
+            ])
+            .args(["--tap", "upper:frr=tapu", "--tap", "lower:frr=tapl"])
+            .arg(&lab)
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("nexthop-sim starts"),
+    );
 
     let want = [
         ("172.20.0.0/24", "192.168.10.100"),

@@ -17,7 +17,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nexthop_tests::{Agent, Bird, Frr, Gobgp, Namespaces, skip_reason};
+use nexthop_testkit::{Frr, Namespaces, skip_reason};
+use nexthop_tests::{Agent, Bird, Gobgp};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 const FEEDER: &str = env!("CARGO_BIN_EXE_bgp-feeder");

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, mount_bpffs};
-use nexthop_tests::{Namespaces, sh, skip_reason, wait_for};
+use nexthop_testkit::{Namespaces, in_ns, sh, skip_reason, wait_for};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 
@@ -104,17 +104,8 @@ impl Peers {
         let mut dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
         let mut attached = Vec::new();
         for &(name, interface) in ends {
-            let netns = ns.name(name);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let target = fs::File::open(format!("/var/run/netns/{netns}")).unwrap();
-                    // SAFETY: setns on an open namespace file, for this short-lived thread only.
-                    let entered = unsafe {
-                        libc::setns(std::os::fd::AsRawFd::as_raw_fd(&target), libc::CLONE_NEWNET)
-                    };
-                    assert_eq!(entered, 0, "setns into {netns}");
-                    attached.push(dp.attach_peer(interface).expect("attach the pass program"));
-                });
+            in_ns(&ns.name(name), || {
+                attached.push(dp.attach_peer(interface).expect("attach the pass program"));
             });
         }
         Peers(dp, attached)

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nexthop_tests::{Agent, Frr, Namespaces, SinglePeer, skip_reason, wait_for};
+use nexthop_testkit::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_tests::{Agent, SinglePeer};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 

@@ -7,7 +7,8 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nexthop_tests::{Agent, Frr, Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_tests::Agent;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 

@@ -8,7 +8,8 @@
 use std::fs;
 use std::time::Duration;
 
-use nexthop_tests::{Agent, Gobgp, Namespaces, SinglePeer, skip_reason, wait_for};
+use nexthop_testkit::{Namespaces, skip_reason, wait_for};
+use nexthop_tests::{Agent, Gobgp, SinglePeer};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 

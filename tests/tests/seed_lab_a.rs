@@ -9,7 +9,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use nexthop_tests::{Agent, Frr, Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_tests::Agent;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 

@@ -22,11 +22,11 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use router_core::hash::splitmix64;
+use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
-/// Ethernet header length.
-const ETH: usize = 14;
 /// How long a flow without packets is kept.
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -190,7 +190,7 @@ impl Services {
             self.counters.no_backend += 1;
             return Verdict::NoBackend;
         }
-        let pick = (self.next_random() % count as u64) as usize;
+        let pick = (splitmix64(&mut self.rng) % count as u64) as usize;
         let backend = self.frontends[&frontend][pick];
         self.expire(now);
         let src = match (backend.local, self.snat) {
@@ -260,15 +260,6 @@ impl Services {
             self.flows.remove(&t);
             self.replies.retain(|_, original| *original != t);
         }
-    }
-
-    /// splitmix64.
-    fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 

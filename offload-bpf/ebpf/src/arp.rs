@@ -9,13 +9,12 @@ use aya_ebpf::helpers::bpf_xdp_adjust_tail;
 use aya_ebpf::programs::XdpContext;
 use nexthop_offload_bpf_common::{ArpKey, Port};
 use router_core::datapath::Reason;
+use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 
 use crate::forward::exit;
 use crate::maps::ARP_ADDRS;
 use crate::packet::{read, write};
 
-/// Ethernet header length.
-const ETH: usize = 14;
 /// An Ethernet/IPv4 ARP packet.
 const ARP_LEN: usize = 28;
 /// htype Ethernet, ptype IPv4, hlen 6, plen 4.

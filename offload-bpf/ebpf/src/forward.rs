@@ -26,14 +26,15 @@ use nexthop_offload_bpf_common::{
 use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
+use router_core::wire::layout::{
+    ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_UDP_AT, UDP_HEADER_LEN,
+};
 
 use crate::maps::{FULL, Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS, V6};
 use crate::packet::{be16, ptr_at, read, write};
-use crate::tunnel::{self, ENCAP_OVERHEAD, Outer};
+use crate::tunnel::{self, Outer};
 use crate::{arp, fib};
 
-/// Ethernet header length.
-const ETH: usize = 14;
 /// Most bytes of an IPv4 header (IHL 15).
 const MAX_IPV4_HEADER: usize = 60;
 
@@ -213,11 +214,16 @@ fn ports_of(ctx: &XdpContext, proto: u8, l4: usize, payload: usize, first: bool)
 /// tunnel endpoint is UDP to a tunnel port: `Some(true)` for VXLAN, `Some(false)` for Geneve.
 #[inline(always)]
 fn tunnel_port(ctx: &XdpContext, c: &Config, proto: u8, payload: usize) -> Option<bool> {
-    let udp_len = usize::from(be16(ctx, ETH + 20 + 4)?);
-    if c.tunnel == 0 || proto != 17 || payload < 8 || udp_len < 8 || udp_len > payload {
+    let udp_len = usize::from(be16(ctx, OUTER_UDP_AT + 4)?);
+    if c.tunnel == 0
+        || proto != 17
+        || payload < UDP_HEADER_LEN
+        || udp_len < UDP_HEADER_LEN
+        || udp_len > payload
+    {
         return None;
     }
-    let port = be16(ctx, ETH + 20 + 2)?;
+    let port = be16(ctx, OUTER_UDP_AT + 2)?;
     (port == c.vxlan_port || port == c.geneve_port).then_some(port == c.vxlan_port)
 }
 
@@ -226,7 +232,7 @@ fn tunnel_port(ctx: &XdpContext, c: &Config, proto: u8, payload: usize) -> Optio
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Result<Step, Reason> {
     let ip_len = ctx.data_end() - ctx.data() - ETH;
-    let header = read::<[u8; 20]>(ctx, ETH).ok_or(Reason::Malformed)?;
+    let header = read::<[u8; IPV4_HEADER_LEN]>(ctx, ETH).ok_or(Reason::Malformed)?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
     if ip_len < header_len || header_len > total_len || ip_len < total_len {
@@ -238,7 +244,7 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     if !header_checksum_ok(ctx, &header, header_len) {
         return Err(Reason::BadChecksum);
     }
-    if header_len != 20 {
+    if header_len != IPV4_HEADER_LEN {
         return Err(Reason::SlowPath);
     }
     let src = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
@@ -248,7 +254,8 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     let not_fragment = flags_frag & 0x3fff == 0;
     if dst == u32::MAX || dst >> 28 == 0xe || half.is_local(&key) {
         if !decapsulated && not_fragment && dst == u32::from_be_bytes(config.tunnel_local) {
-            if let Some(is_vxlan) = tunnel_port(ctx, config, header[9], total_len - 20) {
+            if let Some(is_vxlan) = tunnel_port(ctx, config, header[9], total_len - IPV4_HEADER_LEN)
+            {
                 return Ok(Step::Decap(is_vxlan));
             }
         }
@@ -257,7 +264,13 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     if header[8] <= 1 {
         return Err(Reason::TtlExceeded);
     }
-    let l4 = ports_of(ctx, header[9], ETH + 20, total_len - 20, not_fragment);
+    let l4 = ports_of(
+        ctx,
+        header[9],
+        ETH + IPV4_HEADER_LEN,
+        total_len - IPV4_HEADER_LEN,
+        not_fragment,
+    );
     let (policy, seed) = hash_config(config);
     Ok(Step::Route(Routed {
         src: IpKey::v4(src.to_be_bytes()),

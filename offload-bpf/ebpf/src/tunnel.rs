@@ -9,37 +9,30 @@ use aya_ebpf::helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::XdpContext;
 use router_core::datapath::Reason;
 use router_core::datapath::checksum;
+use router_core::wire::layout::{
+    ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_TTL, OUTER_TUNNEL_AT,
+    OUTER_UDP_AT, UDP_HEADER_LEN,
+};
 use router_core::wire::{geneve, vxlan};
 
 use crate::packet::{be16, read, write};
-
-/// Ethernet header length.
-const ETH: usize = 14;
-/// Where the UDP header of an outer IPv4 (20-byte header) frame starts.
-const UDP_AT: usize = ETH + 20;
-/// Where the VXLAN or Geneve header starts.
-const TUNNEL_AT: usize = UDP_AT + 8;
-/// Outer headers added by either encapsulation (router-core's `ENCAP_OVERHEAD`).
-pub const ENCAP_OVERHEAD: usize = TUNNEL_AT + 8;
-/// TTL of the outer IPv4 header (router-core's `OUTER_TTL`).
-const OUTER_TTL: u8 = 64;
 
 /// Remove the outer headers of the VXLAN (`is_vxlan`) or Geneve frame in
 /// `ctx`, whose outer IPv4 and UDP headers the caller checked, and trim the
 /// inner frame to the UDP length. On success the context holds the inner frame.
 #[inline(always)]
 pub fn decap(ctx: &XdpContext, is_vxlan: bool) -> Result<(), Reason> {
-    let udp_len = usize::from(be16(ctx, UDP_AT + 4).ok_or(Reason::Malformed)?);
-    let udp_end = UDP_AT + udp_len;
-    if udp_end < TUNNEL_AT + vxlan::HEADER_LEN {
+    let udp_len = usize::from(be16(ctx, OUTER_UDP_AT + 4).ok_or(Reason::Malformed)?);
+    let udp_end = OUTER_UDP_AT + udp_len;
+    if udp_end < OUTER_TUNNEL_AT + vxlan::HEADER_LEN {
         return Err(Reason::Malformed);
     }
-    let header = read::<[u8; 8]>(ctx, TUNNEL_AT).ok_or(Reason::Malformed)?;
+    let header = read::<[u8; 8]>(ctx, OUTER_TUNNEL_AT).ok_or(Reason::Malformed)?;
     let inner_at = if is_vxlan {
         if header[0] & vxlan::FLAG_VNI == 0 {
             return Err(Reason::BadTunnelHeader);
         }
-        TUNNEL_AT + vxlan::HEADER_LEN
+        OUTER_TUNNEL_AT + vxlan::HEADER_LEN
     } else {
         geneve_inner(ctx, &header, udp_end)?
     };
@@ -63,7 +56,7 @@ pub fn decap(ctx: &XdpContext, is_vxlan: bool) -> Result<(), Reason> {
 #[inline(always)]
 fn geneve_inner(ctx: &XdpContext, header: &[u8; 8], udp_end: usize) -> Result<usize, Reason> {
     let options_len = usize::from(header[0] & 0x3f) * 4;
-    let inner_at = TUNNEL_AT + geneve::HEADER_LEN + options_len;
+    let inner_at = OUTER_TUNNEL_AT + geneve::HEADER_LEN + options_len;
     if udp_end < inner_at {
         return Err(Reason::Malformed);
     }
@@ -85,7 +78,7 @@ fn geneve_inner(ctx: &XdpContext, header: &[u8; 8], udp_end: usize) -> Result<us
 /// many options refuse the frame (router-core's `has_critical_option`).
 #[inline(always)]
 fn critical_option(ctx: &XdpContext, options_len: usize) -> Result<(), Reason> {
-    let base = TUNNEL_AT + geneve::HEADER_LEN;
+    let base = OUTER_TUNNEL_AT + geneve::HEADER_LEN;
     let mut offset = 0usize;
     for _ in 0..geneve::MAX_OPTIONS {
         if offset >= options_len {
@@ -153,8 +146,8 @@ pub fn geneve_header(vni: u32) -> [u8; 8] {
 #[inline(always)]
 pub fn push_outer(ctx: &XdpContext, outer: &Outer) -> Option<()> {
     let inner_len = ctx.data_end() - ctx.data();
-    let udp_len = (8 + 8 + inner_len) as u16;
-    let total = (20 + udp_len).to_be_bytes();
+    let udp_len = (UDP_HEADER_LEN + outer.tunnel.len() + inner_len) as u16;
+    let total = (IPV4_HEADER_LEN as u16 + udp_len).to_be_bytes();
     // Version/IHL, DSCP, total length, ID 0, DF, TTL, UDP: the first 10 bytes.
     let ip_start = [0x45, 0, total[0], total[1], 0, 0, 0x40, 0, OUTER_TTL, 17];
     let mut acc = checksum::sum(&ip_start) + checksum::sum(&outer.src) + checksum::sum(&outer.dst);
@@ -170,9 +163,9 @@ pub fn push_outer(ctx: &XdpContext, outer: &Outer) -> Option<()> {
     write(ctx, ETH + 10, (acc as u16).to_be_bytes())?;
     write(ctx, ETH + 12, outer.src)?;
     write(ctx, ETH + 16, outer.dst)?;
-    write(ctx, UDP_AT, outer.sport.to_be_bytes())?;
-    write(ctx, UDP_AT + 2, outer.dport.to_be_bytes())?;
-    write(ctx, UDP_AT + 4, udp_len.to_be_bytes())?;
-    write(ctx, UDP_AT + 6, [0u8; 2])?;
-    write(ctx, TUNNEL_AT, outer.tunnel)
+    write(ctx, OUTER_UDP_AT, outer.sport.to_be_bytes())?;
+    write(ctx, OUTER_UDP_AT + 2, outer.dport.to_be_bytes())?;
+    write(ctx, OUTER_UDP_AT + 4, udp_len.to_be_bytes())?;
+    write(ctx, OUTER_UDP_AT + 6, [0u8; 2])?;
+    write(ctx, OUTER_TUNNEL_AT, outer.tunnel)
 }

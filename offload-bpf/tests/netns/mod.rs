@@ -1,70 +1,34 @@
-//! Network namespaces for the live tests and the XDP benchmark (included by
-//! both: `tests/live.rs` as a module, `benches/xdp.rs` by path): a lab of
-//! namespaces joined by veths, named after the process and deleted on drop
-//! (the next run removes those of a process that died), commands and sysfs
-//! reads inside them, and running code on a thread inside one.
+//! The namespace lab of the live tests and the XDP benchmark (included by
+//! both: `tests/live.rs` as a module, `benches/xdp.rs` by path), on
+//! `nexthop-testkit`'s namespaces: namespaces with IPv6 and reverse-path
+//! filtering off, veths with addresses, shell commands and sysfs reads inside
+//! them, and the XDP program attached to a device.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use nexthop_testkit::{Namespaces, run};
 use smoltcp::wire::EthernetAddress;
 
 /// Namespaces of one test, deleted (with their veths) on drop.
 pub struct Lab {
-    /// Prefix of the namespaces' names (unique to this process and lab).
-    pub tag: String,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Run `cmd`; it must succeed.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    test: String,
+    namespaces: Namespaces,
 }
 
 impl Lab {
-    /// A lab named after this process and `test`; first removes the
-    /// namespaces of earlier runs of these tests whose process is gone
-    /// (an aborted run cannot clean up after itself).
+    /// A lab for the test called `test`.
     pub fn new(test: &str) -> Lab {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let listed = run(Command::new("ip").args(["netns", "list"]));
-        for line in String::from_utf8_lossy(&listed.stdout).lines() {
-            let name = line.split_whitespace().next().unwrap_or_default();
-            let pid = name.strip_prefix("nhbpf").and_then(|r| r.split('-').next());
-            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Lab {
-            tag: format!("nhbpf{}-{n}-{test}", std::process::id()),
-            namespaces: Vec::new(),
+            test: test.to_string(),
+            namespaces: Namespaces::new(&[]),
         }
     }
 
-    /// A fresh namespace with loopback up and IPv6 off (no ND or MLD noise).
+    /// A fresh namespace with loopback up and IPv6 off (no ND or MLD noise);
+    /// its full name.
     pub fn ns(&mut self, name: &str) -> String {
-        let ns = format!("{}-{name}", self.tag);
-        run(Command::new("ip").args(["netns", "add", &ns]));
-        self.namespaces.push(ns.clone());
-        self.sh(&ns, "ip link set lo up; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+        let ns = self.namespaces.add(&format!("{}-{name}", self.test));
+        self.sh(&ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
         ns
     }
 
@@ -145,41 +109,4 @@ impl Lab {
             .parse()
             .unwrap()
     }
-}
-
-/// The calling thread inside a namespace until dropped.
-pub struct Entered {
-    original: File,
-}
-
-impl Entered {
-    /// Move the calling thread into `ns`.
-    pub fn new(ns: &str) -> Self {
-        let original = File::open("/proc/thread-self/ns/net").unwrap();
-        let target = File::open(format!("/var/run/netns/{ns}")).unwrap();
-        // SAFETY: setns on an open namespace file; affects only this thread.
-        assert_eq!(
-            unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        Entered { original }
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        // SAFETY: as in `Entered::new`, back to the namespace the thread came from.
-        unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
-}
-
-/// Run `f` on a thread inside `ns` and return what it returns.
-pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        let _inside = Entered::new(&ns);
-        f()
-    })
-    .join()
-    .unwrap()
 }

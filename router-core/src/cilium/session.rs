@@ -14,13 +14,12 @@ use super::bgp::Afi;
 use super::desired::DesiredPeer;
 use crate::bgp::fsm::{Config, GracefulRestartConfig, PeerAs};
 use crate::bgp::wire::Family;
+use crate::hash::fnv1a;
 
 /// A stable per-session seed for the connect-retry jitter: FNV-1a of `key`
 /// (e.g. node, instance and peer names).
 pub fn seed(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    fnv1a(key.as_bytes())
 }
 
 impl DesiredPeer {

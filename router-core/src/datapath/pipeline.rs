@@ -30,14 +30,12 @@ use crate::ecmp::{HashPolicy, hash};
 use crate::fib::{Encap, Fib, NexthopKind};
 use crate::neighbour::{self, arp};
 use crate::port::PortId;
+use crate::wire::layout::{
+    ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_TTL, OUTER_TUNNEL_AT,
+    OUTER_UDP_AT, UDP_HEADER_LEN,
+};
 use crate::wire::{self, geneve, vxlan};
 
-/// Ethernet header length.
-const ETH: usize = 14;
-/// Outer headers added by either encapsulation: Ethernet, IPv4, UDP, VXLAN/Geneve.
-pub const ENCAP_OVERHEAD: usize = 14 + 20 + 8 + 8;
-/// TTL of the outer IPv4 header of encapsulated frames.
-pub const OUTER_TTL: u8 = 64;
 /// Cilium's reserved identity `world`: the VNI of traffic from unknown sources.
 pub const IDENTITY_WORLD: u32 = 2;
 
@@ -292,7 +290,7 @@ fn ipv4(t: &Tables, out: &mut Vec<u8>, decapsulated: bool) -> Verdict {
     if !ip.verify_checksum() {
         return Verdict::of(Reason::BadChecksum);
     }
-    if ip.header_len() != 20 {
+    if usize::from(ip.header_len()) != IPV4_HEADER_LEN {
         return Verdict::of(Reason::SlowPath);
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
@@ -513,10 +511,10 @@ impl Outer {
         h[0..6].copy_from_slice(self.dst_mac.as_bytes());
         h[6..12].copy_from_slice(self.src_mac.as_bytes());
         h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let udp_len = (8 + 8 + inner_len) as u16;
-        let ip = &mut h[14..34];
+        let udp_len = (UDP_HEADER_LEN + tunnel.len() + inner_len) as u16;
+        let ip = &mut h[ETH..OUTER_UDP_AT];
         ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        ip[2..4].copy_from_slice(&(IPV4_HEADER_LEN as u16 + udp_len).to_be_bytes());
         ip[6] = 0x40; // DF
         ip[8] = OUTER_TTL;
         ip[9] = 17;
@@ -524,11 +522,11 @@ impl Outer {
         ip[16..20].copy_from_slice(&self.dst.octets());
         let check = checksum::compute(ip);
         ip[10..12].copy_from_slice(&check.to_be_bytes());
-        let udp = &mut h[34..42];
+        let udp = &mut h[OUTER_UDP_AT..OUTER_TUNNEL_AT];
         udp[0..2].copy_from_slice(&self.sport.to_be_bytes());
         udp[2..4].copy_from_slice(&self.dport.to_be_bytes());
         udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        h[42..50].copy_from_slice(tunnel);
+        h[OUTER_TUNNEL_AT..].copy_from_slice(tunnel);
         h
     }
 }
@@ -536,12 +534,12 @@ impl Outer {
 /// Strip the outer headers of a tunnel frame addressed to us and route the inner frame.
 fn decap(t: &Tables, out: &mut Vec<u8>, is_vxlan: bool) -> Verdict {
     // The caller checked the outer IPv4 (20-byte header) and UDP headers.
-    let udp_at = ETH + 20;
+    let udp_at = OUTER_UDP_AT;
     let Ok(udp) = UdpPacket::new_checked(&out[udp_at..]) else {
         return Verdict::of(Reason::Malformed);
     };
     let udp_end = udp_at + usize::from(udp.len());
-    let tunnel_at = udp_at + 8;
+    let tunnel_at = OUTER_TUNNEL_AT;
     let inner_at = if is_vxlan {
         match vxlan::Header::new_checked(&out[tunnel_at..udp_end]).map(|h| vxlan::Repr::parse(&h)) {
             Ok(Ok(_)) => tunnel_at + vxlan::HEADER_LEN,

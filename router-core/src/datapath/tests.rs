@@ -10,14 +10,13 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use super::checksum;
-use super::pipeline::{
-    Config, ENCAP_OVERHEAD, OwnedTables, PortConfig, TunnelConfig, originate, process,
-};
+use super::pipeline::{Config, OwnedTables, PortConfig, TunnelConfig, originate, process};
 use super::reason::{Action, Reason};
 use crate::ecmp::HashPolicy;
 use crate::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use crate::neighbour::{self, arp};
 use crate::port::PortId;
+use crate::wire::layout::{ENCAP_OVERHEAD, ETHERNET_HEADER_LEN};
 use crate::wire::{geneve, vxlan};
 
 const ETH1: PortId = PortId(1);
@@ -455,7 +454,7 @@ fn vxlan_without_the_i_flag_is_dropped() {
 #[test]
 fn tunnel_needs_room_for_the_overhead() {
     let mut ctr = k8s_ctr(Encap::Vxlan);
-    ctr.ports.get_mut(&ETH1).unwrap().mtu = 40 + 50 - 14 - 1;
+    ctr.ports.get_mut(&ETH1).unwrap().mtu = (40 + ENCAP_OVERHEAD - ETHERNET_HEADER_LEN - 1) as u16;
     assert_eq!(
         ctr.run(POD, &pod_frame("172.20.2.36", 1)).0.reason,
         Reason::FragmentationNeeded
@@ -541,7 +540,7 @@ fn originate_encapsulates_with_the_inner_ttl_kept() {
     let mut out = Vec::new();
     let v = originate(&h.tables(), &packet, &mut out);
     assert_eq!((v.reason, v.egress), (Reason::Encapsulated, Some(ETH1)));
-    let inner_ip = &out[ENCAP_OVERHEAD + 14..];
+    let inner_ip = &out[ENCAP_OVERHEAD + ETHERNET_HEADER_LEN..];
     assert_eq!(inner_ip, &packet[..], "inner packet untouched");
     let vx = vxlan::Header::new_checked(&out[14 + 20 + 8..]).unwrap();
     assert_eq!(vxlan::Repr::parse(&vx), Ok(vxlan::Repr { vni: 12345 }));

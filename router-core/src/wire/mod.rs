@@ -1,11 +1,14 @@
-//! Wire formats smoltcp does not have: the tunnel headers of the overlay.
+//! Wire formats smoltcp does not have: the tunnel headers of the overlay
+//! (`vxlan`, `geneve`), and the header lengths and offsets of the frames the
+//! datapath handles (`layout`).
 //!
-//! Each module is a typed view over bytes (`Header<T: AsRef<[u8]>>`, checked
+//! Each header module is a typed view over bytes (`Header<T: AsRef<[u8]>>`, checked
 //! once by `new_checked`) plus a parsed representation (`Repr`) with `parse`
 //! and `emit`, in the style of smoltcp's `wire`. Allocation-free, so the eBPF
 //! programs use the same layouts. Ethernet, ARP, IP, UDP come from smoltcp.
 
 pub mod geneve;
+pub mod layout;
 pub mod vxlan;
 
 /// A buffer too short for the header, or a field with a value the format forbids.

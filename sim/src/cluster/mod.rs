@@ -24,6 +24,7 @@ use nexthop_netstack::{Host, HostConfig, PortSpec};
 use router_core::datapath::{Config as DatapathConfig, TunnelConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Nexthop, Protocol, Route};
+use router_core::hash::Fnv1a;
 use smoltcp::wire::EthernetAddress;
 
 pub use host::{Role, SimHost};
@@ -48,11 +49,11 @@ const TUNNEL_MAC: EthernetAddress = EthernetAddress([0x02, 0xc1, 0x11, 0x00, 0x0
 
 /// A deterministic, locally administered MAC for `host`'s `port`.
 pub fn mac_for(host: &str, port: &str) -> EthernetAddress {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in host.bytes().chain([b'/']).chain(port.bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let b = h.to_be_bytes();
+    let mut h = Fnv1a::new();
+    h.write(host.as_bytes());
+    h.write(b"/");
+    h.write(port.as_bytes());
+    let b = h.finish().to_be_bytes();
     EthernetAddress([0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 

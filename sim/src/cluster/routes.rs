@@ -12,11 +12,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 use router_core::fib::{Encap, Nexthop, NexthopKind, Protocol, Route};
+use router_core::wire::layout::ENCAP_OVERHEAD;
 
 use crate::lab::values::{RoutingMode, TunnelProtocol, Values};
 
-/// The inner MTU of pod routes into a tunnel on a 1500-byte underlay.
-pub const TUNNEL_ROUTE_MTU: u16 = 1450;
+/// The inner MTU of pod routes into a tunnel on a 1500-byte underlay (1450).
+pub const TUNNEL_ROUTE_MTU: u16 = 1500 - ENCAP_OVERHEAD as u16;
 
 /// What the agent needs to know about a node to route to its pods.
 #[derive(Debug, Clone, PartialEq, Eq)]

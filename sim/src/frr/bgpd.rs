@@ -24,6 +24,7 @@ use router_core::bgp::rib::{PeerConfig, RibConfig};
 use router_core::bgp::speaker::{Input, PeerSpec, Transport};
 use router_core::bgp::wire::{Family as BgpFamily, PathAttributes};
 use router_core::fib::Protocol;
+use router_core::hash::fnv1a;
 use smoltcp::time::Instant;
 
 use super::config::{BgpConfig, Family, FrrConfig, RemoteAs};
@@ -114,7 +115,7 @@ pub fn start(
         } else {
             255
         };
-        session.seed = seed(&format!("{}/{addr}", host.name()));
+        session.seed = fnv1a(format!("{}/{addr}", host.name()).as_bytes());
         let local_v4 = match host.source_address(*addr) {
             Some(IpAddr::V4(v4)) => Some(v4),
             _ => None,
@@ -153,10 +154,4 @@ pub fn start(
         }
     }
     Ok(())
-}
-
-fn seed(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }

@@ -44,6 +44,7 @@ use super::wire::{
     Header, Message, MessageType, NextHop, Notification, Open, PathAttributes, Prefixes,
     RouteRefresh, SegmentType, Update, attributes::type_code, notification::UpdateError,
 };
+use crate::hash::splitmix64;
 
 pub mod collision;
 mod negotiate;
@@ -615,12 +616,7 @@ impl Session {
 
     /// `d` scaled by a factor in 0.75..=1.0 (RFC 4271 §10), from the seed.
     fn jitter(&mut self, d: Duration) -> Duration {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = splitmix64(&mut self.rng);
         let per_mille = 750 + z % 251;
         Duration::from_micros(d.total_micros() / 1000 * per_mille)
     }

@@ -290,13 +290,6 @@ pub struct Rib {
     v6: BTreeMap<Ipv6Net, Entry>,
 }
 
-fn family_of(prefix: IpNet) -> Family {
-    match prefix {
-        IpNet::V4(_) => Family::IPV4_UNICAST,
-        IpNet::V6(_) => Family::IPV6_UNICAST,
-    }
-}
-
 fn same_route(a: Option<&Path>, b: Option<&Path>) -> bool {
     a.map(|p| (p.peer, p.attrs)) == b.map(|p| (p.peer, p.attrs))
 }
@@ -562,7 +555,7 @@ impl Rib {
         }
         let mut batch = Batch::default();
         for prefix in self.prefixes_of_peer(id, None) {
-            let change = if stale.contains(&family_of(prefix)) {
+            let change = if stale.contains(&Family::of(&prefix)) {
                 Change::MarkStale(id)
             } else {
                 Change::Remove(id)
@@ -676,7 +669,7 @@ impl Rib {
         };
         let mut groups: BTreeMap<AttrId, Vec<IpNet>> = BTreeMap::new();
         for (&prefix, &attrs) in &peer.adj_out {
-            if family_of(prefix) == family {
+            if Family::of(&prefix) == family {
                 groups.entry(attrs).or_default().push(prefix);
             }
         }
@@ -706,7 +699,7 @@ impl Rib {
     fn prefixes_of_peer(&self, id: PeerId, family: Option<Family>) -> Vec<IpNet> {
         self.entries()
             .filter(|(p, e)| {
-                family.is_none_or(|f| f == family_of(*p))
+                family.is_none_or(|f| f == Family::of(p))
                     && e.paths.as_slice().iter().any(|x| x.peer == id)
             })
             .map(|(p, _)| p)
@@ -896,7 +889,7 @@ impl Rib {
 
     /// Update what peer `id` has for `prefix` now that its best path is `best`.
     fn export(&mut self, id: PeerId, prefix: IpNet, best: Option<Path>, batch: &mut Batch) {
-        let family = family_of(prefix);
+        let family = Family::of(&prefix);
         let negotiated = self
             .peer(id)
             .and_then(|p| p.session.as_ref())
@@ -985,7 +978,7 @@ impl Rib {
         let mut groups: BTreeMap<(PeerId, Family, Option<AttrId>), Vec<IpNet>> = BTreeMap::new();
         for ((peer, prefix), attrs) in batch.pending {
             groups
-                .entry((peer, family_of(prefix), attrs))
+                .entry((peer, Family::of(&prefix), attrs))
                 .or_default()
                 .push(prefix);
         }

@@ -64,11 +64,6 @@ pub mod type_code {
 }
 use type_code::*;
 
-const FLAG_OPTIONAL: u8 = 0x80;
-const FLAG_TRANSITIVE: u8 = 0x40;
-const FLAG_PARTIAL: u8 = 0x20;
-const FLAG_EXTENDED_LENGTH: u8 = 0x10;
-
 /// ORIGIN (type 1, well-known mandatory, one octet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
@@ -489,32 +484,32 @@ pub struct MpUnreach {
     pub withdrawn: Prefixes,
 }
 
-/// An attribute's flags as kept for attributes this codec does not decode.
-/// The Extended Length bit is a matter of encoding and is not kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AttributeFlags {
-    /// O: optional (else well-known).
-    pub optional: bool,
-    /// T: transitive.
-    pub transitive: bool,
-    /// P: some speaker on the way did not recognise it.
-    pub partial: bool,
+bitflags::bitflags! {
+    /// An attribute's flags octet. Attributes this codec does not decode keep
+    /// O, T and P ([`AttributeFlags::KEPT`]); Extended Length is a matter of
+    /// encoding, and the low four bits are unused (sent as zero).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct AttributeFlags: u8 {
+        /// O: optional (else well-known).
+        const OPTIONAL = 0x80;
+        /// T: transitive.
+        const TRANSITIVE = 0x40;
+        /// P: some speaker on the way did not recognise it.
+        const PARTIAL = 0x20;
+        /// E: the length field is two octets.
+        const EXTENDED_LENGTH = 0x10;
+    }
 }
 
 impl AttributeFlags {
-    fn from_u8(flags: u8) -> AttributeFlags {
-        AttributeFlags {
-            optional: flags & FLAG_OPTIONAL != 0,
-            transitive: flags & FLAG_TRANSITIVE != 0,
-            partial: flags & FLAG_PARTIAL != 0,
-        }
-    }
-
-    fn to_u8(self) -> u8 {
-        (if self.optional { FLAG_OPTIONAL } else { 0 })
-            | (if self.transitive { FLAG_TRANSITIVE } else { 0 })
-            | (if self.partial { FLAG_PARTIAL } else { 0 })
-    }
+    /// The flags an attribute keeps: O, T and P.
+    pub const KEPT: AttributeFlags = AttributeFlags::OPTIONAL
+        .union(AttributeFlags::TRANSITIVE)
+        .union(AttributeFlags::PARTIAL);
+    /// The flags of a well-known attribute: T.
+    const WELL_KNOWN: AttributeFlags = AttributeFlags::TRANSITIVE;
+    /// O and T: what the attribute kind is (the rest is state or encoding).
+    const KIND: AttributeFlags = AttributeFlags::OPTIONAL.union(AttributeFlags::TRANSITIVE);
 }
 
 /// An optional attribute this codec does not decode, kept as received.
@@ -532,13 +527,12 @@ impl RawAttribute {
     /// The attribute to pass on to other peers (RFC 4271 §5): an optional
     /// transitive one with the Partial bit set, nothing for a non-transitive one.
     pub fn for_propagation(&self) -> Option<RawAttribute> {
-        (self.flags.optional && self.flags.transitive).then(|| RawAttribute {
-            flags: AttributeFlags {
-                partial: true,
-                ..self.flags
-            },
-            ..self.clone()
-        })
+        self.flags
+            .contains(AttributeFlags::KIND)
+            .then(|| RawAttribute {
+                flags: self.flags | AttributeFlags::PARTIAL,
+                ..self.clone()
+            })
     }
 }
 
@@ -584,31 +578,29 @@ enum Handling {
     Recover(ErrorAction),
 }
 
-/// The flags an attribute must have, and the handling of its errors.
+/// The flags an attribute must have (O and T), and the handling of its errors.
 struct Spec {
-    optional: bool,
-    transitive: bool,
+    kind: AttributeFlags,
     malformed: Handling,
 }
 
 fn spec(type_code: u8) -> Option<Spec> {
     use ErrorAction::*;
     use Handling::*;
-    let (optional, transitive, malformed) = match type_code {
-        ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF => (false, true, Recover(TreatAsWithdraw)),
-        ATOMIC_AGGREGATE => (false, true, Recover(AttributeDiscard)),
-        MED => (true, false, Recover(TreatAsWithdraw)),
-        AGGREGATOR => (true, true, Recover(AttributeDiscard)),
-        COMMUNITIES | LARGE_COMMUNITIES => (true, true, Recover(TreatAsWithdraw)),
-        MP_REACH_NLRI | MP_UNREACH_NLRI => (true, false, Reset),
-        AS4_PATH | AS4_AGGREGATOR => (true, true, Recover(AttributeDiscard)),
+    const WELL_KNOWN: AttributeFlags = AttributeFlags::WELL_KNOWN;
+    const OPTIONAL: AttributeFlags = AttributeFlags::OPTIONAL;
+    const OPTIONAL_TRANSITIVE: AttributeFlags = AttributeFlags::KIND;
+    let (kind, malformed) = match type_code {
+        ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF => (WELL_KNOWN, Recover(TreatAsWithdraw)),
+        ATOMIC_AGGREGATE => (WELL_KNOWN, Recover(AttributeDiscard)),
+        MED => (OPTIONAL, Recover(TreatAsWithdraw)),
+        AGGREGATOR => (OPTIONAL_TRANSITIVE, Recover(AttributeDiscard)),
+        COMMUNITIES | LARGE_COMMUNITIES => (OPTIONAL_TRANSITIVE, Recover(TreatAsWithdraw)),
+        MP_REACH_NLRI | MP_UNREACH_NLRI => (OPTIONAL, Reset),
+        AS4_PATH | AS4_AGGREGATOR => (OPTIONAL_TRANSITIVE, Recover(AttributeDiscard)),
         _ => return None,
     };
-    Some(Spec {
-        optional,
-        transitive,
-        malformed,
-    })
+    Some(Spec { kind, malformed })
 }
 
 /// A malformed value: the subcode that names the problem.
@@ -760,7 +752,12 @@ impl PathAttributes {
             let start = r.as_slice();
             let header = (r.u8(), r.u8());
             let len = match header.0 {
-                Some(f) if f & FLAG_EXTENDED_LENGTH != 0 => r.u16(),
+                Some(f)
+                    if AttributeFlags::from_bits_retain(f)
+                        .contains(AttributeFlags::EXTENDED_LENGTH) =>
+                {
+                    r.u16()
+                }
                 _ => r.u8().map(u16::from),
             };
             let (Some(flags), Some(code), Some(value)) =
@@ -794,6 +791,7 @@ impl PathAttributes {
                 });
                 continue;
             }
+            let flags = AttributeFlags::from_bits_retain(flags);
             attrs.decode_one(flags, code, value, tlv, ctx, errors)?;
         }
         attrs.unknown.sort_by_key(|a| a.type_code);
@@ -803,7 +801,7 @@ impl PathAttributes {
     /// Decode one attribute into `self`.
     fn decode_one(
         &mut self,
-        flags: u8,
+        flags: AttributeFlags,
         code: u8,
         value: &[u8],
         tlv: &[u8],
@@ -811,8 +809,8 @@ impl PathAttributes {
         errors: &mut Vec<AttributeError>,
     ) -> Result<(), Error> {
         let Some(spec) = spec(code) else {
-            let flags = AttributeFlags::from_u8(flags);
-            if !flags.optional {
+            let flags = flags & AttributeFlags::KEPT;
+            if !flags.contains(AttributeFlags::OPTIONAL) {
                 return Err(Error::update(
                     UpdateError::UnrecognizedWellKnownAttribute,
                     tlv.to_vec(),
@@ -838,9 +836,7 @@ impl PathAttributes {
                 }
             }
         };
-        let optional = flags & FLAG_OPTIONAL != 0;
-        let transitive = flags & FLAG_TRANSITIVE != 0;
-        if (optional, transitive) != (spec.optional, spec.transitive) {
+        if flags & AttributeFlags::KIND != spec.kind {
             // RFC 7606 §3 c: treat-as-withdraw unless the attribute's own
             // rules are stricter (MP attributes) or softer (AS4_*, RFC 6793 §6).
             let handling = match spec.malformed {
@@ -957,11 +953,11 @@ impl PathAttributes {
     /// (the fields of `self` if set, else derived from AS_PATH / AGGREGATOR).
     /// With 4-octet AS numbers, AS4_PATH and AS4_AGGREGATOR are never sent.
     pub fn emit(&self, ctx: &DecodeContext, buf: &mut Vec<u8>) -> Result<(), EmitError> {
-        const WELL_KNOWN: u8 = FLAG_TRANSITIVE;
-        const OPTIONAL: u8 = FLAG_OPTIONAL;
-        const OPTIONAL_TRANSITIVE: u8 = FLAG_OPTIONAL | FLAG_TRANSITIVE;
+        const WELL_KNOWN: AttributeFlags = AttributeFlags::WELL_KNOWN;
+        const OPTIONAL: AttributeFlags = AttributeFlags::OPTIONAL;
+        const OPTIONAL_TRANSITIVE: AttributeFlags = AttributeFlags::KIND;
         let four = ctx.four_octet_as;
-        let mut out: Vec<(u8, u8, Vec<u8>)> = Vec::new();
+        let mut out: Vec<(AttributeFlags, u8, Vec<u8>)> = Vec::new();
         if let Some(mp) = &self.mp_reach {
             out.push((OPTIONAL, MP_REACH_NLRI, value(|b| mp.emit(b))));
         }
@@ -1035,7 +1031,11 @@ impl PathAttributes {
             out.push((OPTIONAL_TRANSITIVE, LARGE_COMMUNITIES, v.collect()));
         }
         for raw in &self.unknown {
-            out.push((raw.flags.to_u8(), raw.type_code, raw.value.clone()));
+            out.push((
+                raw.flags & AttributeFlags::KEPT,
+                raw.type_code,
+                raw.value.clone(),
+            ));
         }
         out.sort_by_key(|&(_, code, _)| match code {
             MP_REACH_NLRI => 0,
@@ -1044,10 +1044,10 @@ impl PathAttributes {
         });
         for (flags, code, value) in out {
             if let Ok(len) = u8::try_from(value.len()) {
-                buf.extend_from_slice(&[flags, code, len]);
+                buf.extend_from_slice(&[flags.bits(), code, len]);
             } else {
                 let len = u16::try_from(value.len()).map_err(|_| EmitError::FieldTooLong)?;
-                buf.extend_from_slice(&[flags | FLAG_EXTENDED_LENGTH, code]);
+                buf.extend_from_slice(&[(flags | AttributeFlags::EXTENDED_LENGTH).bits(), code]);
                 buf.extend_from_slice(&len.to_be_bytes());
             }
             buf.extend_from_slice(&value);
@@ -1213,11 +1213,7 @@ mod tests {
                 local_data_2: 2,
             }],
             unknown: vec![RawAttribute {
-                flags: AttributeFlags {
-                    optional: true,
-                    transitive: true,
-                    partial: true,
-                },
+                flags: AttributeFlags::KEPT,
                 type_code: 99,
                 value: vec![0xab, 0xcd],
             }],
@@ -1562,7 +1558,7 @@ mod tests {
         let codes: Vec<u8> = attrs.unknown.iter().map(|a| a.type_code).collect();
         assert_eq!(codes, [100, 200]);
         let transitive = attrs.unknown[0].for_propagation().unwrap();
-        assert!(transitive.flags.partial);
+        assert!(transitive.flags.contains(AttributeFlags::PARTIAL));
         assert_eq!(attrs.unknown[1].for_propagation(), None);
         assert_eq!(emit(&attrs, &ctx4()), [0xc0, 100, 0, 0x80, 200, 1, 1]);
     }

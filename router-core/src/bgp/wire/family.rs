@@ -4,6 +4,8 @@
 //! Unknown values are kept as they are, so capabilities for families this
 //! codec does not decode still round-trip.
 
+use ipnet::IpNet;
+
 /// Address Family Identifier (two octets on the wire).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Afi {
@@ -87,19 +89,19 @@ impl Family {
         safi: Safi::Unicast,
     };
 
+    /// The unicast family of `prefix`'s address family.
+    pub fn of(prefix: &IpNet) -> Family {
+        match prefix {
+            IpNet::V4(_) => Family::IPV4_UNICAST,
+            IpNet::V6(_) => Family::IPV6_UNICAST,
+        }
+    }
+
     /// The pair for wire values `afi` and `safi`.
     pub fn new(afi: u16, safi: u8) -> Family {
         Family {
             afi: afi.into(),
             safi: safi.into(),
-        }
-    }
-
-    /// The unicast family of a prefix.
-    pub fn of(prefix: &ipnet::IpNet) -> Family {
-        match prefix {
-            ipnet::IpNet::V4(_) => Family::IPV4_UNICAST,
-            ipnet::IpNet::V6(_) => Family::IPV6_UNICAST,
         }
     }
 }
@@ -118,5 +120,13 @@ mod tests {
         }
         assert_eq!(Family::new(2, 1), Family::IPV6_UNICAST);
         assert_eq!(Family::new(25, 70).afi, Afi::Unknown(25));
+    }
+
+    #[test]
+    fn family_of_a_prefix() {
+        let v4: IpNet = "10.0.0.0/8".parse().unwrap();
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        assert_eq!(Family::of(&v4), Family::IPV4_UNICAST);
+        assert_eq!(Family::of(&v6), Family::IPV6_UNICAST);
     }
 }
