@@ -337,7 +337,7 @@ fn decode(
             if store.note_bad(key.clone(), version) {
                 error!(
                     kind = %api.kind,
-                    namespace = key.0.as_deref().unwrap_or(""),
+                    namespace = key.0.as_deref(),
                     name = %key.1,
                     error = %message,
                     "object ignored: it does not decode"
@@ -757,7 +757,11 @@ mod tests {
     async fn a_resource_the_server_does_not_serve_holds_nothing_up() {
         let (mut snapshots, _) = start(vec![
             ("nodes", vec![Reply::List("1", vec![item(node("k8s-ctr"))])]),
-            ("ciliumloadbalancerippools", vec![Reply::Status(404)]),
+            // Answered 404 for longer than the test waits.
+            (
+                "ciliumloadbalancerippools",
+                (0..1000).map(|_| Reply::Status(404)).collect(),
+            ),
         ]);
         let listed = snapshot(&mut snapshots, |_| true).await;
         assert!(listed.nodes.contains_key("k8s-ctr"));
