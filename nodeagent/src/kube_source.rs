@@ -157,14 +157,16 @@ impl Source {
         // What is ready at once is handled as one change.
         let mut batches = stream::select_all(watches).ready_chunks(256);
         let mut state = State::new(self.resources);
-        while let Some(batch) = batches.next().await {
+        loop {
+            let batch = tokio::select! {
+                batch = batches.next() => batch,
+                () = snapshots.closed() => return,
+            };
+            let Some(batch) = batch else { return };
             for (index, event) in batch {
                 state.handle(index, event);
             }
             state.publish(&snapshots);
-            if snapshots.is_closed() {
-                return;
-            }
         }
     }
 }
@@ -765,5 +767,17 @@ mod tests {
         ]);
         let listed = snapshot(&mut snapshots, |_| true).await;
         assert!(listed.nodes.contains_key("k8s-ctr"));
+    }
+
+    #[tokio::test]
+    async fn the_source_stops_when_no_one_listens() {
+        let (client, _) = server(vec![]);
+        let (sender, receiver) = watch::channel(None);
+        let source = tokio::spawn(Source::new(client).run_with(|| Quick, sender));
+        drop(receiver);
+        tokio::time::timeout(Duration::from_secs(5), source)
+            .await
+            .expect("the source still runs")
+            .unwrap();
     }
 }
