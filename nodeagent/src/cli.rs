@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use router_core::cilium::Objects;
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use aya::programs::XdpMode;
@@ -15,6 +17,7 @@ use nexthop_offload_bpf::datapath::Capacity;
 use crate::api;
 use crate::config::{self, Fingerprint};
 use crate::controller::Controller;
+use crate::kube_source;
 use crate::offload;
 use crate::output;
 use crate::status::{Request, Table};
@@ -38,8 +41,15 @@ enum Command {
     /// Run the agent.
     Run {
         /// Directory of Kubernetes/Cilium YAML (every document of every file).
-        #[arg(long)]
-        config_dir: PathBuf,
+        #[arg(long, required_unless_present_any = ["kubeconfig", "kubernetes"])]
+        config_dir: Option<PathBuf>,
+        /// Watch the Kubernetes API server of this kubeconfig instead.
+        #[arg(long, conflicts_with_all = ["config_dir", "kubernetes"])]
+        kubeconfig: Option<PathBuf>,
+        /// Watch the Kubernetes API instead: the pod's service account, else
+        /// $KUBECONFIG or ~/.kube/config.
+        #[arg(long, conflicts_with = "config_dir")]
+        kubernetes: bool,
         /// This node's name (its Node object).
         #[arg(long)]
         node: String,
@@ -157,13 +167,19 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run {
             config_dir,
+            kubeconfig,
+            kubernetes: _,
             node,
             socket,
             router_id,
             metrics,
         } => {
             init_logging();
-            runtime.block_on(run(&config_dir, &node, &socket, router_id, metrics))
+            let source = match config_dir {
+                Some(dir) => Source::Directory(dir),
+                None => Source::Kubernetes(kubeconfig),
+            };
+            runtime.block_on(run(source, &node, &socket, router_id, metrics))
         }
         Command::Bgp { query } => runtime.block_on(bgp(query)),
         Command::Datapath { command } => datapath(command, &runtime),
@@ -225,17 +241,38 @@ fn init_logging() {
         .init();
 }
 
+/// Where `run` reads its objects from.
+#[derive(Debug)]
+enum Source {
+    /// A configuration directory, read again when it changes.
+    Directory(PathBuf),
+    /// The Kubernetes API, with this kubeconfig (else in-cluster or inferred).
+    Kubernetes(Option<PathBuf>),
+}
+
 async fn run(
-    dir: &Path,
+    source: Source,
     node: &str,
     socket: &Path,
     router_id: Option<Ipv4Addr>,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
     let controller = Arc::new(Mutex::new(Controller::new(node, router_id)));
-    info!(node, config_dir = %dir.display(), socket = %socket.display(), "nexthop-agent starting");
-    let mut fingerprint =
-        reload(dir, &controller, None).ok_or_else(|| format!("cannot read {}", dir.display()))?;
+    info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
+    let (dir, mut snapshots) = match &source {
+        Source::Directory(dir) => (Some(dir.as_path()), None),
+        Source::Kubernetes(kubeconfig) => {
+            let client = kube_source::client(kubeconfig.as_deref()).await?;
+            (None, Some(kube_source::spawn(client)))
+        }
+    };
+    let mut fingerprint = match dir {
+        Some(dir) => Some(
+            reload(dir, &controller, None)
+                .ok_or_else(|| format!("cannot read {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let api = {
         let socket = socket.to_path_buf();
         let controller = controller.clone();
@@ -246,14 +283,31 @@ async fn run(
         tokio::spawn(async move { crate::metrics::serve(addr, controller).await })
     });
     let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut stopped = false;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                if let Some(f) = reload(dir, &controller, Some(&fingerprint)) {
-                    fingerprint = f;
+                if let Some(dir) = dir
+                    && let Some(f) = reload(dir, &controller, fingerprint.as_ref())
+                {
+                    fingerprint = Some(f);
                 }
+            }
+            objects = snapshot(&mut snapshots) => {
+                let Some(objects) = objects else {
+                    stopped = true;
+                    break;
+                };
+                info!(
+                    nodes = objects.nodes.len(),
+                    cluster_configs = objects.cluster_configs.len(),
+                    peer_configs = objects.peer_configs.len(),
+                    advertisements = objects.advertisements.len(),
+                    "objects from the Kubernetes API"
+                );
+                controller.lock().unwrap().reconcile(&objects);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -272,6 +326,9 @@ async fn run(
     };
     stopping.shutdown().await;
     let _ = std::fs::remove_file(socket);
+    if stopped {
+        return Err("the Kubernetes API source stopped".into());
+    }
     if api.is_finished() {
         return match api.await {
             Ok(Err(e)) => Err(format!("query socket {}: {e}", socket.display())),
@@ -285,6 +342,20 @@ async fn run(
         return Err(format!("metrics: {e}"));
     }
     Ok(())
+}
+
+/// The next snapshot of the Kubernetes API source (never, without one);
+/// `None` when the source stopped.
+async fn snapshot(snapshots: &mut Option<watch::Receiver<Option<Objects>>>) -> Option<Objects> {
+    let Some(snapshots) = snapshots else {
+        return std::future::pending().await;
+    };
+    loop {
+        snapshots.changed().await.ok()?;
+        if let Some(objects) = snapshots.borrow_and_update().clone() {
+            return Some(objects);
+        }
+    }
 }
 
 /// Reload `dir` when its fingerprint differs from `previous`; the new
@@ -437,6 +508,44 @@ mod tests {
                 .unwrap_err()
                 .contains("\"multicast\"")
         );
+    }
+
+    #[test]
+    fn run_reads_one_source() {
+        let run = |args: &[&str]| {
+            let common = ["nexthop-agent", "run", "--node", "k8s-w0"];
+            Cli::try_parse_from(common.iter().chain(args)).map(|cli| cli.command)
+        };
+        assert!(matches!(
+            run(&["--kubeconfig", "/etc/kubeconfig"]),
+            Ok(Command::Run {
+                config_dir: None,
+                kubeconfig: Some(_),
+                kubernetes: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&["--kubernetes"]),
+            Ok(Command::Run {
+                config_dir: None,
+                kubernetes: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&["--config-dir", "/etc/nexthop"]),
+            Ok(Command::Run {
+                config_dir: Some(_),
+                kubeconfig: None,
+                kubernetes: false,
+                ..
+            })
+        ));
+        assert!(run(&[]).is_err());
+        assert!(run(&["--config-dir", "/etc/nexthop", "--kubernetes"]).is_err());
+        assert!(run(&["--config-dir", "/etc/nexthop", "--kubeconfig", "k"]).is_err());
+        assert!(run(&["--kubernetes", "--kubeconfig", "k"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The configuration directory: every YAML document of every YAML file in it,
 //! decoded into router-core's Cilium objects. A document that fails is
 //! reported with its file, index and field, and left out; the rest stands.
+//! [`decode`] decodes one document; the Kubernetes API source
+//! (`kube_source`) decodes every object it watches through it too.
 
 use std::fmt;
 use std::fs;
@@ -8,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use router_core::cilium::meta::TypeMeta;
-use router_core::cilium::{Kind, Objects};
-use serde::Deserialize;
+use router_core::cilium::{Kind, Object, Objects};
+use serde::{Deserialize, Deserializer};
 
 /// The decoded directory.
 #[derive(Debug, Default)]
@@ -115,38 +117,83 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
                 break;
             }
         };
-        let meta = match serde_path_to_error::deserialize::<_, TypeMeta>(&value) {
-            Ok(meta) => meta,
-            Err(e) => {
-                loaded
-                    .errors
-                    .push(error(None, format!("{}: {}", e.path(), e.inner())));
-                continue;
-            }
-        };
-        let name = value
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .unwrap_or("?");
-        let object = format!("{} {name}", meta.kind);
-        let Some(kind) = Kind::of(&meta) else {
-            loaded.ignored.push(format!(
-                "{}: document {}: {object} ({})",
+        match decode(&value) {
+            Ok(Decoded::Object(_, object)) => loaded.objects.insert(object),
+            Ok(Decoded::Ignored { meta, name }) => loaded.ignored.push(format!(
+                "{}: document {}: {} {name} ({})",
                 file.display(),
                 index + 1,
+                meta.kind,
                 meta.api_version
-            ));
-            continue;
-        };
-        let mut track = serde_path_to_error::Track::new();
-        match kind.deserialize(serde_path_to_error::Deserializer::new(&value, &mut track)) {
-            Ok(decoded) => loaded.objects.insert(decoded),
-            Err(e) => loaded
-                .errors
-                .push(error(Some(object), format!("{}: {e}", track.path()))),
+            )),
+            Err(e) => loaded.errors.push(error(e.object, e.message)),
         }
     }
+}
+
+/// One document, decoded by [`decode`].
+#[derive(Debug)]
+pub enum Decoded {
+    /// An object of a kind the agent reads, and its kind.
+    Object(Kind, Object),
+    /// A document of a kind the agent does not read.
+    Ignored {
+        /// Its `apiVersion` and `kind`.
+        meta: TypeMeta,
+        /// Its `metadata.name`, `?` when it has none.
+        name: String,
+    },
+}
+
+/// Why a document did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// `Kind name`, when `apiVersion` and `kind` were read.
+    pub object: Option<String>,
+    /// The field path and the reason.
+    pub message: String,
+}
+
+/// Just enough of a document to name it in messages.
+#[derive(Default, Deserialize)]
+struct Named {
+    #[serde(default)]
+    metadata: NamedMeta,
+}
+
+#[derive(Default, Deserialize)]
+struct NamedMeta {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Decode one document: a YAML document of the directory, or an object of
+/// the Kubernetes API (`kube_source`). Its `apiVersion` and `kind` pick the
+/// kind ([`Kind::of`]), which decodes the whole document; an error names the
+/// field path.
+pub fn decode<'de, D>(document: D) -> Result<Decoded, DecodeError>
+where
+    D: Deserializer<'de> + Copy,
+{
+    let meta =
+        serde_path_to_error::deserialize::<_, TypeMeta>(document).map_err(|e| DecodeError {
+            object: None,
+            message: format!("{}: {}", e.path(), e.inner()),
+        })?;
+    let name = Named::deserialize(document)
+        .ok()
+        .and_then(|n| n.metadata.name)
+        .unwrap_or_else(|| "?".into());
+    let Some(kind) = Kind::of(&meta) else {
+        return Ok(Decoded::Ignored { meta, name });
+    };
+    let mut track = serde_path_to_error::Track::new();
+    kind.deserialize(serde_path_to_error::Deserializer::new(document, &mut track))
+        .map(|object| Decoded::Object(kind, object))
+        .map_err(|e| DecodeError {
+            object: Some(format!("{} {name}", meta.kind)),
+            message: format!("{}: {e}", track.path()),
+        })
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The node agent (`nexthop-agent`): Cilium's BGP control plane and the XDP
-//! datapath on a real Linux node. `run` reads Kubernetes/Cilium YAML from a directory, runs the
+//! datapath on a real Linux node. `run` reads Kubernetes/Cilium YAML from a directory (or watches the Kubernetes API), runs the
 //! BGP sessions that select this node over kernel TCP (router-core's
 //! sans-IO session), originates the node's pod CIDRs and reloads when the
 //! files change; `bgp peers` and `bgp routes` query a running agent.
 //!
 //! - [`cli`]: the command line.
-//! - [`config`]: the configuration directory.
+//! - [`config`]: the configuration directory; [`kube_source`]: the Kubernetes API instead.
 //! - [`controller`]: configuration → running peers; status.
 //! - [`peer`]: one session as a tokio task; [`transport`]: kernel TCP (MD5, TTL).
 //! - [`instance`]: a BGP instance's RIB (router-core's), originated routes, per-peer export.
@@ -19,6 +19,7 @@ pub mod config;
 pub mod controller;
 pub mod instance;
 pub mod kernel;
+pub mod kube_source;
 pub mod metrics;
 pub mod offload;
 pub mod output;

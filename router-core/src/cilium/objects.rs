@@ -149,6 +149,27 @@ impl Objects {
             }
         }
     }
+
+    /// Remove the object of `kind` named `name` (in `namespace` for services
+    /// and secrets, `default` when `None`, as [`Objects::insert`] keys them);
+    /// whether there was one.
+    pub fn remove(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> bool {
+        let key = || {
+            (
+                String::from(namespace.unwrap_or("default")),
+                String::from(name),
+            )
+        };
+        match kind {
+            Kind::Node => self.nodes.remove(name).is_some(),
+            Kind::CiliumNode => self.cilium_nodes.remove(name).is_some(),
+            Kind::Service => self.services.remove(&key()).is_some(),
+            Kind::Secret => self.secrets.remove(&key()).is_some(),
+            Kind::ClusterConfig => self.cluster_configs.remove(name).is_some(),
+            Kind::PeerConfig => self.peer_configs.remove(name).is_some(),
+            Kind::Advertisement => self.advertisements.remove(name).is_some(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -198,5 +219,33 @@ pub(crate) mod tests {
         );
         assert_eq!(Kind::of(&meta("v1", "EndpointSlice")), None);
         assert_eq!(Kind::of(&meta("cilium.io/v2", "CiliumBGPNodeConfig")), None);
+    }
+
+    #[test]
+    fn remove_takes_out_one_object_by_kind_and_key() {
+        use crate::cilium::kube::{Node, Service};
+        use crate::cilium::meta::ObjectMeta;
+        let mut objects = Objects::default();
+        let service = |namespace: Option<&str>| Service {
+            metadata: ObjectMeta {
+                namespace: namespace.map(String::from),
+                ..ObjectMeta::named("web")
+            },
+            ..Service::default()
+        };
+        objects.insert(Object::Service(service(None)));
+        objects.insert(Object::Service(service(Some("prod"))));
+        objects.insert(Object::Node(Node {
+            metadata: ObjectMeta::named("web"),
+            ..Node::default()
+        }));
+        assert!(objects.remove(Kind::Service, None, "web"));
+        assert!(!objects.remove(Kind::Service, None, "web"));
+        assert!(!objects.remove(Kind::PeerConfig, None, "web"));
+        let services: alloc::vec::Vec<_> = objects.services.keys().cloned().collect();
+        assert_eq!(services, [("prod".into(), "web".into())]);
+        assert!(objects.nodes.contains_key("web"));
+        assert!(objects.remove(Kind::Node, None, "web"));
+        assert!(objects.nodes.is_empty());
     }
 }
