@@ -165,6 +165,7 @@ impl Objects {
             Kind::CiliumNode => self.cilium_nodes.remove(name).is_some(),
             Kind::Service => self.services.remove(&key()).is_some(),
             Kind::Secret => self.secrets.remove(&key()).is_some(),
+            Kind::EndpointSlice => self.endpoint_slices.remove(&key()).is_some(),
             Kind::ClusterConfig => self.cluster_configs.remove(name).is_some(),
             Kind::PeerConfig => self.peer_configs.remove(name).is_some(),
             Kind::Advertisement => self.advertisements.remove(name).is_some(),
