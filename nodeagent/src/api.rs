@@ -3,7 +3,6 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -13,7 +12,7 @@ use crate::controller::Controller;
 use crate::status::{Request, Response};
 
 /// Listen on `path` (replacing a stale socket file) and answer queries.
-pub async fn serve(path: &Path, controller: Arc<Mutex<Controller>>) -> io::Result<()> {
+pub async fn serve(path: &Path, controller: Controller) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -33,17 +32,17 @@ pub async fn serve(path: &Path, controller: Arc<Mutex<Controller>>) -> io::Resul
     }
 }
 
-async fn answer(stream: UnixStream, controller: Arc<Mutex<Controller>>) -> io::Result<()> {
+async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await? {
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Peers) => Response {
-                peers: controller.lock().unwrap().peers(),
+                peers: controller.peers().await,
                 ..Response::default()
             },
             Ok(Request::Routes) => Response {
-                routes: controller.lock().unwrap().routes(),
+                routes: controller.routes().await,
                 ..Response::default()
             },
             Err(e) => {

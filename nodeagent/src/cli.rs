@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -257,7 +257,7 @@ async fn run(
     router_id: Option<Ipv4Addr>,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
-    let controller = Arc::new(Mutex::new(Controller::new(node, router_id)));
+    let (controller, driver) = Controller::spawn(node, router_id);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
     let (dir, mut snapshots) = match &source {
         Source::Directory(dir) => (Some(dir.as_path()), None),
@@ -307,7 +307,7 @@ async fn run(
                     advertisements = objects.advertisements.len(),
                     "objects from the Kubernetes API"
                 );
-                controller.lock().unwrap().reconcile(&objects);
+                controller.reconcile(objects);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -320,11 +320,8 @@ async fn run(
         }
     }
     info!("shutting down");
-    let mut stopping = {
-        let mut c = controller.lock().unwrap();
-        std::mem::replace(&mut *c, Controller::new(node, router_id))
-    };
-    stopping.shutdown().await;
+    controller.shutdown().await;
+    let _ = driver.await;
     let _ = std::fs::remove_file(socket);
     if stopped {
         return Err("the Kubernetes API source stopped".into());
@@ -362,7 +359,7 @@ async fn snapshot(snapshots: &mut Option<watch::Receiver<Option<Objects>>>) -> O
 /// fingerprint, or `None` when the directory cannot be read.
 fn reload(
     dir: &Path,
-    controller: &Mutex<Controller>,
+    controller: &Controller,
     previous: Option<&Fingerprint>,
 ) -> Option<Fingerprint> {
     let fingerprint = match config::fingerprint(dir) {
@@ -396,7 +393,7 @@ fn reload(
         errors = loaded.errors.len(),
         "configuration loaded"
     );
-    controller.lock().unwrap().reconcile(&loaded.objects);
+    controller.reconcile(loaded.objects);
     Some(fingerprint)
 }
 

@@ -1,346 +1,341 @@
-//! The BGP controller: turns the configuration into running peer tasks and
-//! keeps them in step as it changes (start, stop, restart on a settings
-//! change, new routes without a restart), one shared RIB per BGP instance,
-//! and answers status queries from the RIBs.
+//! The BGP controller: one tokio task that owns the node's BGP control plane
+//! (router-core's [`NodeBgp`]) and carries out what it decides over kernel
+//! TCP ([`crate::connection`]): dials, writes, TTLs, closes, and the passing
+//! of time. Objects to reconcile, status queries and the exit arrive as
+//! commands through a [`Controller`] handle; the connection tasks only move
+//! bytes and report what their sockets saw. No state is shared: status
+//! queries are answered by the task between two events.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use ipnet::IpNet;
-use router_core::bgp::rib::{PathInfo, PeerId};
-use router_core::bgp::wire::Family;
-use router_core::cilium::bgp::Afi;
-use router_core::cilium::desired::RouteAttributes;
-use router_core::cilium::{Objects, desired};
-use tracing::{error, info, warn};
+use router_core::bgp::speaker::{Action, Input, Report};
+use router_core::cilium::Objects;
+use router_core::cilium::node::{InstanceAction, NodeBgp, NodeOptions};
+use router_core::cilium::status::{PeerStatus, RouteStatus};
+use smoltcp::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
 
-use crate::instance::{Instance, SharedInstance};
-use crate::peer::{self, Command, PeerHandle, PeerSpec};
-use crate::status::{
-    FamilyStatus, PeerStatus, RouteStatus, Table, next_hop_address, render_attributes,
-};
+use crate::connection::{self, Connection, Io, Key};
 
-/// Peers are keyed by instance and peer name.
-type PeerKey = (String, String);
-
-/// Instances are keyed by name, AS and router id (a change of either
-/// starts a new RIB).
-type InstanceKey = (String, u32, Ipv4Addr);
-
-fn instance_key(spec: &PeerSpec) -> InstanceKey {
-    (spec.instance.clone(), spec.local_asn, spec.router_id)
-}
-
-fn family(afi: Afi) -> Family {
-    match afi {
-        Afi::Ipv4 => Family::IPV4_UNICAST,
-        Afi::Ipv6 => Family::IPV6_UNICAST,
-    }
-}
-
-fn family_of(prefix: &IpNet) -> Family {
-    match prefix {
-        IpNet::V4(_) => Family::IPV4_UNICAST,
-        IpNet::V6(_) => Family::IPV6_UNICAST,
-    }
-}
-
-/// The running BGP control plane of one node.
+/// A request to the controller task.
 #[derive(Debug)]
+enum Command {
+    Reconcile(Box<Objects>),
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
+    Routes(oneshot::Sender<Vec<RouteStatus>>),
+    Exit(oneshot::Sender<()>),
+}
+
+/// A handle on the running controller; clones talk to the same task.
+#[derive(Clone, Debug)]
 pub struct Controller {
-    node: String,
-    router_id: Option<Ipv4Addr>,
-    peers: BTreeMap<PeerKey, PeerHandle>,
-    instances: BTreeMap<InstanceKey, SharedInstance>,
-    reported: BTreeSet<String>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Controller {
-    /// A controller for `node`, with `router_id` overriding the Node's
-    /// InternalIP.
-    pub fn new(node: &str, router_id: Option<Ipv4Addr>) -> Controller {
-        Controller {
-            node: node.into(),
+    /// Start the controller of `node` (with `router_id` overriding the
+    /// Node's InternalIP); the task ends after [`Controller::shutdown`].
+    pub fn spawn(node: &str, router_id: Option<Ipv4Addr>) -> (Controller, JoinHandle<()>) {
+        let options = NodeOptions {
             router_id,
-            peers: BTreeMap::new(),
-            instances: BTreeMap::new(),
-            reported: BTreeSet::new(),
-        }
+            ..NodeOptions::new(node)
+        };
+        let (commands, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(Driver::new(options).run(rx));
+        (Controller { commands }, task)
     }
 
-    /// The specs `objects` ask this node to run.
-    fn specs(&mut self, objects: &Objects) -> BTreeMap<PeerKey, PeerSpec> {
-        let want = desired(objects, &self.node);
-        let mut issues: BTreeSet<String> = want.issues.iter().cloned().collect();
-        let router_id = self.router_id.or(want.router_id);
-        let node = objects.nodes.get(&self.node);
-        let bind_v4 = node.and_then(|n| n.internal_ipv4()).map(IpAddr::V4);
-        let local_v6 = node.and_then(|n| {
-            n.status
-                .addresses
-                .iter()
-                .filter(|a| a.kind == "InternalIP")
-                .find_map(|a| a.address.parse::<Ipv6Addr>().ok())
-        });
-        let bind_v6 = local_v6.map(IpAddr::V6);
-        let mut specs = BTreeMap::new();
-        match router_id {
-            None if !want.instances.is_empty() => {
-                issues.insert(format!(
-                    "node {:?} has no IPv4 InternalIP and no --router-id was given: no BGP instances",
-                    self.node
-                ));
-            }
-            None => {}
-            Some(router_id) => {
-                for instance in want.instances {
-                    for peer in instance.peers {
-                        let bind = if peer.address.is_ipv4() {
-                            bind_v4
-                        } else {
-                            bind_v6
-                        };
-                        let key = (instance.name.clone(), peer.name.clone());
-                        let spec = PeerSpec {
-                            node: self.node.clone(),
-                            instance: instance.name.clone(),
-                            local_asn: instance.local_asn,
-                            router_id,
-                            bind,
-                            local_v6,
-                            peer,
-                        };
-                        specs.insert(key, spec);
-                    }
-                }
-            }
-        }
-        for issue in &issues {
-            if !self.reported.contains(issue) {
-                warn!(node = %self.node, "{issue}");
-            }
-        }
-        self.reported = issues;
-        specs
-    }
-
-    /// Bring the running peers in line with `objects`.
-    pub fn reconcile(&mut self, objects: &Objects) {
-        let specs = self.specs(objects);
-        let stale: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(k, h)| {
-                specs
-                    .get(*k)
-                    .is_none_or(|s| s.settings() != h.spec.settings())
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in stale {
-            if let Some(handle) = self.peers.remove(&key) {
-                let why = if specs.contains_key(&key) {
-                    "settings changed"
-                } else {
-                    "no longer selected"
-                };
-                info!(instance = %key.0, peer = %key.1, "removing peer: {why}");
-                let _ = handle.commands.send(Command::Stop);
-            }
-        }
-        let mut originated: BTreeMap<InstanceKey, BTreeMap<IpNet, RouteAttributes>> =
-            BTreeMap::new();
-        for spec in specs.values() {
-            let routes = originated.entry(instance_key(spec)).or_default();
-            for (prefix, route) in spec.routes() {
-                routes.entry(prefix).or_insert(route);
-            }
-        }
-        self.instances.retain(|k, _| originated.contains_key(k));
-        for (key, routes) in originated {
-            let instance = self
-                .instances
-                .entry(key.clone())
-                .or_insert_with(|| Instance::shared(key.1, key.2));
-            instance.lock().unwrap().set_originated(routes);
-        }
-        for (key, spec) in specs {
-            let instance = self.instances[&instance_key(&spec)].clone();
-            match self.peers.get_mut(&key) {
-                Some(handle) => {
-                    if handle.spec != spec {
-                        instance
-                            .lock()
-                            .unwrap()
-                            .set_export(handle.id, &spec.prefixes());
-                        handle.view.lock().unwrap().spec = spec.clone();
-                        handle.spec = spec;
-                    }
-                }
-                None => match peer::spawn(spec, instance) {
-                    Ok(handle) => {
-                        self.peers.insert(key, handle);
-                    }
-                    Err(e) => error!(instance = %key.0, peer = %key.1, "cannot start peer: {e}"),
-                },
-            }
-        }
-    }
-
-    /// Stop every peer as the agent exits (a Cease, except on graceful
-    /// restart sessions, see [`Command::Exit`]) and wait for their tasks.
-    pub async fn shutdown(&mut self) {
-        let peers = std::mem::take(&mut self.peers);
-        for handle in peers.values() {
-            let _ = handle.commands.send(Command::Exit);
-        }
-        for (_, handle) in peers {
-            let _ = handle.task.await;
-        }
+    /// Bring the running instances and peers in line with `objects`.
+    pub fn reconcile(&self, objects: Objects) {
+        let _ = self.commands.send(Command::Reconcile(Box::new(objects)));
     }
 
     /// The peers, as `bgp peers` shows them.
-    pub fn peers(&self) -> Vec<PeerStatus> {
-        let now = Instant::now();
-        self.peers
-            .values()
-            .map(|handle| {
-                let view = handle.view.lock().unwrap();
-                let instance = handle.instance.lock().unwrap();
-                let rib = &instance.rib;
-                let spec = &view.spec;
-                let single_family = spec.peer.families.len() == 1;
-                let families = spec
-                    .peer
-                    .families
-                    .iter()
-                    .map(|f| {
-                        let family = family(f.afi);
-                        // One family: the RIB's running count, without a walk.
-                        let accepted = if single_family {
-                            rib.received_count(handle.id)
-                        } else {
-                            rib.adj_rib_in(handle.id)
-                                .filter(|(p, _)| family_of(p) == family)
-                                .count()
-                        };
-                        let looped = instance
-                            .looped(handle.id)
-                            .filter(|(p, _)| family_of(p) == family)
-                            .count();
-                        let received = accepted + looped;
-                        FamilyStatus {
-                            afi: f.afi.to_string(),
-                            safi: f.safi.to_string(),
-                            received,
-                            advertised: rib
-                                .adj_rib_out(handle.id)
-                                .filter(|(p, _)| family_of(p) == family)
-                                .count(),
-                        }
-                    })
-                    .collect();
-                PeerStatus {
-                    node: spec.node.clone(),
-                    instance: spec.instance.clone(),
-                    name: spec.peer.name.clone(),
-                    local_asn: spec.local_asn,
-                    peer_asn: spec.peer.peer_asn.or(view.negotiated_as),
-                    peer_address: spec.peer.address,
-                    state: view.state.name().into(),
-                    uptime_secs: view.established_at.map(|t| now.duration_since(t).as_secs()),
-                    families,
-                    messages_received: (&view.stats.received).into(),
-                    messages_sent: (&view.stats.sent).into(),
-                    last_notification: view.last_notification.clone(),
-                }
-            })
-            .collect()
+    pub async fn peers(&self) -> Vec<PeerStatus> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Peers(tx));
+        rx.await.unwrap_or_default()
     }
 
-    /// Every route: each instance's originated routes in its Loc-RIB
-    /// (available: Cilium rejects received routes on import, so its Loc-RIB
-    /// holds only these), and per peer its Adj-RIB-Out (advertised) and its
-    /// Adj-RIB-In with the routes refused for an AS loop (received). The RIB keeps no
-    /// time per path: a peer's routes are as old as its session, originated
-    /// ones date from their origination.
-    pub fn routes(&self) -> Vec<RouteStatus> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        let mut ages: BTreeMap<PeerId, u64> = BTreeMap::new();
-        for handle in self.peers.values() {
-            let view = handle.view.lock().unwrap();
-            let age = view
-                .established_at
-                .map_or(0, |t| now.duration_since(t).as_secs());
-            ages.insert(handle.id, age);
+    /// Every route, as `bgp routes` shows them.
+    pub async fn routes(&self) -> Vec<RouteStatus> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Routes(tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stop every session as the agent exits — graceful-restart sessions
+    /// are left without a NOTIFICATION, so the peer keeps our routes — and
+    /// wait until what was sent is written.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Exit(tx));
+        let _ = rx.await;
+    }
+}
+
+/// One connection's state in the task.
+#[derive(Debug, Default)]
+struct Conn {
+    /// Bumped whenever the connection is dropped: older reports are stale.
+    generation: u64,
+    /// A dial in progress, since when, and whether it signs with MD5.
+    dialing: Option<(JoinHandle<()>, std::time::Instant, bool)>,
+    established: Option<Connection>,
+}
+
+struct Driver {
+    node: NodeBgp,
+    epoch: std::time::Instant,
+    conns: BTreeMap<Key, Conn>,
+    reports: mpsc::UnboundedSender<connection::Report>,
+    report_rx: mpsc::UnboundedReceiver<connection::Report>,
+    /// Writers still flushing a closed connection's last bytes.
+    flushing: Vec<JoinHandle<()>>,
+}
+
+impl Driver {
+    fn new(options: NodeOptions) -> Driver {
+        let (reports, report_rx) = mpsc::unbounded_channel();
+        Driver {
+            node: NodeBgp::new(options),
+            epoch: std::time::Instant::now(),
+            conns: BTreeMap::new(),
+            reports,
+            report_rx,
+            flushing: Vec::new(),
         }
-        for ((_, local_asn, _), shared) in &self.instances {
-            let instance = shared.lock().unwrap();
-            let peers: Vec<&PeerHandle> = self
-                .peers
-                .values()
-                .filter(|h| Arc::ptr_eq(&h.instance, shared))
-                .collect();
-            let row = |table, peer: Option<IpAddr>, prefix: IpNet, path: &PathInfo<'_>, age| {
-                let next_hop = next_hop_address(&path.attrs.next_hop);
-                RouteStatus {
-                    table,
-                    node: self.node.clone(),
-                    vrouter: *local_asn,
+    }
+
+    fn now(&self) -> Instant {
+        let micros = i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX);
+        Instant::from_micros(micros)
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        let at = self.node.poll_at()?;
+        let micros = u64::try_from(at.total_micros()).unwrap_or(0);
+        Some(tokio::time::Instant::from_std(
+            self.epoch + Duration::from_micros(micros),
+        ))
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Reconcile(objects)) => self.reconcile(&objects),
+                    Some(Command::Peers(tx)) => {
+                        let _ = tx.send(self.node.peers(self.now()));
+                    }
+                    Some(Command::Routes(tx)) => {
+                        let _ = tx.send(self.node.routes(self.now()));
+                    }
+                    Some(Command::Exit(tx)) => {
+                        self.exit().await;
+                        let _ = tx.send(());
+                        return;
+                    }
+                    None => {
+                        self.exit().await;
+                        return;
+                    }
+                },
+                Some((key, generation, io)) = self.report_rx.recv() => {
+                    if self.conns.get(&key).is_some_and(|c| c.generation == generation) {
+                        self.io(key, io);
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    let now = self.now();
+                    let actions = self.node.timers(now);
+                    self.carry_out(actions);
+                }
+            }
+            self.flushing.retain(|t| !t.is_finished());
+        }
+    }
+
+    fn reconcile(&mut self, objects: &Objects) {
+        let before: Vec<String> = self.node.issues().to_vec();
+        let actions = self.node.reconcile(self.now(), objects);
+        for issue in self.node.issues() {
+            if !before.contains(issue) {
+                warn!(node = %self.node.options().name, "{issue}");
+            }
+        }
+        self.carry_out(actions);
+    }
+
+    async fn exit(&mut self) {
+        let actions = self.node.exit(self.now());
+        self.carry_out(actions);
+        let keys: Vec<Key> = self.conns.keys().cloned().collect();
+        for key in keys {
+            self.drop_connection(&key);
+        }
+        let flushing = std::mem::take(&mut self.flushing);
+        let all = futures::future::join_all(flushing);
+        if tokio::time::timeout(Duration::from_secs(2), all)
+            .await
+            .is_err()
+        {
+            warn!("some peers did not take our last messages within 2 s");
+        }
+    }
+
+    fn input(&mut self, instance: &str, input: Input) {
+        let actions = self.node.handle(self.now(), instance, input);
+        self.carry_out(actions);
+    }
+
+    fn io(&mut self, key: Key, io: Io) {
+        let (instance, peer) = (key.0.clone(), key.1);
+        match io {
+            Io::Connected(stream) => {
+                let conn = self.conns.entry(key.clone()).or_default();
+                let since = conn.dialing.take().map(|(_, since, _)| since);
+                let c = Connection::start(stream, key, conn.generation, self.reports.clone());
+                debug!(%instance, %peer, local = ?c.local, after = ?since.map(|s| s.elapsed()), "TCP connected");
+                let local = c.local;
+                conn.established = Some(c);
+                self.input(&instance, Input::Connected { peer, local });
+            }
+            Io::ConnectFailed(e) => {
+                if let Some(conn) = self.conns.get_mut(&key) {
+                    conn.dialing = None;
+                }
+                info!(%instance, %peer, error = %e, "TCP connection failed");
+                self.input(&instance, Input::ConnectionFailed(peer));
+            }
+            Io::Data(bytes) => self.input(&instance, Input::Received(peer, bytes)),
+            Io::Closed(error) => {
+                match error {
+                    Some(e) => info!(%instance, %peer, error = %e, "TCP connection lost"),
+                    None => info!(%instance, %peer, "TCP connection closed by the peer"),
+                }
+                self.drop_connection(&key);
+                self.input(&instance, Input::ConnectionFailed(peer));
+            }
+        }
+    }
+
+    /// Abandon the connection or the dial. A dial that never completed on
+    /// an MD5 session is most likely a key mismatch: Linux drops segments
+    /// with a bad or missing signature silently.
+    fn drop_connection(&mut self, key: &Key) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.generation += 1;
+        if let Some((task, since, md5)) = conn.dialing.take() {
+            task.abort();
+            if md5 {
+                warn!(
+                    instance = %key.0,
+                    peer = %key.1,
+                    waited = ?since.elapsed(),
+                    "TCP connect timed out on an MD5 session: TCP MD5 signature mismatch or no key (probable; the peer's kernel drops such segments silently)"
+                );
+            }
+        }
+        if let Some(c) = conn.established.take() {
+            self.flushing.push(c.close());
+        }
+    }
+
+    fn carry_out(&mut self, actions: Vec<InstanceAction>) {
+        for (instance, action) in actions {
+            match action {
+                Action::Connect {
                     peer,
-                    prefix,
-                    next_hop,
-                    age_secs: age,
-                    attrs: render_attributes(&path.attrs.attributes, next_hop),
-                    stale: path.stale,
+                    port,
+                    ttl,
+                    bind,
+                    md5_key,
+                } => {
+                    let key = (instance.clone(), peer);
+                    self.drop_connection(&key);
+                    let md5 = md5_key.is_some();
+                    debug!(%instance, %peer, ?bind, ttl, md5, "connecting");
+                    let dial = connection::dial_of(peer, port, ttl, bind, md5_key);
+                    let conn = self.conns.entry(key.clone()).or_default();
+                    let task = connection::dial(key, conn.generation, dial, self.reports.clone());
+                    conn.dialing = Some((task, std::time::Instant::now(), md5));
                 }
-            };
-            for (prefix, path) in instance.rib.loc_rib() {
-                if path.peer != PeerId::LOCAL {
-                    continue;
+                Action::SetTtl { peer, ttl } => {
+                    let conn = self.conns.get(&(instance.clone(), peer));
+                    if let Some(c) = conn.and_then(|c| c.established.as_ref())
+                        && let Err(e) = c.set_ttl(peer, ttl)
+                    {
+                        warn!(%instance, %peer, error = %e, ttl, "cannot set the IP TTL");
+                    }
                 }
-                let age = instance
-                    .originated_since(&prefix)
-                    .map_or(0, |since| now.duration_since(since).as_secs());
-                out.push(row(Table::Available, None, prefix, &path, age));
-            }
-            for handle in &peers {
-                let age = ages.get(&handle.id).copied().unwrap_or(0);
-                let address = Some(handle.spec.peer.address);
-                for (prefix, attrs) in instance.rib.adj_rib_out(handle.id) {
-                    let path = PathInfo {
-                        peer: handle.id,
-                        attrs,
-                        best: true,
-                        selected: true,
-                        stale: false,
-                    };
-                    out.push(row(Table::Advertised, address, prefix, &path, age));
+                Action::Send { peer, bytes } => {
+                    let conn = self.conns.get(&(instance, peer));
+                    if let Some(c) = conn.and_then(|c| c.established.as_ref()) {
+                        c.send(bytes);
+                    }
                 }
-            }
-            for handle in &peers {
-                let age = ages.get(&handle.id).copied().unwrap_or(0);
-                let address = Some(handle.spec.peer.address);
-                let mut received: BTreeMap<IpNet, PathInfo<'_>> =
-                    instance.rib.adj_rib_in(handle.id).collect();
-                for (prefix, looped) in instance.looped(handle.id) {
-                    let path = PathInfo {
-                        peer: handle.id,
-                        attrs: &looped.attrs,
-                        best: false,
-                        selected: false,
-                        stale: looped.stale,
-                    };
-                    received.insert(*prefix, path);
+                Action::Close { peer } => self.drop_connection(&(instance, peer)),
+                Action::Fib { prefix, .. } => {
+                    debug!(%instance, %prefix, "received routes are not installed");
                 }
-                for (prefix, path) in received {
-                    out.push(row(Table::Received, address, prefix, &path, age));
-                }
+                Action::Report { peer, report } => log(&instance, peer, report),
             }
         }
-        out
+    }
+}
+
+/// A session's report as a log line.
+fn log(instance: &str, peer: std::net::IpAddr, report: Report) {
+    match report {
+        Report::State { from, to } => {
+            info!(%instance, %peer, "BGP session state {} -> {}", from.name(), to.name());
+        }
+        Report::Established(n) => info!(
+            %instance,
+            %peer,
+            peer_as = n.peer_as,
+            peer_id = %n.peer_id,
+            hold = n.hold_time,
+            keepalive = n.keepalive_time,
+            families = ?n.families,
+            "BGP session established"
+        ),
+        Report::Notification { sent, notification } => {
+            let direction = if sent { "sent" } else { "received" };
+            warn!(%instance, %peer, "NOTIFICATION {direction}: {}", notification.describe());
+        }
+        Report::Down { stale, kept } => {
+            if !stale.is_empty() {
+                info!(%instance, %peer, families = ?stale, kept, "keeping the peer's routes as stale (graceful restart)");
+            }
+        }
+        Report::Announced(n) => debug!(%instance, %peer, prefixes = n, "routes received"),
+        Report::Withdrawn(n) => debug!(%instance, %peer, prefixes = n, "routes withdrawn"),
+        Report::EndOfRib(family) => info!(%instance, %peer, ?family, "End-of-RIB received"),
+        Report::PurgedStale(family) => {
+            info!(%instance, %peer, ?family, "purging the peer's stale routes");
+        }
+        Report::RefreshRequested(family) => {
+            debug!(%instance, %peer, ?family, "route refresh requested");
+        }
+        Report::AttributeErrors(errors) => {
+            warn!(%instance, %peer, ?errors, "UPDATE attribute errors (RFC 7606)");
+        }
+        Report::Stopped(why) => info!(%instance, %peer, "removing peer: {why}"),
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

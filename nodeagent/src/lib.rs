@@ -6,9 +6,10 @@
 //!
 //! - [`cli`]: the command line.
 //! - [`config`]: the configuration directory; [`kube_source`]: the Kubernetes API instead.
-//! - [`controller`]: configuration → running peers; status.
-//! - [`peer`]: one session as a tokio task; [`transport`]: kernel TCP (MD5, TTL).
-//! - [`instance`]: a BGP instance's RIB (router-core's), originated routes, per-peer export.
+//! - [`controller`]: the task that owns the node's BGP control plane
+//!   (router-core's `cilium::node`) and carries out its actions; status.
+//! - [`connection`]: connections as tasks that only move bytes;
+//!   [`transport`]: kernel TCP (MD5, TTL).
 //! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers.
 //! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
 //!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
@@ -16,13 +17,12 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod controller;
-pub mod instance;
 pub mod kernel;
 pub mod kube_source;
 pub mod metrics;
 pub mod offload;
 pub mod output;
-pub mod peer;
 pub mod status;
 pub mod transport;

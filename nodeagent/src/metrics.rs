@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -100,15 +100,22 @@ fn by_type(c: &MessageCounts) -> [(&'static str, u64); 5] {
 }
 
 /// Serve the BGP metrics page on `addr` to any HTTP GET.
-pub async fn serve(addr: SocketAddr, controller: Arc<Mutex<Controller>>) -> std::io::Result<()> {
-    serve_page(addr, move || render(&controller.lock().unwrap().peers())).await
+pub async fn serve(addr: SocketAddr, controller: Controller) -> std::io::Result<()> {
+    serve_page(addr, move || {
+        let controller = controller.clone();
+        async move { render(&controller.peers().await) }
+    })
+    .await
 }
 
 /// Serve the page `page` renders on `addr` to any HTTP GET.
-pub async fn serve_page(
+pub async fn serve_page<F>(
     addr: SocketAddr,
-    page: impl Fn() -> String + Send + Sync + 'static,
-) -> std::io::Result<()> {
+    page: impl Fn() -> F + Send + Sync + 'static,
+) -> std::io::Result<()>
+where
+    F: Future<Output = String> + Send,
+{
     let listener = TcpListener::bind(addr).await?;
     let page = Arc::new(page);
     loop {
@@ -123,7 +130,7 @@ pub async fn serve_page(
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let body = page();
+            let body = page().await;
             let response = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()

@@ -87,9 +87,12 @@ pub async fn run(opts: &RunOptions) -> Result<(), String> {
     let metrics = opts.metrics.map(|addr| {
         let pin_dir = opts.pin_dir.clone();
         tokio::spawn(async move {
-            crate::metrics::serve_page(addr, move || match pinned_reason_counts(&pin_dir) {
-                Ok(counts) => crate::metrics::render_datapath(&counts),
-                Err(e) => format!("# counters unavailable: {e}\n"),
+            crate::metrics::serve_page(addr, move || {
+                let page = match pinned_reason_counts(&pin_dir) {
+                    Ok(counts) => crate::metrics::render_datapath(&counts),
+                    Err(e) => format!("# counters unavailable: {e}\n"),
+                };
+                std::future::ready(page)
             })
             .await
         })

@@ -188,6 +188,9 @@ pub enum Report {
     RefreshRequested(Family),
     /// RFC 7606 attribute errors in an UPDATE (treat-as-withdraw or discard).
     AttributeErrors(Vec<AttributeError>),
+    /// Whoever configures the speaker stopped the session, for this reason
+    /// (e.g. "no longer selected", "settings changed").
+    Stopped(&'static str),
 }
 
 /// A received route the RIB refused: our AS is in its path.

@@ -37,7 +37,7 @@ use super::status::{
 };
 use crate::bgp::fsm::State;
 use crate::bgp::rib::{PeerConfig, PeerId, RibConfig};
-use crate::bgp::speaker::{Action, Input, PeerSpec, Speaker, Transport};
+use crate::bgp::speaker::{Action, Input, PeerSpec, Report, Speaker, Transport};
 use crate::bgp::wire::Family;
 
 /// What a runtime tells the control plane about itself.
@@ -104,6 +104,13 @@ fn family(afi: Afi) -> Family {
     match afi {
         Afi::Ipv4 => Family::IPV4_UNICAST,
         Afi::Ipv6 => Family::IPV6_UNICAST,
+    }
+}
+
+fn stopped(peer: IpAddr, why: &'static str) -> Action {
+    Action::Report {
+        peer,
+        report: Report::Stopped(why),
     }
 }
 
@@ -183,8 +190,14 @@ impl NodeBgp {
             .collect();
         for name in gone {
             if let Some(mut running) = self.instances.remove(&name) {
+                let why = if wanted.contains_key(&name) {
+                    "the instance's AS or router id changed"
+                } else {
+                    "no longer selected"
+                };
                 let peers: Vec<IpAddr> = running.peers.keys().copied().collect();
                 for peer in peers {
+                    out.push((name.clone(), stopped(peer, why)));
                     let actions = running.speaker.handle(now, Input::RemovePeer(peer));
                     out.extend(actions.into_iter().map(|a| (name.clone(), a)));
                 }
@@ -229,6 +242,7 @@ impl NodeBgp {
             .copied()
             .collect();
         for address in gone {
+            out.push(stopped(address, "no longer selected"));
             out.extend(running.speaker.handle(now, Input::RemovePeer(address)));
             running.peers.remove(&address);
             running.exports.remove(&address);
@@ -284,6 +298,9 @@ impl NodeBgp {
                         md5_key: peer.password.as_ref().map(|p| p.0.clone()),
                     },
                 };
+                if running.peers.contains_key(&address) {
+                    out.push(stopped(address, "settings changed"));
+                }
                 out.extend(running.speaker.handle(now, Input::AddPeer(Box::new(spec))));
                 running.peers.insert(address, settings);
             } else if running.exports.get(&address) != Some(&prefixes) {
@@ -377,19 +394,29 @@ impl NodeBgp {
                 };
                 let session = peer.session();
                 let id = peer.rib_id();
+                // One family: the RIB's running counts, without a walk (a
+                // full table must not make `bgp peers` slow).
+                let single = desired.families.len() == 1;
                 let families = desired
                     .families
                     .iter()
                     .map(|f| {
                         let fam = family(f.afi);
                         let ours = |p: &IpNet| Family::of(p) == fam;
-                        let accepted = rib.adj_rib_in(id).filter(|(p, _)| ours(p)).count();
+                        let (accepted, advertised) = if single {
+                            (rib.received_count(id), rib.advertised_count(id))
+                        } else {
+                            (
+                                rib.adj_rib_in(id).filter(|(p, _)| ours(p)).count(),
+                                rib.adj_rib_out(id).filter(|(p, _)| ours(p)).count(),
+                            )
+                        };
                         let looped = peer.looped().keys().filter(|p| ours(p)).count();
                         FamilyStatus {
                             afi: f.afi.to_string(),
                             safi: f.safi.to_string(),
                             received: accepted + looped,
-                            advertised: rib.adj_rib_out(id).filter(|(p, _)| ours(p)).count(),
+                            advertised,
                         }
                     })
                     .collect();

@@ -4,7 +4,6 @@
 use alloc::vec;
 
 use super::*;
-use crate::bgp::speaker::Report;
 use crate::cilium::desired::tests::lab_a;
 use crate::cilium::objects::tests::parse;
 
