@@ -3,7 +3,11 @@
 //! running `nexthop-agent` with the seed's Cilium BGP resources. FRR must
 //! see three Established sessions and each node's pod /24 via that node;
 //! relabelling a node `enable-bgp=false` must take its session down and
-//! withdraw its route, and restoring the label must bring both back.
+//! withdraw its route, and restoring the label must bring both back. With
+//! the seed's LoadBalancer service at `externalTrafficPolicy: Local`, FRR
+//! must learn the LB /32 only from the nodes with a ready endpoint (as the
+//! bundled BGP lab shows it in the simulator), and moving the endpoints must
+//! move the advertisements.
 
 use std::fs;
 use std::path::Path;
@@ -196,13 +200,56 @@ fn has_route(frr: &Frr, prefix: &str, next_hop: &str) -> bool {
         .any(|(p, hops)| p == prefix && hops.iter().any(|h| h == next_hop))
 }
 
-fn write_config(dir: &Path, node: &Node, enable_bgp: bool) {
+/// Write `text` as `dir/name` whole (written aside, then renamed), so the
+/// agent never reads half a file.
+fn write_file(dir: &Path, name: &str, text: &str) {
     fs::create_dir_all(dir).unwrap();
-    fs::write(dir.join("cilium-bgp.yaml"), cilium_bgp()).unwrap();
-    // Written whole and renamed, so the agent never reads half a file.
-    let tmp = dir.join(".node.yaml.tmp");
-    fs::write(&tmp, node_yaml(node, enable_bgp)).unwrap();
-    fs::rename(&tmp, dir.join("node.yaml")).unwrap();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn write_config(dir: &Path, node: &Node, enable_bgp: bool) {
+    write_file(dir, "cilium-bgp.yaml", &cilium_bgp());
+    write_file(dir, "node.yaml", &node_yaml(node, enable_bgp));
+}
+
+/// The seed's LB advertisement, pool and webpod service with
+/// `externalTrafficPolicy: Local` (the bundled lab's files), the address
+/// LB-IPAM gives it (the pool's first usable address) in its status.
+fn lb_local_service() -> String {
+    let documents = [
+        include_str!("../../examples/labs/bgp/bgp/cilium-bgp-lb.yaml"),
+        include_str!("../../examples/labs/bgp/lb/pool.yaml"),
+        include_str!("../../examples/labs/bgp/lb/webpod-local.yaml"),
+    ];
+    documents.join("---\n") + "status:\n  loadBalancer:\n    ingress:\n    - ip: 172.16.1.1\n"
+}
+
+/// webpod's EndpointSlice with one ready endpoint on each of `nodes`.
+fn endpoints_on(nodes: &[&Node]) -> String {
+    let mut text = String::from(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: webpod-abcde\n  namespace: default\n  labels: {kubernetes.io/service-name: webpod}\naddressType: IPv4\nports: [{name: \"\", port: 80, protocol: TCP}]\nendpoints:\n",
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        let pod = node.pod_cidr.replace(".0/24", &format!(".{}", 10 + i));
+        text.push_str(&format!(
+            "- {{addresses: [{pod}], conditions: {{ready: true, serving: true, terminating: false}}, nodeName: {}}}\n",
+            node.name
+        ));
+    }
+    text
+}
+
+/// The next hops FRR has for `prefix`, sorted.
+fn next_hops(frr: &Frr, prefix: &str) -> Vec<String> {
+    let mut hops: Vec<String> = routes(frr)
+        .into_iter()
+        .filter(|(p, _)| p == prefix)
+        .flat_map(|(_, hops)| hops)
+        .collect();
+    hops.sort();
+    hops
 }
 
 #[test]
@@ -322,6 +369,75 @@ fn seed_lab_a_frr_sees_three_nodes_and_relabelling_withdraws() {
         || (established(&frr, w0.ip) && has_route(&frr, w0.pod_cidr, w0.ip)).then_some(()),
         logs,
     );
+}
+
+#[test]
+fn seed_lab_a_local_traffic_policy_is_advertised_only_from_endpoint_nodes() {
+    if let Some(reason) = skip_reason(&[
+        "/usr/lib/frr/zebra",
+        "/usr/lib/frr/bgpd",
+        "vtysh",
+        "unshare",
+    ]) {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    const LB: &str = "172.16.1.1/32";
+    let ns = topology();
+    let frr = Frr::start(&ns.name("r"), &ns.dir.join("frr"), "router", FRR_CONF);
+    let [ctr, w1, w0] = &NODES;
+    let agents: Vec<Agent> = NODES
+        .iter()
+        .map(|node| {
+            let dir = ns.dir.join(node.name);
+            write_config(&dir, node, true);
+            write_file(&dir, "webpod.yaml", &lb_local_service());
+            write_file(&dir, "endpoints.yaml", &endpoints_on(&[w1]));
+            Agent::start(AGENT, &ns.name(node.ns), node.name, &dir, &ns.dir)
+        })
+        .collect();
+    let logs = || {
+        let mut text = format!("FRR routes: {:?}\n", routes(&frr));
+        for (node, agent) in NODES.iter().zip(&agents) {
+            text.push_str(&format!("--- {} log\n{}", node.name, agent.log()));
+        }
+        text
+    };
+    wait_for(
+        "three sessions, the LB /32 from k8s-w1 alone",
+        Duration::from_secs(30),
+        || {
+            let all_up = NODES.iter().all(|n| has_route(&frr, n.pod_cidr, n.ip));
+            (all_up && next_hops(&frr, LB) == [w1.ip]).then_some(())
+        },
+        logs,
+    );
+    // Still so once everything has settled: the others never advertise it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(next_hops(&frr, LB), [w1.ip], "{}", logs());
+    let advertised = agents[0].query(AGENT, &["routes", "advertised", "ipv4", "unicast"]);
+    assert!(!advertised.contains(LB), "k8s-ctr has no endpoint: {advertised}");
+
+    // The endpoints move to k8s-ctr and k8s-w0: so do the advertisements.
+    for node in &NODES {
+        write_file(
+            &ns.dir.join(node.name),
+            "endpoints.yaml",
+            &endpoints_on(&[ctr, w0]),
+        );
+    }
+    wait_for(
+        "the LB /32 from k8s-ctr and k8s-w0, no longer from k8s-w1",
+        Duration::from_secs(20),
+        || {
+            let mut want = vec![ctr.ip.to_string(), w0.ip.to_string()];
+            want.sort();
+            (next_hops(&frr, LB) == want).then_some(())
+        },
+        logs,
+    );
+    let advertised = agents[0].query(AGENT, &["routes", "advertised", "ipv4", "unicast"]);
+    assert!(advertised.contains(LB), "{advertised}");
 }
 
 fn tail(text: &str, lines: usize) -> String {
