@@ -40,12 +40,8 @@ impl Controller {
     /// Start the controller of `node` (with `router_id` overriding the
     /// Node's InternalIP); the task ends after [`Controller::shutdown`].
     pub fn spawn(node: &str, router_id: Option<Ipv4Addr>) -> (Controller, JoinHandle<()>) {
-        let options = NodeOptions {
-            router_id,
-            ..NodeOptions::new(node)
-        };
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(Driver::new(options).run(rx));
+        let task = tokio::spawn(Driver::new(node_options(node, router_id)).run(rx));
         (Controller { commands }, task)
     }
 
@@ -75,6 +71,16 @@ impl Controller {
         let (tx, rx) = oneshot::channel();
         let _ = self.commands.send(Command::Exit(tx));
         let _ = rx.await;
+    }
+}
+
+/// How the agent runs a node's control plane: as Cilium does (received
+/// routes not installed), TCP MD5 available, `router_id` overriding the
+/// Node's InternalIP.
+pub fn node_options(node: &str, router_id: Option<Ipv4Addr>) -> NodeOptions {
+    NodeOptions {
+        router_id,
+        ..NodeOptions::new(node)
     }
 }
 

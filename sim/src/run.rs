@@ -204,7 +204,7 @@ fn execute(
                     if apply { "configured" } else { "deleted" }
                 ));
             }
-            Ok(())
+            cluster.check_bgp()
         }
         Action::Curl {
             from,

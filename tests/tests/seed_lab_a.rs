@@ -416,7 +416,10 @@ fn seed_lab_a_local_traffic_policy_is_advertised_only_from_endpoint_nodes() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(next_hops(&frr, LB), [w1.ip], "{}", logs());
     let advertised = agents[0].query(AGENT, &["routes", "advertised", "ipv4", "unicast"]);
-    assert!(!advertised.contains(LB), "k8s-ctr has no endpoint: {advertised}");
+    assert!(
+        !advertised.contains(LB),
+        "k8s-ctr has no endpoint: {advertised}"
+    );
 
     // The endpoints move to k8s-ctr and k8s-w0: so do the advertisements.
     for node in &NODES {

@@ -38,7 +38,7 @@ use super::status::{
 use crate::bgp::fsm::State;
 use crate::bgp::rib::{PeerConfig, PeerId, RibConfig};
 use crate::bgp::speaker::{Action, Input, PeerSpec, Report, Speaker, Transport};
-use crate::bgp::wire::Family;
+use crate::bgp::wire::{Family, PathAttributes};
 
 /// What a runtime tells the control plane about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -378,6 +378,27 @@ impl NodeBgp {
             out.extend(self.handle(now, &name, Input::Exit));
         }
         self.instances.clear();
+        out
+    }
+
+    /// What each peer of each instance is to be sent, by (instance, peer
+    /// address): the originated routes its export policy lets through,
+    /// with the attributes they are originated with (the RIB adds our AS
+    /// and the next hop when it sends them).
+    pub fn advertisements(&self) -> BTreeMap<(String, IpAddr), BTreeMap<IpNet, PathAttributes>> {
+        let mut out = BTreeMap::new();
+        for (name, running) in &self.instances {
+            for (address, prefixes) in &running.exports {
+                let paths = prefixes
+                    .iter()
+                    .filter_map(|p| {
+                        let attrs = running.originated.get(p)?;
+                        Some((*p, originated_attributes(attrs)))
+                    })
+                    .collect();
+                out.insert((name.clone(), *address), paths);
+            }
+        }
         out
     }
 

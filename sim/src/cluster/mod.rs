@@ -287,6 +287,7 @@ impl Cluster {
         for object in objects {
             cluster.apply(&object)?;
         }
+        cluster.check_bgp()?;
         Ok(cluster)
     }
 

@@ -125,6 +125,12 @@ spec:
         ]
     );
     assert_eq!(node.speakers().count(), 2);
+    let lb: IpNet = "172.16.1.1/32".parse().unwrap();
+    let sent = node.advertisements();
+    let to_tor = &sent[&("instance-65001".into(), tor())];
+    assert!(to_tor.contains_key(&lb) && to_tor.len() == 2, "{to_tor:?}");
+    let to_edge = &sent[&("instance-65011".into(), "192.168.30.1".parse().unwrap())];
+    assert!(to_edge.is_empty(), "no peer config: no advertisements");
     // The LB service leaves the advertisement: an export change, no restart.
     objects.services.clear();
     let again = node.reconcile(T0, &objects);
@@ -134,11 +140,8 @@ spec:
             .all(|(_, a)| !matches!(a, Action::Connect { .. } | Action::Close { .. })),
         "{again:?}"
     );
-    assert!(
-        node.routes(T0)
-            .iter()
-            .all(|r| r.prefix != "172.16.1.1/32".parse().unwrap())
-    );
+    assert!(node.routes(T0).iter().all(|r| r.prefix != lb));
+    assert!(!node.advertisements()[&("instance-65001".into(), tor())].contains_key(&lb));
     // A new hold time restarts the ToR session only.
     let peer_config = objects.peer_configs.get_mut("cilium-peer").unwrap();
     peer_config.spec.timers.hold_time_seconds = Some(30);
