@@ -125,7 +125,7 @@ fn ecmp_spread(fib: &Fib, policy: HashPolicy) {
 }
 
 fn main() {
-    println!("router-core demo (the simulator's bundled labs are not built yet)\n");
+    println!("router-core demo: seed 002's native-routing tables, built by hand\n");
     let ctr = k8s_ctr();
     print_routes("k8s-ctr", &ctr);
     route_get(&ctr, "172.20.1.10");

@@ -1,6 +1,6 @@
 //! The deterministic simulator (`nexthop-sim`): whole cluster labs on virtual time.
 //!
-//! What exists so far is the engine and its outputs:
+//! The engine and its outputs:
 //! - [`clock`]: virtual time and the event agenda, ordered by (time, sequence number);
 //! - [`engine`]: the discrete-event loop that carries frames between [`Node`]s over segments,
 //!   with an event budget against runaway loops;
@@ -13,10 +13,18 @@
 //! - [`error`]: build and run errors, each naming what is at fault;
 //! - [`outside`] and [`tap`]: outside nodes, and the real-time bridge to Linux tap devices.
 //!
-//! Not built yet: hosts (router-core + smoltcp), Kubernetes/router roles, the lab file format and
-//! the `nexthop-sim` command line. Time is smoltcp's
-//! [`Instant`]/[`Duration`], re-exported here. Nothing in this crate reads the wall clock or OS
-//! randomness, except the real-time tap bridge ([`tap`]), which is not deterministic.
+//! The labs on top of it:
+//! - [`lab`]: the lab directory (topology, Helm values, manifests, scenario), errors with file,
+//!   line and key;
+//! - [`cluster`]: hosts (netstack: router-core + smoltcp) for nodes, pods, routers and clients,
+//!   Kubernetes state, the routes Cilium's agent installs, and the objects each node's
+//!   router-core control plane reads;
+//! - [`frr`]: the FRR-style router (`frr.conf`, `vtysh` outputs);
+//! - [`run`] and [`show`]: scenario steps, expectations and the tables they print.
+//!
+//! Time is smoltcp's [`Instant`]/[`Duration`], re-exported here. Nothing in this crate reads the
+//! wall clock or OS randomness, except the real-time tap bridge ([`tap`]), which is not
+//! deterministic.
 //!
 //! A minimal run:
 //!
