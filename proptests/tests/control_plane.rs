@@ -636,7 +636,10 @@ fn the_simulator_and_the_agent_run_the_same_control_plane() {
         Outcome::Refused,
     ] {
         let n = seen.get(&format!("{outcome:?}")).copied().unwrap_or(0);
-        assert!(n * 100 >= cases(), "{outcome:?} in only {n} cases: {seen:?}");
+        assert!(
+            n * 100 >= cases(),
+            "{outcome:?} in only {n} cases: {seen:?}"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! Cilium's BGP control-plane resources (cilium.io/v2 and v2alpha1):
-//! `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig` and
-//! `CiliumBGPAdvertisement`, with the defaults Cilium's CRD schema applies.
+//! `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
+//! `CiliumBGPAdvertisement` and `CiliumBGPNodeConfigOverride`, with the
+//! defaults Cilium's CRD schema applies.
 //!
 //! Fields nexthop does not use are accepted and ignored, as the API server
 //! would store them; a field of the wrong type or a missing required field
@@ -9,7 +10,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use core::str::FromStr;
 
 use serde::Deserialize;
@@ -205,6 +206,56 @@ impl fmt::Display for Safi {
             Safi::Multicast => "multicast",
         })
     }
+}
+
+/// `CiliumBGPNodeConfigOverride`: per-node settings of the instances a
+/// cluster config gives the node named like the object.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct NodeConfigOverride {
+    /// Its name: the node's.
+    pub metadata: ObjectMeta,
+    /// The overrides.
+    pub spec: NodeConfigOverrideSpec,
+}
+
+/// `CiliumBGPNodeConfigOverride.spec`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfigOverrideSpec {
+    /// Per instance, by name.
+    #[serde(default)]
+    pub bgp_instances: Vec<InstanceOverride>,
+}
+
+/// One instance's overrides.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceOverride {
+    /// The instance it applies to.
+    pub name: String,
+    /// The BGP identifier, instead of the node's InternalIP.
+    #[serde(default, rename = "routerID", deserialize_with = "option_from_str")]
+    pub router_id: Option<Ipv4Addr>,
+    /// The port the instance listens on.
+    #[serde(default)]
+    pub local_port: Option<u16>,
+    /// The local AS, instead of the cluster config's.
+    #[serde(default, rename = "localASN")]
+    pub local_asn: Option<u32>,
+    /// Per peer, by name.
+    #[serde(default)]
+    pub peers: Vec<PeerOverride>,
+}
+
+/// One peer's overrides.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerOverride {
+    /// The peer it applies to.
+    pub name: String,
+    /// The source address of the session.
+    #[serde(default, deserialize_with = "option_from_str")]
+    pub local_address: Option<IpAddr>,
 }
 
 /// `CiliumBGPAdvertisement`: what to announce.

@@ -77,8 +77,10 @@ pub struct DesiredNode {
 pub struct DesiredInstance {
     /// `bgpInstances[].name`.
     pub name: String,
-    /// The local AS.
+    /// The local AS (the node's override, else the cluster config's).
     pub local_asn: u32,
+    /// The BGP identifier the node's override gives it (else the node's).
+    pub router_id: Option<Ipv4Addr>,
     /// The peers, in config order.
     pub peers: Vec<DesiredPeer>,
 }
@@ -92,6 +94,9 @@ pub struct DesiredPeer {
     pub address: IpAddr,
     /// The peer's TCP port.
     pub port: u16,
+    /// The session's source address the node's override gives it (else
+    /// the node's InternalIP of the peer's family).
+    pub local_address: Option<IpAddr>,
     /// The peer's AS; `None` accepts the AS its OPEN carries.
     pub peer_asn: Option<u32>,
     /// Timers, seconds.
@@ -191,16 +196,39 @@ pub fn desired(objects: &Objects, node: &str) -> DesiredNode {
         pod_cidrs,
         local_endpoints: &local_endpoints,
     };
+    let overrides = objects
+        .node_overrides
+        .get(node)
+        .map(|o| &o.spec.bgp_instances[..])
+        .unwrap_or_default();
+    for o in overrides {
+        if !config.spec.bgp_instances.iter().any(|i| i.name == o.name) {
+            out.issues.push(format!(
+                "CiliumBGPNodeConfigOverride {node:?}: no instance {:?} in CiliumBGPClusterConfig {:?}; override not applied",
+                o.name, config.metadata.name
+            ));
+        }
+        if let Some(port) = o.local_port {
+            out.issues.push(format!(
+                "CiliumBGPNodeConfigOverride {node:?} instance {:?}: localPort {port} is not supported (the node only dials its peers); ignored",
+                o.name
+            ));
+        }
+    }
     for instance in &config.spec.bgp_instances {
-        let Some(local_asn) = instance.local_asn else {
+        let over = overrides.iter().find(|o| o.name == instance.name);
+        let Some(local_asn) = over.and_then(|o| o.local_asn).or(instance.local_asn) else {
             out.issues
                 .push(format!("bgpInstances {:?} has no localASN", instance.name));
             continue;
         };
         let mut peers = Vec::new();
         for peer in &instance.peers {
+            let local_address = over
+                .and_then(|o| o.peers.iter().find(|p| p.name == peer.name))
+                .and_then(|p| p.local_address);
             match context.peer(peer, &mut out.issues) {
-                Ok(p) => peers.push(p),
+                Ok(p) => peers.push(DesiredPeer { local_address, ..p }),
                 Err(why) => out.issues.push(format!(
                     "instance {:?} peer {:?}: {why}; peer not configured",
                     instance.name, peer.name
@@ -210,6 +238,7 @@ pub fn desired(objects: &Objects, node: &str) -> DesiredNode {
         out.instances.push(DesiredInstance {
             name: instance.name.clone(),
             local_asn,
+            router_id: over.and_then(|o| o.router_id),
             peers,
         });
     }
@@ -281,6 +310,7 @@ impl Context<'_> {
             name: peer.name.clone(),
             address,
             port: spec.transport.peer_port.unwrap_or(BGP_PORT),
+            local_address: None,
             peer_asn: peer.peer_asn.filter(|&asn| asn != 0),
             timers,
             ebgp_multihop: spec.ebgp_multihop.unwrap_or(1).max(1),

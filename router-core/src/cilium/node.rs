@@ -153,7 +153,7 @@ impl NodeBgp {
     pub fn reconcile(&mut self, now: Instant, objects: &Objects) -> Vec<InstanceAction> {
         let want = desired(objects, &self.options.name);
         self.issues = want.issues;
-        let router_id = self.options.router_id.or(want.router_id);
+        let default_id = self.options.router_id.or(want.router_id);
         let node = objects.nodes.get(&self.options.name);
         let local = Local {
             v4: node.and_then(|n| n.internal_ipv4()),
@@ -165,16 +165,18 @@ impl NodeBgp {
                     .find_map(|a| a.address.parse().ok())
             }),
         };
-        let mut wanted: BTreeMap<String, DesiredInstance> = BTreeMap::new();
-        match router_id {
-            None if !want.instances.is_empty() => self.issues.push(format!(
-                "node {:?} has no IPv4 InternalIP and no router id was given: no BGP instances",
-                self.options.name
-            )),
-            _ => {
-                for instance in want.instances {
-                    wanted.insert(instance.name.clone(), instance);
+        // Each instance's router id: the node's override, else the
+        // runtime's, else the Node's first IPv4 InternalIP.
+        let mut wanted: BTreeMap<String, (DesiredInstance, Ipv4Addr)> = BTreeMap::new();
+        for instance in want.instances {
+            match instance.router_id.or(default_id) {
+                Some(id) => {
+                    wanted.insert(instance.name.clone(), (instance, id));
                 }
+                None => self.issues.push(format!(
+                    "instance {:?}: node {:?} has no IPv4 InternalIP and no router id was given; instance not run",
+                    instance.name, self.options.name
+                )),
             }
         }
         let mut out = Vec::new();
@@ -182,8 +184,8 @@ impl NodeBgp {
             .instances
             .iter()
             .filter(|(name, running)| {
-                wanted.get(*name).is_none_or(|w| {
-                    Some(running.router_id) != router_id || running.local_asn != w.local_asn
+                wanted.get(*name).is_none_or(|(w, id)| {
+                    running.router_id != *id || running.local_asn != w.local_asn
                 })
             })
             .map(|(name, _)| name.clone())
@@ -203,11 +205,9 @@ impl NodeBgp {
                 }
             }
         }
-        if let Some(router_id) = router_id {
-            for (name, instance) in &wanted {
-                let actions = self.reconcile_instance(now, instance, router_id, local);
-                out.extend(actions.into_iter().map(|a| (name.clone(), a)));
-            }
+        for (name, (instance, router_id)) in &wanted {
+            let actions = self.reconcile_instance(now, instance, *router_id, local);
+            out.extend(actions.into_iter().map(|a| (name.clone(), a)));
         }
         out
     }
@@ -284,10 +284,10 @@ impl NodeBgp {
                 let mut rib = PeerConfig::new(address, None);
                 rib.local_v6 = local.v6;
                 rib.export = export_policy(&prefixes);
-                let bind = match address {
+                let bind = peer.local_address.or(match address {
                     IpAddr::V4(_) => local.v4.map(IpAddr::V4),
                     IpAddr::V6(_) => local.v6.map(IpAddr::V6),
-                };
+                });
                 let spec = PeerSpec {
                     session,
                     rib,

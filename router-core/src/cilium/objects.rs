@@ -6,9 +6,9 @@ use alloc::string::String;
 
 use serde::{Deserialize, Deserializer};
 
-use super::bgp::{Advertisement, ClusterConfig, PeerConfig};
+use super::bgp::{Advertisement, ClusterConfig, NodeConfigOverride, PeerConfig};
 use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
-use super::meta::TypeMeta;
+use super::meta::{ObjectMeta, TypeMeta};
 
 /// A kind of object nexthop reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +29,8 @@ pub enum Kind {
     PeerConfig,
     /// cilium.io/v2 or v2alpha1 `CiliumBGPAdvertisement`.
     Advertisement,
+    /// cilium.io/v2 or v2alpha1 `CiliumBGPNodeConfigOverride`.
+    NodeConfigOverride,
 }
 
 impl Kind {
@@ -48,8 +50,24 @@ impl Kind {
             "CiliumBGPClusterConfig" if cilium => Kind::ClusterConfig,
             "CiliumBGPPeerConfig" if cilium => Kind::PeerConfig,
             "CiliumBGPAdvertisement" if cilium => Kind::Advertisement,
+            "CiliumBGPNodeConfigOverride" if cilium => Kind::NodeConfigOverride,
             _ => return None,
         })
+    }
+
+    /// The `kind` its documents carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Node => "Node",
+            Kind::Service => "Service",
+            Kind::Secret => "Secret",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::CiliumNode => "CiliumNode",
+            Kind::ClusterConfig => "CiliumBGPClusterConfig",
+            Kind::PeerConfig => "CiliumBGPPeerConfig",
+            Kind::Advertisement => "CiliumBGPAdvertisement",
+            Kind::NodeConfigOverride => "CiliumBGPNodeConfigOverride",
+        }
     }
 
     /// Deserialize a whole document of this kind.
@@ -63,6 +81,9 @@ impl Kind {
             Kind::ClusterConfig => Object::ClusterConfig(ClusterConfig::deserialize(d)?),
             Kind::PeerConfig => Object::PeerConfig(PeerConfig::deserialize(d)?),
             Kind::Advertisement => Object::Advertisement(Advertisement::deserialize(d)?),
+            Kind::NodeConfigOverride => {
+                Object::NodeConfigOverride(NodeConfigOverride::deserialize(d)?)
+            }
         })
     }
 }
@@ -86,6 +107,31 @@ pub enum Object {
     PeerConfig(PeerConfig),
     /// A `CiliumBGPAdvertisement`.
     Advertisement(Advertisement),
+    /// A `CiliumBGPNodeConfigOverride`.
+    NodeConfigOverride(NodeConfigOverride),
+}
+
+impl Object {
+    /// Its kind and metadata.
+    pub fn meta(&self) -> (Kind, &ObjectMeta) {
+        match self {
+            Object::Node(o) => (Kind::Node, &o.metadata),
+            Object::Service(o) => (Kind::Service, &o.metadata),
+            Object::Secret(o) => (Kind::Secret, &o.metadata),
+            Object::EndpointSlice(o) => (Kind::EndpointSlice, &o.metadata),
+            Object::CiliumNode(o) => (Kind::CiliumNode, &o.metadata),
+            Object::ClusterConfig(o) => (Kind::ClusterConfig, &o.metadata),
+            Object::PeerConfig(o) => (Kind::PeerConfig, &o.metadata),
+            Object::Advertisement(o) => (Kind::Advertisement, &o.metadata),
+            Object::NodeConfigOverride(o) => (Kind::NodeConfigOverride, &o.metadata),
+        }
+    }
+
+    /// `Kind/name`, as `kubectl` names it.
+    pub fn id(&self) -> String {
+        let (kind, meta) = self.meta();
+        alloc::format!("{}/{}", kind.name(), meta.name)
+    }
 }
 
 /// Every object, by kind and name (services and secrets by namespace and
@@ -109,6 +155,8 @@ pub struct Objects {
     pub peer_configs: BTreeMap<String, PeerConfig>,
     /// Advertisements by name.
     pub advertisements: BTreeMap<String, Advertisement>,
+    /// Node config overrides by name (the node's).
+    pub node_overrides: BTreeMap<String, NodeConfigOverride>,
 }
 
 impl Objects {
@@ -147,12 +195,22 @@ impl Objects {
             Object::Advertisement(o) => {
                 self.advertisements.insert(o.metadata.name.clone(), o);
             }
+            Object::NodeConfigOverride(o) => {
+                self.node_overrides.insert(o.metadata.name.clone(), o);
+            }
         }
     }
 
-    /// Remove the object of `kind` named `name` (in `namespace` for services
-    /// and secrets, `default` when `None`, as [`Objects::insert`] keys them);
-    /// whether there was one.
+    /// Remove the object with `object`'s kind, namespace and name; whether
+    /// there was one.
+    pub fn delete(&mut self, object: &Object) -> bool {
+        let (kind, meta) = object.meta();
+        self.remove(kind, meta.namespace.as_deref(), &meta.name)
+    }
+
+    /// Remove the object of `kind` named `name` (in `namespace` for services,
+    /// secrets and endpoint slices, `default` when `None`, as
+    /// [`Objects::insert`] keys them); whether there was one.
     pub fn remove(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> bool {
         let key = || {
             (
@@ -169,6 +227,7 @@ impl Objects {
             Kind::ClusterConfig => self.cluster_configs.remove(name).is_some(),
             Kind::PeerConfig => self.peer_configs.remove(name).is_some(),
             Kind::Advertisement => self.advertisements.remove(name).is_some(),
+            Kind::NodeConfigOverride => self.node_overrides.remove(name).is_some(),
         }
     }
 }

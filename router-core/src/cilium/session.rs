@@ -84,6 +84,7 @@ mod tests {
             name: "tor".to_string(),
             address: "192.168.10.200".parse().unwrap(),
             port: 179,
+            local_address: None,
             peer_asn,
             timers: PeerTimers {
                 connect_retry: 2,

@@ -39,17 +39,7 @@ impl ControlPlane {
 
     /// Forget a BGP object.
     pub fn delete(&mut self, object: &Object) {
-        let o = &mut self.objects;
-        match object {
-            Object::ClusterConfig(c) => drop(o.cluster_configs.remove(&c.metadata.name)),
-            Object::PeerConfig(c) => drop(o.peer_configs.remove(&c.metadata.name)),
-            Object::Advertisement(c) => drop(o.advertisements.remove(&c.metadata.name)),
-            Object::Node(_)
-            | Object::Service(_)
-            | Object::Secret(_)
-            | Object::CiliumNode(_)
-            | Object::EndpointSlice(_) => {}
-        }
+        self.objects.delete(object);
     }
 }
 

@@ -188,7 +188,7 @@ impl Object {
         let (kind, m) = match self {
             Object::Node(m) => return format!("Node/{}", m.name),
             Object::LbPool(m, _) => return format!("CiliumLoadBalancerIPPool/{}", m.name),
-            Object::Cilium(o) => return cilium_id(o),
+            Object::Cilium(o) => return o.id(),
             Object::Pod(m, _) => ("Pod", m),
             Object::Deployment(m, _) => ("Deployment", m),
             Object::Service(m, _) => ("Service", m),
@@ -252,13 +252,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             }),
             "Service" => typed::<ServiceSpec>(value).map(|t| Object::Service(t.metadata, t.spec)),
             "CiliumLoadBalancerIPPool" => lb_pool(value),
-            "CiliumBGPClusterConfig" | "CiliumBGPPeerConfig" | "CiliumBGPAdvertisement" => {
-                cilium(value)
-            }
+            "CiliumBGPClusterConfig"
+            | "CiliumBGPPeerConfig"
+            | "CiliumBGPAdvertisement"
+            | "CiliumBGPNodeConfigOverride" => cilium(value),
             other => Err((
                 "kind".into(),
                 format!(
-                    "kind {other:?} is not supported (Node, Pod, Deployment, Service, CiliumLoadBalancerIPPool, CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement)"
+                    "kind {other:?} is not supported (Node, Pod, Deployment, Service, CiliumLoadBalancerIPPool, CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement, CiliumBGPNodeConfigOverride)"
                 ),
             )),
         }
@@ -269,7 +270,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             | Object::Deployment(m, _)
             | Object::Service(m, _)
             | Object::LbPool(m, _) => m.name.is_empty(),
-            Object::Cilium(o) => cilium_id(o).ends_with('/'),
+            Object::Cilium(o) => o.id().ends_with('/'),
         };
         if name_missing {
             return Err(doc_err(
@@ -356,21 +357,6 @@ fn cilium(value: serde_norway::Value) -> Result<Object, (String, String)> {
     kind.deserialize(serde_path_to_error::Deserializer::new(value, &mut track))
         .map(Object::Cilium)
         .map_err(|e| (track.path().to_string(), e.to_string()))
-}
-
-/// `Kind/name` of a Cilium object.
-fn cilium_id(o: &CiliumObject) -> String {
-    let (kind, name) = match o {
-        CiliumObject::ClusterConfig(c) => ("CiliumBGPClusterConfig", &c.metadata.name),
-        CiliumObject::PeerConfig(c) => ("CiliumBGPPeerConfig", &c.metadata.name),
-        CiliumObject::Advertisement(c) => ("CiliumBGPAdvertisement", &c.metadata.name),
-        CiliumObject::Node(c) => ("Node", &c.metadata.name),
-        CiliumObject::Service(c) => ("Service", &c.metadata.name),
-        CiliumObject::Secret(c) => ("Secret", &c.metadata.name),
-        CiliumObject::CiliumNode(c) => ("CiliumNode", &c.metadata.name),
-        CiliumObject::EndpointSlice(c) => ("EndpointSlice", &c.metadata.name),
-    };
-    format!("{kind}/{name}")
 }
 
 fn document_lines(text: &str) -> Vec<usize> {

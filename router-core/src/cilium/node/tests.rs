@@ -244,3 +244,55 @@ stringData: {password: s3cr3t}
         .collect();
     assert_eq!(keys, vec![Some("s3cr3t".into())]);
 }
+
+#[test]
+fn a_node_override_sets_router_id_as_and_source_address() {
+    let mut objects = lab_a();
+    let over = parse(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumBGPNodeConfigOverride
+metadata: {name: k8s-w0}
+spec:
+  bgpInstances:
+  - name: instance-65001
+    routerID: 10.255.0.1
+    localASN: 65009
+    peers:
+    - {name: tor-switch, localAddress: 192.168.20.101}
+  - {name: instance-nope, localPort: 1790}
+"#,
+    )
+    .unwrap();
+    objects.node_overrides = over.node_overrides;
+    let mut node = NodeBgp::new(NodeOptions::new("k8s-w0"));
+    let actions = node.reconcile(T0, &objects);
+    assert_eq!(
+        node.issues(),
+        [
+            "CiliumBGPNodeConfigOverride \"k8s-w0\": no instance \"instance-nope\" in CiliumBGPClusterConfig \"cilium-bgp\"; override not applied",
+            "CiliumBGPNodeConfigOverride \"k8s-w0\" instance \"instance-nope\": localPort 1790 is not supported (the node only dials its peers); ignored",
+        ]
+    );
+    let actions = first_connects(&mut node, actions);
+    let source: IpAddr = "192.168.20.101".parse().unwrap();
+    assert_eq!(connects(&actions)[0].4, Some(source));
+    let [peer] = &node.peers(T0)[..] else {
+        panic!()
+    };
+    assert_eq!(peer.local_asn, 65009);
+    let (_, speaker) = node.speakers().next().unwrap();
+    assert_eq!(
+        speaker.rib().config().router_id,
+        Ipv4Addr::new(10, 255, 0, 1)
+    );
+    // Another node is not overridden.
+    let mut other = NodeBgp::new(NodeOptions::new("k8s-ctr"));
+    let mut ctr = objects.clone();
+    let mut renamed = ctr.nodes["k8s-w0"].clone();
+    renamed.metadata.name = "k8s-ctr".into();
+    ctr.nodes.insert("k8s-ctr".into(), renamed);
+    other.reconcile(T0, &ctr);
+    assert!(other.issues().is_empty(), "{:?}", other.issues());
+    assert_eq!(other.peers(T0)[0].local_asn, 65001);
+}
