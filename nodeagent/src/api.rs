@@ -45,6 +45,10 @@ async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
                 routes: controller.routes().await,
                 ..Response::default()
             },
+            Ok(Request::NodeConfig) => Response {
+                node_config: Some(controller.node_config().await),
+                ..Response::default()
+            },
             Err(e) => {
                 warn!(error = %e, "bad query");
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));

@@ -17,10 +17,12 @@ use nexthop_offload_bpf::datapath::Capacity;
 use crate::api;
 use crate::config::{self, Fingerprint};
 use crate::controller::Controller;
+use crate::controller::node_options;
 use crate::kube_source;
 use crate::offload;
 use crate::output;
-use crate::status::{Request, Table};
+use crate::status::{NodeConfigObject, Request, Table};
+use router_core::cilium::node::NodeOptions;
 
 /// The default query socket.
 pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
@@ -62,6 +64,10 @@ enum Command {
         /// Serve Prometheus metrics on this address.
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Report each node's CiliumBGPNodeConfig status (Helm's
+        /// `bgpControlPlane.statusReport.enabled`).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        bgp_status_report: bool,
     },
     /// Query a running agent's BGP state.
     Bgp {
@@ -126,6 +132,13 @@ enum BgpQuery {
         #[command(flatten)]
         common: QueryArgs,
     },
+    /// This node's CiliumBGPNodeConfig status (`kubectl get
+    /// ciliumbgpnodeconfig NODE -o json`'s `status`).
+    Nodeconfig {
+        /// The agent's query socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Routes, like `cilium bgp routes`: `[available|advertised|received] [ipv4|ipv6] [unicast]`.
     Routes {
         /// Table, address family and subsequent family.
@@ -173,13 +186,15 @@ pub fn main() -> ExitCode {
             socket,
             router_id,
             metrics,
+            bgp_status_report,
         } => {
             init_logging();
             let source = match config_dir {
                 Some(dir) => Source::Directory(dir),
                 None => Source::Kubernetes(kubeconfig),
             };
-            runtime.block_on(run(source, &node, &socket, router_id, metrics))
+            let options = node_options(&node, router_id, bgp_status_report);
+            runtime.block_on(run(source, options, &socket, metrics))
         }
         Command::Bgp { query } => runtime.block_on(bgp(query)),
         Command::Datapath { command } => datapath(command, &runtime),
@@ -252,12 +267,12 @@ enum Source {
 
 async fn run(
     source: Source,
-    node: &str,
+    options: NodeOptions,
     socket: &Path,
-    router_id: Option<Ipv4Addr>,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
-    let (controller, driver) = Controller::spawn(node, router_id);
+    let node = options.name.clone();
+    let (controller, driver) = Controller::spawn(options);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
     let (dir, mut snapshots) = match &source {
         Source::Directory(dir) => (Some(dir.as_path()), None),
@@ -407,6 +422,13 @@ async fn bgp(query: BgpQuery) -> Result<(), String> {
                 Format::Json => println!("{}", json(&response.peers)?),
                 Format::Table => print!("{}", output::peers(&response.peers)),
             }
+        }
+        BgpQuery::Nodeconfig { socket } => {
+            let response = api::query(&socket, &Request::NodeConfig)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.node_config.unwrap_or_default();
+            println!("{}", json(&NodeConfigObject { status })?);
         }
         BgpQuery::Routes { args, common } => {
             let selection = RouteSelection::parse(&args)?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use router_core::bgp::speaker::{Action, Input, Report};
 use router_core::cilium::Objects;
 use router_core::cilium::node::{InstanceAction, NodeBgp, NodeOptions};
-use router_core::cilium::status::{PeerStatus, RouteStatus};
+use router_core::cilium::status::{NodeConfigStatus, PeerStatus, RouteStatus};
 use smoltcp::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -27,6 +27,7 @@ enum Command {
     Reconcile(Box<Objects>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(oneshot::Sender<Vec<RouteStatus>>),
+    NodeConfig(oneshot::Sender<NodeConfigStatus>),
     Exit(oneshot::Sender<()>),
 }
 
@@ -37,11 +38,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Start the controller of `node` (with `router_id` overriding the
-    /// Node's InternalIP); the task ends after [`Controller::shutdown`].
-    pub fn spawn(node: &str, router_id: Option<Ipv4Addr>) -> (Controller, JoinHandle<()>) {
+    /// Start the controller of a node ([`node_options`]); the task ends
+    /// after [`Controller::shutdown`].
+    pub fn spawn(options: NodeOptions) -> (Controller, JoinHandle<()>) {
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(Driver::new(node_options(node, router_id)).run(rx));
+        let task = tokio::spawn(Driver::new(options).run(rx));
         (Controller { commands }, task)
     }
 
@@ -64,6 +65,13 @@ impl Controller {
         rx.await.unwrap_or_default()
     }
 
+    /// The node's CiliumBGPNodeConfig status.
+    pub async fn node_config(&self) -> NodeConfigStatus {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::NodeConfig(tx));
+        rx.await.unwrap_or_default()
+    }
+
     /// Stop every session as the agent exits — graceful-restart sessions
     /// are left without a NOTIFICATION, so the peer keeps our routes — and
     /// wait until what was sent is written.
@@ -76,10 +84,11 @@ impl Controller {
 
 /// How the agent runs a node's control plane: as Cilium does (received
 /// routes not installed), TCP MD5 available, `router_id` overriding the
-/// Node's InternalIP.
-pub fn node_options(node: &str, router_id: Option<Ipv4Addr>) -> NodeOptions {
+/// Node's InternalIP, CiliumBGPNodeConfig status reported or not.
+pub fn node_options(node: &str, router_id: Option<Ipv4Addr>, status_report: bool) -> NodeOptions {
     NodeOptions {
         router_id,
+        status_report,
         ..NodeOptions::new(node)
     }
 }
@@ -141,6 +150,9 @@ impl Driver {
                     }
                     Some(Command::Routes(tx)) => {
                         let _ = tx.send(self.node.routes(self.now()));
+                    }
+                    Some(Command::NodeConfig(tx)) => {
+                        let _ = tx.send(self.node.node_config_status(self.now()));
                     }
                     Some(Command::Exit(tx)) => {
                         self.exit().await;

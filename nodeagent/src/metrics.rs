@@ -185,6 +185,7 @@ mod tests {
             },
             messages_sent: MessageCounts::default(),
             last_notification: None,
+            applied_timers: None,
         };
         let page = render(&[peer]);
         assert!(page.contains("nexthop_bgp_sessions{state=\"established\"} 1\n"));

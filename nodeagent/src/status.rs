@@ -14,6 +14,9 @@ pub enum Request {
     Peers,
     /// Every route of every table.
     Routes,
+    /// The node's CiliumBGPNodeConfig status.
+    #[serde(rename = "nodeconfig")]
+    NodeConfig,
 }
 
 /// The answer to a query.
@@ -25,6 +28,9 @@ pub struct Response {
     /// For [`Request::Routes`].
     #[serde(default)]
     pub routes: Vec<RouteStatus>,
+    /// For [`Request::NodeConfig`].
+    #[serde(default)]
+    pub node_config: Option<NodeConfigStatus>,
 }
 
 #[cfg(test)]

@@ -487,7 +487,7 @@ fn through_agent(dir: &Path, spec: &Spec) -> BTreeMap<String, String> {
             let name = node_name(i);
             let mut node = NodeBgp::new(NodeOptions {
                 tcp_md5: false,
-                ..nexthop_agent::controller::node_options(&name, None)
+                ..nexthop_agent::controller::node_options(&name, None, true)
             });
             node.reconcile(Instant::ZERO, &loaded.objects);
             (name, view(&node))

@@ -341,6 +341,16 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
+        Action::ShowBgpNodeConfig(node) => {
+            let status = cluster
+                .bgp_node_config(node)
+                .ok_or_else(|| format!("no CiliumBGPNodeConfig for {node:?}: it runs no BGP"))?;
+            let object = router_core::cilium::status::NodeConfigObject { status };
+            let text = serde_json::to_string_pretty(&object).map_err(|e| e.to_string())?;
+            report.output = text.lines().map(str::to_string).collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::ShowBgpRoutes(table) => {
             let routes = cluster.bgp_routes(*table);
             let refs: Vec<_> = routes.iter().collect();

@@ -312,6 +312,14 @@ fn seed_lab_a_frr_sees_three_nodes_and_relabelling_withdraws() {
         lines[1].starts_with("k8s-w0   65001      65000     192.168.10.200   established"),
         "{peers}"
     );
+    let status = agents[2].query(AGENT, &["nodeconfig"]);
+    for line in [
+        "\"name\": \"instance-65001\",",
+        "\"peeringState\": \"established\",",
+        "\"appliedHoldTimeSeconds\": 9,",
+    ] {
+        assert!(status.contains(line), "{line} in {status}");
+    }
     let available = agents[2].query(AGENT, &["routes", "available", "ipv4", "unicast"]);
     assert!(
         available.contains("k8s-w0   65001     172.20.2.0/24   0.0.0.0"),

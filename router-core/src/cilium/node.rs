@@ -32,8 +32,8 @@ use super::export::{export_policy, originated_attributes};
 use super::objects::Objects;
 use super::session;
 use super::status::{
-    FamilyStatus, MessageCounts, PeerStatus, RouteStatus, Table, next_hop_address,
-    render_attributes,
+    FamilyStatus, MessageCounts, NodeConfigStatus, PeerStatus, RouteStatus, Table,
+    next_hop_address, render_attributes,
 };
 use crate::bgp::fsm::State;
 use crate::bgp::rib::{PeerConfig, PeerId, RibConfig};
@@ -52,6 +52,9 @@ pub struct NodeOptions {
     pub install: bool,
     /// The runtime can sign TCP segments (RFC 2385 MD5).
     pub tcp_md5: bool,
+    /// Report `CiliumBGPNodeConfig` status (Helm's
+    /// `bgpControlPlane.statusReport.enabled`, default true).
+    pub status_report: bool,
 }
 
 impl NodeOptions {
@@ -63,6 +66,7 @@ impl NodeOptions {
             router_id: None,
             install: false,
             tcp_md5: true,
+            status_report: true,
         }
     }
 }
@@ -458,6 +462,10 @@ impl NodeBgp {
                     families,
                     messages_received: MessageCounts::from(&session.stats().received),
                     messages_sent: MessageCounts::from(&session.stats().sent),
+                    applied_timers: session
+                        .negotiated()
+                        .filter(|_| state == State::Established)
+                        .map(|n| (n.hold_time, n.keepalive_time)),
                     last_notification: peer.last_notification().map(|(sent, n)| {
                         let direction = if *sent { "sent" } else { "received" };
                         format!("{direction} {}", n.describe())
@@ -466,6 +474,15 @@ impl NodeBgp {
             }
         }
         out
+    }
+
+    /// The node's `CiliumBGPNodeConfig` status: empty when status
+    /// reporting is off, as Cilium leaves it (`"status": {}`).
+    pub fn node_config_status(&self, now: Instant) -> NodeConfigStatus {
+        if !self.options.status_report {
+            return NodeConfigStatus::default();
+        }
+        NodeConfigStatus::of(&self.peers(now))
     }
 
     /// `bgp routes`: every route of every instance — its originated routes

@@ -39,6 +39,9 @@ pub struct PeerStatus {
     pub messages_sent: MessageCounts,
     /// The last NOTIFICATION, with its direction.
     pub last_notification: Option<String>,
+    /// The hold time and keepalive interval negotiated, seconds.
+    #[serde(default)]
+    pub applied_timers: Option<(u16, u16)>,
 }
 
 /// Route counts of one family of a peer.
@@ -78,6 +81,121 @@ impl From<&crate::bgp::fsm::MessageCounts> for MessageCounts {
             keepalive: c.keepalive,
             route_refresh: c.route_refresh,
         }
+    }
+}
+
+/// What `CiliumBGPNodeConfig.status` holds for one node (the object
+/// Cilium's agent writes back, `kubectl get ciliumbgpnodeconfig NODE -o
+/// json`): per instance, per peer its state, route counts and applied
+/// timers. Empty when `bgpControlPlane.statusReport.enabled` is false.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfigStatus {
+    /// The instances, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_instances: Vec<InstanceStatus>,
+}
+
+/// The part of a `CiliumBGPNodeConfig` both runtimes print: `{"status":
+/// …}`, fields in Cilium's order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfigObject {
+    /// The status.
+    pub status: NodeConfigStatus,
+}
+
+/// One instance in [`NodeConfigStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// The instance's name.
+    pub name: String,
+    /// Its AS.
+    #[serde(rename = "localASN")]
+    pub local_asn: u32,
+    /// Its peers.
+    pub peers: Vec<NodeConfigPeer>,
+}
+
+/// One peer in [`InstanceStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfigPeer {
+    /// The peer's name.
+    pub name: String,
+    /// Its address.
+    pub peer_address: IpAddr,
+    /// Its AS, configured or learnt.
+    #[serde(rename = "peerASN", skip_serializing_if = "Option::is_none")]
+    pub peer_asn: Option<u32>,
+    /// The session state, lower case.
+    pub peering_state: String,
+    /// Route counts per family.
+    pub route_count: Vec<RouteCount>,
+    /// The timers in use, once negotiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timers: Option<AppliedTimers>,
+}
+
+/// Route counts of one family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteCount {
+    /// `ipv4` or `ipv6`.
+    pub afi: String,
+    /// `unicast`.
+    pub safi: String,
+    /// Prefixes advertised.
+    pub advertised: usize,
+    /// Prefixes received.
+    pub received: usize,
+}
+
+/// Negotiated timers, seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedTimers {
+    /// Hold time.
+    pub applied_hold_time_seconds: u16,
+    /// Keepalive interval.
+    pub applied_keepalive_seconds: u16,
+}
+
+impl NodeConfigStatus {
+    /// The status of one node's peers (as [`PeerStatus`] rows, instances
+    /// in order).
+    pub fn of(peers: &[PeerStatus]) -> NodeConfigStatus {
+        let mut status = NodeConfigStatus::default();
+        for p in peers {
+            let peer = NodeConfigPeer {
+                name: p.name.clone(),
+                peer_address: p.peer_address,
+                peer_asn: p.peer_asn,
+                peering_state: p.state.clone(),
+                route_count: p
+                    .families
+                    .iter()
+                    .map(|f| RouteCount {
+                        afi: f.afi.clone(),
+                        safi: f.safi.clone(),
+                        advertised: f.advertised,
+                        received: f.received,
+                    })
+                    .collect(),
+                timers: p.applied_timers.map(|(hold, keepalive)| AppliedTimers {
+                    applied_hold_time_seconds: hold,
+                    applied_keepalive_seconds: keepalive,
+                }),
+            };
+            match status.bgp_instances.last_mut() {
+                Some(i) if i.name == p.instance => i.peers.push(peer),
+                _ => status.bgp_instances.push(InstanceStatus {
+                    name: p.instance.clone(),
+                    local_asn: p.local_asn,
+                    peers: alloc::vec![peer],
+                }),
+            }
+        }
+        status
     }
 }
 

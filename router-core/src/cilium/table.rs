@@ -157,6 +157,7 @@ mod tests {
             messages_received: MessageCounts::default(),
             messages_sent: MessageCounts::default(),
             last_notification: None,
+            applied_timers: None,
         };
         assert_eq!(
             peers(&[peer]),

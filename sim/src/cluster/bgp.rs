@@ -20,7 +20,7 @@ use router_core::cilium::kube::{
 };
 use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::node::NodeOptions;
-use router_core::cilium::status::{PeerStatus, RouteStatus, Table};
+use router_core::cilium::status::{NodeConfigStatus, PeerStatus, RouteStatus, Table};
 use router_core::cilium::{Object, Objects};
 
 use super::Cluster;
@@ -155,6 +155,7 @@ impl Cluster {
     pub(super) fn reconcile_bgp(&mut self) -> Result<(), String> {
         let objects = self.bgp_objects();
         let now = self.engine.now();
+        let status_report = self.lab.values.bgp_control_plane.status_report.enabled;
         let names: Vec<String> = self
             .workloads
             .nodes()
@@ -176,6 +177,7 @@ impl Cluster {
                     NodeOptions {
                         install,
                         tcp_md5: false,
+                        status_report,
                         ..NodeOptions::new(&name)
                     },
                 );
@@ -206,6 +208,14 @@ impl Cluster {
             .flat_map(|node| node.routes(now))
             .filter(|r| r.table == table)
             .collect()
+    }
+
+    /// `kubectl get ciliumbgpnodeconfig NODE -o json`'s status, when the
+    /// node runs BGP.
+    pub fn bgp_node_config(&self, node: &str) -> Option<NodeConfigStatus> {
+        let bgp = self.host(node)?.host.bgp()?.node()?;
+        let selected = bgp.speakers().next().is_some();
+        selected.then(|| bgp.node_config_status(self.engine.now()))
     }
 
     fn node_names(&self) -> Vec<String> {

@@ -17,7 +17,7 @@
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
 //! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`; `show pods`;
-//! `show ciliumnodes`; `show bgp peers`; `show bgp routes
+//! `show ciliumnodes`; `show bgp peers`; `show bgp nodeconfig NODE`; `show bgp routes
 //! [available|advertised|received]`; `vtysh ROUTER show …` (FRR's `show` commands);
 //! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
 //! `drain NODE`; `uncordon NODE`; `scale DEPLOYMENT --replicas N`; `restart ROUTER`;
@@ -111,6 +111,9 @@ pub enum Action {
     ShowBgpPeers,
     /// Print every node's BGP routes of a table (`cilium bgp routes`).
     ShowBgpRoutes(router_core::cilium::status::Table),
+    /// Print a node's CiliumBGPNodeConfig status (`kubectl get
+    /// ciliumbgpnodeconfig NODE -o json | jq .status`).
+    ShowBgpNodeConfig(String),
     /// Run a `show` command on an FRR router (`vtysh -c 'show …'`).
     Vtysh {
         /// The router.
@@ -365,6 +368,7 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("show", ["services" | "svc"]) => Ok(Action::ShowServices),
         ("show", ["ippools" | "ippool" | "lbippools" | "lbippool"]) => Ok(Action::ShowIpPools),
         ("show", ["bgp", "peers"]) => Ok(Action::ShowBgpPeers),
+        ("show", ["bgp", "nodeconfig", node]) => Ok(Action::ShowBgpNodeConfig(node.to_string())),
         ("show", ["bgp", "routes", rest @ ..]) => {
             use router_core::cilium::status::Table;
             let table = match rest {

@@ -87,6 +87,33 @@ impl Default for Ipam {
     }
 }
 
+/// `bgpControlPlane`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpControlPlane {
+    /// `bgpControlPlane.statusReport`.
+    #[serde(default)]
+    pub status_report: StatusReport,
+}
+
+/// `bgpControlPlane.statusReport`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StatusReport {
+    /// `enabled` (default true): nodes report CiliumBGPNodeConfig status.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for StatusReport {
+    fn default() -> Self {
+        StatusReport { enabled: true }
+    }
+}
+
 /// The honoured subset of Cilium's Helm values.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,6 +133,9 @@ pub struct Values {
     /// `ipv4NativeRoutingCIDR`.
     #[serde(rename = "ipv4NativeRoutingCIDR")]
     pub ipv4_native_routing_cidr: Option<Ipv4Net>,
+    /// `bgpControlPlane`.
+    #[serde(default)]
+    pub bgp_control_plane: BgpControlPlane,
     /// Keys present in the file that the simulator does not use, as dotted paths.
     #[serde(skip)]
     pub ignored: Vec<String>,
@@ -119,13 +149,14 @@ impl Default for Values {
             tunnel_protocol: TunnelProtocol::Vxlan,
             auto_direct_node_routes: false,
             ipv4_native_routing_cidr: None,
+            bgp_control_plane: BgpControlPlane::default(),
             ignored: Vec::new(),
         }
     }
 }
 
 /// The dotted keys this module honours (everything else is reported as ignored).
-const HONOURED: [&str; 8] = [
+const HONOURED: [&str; 9] = [
     "ipam.mode",
     "ipam.operator.clusterPoolIPv4PodCIDRList",
     "ipam.operator.clusterPoolIPv4MaskSize",
@@ -134,6 +165,7 @@ const HONOURED: [&str; 8] = [
     "autoDirectNodeRoutes",
     "ipv4NativeRoutingCIDR",
     "kubeProxyReplacement",
+    "bgpControlPlane.statusReport.enabled",
 ];
 
 impl Values {

@@ -296,3 +296,24 @@ spec:
     assert!(other.issues().is_empty(), "{:?}", other.issues());
     assert_eq!(other.peers(T0)[0].local_asn, 65001);
 }
+
+#[test]
+fn node_config_status_lists_each_instance_unless_reporting_is_off() {
+    let mut node = NodeBgp::new(NodeOptions::new("k8s-w0"));
+    node.reconcile(T0, &lab_a());
+    let status = node.node_config_status(T0);
+    let json = serde_json::to_string(&status).unwrap();
+    assert_eq!(
+        json,
+        r#"{"bgpInstances":[{"name":"instance-65001","localASN":65001,"peers":[{"name":"tor-switch","peerAddress":"192.168.10.200","peerASN":65000,"peeringState":"connect","routeCount":[{"afi":"ipv4","safi":"unicast","advertised":0,"received":0}]}]}]}"#
+    );
+    let mut quiet = NodeBgp::new(NodeOptions {
+        status_report: false,
+        ..NodeOptions::new("k8s-w0")
+    });
+    quiet.reconcile(T0, &lab_a());
+    assert_eq!(
+        serde_json::to_string(&quiet.node_config_status(T0)).unwrap(),
+        "{}"
+    );
+}
