@@ -20,6 +20,25 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// What a test running FRR in a namespace needs.
+pub const FRR_PROGRAMS: [&str; 4] = [
+    "/usr/lib/frr/zebra",
+    "/usr/lib/frr/bgpd",
+    "vtysh",
+    "unshare",
+];
+
+/// Whether a test must skip for want of `programs` (or root); prints why.
+pub fn skips(programs: &[&str]) -> bool {
+    match skip_reason(programs) {
+        Some(reason) => {
+            eprintln!("skipped: {reason}");
+            true
+        }
+        None => false,
+    }
+}
+
 /// Why a namespace test cannot run here (not root, or one of `programs`
 /// missing: a path, or a name looked up in `PATH`).
 pub fn skip_reason(programs: &[&str]) -> Option<String> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nexthop_testkit::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{FRR_PROGRAMS, Frr, Namespaces, skips, wait_for};
 use nexthop_tests::{Agent, SinglePeer};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -119,13 +119,7 @@ impl<T: Send + 'static> Drop for Watch<T> {
 
 #[test]
 fn graceful_restart_of_our_agent_and_of_frr() {
-    if let Some(reason) = skip_reason(&[
-        "/usr/lib/frr/zebra",
-        "/usr/lib/frr/bgpd",
-        "vtysh",
-        "unshare",
-    ]) {
-        eprintln!("skipped: {reason}");
+    if skips(&FRR_PROGRAMS) {
         return;
     }
     let ns = Namespaces::new(&["n", "r"]);

@@ -7,7 +7,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nexthop_testkit::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{FRR_PROGRAMS, Frr, Namespaces, skips, wait_for};
 use nexthop_tests::Agent;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -75,13 +75,7 @@ fn our_state(agent: &Agent) -> String {
 
 #[test]
 fn md5_right_key_establishes_wrong_key_never_and_hold_timer_expires() {
-    if let Some(reason) = skip_reason(&[
-        "/usr/lib/frr/zebra",
-        "/usr/lib/frr/bgpd",
-        "vtysh",
-        "unshare",
-    ]) {
-        eprintln!("skipped: {reason}");
+    if skips(&FRR_PROGRAMS) {
         return;
     }
     let ns = Namespaces::new(&["r", "good", "bad"]);

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use nexthop_testkit::{Frr, Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{FRR_PROGRAMS, Frr, Namespaces, skips, wait_for};
 use nexthop_tests::Agent;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -254,13 +254,7 @@ fn next_hops(frr: &Frr, prefix: &str) -> Vec<String> {
 
 #[test]
 fn seed_lab_a_frr_sees_three_nodes_and_relabelling_withdraws() {
-    if let Some(reason) = skip_reason(&[
-        "/usr/lib/frr/zebra",
-        "/usr/lib/frr/bgpd",
-        "vtysh",
-        "unshare",
-    ]) {
-        eprintln!("skipped: {reason}");
+    if skips(&FRR_PROGRAMS) {
         return;
     }
     let ns = topology();
@@ -381,13 +375,7 @@ fn seed_lab_a_frr_sees_three_nodes_and_relabelling_withdraws() {
 
 #[test]
 fn seed_lab_a_local_traffic_policy_is_advertised_only_from_endpoint_nodes() {
-    if let Some(reason) = skip_reason(&[
-        "/usr/lib/frr/zebra",
-        "/usr/lib/frr/bgpd",
-        "vtysh",
-        "unshare",
-    ]) {
-        eprintln!("skipped: {reason}");
+    if skips(&FRR_PROGRAMS) {
         return;
     }
     const LB: &str = "172.16.1.1/32";

@@ -111,6 +111,14 @@ fn family(afi: Afi) -> Family {
     }
 }
 
+/// The keys of `have` that `want` lacks.
+fn missing<K: Ord + Copy, V, W>(have: &BTreeMap<K, V>, want: &BTreeMap<K, W>) -> Vec<K> {
+    have.keys()
+        .filter(|k| !want.contains_key(k))
+        .copied()
+        .collect()
+}
+
 fn stopped(peer: IpAddr, why: &'static str) -> Action {
     Action::Report {
         peer,
@@ -239,12 +247,7 @@ impl NodeBgp {
         let mut out = Vec::new();
         let wanted: BTreeMap<IpAddr, &DesiredPeer> =
             want.peers.iter().map(|p| (p.address, p)).collect();
-        let gone: Vec<IpAddr> = running
-            .peers
-            .keys()
-            .filter(|a| !wanted.contains_key(a))
-            .copied()
-            .collect();
+        let gone = missing(&running.peers, &wanted);
         for address in gone {
             out.push(stopped(address, "no longer selected"));
             out.extend(running.speaker.handle(now, Input::RemovePeer(address)));
@@ -317,12 +320,7 @@ impl NodeBgp {
             }
             running.exports.insert(address, prefixes);
         }
-        let withdrawn: Vec<IpNet> = running
-            .originated
-            .keys()
-            .filter(|p| !routes.contains_key(p))
-            .copied()
-            .collect();
+        let withdrawn = missing(&running.originated, &routes);
         for prefix in withdrawn {
             out.extend(running.speaker.handle(now, Input::Withdraw(prefix)));
             running.originated.remove(&prefix);
