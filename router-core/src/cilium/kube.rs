@@ -129,6 +129,29 @@ pub struct ServiceSpec {
     /// `Cluster` (the default) or `Local`.
     #[serde(default)]
     pub internal_traffic_policy: Option<String>,
+    /// `spec.ports` (two services sharing an LB address may not overlap).
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+}
+
+/// One `Service.spec.ports` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ServicePort {
+    /// The port's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `TCP` (the default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// The service port.
+    pub port: u16,
+}
+
+impl ServicePort {
+    /// The protocol, `TCP` when unset.
+    pub fn protocol(&self) -> &str {
+        self.protocol.as_deref().unwrap_or("TCP")
+    }
 }
 
 /// `Service.status`.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::bgp::{Advertisement, ClusterConfig, PeerConfig};
 use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
+use super::lbpool::LoadBalancerIPPool;
 use super::meta::TypeMeta;
 
 /// A kind of object nexthop reads.
@@ -29,6 +30,8 @@ pub enum Kind {
     PeerConfig,
     /// cilium.io/v2 or v2alpha1 `CiliumBGPAdvertisement`.
     Advertisement,
+    /// cilium.io/v2 or v2alpha1 `CiliumLoadBalancerIPPool`.
+    LoadBalancerIPPool,
 }
 
 impl Kind {
@@ -48,6 +51,7 @@ impl Kind {
             "CiliumBGPClusterConfig" if cilium => Kind::ClusterConfig,
             "CiliumBGPPeerConfig" if cilium => Kind::PeerConfig,
             "CiliumBGPAdvertisement" if cilium => Kind::Advertisement,
+            "CiliumLoadBalancerIPPool" if cilium => Kind::LoadBalancerIPPool,
             _ => return None,
         })
     }
@@ -63,6 +67,9 @@ impl Kind {
             Kind::ClusterConfig => Object::ClusterConfig(ClusterConfig::deserialize(d)?),
             Kind::PeerConfig => Object::PeerConfig(PeerConfig::deserialize(d)?),
             Kind::Advertisement => Object::Advertisement(Advertisement::deserialize(d)?),
+            Kind::LoadBalancerIPPool => {
+                Object::LoadBalancerIPPool(LoadBalancerIPPool::deserialize(d)?)
+            }
         })
     }
 }
@@ -86,6 +93,8 @@ pub enum Object {
     PeerConfig(PeerConfig),
     /// A `CiliumBGPAdvertisement`.
     Advertisement(Advertisement),
+    /// A `CiliumLoadBalancerIPPool`.
+    LoadBalancerIPPool(LoadBalancerIPPool),
 }
 
 /// Every object, by kind and name (services and secrets by namespace and
@@ -109,6 +118,8 @@ pub struct Objects {
     pub peer_configs: BTreeMap<String, PeerConfig>,
     /// Advertisements by name.
     pub advertisements: BTreeMap<String, Advertisement>,
+    /// LB-IPAM pools by name.
+    pub lb_pools: BTreeMap<String, LoadBalancerIPPool>,
 }
 
 impl Objects {
@@ -147,6 +158,9 @@ impl Objects {
             Object::Advertisement(o) => {
                 self.advertisements.insert(o.metadata.name.clone(), o);
             }
+            Object::LoadBalancerIPPool(o) => {
+                self.lb_pools.insert(o.metadata.name.clone(), o);
+            }
         }
     }
 
@@ -169,6 +183,7 @@ impl Objects {
             Kind::ClusterConfig => self.cluster_configs.remove(name).is_some(),
             Kind::PeerConfig => self.peer_configs.remove(name).is_some(),
             Kind::Advertisement => self.advertisements.remove(name).is_some(),
+            Kind::LoadBalancerIPPool => self.lb_pools.remove(name).is_some(),
         }
     }
 }
@@ -220,6 +235,11 @@ pub(crate) mod tests {
         );
         assert_eq!(Kind::of(&meta("v1", "EndpointSlice")), None);
         assert_eq!(Kind::of(&meta("cilium.io/v2", "CiliumBGPNodeConfig")), None);
+        assert_eq!(
+            Kind::of(&meta("cilium.io/v2alpha1", "CiliumLoadBalancerIPPool")),
+            Some(Kind::LoadBalancerIPPool)
+        );
+        assert_eq!(Kind::of(&meta("v1", "CiliumLoadBalancerIPPool")), None);
     }
 
     #[test]

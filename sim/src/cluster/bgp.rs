@@ -48,7 +48,8 @@ impl ControlPlane {
             | Object::Service(_)
             | Object::Secret(_)
             | Object::CiliumNode(_)
-            | Object::EndpointSlice(_) => {}
+            | Object::EndpointSlice(_)
+            | Object::LoadBalancerIPPool(_) => {}
         }
     }
 }

@@ -369,6 +369,7 @@ fn cilium_id(o: &CiliumObject) -> String {
         CiliumObject::Secret(c) => ("Secret", &c.metadata.name),
         CiliumObject::CiliumNode(c) => ("CiliumNode", &c.metadata.name),
         CiliumObject::EndpointSlice(c) => ("EndpointSlice", &c.metadata.name),
+        CiliumObject::LoadBalancerIPPool(c) => ("CiliumLoadBalancerIPPool", &c.metadata.name),
     };
     format!("{kind}/{name}")
 }
