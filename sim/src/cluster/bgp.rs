@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use router_core::cilium::kube::{
-    Endpoint, EndpointConditions, EndpointSlice, LoadBalancerIngress, LoadBalancerStatus, Node,
-    NodeAddress, NodeSpec, NodeStatus, SERVICE_NAME_LABEL, Service, ServiceSpec, ServiceStatus,
+    Endpoint, EndpointConditions, EndpointSlice, Node, NodeAddress, NodeSpec, NodeStatus,
+    SERVICE_NAME_LABEL,
 };
+use router_core::cilium::lbipam::with_ingress;
 use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::node::NodeOptions;
 use router_core::cilium::status::{PeerStatus, RouteStatus, Table};
@@ -66,8 +67,8 @@ impl Cluster {
     }
 
     /// The objects the nodes' control planes read: the BGP objects plus the
-    /// cluster's nodes (labels, InternalIP, pod CIDR), services (labels,
-    /// type, traffic policy, LB-IPAM's ingress addresses) and one
+    /// cluster's nodes (labels, InternalIP, pod CIDR), services (with the
+    /// ingress addresses router-core's LB-IPAM decided) and one
     /// EndpointSlice per service (its pods, each with its node).
     fn bgp_objects(&self) -> Objects {
         let mut objects = self.bgp.objects.clone();
@@ -92,33 +93,7 @@ impl Cluster {
             }));
         }
         for svc in self.workloads.services() {
-            let ingress = self
-                .lb
-                .addresses(&svc.namespace, &svc.name)
-                .into_iter()
-                .map(|ip| LoadBalancerIngress { ip: Some(ip) })
-                .collect();
-            let policy = if svc.external_local {
-                "Local"
-            } else {
-                "Cluster"
-            };
-            objects.insert(Object::Service(Service {
-                metadata: ObjectMeta {
-                    namespace: Some(svc.namespace.clone()),
-                    labels: svc.labels.clone(),
-                    ..ObjectMeta::named(&svc.name)
-                },
-                spec: ServiceSpec {
-                    kind: Some(svc.kind.clone()),
-                    cluster_ip: Some(svc.cluster_ip.to_string()),
-                    external_traffic_policy: Some(policy.into()),
-                    ..ServiceSpec::default()
-                },
-                status: ServiceStatus {
-                    load_balancer: LoadBalancerStatus { ingress },
-                },
-            }));
+            objects.insert(Object::Service(svc.object()));
             let endpoints = self
                 .workloads
                 .endpoints(svc)
@@ -144,7 +119,7 @@ impl Cluster {
                 ports: Vec::new(),
             }));
         }
-        objects
+        with_ingress(&objects, self.lb.decisions())
     }
 
     /// Bring every node's control plane in line with the objects.

@@ -2,8 +2,8 @@
 //!
 //! `ipam` hands out pod CIDRs and addresses; `workloads` keeps the Kubernetes
 //! objects and scheduling decisions; `routes` says which routes the agent
-//! installs; `host` wraps a netstack host as an engine node; `lbipam` hands
-//! out LoadBalancer addresses, `services` programs them on the nodes and `bgp`
+//! installs; `host` wraps a netstack host as an engine node; `lbipam` asks
+//! router-core's LB-IPAM for LoadBalancer addresses, `services` programs them on the nodes and `bgp`
 //! runs Cilium's BGP control plane. [`Cluster`] owns
 //! the engine and keeps hosts, links and routes in step with the workloads.
 //! Running scenario steps is [`crate::run`]'s job.
@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 use nexthop_netstack::{Host, HostConfig, PortSpec};
+use router_core::cilium::Object as CiliumObject;
 use router_core::datapath::{Config as DatapathConfig, TunnelConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Nexthop, Protocol, Route};
@@ -312,14 +313,14 @@ impl Cluster {
 
     /// Apply a Kubernetes object and follow its consequences.
     pub fn apply(&mut self, object: &Object) -> Result<(), String> {
+        if let Object::Cilium(CiliumObject::LoadBalancerIPPool(pool)) = object {
+            self.lb.apply_pool(pool);
+            return self.settle();
+        }
         if let Object::Cilium(o) = object {
             return self
                 .apply_bgp(o, false)
                 .map_err(|e| format!("{}: {e}", object.id()));
-        }
-        if let Object::LbPool(meta, spec) = object {
-            self.lb.apply_pool(meta, spec);
-            return self.settle();
         }
         let changes = self
             .workloads
@@ -331,14 +332,14 @@ impl Cluster {
 
     /// Delete a Kubernetes object and follow its consequences.
     pub fn delete(&mut self, object: &Object) -> Result<(), String> {
+        if let Object::Cilium(CiliumObject::LoadBalancerIPPool(pool)) = object {
+            self.lb.delete_pool(pool);
+            return self.settle();
+        }
         if let Object::Cilium(o) = object {
             return self
                 .apply_bgp(o, true)
                 .map_err(|e| format!("{}: {e}", object.id()));
-        }
-        if let Object::LbPool(meta, _) = object {
-            self.lb.delete_pool(meta);
-            return self.settle();
         }
         let changes = self
             .workloads

@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use router_core::cilium::kube::{Service, ServicePort as CiliumServicePort, ServiceSpec};
+use router_core::cilium::meta::ObjectMeta;
 
 use super::ipam::{ClusterPool, NodeIpam};
 use crate::lab::kube::{Meta, Object, PodSpec, ServicePort};
@@ -89,6 +91,43 @@ pub struct ServiceInfo {
     pub selector: BTreeMap<String, String>,
     /// Ports.
     pub ports: Vec<ServicePort>,
+}
+
+impl ServiceInfo {
+    /// The service as router-core reads it: name, labels, annotations, type,
+    /// cluster IP, traffic policy and ports (no status: LB-IPAM decides it).
+    pub fn object(&self) -> Service {
+        let policy = if self.external_local {
+            "Local"
+        } else {
+            "Cluster"
+        };
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| CiliumServicePort {
+                name: p.name.clone(),
+                protocol: p.protocol.clone(),
+                port: p.port,
+            })
+            .collect();
+        Service {
+            metadata: ObjectMeta {
+                namespace: Some(self.namespace.clone()),
+                labels: self.labels.clone(),
+                annotations: self.annotations.clone(),
+                ..ObjectMeta::named(&self.name)
+            },
+            spec: ServiceSpec {
+                kind: Some(self.kind.clone()),
+                cluster_ip: Some(self.cluster_ip.to_string()),
+                external_traffic_policy: Some(policy.into()),
+                ports,
+                ..ServiceSpec::default()
+            },
+            ..Service::default()
+        }
+    }
 }
 
 /// Something the hosts must follow.
@@ -276,7 +315,7 @@ impl Workloads {
                 Ok(Vec::new())
             }
             // Cilium's objects belong to the BGP control plane and LB-IPAM.
-            Object::Cilium(_) | Object::LbPool(..) => Ok(Vec::new()),
+            Object::Cilium(_) => Ok(Vec::new()),
         }
     }
 
@@ -307,7 +346,7 @@ impl Workloads {
                     .remove(&(meta.namespace().to_string(), meta.name.clone()));
                 Ok(Vec::new())
             }
-            Object::Cilium(_) | Object::LbPool(..) => Ok(Vec::new()),
+            Object::Cilium(_) => Ok(Vec::new()),
         }
     }
 

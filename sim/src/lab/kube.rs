@@ -1,7 +1,7 @@
 //! Kubernetes objects a lab applies: `Node`, `Pod`, `Deployment`, `Service`,
-//! Cilium's `CiliumLoadBalancerIPPool`, and Cilium's BGP objects (`CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
-//! `CiliumBGPAdvertisement`, read with router-core's [`router_core::cilium`]
-//! types, the agent's own).
+//! and Cilium's `CiliumLoadBalancerIPPool`, `CiliumBGPClusterConfig`,
+//! `CiliumBGPPeerConfig` and `CiliumBGPAdvertisement` (the Cilium kinds read
+//! with router-core's [`router_core::cilium`] types, the agent's own).
 //!
 //! Manifests are read as `kubectl apply` would take them: multi-document YAML,
 //! fields the simulator has no use for are accepted and ignored (they are
@@ -13,9 +13,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use ipnet::IpNet;
 use router_core::cilium::meta::TypeMeta;
-use router_core::cilium::selector::LabelSelector;
 use router_core::cilium::{Kind, Object as CiliumObject};
 use serde::Deserialize;
 
@@ -137,34 +135,6 @@ pub struct ServiceSpec {
     pub external_traffic_policy: Option<String>,
 }
 
-/// One block of a `CiliumLoadBalancerIPPool`: `cidr`, or `start`/`stop`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PoolBlock {
-    /// A prefix.
-    pub cidr: Option<IpNet>,
-    /// First address of a range.
-    pub start: Option<std::net::IpAddr>,
-    /// Last address of a range.
-    pub stop: Option<std::net::IpAddr>,
-}
-
-/// `CiliumLoadBalancerIPPool.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LbPoolSpec {
-    /// Address blocks.
-    #[serde(default)]
-    pub blocks: Vec<PoolBlock>,
-    /// `"Yes"` hands out the first and last address of `cidr` blocks too.
-    #[serde(rename = "allowFirstLastIPs")]
-    pub allow_first_last_ips: Option<String>,
-    /// A disabled pool hands out no new address.
-    #[serde(default)]
-    pub disabled: bool,
-    /// Services the pool serves (all when absent).
-    pub service_selector: Option<LabelSelector>,
-}
-
 /// One Kubernetes object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
@@ -176,9 +146,8 @@ pub enum Object {
     Deployment(Meta, DeploymentSpec),
     /// A service.
     Service(Meta, ServiceSpec),
-    /// A `CiliumLoadBalancerIPPool`.
-    LbPool(Meta, LbPoolSpec),
-    /// A Cilium BGP object.
+    /// An object read with router-core's types: the Cilium BGP kinds and
+    /// `CiliumLoadBalancerIPPool`.
     Cilium(CiliumObject),
 }
 
@@ -187,7 +156,6 @@ impl Object {
     pub fn id(&self) -> String {
         let (kind, m) = match self {
             Object::Node(m) => return format!("Node/{}", m.name),
-            Object::LbPool(m, _) => return format!("CiliumLoadBalancerIPPool/{}", m.name),
             Object::Cilium(o) => return cilium_id(o),
             Object::Pod(m, _) => ("Pod", m),
             Object::Deployment(m, _) => ("Deployment", m),
@@ -251,10 +219,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                 )),
             }),
             "Service" => typed::<ServiceSpec>(value).map(|t| Object::Service(t.metadata, t.spec)),
-            "CiliumLoadBalancerIPPool" => lb_pool(value),
-            "CiliumBGPClusterConfig" | "CiliumBGPPeerConfig" | "CiliumBGPAdvertisement" => {
-                cilium(value)
-            }
+            "CiliumLoadBalancerIPPool"
+            | "CiliumBGPClusterConfig"
+            | "CiliumBGPPeerConfig"
+            | "CiliumBGPAdvertisement" => cilium(value),
             other => Err((
                 "kind".into(),
                 format!(
@@ -267,8 +235,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             Object::Node(m)
             | Object::Pod(m, _)
             | Object::Deployment(m, _)
-            | Object::Service(m, _)
-            | Object::LbPool(m, _) => m.name.is_empty(),
+            | Object::Service(m, _) => m.name.is_empty(),
             Object::Cilium(o) => cilium_id(o).ends_with('/'),
         };
         if name_missing {
@@ -282,53 +249,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
     Ok(objects)
 }
 
-/// Read a `CiliumLoadBalancerIPPool` (cilium.io/v2 or v2alpha1); each block
-/// is a `cidr` or a `start`/`stop` pair, `allowFirstLastIPs` is `Yes` or `No`.
-fn lb_pool(value: serde_norway::Value) -> Result<Object, (String, String)> {
-    let api = value
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    if !matches!(api, "cilium.io/v2" | "cilium.io/v2alpha1") {
-        return Err((
-            "apiVersion".into(),
-            format!(
-                "CiliumLoadBalancerIPPool needs apiVersion cilium.io/v2 (or v2alpha1), not {api:?}"
-            ),
-        ));
-    }
-    let t: Typed<LbPoolSpec> = serde_path_to_error::deserialize(value)
-        .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
-    for (i, b) in t.spec.blocks.iter().enumerate() {
-        let ok = match (b.cidr, b.start, b.stop) {
-            (Some(_), None, None) => true,
-            (None, Some(start), Some(stop)) => {
-                router_core::ipam::lb::Block::range(start, stop).is_some()
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err((
-                format!("spec.blocks[{i}]"),
-                "a block is a cidr, or a start and a stop of one family in order".into(),
-            ));
-        }
-    }
-    if let Some(v) = t
-        .spec
-        .allow_first_last_ips
-        .as_ref()
-        .filter(|v| *v != "Yes" && *v != "No")
-    {
-        return Err((
-            "spec.allowFirstLastIPs".into(),
-            format!("{v:?} is neither \"Yes\" nor \"No\""),
-        ));
-    }
-    Ok(Object::LbPool(t.metadata, t.spec))
-}
-
-/// The 1-based line each YAML document starts on (the line after its `---`).
 /// Read a Cilium object with router-core's types; errors name the field path.
 fn cilium(value: serde_norway::Value) -> Result<Object, (String, String)> {
     let meta = TypeMeta {
@@ -374,6 +294,7 @@ fn cilium_id(o: &CiliumObject) -> String {
     format!("{kind}/{name}")
 }
 
+/// The 1-based line each YAML document starts on (the line after its `---`).
 fn document_lines(text: &str) -> Vec<usize> {
     let mut starts = vec![1];
     for (n, line) in text.lines().enumerate() {
@@ -443,19 +364,21 @@ spec:
     fn reads_load_balancer_pools() {
         let pool = "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: { name: cilium-pool }\nspec:\n  allowFirstLastIPs: \"No\"\n  blocks:\n  - cidr: 172.16.1.0/24\n  - { start: 192.168.10.211, stop: 192.168.10.215 }\n  serviceSelector: { matchLabels: { app: webpod } }\n";
         let objs = parse(Path::new("pool.yaml"), pool).unwrap();
-        let Object::LbPool(m, spec) = &objs[0] else {
+        let Object::Cilium(CiliumObject::LoadBalancerIPPool(p)) = &objs[0] else {
             panic!("a pool")
         };
-        assert_eq!(m.name, "cilium-pool");
-        assert_eq!(spec.blocks.len(), 2);
-        assert_eq!(spec.allow_first_last_ips.as_deref(), Some("No"));
-        assert!(spec.service_selector.is_some());
+        assert_eq!(objs[0].id(), "CiliumLoadBalancerIPPool/cilium-pool");
+        assert_eq!(p.blocks().len(), 2);
+        assert!(p.spec.service_selector.is_some());
         let bad = pool.replace("stop: 192.168.10.215", "stop: 192.168.10.1");
         let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("spec.blocks[1]"), "{e}");
         let bad = pool.replace("\"No\"", "maybe");
         let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("spec.allowFirstLastIPs"), "{e}");
+        let bad = pool.replace("cilium.io/v2", "v1");
+        let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("apiVersion"), "{e}");
     }
 
     #[test]
