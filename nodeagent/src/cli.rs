@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use router_core::cilium::Objects;
+use router_core::cilium::lbipam::{LoadBalancerIpam, with_ingress};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -393,8 +394,17 @@ fn reload(
         errors = loaded.errors.len(),
         "configuration loaded"
     );
-    controller.reconcile(loaded.objects);
+    controller.reconcile(with_lb_ipam(&loaded.objects));
     Some(fingerprint)
+}
+
+/// The directory's objects with the LoadBalancer ingress addresses
+/// router-core's LB-IPAM assigns from their pools, as Cilium's operator
+/// would write them. Decided from the objects alone (no state kept across
+/// reloads), so every agent reading the same files advertises the same
+/// addresses; `lbipam.cilium.io/ips` pins an address.
+fn with_lb_ipam(objects: &Objects) -> Objects {
+    with_ingress(objects, LoadBalancerIpam::default().reconcile(objects))
 }
 
 async fn bgp(query: BgpQuery) -> Result<(), String> {
@@ -504,6 +514,37 @@ mod tests {
             parse(&["ipv4", "multicast"])
                 .unwrap_err()
                 .contains("\"multicast\"")
+        );
+    }
+
+    #[test]
+    fn a_config_dir_gets_lb_ipam_ingress() {
+        let dir = std::env::temp_dir().join(format!("nexthop-agent-lbipam-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = "apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata: { name: pool }\nspec:\n  blocks: [{ cidr: 172.16.1.0/24 }]\n";
+        let service = "apiVersion: v1\nkind: Service\nmetadata: { name: webpod, namespace: web }\nspec:\n  type: LoadBalancer\n  ports: [{ port: 80 }]\n---\napiVersion: v1\nkind: Service\nmetadata: { name: internal }\nspec: { type: ClusterIP, clusterIP: 10.96.0.10 }\n";
+        std::fs::write(dir.join("pool.yaml"), pool).unwrap();
+        std::fs::write(dir.join("services.yaml"), service).unwrap();
+        let loaded = config::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let objects = with_lb_ipam(&loaded.objects);
+        let webpod = &objects.services[&("web".into(), "webpod".into())];
+        let ingress: Vec<_> = webpod
+            .status
+            .load_balancer
+            .ingress
+            .iter()
+            .map(|i| i.ip)
+            .collect();
+        assert_eq!(ingress, [Some("172.16.1.1".parse().unwrap())]);
+        let internal = &objects.services[&("default".into(), "internal".into())];
+        assert!(internal.status.load_balancer.ingress.is_empty());
+        assert_eq!(
+            with_lb_ipam(&loaded.objects),
+            objects,
+            "the same files, the same answer"
         );
     }
 

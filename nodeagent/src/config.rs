@@ -118,7 +118,7 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             }
         };
         match decode(&value) {
-            Ok(Decoded::Object(_, object)) => loaded.objects.insert(object),
+            Ok(Decoded::Object(_, object)) => loaded.objects.insert(*object),
             Ok(Decoded::Ignored { meta, name }) => loaded.ignored.push(format!(
                 "{}: document {}: {} {name} ({})",
                 file.display(),
@@ -134,8 +134,9 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
 /// One document, decoded by [`decode`].
 #[derive(Debug)]
 pub enum Decoded {
-    /// An object of a kind the agent reads, and its kind.
-    Object(Kind, Object),
+    /// An object of a kind the agent reads, and its kind (boxed: objects
+    /// are large beside an ignored document's name).
+    Object(Kind, Box<Object>),
     /// A document of a kind the agent does not read.
     Ignored {
         /// Its `apiVersion` and `kind`.
@@ -189,7 +190,7 @@ where
     };
     let mut track = serde_path_to_error::Track::new();
     kind.deserialize(serde_path_to_error::Deserializer::new(document, &mut track))
-        .map(|object| Decoded::Object(kind, object))
+        .map(|object| Decoded::Object(kind, Box::new(object)))
         .map_err(|e| DecodeError {
             object: Some(format!("{} {name}", meta.kind)),
             message: format!("{}: {e}", track.path()),
