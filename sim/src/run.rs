@@ -455,7 +455,7 @@ fn resolve(cluster: &mut Cluster, target: &str, port: Option<u16>) -> Result<Soc
             return Err(format!("service {} has no endpoints", svc.name));
         }
         let pick = cluster.service_rng.below(backends.len() as u64) as usize;
-        let port = sp.target_port.unwrap_or(sp.port);
+        let port = crate::cluster::workloads::target_port(sp);
         return Ok(SocketAddr::new(IpAddr::V4(backends[pick].ip), port));
     }
     let ip = cluster

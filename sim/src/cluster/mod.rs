@@ -110,7 +110,9 @@ impl Cluster {
             .iter()
             .flat_map(|m| &m.objects)
             .filter_map(|o| match o {
-                Object::Node(meta) => Some((meta.name.clone(), meta.labels.clone())),
+                Object::Core(CiliumObject::Node(n)) => {
+                    Some((n.metadata.name.clone(), n.metadata.labels.clone()))
+                }
                 _ => None,
             })
             .collect();
@@ -313,14 +315,21 @@ impl Cluster {
 
     /// Apply a Kubernetes object and follow its consequences.
     pub fn apply(&mut self, object: &Object) -> Result<(), String> {
-        if let Object::Cilium(CiliumObject::LoadBalancerIPPool(pool)) = object {
-            self.lb.apply_pool(pool);
-            return self.settle();
-        }
-        if let Object::Cilium(o) = object {
-            return self
-                .apply_bgp(o, false)
-                .map_err(|e| format!("{}: {e}", object.id()));
+        match object {
+            Object::Core(CiliumObject::LoadBalancerIPPool(pool)) => {
+                self.lb.apply_pool(pool);
+                return self.settle();
+            }
+            Object::Core(
+                o @ (CiliumObject::ClusterConfig(_)
+                | CiliumObject::PeerConfig(_)
+                | CiliumObject::Advertisement(_)),
+            ) => {
+                return self
+                    .apply_bgp(o, false)
+                    .map_err(|e| format!("{}: {e}", object.id()));
+            }
+            _ => {}
         }
         let changes = self
             .workloads
@@ -332,14 +341,21 @@ impl Cluster {
 
     /// Delete a Kubernetes object and follow its consequences.
     pub fn delete(&mut self, object: &Object) -> Result<(), String> {
-        if let Object::Cilium(CiliumObject::LoadBalancerIPPool(pool)) = object {
-            self.lb.delete_pool(pool);
-            return self.settle();
-        }
-        if let Object::Cilium(o) = object {
-            return self
-                .apply_bgp(o, true)
-                .map_err(|e| format!("{}: {e}", object.id()));
+        match object {
+            Object::Core(CiliumObject::LoadBalancerIPPool(pool)) => {
+                self.lb.delete_pool(pool);
+                return self.settle();
+            }
+            Object::Core(
+                o @ (CiliumObject::ClusterConfig(_)
+                | CiliumObject::PeerConfig(_)
+                | CiliumObject::Advertisement(_)),
+            ) => {
+                return self
+                    .apply_bgp(o, true)
+                    .map_err(|e| format!("{}: {e}", object.id()));
+            }
+            _ => {}
         }
         let changes = self
             .workloads

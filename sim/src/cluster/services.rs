@@ -42,7 +42,7 @@ impl Cluster {
                             Some("UDP") => Protocol::Udp,
                             _ => Protocol::Tcp,
                         };
-                        let target = sp.target_port.unwrap_or(sp.port);
+                        let target = super::workloads::target_port(sp);
                         let backends = pods
                             .iter()
                             .filter(|p| !svc.external_local || p.node == node)

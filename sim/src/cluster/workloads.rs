@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use router_core::cilium::kube::{Service, ServicePort as CiliumServicePort, ServiceSpec};
+use router_core::cilium::Object as CoreObject;
+use router_core::cilium::kube::{Service, ServicePort, ServiceSpec, TargetPort};
 use router_core::cilium::meta::ObjectMeta;
 
 use super::ipam::{ClusterPool, NodeIpam};
-use crate::lab::kube::{Meta, Object, PodSpec, ServicePort};
+use crate::lab::kube::{Meta, Object, PodSpec};
 use crate::rng::SimRng;
 
 /// What runs in a pod, decided by its first container's image.
@@ -89,28 +90,28 @@ pub struct ServiceInfo {
     pub cluster_ip: Ipv4Addr,
     /// Backend selector.
     pub selector: BTreeMap<String, String>,
-    /// Ports.
+    /// Ports (numeric target ports: the lab loader refuses named ones).
     pub ports: Vec<ServicePort>,
+}
+
+/// The backends' port of a service port: `targetPort`, else `port`.
+pub fn target_port(port: &ServicePort) -> u16 {
+    match port.target_port {
+        Some(TargetPort::Number(n)) => n,
+        _ => port.port,
+    }
 }
 
 impl ServiceInfo {
     /// The service as router-core reads it: name, labels, annotations, type,
-    /// cluster IP, traffic policy and ports (no status: LB-IPAM decides it).
+    /// cluster IP, traffic policy, selector and ports (no status: LB-IPAM
+    /// decides it).
     pub fn object(&self) -> Service {
         let policy = if self.external_local {
             "Local"
         } else {
             "Cluster"
         };
-        let ports = self
-            .ports
-            .iter()
-            .map(|p| CiliumServicePort {
-                name: p.name.clone(),
-                protocol: p.protocol.clone(),
-                port: p.port,
-            })
-            .collect();
         Service {
             metadata: ObjectMeta {
                 namespace: Some(self.namespace.clone()),
@@ -122,7 +123,8 @@ impl ServiceInfo {
                 kind: Some(self.kind.clone()),
                 cluster_ip: Some(self.cluster_ip.to_string()),
                 external_traffic_policy: Some(policy.into()),
-                ports,
+                ports: self.ports.clone(),
+                selector: self.selector.clone(),
                 ..ServiceSpec::default()
             },
             ..Service::default()
@@ -256,7 +258,8 @@ impl Workloads {
     /// Apply one object.
     pub fn apply(&mut self, object: &Object) -> Result<Vec<Change>, String> {
         match object {
-            Object::Node(meta) => {
+            Object::Core(CoreObject::Node(node)) => {
+                let meta = &node.metadata;
                 if !self.hosts.contains(&meta.name) {
                     return Err(format!(
                         "Node/{}: no k8s-node host of that name in the topology",
@@ -291,9 +294,11 @@ impl Workloads {
                 self.deployments.insert(key.clone(), deployment);
                 self.reconcile(&key)
             }
-            Object::Service(meta, spec) => {
-                let key = (meta.namespace().to_string(), meta.name.clone());
-                let cluster_ip = match (spec.cluster_ip, self.services.get(&key)) {
+            Object::Core(CoreObject::Service(svc)) => {
+                let (meta, spec) = (&svc.metadata, &svc.spec);
+                let key = (svc.namespace().to_string(), meta.name.clone());
+                let fixed = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
+                let cluster_ip = match (fixed, self.services.get(&key)) {
                     (Some(ip), _) => ip,
                     (None, Some(old)) => old.cluster_ip,
                     (None, None) => self.service_ip(),
@@ -302,11 +307,11 @@ impl Workloads {
                     key,
                     ServiceInfo {
                         name: meta.name.clone(),
-                        namespace: meta.namespace().to_string(),
+                        namespace: svc.namespace().to_string(),
                         kind: spec.kind.clone().unwrap_or_else(|| "ClusterIP".into()),
                         labels: meta.labels.clone(),
                         annotations: meta.annotations.clone(),
-                        external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+                        external_local: svc.external_traffic_local(),
                         cluster_ip,
                         selector: spec.selector.clone(),
                         ports: spec.ports.clone(),
@@ -314,17 +319,17 @@ impl Workloads {
                 );
                 Ok(Vec::new())
             }
-            // Cilium's objects belong to the BGP control plane and LB-IPAM.
-            Object::Cilium(_) => Ok(Vec::new()),
+            // The Cilium kinds belong to the BGP control plane and LB-IPAM.
+            Object::Core(_) => Ok(Vec::new()),
         }
     }
 
     /// Delete one object (a Node object cannot be deleted: drain it instead).
     pub fn delete(&mut self, object: &Object) -> Result<Vec<Change>, String> {
         match object {
-            Object::Node(meta) => Err(format!(
+            Object::Core(CoreObject::Node(node)) => Err(format!(
                 "Node/{}: deleting nodes is not simulated",
-                meta.name
+                node.metadata.name
             )),
             Object::Pod(meta, _) => {
                 let key = (meta.namespace().to_string(), meta.name.clone());
@@ -341,12 +346,12 @@ impl Workloads {
                     .collect();
                 Ok(owned.iter().filter_map(|k| self.stop(k)).collect())
             }
-            Object::Service(meta, _) => {
-                self.services
-                    .remove(&(meta.namespace().to_string(), meta.name.clone()));
+            Object::Core(CoreObject::Service(svc)) => {
+                let key = (svc.namespace().to_string(), svc.metadata.name.clone());
+                self.services.remove(&key);
                 Ok(Vec::new())
             }
-            Object::Cilium(_) => Ok(Vec::new()),
+            Object::Core(_) => Ok(Vec::new()),
         }
     }
 
@@ -532,7 +537,7 @@ mod tests {
         w
     }
 
-    const APPS: &str = "kind: Deployment\nmetadata: { name: webpod }\nspec:\n  replicas: 3\n  selector: { matchLabels: { app: webpod } }\n  template:\n    metadata: { labels: { app: webpod } }\n    spec: { containers: [{ name: w, image: traefik/whoami }] }\n---\nkind: Pod\nmetadata: { name: curl-pod, labels: { app: curl } }\nspec: { nodeName: k8s-ctr, containers: [{ name: c, image: nicolaka/netshoot }] }\n---\nkind: Service\nmetadata: { name: webpod }\nspec: { selector: { app: webpod }, ports: [{ port: 80 }] }\n";
+    const APPS: &str = "kind: Deployment\nmetadata: { name: webpod }\nspec:\n  replicas: 3\n  selector: { matchLabels: { app: webpod } }\n  template:\n    metadata: { labels: { app: webpod } }\n    spec: { containers: [{ name: w, image: traefik/whoami }] }\n---\nkind: Pod\nmetadata: { name: curl-pod, labels: { app: curl } }\nspec: { nodeName: k8s-ctr, containers: [{ name: c, image: nicolaka/netshoot }] }\n---\napiVersion: v1\nkind: Service\nmetadata: { name: webpod }\nspec: { selector: { app: webpod }, ports: [{ port: 80 }] }\n";
 
     #[test]
     fn nodes_get_pod_cidrs_in_join_order() {

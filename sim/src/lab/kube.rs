@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use router_core::cilium::kube::{Service, TargetPort};
+use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::meta::TypeMeta;
-use router_core::cilium::{Kind, Object as CiliumObject};
+use router_core::cilium::{Kind, Object as CoreObject};
 use serde::Deserialize;
 
 use super::error::LabError;
@@ -30,9 +32,6 @@ pub struct Meta {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Annotations.
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
 }
 
 impl Meta {
@@ -101,65 +100,27 @@ pub struct DeploymentSpec {
     pub template: PodTemplate,
 }
 
-/// A service port.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServicePort {
-    /// Service port.
-    pub port: u16,
-    /// Backend port (defaults to `port`). Named ports are not supported.
-    pub target_port: Option<u16>,
-    /// Protocol (TCP).
-    pub protocol: Option<String>,
-    /// Port name.
-    pub name: Option<String>,
-}
-
-/// Service spec.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceSpec {
-    /// `ClusterIP` (default), `NodePort` or `LoadBalancer`.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// Backend selector.
-    #[serde(default)]
-    pub selector: BTreeMap<String, String>,
-    /// Ports.
-    #[serde(default)]
-    pub ports: Vec<ServicePort>,
-    /// A fixed ClusterIP, else one is allocated.
-    #[serde(rename = "clusterIP")]
-    pub cluster_ip: Option<Ipv4Addr>,
-    /// `Cluster` (default) or `Local`.
-    pub external_traffic_policy: Option<String>,
-}
-
 /// One Kubernetes object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
-    /// A node: name and labels.
-    Node(Meta),
     /// A bare pod.
     Pod(Meta, PodSpec),
     /// A deployment.
     Deployment(Meta, DeploymentSpec),
-    /// A service.
-    Service(Meta, ServiceSpec),
-    /// An object read with router-core's types: the Cilium BGP kinds and
-    /// `CiliumLoadBalancerIPPool`.
-    Cilium(CiliumObject),
+    /// An object of a kind router-core reads, with router-core's types (the
+    /// agent's own): `Node`, `Service`, `CiliumLoadBalancerIPPool` and the
+    /// Cilium BGP kinds.
+    Core(CoreObject),
 }
 
 impl Object {
-    /// `Kind/namespace/name`, as people refer to objects.
+    /// `Kind/namespace/name` (`Kind/name` for cluster-scoped kinds), as
+    /// people refer to objects.
     pub fn id(&self) -> String {
         let (kind, m) = match self {
-            Object::Node(m) => return format!("Node/{}", m.name),
-            Object::Cilium(o) => return cilium_id(o),
+            Object::Core(o) => return core_id(o),
             Object::Pod(m, _) => ("Pod", m),
             Object::Deployment(m, _) => ("Deployment", m),
-            Object::Service(m, _) => ("Service", m),
         };
         format!("{kind}/{}/{}", m.namespace(), m.name)
     }
@@ -172,9 +133,6 @@ struct Typed<S> {
     #[serde(default)]
     spec: S,
 }
-
-#[derive(Deserialize, Default)]
-struct NoSpec {}
 
 /// Read every object of a multi-document manifest.
 pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
@@ -202,6 +160,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                 )
             })?
             .to_string();
+        let named = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| !n.is_empty());
+        if !named {
+            return Err(doc_err(
+                Some("metadata.name".into()),
+                format!("{kind} without a name"),
+            ));
+        }
         fn typed<S: for<'de> Deserialize<'de> + Default>(
             value: serde_norway::Value,
         ) -> Result<Typed<S>, (String, String)> {
@@ -209,7 +178,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                 .map_err(|e| (e.path().to_string(), e.inner().to_string()))
         }
         let object = match kind.as_str() {
-            "Node" => typed::<NoSpec>(value).map(|t| Object::Node(t.metadata)),
             "Pod" => typed::<PodSpec>(value).map(|t| Object::Pod(t.metadata, t.spec)),
             "Deployment" => typed::<Option<DeploymentSpec>>(value).and_then(|t| match t.spec {
                 Some(spec) => Ok(Object::Deployment(t.metadata, spec)),
@@ -218,11 +186,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                     "a Deployment needs a spec with a template".into(),
                 )),
             }),
-            "Service" => typed::<ServiceSpec>(value).map(|t| Object::Service(t.metadata, t.spec)),
-            "CiliumLoadBalancerIPPool"
+            "Node"
+            | "Service"
+            | "CiliumLoadBalancerIPPool"
             | "CiliumBGPClusterConfig"
             | "CiliumBGPPeerConfig"
-            | "CiliumBGPAdvertisement" => cilium(value),
+            | "CiliumBGPAdvertisement" => core(value),
             other => Err((
                 "kind".into(),
                 format!(
@@ -231,65 +200,91 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             )),
         }
         .map_err(|(key, message)| doc_err(Some(key), message))?;
-        let name_missing = match &object {
-            Object::Node(m)
-            | Object::Pod(m, _)
-            | Object::Deployment(m, _)
-            | Object::Service(m, _) => m.name.is_empty(),
-            Object::Cilium(o) => cilium_id(o).ends_with('/'),
-        };
-        if name_missing {
-            return Err(doc_err(
-                Some("metadata.name".into()),
-                format!("{kind} without a name"),
-            ));
-        }
         objects.push(object);
     }
     Ok(objects)
 }
 
-/// Read a Cilium object with router-core's types; errors name the field path.
-fn cilium(value: serde_norway::Value) -> Result<Object, (String, String)> {
+/// Read an object of a kind router-core reads with router-core's types;
+/// errors name the field path. A Service must also be one the simulator can
+/// run: an IPv4 `clusterIP` (or none, to have one allocated) and numeric
+/// `targetPort`s.
+fn core(value: serde_norway::Value) -> Result<Object, (String, String)> {
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let meta = TypeMeta {
-        api_version: value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        kind: value
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
+        api_version: text("apiVersion"),
+        kind: text("kind"),
     };
     let kind = Kind::of(&meta).ok_or_else(|| {
+        let wanted = if meta.kind.starts_with("Cilium") {
+            "cilium.io/v2 (or v2alpha1)"
+        } else {
+            "v1"
+        };
         (
             "apiVersion".to_string(),
             format!(
-                "{} needs apiVersion cilium.io/v2 (or v2alpha1), not {:?}",
+                "{} needs apiVersion {wanted}, not {:?}",
                 meta.kind, meta.api_version
             ),
         )
     })?;
     let mut track = serde_path_to_error::Track::new();
-    kind.deserialize(serde_path_to_error::Deserializer::new(value, &mut track))
-        .map(Object::Cilium)
-        .map_err(|e| (track.path().to_string(), e.to_string()))
+    let object = kind
+        .deserialize(serde_path_to_error::Deserializer::new(value, &mut track))
+        .map_err(|e| (track.path().to_string(), e.to_string()))?;
+    if let CoreObject::Service(svc) = &object {
+        simulated_service(svc)?;
+    }
+    Ok(Object::Core(object))
 }
 
-/// `Kind/name` of a Cilium object.
-fn cilium_id(o: &CiliumObject) -> String {
+/// Whether the simulator can run `svc` (the field and why, if not).
+fn simulated_service(svc: &Service) -> Result<(), (String, String)> {
+    if let Some(ip) = &svc.spec.cluster_ip
+        && ip.parse::<Ipv4Addr>().is_err()
+    {
+        return Err((
+            "spec.clusterIP".into(),
+            format!(
+                "{ip:?} is not an IPv4 address (the simulator has no headless or IPv6 services)"
+            ),
+        ));
+    }
+    for (i, port) in svc.spec.ports.iter().enumerate() {
+        if let Some(TargetPort::Name(name)) = &port.target_port {
+            return Err((
+                format!("spec.ports[{i}].targetPort"),
+                format!("named target ports are not supported ({name:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `Kind/name` of an object read with router-core's types
+/// (`Kind/namespace/name` for namespaced kinds).
+fn core_id(o: &CoreObject) -> String {
+    let namespaced = |kind: &str, m: &ObjectMeta| {
+        let namespace = m.namespace.as_deref().unwrap_or("default");
+        format!("{kind}/{namespace}/{}", m.name)
+    };
     let (kind, name) = match o {
-        CiliumObject::ClusterConfig(c) => ("CiliumBGPClusterConfig", &c.metadata.name),
-        CiliumObject::PeerConfig(c) => ("CiliumBGPPeerConfig", &c.metadata.name),
-        CiliumObject::Advertisement(c) => ("CiliumBGPAdvertisement", &c.metadata.name),
-        CiliumObject::Node(c) => ("Node", &c.metadata.name),
-        CiliumObject::Service(c) => ("Service", &c.metadata.name),
-        CiliumObject::Secret(c) => ("Secret", &c.metadata.name),
-        CiliumObject::CiliumNode(c) => ("CiliumNode", &c.metadata.name),
-        CiliumObject::EndpointSlice(c) => ("EndpointSlice", &c.metadata.name),
-        CiliumObject::LoadBalancerIPPool(c) => ("CiliumLoadBalancerIPPool", &c.metadata.name),
+        CoreObject::ClusterConfig(c) => ("CiliumBGPClusterConfig", &c.metadata.name),
+        CoreObject::PeerConfig(c) => ("CiliumBGPPeerConfig", &c.metadata.name),
+        CoreObject::Advertisement(c) => ("CiliumBGPAdvertisement", &c.metadata.name),
+        CoreObject::Node(c) => ("Node", &c.metadata.name),
+        CoreObject::CiliumNode(c) => ("CiliumNode", &c.metadata.name),
+        CoreObject::LoadBalancerIPPool(c) => ("CiliumLoadBalancerIPPool", &c.metadata.name),
+        CoreObject::Service(c) => return namespaced("Service", &c.metadata),
+        CoreObject::Secret(c) => return namespaced("Secret", &c.metadata),
+        CoreObject::EndpointSlice(c) => return namespaced("EndpointSlice", &c.metadata),
     };
     format!("{kind}/{name}")
 }
@@ -364,7 +359,7 @@ spec:
     fn reads_load_balancer_pools() {
         let pool = "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: { name: cilium-pool }\nspec:\n  allowFirstLastIPs: \"No\"\n  blocks:\n  - cidr: 172.16.1.0/24\n  - { start: 192.168.10.211, stop: 192.168.10.215 }\n  serviceSelector: { matchLabels: { app: webpod } }\n";
         let objs = parse(Path::new("pool.yaml"), pool).unwrap();
-        let Object::Cilium(CiliumObject::LoadBalancerIPPool(p)) = &objs[0] else {
+        let Object::Core(CoreObject::LoadBalancerIPPool(p)) = &objs[0] else {
             panic!("a pool")
         };
         assert_eq!(objs[0].id(), "CiliumLoadBalancerIPPool/cilium-pool");
@@ -379,6 +374,46 @@ spec:
         let bad = pool.replace("cilium.io/v2", "v1");
         let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("apiVersion"), "{e}");
+    }
+
+    #[test]
+    fn nodes_and_services_are_router_core_objects_the_simulator_can_run() {
+        let objs = parse(Path::new("k8s.yaml"), MANIFEST).unwrap();
+        let Object::Core(CoreObject::Service(svc)) = &objs[2] else {
+            panic!("a service")
+        };
+        assert_eq!(svc.spec.selector["app"], "webpod");
+        assert_eq!(svc.spec.ports[0].target_port, Some(TargetPort::Number(80)));
+        let cases = [
+            (
+                "targetPort: 80",
+                "targetPort: http",
+                "spec.ports[0].targetPort",
+            ),
+            (
+                "ports: [{ port: 80",
+                "clusterIP: None\n  ports: [{ port: 80",
+                "spec.clusterIP",
+            ),
+            (
+                "ports: [{ port: 80",
+                "ports: [{ port: http",
+                "spec.ports[0].port",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let e = parse(Path::new("k8s.yaml"), &MANIFEST.replace(from, to)).unwrap_err();
+            assert_eq!((e.line, e.key.as_deref()), (Some(26), Some(key)), "{e}");
+        }
+        let e = parse(Path::new("k8s.yaml"), &MANIFEST.replacen("v1", "v2", 1)).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("apiVersion"), "{e}");
+        assert!(e.message.contains("needs apiVersion v1"), "{e}");
+        let e = parse(
+            Path::new("k8s.yaml"),
+            &MANIFEST.replace("name: k8s-ctr", "uid: x"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("metadata.name"), "{e}");
     }
 
     #[test]
