@@ -93,7 +93,7 @@ impl Cluster {
             }));
         }
         for svc in self.workloads.services() {
-            objects.insert(Object::Service(svc.object()));
+            objects.insert(Object::Service(svc.clone()));
             let endpoints = self
                 .workloads
                 .endpoints(svc)
@@ -110,9 +110,12 @@ impl Cluster {
                 .collect();
             objects.insert(Object::EndpointSlice(EndpointSlice {
                 metadata: ObjectMeta {
-                    namespace: Some(svc.namespace.clone()),
-                    labels: BTreeMap::from([(SERVICE_NAME_LABEL.into(), svc.name.clone())]),
-                    ..ObjectMeta::named(&svc.name)
+                    namespace: Some(svc.namespace().into()),
+                    labels: BTreeMap::from([(
+                        SERVICE_NAME_LABEL.into(),
+                        svc.metadata.name.clone(),
+                    )]),
+                    ..ObjectMeta::named(&svc.metadata.name)
                 },
                 address_type: "IPv4".into(),
                 endpoints,

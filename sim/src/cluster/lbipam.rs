@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use router_core::cilium::kube::Service;
 use router_core::cilium::lbipam::{Decisions, LoadBalancerIpam};
 use router_core::cilium::lbpool::LoadBalancerIPPool;
 use router_core::cilium::{Object, Objects};
-
-use super::workloads::ServiceInfo;
 
 /// The pools applied and LB-IPAM's state.
 #[derive(Debug, Default)]
@@ -31,13 +30,13 @@ impl LoadBalancers {
     }
 
     /// Bring assignments in line with the pools and `services`.
-    pub fn reconcile<'a>(&mut self, services: impl Iterator<Item = &'a ServiceInfo>) {
+    pub fn reconcile<'a>(&mut self, services: impl Iterator<Item = &'a Service>) {
         let mut objects = Objects {
             lb_pools: self.pools.clone(),
             ..Objects::default()
         };
         for svc in services {
-            objects.insert(Object::Service(svc.object()));
+            objects.insert(Object::Service(svc.clone()));
         }
         self.ipam.reconcile(&objects);
     }

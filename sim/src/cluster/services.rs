@@ -33,11 +33,11 @@ impl Cluster {
             let snat = self.address_of(&node);
             let mut wanted = Vec::new();
             for svc in self.workloads.services() {
-                let ips = self.lb.addresses(&svc.namespace, &svc.name);
+                let ips = self.lb.addresses(svc.namespace(), &svc.metadata.name);
                 let pods = self.workloads.endpoints(svc);
                 for ip in ips {
                     let IpAddr::V4(ip) = ip else { continue };
-                    for sp in &svc.ports {
+                    for sp in &svc.spec.ports {
                         let protocol = match sp.protocol.as_deref() {
                             Some("UDP") => Protocol::Udp,
                             _ => Protocol::Tcp,
@@ -45,7 +45,7 @@ impl Cluster {
                         let target = super::workloads::target_port(sp);
                         let backends = pods
                             .iter()
-                            .filter(|p| !svc.external_local || p.node == node)
+                            .filter(|p| !svc.external_traffic_local() || p.node == node)
                             .map(|p| Backend {
                                 addr: SocketAddrV4::new(p.ip, target),
                                 local: p.node == node,
@@ -83,8 +83,9 @@ impl Cluster {
         self.workloads
             .services()
             .map(|svc| {
-                let external = if svc.kind == "LoadBalancer" {
-                    let ips = self.lb.addresses(&svc.namespace, &svc.name);
+                let kind = svc.spec.kind.clone().unwrap_or_default();
+                let external = if kind == "LoadBalancer" {
+                    let ips = self.lb.addresses(svc.namespace(), &svc.metadata.name);
                     if ips.is_empty() {
                         "<pending>".to_string()
                     } else {
@@ -97,15 +98,16 @@ impl Cluster {
                     "<none>".to_string()
                 };
                 let ports = svc
+                    .spec
                     .ports
                     .iter()
                     .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
                     .collect::<Vec<_>>()
                     .join(",");
                 [
-                    svc.name.clone(),
-                    svc.kind.clone(),
-                    svc.cluster_ip.to_string(),
+                    svc.metadata.name.clone(),
+                    kind,
+                    svc.spec.cluster_ip.clone().unwrap_or_default(),
                     external,
                     ports,
                 ]
@@ -128,17 +130,18 @@ impl Cluster {
     pub fn service_conditions(&self) -> Vec<[String; 4]> {
         self.workloads
             .services()
-            .filter(|svc| svc.kind == "LoadBalancer")
+            .filter(|svc| svc.spec.kind.as_deref() == Some("LoadBalancer"))
             .map(|svc| {
-                let [status, reason, _] = self.lb.request_condition(&svc.namespace, &svc.name);
+                let (namespace, name) = (svc.namespace(), &svc.metadata.name);
+                let [status, reason, _] = self.lb.request_condition(namespace, name);
                 let ingress: Vec<String> = self
                     .lb
-                    .addresses(&svc.namespace, &svc.name)
+                    .addresses(namespace, name)
                     .iter()
                     .map(|ip| format!("{{ip: {ip}, ipMode: VIP}}"))
                     .collect();
                 [
-                    svc.name.clone(),
+                    name.clone(),
                     status,
                     reason,
                     format!("[{}]", ingress.join(", ")),

@@ -12,8 +12,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use router_core::cilium::Object as CoreObject;
-use router_core::cilium::kube::{Service, ServicePort, ServiceSpec, TargetPort};
-use router_core::cilium::meta::ObjectMeta;
+use router_core::cilium::kube::{Service, ServicePort, TargetPort};
 
 use super::ipam::{ClusterPool, NodeIpam};
 use crate::lab::kube::{Meta, Object, PodSpec};
@@ -71,30 +70,8 @@ pub struct PodInfo {
     pub owner: Option<String>,
 }
 
-/// A service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceInfo {
-    /// Name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: String,
-    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
-    pub kind: String,
-    /// Labels (what pool and advertisement selectors match).
-    pub labels: BTreeMap<String, String>,
-    /// Annotations (`lbipam.cilium.io/ips`, `lbipam.cilium.io/sharing-key`).
-    pub annotations: BTreeMap<String, String>,
-    /// `externalTrafficPolicy: Local`.
-    pub external_local: bool,
-    /// Virtual address.
-    pub cluster_ip: Ipv4Addr,
-    /// Backend selector.
-    pub selector: BTreeMap<String, String>,
-    /// Ports (numeric target ports: the lab loader refuses named ones).
-    pub ports: Vec<ServicePort>,
-}
-
-/// The backends' port of a service port: `targetPort`, else `port`.
+/// The backends' port of a service port: `targetPort`, else `port` (the
+/// lab loader refuses named target ports).
 pub fn target_port(port: &ServicePort) -> u16 {
     match port.target_port {
         Some(TargetPort::Number(n)) => n,
@@ -102,34 +79,10 @@ pub fn target_port(port: &ServicePort) -> u16 {
     }
 }
 
-impl ServiceInfo {
-    /// The service as router-core reads it: name, labels, annotations, type,
-    /// cluster IP, traffic policy, selector and ports (no status: LB-IPAM
-    /// decides it).
-    pub fn object(&self) -> Service {
-        let policy = if self.external_local {
-            "Local"
-        } else {
-            "Cluster"
-        };
-        Service {
-            metadata: ObjectMeta {
-                namespace: Some(self.namespace.clone()),
-                labels: self.labels.clone(),
-                annotations: self.annotations.clone(),
-                ..ObjectMeta::named(&self.name)
-            },
-            spec: ServiceSpec {
-                kind: Some(self.kind.clone()),
-                cluster_ip: Some(self.cluster_ip.to_string()),
-                external_traffic_policy: Some(policy.into()),
-                ports: self.ports.clone(),
-                selector: self.selector.clone(),
-                ..ServiceSpec::default()
-            },
-            ..Service::default()
-        }
-    }
+/// A service's ClusterIP, as [`Workloads`] writes it into `spec.clusterIP`
+/// (given in the manifest or allocated, as the API server does).
+pub fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
+    svc.spec.cluster_ip.as_deref()?.parse().ok()
 }
 
 /// Something the hosts must follow.
@@ -156,7 +109,7 @@ pub struct Workloads {
     nodes: Vec<NodeInfo>,
     pods: BTreeMap<(String, String), PodInfo>,
     deployments: BTreeMap<(String, String), Deployment>,
-    services: BTreeMap<(String, String), ServiceInfo>,
+    services: BTreeMap<(String, String), Service>,
     hosts: Vec<String>,
     pool: ClusterPool,
     rng: SimRng,
@@ -233,24 +186,26 @@ impl Workloads {
     }
 
     /// The service called `name` (any namespace, `default` first), or with this ClusterIP.
-    pub fn service(&self, name_or_ip: &str) -> Option<&ServiceInfo> {
+    pub fn service(&self, name_or_ip: &str) -> Option<&Service> {
         self.services
             .get(&("default".to_string(), name_or_ip.to_string()))
             .or_else(|| {
-                self.services
-                    .values()
-                    .find(|s| s.name == name_or_ip || s.cluster_ip.to_string() == name_or_ip)
+                self.services.values().find(|s| {
+                    s.metadata.name == name_or_ip
+                        || s.spec.cluster_ip.as_deref() == Some(name_or_ip)
+                })
             })
     }
 
     /// The pods a service selects, in name order.
-    pub fn endpoints(&self, svc: &ServiceInfo) -> Vec<&PodInfo> {
+    pub fn endpoints(&self, svc: &Service) -> Vec<&PodInfo> {
+        let selector = &svc.spec.selector;
         self.pods
             .values()
             .filter(|p| {
-                p.namespace == svc.namespace
-                    && !svc.selector.is_empty()
-                    && svc.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+                p.namespace == svc.namespace()
+                    && !selector.is_empty()
+                    && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
             })
             .collect()
     }
@@ -295,28 +250,17 @@ impl Workloads {
                 self.reconcile(&key)
             }
             Object::Core(CoreObject::Service(svc)) => {
-                let (meta, spec) = (&svc.metadata, &svc.spec);
-                let key = (svc.namespace().to_string(), meta.name.clone());
-                let fixed = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
-                let cluster_ip = match (fixed, self.services.get(&key)) {
-                    (Some(ip), _) => ip,
-                    (None, Some(old)) => old.cluster_ip,
-                    (None, None) => self.service_ip(),
+                let key = (svc.namespace().to_string(), svc.metadata.name.clone());
+                let kept = self.services.get(&key).and_then(cluster_ip);
+                let cluster_ip = match cluster_ip(svc).or(kept) {
+                    Some(ip) => ip,
+                    None => self.service_ip(),
                 };
-                self.services.insert(
-                    key,
-                    ServiceInfo {
-                        name: meta.name.clone(),
-                        namespace: svc.namespace().to_string(),
-                        kind: spec.kind.clone().unwrap_or_else(|| "ClusterIP".into()),
-                        labels: meta.labels.clone(),
-                        annotations: meta.annotations.clone(),
-                        external_local: svc.external_traffic_local(),
-                        cluster_ip,
-                        selector: spec.selector.clone(),
-                        ports: spec.ports.clone(),
-                    },
-                );
+                let mut svc = svc.clone();
+                svc.metadata.namespace = Some(key.0.clone());
+                svc.spec.kind.get_or_insert_with(|| "ClusterIP".into());
+                svc.spec.cluster_ip = Some(cluster_ip.to_string());
+                self.services.insert(key, svc);
                 Ok(Vec::new())
             }
             // The Cilium kinds belong to the BGP control plane and LB-IPAM.
@@ -356,7 +300,7 @@ impl Workloads {
     }
 
     /// Every service, by (namespace, name).
-    pub fn services(&self) -> impl Iterator<Item = &ServiceInfo> {
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
         self.services.values()
     }
 
@@ -514,7 +458,7 @@ impl Workloads {
         loop {
             let ip = Ipv4Addr::from_bits(base + self.next_service_ip);
             self.next_service_ip += 1;
-            if !self.services.values().any(|s| s.cluster_ip == ip) {
+            if !self.services.values().any(|s| cluster_ip(s) == Some(ip)) {
                 return ip;
             }
         }
@@ -572,7 +516,7 @@ mod tests {
         let curl = w.pod("curl-pod").unwrap();
         assert_eq!((curl.node.as_str(), curl.app), ("k8s-ctr", App::Client));
         let svc = w.service("webpod").unwrap().clone();
-        assert_eq!(svc.cluster_ip, Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(cluster_ip(&svc), Some(Ipv4Addr::new(10, 96, 0, 10)));
         assert_eq!(w.endpoints(&svc).len(), 3);
         for p in w.pods() {
             let node = w.node(&p.node).unwrap();
