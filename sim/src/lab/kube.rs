@@ -16,6 +16,7 @@ use std::path::Path;
 use router_core::cilium::kube::{Service, TargetPort};
 use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::meta::TypeMeta;
+use router_core::cilium::selector::LabelSelector;
 use router_core::cilium::{Kind, Object as CoreObject};
 use serde::Deserialize;
 
@@ -78,24 +79,15 @@ pub struct PodTemplate {
     pub spec: PodSpec,
 }
 
-/// A label selector.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Selector {
-    /// Labels that must match.
-    #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
-}
-
 /// Deployment spec.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     /// Replicas (default 1).
     pub replicas: Option<u32>,
-    /// Pod selector.
+    /// Pod selector (the template's labels are what pods get).
     #[serde(default)]
-    pub selector: Selector,
+    pub selector: LabelSelector,
     /// Pod template.
     pub template: PodTemplate,
 }
