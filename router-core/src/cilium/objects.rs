@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use super::bgp::{Advertisement, ClusterConfig, PeerConfig};
 use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
 use super::lbpool::LoadBalancerIPPool;
-use super::meta::TypeMeta;
+use super::meta::{ObjectMeta, TypeMeta};
 
 /// A kind of object nexthop reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,6 +95,38 @@ pub enum Object {
     Advertisement(Advertisement),
     /// A `CiliumLoadBalancerIPPool`.
     LoadBalancerIPPool(LoadBalancerIPPool),
+}
+
+impl Object {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::Secret(_) => Kind::Secret,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::CiliumNode(_) => Kind::CiliumNode,
+            Object::ClusterConfig(_) => Kind::ClusterConfig,
+            Object::PeerConfig(_) => Kind::PeerConfig,
+            Object::Advertisement(_) => Kind::Advertisement,
+            Object::LoadBalancerIPPool(_) => Kind::LoadBalancerIPPool,
+        }
+    }
+
+    /// Its `metadata`.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Node(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::CiliumNode(o) => &o.metadata,
+            Object::ClusterConfig(o) => &o.metadata,
+            Object::PeerConfig(o) => &o.metadata,
+            Object::Advertisement(o) => &o.metadata,
+            Object::LoadBalancerIPPool(o) => &o.metadata,
+        }
+    }
 }
 
 /// Every object, by kind and name (services and secrets by namespace and
@@ -245,7 +277,6 @@ pub(crate) mod tests {
     #[test]
     fn remove_takes_out_one_object_by_kind_and_key() {
         use crate::cilium::kube::{Node, Service};
-        use crate::cilium::meta::ObjectMeta;
         let mut objects = Objects::default();
         let service = |namespace: Option<&str>| Service {
             metadata: ObjectMeta {
@@ -266,7 +297,10 @@ pub(crate) mod tests {
         let services: alloc::vec::Vec<_> = objects.services.keys().cloned().collect();
         assert_eq!(services, [("prod".into(), "web".into())]);
         assert!(objects.nodes.contains_key("web"));
-        assert!(objects.remove(Kind::Node, None, "web"));
+        let node = Object::Node(objects.nodes["web"].clone());
+        assert_eq!(node.kind(), Kind::Node);
+        let meta = node.metadata();
+        assert!(objects.remove(node.kind(), meta.namespace.as_deref(), &meta.name));
         assert!(objects.nodes.is_empty());
     }
 }

@@ -1,10 +1,10 @@
 //! Cilium's BGP control plane on the Kubernetes nodes: each k8s-node host
 //! runs router-core's [`NodeBgp`] (through netstack's BGP on the host's
 //! smoltcp TCP), and this module only translates the cluster into the
-//! objects it reads — the BGP objects applied (`CiliumBGPClusterConfig`,
-//! `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`), and the cluster's
-//! Nodes, Services (with LB-IPAM's ingress addresses) and EndpointSlices
-//! (from the pods the services select) — and collects the status the nodes
+//! objects it reads — the Cilium objects applied (`CiliumBGPClusterConfig`,
+//! `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`, LB-IPAM pools), and the
+//! cluster's Nodes, Services (with LB-IPAM's ingress addresses) and
+//! EndpointSlices (from the pods the services select) — and collects the status the nodes
 //! report for `bgp peers` / `bgp routes`. Every decision (instances, peers,
 //! restarts, what each peer is sent, traffic policies) is router-core's.
 //!
@@ -26,52 +26,13 @@ use router_core::cilium::{Object, Objects};
 
 use super::Cluster;
 
-/// The BGP objects applied.
-#[derive(Debug, Default)]
-pub struct ControlPlane {
-    objects: Objects,
-}
-
-impl ControlPlane {
-    /// Take in a BGP object (replacing one of the same kind and name).
-    pub fn apply(&mut self, object: &Object) {
-        self.objects.insert(object.clone());
-    }
-
-    /// Forget a BGP object.
-    pub fn delete(&mut self, object: &Object) {
-        let o = &mut self.objects;
-        match object {
-            Object::ClusterConfig(c) => drop(o.cluster_configs.remove(&c.metadata.name)),
-            Object::PeerConfig(c) => drop(o.peer_configs.remove(&c.metadata.name)),
-            Object::Advertisement(c) => drop(o.advertisements.remove(&c.metadata.name)),
-            Object::Node(_)
-            | Object::Service(_)
-            | Object::Secret(_)
-            | Object::CiliumNode(_)
-            | Object::EndpointSlice(_)
-            | Object::LoadBalancerIPPool(_) => {}
-        }
-    }
-}
-
 impl Cluster {
-    /// Take in or forget a BGP object and bring every node in line.
-    pub(super) fn apply_bgp(&mut self, object: &Object, delete: bool) -> Result<(), String> {
-        if delete {
-            self.bgp.delete(object);
-        } else {
-            self.bgp.apply(object);
-        }
-        self.reconcile_bgp()
-    }
-
-    /// The objects the nodes' control planes read: the BGP objects plus the
+    /// The objects the nodes' control planes read: the Cilium objects plus the
     /// cluster's nodes (labels, InternalIP, pod CIDR), services (with the
     /// ingress addresses router-core's LB-IPAM decided) and one
     /// EndpointSlice per service (its pods, each with its node).
     fn bgp_objects(&self) -> Objects {
-        let mut objects = self.bgp.objects.clone();
+        let mut objects = self.cilium.clone();
         for n in self.workloads.nodes() {
             let addresses = self
                 .address_of(&n.name)

@@ -1,7 +1,7 @@
-//! LB-IPAM on the simulated cluster: the `CiliumLoadBalancerIPPool`s
-//! applied, handed with the cluster's services to router-core's
-//! [`LoadBalancerIpam`] (which decides every address, as the agent does),
-//! and the `kubectl get ippools` / status tables printed from its decisions.
+//! LB-IPAM on the simulated cluster: the `CiliumLoadBalancerIPPool`s applied
+//! and the cluster's services, handed to router-core's [`LoadBalancerIpam`]
+//! (which decides every address, as the agent does), and the `kubectl get
+//! ippools` / status tables printed from its decisions.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -11,28 +11,21 @@ use router_core::cilium::lbipam::{Decisions, LoadBalancerIpam};
 use router_core::cilium::lbpool::LoadBalancerIPPool;
 use router_core::cilium::{Object, Objects};
 
-/// The pools applied and LB-IPAM's state.
+/// LB-IPAM's state.
 #[derive(Debug, Default)]
 pub struct LoadBalancers {
-    pools: BTreeMap<String, LoadBalancerIPPool>,
     ipam: LoadBalancerIpam,
 }
 
 impl LoadBalancers {
-    /// Add or replace a pool.
-    pub fn apply_pool(&mut self, pool: &LoadBalancerIPPool) {
-        self.pools.insert(pool.metadata.name.clone(), pool.clone());
-    }
-
-    /// Remove a pool.
-    pub fn delete_pool(&mut self, pool: &LoadBalancerIPPool) {
-        self.pools.remove(&pool.metadata.name);
-    }
-
-    /// Bring assignments in line with the pools and `services`.
-    pub fn reconcile<'a>(&mut self, services: impl Iterator<Item = &'a Service>) {
+    /// Bring assignments in line with `pools` and `services`.
+    pub fn reconcile<'a>(
+        &mut self,
+        pools: &BTreeMap<String, LoadBalancerIPPool>,
+        services: impl Iterator<Item = &'a Service>,
+    ) {
         let mut objects = Objects {
-            lb_pools: self.pools.clone(),
+            lb_pools: pools.clone(),
             ..Objects::default()
         };
         for svc in services {

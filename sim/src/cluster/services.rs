@@ -16,7 +16,8 @@ use super::Cluster;
 impl Cluster {
     /// Allocate LB addresses, program every node's frontends and bring BGP in line.
     pub(super) fn settle(&mut self) -> Result<(), String> {
-        self.lb.reconcile(self.workloads.services());
+        self.lb
+            .reconcile(&self.cilium.lb_pools, self.workloads.services());
         self.program_services();
         self.reconcile_bgp()
     }
