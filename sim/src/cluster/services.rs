@@ -163,3 +163,38 @@ impl Cluster {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::cluster::Cluster;
+    use crate::engine::EngineConfig;
+    use crate::lab::Lab;
+
+    fn external_ip(cluster: &Cluster) -> String {
+        let rows = cluster.service_rows();
+        let webpod = rows.iter().find(|r| r[0] == "webpod").expect("webpod");
+        webpod[3].clone()
+    }
+
+    #[test]
+    fn pools_applied_and_deleted_drive_the_ingress() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/labs/bgp");
+        let mut cluster = Cluster::build(Lab::load(&dir).unwrap(), EngineConfig::new(1)).unwrap();
+        let manifest = |file: &str| Lab::manifest(&dir, Path::new(file)).unwrap().objects;
+        let pool = manifest("lb/pool.yaml");
+        for o in manifest("lb/webpod-lb.yaml") {
+            cluster.apply(&o).unwrap();
+        }
+        assert_eq!(external_ip(&cluster), "<pending>");
+        cluster.apply(&pool[0]).unwrap();
+        assert_eq!(external_ip(&cluster), "172.16.1.1");
+        assert_eq!(cluster.pool_rows()[0][3], "253");
+        cluster.delete(&pool[0]).unwrap();
+        assert_eq!(external_ip(&cluster), "<pending>");
+        assert!(cluster.pool_rows().is_empty());
+        let [condition] = cluster.service_conditions().try_into().unwrap();
+        assert_eq!(condition[1..3], ["False", "no_pool"]);
+    }
+}
