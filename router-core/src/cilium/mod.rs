@@ -9,7 +9,7 @@
 //!   [`lbpool`]: `CiliumLoadBalancerIPPool`.
 //! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
 //! - [`objects`]: the kinds understood and the set of objects.
-//! - [`desired`]: objects + node name → instances, peers and prefixes.
+//! - [`desired`](mod@desired): objects + node name → instances, peers and prefixes.
 //! - [`export`]: originated routes' attributes and per-peer export policies.
 //! - [`session`]: a desired peer's BGP session settings.
 //! - [`lbipam`]: pools + services → each LoadBalancer service's addresses

@@ -1,6 +1,6 @@
 //! Cilium's BGP control plane on the Kubernetes nodes: each k8s-node host
-//! runs router-core's [`NodeBgp`] (through netstack's BGP on the host's
-//! smoltcp TCP), and this module only translates the cluster into the
+//! runs router-core's [`NodeBgp`](router_core::cilium::node::NodeBgp)
+//! (through netstack's BGP on the host's smoltcp TCP), and this module only translates the cluster into the
 //! objects it reads — the Cilium objects applied (`CiliumBGPClusterConfig`,
 //! `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`, LB-IPAM pools), and the
 //! cluster's Nodes, Services (with LB-IPAM's ingress addresses) and
