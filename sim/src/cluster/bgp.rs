@@ -1,12 +1,13 @@
 //! Cilium's BGP control plane on the Kubernetes nodes: each k8s-node host
 //! runs router-core's [`NodeBgp`](router_core::cilium::node::NodeBgp)
-//! (through netstack's BGP on the host's smoltcp TCP), and this module only translates the cluster into the
-//! objects it reads — the Cilium objects applied (`CiliumBGPClusterConfig`,
-//! `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`, LB-IPAM pools), and the
-//! cluster's Nodes, Services (with LB-IPAM's ingress addresses) and
-//! EndpointSlices (from the pods the services select) — and collects the status the nodes
-//! report for `bgp peers` / `bgp routes`. Every decision (instances, peers,
-//! restarts, what each peer is sent, traffic policies) is router-core's.
+//! (through netstack's BGP on the host's smoltcp TCP), and this module only
+//! translates the cluster into the objects it reads — the Cilium objects
+//! applied (`CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
+//! `CiliumBGPAdvertisement`, LB-IPAM pools), and the cluster's Nodes,
+//! Services (with LB-IPAM's ingress addresses) and EndpointSlices (from the
+//! pods the services select) — and collects the status the nodes report for
+//! `bgp peers` / `bgp routes`. Every decision (instances, peers, restarts,
+//! what each peer is sent, traffic policies) is router-core's.
 //!
 //! Received routes are not installed in the node's FIB, as Cilium does; a
 //! k8s-node's `import-bgp-routes: true` in the topology installs them.
