@@ -9,13 +9,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use router_core::cilium::Objects;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::Capacity;
 
 use crate::api;
-use crate::config::{self, Fingerprint};
+use crate::config::Directory;
 use crate::controller::Controller;
 use crate::controller::node_options;
 use crate::kube_source;
@@ -281,11 +281,15 @@ async fn run(
             (None, Some(kube_source::spawn(client)))
         }
     };
-    let mut fingerprint = match dir {
-        Some(dir) => Some(
-            reload(dir, &controller, None)
-                .ok_or_else(|| format!("cannot read {}", dir.display()))?,
-        ),
+    let mut directory = match dir {
+        Some(dir) => {
+            let mut directory = Directory::new(dir);
+            let objects = directory
+                .reload()
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            controller.reconcile(objects.unwrap_or_default());
+            Some(directory)
+        }
         None => None,
     };
     let api = {
@@ -304,10 +308,12 @@ async fn run(
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                if let Some(dir) = dir
-                    && let Some(f) = reload(dir, &controller, fingerprint.as_ref())
-                {
-                    fingerprint = Some(f);
+                if let Some(directory) = &mut directory {
+                    match directory.reload() {
+                        Ok(Some(objects)) => controller.reconcile(objects),
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "cannot read the configuration directory"),
+                    }
                 }
             }
             objects = snapshot(&mut snapshots) => {
@@ -368,48 +374,6 @@ async fn snapshot(snapshots: &mut Option<watch::Receiver<Option<Objects>>>) -> O
             return Some(objects);
         }
     }
-}
-
-/// Reload `dir` when its fingerprint differs from `previous`; the new
-/// fingerprint, or `None` when the directory cannot be read.
-fn reload(
-    dir: &Path,
-    controller: &Controller,
-    previous: Option<&Fingerprint>,
-) -> Option<Fingerprint> {
-    let fingerprint = match config::fingerprint(dir) {
-        Ok(f) => f,
-        Err(e) => {
-            warn!(config_dir = %dir.display(), error = %e, "cannot read the configuration directory");
-            return None;
-        }
-    };
-    if previous == Some(&fingerprint) {
-        return Some(fingerprint);
-    }
-    let loaded = match config::load(dir) {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(config_dir = %dir.display(), error = %e, "cannot read the configuration directory");
-            return None;
-        }
-    };
-    for e in &loaded.errors {
-        error!("bad document ignored: {e}");
-    }
-    for i in &loaded.ignored {
-        tracing::debug!("document of a kind the agent does not read: {i}");
-    }
-    info!(
-        nodes = loaded.objects.nodes.len(),
-        cluster_configs = loaded.objects.cluster_configs.len(),
-        peer_configs = loaded.objects.peer_configs.len(),
-        advertisements = loaded.objects.advertisements.len(),
-        errors = loaded.errors.len(),
-        "configuration loaded"
-    );
-    controller.reconcile(loaded.objects);
-    Some(fingerprint)
 }
 
 async fn bgp(query: BgpQuery) -> Result<(), String> {

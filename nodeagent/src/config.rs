@@ -4,14 +4,17 @@
 //! [`decode`] decodes one document; the Kubernetes API source
 //! (`kube_source`) decodes every object it watches through it too.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use router_core::cilium::lbipam::{LoadBalancerIpam, with_ingress};
 use router_core::cilium::meta::TypeMeta;
 use router_core::cilium::{Kind, Object, Objects};
 use serde::{Deserialize, Deserializer};
+use tracing::{error, info};
 
 /// The decoded directory.
 #[derive(Debug, Default)]
@@ -78,6 +81,68 @@ pub fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
         .collect()
 }
 
+/// The configuration directory as `run` follows it: what it read last,
+/// LB-IPAM's assignments kept across reloads (an address once held is kept,
+/// as Cilium's operator keeps it; `lbipam.cilium.io/ips` pins one), and the
+/// documents already reported.
+#[derive(Debug)]
+pub struct Directory {
+    path: PathBuf,
+    fingerprint: Option<Fingerprint>,
+    lb: LoadBalancerIpam,
+    reported: BTreeSet<String>,
+}
+
+impl Directory {
+    /// The directory at `path`, not read yet.
+    pub fn new(path: &Path) -> Directory {
+        Directory {
+            path: path.to_path_buf(),
+            fingerprint: None,
+            lb: LoadBalancerIpam::default(),
+            reported: BTreeSet::new(),
+        }
+    }
+
+    /// Read the directory again if it changed: the objects to run from
+    /// (LoadBalancer ingress addresses filled in by LB-IPAM), or `None`
+    /// when nothing changed. Bad documents are logged at each read, kinds
+    /// the agent does not read once per file and document.
+    pub fn reload(&mut self) -> std::io::Result<Option<Objects>> {
+        let fingerprint = fingerprint(&self.path)?;
+        if self.fingerprint.as_ref() == Some(&fingerprint) {
+            return Ok(None);
+        }
+        let loaded = load(&self.path)?;
+        self.fingerprint = Some(fingerprint);
+        for e in &loaded.errors {
+            error!("bad document ignored: {e}");
+        }
+        for i in &loaded.ignored {
+            if self.reported.insert(i.clone()) {
+                info!("document of a kind the agent does not read, ignored: {i}");
+            }
+        }
+        info!(
+            nodes = loaded.objects.nodes.len(),
+            services = loaded.objects.services.len(),
+            cluster_configs = loaded.objects.cluster_configs.len(),
+            peer_configs = loaded.objects.peer_configs.len(),
+            advertisements = loaded.objects.advertisements.len(),
+            errors = loaded.errors.len(),
+            "configuration loaded"
+        );
+        Ok(Some(self.with_lb_ipam(&loaded.objects)))
+    }
+
+    /// `objects` with the LoadBalancer ingress addresses router-core's
+    /// LB-IPAM assigns from their pools, as Cilium's operator would write
+    /// them.
+    pub fn with_lb_ipam(&mut self, objects: &Objects) -> Objects {
+        with_ingress(objects, self.lb.reconcile(objects))
+    }
+}
+
 /// Read and decode every document in `dir`.
 pub fn load(dir: &Path) -> std::io::Result<Loaded> {
     let mut loaded = Loaded::default();
@@ -118,7 +183,7 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             }
         };
         match decode(&value) {
-            Ok(Decoded::Object(_, object)) => loaded.objects.insert(object),
+            Ok(Decoded::Object(_, object)) => loaded.objects.insert(*object),
             Ok(Decoded::Ignored { meta, name }) => loaded.ignored.push(format!(
                 "{}: document {}: {} {name} ({})",
                 file.display(),
@@ -134,8 +199,9 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
 /// One document, decoded by [`decode`].
 #[derive(Debug)]
 pub enum Decoded {
-    /// An object of a kind the agent reads, and its kind.
-    Object(Kind, Object),
+    /// An object of a kind the agent reads, and its kind (boxed: objects
+    /// are large beside an ignored document's name).
+    Object(Kind, Box<Object>),
     /// A document of a kind the agent does not read.
     Ignored {
         /// Its `apiVersion` and `kind`.
@@ -189,7 +255,7 @@ where
     };
     let mut track = serde_path_to_error::Track::new();
     kind.deserialize(serde_path_to_error::Deserializer::new(document, &mut track))
-        .map(|object| Decoded::Object(kind, object))
+        .map(|object| Decoded::Object(kind, Box::new(object)))
         .map_err(|e| DecodeError {
             object: Some(format!("{} {name}", meta.kind)),
             message: format!("{}: {e}", track.path()),
@@ -289,5 +355,53 @@ spec: {bgpInstances: [{name: i, localASN: 65001, peers: [{name: p, peerAddress: 
             loaded.ignored,
             ["dir/a.yaml: document 3: ConfigMap other (v1)"]
         );
+    }
+
+    #[test]
+    fn a_config_dir_gets_lb_ipam_ingress() {
+        let dir = std::env::temp_dir().join(format!("nexthop-agent-lbipam-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = "apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata: { name: pool }\nspec:\n  blocks: [{ cidr: 172.16.1.0/24 }]\n";
+        let service = "apiVersion: v1\nkind: Service\nmetadata: { name: webpod, namespace: web }\nspec:\n  type: LoadBalancer\n  ports: [{ port: 80 }]\n---\napiVersion: v1\nkind: Service\nmetadata: { name: internal }\nspec: { type: ClusterIP, clusterIP: 10.96.0.10 }\n";
+        std::fs::write(dir.join("pool.yaml"), pool).unwrap();
+        std::fs::write(dir.join("services.yaml"), service).unwrap();
+        let loaded = load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let mut directory = Directory::new(&dir);
+        let objects = directory.with_lb_ipam(&loaded.objects);
+        let webpod = &objects.services[&("web".into(), "webpod".into())];
+        let ingress: Vec<_> = webpod
+            .status
+            .load_balancer
+            .ingress
+            .iter()
+            .map(|i| i.ip)
+            .collect();
+        assert_eq!(ingress, [Some("172.16.1.1".parse().unwrap())]);
+        let internal = &objects.services[&("default".into(), "internal".into())];
+        assert!(internal.status.load_balancer.ingress.is_empty());
+        assert_eq!(
+            Directory::new(&dir).with_lb_ipam(&loaded.objects),
+            objects,
+            "the same files, the same answer"
+        );
+        // An address once held is kept, as Cilium's operator keeps it: a
+        // service sorting earlier that arrives later gets the next one.
+        let mut more = loaded.objects.clone();
+        let mut early = more.services[&("web".into(), "webpod".into())].clone();
+        early.metadata.namespace = Some("aaa".into());
+        more.services.insert(("aaa".into(), "webpod".into()), early);
+        let again = directory.with_lb_ipam(&more);
+        let ip = |o: &Objects, ns: &str| {
+            o.services[&(ns.into(), "webpod".into())]
+                .status
+                .load_balancer
+                .ingress[0]
+                .ip
+        };
+        assert_eq!(ip(&again, "web"), Some("172.16.1.1".parse().unwrap()));
+        assert_eq!(ip(&again, "aaa"), Some("172.16.1.2".parse().unwrap()));
     }
 }

@@ -332,7 +332,7 @@ fn decode(
     match decoded {
         Ok(Decoded::Object(kind, object)) => {
             store.bad.remove(&key);
-            Some((kind, object))
+            Some((kind, *object))
         }
         Ok(Decoded::Ignored { .. }) => None,
         Err(message) => {

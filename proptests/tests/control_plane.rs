@@ -33,9 +33,12 @@ struct Service {
     app: usize,
     load_balancer: bool,
     external_local: bool,
+    internal_local: bool,
+    /// An `externalIPs` entry: 192.0.2.(this).
+    external_ip: Option<u8>,
     /// The LB address asked for (`lbipam.cilium.io/ips`), in the pool:
-    /// 172.16.1.(this + 20 × the service's index), one per service.
-    lb_ip: u8,
+    /// 172.16.1.(this + 20 × the service's index); none: LB-IPAM picks.
+    lb_ip: Option<u8>,
     /// The node of each endpoint.
     pods_on: Vec<usize>,
 }
@@ -69,6 +72,7 @@ enum Entry {
         app: usize,
         lb: bool,
         cluster_ip: bool,
+        external_ip: bool,
         community: Option<u16>,
         local_pref: Option<u32>,
     },
@@ -92,17 +96,29 @@ fn spec() -> impl Strategy<Value = Spec> {
     let service = (
         0..2usize,
         any::<bool>(),
-        any::<bool>(),
-        1..20u8,
+        (any::<bool>(), any::<bool>()),
+        prop::option::of(1..20u8),
+        prop::option::of(1..9u8),
         prop::collection::vec(0..3usize, 0..=3),
     )
         .prop_map(
-            |(app, load_balancer, external_local, lb_ip, pods_on)| Service {
+            |(
                 app,
                 load_balancer,
-                external_local,
+                (external_local, internal_local),
                 lb_ip,
+                external_ip,
                 pods_on,
+            )| {
+                Service {
+                    app,
+                    load_balancer,
+                    external_local,
+                    internal_local,
+                    external_ip,
+                    lb_ip,
+                    pods_on,
+                }
             },
         );
     let peer = (
@@ -134,15 +150,15 @@ fn spec() -> impl Strategy<Value = Spec> {
         3 =>
         (
             0..2usize,
-            any::<bool>(),
-            any::<bool>(),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
             prop::option::weighted(0.7, 1..5u16),
             prop::option::of(prop::sample::select(vec![100u32, 200]))
         )
-            .prop_map(|(app, lb, cluster_ip, community, local_pref)| Entry::Service {
+            .prop_map(|(app, (lb, cluster_ip, external_ip), community, local_pref)| Entry::Service {
                 app,
                 lb,
                 cluster_ip,
+                external_ip,
                 community,
                 local_pref,
             }),
@@ -262,6 +278,7 @@ fn bgp_yaml(spec: &Spec) -> String {
                     app,
                     lb,
                     cluster_ip,
+                    external_ip,
                     community,
                     local_pref,
                 } => {
@@ -271,6 +288,9 @@ fn bgp_yaml(spec: &Spec) -> String {
                     }
                     if *cluster_ip {
                         addresses.push("ClusterIP");
+                    }
+                    if *external_ip {
+                        addresses.push("ExternalIP");
                     }
                     let _ = writeln!(
                         y,
@@ -302,41 +322,37 @@ fn node_labels(spec: &Spec, i: usize) -> String {
     format!("{{enable-bgp: \"{bgp}\", rack: rack-{rack}}}")
 }
 
-fn lb_octet(svc: &Service, i: usize) -> usize {
-    usize::from(svc.lb_ip) + 20 * i
-}
-
 fn service_ip(i: usize) -> String {
     format!("10.96.0.{}", 10 + i)
 }
 
-/// A service's document; `status` with the LB address for the agent (the
-/// simulator allocates it from the pool, honouring the annotation).
-fn service_yaml(svc: &Service, i: usize, status: bool) -> String {
+/// A service's document, as both runtimes read it (the LB address comes
+/// from LB-IPAM in each).
+fn service_yaml(svc: &Service, i: usize) -> String {
     let kind = if svc.load_balancer {
         "LoadBalancer"
     } else {
         "ClusterIP"
     };
-    let policy = if svc.external_local {
-        "Local"
-    } else {
-        "Cluster"
+    let policy = |local| if local { "Local" } else { "Cluster" };
+    let external_ips = match svc.external_ip {
+        Some(ip) => format!("\n  externalIPs: [192.0.2.{ip}]"),
+        None => String::new(),
     };
-    let mut y = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: default\n  labels: {{app: {app}}}\n  annotations: {{lbipam.cilium.io/ips: \"172.16.1.{ip}\"}}\nspec:\n  type: {kind}\n  clusterIP: {cip}\n  externalTrafficPolicy: {policy}\n  selector: {{app: {app}, svc: svc-{i}}}\n  ports: [{{port: 80, protocol: TCP}}]\n",
+    let annotations = match svc.lb_ip {
+        Some(ip) => format!(
+            "\n  annotations: {{lbipam.cilium.io/ips: \"172.16.1.{}\"}}",
+            usize::from(ip) + 20 * i
+        ),
+        None => String::new(),
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: default\n  labels: {{app: {app}}}{annotations}\nspec:\n  type: {kind}\n  clusterIP: {cip}\n  externalTrafficPolicy: {etp}\n  internalTrafficPolicy: {itp}{external_ips}\n  selector: {{app: {app}, svc: svc-{i}}}\n  ports: [{{port: 80, protocol: TCP}}]\n",
         app = APPS[svc.app],
-        ip = lb_octet(svc, i),
         cip = service_ip(i),
-    );
-    if status && svc.load_balancer {
-        let _ = writeln!(
-            y,
-            "status: {{loadBalancer: {{ingress: [{{ip: 172.16.1.{}}}]}}}}",
-            lb_octet(svc, i)
-        );
-    }
-    y
+        etp = policy(svc.external_local),
+        itp = policy(svc.internal_local),
+    )
 }
 
 /// The simulator's lab: k8s nodes on one bridge, Pods on their nodes.
@@ -367,7 +383,7 @@ fn write_lab(dir: &Path, spec: &Spec) {
         );
     }
     for (i, svc) in spec.services.iter().enumerate() {
-        manifests.push_str(&service_yaml(svc, i, false));
+        manifests.push_str(&service_yaml(svc, i));
         manifests.push_str("---\n");
         for (j, node) in svc
             .pods_on
@@ -393,7 +409,7 @@ fn write_lab(dir: &Path, spec: &Spec) {
 
 /// The agent's directory: what the API would hold — Nodes with their
 /// InternalIP and pod CIDR (cluster-pool: node i gets 10.0.i.0/24 in join
-/// order), Services with their LB ingress, one EndpointSlice per service.
+/// order), Services, one EndpointSlice per service, the pool.
 fn write_agent_dir(dir: &Path, spec: &Spec) {
     let mut y = String::new();
     for i in 0..spec.nodes.len() {
@@ -406,7 +422,7 @@ fn write_agent_dir(dir: &Path, spec: &Spec) {
         );
     }
     for (i, svc) in spec.services.iter().enumerate() {
-        y.push_str(&service_yaml(svc, i, true));
+        y.push_str(&service_yaml(svc, i));
         let _ = writeln!(
             y,
             "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-{i}-x\n  namespace: default\n  labels: {{kubernetes.io/service-name: svc-{i}}}\naddressType: IPv4\nendpoints:"
@@ -478,10 +494,12 @@ fn through_sim(dir: &Path, spec: &Spec) -> Result<BTreeMap<String, String>, Stri
         .collect()
 }
 
-/// Each node's view through the agent's configuration loader and options.
+/// Each node's view through the agent's configuration directory (LB-IPAM
+/// included) and node options.
 fn through_agent(dir: &Path, spec: &Spec) -> BTreeMap<String, String> {
     let loaded = nexthop_agent::config::load(dir).expect("readable");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let objects = nexthop_agent::config::Directory::new(dir).with_lb_ipam(&loaded.objects);
     (0..spec.nodes.len())
         .map(|i| {
             let name = node_name(i);
@@ -489,7 +507,7 @@ fn through_agent(dir: &Path, spec: &Spec) -> BTreeMap<String, String> {
                 tcp_md5: false,
                 ..nexthop_agent::controller::node_options(&name, None, true)
             });
-            node.reconcile(Instant::ZERO, &loaded.objects);
+            node.reconcile(Instant::ZERO, &objects);
             (name, view(&node))
         })
         .collect()
@@ -653,7 +671,9 @@ fn a_deliberate_difference_is_caught() {
             app: 0,
             load_balancer: true,
             external_local: true,
-            lb_ip: 7,
+            internal_local: false,
+            external_ip: None,
+            lb_ip: Some(7),
             pods_on: vec![1],
         }],
         selector: true,
@@ -677,6 +697,7 @@ fn a_deliberate_difference_is_caught() {
                 app: 0,
                 lb: true,
                 cluster_ip: false,
+                external_ip: false,
                 community: Some(1),
                 local_pref: None,
             }],

@@ -456,16 +456,16 @@ fn execute(
 fn resolve(cluster: &mut Cluster, target: &str, port: Option<u16>) -> Result<SocketAddr, String> {
     if let Some(svc) = cluster.workloads.service(target).cloned() {
         let sp = match port {
-            Some(p) => svc.ports.iter().find(|sp| sp.port == p),
-            None => svc.ports.first(),
+            Some(p) => svc.spec.ports.iter().find(|sp| sp.port == p),
+            None => svc.spec.ports.first(),
         }
-        .ok_or_else(|| format!("service {} has no port {port:?}", svc.name))?;
+        .ok_or_else(|| format!("service {} has no port {port:?}", svc.metadata.name))?;
         let backends = cluster.workloads.endpoints(&svc);
         if backends.is_empty() {
-            return Err(format!("service {} has no endpoints", svc.name));
+            return Err(format!("service {} has no endpoints", svc.metadata.name));
         }
         let pick = cluster.service_rng.below(backends.len() as u64) as usize;
-        let port = sp.target_port.unwrap_or(sp.port);
+        let port = crate::cluster::workloads::target_port(sp);
         return Ok(SocketAddr::new(IpAddr::V4(backends[pick].ip), port));
     }
     let ip = cluster

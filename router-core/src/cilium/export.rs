@@ -1,7 +1,7 @@
 //! How a node's desired prefixes become BGP, the same in the agent and the
 //! simulator: the path attributes an originated route carries, and the export
 //! policy that sends a peer exactly the prefixes its advertisements select.
-//! Choosing the prefixes is [`super::desired`]'s job.
+//! Choosing the prefixes is [`super::desired`](mod@super::desired)'s job.
 
 use alloc::collections::BTreeSet;
 use alloc::vec;

@@ -129,6 +129,45 @@ pub struct ServiceSpec {
     /// `Cluster` (the default) or `Local`.
     #[serde(default)]
     pub internal_traffic_policy: Option<String>,
+    /// `spec.ports` (two services sharing an LB address may not overlap).
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+    /// `spec.selector`: the labels of the pods that back the service.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+}
+
+/// One `Service.spec.ports` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ServicePort {
+    /// The port's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `TCP` (the default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// The service port.
+    pub port: u16,
+    /// The backends' port; `port` when absent.
+    #[serde(default, rename = "targetPort")]
+    pub target_port: Option<TargetPort>,
+}
+
+/// `targetPort`: a number, or the name of a container port.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    /// A port number.
+    Number(u16),
+    /// A container port's name.
+    Name(String),
+}
+
+impl ServicePort {
+    /// The protocol, `TCP` when unset.
+    pub fn protocol(&self) -> &str {
+        self.protocol.as_deref().unwrap_or("TCP")
+    }
 }
 
 /// `Service.status`.
@@ -474,5 +513,24 @@ mod tests {
         let labels = svc.selector_labels();
         assert_eq!(labels["io.kubernetes.service.name"], "webpod");
         assert_eq!(labels["io.kubernetes.service.namespace"], "default");
+    }
+
+    #[test]
+    fn service_ports_and_selector_decode() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: { name: web }\nspec:\n  selector: { app: web }\n  ports:\n  - { port: 80, targetPort: 8080 }\n  - { name: dns, port: 53, protocol: UDP, targetPort: dns }\n  - { port: 443 }\n";
+        let objects = crate::cilium::objects::tests::parse(yaml).unwrap();
+        let spec = &objects.services[&("default".into(), "web".into())].spec;
+        assert_eq!(spec.selector["app"], "web");
+        let targets: Vec<_> = spec.ports.iter().map(|p| p.target_port.clone()).collect();
+        assert_eq!(
+            targets,
+            [
+                Some(TargetPort::Number(8080)),
+                Some(TargetPort::Name("dns".into())),
+                None
+            ]
+        );
+        assert_eq!(spec.ports[1].protocol(), "UDP");
+        assert_eq!(spec.ports[2].protocol(), "TCP");
     }
 }

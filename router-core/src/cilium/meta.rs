@@ -31,6 +31,9 @@ pub struct ObjectMeta {
     /// Labels, matched by label selectors.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Annotations (LB-IPAM reads `lbipam.cilium.io/*` on services).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ObjectMeta {

@@ -5,12 +5,15 @@
 //!
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`.
 //! - [`selector`]: label selectors.
-//! - [`kube`]: `Node`, `CiliumNode`, `Service`, `EndpointSlice`, `Secret`.
+//! - [`kube`]: `Node`, `CiliumNode`, `Service`, `EndpointSlice`, `Secret`;
+//!   [`lbpool`]: `CiliumLoadBalancerIPPool`.
 //! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
 //! - [`objects`]: the kinds understood and the set of objects.
-//! - [`desired`]: objects + node name → instances, peers and prefixes.
+//! - [`desired`](mod@desired): objects + node name → instances, peers and prefixes.
 //! - [`export`]: originated routes' attributes and per-peer export policies.
 //! - [`session`]: a desired peer's BGP session settings.
+//! - [`lbipam`]: pools + services → each LoadBalancer service's addresses
+//!   and the pools' status, as Cilium's operator decides them.
 //! - [`node`]: one node's BGP control plane — reconciles its speakers with
 //!   the objects and reports their status; what both runtimes drive.
 //! - [`status`]: what a control plane reports about peers and routes;
@@ -25,6 +28,8 @@ pub mod bgp;
 pub mod desired;
 pub mod export;
 pub mod kube;
+pub mod lbipam;
+pub mod lbpool;
 pub mod meta;
 pub mod node;
 pub mod objects;

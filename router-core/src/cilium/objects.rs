@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::bgp::{Advertisement, ClusterConfig, NodeConfigOverride, PeerConfig};
 use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
+use super::lbpool::LoadBalancerIPPool;
 use super::meta::{ObjectMeta, TypeMeta};
 
 /// A kind of object nexthop reads.
@@ -31,6 +32,8 @@ pub enum Kind {
     Advertisement,
     /// cilium.io/v2 or v2alpha1 `CiliumBGPNodeConfigOverride`.
     NodeConfigOverride,
+    /// cilium.io/v2 or v2alpha1 `CiliumLoadBalancerIPPool`.
+    LoadBalancerIPPool,
 }
 
 impl Kind {
@@ -51,6 +54,7 @@ impl Kind {
             "CiliumBGPPeerConfig" if cilium => Kind::PeerConfig,
             "CiliumBGPAdvertisement" if cilium => Kind::Advertisement,
             "CiliumBGPNodeConfigOverride" if cilium => Kind::NodeConfigOverride,
+            "CiliumLoadBalancerIPPool" if cilium => Kind::LoadBalancerIPPool,
             _ => return None,
         })
     }
@@ -67,6 +71,7 @@ impl Kind {
             Kind::PeerConfig => "CiliumBGPPeerConfig",
             Kind::Advertisement => "CiliumBGPAdvertisement",
             Kind::NodeConfigOverride => "CiliumBGPNodeConfigOverride",
+            Kind::LoadBalancerIPPool => "CiliumLoadBalancerIPPool",
         }
     }
 
@@ -83,6 +88,9 @@ impl Kind {
             Kind::Advertisement => Object::Advertisement(Advertisement::deserialize(d)?),
             Kind::NodeConfigOverride => {
                 Object::NodeConfigOverride(NodeConfigOverride::deserialize(d)?)
+            }
+            Kind::LoadBalancerIPPool => {
+                Object::LoadBalancerIPPool(LoadBalancerIPPool::deserialize(d)?)
             }
         })
     }
@@ -109,28 +117,46 @@ pub enum Object {
     Advertisement(Advertisement),
     /// A `CiliumBGPNodeConfigOverride`.
     NodeConfigOverride(NodeConfigOverride),
+    /// A `CiliumLoadBalancerIPPool`.
+    LoadBalancerIPPool(LoadBalancerIPPool),
 }
 
 impl Object {
-    /// Its kind and metadata.
-    pub fn meta(&self) -> (Kind, &ObjectMeta) {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
         match self {
-            Object::Node(o) => (Kind::Node, &o.metadata),
-            Object::Service(o) => (Kind::Service, &o.metadata),
-            Object::Secret(o) => (Kind::Secret, &o.metadata),
-            Object::EndpointSlice(o) => (Kind::EndpointSlice, &o.metadata),
-            Object::CiliumNode(o) => (Kind::CiliumNode, &o.metadata),
-            Object::ClusterConfig(o) => (Kind::ClusterConfig, &o.metadata),
-            Object::PeerConfig(o) => (Kind::PeerConfig, &o.metadata),
-            Object::Advertisement(o) => (Kind::Advertisement, &o.metadata),
-            Object::NodeConfigOverride(o) => (Kind::NodeConfigOverride, &o.metadata),
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::Secret(_) => Kind::Secret,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::CiliumNode(_) => Kind::CiliumNode,
+            Object::ClusterConfig(_) => Kind::ClusterConfig,
+            Object::PeerConfig(_) => Kind::PeerConfig,
+            Object::Advertisement(_) => Kind::Advertisement,
+            Object::NodeConfigOverride(_) => Kind::NodeConfigOverride,
+            Object::LoadBalancerIPPool(_) => Kind::LoadBalancerIPPool,
+        }
+    }
+
+    /// Its `metadata`.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Node(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::CiliumNode(o) => &o.metadata,
+            Object::ClusterConfig(o) => &o.metadata,
+            Object::PeerConfig(o) => &o.metadata,
+            Object::Advertisement(o) => &o.metadata,
+            Object::NodeConfigOverride(o) => &o.metadata,
+            Object::LoadBalancerIPPool(o) => &o.metadata,
         }
     }
 
     /// `Kind/name`, as `kubectl` names it.
     pub fn id(&self) -> String {
-        let (kind, meta) = self.meta();
-        alloc::format!("{}/{}", kind.name(), meta.name)
+        alloc::format!("{}/{}", self.kind().name(), self.metadata().name)
     }
 }
 
@@ -157,6 +183,8 @@ pub struct Objects {
     pub advertisements: BTreeMap<String, Advertisement>,
     /// Node config overrides by name (the node's).
     pub node_overrides: BTreeMap<String, NodeConfigOverride>,
+    /// LB-IPAM pools by name.
+    pub lb_pools: BTreeMap<String, LoadBalancerIPPool>,
 }
 
 impl Objects {
@@ -198,14 +226,17 @@ impl Objects {
             Object::NodeConfigOverride(o) => {
                 self.node_overrides.insert(o.metadata.name.clone(), o);
             }
+            Object::LoadBalancerIPPool(o) => {
+                self.lb_pools.insert(o.metadata.name.clone(), o);
+            }
         }
     }
 
     /// Remove the object with `object`'s kind, namespace and name; whether
     /// there was one.
     pub fn delete(&mut self, object: &Object) -> bool {
-        let (kind, meta) = object.meta();
-        self.remove(kind, meta.namespace.as_deref(), &meta.name)
+        let meta = object.metadata();
+        self.remove(object.kind(), meta.namespace.as_deref(), &meta.name)
     }
 
     /// Remove the object of `kind` named `name` (in `namespace` for services,
@@ -228,6 +259,7 @@ impl Objects {
             Kind::PeerConfig => self.peer_configs.remove(name).is_some(),
             Kind::Advertisement => self.advertisements.remove(name).is_some(),
             Kind::NodeConfigOverride => self.node_overrides.remove(name).is_some(),
+            Kind::LoadBalancerIPPool => self.lb_pools.remove(name).is_some(),
         }
     }
 }
@@ -279,12 +311,16 @@ pub(crate) mod tests {
         );
         assert_eq!(Kind::of(&meta("v1", "EndpointSlice")), None);
         assert_eq!(Kind::of(&meta("cilium.io/v2", "CiliumBGPNodeConfig")), None);
+        assert_eq!(
+            Kind::of(&meta("cilium.io/v2alpha1", "CiliumLoadBalancerIPPool")),
+            Some(Kind::LoadBalancerIPPool)
+        );
+        assert_eq!(Kind::of(&meta("v1", "CiliumLoadBalancerIPPool")), None);
     }
 
     #[test]
     fn remove_takes_out_one_object_by_kind_and_key() {
         use crate::cilium::kube::{Node, Service};
-        use crate::cilium::meta::ObjectMeta;
         let mut objects = Objects::default();
         let service = |namespace: Option<&str>| Service {
             metadata: ObjectMeta {
@@ -305,7 +341,10 @@ pub(crate) mod tests {
         let services: alloc::vec::Vec<_> = objects.services.keys().cloned().collect();
         assert_eq!(services, [("prod".into(), "web".into())]);
         assert!(objects.nodes.contains_key("web"));
-        assert!(objects.remove(Kind::Node, None, "web"));
+        let node = Object::Node(objects.nodes["web"].clone());
+        assert_eq!(node.kind(), Kind::Node);
+        let meta = node.metadata();
+        assert!(objects.remove(node.kind(), meta.namespace.as_deref(), &meta.name));
         assert!(objects.nodes.is_empty());
     }
 }

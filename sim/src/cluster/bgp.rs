@@ -1,12 +1,13 @@
 //! Cilium's BGP control plane on the Kubernetes nodes: each k8s-node host
-//! runs router-core's [`NodeBgp`] (through netstack's BGP on the host's
-//! smoltcp TCP), and this module only translates the cluster into the
-//! objects it reads — the BGP objects applied (`CiliumBGPClusterConfig`,
-//! `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`), and the cluster's
-//! Nodes, Services (with LB-IPAM's ingress addresses) and EndpointSlices
-//! (from the pods the services select) — and collects the status the nodes
-//! report for `bgp peers` / `bgp routes`. Every decision (instances, peers,
-//! restarts, what each peer is sent, traffic policies) is router-core's.
+//! runs router-core's [`NodeBgp`](router_core::cilium::node::NodeBgp)
+//! (through netstack's BGP on the host's smoltcp TCP), and this module only
+//! translates the cluster into the objects it reads — the Cilium objects
+//! applied (`CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
+//! `CiliumBGPAdvertisement`, LB-IPAM pools), and the cluster's Nodes,
+//! Services (with LB-IPAM's ingress addresses) and EndpointSlices (from the
+//! pods the services select) — and collects the status the nodes report for
+//! `bgp peers` / `bgp routes`. Every decision (instances, peers, restarts,
+//! what each peer is sent, traffic policies) is router-core's.
 //!
 //! Received routes are not installed in the node's FIB, as Cilium does; a
 //! k8s-node's `import-bgp-routes: true` in the topology installs them.
@@ -15,9 +16,10 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use router_core::cilium::kube::{
-    Endpoint, EndpointConditions, EndpointSlice, LoadBalancerIngress, LoadBalancerStatus, Node,
-    NodeAddress, NodeSpec, NodeStatus, SERVICE_NAME_LABEL, Service, ServiceSpec, ServiceStatus,
+    Endpoint, EndpointConditions, EndpointSlice, Node, NodeAddress, NodeSpec, NodeStatus,
+    SERVICE_NAME_LABEL,
 };
+use router_core::cilium::lbipam::with_ingress;
 use router_core::cilium::meta::ObjectMeta;
 use router_core::cilium::node::NodeOptions;
 use router_core::cilium::status::{NodeConfigStatus, PeerStatus, RouteStatus, Table};
@@ -25,41 +27,13 @@ use router_core::cilium::{Object, Objects};
 
 use super::Cluster;
 
-/// The BGP objects applied.
-#[derive(Debug, Default)]
-pub struct ControlPlane {
-    objects: Objects,
-}
-
-impl ControlPlane {
-    /// Take in a BGP object (replacing one of the same kind and name).
-    pub fn apply(&mut self, object: &Object) {
-        self.objects.insert(object.clone());
-    }
-
-    /// Forget a BGP object.
-    pub fn delete(&mut self, object: &Object) {
-        self.objects.delete(object);
-    }
-}
-
 impl Cluster {
-    /// Take in or forget a BGP object and bring every node in line.
-    pub(super) fn apply_bgp(&mut self, object: &Object, delete: bool) -> Result<(), String> {
-        if delete {
-            self.bgp.delete(object);
-        } else {
-            self.bgp.apply(object);
-        }
-        self.reconcile_bgp()
-    }
-
-    /// The objects the nodes' control planes read: the BGP objects plus the
-    /// cluster's nodes (labels, InternalIP, pod CIDR), services (labels,
-    /// type, traffic policy, LB-IPAM's ingress addresses) and one
+    /// The objects the nodes' control planes read: the Cilium objects plus the
+    /// cluster's nodes (labels, InternalIP, pod CIDR), services (with the
+    /// ingress addresses router-core's LB-IPAM decided) and one
     /// EndpointSlice per service (its pods, each with its node).
     fn bgp_objects(&self) -> Objects {
-        let mut objects = self.bgp.objects.clone();
+        let mut objects = self.cilium.clone();
         for n in self.workloads.nodes() {
             let addresses = self
                 .address_of(&n.name)
@@ -81,33 +55,7 @@ impl Cluster {
             }));
         }
         for svc in self.workloads.services() {
-            let ingress = self
-                .lb
-                .addresses(&svc.namespace, &svc.name)
-                .into_iter()
-                .map(|ip| LoadBalancerIngress { ip: Some(ip) })
-                .collect();
-            let policy = if svc.external_local {
-                "Local"
-            } else {
-                "Cluster"
-            };
-            objects.insert(Object::Service(Service {
-                metadata: ObjectMeta {
-                    namespace: Some(svc.namespace.clone()),
-                    labels: svc.labels.clone(),
-                    ..ObjectMeta::named(&svc.name)
-                },
-                spec: ServiceSpec {
-                    kind: Some(svc.kind.clone()),
-                    cluster_ip: Some(svc.cluster_ip.to_string()),
-                    external_traffic_policy: Some(policy.into()),
-                    ..ServiceSpec::default()
-                },
-                status: ServiceStatus {
-                    load_balancer: LoadBalancerStatus { ingress },
-                },
-            }));
+            objects.insert(Object::Service(svc.clone()));
             let endpoints = self
                 .workloads
                 .endpoints(svc)
@@ -124,16 +72,19 @@ impl Cluster {
                 .collect();
             objects.insert(Object::EndpointSlice(EndpointSlice {
                 metadata: ObjectMeta {
-                    namespace: Some(svc.namespace.clone()),
-                    labels: BTreeMap::from([(SERVICE_NAME_LABEL.into(), svc.name.clone())]),
-                    ..ObjectMeta::named(&svc.name)
+                    namespace: Some(svc.namespace().into()),
+                    labels: BTreeMap::from([(
+                        SERVICE_NAME_LABEL.into(),
+                        svc.metadata.name.clone(),
+                    )]),
+                    ..ObjectMeta::named(&svc.metadata.name)
                 },
                 address_type: "IPv4".into(),
                 endpoints,
                 ports: Vec::new(),
             }));
         }
-        objects
+        with_ingress(&objects, self.lb.decisions())
     }
 
     /// The first problem a node's control plane found in the BGP objects:

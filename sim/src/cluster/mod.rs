@@ -2,8 +2,8 @@
 //!
 //! `ipam` hands out pod CIDRs and addresses; `workloads` keeps the Kubernetes
 //! objects and scheduling decisions; `routes` says which routes the agent
-//! installs; `host` wraps a netstack host as an engine node; `lbipam` hands
-//! out LoadBalancer addresses, `services` programs them on the nodes and `bgp`
+//! installs; `host` wraps a netstack host as an engine node; `lbipam` asks
+//! router-core's LB-IPAM for LoadBalancer addresses, `services` programs them on the nodes and `bgp`
 //! runs Cilium's BGP control plane. [`Cluster`] owns
 //! the engine and keeps hosts, links and routes in step with the workloads.
 //! Running scenario steps is [`crate::run`]'s job.
@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 use nexthop_netstack::{Host, HostConfig, PortSpec};
+use router_core::cilium::{Object as CiliumObject, Objects};
 use router_core::datapath::{Config as DatapathConfig, TunnelConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Nexthop, Protocol, Route};
@@ -79,9 +80,10 @@ pub struct Cluster {
     identities: BTreeMap<BTreeMap<String, String>, u32>,
     /// Random choices of the socket-level service load balancer.
     pub service_rng: SimRng,
-    /// Cilium's BGP control plane.
-    bgp: bgp::ControlPlane,
-    /// LB-IPAM: pools and LoadBalancer addresses.
+    /// The Cilium objects applied (the BGP kinds and LB-IPAM pools), as
+    /// router-core reads them.
+    cilium: Objects,
+    /// LB-IPAM's state and tables.
     lb: lbipam::LoadBalancers,
 }
 
@@ -109,7 +111,9 @@ impl Cluster {
             .iter()
             .flat_map(|m| &m.objects)
             .filter_map(|o| match o {
-                Object::Node(meta) => Some((meta.name.clone(), meta.labels.clone())),
+                Object::Core(CiliumObject::Node(n)) => {
+                    Some((n.metadata.name.clone(), n.metadata.labels.clone()))
+                }
                 _ => None,
             })
             .collect();
@@ -273,7 +277,7 @@ impl Cluster {
             pods: BTreeMap::new(),
             identities: BTreeMap::new(),
             service_rng: rng.fork("service-lb"),
-            bgp: bgp::ControlPlane::default(),
+            cilium: Objects::default(),
             lb: lbipam::LoadBalancers::default(),
         };
         cluster.install_agent_routes();
@@ -313,14 +317,11 @@ impl Cluster {
 
     /// Apply a Kubernetes object and follow its consequences.
     pub fn apply(&mut self, object: &Object) -> Result<(), String> {
-        if let Object::Cilium(o) = object {
+        if let Some(o) = cilium_kind(object) {
+            self.cilium.insert(o.clone());
             return self
-                .apply_bgp(o, false)
+                .follow_cilium(o)
                 .map_err(|e| format!("{}: {e}", object.id()));
-        }
-        if let Object::LbPool(meta, spec) = object {
-            self.lb.apply_pool(meta, spec);
-            return self.settle();
         }
         let changes = self
             .workloads
@@ -332,14 +333,13 @@ impl Cluster {
 
     /// Delete a Kubernetes object and follow its consequences.
     pub fn delete(&mut self, object: &Object) -> Result<(), String> {
-        if let Object::Cilium(o) = object {
+        if let Some(o) = cilium_kind(object) {
+            let meta = o.metadata();
+            self.cilium
+                .remove(o.kind(), meta.namespace.as_deref(), &meta.name);
             return self
-                .apply_bgp(o, true)
+                .follow_cilium(o)
                 .map_err(|e| format!("{}: {e}", object.id()));
-        }
-        if let Object::LbPool(meta, _) = object {
-            self.lb.delete_pool(meta);
-            return self.settle();
         }
         let changes = self
             .workloads
@@ -347,6 +347,15 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", object.id()))?;
         self.follow(changes)?;
         self.settle()
+    }
+
+    /// Bring LB-IPAM (after a pool changed) or the BGP control planes in
+    /// line with the Cilium objects.
+    fn follow_cilium(&mut self, changed: &CiliumObject) -> Result<(), String> {
+        match changed {
+            CiliumObject::LoadBalancerIPPool(_) => self.settle(),
+            _ => self.reconcile_bgp(),
+        }
     }
 
     fn follow(&mut self, changes: Vec<Change>) -> Result<(), String> {
@@ -673,5 +682,15 @@ fn static_nexthop(host: &Host, via: &Option<IpAddr>, dev: Option<&str>) -> Optio
             Some(Nexthop::gateway(*gw, port))
         }
         None => dev_port.map(Nexthop::connected),
+    }
+}
+
+/// The Cilium object a lab object is, unless it is a Node or a Service
+/// (which are the workloads').
+fn cilium_kind(object: &Object) -> Option<&CiliumObject> {
+    match object {
+        Object::Core(CiliumObject::Node(_) | CiliumObject::Service(_)) => None,
+        Object::Core(o) => Some(o),
+        Object::Pod(..) | Object::Deployment(..) => None,
     }
 }

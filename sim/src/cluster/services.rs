@@ -16,7 +16,8 @@ use super::Cluster;
 impl Cluster {
     /// Allocate LB addresses, program every node's frontends and bring BGP in line.
     pub(super) fn settle(&mut self) -> Result<(), String> {
-        self.lb.reconcile(self.workloads.services());
+        self.lb
+            .reconcile(&self.cilium.lb_pools, self.workloads.services());
         self.program_services();
         self.reconcile_bgp()
     }
@@ -33,19 +34,19 @@ impl Cluster {
             let snat = self.address_of(&node);
             let mut wanted = Vec::new();
             for svc in self.workloads.services() {
-                let ips = self.lb.addresses(&svc.namespace, &svc.name);
+                let ips = self.lb.addresses(svc.namespace(), &svc.metadata.name);
                 let pods = self.workloads.endpoints(svc);
                 for ip in ips {
                     let IpAddr::V4(ip) = ip else { continue };
-                    for sp in &svc.ports {
+                    for sp in &svc.spec.ports {
                         let protocol = match sp.protocol.as_deref() {
                             Some("UDP") => Protocol::Udp,
                             _ => Protocol::Tcp,
                         };
-                        let target = sp.target_port.unwrap_or(sp.port);
+                        let target = super::workloads::target_port(sp);
                         let backends = pods
                             .iter()
-                            .filter(|p| !svc.external_local || p.node == node)
+                            .filter(|p| !svc.external_traffic_local() || p.node == node)
                             .map(|p| Backend {
                                 addr: SocketAddrV4::new(p.ip, target),
                                 local: p.node == node,
@@ -83,8 +84,9 @@ impl Cluster {
         self.workloads
             .services()
             .map(|svc| {
-                let external = if svc.kind == "LoadBalancer" {
-                    let ips = self.lb.addresses(&svc.namespace, &svc.name);
+                let kind = svc.spec.kind.clone().unwrap_or_default();
+                let external = if kind == "LoadBalancer" {
+                    let ips = self.lb.addresses(svc.namespace(), &svc.metadata.name);
                     if ips.is_empty() {
                         "<pending>".to_string()
                     } else {
@@ -97,15 +99,16 @@ impl Cluster {
                     "<none>".to_string()
                 };
                 let ports = svc
+                    .spec
                     .ports
                     .iter()
                     .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
                     .collect::<Vec<_>>()
                     .join(",");
                 [
-                    svc.name.clone(),
-                    svc.kind.clone(),
-                    svc.cluster_ip.to_string(),
+                    svc.metadata.name.clone(),
+                    kind,
+                    svc.spec.cluster_ip.clone().unwrap_or_default(),
                     external,
                     ports,
                 ]
@@ -128,17 +131,18 @@ impl Cluster {
     pub fn service_conditions(&self) -> Vec<[String; 4]> {
         self.workloads
             .services()
-            .filter(|svc| svc.kind == "LoadBalancer")
+            .filter(|svc| svc.spec.kind.as_deref() == Some("LoadBalancer"))
             .map(|svc| {
-                let [status, reason, _] = self.lb.request_condition(&svc.namespace, &svc.name);
+                let (namespace, name) = (svc.namespace(), &svc.metadata.name);
+                let [status, reason, _] = self.lb.request_condition(namespace, name);
                 let ingress: Vec<String> = self
                     .lb
-                    .addresses(&svc.namespace, &svc.name)
+                    .addresses(namespace, name)
                     .iter()
                     .map(|ip| format!("{{ip: {ip}, ipMode: VIP}}"))
                     .collect();
                 [
-                    svc.name.clone(),
+                    name.clone(),
                     status,
                     reason,
                     format!("[{}]", ingress.join(", ")),
@@ -157,5 +161,40 @@ impl Cluster {
                 Some((n.name.clone(), h.host.services().counters().flows))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::cluster::Cluster;
+    use crate::engine::EngineConfig;
+    use crate::lab::Lab;
+
+    fn external_ip(cluster: &Cluster) -> String {
+        let rows = cluster.service_rows();
+        let webpod = rows.iter().find(|r| r[0] == "webpod").expect("webpod");
+        webpod[3].clone()
+    }
+
+    #[test]
+    fn pools_applied_and_deleted_drive_the_ingress() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/labs/bgp");
+        let mut cluster = Cluster::build(Lab::load(&dir).unwrap(), EngineConfig::new(1)).unwrap();
+        let manifest = |file: &str| Lab::manifest(&dir, Path::new(file)).unwrap().objects;
+        let pool = manifest("lb/pool.yaml");
+        for o in manifest("lb/webpod-lb.yaml") {
+            cluster.apply(&o).unwrap();
+        }
+        assert_eq!(external_ip(&cluster), "<pending>");
+        cluster.apply(&pool[0]).unwrap();
+        assert_eq!(external_ip(&cluster), "172.16.1.1");
+        assert_eq!(cluster.pool_rows()[0][3], "253");
+        cluster.delete(&pool[0]).unwrap();
+        assert_eq!(external_ip(&cluster), "<pending>");
+        assert!(cluster.pool_rows().is_empty());
+        let [condition] = cluster.service_conditions().try_into().unwrap();
+        assert_eq!(condition[1..3], ["False", "no_pool"]);
     }
 }

@@ -11,9 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use router_core::cilium::Object as CoreObject;
+use router_core::cilium::kube::{Service, ServicePort, TargetPort};
 
 use super::ipam::{ClusterPool, NodeIpam};
-use crate::lab::kube::{Meta, Object, PodSpec, ServicePort};
+use crate::lab::kube::{Meta, Object, PodSpec};
 use crate::rng::SimRng;
 
 /// What runs in a pod, decided by its first container's image.
@@ -68,27 +70,19 @@ pub struct PodInfo {
     pub owner: Option<String>,
 }
 
-/// A service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceInfo {
-    /// Name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: String,
-    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
-    pub kind: String,
-    /// Labels (what pool and advertisement selectors match).
-    pub labels: BTreeMap<String, String>,
-    /// Annotations (`lbipam.cilium.io/ips`, `lbipam.cilium.io/sharing-key`).
-    pub annotations: BTreeMap<String, String>,
-    /// `externalTrafficPolicy: Local`.
-    pub external_local: bool,
-    /// Virtual address.
-    pub cluster_ip: Ipv4Addr,
-    /// Backend selector.
-    pub selector: BTreeMap<String, String>,
-    /// Ports.
-    pub ports: Vec<ServicePort>,
+/// The backends' port of a service port: `targetPort`, else `port` (the
+/// lab loader refuses named target ports).
+pub fn target_port(port: &ServicePort) -> u16 {
+    match port.target_port {
+        Some(TargetPort::Number(n)) => n,
+        _ => port.port,
+    }
+}
+
+/// A service's ClusterIP, as [`Workloads`] writes it into `spec.clusterIP`
+/// (given in the manifest or allocated, as the API server does).
+pub fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
+    svc.spec.cluster_ip.as_deref()?.parse().ok()
 }
 
 /// Something the hosts must follow.
@@ -115,7 +109,7 @@ pub struct Workloads {
     nodes: Vec<NodeInfo>,
     pods: BTreeMap<(String, String), PodInfo>,
     deployments: BTreeMap<(String, String), Deployment>,
-    services: BTreeMap<(String, String), ServiceInfo>,
+    services: BTreeMap<(String, String), Service>,
     hosts: Vec<String>,
     pool: ClusterPool,
     rng: SimRng,
@@ -192,24 +186,26 @@ impl Workloads {
     }
 
     /// The service called `name` (any namespace, `default` first), or with this ClusterIP.
-    pub fn service(&self, name_or_ip: &str) -> Option<&ServiceInfo> {
+    pub fn service(&self, name_or_ip: &str) -> Option<&Service> {
         self.services
             .get(&("default".to_string(), name_or_ip.to_string()))
             .or_else(|| {
-                self.services
-                    .values()
-                    .find(|s| s.name == name_or_ip || s.cluster_ip.to_string() == name_or_ip)
+                self.services.values().find(|s| {
+                    s.metadata.name == name_or_ip
+                        || s.spec.cluster_ip.as_deref() == Some(name_or_ip)
+                })
             })
     }
 
     /// The pods a service selects, in name order.
-    pub fn endpoints(&self, svc: &ServiceInfo) -> Vec<&PodInfo> {
+    pub fn endpoints(&self, svc: &Service) -> Vec<&PodInfo> {
+        let selector = &svc.spec.selector;
         self.pods
             .values()
             .filter(|p| {
-                p.namespace == svc.namespace
-                    && !svc.selector.is_empty()
-                    && svc.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+                p.namespace == svc.namespace()
+                    && !selector.is_empty()
+                    && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
             })
             .collect()
     }
@@ -217,7 +213,8 @@ impl Workloads {
     /// Apply one object.
     pub fn apply(&mut self, object: &Object) -> Result<Vec<Change>, String> {
         match object {
-            Object::Node(meta) => {
+            Object::Core(CoreObject::Node(node)) => {
+                let meta = &node.metadata;
                 if !self.hosts.contains(&meta.name) {
                     return Err(format!(
                         "Node/{}: no k8s-node host of that name in the topology",
@@ -252,40 +249,31 @@ impl Workloads {
                 self.deployments.insert(key.clone(), deployment);
                 self.reconcile(&key)
             }
-            Object::Service(meta, spec) => {
-                let key = (meta.namespace().to_string(), meta.name.clone());
-                let cluster_ip = match (spec.cluster_ip, self.services.get(&key)) {
-                    (Some(ip), _) => ip,
-                    (None, Some(old)) => old.cluster_ip,
-                    (None, None) => self.service_ip(),
+            Object::Core(CoreObject::Service(svc)) => {
+                let key = (svc.namespace().to_string(), svc.metadata.name.clone());
+                let kept = self.services.get(&key).and_then(cluster_ip);
+                let cluster_ip = match cluster_ip(svc).or(kept) {
+                    Some(ip) => ip,
+                    None => self.service_ip(),
                 };
-                self.services.insert(
-                    key,
-                    ServiceInfo {
-                        name: meta.name.clone(),
-                        namespace: meta.namespace().to_string(),
-                        kind: spec.kind.clone().unwrap_or_else(|| "ClusterIP".into()),
-                        labels: meta.labels.clone(),
-                        annotations: meta.annotations.clone(),
-                        external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
-                        cluster_ip,
-                        selector: spec.selector.clone(),
-                        ports: spec.ports.clone(),
-                    },
-                );
+                let mut svc = svc.clone();
+                svc.metadata.namespace = Some(key.0.clone());
+                svc.spec.kind.get_or_insert_with(|| "ClusterIP".into());
+                svc.spec.cluster_ip = Some(cluster_ip.to_string());
+                self.services.insert(key, svc);
                 Ok(Vec::new())
             }
-            // Cilium's objects belong to the BGP control plane and LB-IPAM.
-            Object::Cilium(_) | Object::LbPool(..) => Ok(Vec::new()),
+            // The Cilium kinds belong to the BGP control plane and LB-IPAM.
+            Object::Core(_) => Ok(Vec::new()),
         }
     }
 
     /// Delete one object (a Node object cannot be deleted: drain it instead).
     pub fn delete(&mut self, object: &Object) -> Result<Vec<Change>, String> {
         match object {
-            Object::Node(meta) => Err(format!(
+            Object::Core(CoreObject::Node(node)) => Err(format!(
                 "Node/{}: deleting nodes is not simulated",
-                meta.name
+                node.metadata.name
             )),
             Object::Pod(meta, _) => {
                 let key = (meta.namespace().to_string(), meta.name.clone());
@@ -302,17 +290,17 @@ impl Workloads {
                     .collect();
                 Ok(owned.iter().filter_map(|k| self.stop(k)).collect())
             }
-            Object::Service(meta, _) => {
-                self.services
-                    .remove(&(meta.namespace().to_string(), meta.name.clone()));
+            Object::Core(CoreObject::Service(svc)) => {
+                let key = (svc.namespace().to_string(), svc.metadata.name.clone());
+                self.services.remove(&key);
                 Ok(Vec::new())
             }
-            Object::Cilium(_) | Object::LbPool(..) => Ok(Vec::new()),
+            Object::Core(_) => Ok(Vec::new()),
         }
     }
 
     /// Every service, by (namespace, name).
-    pub fn services(&self) -> impl Iterator<Item = &ServiceInfo> {
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
         self.services.values()
     }
 
@@ -470,7 +458,7 @@ impl Workloads {
         loop {
             let ip = Ipv4Addr::from_bits(base + self.next_service_ip);
             self.next_service_ip += 1;
-            if !self.services.values().any(|s| s.cluster_ip == ip) {
+            if !self.services.values().any(|s| cluster_ip(s) == Some(ip)) {
                 return ip;
             }
         }
@@ -493,7 +481,7 @@ mod tests {
         w
     }
 
-    const APPS: &str = "kind: Deployment\nmetadata: { name: webpod }\nspec:\n  replicas: 3\n  selector: { matchLabels: { app: webpod } }\n  template:\n    metadata: { labels: { app: webpod } }\n    spec: { containers: [{ name: w, image: traefik/whoami }] }\n---\nkind: Pod\nmetadata: { name: curl-pod, labels: { app: curl } }\nspec: { nodeName: k8s-ctr, containers: [{ name: c, image: nicolaka/netshoot }] }\n---\nkind: Service\nmetadata: { name: webpod }\nspec: { selector: { app: webpod }, ports: [{ port: 80 }] }\n";
+    const APPS: &str = "kind: Deployment\nmetadata: { name: webpod }\nspec:\n  replicas: 3\n  selector: { matchLabels: { app: webpod } }\n  template:\n    metadata: { labels: { app: webpod } }\n    spec: { containers: [{ name: w, image: traefik/whoami }] }\n---\nkind: Pod\nmetadata: { name: curl-pod, labels: { app: curl } }\nspec: { nodeName: k8s-ctr, containers: [{ name: c, image: nicolaka/netshoot }] }\n---\napiVersion: v1\nkind: Service\nmetadata: { name: webpod }\nspec: { selector: { app: webpod }, ports: [{ port: 80 }] }\n";
 
     #[test]
     fn nodes_get_pod_cidrs_in_join_order() {
@@ -528,7 +516,7 @@ mod tests {
         let curl = w.pod("curl-pod").unwrap();
         assert_eq!((curl.node.as_str(), curl.app), ("k8s-ctr", App::Client));
         let svc = w.service("webpod").unwrap().clone();
-        assert_eq!(svc.cluster_ip, Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(cluster_ip(&svc), Some(Ipv4Addr::new(10, 96, 0, 10)));
         assert_eq!(w.endpoints(&svc).len(), 3);
         for p in w.pods() {
             let node = w.node(&p.node).unwrap();

@@ -1,7 +1,7 @@
 //! Kubernetes objects a lab applies: `Node`, `Pod`, `Deployment`, `Service`,
-//! Cilium's `CiliumLoadBalancerIPPool`, and Cilium's BGP objects (`CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`,
-//! `CiliumBGPAdvertisement`, read with router-core's [`router_core::cilium`]
-//! types, the agent's own).
+//! and Cilium's `CiliumLoadBalancerIPPool`, `CiliumBGPClusterConfig`,
+//! `CiliumBGPPeerConfig` and `CiliumBGPAdvertisement` (the Cilium kinds read
+//! with router-core's [`router_core::cilium`] types, the agent's own).
 //!
 //! Manifests are read as `kubectl apply` would take them: multi-document YAML,
 //! fields the simulator has no use for are accepted and ignored (they are
@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use ipnet::IpNet;
+use router_core::cilium::kube::{Service, TargetPort};
 use router_core::cilium::meta::TypeMeta;
 use router_core::cilium::selector::LabelSelector;
-use router_core::cilium::{Kind, Object as CiliumObject};
+use router_core::cilium::{Kind, Object as CoreObject};
 use serde::Deserialize;
 
 use super::error::LabError;
@@ -32,9 +32,6 @@ pub struct Meta {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Annotations.
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
 }
 
 impl Meta {
@@ -81,117 +78,40 @@ pub struct PodTemplate {
     pub spec: PodSpec,
 }
 
-/// A label selector.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Selector {
-    /// Labels that must match.
-    #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
-}
-
 /// Deployment spec.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     /// Replicas (default 1).
     pub replicas: Option<u32>,
-    /// Pod selector.
+    /// Pod selector (the template's labels are what pods get).
     #[serde(default)]
-    pub selector: Selector,
+    pub selector: LabelSelector,
     /// Pod template.
     pub template: PodTemplate,
-}
-
-/// A service port.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServicePort {
-    /// Service port.
-    pub port: u16,
-    /// Backend port (defaults to `port`). Named ports are not supported.
-    pub target_port: Option<u16>,
-    /// Protocol (TCP).
-    pub protocol: Option<String>,
-    /// Port name.
-    pub name: Option<String>,
-}
-
-/// Service spec.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceSpec {
-    /// `ClusterIP` (default), `NodePort` or `LoadBalancer`.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// Backend selector.
-    #[serde(default)]
-    pub selector: BTreeMap<String, String>,
-    /// Ports.
-    #[serde(default)]
-    pub ports: Vec<ServicePort>,
-    /// A fixed ClusterIP, else one is allocated.
-    #[serde(rename = "clusterIP")]
-    pub cluster_ip: Option<Ipv4Addr>,
-    /// `Cluster` (default) or `Local`.
-    pub external_traffic_policy: Option<String>,
-}
-
-/// One block of a `CiliumLoadBalancerIPPool`: `cidr`, or `start`/`stop`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PoolBlock {
-    /// A prefix.
-    pub cidr: Option<IpNet>,
-    /// First address of a range.
-    pub start: Option<std::net::IpAddr>,
-    /// Last address of a range.
-    pub stop: Option<std::net::IpAddr>,
-}
-
-/// `CiliumLoadBalancerIPPool.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LbPoolSpec {
-    /// Address blocks.
-    #[serde(default)]
-    pub blocks: Vec<PoolBlock>,
-    /// `"Yes"` hands out the first and last address of `cidr` blocks too.
-    #[serde(rename = "allowFirstLastIPs")]
-    pub allow_first_last_ips: Option<String>,
-    /// A disabled pool hands out no new address.
-    #[serde(default)]
-    pub disabled: bool,
-    /// Services the pool serves (all when absent).
-    pub service_selector: Option<LabelSelector>,
 }
 
 /// One Kubernetes object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
-    /// A node: name and labels.
-    Node(Meta),
     /// A bare pod.
     Pod(Meta, PodSpec),
     /// A deployment.
     Deployment(Meta, DeploymentSpec),
-    /// A service.
-    Service(Meta, ServiceSpec),
-    /// A `CiliumLoadBalancerIPPool`.
-    LbPool(Meta, LbPoolSpec),
-    /// A Cilium BGP object.
-    Cilium(CiliumObject),
+    /// An object of a kind router-core reads, with router-core's types (the
+    /// agent's own): `Node`, `Service`, `CiliumLoadBalancerIPPool` and the
+    /// Cilium BGP kinds.
+    Core(CoreObject),
 }
 
 impl Object {
-    /// `Kind/namespace/name`, as people refer to objects.
+    /// `Kind/namespace/name` (`Kind/name` for cluster-scoped kinds), as
+    /// people refer to objects.
     pub fn id(&self) -> String {
         let (kind, m) = match self {
-            Object::Node(m) => return format!("Node/{}", m.name),
-            Object::LbPool(m, _) => return format!("CiliumLoadBalancerIPPool/{}", m.name),
-            Object::Cilium(o) => return o.id(),
+            Object::Core(o) => return core_id(o),
             Object::Pod(m, _) => ("Pod", m),
             Object::Deployment(m, _) => ("Deployment", m),
-            Object::Service(m, _) => ("Service", m),
         };
         format!("{kind}/{}/{}", m.namespace(), m.name)
     }
@@ -204,9 +124,6 @@ struct Typed<S> {
     #[serde(default)]
     spec: S,
 }
-
-#[derive(Deserialize, Default)]
-struct NoSpec {}
 
 /// Read every object of a multi-document manifest.
 pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
@@ -234,6 +151,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                 )
             })?
             .to_string();
+        let named = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| !n.is_empty());
+        if !named {
+            return Err(doc_err(
+                Some("metadata.name".into()),
+                format!("{kind} without a name"),
+            ));
+        }
         fn typed<S: for<'de> Deserialize<'de> + Default>(
             value: serde_norway::Value,
         ) -> Result<Typed<S>, (String, String)> {
@@ -241,7 +169,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                 .map_err(|e| (e.path().to_string(), e.inner().to_string()))
         }
         let object = match kind.as_str() {
-            "Node" => typed::<NoSpec>(value).map(|t| Object::Node(t.metadata)),
             "Pod" => typed::<PodSpec>(value).map(|t| Object::Pod(t.metadata, t.spec)),
             "Deployment" => typed::<Option<DeploymentSpec>>(value).and_then(|t| match t.spec {
                 Some(spec) => Ok(Object::Deployment(t.metadata, spec)),
@@ -250,12 +177,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
                     "a Deployment needs a spec with a template".into(),
                 )),
             }),
-            "Service" => typed::<ServiceSpec>(value).map(|t| Object::Service(t.metadata, t.spec)),
-            "CiliumLoadBalancerIPPool" => lb_pool(value),
-            "CiliumBGPClusterConfig"
+            "Node"
+            | "Service"
+            | "CiliumLoadBalancerIPPool"
+            | "CiliumBGPClusterConfig"
             | "CiliumBGPPeerConfig"
             | "CiliumBGPAdvertisement"
-            | "CiliumBGPNodeConfigOverride" => cilium(value),
+            | "CiliumBGPNodeConfigOverride" => core(value),
             other => Err((
                 "kind".into(),
                 format!(
@@ -264,101 +192,88 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             )),
         }
         .map_err(|(key, message)| doc_err(Some(key), message))?;
-        let name_missing = match &object {
-            Object::Node(m)
-            | Object::Pod(m, _)
-            | Object::Deployment(m, _)
-            | Object::Service(m, _)
-            | Object::LbPool(m, _) => m.name.is_empty(),
-            Object::Cilium(o) => o.id().ends_with('/'),
-        };
-        if name_missing {
-            return Err(doc_err(
-                Some("metadata.name".into()),
-                format!("{kind} without a name"),
-            ));
-        }
         objects.push(object);
     }
     Ok(objects)
 }
 
-/// Read a `CiliumLoadBalancerIPPool` (cilium.io/v2 or v2alpha1); each block
-/// is a `cidr` or a `start`/`stop` pair, `allowFirstLastIPs` is `Yes` or `No`.
-fn lb_pool(value: serde_norway::Value) -> Result<Object, (String, String)> {
-    let api = value
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    if !matches!(api, "cilium.io/v2" | "cilium.io/v2alpha1") {
-        return Err((
-            "apiVersion".into(),
-            format!(
-                "CiliumLoadBalancerIPPool needs apiVersion cilium.io/v2 (or v2alpha1), not {api:?}"
-            ),
-        ));
-    }
-    let t: Typed<LbPoolSpec> = serde_path_to_error::deserialize(value)
-        .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
-    for (i, b) in t.spec.blocks.iter().enumerate() {
-        let ok = match (b.cidr, b.start, b.stop) {
-            (Some(_), None, None) => true,
-            (None, Some(start), Some(stop)) => {
-                router_core::ipam::lb::Block::range(start, stop).is_some()
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err((
-                format!("spec.blocks[{i}]"),
-                "a block is a cidr, or a start and a stop of one family in order".into(),
-            ));
-        }
-    }
-    if let Some(v) = t
-        .spec
-        .allow_first_last_ips
-        .as_ref()
-        .filter(|v| *v != "Yes" && *v != "No")
-    {
-        return Err((
-            "spec.allowFirstLastIPs".into(),
-            format!("{v:?} is neither \"Yes\" nor \"No\""),
-        ));
-    }
-    Ok(Object::LbPool(t.metadata, t.spec))
-}
-
-/// The 1-based line each YAML document starts on (the line after its `---`).
-/// Read a Cilium object with router-core's types; errors name the field path.
-fn cilium(value: serde_norway::Value) -> Result<Object, (String, String)> {
+/// Read an object of a kind router-core reads with router-core's types;
+/// errors name the field path. A Service must also be one the simulator can
+/// run: an IPv4 `clusterIP` (or none, to have one allocated) and numeric
+/// `targetPort`s.
+fn core(value: serde_norway::Value) -> Result<Object, (String, String)> {
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let meta = TypeMeta {
-        api_version: value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        kind: value
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
+        api_version: text("apiVersion"),
+        kind: text("kind"),
     };
     let kind = Kind::of(&meta).ok_or_else(|| {
+        let wanted = if meta.kind.starts_with("Cilium") {
+            "cilium.io/v2 (or v2alpha1)"
+        } else {
+            "v1"
+        };
         (
             "apiVersion".to_string(),
             format!(
-                "{} needs apiVersion cilium.io/v2 (or v2alpha1), not {:?}",
+                "{} needs apiVersion {wanted}, not {:?}",
                 meta.kind, meta.api_version
             ),
         )
     })?;
     let mut track = serde_path_to_error::Track::new();
-    kind.deserialize(serde_path_to_error::Deserializer::new(value, &mut track))
-        .map(Object::Cilium)
-        .map_err(|e| (track.path().to_string(), e.to_string()))
+    let object = kind
+        .deserialize(serde_path_to_error::Deserializer::new(value, &mut track))
+        .map_err(|e| (track.path().to_string(), e.to_string()))?;
+    if let CoreObject::Service(svc) = &object {
+        simulated_service(svc)?;
+    }
+    Ok(Object::Core(object))
 }
 
+/// Whether the simulator can run `svc` (the field and why, if not).
+fn simulated_service(svc: &Service) -> Result<(), (String, String)> {
+    if let Some(ip) = &svc.spec.cluster_ip
+        && ip.parse::<Ipv4Addr>().is_err()
+    {
+        return Err((
+            "spec.clusterIP".into(),
+            format!(
+                "{ip:?} is not an IPv4 address (the simulator has no headless or IPv6 services)"
+            ),
+        ));
+    }
+    for (i, port) in svc.spec.ports.iter().enumerate() {
+        if let Some(TargetPort::Name(name)) = &port.target_port {
+            return Err((
+                format!("spec.ports[{i}].targetPort"),
+                format!("named target ports are not supported ({name:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `Kind/name` of an object read with router-core's types
+/// (`Kind/namespace/name` for namespaced kinds).
+fn core_id(o: &CoreObject) -> String {
+    let (kind, m) = (o.kind(), o.metadata());
+    match kind {
+        Kind::Service | Kind::Secret | Kind::EndpointSlice => {
+            let namespace = m.namespace.as_deref().unwrap_or("default");
+            format!("{}/{namespace}/{}", kind.name(), m.name)
+        }
+        _ => o.id(),
+    }
+}
+
+/// The 1-based line each YAML document starts on (the line after its `---`).
 fn document_lines(text: &str) -> Vec<usize> {
     let mut starts = vec![1];
     for (n, line) in text.lines().enumerate() {
@@ -428,19 +343,61 @@ spec:
     fn reads_load_balancer_pools() {
         let pool = "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: { name: cilium-pool }\nspec:\n  allowFirstLastIPs: \"No\"\n  blocks:\n  - cidr: 172.16.1.0/24\n  - { start: 192.168.10.211, stop: 192.168.10.215 }\n  serviceSelector: { matchLabels: { app: webpod } }\n";
         let objs = parse(Path::new("pool.yaml"), pool).unwrap();
-        let Object::LbPool(m, spec) = &objs[0] else {
+        let Object::Core(CoreObject::LoadBalancerIPPool(p)) = &objs[0] else {
             panic!("a pool")
         };
-        assert_eq!(m.name, "cilium-pool");
-        assert_eq!(spec.blocks.len(), 2);
-        assert_eq!(spec.allow_first_last_ips.as_deref(), Some("No"));
-        assert!(spec.service_selector.is_some());
+        assert_eq!(objs[0].id(), "CiliumLoadBalancerIPPool/cilium-pool");
+        assert_eq!(p.blocks().len(), 2);
+        assert!(p.spec.service_selector.is_some());
         let bad = pool.replace("stop: 192.168.10.215", "stop: 192.168.10.1");
         let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("spec.blocks[1]"), "{e}");
         let bad = pool.replace("\"No\"", "maybe");
         let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("spec.allowFirstLastIPs"), "{e}");
+        let bad = pool.replace("cilium.io/v2", "v1");
+        let e = parse(Path::new("pool.yaml"), &bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("apiVersion"), "{e}");
+    }
+
+    #[test]
+    fn nodes_and_services_are_router_core_objects_the_simulator_can_run() {
+        let objs = parse(Path::new("k8s.yaml"), MANIFEST).unwrap();
+        let Object::Core(CoreObject::Service(svc)) = &objs[2] else {
+            panic!("a service")
+        };
+        assert_eq!(svc.spec.selector["app"], "webpod");
+        assert_eq!(svc.spec.ports[0].target_port, Some(TargetPort::Number(80)));
+        let cases = [
+            (
+                "targetPort: 80",
+                "targetPort: http",
+                "spec.ports[0].targetPort",
+            ),
+            (
+                "ports: [{ port: 80",
+                "clusterIP: None\n  ports: [{ port: 80",
+                "spec.clusterIP",
+            ),
+            (
+                "ports: [{ port: 80",
+                "ports: [{ port: http",
+                "spec.ports[0].port",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let e = parse(Path::new("k8s.yaml"), &MANIFEST.replace(from, to)).unwrap_err();
+            assert_eq!((e.line, e.key.as_deref()), (Some(26), Some(key)), "{e}");
+        }
+        let e = parse(Path::new("k8s.yaml"), &MANIFEST.replacen("v1", "v2", 1)).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("apiVersion"), "{e}");
+        assert!(e.message.contains("needs apiVersion v1"), "{e}");
+        let e = parse(
+            Path::new("k8s.yaml"),
+            &MANIFEST.replace("name: k8s-ctr", "uid: x"),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("metadata.name"), "{e}");
     }
 
     #[test]
