@@ -89,6 +89,9 @@ struct Spec {
     peer_configs: Vec<PeerConfig>,
     /// Advertisements: (label, entries).
     adverts: Vec<(usize, Vec<Entry>)>,
+    /// A `CiliumBGPNodeConfigOverride` for node-0 of instance-0: router id
+    /// 10.255.0.(this), a local AS, a source address for peer-0.
+    node_override: Option<(u8, Option<u32>, bool)>,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -171,9 +174,10 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop::collection::vec(instance, 1..=2),
         prop::collection::vec(peer_config, 1..=2),
         prop::collection::vec(advert, 0..=3),
+        prop::option::of((1..9u8, prop::option::of(65100..65102u32), any::<bool>())),
     )
         .prop_map(
-            |(nodes, services, selector, instances, peer_configs, adverts)| {
+            |(nodes, services, selector, instances, peer_configs, adverts, node_override)| {
                 // Instance names are unique by construction; peers of one
                 // instance by address (a repeated address is one peer).
                 let instances = instances
@@ -195,6 +199,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                     instances,
                     peer_configs,
                     adverts,
+                    node_override,
                 }
             },
         )
@@ -309,6 +314,21 @@ fn bgp_yaml(spec: &Spec) -> String {
                     }
                 }
             }
+        }
+    }
+    if let Some((id, asn, source)) = spec.node_override {
+        let _ = writeln!(
+            y,
+            "---\napiVersion: cilium.io/v2\nkind: CiliumBGPNodeConfigOverride\nmetadata: {{name: node-0}}\nspec:\n  bgpInstances:\n  - name: instance-0\n    routerID: 10.255.0.{id}"
+        );
+        if let Some(asn) = asn {
+            let _ = writeln!(y, "    localASN: {asn}");
+        }
+        if source {
+            let _ = writeln!(
+                y,
+                "    peers: [{{name: peer-0, localAddress: 192.168.10.99}}]"
+            );
         }
     }
     y.push_str(
@@ -464,6 +484,22 @@ fn view(node: &NodeBgp) -> String {
         .collect();
     let mut out = table::peers(&peers);
     out.push_str(&table::routes(Table::Available, &available));
+    for (name, speaker) in node.speakers() {
+        let rib = speaker.rib().config();
+        let _ = writeln!(
+            out,
+            "{name}: AS {} router id {}",
+            rib.local_as, rib.router_id
+        );
+        for (address, peer) in speaker.peers() {
+            let _ = writeln!(
+                out,
+                "  {address} {:?} {:?}",
+                peer.transport(),
+                peer.session().config()
+            );
+        }
+    }
     for ((instance, peer), paths) in node.advertisements() {
         let _ = writeln!(out, "{instance} -> {peer}:");
         for (prefix, attrs) in paths {
@@ -539,6 +575,8 @@ enum Outcome {
     AttributesSent,
     /// Some peer is to be sent routes.
     RoutesSent,
+    /// A node config override gave an instance its router id.
+    Overridden,
     /// Peers run, nothing to send.
     PeersOnly,
     /// No node runs a peer.
@@ -549,7 +587,9 @@ enum Outcome {
 
 fn outcome(views: &BTreeMap<String, String>) -> Outcome {
     let all: String = views.values().cloned().collect();
-    if all.contains("communities: [Community") || all.contains("local_pref: Some") {
+    if all.contains("router id 10.255.0.") {
+        Outcome::Overridden
+    } else if all.contains("communities: [Community") || all.contains("local_pref: Some") {
         Outcome::AttributesSent
     } else if all.lines().any(|l| l.starts_with("  ") && l.contains('/')) {
         Outcome::RoutesSent
@@ -649,6 +689,7 @@ fn the_simulator_and_the_agent_run_the_same_control_plane() {
     for outcome in [
         Outcome::AttributesSent,
         Outcome::RoutesSent,
+        Outcome::Overridden,
         Outcome::PeersOnly,
         Outcome::Nothing,
         Outcome::Refused,
@@ -702,6 +743,7 @@ fn a_deliberate_difference_is_caught() {
                 local_pref: None,
             }],
         )],
+        node_override: None,
     };
     let same = compare(&spec, u64::MAX - 1, |_| {}).expect("the same without tampering");
     assert_eq!(same, Outcome::AttributesSent);

@@ -226,6 +226,11 @@ impl Peer {
         self.rib_id
     }
 
+    /// How it is reached.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// Whether a connection is up.
     pub fn is_connected(&self) -> bool {
         self.connected
