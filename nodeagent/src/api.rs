@@ -1,28 +1,66 @@
 //! The query socket: a Unix stream socket speaking line-delimited JSON, one
-//! [`Request`] per line, one [`Response`] per line.
+//! [`Request`] per line, one [`Response`] per line. Requests are bounded
+//! ([`MAX_REQUEST_BYTES`]); a bad one gets a response naming the error, then
+//! the connection closes.
 
 use std::io;
 use std::path::Path;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 use crate::controller::Controller;
 use crate::status::{Request, Response};
 
-/// Listen on `path` (replacing a stale socket file) and answer queries.
-pub async fn serve(path: &Path, controller: Controller) -> io::Result<()> {
+/// The longest request line the socket reads; a longer one gets an error.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest pause between retries when accepting fails (e.g. out of file
+/// descriptors): the agent keeps running and tries again.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Create the query socket at `path`. A socket file left by an agent that
+/// is gone is replaced; one an agent still answers on is not: a second
+/// agent refuses to start rather than make the first unreachable.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another nexthop-agent answers on {}; not starting a second one",
+                path.display()
+            ),
+        ));
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(path)?;
+    UnixListener::bind(path)
+}
+
+/// Answer queries on `listener` for as long as the agent runs. Failing to
+/// accept a connection is logged and retried with backoff, never fatal.
+pub async fn serve(listener: UnixListener, controller: Controller) -> io::Result<()> {
+    let mut backoff = Duration::from_millis(10);
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "cannot accept a query connection");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
         let controller = controller.clone();
         tokio::spawn(async move {
             if let Err(e) = answer(stream, controller).await {
@@ -34,9 +72,23 @@ pub async fn serve(path: &Path, controller: Controller) -> io::Result<()> {
 
 async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Some(line) = lines.next_line().await? {
-        let response = match serde_json::from_str::<Request>(&line) {
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let limit = MAX_REQUEST_BYTES as u64 + 1;
+        let n = (&mut reader)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let request = if line.len() > MAX_REQUEST_BYTES {
+            Err(format!("a request is at most {MAX_REQUEST_BYTES} bytes"))
+        } else {
+            serde_json::from_slice::<Request>(&line).map_err(|e| format!("bad query: {e}"))
+        };
+        let response = match request {
             Ok(Request::Peers) => Response {
                 peers: controller.peers().await,
                 ..Response::default()
@@ -49,16 +101,22 @@ async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
                 node_config: Some(controller.node_config().await),
                 ..Response::default()
             },
-            Err(e) => {
-                warn!(error = %e, "bad query");
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            Err(error) => {
+                warn!("{error}");
+                let response = Response {
+                    error: Some(error.clone()),
+                    ..Response::default()
+                };
+                let mut text = serde_json::to_string(&response)?;
+                text.push('\n');
+                write.write_all(text.as_bytes()).await?;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
         };
         let mut text = serde_json::to_string(&response)?;
         text.push('\n');
         write.write_all(text.as_bytes()).await?;
     }
-    Ok(())
 }
 
 /// Send one query to the agent listening on `path`.
@@ -80,5 +138,10 @@ pub async fn query(path: &Path, request: &Request) -> io::Result<Response> {
         .ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "the agent closed the socket")
         })?;
-    serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let response: Response =
+        serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    match response.error {
+        Some(error) => Err(io::Error::new(io::ErrorKind::InvalidData, error)),
+        None => Ok(response),
+    }
 }

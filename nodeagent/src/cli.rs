@@ -272,6 +272,8 @@ async fn run(
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
     let node = options.name.clone();
+    let listener =
+        api::bind(socket).map_err(|e| format!("query socket {}: {e}", socket.display()))?;
     let (controller, driver) = Controller::spawn(options);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
     let (dir, mut snapshots) = match &source {
@@ -283,19 +285,16 @@ async fn run(
     };
     let mut directory = match dir {
         Some(dir) => {
-            let mut directory = Directory::new(dir);
-            let objects = directory
-                .reload()
-                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let (directory, read) = read_off_thread(Directory::new(dir)).await;
+            let objects = read.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
             controller.reconcile(objects.unwrap_or_default());
             Some(directory)
         }
         None => None,
     };
     let api = {
-        let socket = socket.to_path_buf();
         let controller = controller.clone();
-        tokio::spawn(async move { api::serve(&socket, controller).await })
+        tokio::spawn(async move { api::serve(listener, controller).await })
     };
     let metrics = metrics.map(|addr| {
         let controller = controller.clone();
@@ -308,8 +307,10 @@ async fn run(
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                if let Some(directory) = &mut directory {
-                    match directory.reload() {
+                if let Some(current) = directory.take() {
+                    let (current, read) = read_off_thread(current).await;
+                    directory = Some(current);
+                    match read {
                         Ok(Some(objects)) => controller.reconcile(objects),
                         Ok(None) => {}
                         Err(e) => warn!(error = %e, "cannot read the configuration directory"),
@@ -360,6 +361,28 @@ async fn run(
         return Err(format!("metrics: {e}"));
     }
     Ok(())
+}
+
+/// Read the directory on a blocking thread: parsing a large file never
+/// delays the task that drives the sessions (keepalives, queries).
+async fn read_off_thread(
+    mut directory: Directory,
+) -> (Directory, std::io::Result<Option<Objects>>) {
+    let path = directory.path().to_path_buf();
+    match tokio::task::spawn_blocking(move || {
+        let read = directory.reload();
+        (directory, read)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(e) => (
+            Directory::new(&path),
+            Err(std::io::Error::other(format!(
+                "reading the directory failed: {e}"
+            ))),
+        ),
+    }
 }
 
 /// The next snapshot of the Kubernetes API source (never, without one);

@@ -1,12 +1,15 @@
-//! The configuration directory: every YAML document of every YAML file in it,
-//! decoded into router-core's Cilium objects. A document that fails is
-//! reported with its file, index and field, and left out; the rest stands.
+//! The configuration directory: every YAML document of every YAML file in it
+//! (symbolic links followed, as in a ConfigMap volume), decoded into
+//! router-core's Cilium objects. A document that fails is reported with its
+//! file, index and field; while running, its file keeps its last clean
+//! version ([`Directory`]). Files are bounded in size and nesting.
 //! [`decode`] decodes one document; the Kubernetes API source
 //! (`kube_source`) decodes every object it watches through it too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -14,7 +17,7 @@ use router_core::cilium::lbipam::{LoadBalancerIpam, with_ingress};
 use router_core::cilium::meta::TypeMeta;
 use router_core::cilium::{Kind, Object, Objects};
 use serde::{Deserialize, Deserializer};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// The decoded directory.
 #[derive(Debug, Default)]
@@ -54,15 +57,26 @@ impl fmt::Display for DocumentError {
 /// length and modification time.
 pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
+/// The most the agent reads of one file; a larger file is refused whole.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// The deepest `[`/`{` nesting a file may have: YAML parsers spend time
+/// quadratic in it, and no Kubernetes object nests anywhere near this.
+pub const MAX_NESTING: usize = 64;
+
 /// The files of `dir` that hold configuration (`*.yaml`, `*.yml`, `*.json`;
 /// not hidden), sorted by name: logs or editor files beside them are ignored.
+/// Symbolic links count (a ConfigMap volume is `x.yaml -> ..data/x.yaml`);
+/// one that leads nowhere or loops is listed, and reading it says why.
 fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let yaml = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
-        if yaml && !name.starts_with('.') && entry.file_type()?.is_file() {
+        let kind = entry.file_type()?;
+        let file = kind.is_file()
+            || (kind.is_symlink() && fs::metadata(entry.path()).map_or(true, |m| m.is_file()));
+        if yaml && !name.starts_with('.') && file {
             files.push(entry.path());
         }
     }
@@ -70,26 +84,39 @@ fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The fingerprint of `dir` now.
+/// The fingerprint of `dir` now (a file that cannot be examined counts as
+/// empty: reading it will say why).
 pub fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
-    files(dir)?
+    Ok(files(dir)?
         .into_iter()
-        .map(|path| {
-            let meta = fs::metadata(&path)?;
-            Ok((path, meta.len(), meta.modified().ok()))
+        .map(|path| match fs::metadata(&path) {
+            Ok(meta) => (path, meta.len(), meta.modified().ok()),
+            Err(_) => (path, 0, None),
         })
-        .collect()
+        .collect())
+}
+
+/// One file, decoded.
+#[derive(Debug, Default)]
+struct FileLoad {
+    objects: Vec<Object>,
+    errors: Vec<DocumentError>,
+    ignored: Vec<String>,
 }
 
 /// The configuration directory as `run` follows it: what it read last,
 /// LB-IPAM's assignments kept across reloads (an address once held is kept,
-/// as Cilium's operator keeps it; `lbipam.cilium.io/ips` pins one), and the
-/// documents already reported.
+/// as Cilium's operator keeps it; `lbipam.cilium.io/ips` pins one), each
+/// file's last version that read cleanly, and the documents already
+/// reported.
 #[derive(Debug)]
 pub struct Directory {
     path: PathBuf,
     fingerprint: Option<Fingerprint>,
+    /// A changed fingerprint seen once: read when it is seen again.
+    settling: Option<Fingerprint>,
     lb: LoadBalancerIpam,
+    last_good: BTreeMap<PathBuf, Vec<Object>>,
     reported: BTreeSet<String>,
 }
 
@@ -99,40 +126,83 @@ impl Directory {
         Directory {
             path: path.to_path_buf(),
             fingerprint: None,
+            settling: None,
             lb: LoadBalancerIpam::default(),
+            last_good: BTreeMap::new(),
             reported: BTreeSet::new(),
         }
     }
 
-    /// Read the directory again if it changed: the objects to run from
-    /// (LoadBalancer ingress addresses filled in by LB-IPAM), or `None`
-    /// when nothing changed. Bad documents are logged at each read, kinds
-    /// the agent does not read once per file and document.
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the directory again if it changed and then stayed unchanged for
+    /// one call (a file being written is not read half-way; the first read
+    /// does not wait): the objects to run from (LoadBalancer ingress
+    /// addresses filled in by LB-IPAM), or `None` when there is nothing new.
+    ///
+    /// A file that does not read cleanly (unreadable, too large, a syntax or
+    /// field error) keeps its last clean version, with a warning; the same
+    /// object in two files is a conflict, the first file's wins. Errors are
+    /// logged at each read, kinds the agent does not read once per file and
+    /// document.
     pub fn reload(&mut self) -> std::io::Result<Option<Objects>> {
         let fingerprint = fingerprint(&self.path)?;
         if self.fingerprint.as_ref() == Some(&fingerprint) {
+            self.settling = None;
             return Ok(None);
         }
-        let loaded = load(&self.path)?;
-        self.fingerprint = Some(fingerprint);
-        for e in &loaded.errors {
-            error!("bad document ignored: {e}");
+        if self.fingerprint.is_some() && self.settling.as_ref() != Some(&fingerprint) {
+            self.settling = Some(fingerprint);
+            return Ok(None);
         }
-        for i in &loaded.ignored {
-            if self.reported.insert(i.clone()) {
-                info!("document of a kind the agent does not read, ignored: {i}");
+        self.settling = None;
+        let files = files(&self.path)?;
+        self.last_good.retain(|f, _| files.contains(f));
+        let mut merged = Loaded::default();
+        let mut chosen = Vec::new();
+        for file in files {
+            let load = load_file(&file);
+            for e in &load.errors {
+                error!("bad document: {e}");
             }
+            for i in &load.ignored {
+                if self.reported.insert(i.clone()) {
+                    info!("document of a kind the agent does not read, ignored: {i}");
+                }
+            }
+            let objects = if load.errors.is_empty() {
+                self.last_good.insert(file.clone(), load.objects.clone());
+                load.objects
+            } else if let Some(good) = self.last_good.get(&file) {
+                warn!(
+                    file = %file.display(),
+                    objects = good.len(),
+                    "keeping the file's last version that read cleanly until it reads cleanly again"
+                );
+                good.clone()
+            } else {
+                load.objects
+            };
+            merged.errors.extend(load.errors);
+            chosen.push((file, objects));
         }
+        for conflict in merge(&chosen, &mut merged.objects) {
+            warn!("{conflict}");
+        }
+        self.fingerprint = Some(fingerprint);
         info!(
-            nodes = loaded.objects.nodes.len(),
-            services = loaded.objects.services.len(),
-            cluster_configs = loaded.objects.cluster_configs.len(),
-            peer_configs = loaded.objects.peer_configs.len(),
-            advertisements = loaded.objects.advertisements.len(),
-            errors = loaded.errors.len(),
+            nodes = merged.objects.nodes.len(),
+            services = merged.objects.services.len(),
+            cluster_configs = merged.objects.cluster_configs.len(),
+            peer_configs = merged.objects.peer_configs.len(),
+            advertisements = merged.objects.advertisements.len(),
+            errors = merged.errors.len(),
             "configuration loaded"
         );
-        Ok(Some(self.with_lb_ipam(&loaded.objects)))
+        Ok(Some(self.with_lb_ipam(&merged.objects)))
     }
 
     /// `objects` with the LoadBalancer ingress addresses router-core's
@@ -143,28 +213,111 @@ impl Directory {
     }
 }
 
-/// Read and decode every document in `dir`.
+/// Put every file's objects into `into`, files in order; the same object
+/// (kind, namespace, name) in a later file is a conflict and left out.
+/// Returns the conflicts, each naming both files.
+fn merge(files: &[(PathBuf, Vec<Object>)], into: &mut Objects) -> Vec<String> {
+    let mut seen: BTreeMap<(Kind, String, String), &Path> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for (file, objects) in files {
+        for object in objects {
+            let meta = object.metadata();
+            let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+            let key = (object.kind(), namespace, meta.name.clone());
+            match seen.get(&key) {
+                Some(first) => conflicts.push(format!(
+                    "conflict: {} is in {} and in {}; using {}'s",
+                    object.id(),
+                    first.display(),
+                    file.display(),
+                    first.display()
+                )),
+                None => {
+                    seen.insert(key, file);
+                    into.insert(object.clone());
+                }
+            }
+        }
+    }
+    conflicts
+}
+
+/// Read and decode every document in `dir` (each file as it is now; the
+/// same object in two files: the first file's).
 pub fn load(dir: &Path) -> std::io::Result<Loaded> {
     let mut loaded = Loaded::default();
+    let mut chosen = Vec::new();
     for file in files(dir)? {
-        let text = match fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                loaded.errors.push(DocumentError {
-                    file,
-                    document: 0,
-                    object: None,
-                    message: format!("unreadable: {e}"),
-                });
-                continue;
-            }
-        };
-        load_text(&file, &text, &mut loaded);
+        let load = load_file(&file);
+        loaded.errors.extend(load.errors);
+        loaded.ignored.extend(load.ignored);
+        chosen.push((file, load.objects));
     }
+    merge(&chosen, &mut loaded.objects);
     Ok(loaded)
 }
 
-fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
+/// Read and decode one file, within [`MAX_FILE_BYTES`] and [`MAX_NESTING`].
+fn load_file(file: &Path) -> FileLoad {
+    let mut load = FileLoad::default();
+    let refuse = |load: &mut FileLoad, message: String| {
+        load.errors.push(DocumentError {
+            file: file.to_path_buf(),
+            document: 0,
+            object: None,
+            message,
+        });
+    };
+    let mut text = String::new();
+    let read =
+        fs::File::open(file).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text));
+    match read {
+        Err(e) => refuse(&mut load, format!("unreadable: {e}")),
+        Ok(n) if n as u64 > MAX_FILE_BYTES => refuse(
+            &mut load,
+            format!("larger than the agent's limit of {MAX_FILE_BYTES} bytes per file; not read"),
+        ),
+        Ok(_) => match nesting_beyond(&text, MAX_NESTING) {
+            Some(line) => refuse(
+                &mut load,
+                format!("line {line}: nested more than {MAX_NESTING} levels deep; not read"),
+            ),
+            None => load_text(file, &text, &mut load),
+        },
+    }
+    load
+}
+
+/// The line where `[`/`{` nesting first goes beyond `limit`, if it does.
+fn nesting_beyond(text: &str, limit: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (_, '\n') => {
+                line += 1;
+                if quote == Some('\'') || quote == Some('"') {
+                    quote = None;
+                }
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > limit {
+                    return Some(line);
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn load_text(file: &Path, text: &str, loaded: &mut FileLoad) {
     for (index, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let error = |object: Option<String>, message: String| DocumentError {
             file: file.to_path_buf(),
@@ -183,7 +336,7 @@ fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             }
         };
         match decode(&value) {
-            Ok(Decoded::Object(_, object)) => loaded.objects.insert(*object),
+            Ok(Decoded::Object(_, object)) => loaded.objects.push(*object),
             Ok(Decoded::Ignored { meta, name }) => loaded.ignored.push(format!(
                 "{}: document {}: {} {name} ({})",
                 file.display(),
@@ -268,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_syntax_error_ends_the_file_with_one_error() {
-        let mut loaded = Loaded::default();
+        let mut loaded = FileLoad::default();
         load_text(
             Path::new("bad.yaml"),
             "a: [unclosed\n---\nb: 1\n",
@@ -326,10 +479,10 @@ metadata: {name: c}
 spec: {bgpInstances: [{name: i, localASN: 65001, peers: [{name: p, peerAddress: nowhere}]}]}
 ---
 "#;
-        let mut loaded = Loaded::default();
+        let mut loaded = FileLoad::default();
         load_text(Path::new("dir/a.yaml"), yaml, &mut loaded);
-        assert!(loaded.objects.nodes.contains_key("k8s-ctr"));
-        assert!(loaded.objects.peer_configs.is_empty());
+        let names: Vec<String> = loaded.objects.iter().map(Object::id).collect();
+        assert_eq!(names, ["Node/k8s-ctr"]);
         let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(
@@ -403,5 +556,131 @@ spec: {bgpInstances: [{name: i, localASN: 65001, peers: [{name: p, peerAddress: 
         };
         assert_eq!(ip(&again, "web"), Some("172.16.1.1".parse().unwrap()));
         assert_eq!(ip(&again, "aaa"), Some("172.16.1.2".parse().unwrap()));
+    }
+
+    /// A scratch directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("nexthop-agent-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata: {name: k8s-ctr}\n";
+
+    #[test]
+    fn a_configmap_volume_is_read_through_its_symlinks_and_a_loop_is_named() {
+        use std::os::unix::fs::symlink;
+        let dir = Scratch::new("configmap");
+        let data = dir.0.join("..2026_12_07_00_00_00.000000001");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("node.yaml"), NODE).unwrap();
+        symlink(&data, dir.0.join("..data")).unwrap();
+        symlink("..data/node.yaml", dir.0.join("node.yaml")).unwrap();
+        symlink("loop.yaml", dir.0.join("loop.yaml")).unwrap();
+        let loaded = load(&dir.0).unwrap();
+        assert!(loaded.objects.nodes.contains_key("k8s-ctr"));
+        let [error] = &loaded.errors[..] else {
+            panic!("{:?}", loaded.errors)
+        };
+        assert!(error.file.ends_with("loop.yaml"), "{error}");
+        assert!(error.message.starts_with("unreadable: "), "{error}");
+    }
+
+    #[test]
+    fn files_too_large_or_too_deep_are_refused_with_a_reason() {
+        let dir = Scratch::new("bounds");
+        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        fs::write(dir.0.join("deep.yaml"), deep).unwrap();
+        let big = format!("a: \"{}\"\n", "x".repeat(MAX_FILE_BYTES as usize));
+        fs::write(dir.0.join("big.yaml"), big).unwrap();
+        fs::write(dir.0.join("node.yaml"), NODE).unwrap();
+        let started = std::time::Instant::now();
+        let loaded = load(&dir.0).unwrap();
+        let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("big.yaml: document 0: larger than"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("deep.yaml: document 0: line 1: nested more than 64"),
+            "{errors:?}"
+        );
+        assert!(loaded.objects.nodes.contains_key("k8s-ctr"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "refused without parsing: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(nesting_beyond("a: '[[[['\nb: [1, [2]]\n", 1), Some(2));
+    }
+
+    #[test]
+    fn a_file_that_breaks_keeps_its_last_clean_version_and_conflicts_are_named() {
+        let dir = Scratch::new("last-good");
+        let peer = "apiVersion: cilium.io/v2\nkind: CiliumBGPPeerConfig\nmetadata: {name: p}\nspec: {timers: {holdTimeSeconds: 9}}\n";
+        fs::write(dir.0.join("a-node.yaml"), NODE).unwrap();
+        fs::write(dir.0.join("b-peer.yaml"), peer).unwrap();
+        let mut directory = Directory::new(&dir.0);
+        let first = directory
+            .reload()
+            .unwrap()
+            .expect("the first read does not wait");
+        assert!(first.peer_configs.contains_key("p"));
+        // Half-written, then a syntax error: the peer config stays.
+        fs::write(
+            dir.0.join("b-peer.yaml"),
+            "apiVersion: cilium.io/v2\nkind: CiliumBGPPeerConfig\nmetadata: {name: p\n",
+        )
+        .unwrap();
+        assert_eq!(
+            directory.reload().unwrap(),
+            None,
+            "a change is read once it settles"
+        );
+        let broken = directory.reload().unwrap().expect("settled");
+        assert!(broken.peer_configs.contains_key("p"), "kept: {broken:?}");
+        // The same Node in another file: the first file's wins.
+        fs::write(
+            dir.0.join("c-node.yaml"),
+            NODE.replace("k8s-ctr}", "k8s-ctr, labels: {x: y}}"),
+        )
+        .unwrap();
+        let loaded = load(&dir.0).unwrap();
+        assert!(loaded.objects.nodes["k8s-ctr"].metadata.labels.is_empty());
+        let chosen = vec![
+            (
+                dir.0.join("a-node.yaml"),
+                load_file(&dir.0.join("a-node.yaml")).objects,
+            ),
+            (
+                dir.0.join("c-node.yaml"),
+                load_file(&dir.0.join("c-node.yaml")).objects,
+            ),
+        ];
+        let conflicts = merge(&chosen, &mut Objects::default());
+        let [conflict] = &conflicts[..] else {
+            panic!("{conflicts:?}")
+        };
+        assert!(
+            conflict.starts_with("conflict: Node/k8s-ctr is in "),
+            "{conflict}"
+        );
+        assert!(
+            conflict.contains("a-node.yaml and in ") && conflict.contains("c-node.yaml"),
+            "{conflict}"
+        );
     }
 }

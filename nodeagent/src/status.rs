@@ -31,6 +31,9 @@ pub struct Response {
     /// For [`Request::NodeConfig`].
     #[serde(default)]
     pub node_config: Option<NodeConfigStatus>,
+    /// Why the request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[cfg(test)]
