@@ -337,6 +337,17 @@ fn load_text(file: &Path, text: &str, loaded: &mut FileLoad) {
         };
         match decode(&value) {
             Ok(Decoded::Object(_, object)) => loaded.objects.push(*object),
+            Ok(Decoded::Ignored { meta, name })
+                if Kind::ALL.iter().any(|k| k.name() == meta.kind) =>
+            {
+                loaded.errors.push(error(
+                    Some(format!("{} {name}", meta.kind)),
+                    format!(
+                        "apiVersion {:?} is not one the agent reads for {}",
+                        meta.api_version, meta.kind
+                    ),
+                ));
+            }
             Ok(Decoded::Ignored { meta, name }) => loaded.ignored.push(format!(
                 "{}: document {}: {} {name} ({})",
                 file.display(),
@@ -578,6 +589,21 @@ spec: {bgpInstances: [{name: i, localASN: 65001, peers: [{name: p, peerAddress: 
     }
 
     const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata: {name: k8s-ctr}\n";
+
+    #[test]
+    fn a_known_kind_at_an_unknown_version_is_an_error() {
+        let mut loaded = FileLoad::default();
+        let yaml = "apiVersion: cilium.io/v1\nkind: CiliumBGPPeerConfig\nmetadata: {name: p}\n";
+        load_text(Path::new("a.yaml"), yaml, &mut loaded);
+        let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            [
+                "a.yaml: document 1 (CiliumBGPPeerConfig p): apiVersion \"cilium.io/v1\" is not one the agent reads for CiliumBGPPeerConfig"
+            ]
+        );
+        assert!(loaded.ignored.is_empty());
+    }
 
     #[test]
     fn a_configmap_volume_is_read_through_its_symlinks_and_a_loop_is_named() {

@@ -348,6 +348,13 @@ fn log(instance: &str, peer: std::net::IpAddr, report: Report) {
             warn!(%instance, %peer, ?errors, "UPDATE attribute errors (RFC 7606)");
         }
         Report::Stopped(why) => info!(%instance, %peer, "removing peer: {why}"),
+        Report::BadNextHop { next_hop, routes } => warn!(
+            %instance,
+            %peer,
+            %next_hop,
+            routes,
+            "routes ignored: semantically incorrect NEXT_HOP (RFC 4271 §6.3)"
+        ),
     }
 }
 

@@ -32,7 +32,7 @@ use smoltcp::time::Instant;
 use super::fsm::{self, Event, Negotiated, Session, State, Timer};
 use super::rib::policy::Policy;
 use super::rib::{self, BgpRoute, PeerConfig, PeerId, Rib, RibConfig, RouteAttrs};
-use super::wire::{AttributeError, Family, Notification, PathAttributes};
+use super::wire::{AttributeError, Family, NextHop, Notification, PathAttributes};
 
 /// How to reach a peer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -191,6 +191,14 @@ pub enum Report {
     /// Whoever configures the speaker stopped the session, for this reason
     /// (e.g. "no longer selected", "settings changed").
     Stopped(&'static str),
+    /// Routes ignored for a semantically incorrect NEXT_HOP (RFC 4271 §6.3:
+    /// unspecified, multicast or broadcast, or our own address).
+    BadNextHop {
+        /// The next hop.
+        next_hop: IpAddr,
+        /// How many routes carried it.
+        routes: usize,
+    },
 }
 
 /// A received route the RIB refused: our AS is in its path.
@@ -210,6 +218,8 @@ pub struct Peer {
     import: bool,
     transport: Transport,
     local_v6: Option<Ipv6Addr>,
+    /// Our address on the current connection.
+    local: Option<IpAddr>,
     connected: bool,
     looped: BTreeMap<IpNet, Looped>,
     last_notification: Option<(bool, Notification)>,
@@ -358,6 +368,7 @@ impl Speaker {
             Input::Connected { peer, local } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.connected = true;
+                    p.local = local;
                     let v4 = match local {
                         Some(IpAddr::V4(v4)) => Some(v4),
                         Some(IpAddr::V6(v6)) => v6.to_ipv4_mapped(),
@@ -437,6 +448,7 @@ impl Speaker {
         let peer = Peer {
             session: Session::new(spec.session),
             local_v6: spec.rib.local_v6,
+            local: None,
             rib_id: self.rib.add_peer(spec.rib),
             import: spec.import,
             transport: spec.transport,
@@ -527,6 +539,15 @@ impl Speaker {
                 self.report(address, Report::AttributeErrors(errors));
             }
             fsm::Output::Announce { .. } | fsm::Output::Withdraw { .. } if !peer.import => {}
+            fsm::Output::Announce {
+                next_hop, prefixes, ..
+            } if bad_next_hop(&next_hop, peer.local) => {
+                let report = Report::BadNextHop {
+                    next_hop: next_hop_addr(&next_hop),
+                    routes: prefixes.len(),
+                };
+                self.report(address, report);
+            }
             _ => {
                 track_looped(peer, local_as, &output);
                 let id = peer.rib_id;
@@ -580,6 +601,24 @@ impl Speaker {
             }
         }
     }
+}
+
+fn next_hop_addr(next_hop: &NextHop) -> IpAddr {
+    match next_hop {
+        NextHop::Ipv4(v4) => IpAddr::V4(*v4),
+        NextHop::Ipv6 { global, .. } => IpAddr::V6(*global),
+    }
+}
+
+/// Whether routes with this NEXT_HOP must be ignored (RFC 4271 §6.3): it
+/// is unspecified, multicast or broadcast, or our own address.
+fn bad_next_hop(next_hop: &NextHop, ours: Option<IpAddr>) -> bool {
+    let addr = next_hop_addr(next_hop);
+    let unusable = match addr {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    unusable || Some(addr) == ours
 }
 
 /// Keep the routes `output` announces with our AS in their path (the RIB

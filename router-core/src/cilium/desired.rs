@@ -222,8 +222,22 @@ pub fn desired(objects: &Objects, node: &str) -> DesiredNode {
                 .push(format!("bgpInstances {:?} has no localASN", instance.name));
             continue;
         };
-        let mut peers = Vec::new();
+        if local_asn == 0 {
+            out.issues.push(format!(
+                "bgpInstances {:?}: localASN 0 is reserved (RFC 7607); instance not run",
+                instance.name
+            ));
+            continue;
+        }
+        let mut peers: Vec<DesiredPeer> = Vec::new();
         for peer in &instance.peers {
+            if peers.iter().any(|p| p.name == peer.name) {
+                out.issues.push(format!(
+                    "instance {:?} has two peers named {:?}; the second is not configured",
+                    instance.name, peer.name
+                ));
+                continue;
+            }
             let local_address = over
                 .and_then(|o| o.peers.iter().find(|p| p.name == peer.name))
                 .and_then(|p| p.local_address);
@@ -722,6 +736,29 @@ spec:
                 "bgpInstances \"b\" has no localASN",
             ]
         );
+    }
+
+    #[test]
+    fn reserved_as_and_duplicate_peer_names_are_problems() {
+        let mut objects = lab_a();
+        let config = objects.cluster_configs.get_mut("cilium-bgp").unwrap();
+        let mut twin = config.spec.bgp_instances[0].peers[0].clone();
+        twin.peer_address = Some("192.168.10.201".parse().unwrap());
+        config.spec.bgp_instances[0].peers.push(twin);
+        let mut zero = config.spec.bgp_instances[0].clone();
+        zero.name = "zero".into();
+        zero.local_asn = Some(0);
+        config.spec.bgp_instances.push(zero);
+        let got = desired(&objects, "k8s-w0");
+        assert_eq!(
+            got.issues,
+            [
+                "instance \"instance-65001\" has two peers named \"tor-switch\"; the second is not configured",
+                "bgpInstances \"zero\": localASN 0 is reserved (RFC 7607); instance not run",
+            ]
+        );
+        assert_eq!(got.instances.len(), 1);
+        assert_eq!(got.instances[0].peers.len(), 1);
     }
 
     #[test]

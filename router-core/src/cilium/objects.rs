@@ -37,6 +37,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind nexthop reads.
+    pub const ALL: [Kind; 10] = [
+        Kind::Node,
+        Kind::Service,
+        Kind::Secret,
+        Kind::EndpointSlice,
+        Kind::CiliumNode,
+        Kind::ClusterConfig,
+        Kind::PeerConfig,
+        Kind::Advertisement,
+        Kind::NodeConfigOverride,
+        Kind::LoadBalancerIPPool,
+    ];
+
     /// The kind a document's `apiVersion` and `kind` name, if nexthop reads it.
     pub fn of(meta: &TypeMeta) -> Option<Kind> {
         let cilium = matches!(

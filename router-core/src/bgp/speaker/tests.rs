@@ -316,3 +316,68 @@ fn routes_with_our_as_are_listed_until_withdrawn_and_imports_can_be_refused() {
         (0, 1)
     );
 }
+
+#[test]
+fn routes_with_a_semantically_incorrect_next_hop_are_ignored_and_reported() {
+    let mut node = Speaker::new(RibConfig::new(65001, NODES[0]));
+    let mut c = Config::new(65001, PeerAs::Exact(65000), NODES[0]);
+    c.passive = true;
+    node.handle(T0, spec(c, TOR, NODES[0]));
+    let tor = IpAddr::V4(TOR);
+    node.handle(
+        T0,
+        Input::Connected {
+            peer: tor,
+            local: Some(IpAddr::V4(NODES[0])),
+        },
+    );
+    let negotiated = Negotiated {
+        peer_as: 65000,
+        peer_id: TOR,
+        hold_time: 9,
+        keepalive_time: 3,
+        families: [Family::IPV4_UNICAST].into(),
+        four_octet_as: true,
+        route_refresh: true,
+        extended_next_hop: BTreeSet::new(),
+        peer_graceful_restart: None,
+        notification_restart: false,
+    };
+    node.output(tor, fsm::Output::Established(Box::new(negotiated)));
+    for (next_hop, ignored) in [
+        (Ipv4Addr::UNSPECIFIED, true),
+        (Ipv4Addr::new(224, 0, 0, 5), true),
+        (Ipv4Addr::BROADCAST, true),
+        (NODES[0], true),
+        (TOR, false),
+    ] {
+        node.output(
+            tor,
+            fsm::Output::Announce {
+                family: Family::IPV4_UNICAST,
+                next_hop: NextHop::Ipv4(next_hop),
+                attributes: Box::new(PathAttributes {
+                    origin: Some(Origin::Igp),
+                    as_path: Some(AsPath::sequence(vec![65000])),
+                    ..PathAttributes::default()
+                }),
+                prefixes: vec![
+                    format!("10.{}.0.0/16", next_hop.octets()[0])
+                        .parse()
+                        .unwrap(),
+                ],
+            },
+        );
+        let reported = node.actions.iter().any(|a| {
+            matches!(a, Action::Report { report: Report::BadNextHop { next_hop: n, routes: 1 }, .. } if *n == IpAddr::V4(next_hop))
+        });
+        assert_eq!(reported, ignored, "{next_hop}");
+        node.actions.clear();
+    }
+    let id = node.peers()[&tor].rib_id();
+    assert_eq!(
+        node.rib().received_count(id),
+        1,
+        "only the route via the ToR"
+    );
+}
