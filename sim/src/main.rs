@@ -77,18 +77,28 @@ fn run_once(
     Ok(report)
 }
 
+/// Load the lab, build it (seed 1) and check its steps without running
+/// them: everything `run` would refuse that can be found statically.
+fn check(dir: &std::path::Path) -> Result<String, String> {
+    let lab = Lab::load(dir).map_err(|e| e.to_string())?;
+    let summary = format!(
+        "{}: {} nodes, {} links, {} manifests, {} steps",
+        dir.display(),
+        lab.topology.nodes.len(),
+        lab.topology.links.len(),
+        lab.manifests.len(),
+        lab.scenario.steps.len()
+    );
+    let cluster = Cluster::build(lab, EngineConfig::new(1))?;
+    run::check(&cluster)?;
+    Ok(summary)
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Check { lab } => match Lab::load(&lab) {
-            Ok(l) => {
-                println!(
-                    "{}: {} nodes, {} links, {} manifests, {} steps",
-                    lab.display(),
-                    l.topology.nodes.len(),
-                    l.topology.links.len(),
-                    l.manifests.len(),
-                    l.scenario.steps.len()
-                );
+        Command::Check { lab } => match check(&lab) {
+            Ok(summary) => {
+                println!("{summary}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -129,6 +129,84 @@ impl Report {
     }
 }
 
+/// What `nexthop-sim check` finds without running the scenario, on a
+/// cluster just built from the lab (building already refuses bad
+/// interfaces, routes, FRR settings and start-up manifests): every file a
+/// step applies or deletes reads cleanly, and every host, pod, node and
+/// interface a step names exists (a pod named in a step must be a Pod of
+/// some manifest of the lab). The first problem, with its scenario line.
+pub fn check(cluster: &Cluster) -> Result<(), String> {
+    let lab = &cluster.lab;
+    let pod_names = |objects: &[crate::lab::kube::Object]| -> Vec<String> {
+        objects
+            .iter()
+            .filter_map(|o| match o {
+                crate::lab::kube::Object::Pod(meta, _) => Some(meta.name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pods: std::collections::BTreeSet<String> = lab
+        .manifests
+        .iter()
+        .flat_map(|m| pod_names(&m.objects))
+        .collect();
+    let is_host = |name: &str| lab.topology.nodes.contains_key(name);
+    let is_node = |name: &str| {
+        lab.topology
+            .nodes
+            .get(name)
+            .is_some_and(|n| n.kind == crate::lab::topology::NodeKind::K8sNode)
+    };
+    for step in &lab.scenario.steps {
+        let at = |message: String| format!("scenario.yaml:{}: {message}", step.line);
+        let known = |name: &str, pods: &std::collections::BTreeSet<String>| {
+            is_host(name) || pods.contains(name)
+        };
+        match &step.action {
+            Action::Apply(file) | Action::Delete(file) => {
+                let manifest = Lab::manifest(&lab.dir, file).map_err(|e| at(e.to_string()))?;
+                pods.extend(pod_names(&manifest.objects));
+            }
+            Action::Curl { from, .. } | Action::Ping { from, .. } if !known(from, &pods) => {
+                return Err(at(format!("no host or pod named {from:?}")));
+            }
+            Action::ShowRoutes(host) | Action::ShowNeighbours(host) if !known(host, &pods) => {
+                return Err(at(format!("no host or pod named {host:?}")));
+            }
+            Action::Vtysh { host, .. } if !lab.frr.contains_key(host) => {
+                return Err(at(format!(
+                    "{host:?} is not a router with an FRR configuration"
+                )));
+            }
+            Action::Restart(host) if !lab.frr.contains_key(host) => {
+                return Err(at(format!(
+                    "{host:?} is not a router with an FRR configuration"
+                )));
+            }
+            Action::HashPolicy { host, .. } | Action::RouteAdd { host, .. } if !is_host(host) => {
+                return Err(at(format!("no host named {host:?}")));
+            }
+            Action::Label { node, .. } | Action::Drain { node, .. } if !is_node(node) => {
+                return Err(at(format!("no k8s-node named {node:?}")));
+            }
+            Action::ShowBgpNodeConfig(node) if !is_node(node) => {
+                return Err(at(format!("no k8s-node named {node:?}")));
+            }
+            Action::Link { endpoint, .. } | Action::Loss { endpoint, .. }
+                if cluster.interface(endpoint).is_none() =>
+            {
+                return Err(at(format!(
+                    "no interface {}:{}",
+                    endpoint.node, endpoint.interface
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Run every step of the lab's scenario on `cluster`.
 pub fn run(cluster: &mut Cluster, seed: u64) -> Report {
     let steps = cluster.lab.scenario.steps.clone();
@@ -459,7 +537,10 @@ fn resolve(cluster: &mut Cluster, target: &str, port: Option<u16>) -> Result<Soc
             Some(p) => svc.spec.ports.iter().find(|sp| sp.port == p),
             None => svc.spec.ports.first(),
         }
-        .ok_or_else(|| format!("service {} has no port {port:?}", svc.metadata.name))?;
+        .ok_or_else(|| match port {
+            Some(p) => format!("service {} has no port {p}", svc.metadata.name),
+            None => format!("service {} has no ports", svc.metadata.name),
+        })?;
         let backends = cluster.workloads.endpoints(&svc);
         if backends.is_empty() {
             return Err(format!("service {} has no endpoints", svc.metadata.name));

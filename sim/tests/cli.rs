@@ -101,3 +101,61 @@ fn a_failed_expectation_exits_1_and_prints_the_seed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("seed 3"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL expect ok = 6"));
 }
+
+/// `check` on a copy of the native-routing-no-adr lab with `scenario` as its
+/// scenario: its exit code and stderr.
+fn check_with_scenario(name: &str, scenario: &str) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-check-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("k8s")).expect("temp dir");
+    let src = lab("native-routing-no-adr");
+    for f in [
+        "topology.yaml",
+        "values.yaml",
+        "k8s/00-nodes.yaml",
+        "k8s/10-apps.yaml",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+    }
+    std::fs::write(dir.join("scenario.yaml"), scenario).expect("write");
+    let out = sim().arg("check").arg(&dir).output().expect("runs");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_finds_what_run_would_refuse_without_running() {
+    let cases = [
+        (
+            "steps:\n  - converge: 1s\n  - curl: nowhere webpod --count 2\n",
+            "scenario.yaml:3: no host or pod named \"nowhere\"",
+        ),
+        ("steps:\n  - apply: k8s/missing.yaml\n", "scenario.yaml:2: "),
+        (
+            "steps:\n  - show: routes k8s-w9\n",
+            "no host or pod named \"k8s-w9\"",
+        ),
+        (
+            "steps:\n  - link: down k8s-ctr:eth9\n",
+            "no interface k8s-ctr:eth9",
+        ),
+        (
+            "steps:\n  - ping: curl-pod 10.0.0.1 --count 70000\n",
+            "--count 70000 is more than the most a step allows, 10000",
+        ),
+    ];
+    for (i, (scenario, want)) in cases.iter().enumerate() {
+        let (code, stderr) = check_with_scenario(&format!("case{i}"), scenario);
+        assert_eq!(code, Some(2), "{scenario}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{scenario}: wanted {want:?} in {stderr}"
+        );
+    }
+    let (code, stderr) =
+        check_with_scenario("good", "steps:\n  - curl: curl-pod webpod --count 2\n");
+    assert_eq!(code, Some(0), "{stderr}");
+}

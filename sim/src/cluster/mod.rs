@@ -204,9 +204,13 @@ impl Cluster {
             for (i, r) in spec.routes.iter().enumerate() {
                 let nh =
                     static_nexthop(&sim_host.host, &r.via, r.dev.as_deref()).ok_or_else(|| {
+                        let what = match (&r.via, &r.dev) {
+                            (Some(via), _) => format!("gateway {via}"),
+                            (None, Some(dev)) => format!("device {dev}"),
+                            (None, None) => "the route".into(),
+                        };
                         format!(
-                            "{name}: routes[{i}]: gateway {:?} is on no connected subnet",
-                            r.via
+                            "topology.yaml: nodes.{name}.routes[{i}]: {what} is on no connected subnet"
                         )
                     })?;
                 let mut route = Route::new(Protocol::Static, vec![nh]);

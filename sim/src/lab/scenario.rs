@@ -465,17 +465,47 @@ fn options<'a>(
             ));
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let n: u32 = value
+        let n: u64 = value
             .parse()
             .map_err(|_| format!("{flag} {value:?} is not a number"))?;
-        out.insert(flag, n);
+        let limit = match flag {
+            "--count" => MAX_COUNT,
+            _ => u64::from(u16::MAX),
+        };
+        if n > limit {
+            return Err(format!(
+                "{flag} {n} is more than the most a step allows, {limit}"
+            ));
+        }
+        out.insert(flag, u32::try_from(n).expect("bounded above"));
     }
     Ok(out)
 }
 
+/// The most requests or echoes one `curl` or `ping` step sends: a step is
+/// a probe, and its virtual time and memory grow with the count.
+pub const MAX_COUNT: u64 = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_bounded_with_a_clear_limit() {
+        assert_eq!(
+            parse_action("ping", "a b --count 70000").unwrap_err(),
+            "--count 70000 is more than the most a step allows, 10000"
+        );
+        assert_eq!(
+            parse_action("curl", "a b --count 10000000000").unwrap_err(),
+            "--count 10000000000 is more than the most a step allows, 10000"
+        );
+        assert_eq!(
+            parse_action("curl", "a b --port 70000").unwrap_err(),
+            "--port 70000 is more than the most a step allows, 65535"
+        );
+        assert!(parse_action("curl", "a b --count 10000").is_ok());
+    }
 
     const TEXT: &str = "seed: 7\nsteps:\n  - converge: 10s\n  - name: cross-node\n    curl: curl-pod webpod --count 30\n    expect: { ok-at-least: 1 }\n  - show: routes k8s-ctr\n  - link: down router:eth2\n  - converge:\n";
 

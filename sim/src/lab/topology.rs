@@ -115,6 +115,10 @@ pub struct LinkSpec {
     pub mtu: Option<u16>,
 }
 
+/// The smallest MTU an interface or link may have: IPv4's 68 octets
+/// (RFC 791).
+pub const MIN_MTU: u16 = 68;
+
 /// Defaults for links and interfaces.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +187,10 @@ impl EndpointRef {
 impl Topology {
     /// Parse and check a topology file's text.
     pub fn parse(file: &Path, text: &str) -> Result<Self, LabError> {
+        // Through a generic value first: it refuses a key given twice (a
+        // map of nodes would keep the last one without a word).
+        serde_norway::from_str::<serde_norway::Value>(text)
+            .map_err(|e| LabError::yaml(file, &e))?;
         let topo: Topology = serde_norway::from_str(text).map_err(|e| LabError::yaml(file, &e))?;
         topo.check(file, text)?;
         Ok(topo)
@@ -192,7 +200,24 @@ impl Topology {
         let err = |key: String, needle: &str, msg: String| {
             LabError::at(file, text, key, Some(needle), msg)
         };
+        let small_mtu = |mtu: Option<u16>| mtu.filter(|m| *m < MIN_MTU);
+        if let Some(mtu) = small_mtu(Some(self.defaults.mtu)) {
+            return Err(err(
+                "defaults.mtu".into(),
+                "mtu",
+                format!("MTU {mtu} is below {MIN_MTU} (IPv4's minimum)"),
+            ));
+        }
         for (name, node) in &self.nodes {
+            for (ifname, interface) in &node.interfaces {
+                if let Some(mtu) = small_mtu(interface.mtu) {
+                    return Err(err(
+                        format!("nodes.{name}.interfaces.{ifname}.mtu"),
+                        "mtu",
+                        format!("MTU {mtu} is below {MIN_MTU} (IPv4's minimum)"),
+                    ));
+                }
+            }
             if node.kind == NodeKind::Bridge
                 && (!node.interfaces.is_empty() || !node.routes.is_empty())
             {
@@ -244,6 +269,30 @@ impl Topology {
         }
         let mut used = BTreeMap::new();
         for (i, link) in self.links.iter().enumerate() {
+            if let Some(mtu) = small_mtu(link.mtu) {
+                return Err(err(
+                    format!("links[{i}].mtu"),
+                    "mtu",
+                    format!("MTU {mtu} is below {MIN_MTU} (IPv4's minimum)"),
+                ));
+            }
+            let bridges = link
+                .endpoints
+                .iter()
+                .filter_map(|e| EndpointRef::parse(e))
+                .filter(|e| {
+                    self.nodes
+                        .get(&e.node)
+                        .is_some_and(|n| n.kind == NodeKind::Bridge)
+                })
+                .count();
+            if bridges == 2 {
+                return Err(err(
+                    format!("links[{i}].endpoints"),
+                    &link.endpoints[0],
+                    "a link between two bridges (or a bridge and itself) would carry no frames: join hosts to one bridge instead".into(),
+                ));
+            }
             if let Some(loss) = link.loss
                 && !(0.0..=1.0).contains(&loss)
             {
@@ -349,5 +398,26 @@ links:
         assert!(e.message.contains("no interface"), "{e}");
         let e = parse(&GOOD.replace("\"sw:p2\"", "\"sw:p1\"")).unwrap_err();
         assert!(e.message.contains("already used"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_nodes_bridge_to_bridge_links_and_tiny_mtus_are_refused() {
+        let path = Path::new("topology.yaml");
+        let twice = "name: t\nnodes:\n  a: {kind: external}\n  a: {kind: router}\nlinks: []\n";
+        let e = Topology::parse(path, twice).unwrap_err().to_string();
+        assert!(e.contains("duplicate"), "{e}");
+        let bridges = "name: t\nnodes:\n  s1: {kind: bridge}\n  s2: {kind: bridge}\nlinks:\n  - endpoints: [\"s1:p1\", \"s2:p1\"]\n";
+        let e = Topology::parse(path, bridges).unwrap_err().to_string();
+        assert!(
+            e.contains("links[0].endpoints") && e.contains("two bridges"),
+            "{e}"
+        );
+        let mtu = "name: t\nnodes:\n  a:\n    kind: external\n    interfaces:\n      eth0: {ipv4: 10.0.0.1/24, mtu: 0}\nlinks: []\n";
+        let e = Topology::parse(path, mtu).unwrap_err().to_string();
+        assert!(
+            e.contains("topology.yaml:6")
+                && e.contains("nodes.a.interfaces.eth0.mtu: MTU 0 is below 68"),
+            "{e}"
+        );
     }
 }
