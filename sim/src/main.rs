@@ -118,6 +118,13 @@ fn main() -> ExitCode {
                 eprintln!("error: --check-determinism cannot be used with --tap (real time)");
                 return ExitCode::from(2);
             }
+            if let Some(dir) = pcap.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+                eprintln!(
+                    "error: --pcap {}: exists and is not a directory (the capture files go into a directory, one per segment)",
+                    dir.display()
+                );
+                return ExitCode::from(2);
+            }
             let lab = match Lab::load(&lab) {
                 Ok(l) => l,
                 Err(e) => {

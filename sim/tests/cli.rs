@@ -159,3 +159,47 @@ fn check_finds_what_run_would_refuse_without_running() {
         check_with_scenario("good", "steps:\n  - curl: curl-pod webpod --count 2\n");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn a_pcap_path_that_is_a_file_and_a_huge_frr_line_get_short_placed_errors() {
+    let file = std::env::temp_dir().join(format!("nexthop-sim-pcap-file-{}", std::process::id()));
+    std::fs::write(&file, "not a directory").expect("write");
+    let out = sim()
+        .args(["run", "--pcap"])
+        .arg(&file)
+        .arg(lab("vxlan"))
+        .output()
+        .expect("runs");
+    std::fs::remove_file(&file).expect("clean up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("exists and is not a directory"), "{stderr}");
+
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-frr-line-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let src = lab("bgp");
+    for f in ["topology.yaml", "values.yaml"] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+    }
+    std::fs::write(dir.join("scenario.yaml"), "steps: []\n").expect("write");
+    std::fs::write(
+        dir.join("frr.conf"),
+        format!("router {}\n", "x".repeat(5 << 20)),
+    )
+    .expect("write");
+    let out = sim().arg("check").arg(&dir).output().expect("runs");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        &stderr[..stderr.len().min(300)]
+    );
+    assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
+    assert!(
+        stderr.contains("frr.conf:1") && stderr.contains("bytes)"),
+        "{stderr}"
+    );
+}

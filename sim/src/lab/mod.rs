@@ -57,6 +57,17 @@ pub fn read(path: &Path) -> Result<String, LabError> {
     std::fs::read_to_string(path).map_err(|e| LabError::file(path, format!("cannot read: {e}")))
 }
 
+/// `text` quoted for an error message, cut to its first 80 characters
+/// (with its length) when longer: a message names the place, it does not
+/// echo a file.
+fn quoted_excerpt(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
 impl Lab {
     /// Load and check the lab in `dir`.
     pub fn load(dir: &Path) -> Result<Self, LabError> {
@@ -98,7 +109,7 @@ impl Lab {
                     file: path.clone(),
                     line: Some(e.line),
                     key: None,
-                    message: format!("{:?}: {}", e.text, e.reason),
+                    message: format!("{}: {}", quoted_excerpt(&e.text), e.reason),
                 })?;
                 frr.insert(name.clone(), config);
             }
