@@ -192,3 +192,73 @@ fn a_file_nested_too_deep_is_refused_while_queries_keep_being_answered() {
     );
     assert!(peers(&scratch.socket()).is_ok(), "{}", scratch.log());
 }
+
+/// A peer script on loopback that announces routes whose NEXT_HOP is
+/// unusable (unspecified, then the agent's own address) between good ones:
+/// the bad ones are ignored and logged (RFC 4271 §6.3), the session stays.
+#[test]
+fn a_peer_announcing_unusable_next_hops_has_those_routes_ignored() {
+    use nexthop_tests::feeder::{Feed, handshake, keep_up};
+    use std::net::{Ipv4Addr, TcpListener};
+
+    let scratch = Scratch::new("next-hop");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::fs::write(
+        scratch.0.join("config/bgp.yaml"),
+        format!(
+            "apiVersion: cilium.io/v2\nkind: CiliumBGPClusterConfig\nmetadata: {{name: c}}\nspec:\n  bgpInstances:\n  - name: i\n    localASN: 65001\n    peers: [{{name: script, peerASN: 65101, peerAddress: 127.0.0.1, peerConfigRef: {{name: p}}}}]\n---\napiVersion: cilium.io/v2\nkind: CiliumBGPPeerConfig\nmetadata: {{name: p}}\nspec:\n  transport: {{peerPort: {port}}}\n  timers: {{connectRetryTimeSeconds: 1, holdTimeSeconds: 30, keepAliveTimeSeconds: 10}}\n  families: [{{afi: ipv4, safi: unicast}}]\n"
+        ),
+    )
+    .unwrap();
+    let _agent = scratch.agent(None);
+    listener.set_nonblocking(false).unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    let feed = |next_hop: Ipv4Addr, first: Ipv4Addr, count: u32| Feed {
+        asn: 65101,
+        router_id: Ipv4Addr::new(10, 255, 1, 1),
+        next_hop,
+        first,
+        count,
+        as_path_every: None,
+    };
+    let good = feed(Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(18, 0, 0, 0), 5);
+    handshake(&mut stream, &good).unwrap();
+    for bad in [
+        feed(Ipv4Addr::UNSPECIFIED, Ipv4Addr::new(16, 0, 0, 0), 10),
+        feed(Ipv4Addr::LOCALHOST, Ipv4Addr::new(17, 0, 0, 0), 10),
+    ] {
+        stream.write_all(&bad.updates()).unwrap();
+    }
+    stream.write_all(&good.updates()).unwrap();
+    keep_up(&stream, Duration::from_secs(5)).unwrap();
+    let received = |s: &Scratch| {
+        let out = Command::new(AGENT)
+            .args(["bgp", "routes", "received", "ipv4", "unicast", "--socket"])
+            .arg(s.socket())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let routes = wait_for(
+        "the good routes received",
+        Duration::from_secs(10),
+        || {
+            let r = received(&scratch);
+            r.contains("18.0.4.0/24").then_some(r)
+        },
+        || scratch.log(),
+    );
+    assert!(
+        !routes.contains("16.0.0.0/24") && !routes.contains("17.0.0.0/24"),
+        "{routes}"
+    );
+    let log = scratch.log();
+    assert_eq!(
+        log.matches("semantically incorrect NEXT_HOP").count(),
+        2,
+        "{log}"
+    );
+    let peers = peers(&scratch.socket()).unwrap();
+    assert!(peers.contains("established"), "{peers}");
+}
