@@ -185,7 +185,7 @@ fn a_pcap_path_that_is_a_file_and_a_huge_frr_line_get_short_placed_errors() {
     std::fs::write(dir.join("scenario.yaml"), "steps: []\n").expect("write");
     std::fs::write(
         dir.join("frr.conf"),
-        format!("router {}\n", "x".repeat(5 << 20)),
+        format!("router {}\n", "x".repeat(1 << 20)),
     )
     .expect("write");
     let out = sim().arg("check").arg(&dir).output().expect("runs");
@@ -200,6 +200,23 @@ fn a_pcap_path_that_is_a_file_and_a_huge_frr_line_get_short_placed_errors() {
     assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
     assert!(
         stderr.contains("frr.conf:1") && stderr.contains("bytes)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_lab_file_nested_too_deep_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-deep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    std::fs::write(dir.join("topology.yaml"), deep).expect("write");
+    let out = sim().arg("check").arg(&dir).output().expect("runs");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("topology.yaml: line 1: nested more than 64 levels deep"),
         "{stderr}"
     );
 }

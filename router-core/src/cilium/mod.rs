@@ -14,6 +14,7 @@
 //! - [`session`]: a desired peer's BGP session settings.
 //! - [`lbipam`]: pools + services → each LoadBalancer service's addresses
 //!   and the pools' status, as Cilium's operator decides them.
+//! - [`limits`]: bounds on YAML input (size, nesting) both runtimes apply.
 //! - [`node`]: one node's BGP control plane — reconciles its speakers with
 //!   the objects and reports their status; what both runtimes drive.
 //! - [`status`]: what a control plane reports about peers and routes;
@@ -30,6 +31,7 @@ pub mod export;
 pub mod kube;
 pub mod lbipam;
 pub mod lbpool;
+pub mod limits;
 pub mod meta;
 pub mod node;
 pub mod objects;

@@ -54,7 +54,17 @@ pub struct Lab {
 
 /// Read a file of the lab, naming it on failure.
 pub fn read(path: &Path) -> Result<String, LabError> {
-    std::fs::read_to_string(path).map_err(|e| LabError::file(path, format!("cannot read: {e}")))
+    use router_core::cilium::limits::{self, MAX_FILE_BYTES};
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| LabError::file(path, format!("cannot read: {e}")))?;
+    if read as u64 > MAX_FILE_BYTES {
+        return Err(LabError::file(path, limits::too_large(read as u64)));
+    }
+    limits::check(&text).map_err(|why| LabError::file(path, why))?;
+    Ok(text)
 }
 
 /// `text` quoted for an error message, cut to its first 80 characters
