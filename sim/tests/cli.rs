@@ -105,6 +105,16 @@ fn a_failed_expectation_exits_1_and_prints_the_seed() {
 /// `check` on a copy of the native-routing-no-adr lab with `scenario` as its
 /// scenario: its exit code and stderr.
 fn check_with_scenario(name: &str, scenario: &str) -> (Option<i32>, String) {
+    check_lab(name, scenario, |t| t.to_string())
+}
+
+/// `check` on a copy of the native-routing-no-adr lab, its topology passed
+/// through `topology`.
+fn check_lab(
+    name: &str,
+    scenario: &str,
+    topology: impl Fn(&str) -> String,
+) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!("nexthop-sim-check-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("k8s")).expect("temp dir");
@@ -118,6 +128,8 @@ fn check_with_scenario(name: &str, scenario: &str) -> (Option<i32>, String) {
         std::fs::copy(src.join(f), dir.join(f)).expect("copy");
     }
     std::fs::write(dir.join("scenario.yaml"), scenario).expect("write");
+    let text = std::fs::read_to_string(dir.join("topology.yaml")).expect("read");
+    std::fs::write(dir.join("topology.yaml"), topology(&text)).expect("write");
     let out = sim().arg("check").arg(&dir).output().expect("runs");
     std::fs::remove_dir_all(&dir).expect("clean up");
     (
@@ -155,6 +167,17 @@ fn check_finds_what_run_would_refuse_without_running() {
             "{scenario}: wanted {want:?} in {stderr}"
         );
     }
+    let gateway = check_lab("gateway", "steps: []\n", |t| {
+        t.replacen(
+            "- { dst: 192.168.20.0/24, via: 192.168.10.200 }",
+            "- { dst: 192.168.20.0/24, via: 192.0.2.1 }",
+            1,
+        )
+    });
+    assert_eq!(gateway.0, Some(2), "{}", gateway.1);
+    let want =
+        "topology.yaml: nodes.k8s-ctr.routes[0]: gateway 192.0.2.1 is on no connected subnet";
+    assert!(gateway.1.contains(want), "{}", gateway.1);
     let (code, stderr) =
         check_with_scenario("good", "steps:\n  - curl: curl-pod webpod --count 2\n");
     assert_eq!(code, Some(0), "{stderr}");
