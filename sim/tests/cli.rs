@@ -243,3 +243,54 @@ fn a_lab_file_nested_too_deep_is_refused_at_once() {
         "{stderr}"
     );
 }
+
+/// `check` on a copy of the bgp lab after `change` edits it.
+fn check_bgp_lab(name: &str, change: impl Fn(&Path)) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "nexthop-sim-check-bgp-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(lab("bgp"))
+        .arg(&dir)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success());
+    change(&dir);
+    let out = sim().arg("check").arg(&dir).output().expect("runs");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_finds_frr_passwords_and_bad_pools_in_applied_files() {
+    let (code, stderr) = check_bgp_lab("password", |dir| {
+        let conf = std::fs::read_to_string(dir.join("frr.conf")).expect("read");
+        let conf = conf.replacen(
+            " neighbor CILIUM remote-as external\n",
+            " neighbor CILIUM remote-as external\n neighbor 192.168.10.100 password s3cret\n",
+            1,
+        );
+        std::fs::write(dir.join("frr.conf"), conf).expect("write");
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("TCP MD5 is not simulated"), "{stderr}");
+    let (code, stderr) = check_bgp_lab("pool", |dir| {
+        let pool = std::fs::read_to_string(dir.join("lb/pool.yaml")).expect("read");
+        std::fs::write(
+            dir.join("lb/pool.yaml"),
+            pool.replace("172.16.1.0/24", "172.16.1.0/33"),
+        )
+        .expect("write");
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lb/pool.yaml") && stderr.contains("blocks[0]"),
+        "{stderr}"
+    );
+}
