@@ -13,6 +13,20 @@ fn lab(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The native-routing-no-adr lab's files but its scenario, into `dir`.
+fn copy_no_adr_lab(dir: &Path) {
+    std::fs::create_dir_all(dir.join("k8s")).expect("temp dir");
+    let src = lab("native-routing-no-adr");
+    for f in [
+        "topology.yaml",
+        "values.yaml",
+        "k8s/00-nodes.yaml",
+        "k8s/10-apps.yaml",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+    }
+}
+
 #[test]
 fn check_determinism_passes_on_a_bundled_lab() {
     let out = sim()
@@ -76,16 +90,7 @@ fn a_broken_lab_names_file_line_and_key_and_exits_2() {
 fn a_failed_expectation_exits_1_and_prints_the_seed() {
     let dir = std::env::temp_dir().join(format!("nexthop-sim-failing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("k8s")).expect("temp dir");
-    let src = lab("native-routing-no-adr");
-    for f in [
-        "topology.yaml",
-        "values.yaml",
-        "k8s/00-nodes.yaml",
-        "k8s/10-apps.yaml",
-    ] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
-    }
+    copy_no_adr_lab(&dir);
     std::fs::write(
         dir.join("scenario.yaml"),
         "steps:\n  - curl: curl-pod webpod --count 6\n    expect: { ok: 6 }\n",
@@ -117,16 +122,7 @@ fn check_lab(
 ) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!("nexthop-sim-check-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("k8s")).expect("temp dir");
-    let src = lab("native-routing-no-adr");
-    for f in [
-        "topology.yaml",
-        "values.yaml",
-        "k8s/00-nodes.yaml",
-        "k8s/10-apps.yaml",
-    ] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
-    }
+    copy_no_adr_lab(&dir);
     std::fs::write(dir.join("scenario.yaml"), scenario).expect("write");
     let text = std::fs::read_to_string(dir.join("topology.yaml")).expect("read");
     std::fs::write(dir.join("topology.yaml"), topology(&text)).expect("write");

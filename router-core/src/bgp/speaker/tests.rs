@@ -118,6 +118,22 @@ impl Lab {
     }
 }
 
+/// What a session with the ToR negotiates.
+fn tor_session() -> Negotiated {
+    Negotiated {
+        peer_as: 65000,
+        peer_id: TOR,
+        hold_time: 9,
+        keepalive_time: 3,
+        families: [Family::IPV4_UNICAST].into(),
+        four_octet_as: true,
+        route_refresh: true,
+        extended_next_hop: BTreeSet::new(),
+        peer_graceful_restart: None,
+        notification_restart: false,
+    }
+}
+
 fn spec(config: Config, peer: Ipv4Addr, local: Ipv4Addr) -> Input {
     Input::AddPeer(Box::new(PeerSpec {
         session: config,
@@ -277,19 +293,7 @@ fn routes_with_our_as_are_listed_until_withdrawn_and_imports_can_be_refused() {
         prefixes: vec![prefix.parse().unwrap()],
     };
     let tor = IpAddr::V4(TOR);
-    let negotiated = Negotiated {
-        peer_as: 65000,
-        peer_id: TOR,
-        hold_time: 9,
-        keepalive_time: 3,
-        families: [Family::IPV4_UNICAST].into(),
-        four_octet_as: true,
-        route_refresh: true,
-        extended_next_hop: BTreeSet::new(),
-        peer_graceful_restart: None,
-        notification_restart: false,
-    };
-    node.output(tor, fsm::Output::Established(Box::new(negotiated)));
+    node.output(tor, fsm::Output::Established(Box::new(tor_session())));
     node.output(tor, announce(vec![65000, 65001], "172.20.9.0/24"));
     node.output(tor, announce(vec![65000], "10.10.0.0/16"));
     let peer = &node.peers()[&tor];
@@ -331,19 +335,7 @@ fn routes_with_a_semantically_incorrect_next_hop_are_ignored_and_reported() {
             local: Some(IpAddr::V4(NODES[0])),
         },
     );
-    let negotiated = Negotiated {
-        peer_as: 65000,
-        peer_id: TOR,
-        hold_time: 9,
-        keepalive_time: 3,
-        families: [Family::IPV4_UNICAST].into(),
-        four_octet_as: true,
-        route_refresh: true,
-        extended_next_hop: BTreeSet::new(),
-        peer_graceful_restart: None,
-        notification_restart: false,
-    };
-    node.output(tor, fsm::Output::Established(Box::new(negotiated)));
+    node.output(tor, fsm::Output::Established(Box::new(tor_session())));
     for (next_hop, ignored) in [
         (Ipv4Addr::UNSPECIFIED, true),
         (Ipv4Addr::new(224, 0, 0, 5), true),
