@@ -527,35 +527,25 @@ impl NodeBgp {
             }
             for (address, peer) in speaker.peers() {
                 let age = peer.session().uptime(now).map_or(0, |d| d.secs());
+                // Learned routes and those refused for our AS alike, by prefix.
+                let learned = rib
+                    .adj_rib_in(peer.rib_id())
+                    .map(|(p, path)| (p, path.attrs, path.stale));
+                let looped = peer.looped().iter().map(|(p, l)| (*p, &*l.attrs, l.stale));
                 let mut received: BTreeMap<IpNet, RouteStatus> = BTreeMap::new();
-                let peer_addr = Some(*address);
-                for (prefix, path) in rib.adj_rib_in(peer.rib_id()) {
-                    let nh = next_hop_address(&path.attrs.next_hop);
-                    let shown = render_attributes(&path.attrs.attributes, nh);
+                for (prefix, attrs, stale) in learned.chain(looped) {
+                    let nh = next_hop_address(&attrs.next_hop);
+                    let shown = render_attributes(&attrs.attributes, nh);
                     let r = row(
                         Table::Received,
-                        peer_addr,
+                        Some(*address),
                         prefix,
                         nh,
                         age,
                         shown,
-                        path.stale,
+                        stale,
                     );
                     received.insert(prefix, r);
-                }
-                for (prefix, looped) in peer.looped() {
-                    let nh = next_hop_address(&looped.attrs.next_hop);
-                    let shown = render_attributes(&looped.attrs.attributes, nh);
-                    let r = row(
-                        Table::Received,
-                        peer_addr,
-                        *prefix,
-                        nh,
-                        age,
-                        shown,
-                        looped.stale,
-                    );
-                    received.insert(*prefix, r);
                 }
                 out.extend(received.into_values());
             }
