@@ -97,11 +97,18 @@ fn ask(socket: &Path, request: &[u8]) -> (String, bool) {
         .unwrap();
     // The agent may stop reading (and close) before all of it is written.
     let _ = stream.write_all(request);
+    // No more requests: the agent closes once it has answered this one.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let mut rest = Vec::new();
-    let closed = matches!(reader.read_to_end(&mut rest), Ok(0));
+    // A Unix socket closed with unread data in it (the rest of an oversized
+    // request) reads as a reset on the client's side: closed all the same.
+    let closed = match reader.read_to_end(&mut rest) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
     (line, closed)
 }
 
