@@ -15,6 +15,7 @@
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
 //! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
 //! - [`ipam`]: LB-IPAM (LoadBalancer addresses from pools).
+//! - [`lease`]: a lease elector (one holder at a time) over a shared store.
 //! - [`wire`]: VXLAN and Geneve headers (the rest comes from smoltcp's `wire`).
 //!
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
@@ -41,6 +42,8 @@ pub mod fib;
 pub mod hash;
 #[cfg(feature = "alloc")]
 pub mod ipam;
+#[cfg(feature = "alloc")]
+pub mod lease;
 pub mod lpm;
 #[cfg(feature = "alloc")]
 pub mod neighbour;
