@@ -43,22 +43,22 @@ pub struct Resource {
     pub namespace: Option<&'static str>,
 }
 
-/// What the source watches. Objects of every entry are decoded through
-/// [`config::decode`]; kinds router-core does not read yet (EndpointSlice,
-/// CiliumBGPNodeConfigOverride, CiliumLoadBalancerIPPool) are watched all the
-/// same and count as soon as `Kind::of` accepts them. Secrets are watched in
-/// the BGP secrets namespace only, the one Cilium reads them from.
+/// What the source watches: every kind router-core reads (`Kind::ALL`), each
+/// decoded through [`config::decode`]. Secrets are watched in the BGP
+/// secrets namespace only, the one Cilium reads them from;
+/// `CiliumL2AnnouncementPolicy` at v2alpha1, the version Cilium serves it at.
 pub fn resources() -> Vec<Resource> {
     let all = |api| Resource {
         api,
         namespace: None,
     };
-    let cilium = |kind: &str, plural: &str| {
+    let cilium_at = |version: &str, kind: &str, plural: &str| {
         all(ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("cilium.io", "v2", kind),
+            &GroupVersionKind::gvk("cilium.io", version, kind),
             plural,
         ))
     };
+    let cilium = |kind: &str, plural: &str| cilium_at("v2", kind, plural);
     vec![
         all(ApiResource::erase::<Node>(&())),
         all(ApiResource::erase::<Service>(&())),
@@ -76,6 +76,11 @@ pub fn resources() -> Vec<Resource> {
             "ciliumbgpnodeconfigoverrides",
         ),
         cilium("CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
+        cilium_at(
+            "v2alpha1",
+            "CiliumL2AnnouncementPolicy",
+            "ciliuml2announcementpolicies",
+        ),
     ]
 }
 

@@ -276,6 +276,11 @@ impl Elector {
         self.observed.as_ref().map(|(v, _)| &v.record)
     }
 
+    /// Neither taking part nor holding anything back: nothing left to do.
+    pub fn is_idle(&self) -> bool {
+        !self.participating && !self.release && self.pending.is_none()
+    }
+
     /// Writes (creates and updates) sent so far.
     pub fn writes(&self) -> u64 {
         self.writes

@@ -14,6 +14,8 @@
 //! - [`session`]: a desired peer's BGP session settings.
 //! - [`lbipam`]: pools + services → each LoadBalancer service's addresses
 //!   and the pools' status, as Cilium's operator decides them.
+//! - [`l2policy`]: `CiliumL2AnnouncementPolicy`; [`l2announce`]: which
+//!   service addresses a node answers ARP/NDP for, one lease per service.
 //! - [`limits`]: bounds on YAML input (size, nesting) both runtimes apply.
 //! - [`node`]: one node's BGP control plane — reconciles its speakers with
 //!   the objects and reports their status; what both runtimes drive.
@@ -29,6 +31,8 @@ pub mod bgp;
 pub mod desired;
 pub mod export;
 pub mod kube;
+pub mod l2announce;
+pub mod l2policy;
 pub mod lbipam;
 pub mod lbpool;
 pub mod limits;

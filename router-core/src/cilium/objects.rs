@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::bgp::{Advertisement, ClusterConfig, NodeConfigOverride, PeerConfig};
 use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
+use super::l2policy::L2AnnouncementPolicy;
 use super::lbpool::LoadBalancerIPPool;
 use super::meta::{ObjectMeta, TypeMeta};
 
@@ -34,11 +35,13 @@ pub enum Kind {
     NodeConfigOverride,
     /// cilium.io/v2 or v2alpha1 `CiliumLoadBalancerIPPool`.
     LoadBalancerIPPool,
+    /// cilium.io/v2alpha1 or v2 `CiliumL2AnnouncementPolicy`.
+    L2AnnouncementPolicy,
 }
 
 impl Kind {
     /// Every kind nexthop reads.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Node,
         Kind::Service,
         Kind::Secret,
@@ -49,6 +52,7 @@ impl Kind {
         Kind::Advertisement,
         Kind::NodeConfigOverride,
         Kind::LoadBalancerIPPool,
+        Kind::L2AnnouncementPolicy,
     ];
 
     /// The kind a document's `apiVersion` and `kind` name, if nexthop reads it.
@@ -69,6 +73,7 @@ impl Kind {
             "CiliumBGPAdvertisement" if cilium => Kind::Advertisement,
             "CiliumBGPNodeConfigOverride" if cilium => Kind::NodeConfigOverride,
             "CiliumLoadBalancerIPPool" if cilium => Kind::LoadBalancerIPPool,
+            "CiliumL2AnnouncementPolicy" if cilium => Kind::L2AnnouncementPolicy,
             _ => return None,
         })
     }
@@ -86,6 +91,7 @@ impl Kind {
             Kind::Advertisement => "CiliumBGPAdvertisement",
             Kind::NodeConfigOverride => "CiliumBGPNodeConfigOverride",
             Kind::LoadBalancerIPPool => "CiliumLoadBalancerIPPool",
+            Kind::L2AnnouncementPolicy => "CiliumL2AnnouncementPolicy",
         }
     }
 
@@ -105,6 +111,9 @@ impl Kind {
             }
             Kind::LoadBalancerIPPool => {
                 Object::LoadBalancerIPPool(LoadBalancerIPPool::deserialize(d)?)
+            }
+            Kind::L2AnnouncementPolicy => {
+                Object::L2AnnouncementPolicy(L2AnnouncementPolicy::deserialize(d)?)
             }
         })
     }
@@ -133,6 +142,8 @@ pub enum Object {
     NodeConfigOverride(NodeConfigOverride),
     /// A `CiliumLoadBalancerIPPool`.
     LoadBalancerIPPool(LoadBalancerIPPool),
+    /// A `CiliumL2AnnouncementPolicy`.
+    L2AnnouncementPolicy(L2AnnouncementPolicy),
 }
 
 impl Object {
@@ -149,6 +160,7 @@ impl Object {
             Object::Advertisement(_) => Kind::Advertisement,
             Object::NodeConfigOverride(_) => Kind::NodeConfigOverride,
             Object::LoadBalancerIPPool(_) => Kind::LoadBalancerIPPool,
+            Object::L2AnnouncementPolicy(_) => Kind::L2AnnouncementPolicy,
         }
     }
 
@@ -165,6 +177,7 @@ impl Object {
             Object::Advertisement(o) => &o.metadata,
             Object::NodeConfigOverride(o) => &o.metadata,
             Object::LoadBalancerIPPool(o) => &o.metadata,
+            Object::L2AnnouncementPolicy(o) => &o.metadata,
         }
     }
 
@@ -199,6 +212,8 @@ pub struct Objects {
     pub node_overrides: BTreeMap<String, NodeConfigOverride>,
     /// LB-IPAM pools by name.
     pub lb_pools: BTreeMap<String, LoadBalancerIPPool>,
+    /// L2 announcement policies by name.
+    pub l2_policies: BTreeMap<String, L2AnnouncementPolicy>,
 }
 
 impl Objects {
@@ -243,6 +258,9 @@ impl Objects {
             Object::LoadBalancerIPPool(o) => {
                 self.lb_pools.insert(o.metadata.name.clone(), o);
             }
+            Object::L2AnnouncementPolicy(o) => {
+                self.l2_policies.insert(o.metadata.name.clone(), o);
+            }
         }
     }
 
@@ -274,6 +292,7 @@ impl Objects {
             Kind::Advertisement => self.advertisements.remove(name).is_some(),
             Kind::NodeConfigOverride => self.node_overrides.remove(name).is_some(),
             Kind::LoadBalancerIPPool => self.lb_pools.remove(name).is_some(),
+            Kind::L2AnnouncementPolicy => self.l2_policies.remove(name).is_some(),
         }
     }
 }
