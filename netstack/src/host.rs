@@ -212,6 +212,8 @@ pub struct Host {
     /// Sockets of a stopped BGP whose resets are still to go out.
     bgp_closing: Vec<SocketHandle>,
     outbox: Vec<(PortId, Vec<u8>)>,
+    /// The address an `arping` asks for, and the replies seen for it.
+    arping: Option<(Ipv4Addr, Vec<(Instant, EthernetAddress)>)>,
     now: Instant,
     next_port: u16,
     next_ident: u16,
@@ -312,6 +314,7 @@ impl Host {
             services: Services::new(config.seed ^ 0x5e41_1ce5),
             bgp_closing: Vec::new(),
             outbox: Vec::new(),
+            arping: None,
             now: Instant::ZERO,
             next_port: EPHEMERAL + (config.seed % 16384) as u16,
             next_ident: (config.seed >> 16) as u16,
@@ -410,6 +413,50 @@ impl Host {
             p.addrs.announced.push(addr);
         }
         true
+    }
+
+    /// Stop answering ARP for `addr` on `port`; whether it was answered.
+    pub fn withdraw(&mut self, port: PortId, addr: Ipv4Addr) -> bool {
+        let Some(p) = self.datapath_ports.get_mut(&port) else {
+            return false;
+        };
+        let before = p.addrs.announced.len();
+        p.addrs.announced.retain(|a| *a != addr);
+        p.addrs.announced.len() != before
+    }
+
+    /// Broadcast a gratuitous ARP for `addr` from `port`'s MAC (an address
+    /// taken over: neighbours that know it update their entry).
+    pub fn gratuitous_arp(&mut self, port: PortId, addr: Ipv4Addr) {
+        if let Some(p) = self.datapath_ports.get(&port) {
+            let frame = arp::gratuitous(p.addrs.mac, addr);
+            self.outbox.push((port, frame));
+        }
+    }
+
+    /// `arping TARGET`: broadcast one ARP request for `target` on the port
+    /// whose subnet holds it; the replies are collected for
+    /// [`Host::arping_replies`]. The port's name, or `None` if no port's
+    /// subnet holds the target.
+    pub fn arping(&mut self, target: Ipv4Addr) -> Option<String> {
+        let port = self.ports.iter().position(|p| {
+            p.addrs
+                .iter()
+                .any(|a| a.addr().is_ipv4() && a.contains(&IpAddr::V4(target)))
+        })?;
+        if self.arping.as_ref().is_none_or(|(t, _)| *t != target) {
+            self.arping = Some((target, Vec::new()));
+        }
+        self.arp_request(IpAddr::V4(target), PortId(port as u16));
+        Some(self.ports[port].name.clone())
+    }
+
+    /// The replies to `arping` seen since the last call: when, and whose MAC.
+    pub fn arping_replies(&mut self) -> Vec<(Instant, EthernetAddress)> {
+        self.arping
+            .as_mut()
+            .map(|(_, seen)| std::mem::take(seen))
+            .unwrap_or_default()
     }
 
     /// A permanent neighbour entry (an endpoint whose MAC the agent knows).
@@ -781,6 +828,11 @@ impl Host {
         let Some(addrs) = self.datapath_ports.get(&port) else {
             return;
         };
+        if let (Some((target, seen)), Some(reply)) = (&mut self.arping, arp::reply_of(frame))
+            && reply.0 == *target
+        {
+            seen.push((now, reply.1));
+        }
         if let Some(event) = arp::respond(port, &addrs.addrs, frame).learn {
             self.neighbour_event(now, event);
         }

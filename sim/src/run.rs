@@ -190,8 +190,15 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::Label { node, .. } | Action::Drain { node, .. } if !is_node(node) => {
                 return Err(at(format!("no k8s-node named {node:?}")));
             }
-            Action::ShowBgpNodeConfig(node) if !is_node(node) => {
+            Action::ShowBgpNodeConfig(node)
+            | Action::ShowL2Announce(node)
+            | Action::Down { node, .. }
+                if !is_node(node) =>
+            {
                 return Err(at(format!("no k8s-node named {node:?}")));
+            }
+            Action::Arping { from, .. } if !is_host(from) => {
+                return Err(at(format!("no host named {from:?}")));
             }
             Action::Link { endpoint, .. } | Action::Loss { endpoint, .. }
                 if cluster.interface(endpoint).is_none() =>
@@ -246,11 +253,7 @@ fn secs(t: Instant) -> f64 {
 
 fn advance(cluster: &mut Cluster, by: Duration, events: &mut u64) -> Result<(), String> {
     let deadline = cluster.engine.now() + by;
-    let stats = cluster
-        .engine
-        .run_until(deadline)
-        .map_err(|e| e.to_string())?;
-    *events += stats.events;
+    *events += cluster.run_until(deadline)?;
     Ok(())
 }
 
@@ -500,7 +503,39 @@ fn execute(
                     endpoint.node, endpoint.interface
                 )
             })?;
-            cluster.engine.set_port_up(e, *up);
+            cluster.set_link(e, *up);
+            Ok(())
+        }
+        Action::Arping {
+            from,
+            target,
+            count,
+        } => arping(cluster, from, *target, *count, &step.expect, report, events),
+        Action::ShowLeases => {
+            let rows = cluster.lease_rows();
+            report.output = if rows.is_empty() {
+                vec![format!(
+                    "No resources found in {} namespace.",
+                    cluster.lease_namespace()
+                )]
+            } else {
+                show::table(&["NAME", "HOLDER", "AGE"], &rows)
+            };
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowL2Announce(node) => {
+            report.output = show::table(&["IP", "NetworkInterface"], &cluster.l2_table(node)?);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::Down { node, down_for } => {
+            let until = down_for.map(|d| cluster.engine.now() + d.0);
+            cluster.node_down(node, until)?;
+            report.output.push(match down_for {
+                Some(d) => format!("{node} is down, back in {d}"),
+                None => format!("{node} is down"),
+            });
             Ok(())
         }
         Action::Loss {
@@ -759,6 +794,76 @@ fn ping(
                 ttls.join(",")
             },
             passed: !r.replies.is_empty() && r.replies.iter().all(|x| x.ttl == ttl),
+        });
+    }
+    Ok(())
+}
+
+/// `arping -c COUNT TARGET` from `from`: one request a second, each
+/// answered within the second or `Timeout` (Thomas Habets' arping's
+/// output, as seed 002 shows it).
+fn arping(
+    cluster: &mut Cluster,
+    from: &str,
+    target: std::net::Ipv4Addr,
+    count: u32,
+    expect: &Expect,
+    report: &mut StepReport,
+    events: &mut u64,
+) -> Result<(), String> {
+    let id = cluster
+        .host_id(from)
+        .ok_or_else(|| format!("no host named {from:?}"))?;
+    report.output.push(format!("ARPING {target}"));
+    let mut received = 0;
+    for index in 0..count {
+        let sent = cluster.engine.now();
+        cluster
+            .engine
+            .node_mut(id)
+            .host
+            .arping(target)
+            .ok_or_else(|| format!("{from} has no interface on {target}'s subnet"))?;
+        cluster.engine.wake_node(id);
+        let next = sent + Duration::from_secs(1);
+        let mut reply = None;
+        while reply.is_none() && cluster.engine.now() < next {
+            advance(cluster, SLICE, events)?;
+            reply = cluster
+                .engine
+                .node_mut(id)
+                .host
+                .arping_replies()
+                .first()
+                .copied();
+        }
+        match reply {
+            Some((at, mac)) => {
+                received += 1;
+                report.output.push(format!(
+                    "60 bytes from {} ({target}): index={index} time={:.3} msec",
+                    show::mac(mac),
+                    (at - sent).total_micros() as f64 / 1000.0
+                ));
+            }
+            None => report.output.push("Timeout".into()),
+        }
+        let now = cluster.engine.now();
+        if now < next {
+            advance(cluster, next - now, events)?;
+        }
+    }
+    report.output.push(String::new());
+    report.output.push(format!("--- {target} statistics ---"));
+    report.output.push(format!(
+        "{count} packets transmitted, {received} packets received, {}% unanswered (0 extra)",
+        100 * (count - received) / count.max(1)
+    ));
+    if let Some(n) = expect.received {
+        report.checks.push(Check {
+            expected: format!("received = {n}"),
+            actual: received.to_string(),
+            passed: received == n,
         });
     }
     Ok(())

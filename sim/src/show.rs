@@ -1,4 +1,4 @@
-//! Tables in the formats operators read: `ip route` and `ip neigh`.
+//! Tables in the formats operators read: `ip route`, `ip neigh`, kubectl's AGE.
 //!
 //! Owns only formatting. Route order follows Linux: by network address, and
 //! for equal networks the longer prefix first.
@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use router_core::PortId;
 use router_core::fib::{Fib, Installed};
 use router_core::neighbour::{self, State};
+use smoltcp::time::Duration;
 use smoltcp::wire::EthernetAddress;
 
 /// What `ip route` prints beside a route that the FIB does not hold.
@@ -117,4 +118,49 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<St
 /// Collapse runs of whitespace, so expectations compare like the seed digests do.
 pub fn normalise(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// An age as `kubectl` prints it (`AGE`): `45s`, `2m56s`, `19m`, `3h17m`,
+/// `2d4h` (apimachinery's `HumanDuration`).
+pub fn age(d: Duration) -> String {
+    let seconds = d.total_micros() / 1_000_000;
+    let minutes = seconds / 60;
+    let hours = minutes / 60;
+    let days = hours / 24;
+    match () {
+        _ if seconds < 120 => format!("{seconds}s"),
+        _ if minutes < 10 && seconds % 60 == 0 => format!("{minutes}m"),
+        _ if minutes < 10 => format!("{minutes}m{}s", seconds % 60),
+        _ if minutes < 180 => format!("{minutes}m"),
+        _ if hours < 8 && minutes % 60 == 0 => format!("{hours}h"),
+        _ if hours < 8 => format!("{hours}h{}m", minutes % 60),
+        _ if hours < 48 => format!("{hours}h"),
+        _ if days < 8 && hours % 24 == 0 => format!("{days}d"),
+        _ if days < 8 => format!("{days}d{}h", hours % 24),
+        _ if days < 730 => format!("{days}d"),
+        _ if days < 2920 && days % 365 == 0 => format!("{}y", days / 365),
+        _ if days < 2920 => format!("{}y{}d", days / 365, days % 365),
+        _ => format!("{}y", days / 365),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_as_kubectl_prints_them() {
+        let cases = [
+            (45, "45s"),
+            (119, "119s"),
+            (176, "2m56s"),
+            (1140, "19m"),
+            (6960, "116m"),
+            (11820, "3h17m"),
+            (86400 * 3 + 3600 * 4, "3d4h"),
+        ];
+        for (secs, shown) in cases {
+            assert_eq!(age(Duration::from_secs(secs)), shown);
+        }
+    }
 }

@@ -64,22 +64,9 @@ pub fn respond(port: PortId, addrs: &PortAddrs, frame: &[u8]) -> Verdict {
         reply: Err(why),
         learn: None,
     };
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return silent(Silence::NotArp);
-    };
-    if eth.ethertype() != EthernetProtocol::Arp {
-        return silent(Silence::NotArp);
-    }
-    let parsed = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p));
-    let Ok(ArpRepr::EthernetIpv4 {
-        operation,
-        source_hardware_addr: sha,
-        source_protocol_addr: spa,
-        target_protocol_addr: tpa,
-        ..
-    }) = parsed
-    else {
-        return silent(Silence::Malformed);
+    let (operation, sha, spa, tpa) = match parse(frame) {
+        Ok(fields) => fields,
+        Err(why) => return silent(why),
     };
     let gratuitous = spa == tpa;
     let for_us = addrs.answers_for(tpa);
@@ -106,6 +93,38 @@ pub fn respond(port: PortId, addrs: &PortAddrs, frame: &[u8]) -> Verdict {
         _ => Err(Silence::NotARequest),
     };
     Verdict { reply, learn }
+}
+
+/// The sender of an ARP reply: its address and MAC (what `arping` prints).
+pub fn reply_of(frame: &[u8]) -> Option<(Ipv4Addr, EthernetAddress)> {
+    match parse(frame) {
+        Ok((ArpOperation::Reply, sha, spa, _)) => Some((spa, sha)),
+        _ => None,
+    }
+}
+
+/// An Ethernet/IPv4 ARP frame's operation, sender MAC, sender and target
+/// addresses.
+fn parse(frame: &[u8]) -> Result<(ArpOperation, EthernetAddress, Ipv4Addr, Ipv4Addr), Silence> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| Silence::NotArp)?;
+    if eth.ethertype() != EthernetProtocol::Arp {
+        return Err(Silence::NotArp);
+    }
+    match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
+        Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) => Ok((
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+        )),
+        _ => Err(Silence::Malformed),
+    }
 }
 
 /// A broadcast request from `mac`/`src` asking for `target`.

@@ -32,7 +32,7 @@ impl Cluster {
     /// cluster's nodes (labels, InternalIP, pod CIDR), services (with the
     /// ingress addresses router-core's LB-IPAM decided) and one
     /// EndpointSlice per service (its pods, each with its node).
-    fn bgp_objects(&self) -> Objects {
+    pub(super) fn node_objects(&self) -> Objects {
         let mut objects = self.cilium.clone();
         for n in self.workloads.nodes() {
             let addresses = self
@@ -102,9 +102,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Bring every node's control plane in line with the objects.
-    pub(super) fn reconcile_bgp(&mut self) -> Result<(), String> {
-        let objects = self.bgp_objects();
+    /// Bring every node's BGP control plane in line with the objects.
+    pub(super) fn reconcile_bgp(&mut self, objects: &Objects) {
         let now = self.engine.now();
         let status_report = self.lab.values.bgp_control_plane.status_report.enabled;
         let names: Vec<String> = self
@@ -133,10 +132,9 @@ impl Cluster {
                     },
                 );
             }
-            host.bgp_reconcile(now, &objects);
+            host.bgp_reconcile(now, objects);
             self.engine.wake_node(id);
         }
-        Ok(())
     }
 
     /// `cilium bgp peers`: every node's peers, nodes in name order.
@@ -169,7 +167,8 @@ impl Cluster {
         selected.then(|| bgp.node_config_status(self.engine.now()))
     }
 
-    fn node_names(&self) -> Vec<String> {
+    /// The Kubernetes nodes' names, sorted.
+    pub(super) fn node_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .workloads
             .nodes()

@@ -2,7 +2,8 @@
 //!
 //! Owns the mapping between the engine's port numbers (attach order) and the
 //! host's ports (configuration order: loopbacks and `cilium_host` are never
-//! attached), and the display notes `ip route` needs. Forwarding and
+//! attached), the display notes `ip route` needs, the node's L2 announcer
+//! (driven on the host's wake-ups) and whether it is down. Forwarding and
 //! applications are the [`nexthop_netstack::Host`]'s.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use ipnet::IpNet;
 use nexthop_netstack::Host;
 use smoltcp::time::Instant;
 
+use super::l2::L2Node;
 use crate::node::{Node, Poll, PortId};
 use crate::show::RouteNote;
 
@@ -45,6 +47,10 @@ pub struct SimHost {
     to_engine: BTreeMap<router_core::PortId, PortId>,
     /// Frames sent on host ports that are not attached to any segment.
     pub unattached_drops: u64,
+    /// A k8s-node's L2 announcer, when L2 announcements are enabled.
+    pub l2: Option<L2Node>,
+    /// Crashed or rebooting: receives nothing, sends nothing, runs nothing.
+    pub down: bool,
 }
 
 impl SimHost {
@@ -57,6 +63,8 @@ impl SimHost {
             to_host: Vec::new(),
             to_engine: BTreeMap::new(),
             unattached_drops: 0,
+            l2: None,
+            down: false,
         }
     }
 
@@ -74,12 +82,21 @@ impl SimHost {
 
 impl Node for SimHost {
     fn receive(&mut self, now: Instant, port: PortId, frame: Vec<u8>) {
+        if self.down {
+            return;
+        }
         if let Some(&p) = self.to_host.get(usize::from(port.0)) {
             self.host.receive(now, p, &frame);
         }
     }
 
     fn poll(&mut self, now: Instant) -> Poll {
+        if self.down {
+            return Poll::default();
+        }
+        if let Some(l2) = &mut self.l2 {
+            l2.poll(now, &mut self.host);
+        }
         let mut transmit = Vec::new();
         for (port, frame) in self.host.poll(now) {
             match self.to_engine.get(&port) {
@@ -87,9 +104,10 @@ impl Node for SimHost {
                 None => self.unattached_drops += 1,
             }
         }
+        let l2 = self.l2.as_ref().and_then(L2Node::poll_at);
         Poll {
             transmit,
-            wake_at: self.host.poll_at(),
+            wake_at: [self.host.poll_at(), l2].into_iter().flatten().min(),
         }
     }
 }

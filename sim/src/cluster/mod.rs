@@ -3,21 +3,24 @@
 //! `ipam` hands out pod CIDRs and addresses; `workloads` keeps the Kubernetes
 //! objects and scheduling decisions; `routes` says which routes the agent
 //! installs; `host` wraps a netstack host as an engine node; `lbipam` asks
-//! router-core's LB-IPAM for LoadBalancer addresses, `services` programs them on the nodes and `bgp`
-//! runs Cilium's BGP control plane. [`Cluster`] owns
+//! router-core's LB-IPAM for LoadBalancer addresses, `services` programs them on the nodes, `bgp`
+//! runs Cilium's BGP control plane and `l2` its L2 announcements. [`Cluster`] owns
 //! the engine and keeps hosts, links and routes in step with the workloads.
 //! Running scenario steps is [`crate::run`]'s job.
 
 pub mod bgp;
 pub mod host;
 pub mod ipam;
+pub mod l2;
 pub mod lbipam;
 pub mod routes;
 mod services;
 pub mod workloads;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
 
 use ipnet::{IpNet, Ipv4Net};
 use nexthop_netstack::{Host, HostConfig, PortSpec};
@@ -85,6 +88,12 @@ pub struct Cluster {
     cilium: Objects,
     /// LB-IPAM's state and tables.
     lb: lbipam::LoadBalancers,
+    /// The API server's leases.
+    api: Rc<RefCell<l2::ApiServer>>,
+    /// Seed of the L2 announcers' retry jitter.
+    l2_seed: u64,
+    /// Rebooting nodes, by the time they come back.
+    boots: BTreeMap<smoltcp::time::Instant, Vec<String>>,
 }
 
 impl Cluster {
@@ -283,6 +292,9 @@ impl Cluster {
             service_rng: rng.fork("service-lb"),
             cilium: Objects::default(),
             lb: lbipam::LoadBalancers::default(),
+            api: Rc::default(),
+            l2_seed: rng.fork("l2announce").next_u64(),
+            boots: BTreeMap::new(),
         };
         cluster.install_agent_routes();
         cluster.start_routers()?;
@@ -353,13 +365,30 @@ impl Cluster {
         self.settle()
     }
 
-    /// Bring LB-IPAM (after a pool changed) or the BGP control planes in
+    /// Bring LB-IPAM (after a pool changed) or the nodes' control planes in
     /// line with the Cilium objects.
     fn follow_cilium(&mut self, changed: &CiliumObject) -> Result<(), String> {
         match changed {
             CiliumObject::LoadBalancerIPPool(_) => self.settle(),
-            _ => self.reconcile_bgp(),
+            _ => {
+                self.reconcile_nodes();
+                Ok(())
+            }
         }
+    }
+
+    /// Take an interface's link up or down; the nodes' control planes
+    /// follow (an L2 announcement leader whose link went steps down).
+    pub fn set_link(&mut self, interface: Endpoint, up: bool) {
+        self.engine.set_port_up(interface, up);
+        self.reconcile_nodes();
+    }
+
+    /// Every node's control planes (BGP, L2 announcements) from the objects.
+    fn reconcile_nodes(&mut self) {
+        let objects = self.node_objects();
+        self.reconcile_bgp(&objects);
+        self.reconcile_l2(&objects);
     }
 
     fn follow(&mut self, changes: Vec<Change>) -> Result<(), String> {

@@ -14,12 +14,14 @@ use nexthop_netstack::host::service::{Backend, Frontend, Protocol};
 use super::Cluster;
 
 impl Cluster {
-    /// Allocate LB addresses, program every node's frontends and bring BGP in line.
+    /// Allocate LB addresses, program every node's frontends and bring the
+    /// nodes' control planes in line.
     pub(super) fn settle(&mut self) -> Result<(), String> {
         self.lb
             .reconcile(&self.cilium.lb_pools, self.workloads.services());
         self.program_services();
-        self.reconcile_bgp()
+        self.reconcile_nodes();
+        Ok(())
     }
 
     /// Each node's frontends: the ingress addresses of LoadBalancer services.

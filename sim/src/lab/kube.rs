@@ -183,11 +183,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Object>, LabError> {
             | "CiliumBGPClusterConfig"
             | "CiliumBGPPeerConfig"
             | "CiliumBGPAdvertisement"
-            | "CiliumBGPNodeConfigOverride" => core(value),
+            | "CiliumBGPNodeConfigOverride"
+            | "CiliumL2AnnouncementPolicy" => core(value),
             other => Err((
                 "kind".into(),
                 format!(
-                    "kind {other:?} is not supported (Node, Pod, Deployment, Service, CiliumLoadBalancerIPPool, CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement, CiliumBGPNodeConfigOverride)"
+                    "kind {other:?} is not supported (Node, Pod, Deployment, Service, CiliumLoadBalancerIPPool, CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement, CiliumBGPNodeConfigOverride, CiliumL2AnnouncementPolicy)"
                 ),
             )),
         }

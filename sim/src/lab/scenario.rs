@@ -22,7 +22,10 @@
 //! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
 //! `drain NODE`; `uncordon NODE`; `scale DEPLOYMENT --replicas N`; `restart ROUTER`;
 //! `hash-policy ROUTER 0|1`;
-//! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`.
+//! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
+//! `arping FROM IPV4 [--count N]`; `show leases`; `show l2-announce NODE`;
+//! `reboot NODE [--for DURATION]` (down, then back; default 30s);
+//! `crash NODE` (down for good).
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
 
 use std::path::{Path, PathBuf};
@@ -176,6 +179,27 @@ pub enum Action {
         /// Loss probability 0..1.
         probability: f64,
     },
+    /// `arping TARGET` from a host: ARP requests, one a second.
+    Arping {
+        /// The host asking.
+        from: String,
+        /// The address asked for.
+        target: std::net::Ipv4Addr,
+        /// Requests.
+        count: u32,
+    },
+    /// Print the L2 announcement leases (`kubectl -n kube-system get lease`).
+    ShowLeases,
+    /// Print what a node answers ARP for (`cilium-dbg shell -- db/show
+    /// l2-announce`).
+    ShowL2Announce(String),
+    /// Take a node down: for a while (`reboot`), or for good (`crash`).
+    Down {
+        /// The node.
+        node: String,
+        /// How long a reboot keeps it down; `None`: a crash.
+        down_for: Option<Dur>,
+    },
 }
 
 /// A step: a title, an action and what its result must satisfy.
@@ -215,6 +239,9 @@ struct RawStep {
     hash_policy: Option<String>,
     link: Option<String>,
     loss: Option<String>,
+    arping: Option<String>,
+    reboot: Option<String>,
+    crash: Option<String>,
     #[serde(default)]
     expect: Expect,
 }
@@ -274,6 +301,9 @@ impl Scenario {
                 ("hash-policy", s.hash_policy),
                 ("link", s.link),
                 ("loss", s.loss),
+                ("arping", s.arping),
+                ("reboot", s.reboot),
+                ("crash", s.crash),
             ]
             .into_iter()
             .filter_map(|(verb, args)| args.map(|a| (verb, Some(a))))
@@ -333,6 +363,9 @@ fn step_lines(text: &str) -> Vec<usize> {
     lines
 }
 
+/// How long `reboot NODE` keeps a node down.
+const DEFAULT_REBOOT: &str = "30s";
+
 fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
     let words: Vec<&str> = args.split_whitespace().collect();
     let endpoint =
@@ -384,6 +417,30 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             Ok(Action::ShowBgpRoutes(table))
         }
         ("show", ["ciliumnodes" | "nodes"]) => Ok(Action::ShowNodes),
+        ("show", ["leases" | "lease"]) => Ok(Action::ShowLeases),
+        ("show", ["l2-announce", node]) => Ok(Action::ShowL2Announce(node.to_string())),
+        ("arping", [from, target, rest @ ..]) => {
+            let opts = options(rest, &["--count"])?;
+            Ok(Action::Arping {
+                from: from.to_string(),
+                target: target
+                    .parse()
+                    .map_err(|_| format!("{target:?} is not an IPv4 address"))?,
+                count: opts.get("--count").copied().unwrap_or(1),
+            })
+        }
+        ("reboot", [node]) => Ok(Action::Down {
+            node: node.to_string(),
+            down_for: Some(Dur::parse(DEFAULT_REBOOT)?),
+        }),
+        ("reboot", [node, "--for", d]) => Ok(Action::Down {
+            node: node.to_string(),
+            down_for: Some(Dur::parse(d)?),
+        }),
+        ("crash", [node]) => Ok(Action::Down {
+            node: node.to_string(),
+            down_for: None,
+        }),
         ("show", ["neighbours" | "neighbors", host]) => {
             Ok(Action::ShowNeighbours(host.to_string()))
         }

@@ -8,8 +8,10 @@
 use std::path::Path;
 
 use ipnet::Ipv4Net;
+use router_core::lease::Timings;
 use serde::Deserialize;
 
+use super::duration::Dur;
 use super::error::LabError;
 
 /// How pod traffic crosses nodes.
@@ -114,6 +116,59 @@ impl Default for StatusReport {
     }
 }
 
+/// `l2announcements`: L2 announcements and their leases (Cilium's defaults
+/// 15 s, 5 s, 2 s).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L2Announcements {
+    /// `enabled` (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `leaseDuration`.
+    #[serde(default = "lease_duration")]
+    pub lease_duration: Dur,
+    /// `leaseRenewDeadline`.
+    #[serde(default = "lease_renew_deadline")]
+    pub lease_renew_deadline: Dur,
+    /// `leaseRetryPeriod`.
+    #[serde(default = "lease_retry_period")]
+    pub lease_retry_period: Dur,
+}
+
+fn lease_duration() -> Dur {
+    Dur(Timings::CILIUM.duration)
+}
+
+fn lease_renew_deadline() -> Dur {
+    Dur(Timings::CILIUM.renew_deadline)
+}
+
+fn lease_retry_period() -> Dur {
+    Dur(Timings::CILIUM.retry_period)
+}
+
+impl Default for L2Announcements {
+    fn default() -> Self {
+        L2Announcements {
+            enabled: false,
+            lease_duration: lease_duration(),
+            lease_renew_deadline: lease_renew_deadline(),
+            lease_retry_period: lease_retry_period(),
+        }
+    }
+}
+
+impl L2Announcements {
+    /// The lease timings.
+    pub fn timings(&self) -> Timings {
+        Timings {
+            duration: self.lease_duration.0,
+            renew_deadline: self.lease_renew_deadline.0,
+            retry_period: self.lease_retry_period.0,
+        }
+    }
+}
+
 /// The honoured subset of Cilium's Helm values.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -136,6 +191,9 @@ pub struct Values {
     /// `bgpControlPlane`.
     #[serde(default)]
     pub bgp_control_plane: BgpControlPlane,
+    /// `l2announcements`.
+    #[serde(default)]
+    pub l2announcements: L2Announcements,
     /// Keys present in the file that the simulator does not use, as dotted paths.
     #[serde(skip)]
     pub ignored: Vec<String>,
@@ -150,13 +208,14 @@ impl Default for Values {
             auto_direct_node_routes: false,
             ipv4_native_routing_cidr: None,
             bgp_control_plane: BgpControlPlane::default(),
+            l2announcements: L2Announcements::default(),
             ignored: Vec::new(),
         }
     }
 }
 
 /// The dotted keys this module honours (everything else is reported as ignored).
-const HONOURED: [&str; 9] = [
+const HONOURED: [&str; 13] = [
     "ipam.mode",
     "ipam.operator.clusterPoolIPv4PodCIDRList",
     "ipam.operator.clusterPoolIPv4MaskSize",
@@ -166,6 +225,10 @@ const HONOURED: [&str; 9] = [
     "ipv4NativeRoutingCIDR",
     "kubeProxyReplacement",
     "bgpControlPlane.statusReport.enabled",
+    "l2announcements.enabled",
+    "l2announcements.leaseDuration",
+    "l2announcements.leaseRenewDeadline",
+    "l2announcements.leaseRetryPeriod",
 ];
 
 impl Values {

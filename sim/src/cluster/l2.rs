@@ -1,0 +1,291 @@
+//! L2 announcements on the simulated cluster: each k8s-node runs
+//! router-core's [`L2Announcer`] and this module only carries out its
+//! actions — lease requests against the cluster's API server, and
+//! announce/withdraw on the node's ARP responder, with a gratuitous ARP on
+//! taking over — and hands it the objects (services with LB-IPAM's ingress
+//! addresses, policies) and the node's interfaces with their link state.
+//!
+//! The API server keeps the leases in router-core's
+//! [`MemoryStore`](router_core::lease::MemoryStore); a request is applied
+//! when sent and answered after the server's latency, and an unreachable
+//! server answers nothing (the elector gives the request up at its renew
+//! deadline). IPv6 addresses are elected but not answered for: the
+//! simulated hosts have no NDP responder yet.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use nexthop_netstack::Host;
+use router_core::cilium::Objects;
+use router_core::cilium::l2announce::{Action, Entry, Interface, L2Announcer, LEASE_NAMESPACE};
+use router_core::lease::{MemoryStore, Request, Response, Versioned};
+use smoltcp::time::{Duration, Instant};
+
+use super::Cluster;
+use crate::show;
+
+/// How long the API server takes to answer, unless a step says otherwise.
+pub const API_LATENCY: Duration = Duration::from_millis(2);
+
+/// The cluster's API server, as far as leases go.
+#[derive(Debug)]
+pub struct ApiServer {
+    store: MemoryStore,
+    /// When each lease was created (for `AGE`).
+    created: BTreeMap<String, Instant>,
+    /// How long an answer takes.
+    pub latency: Duration,
+    /// Whether requests reach it.
+    pub reachable: bool,
+    /// Writes accepted, by lease.
+    pub writes: BTreeMap<String, u64>,
+}
+
+impl Default for ApiServer {
+    fn default() -> Self {
+        ApiServer {
+            store: MemoryStore::default(),
+            created: BTreeMap::new(),
+            latency: API_LATENCY,
+            reachable: true,
+            writes: BTreeMap::new(),
+        }
+    }
+}
+
+impl ApiServer {
+    /// Carry out a request sent at `now`: the answer and when it arrives,
+    /// or `None` if the server is unreachable.
+    fn request(
+        &mut self,
+        now: Instant,
+        lease: &str,
+        request: Request,
+    ) -> Option<(Instant, Response)> {
+        if !self.reachable {
+            return None;
+        }
+        let writes = !matches!(request, Request::Get);
+        let response = self.store.apply(lease, request);
+        if writes && matches!(response, Response::Written(_)) {
+            *self.writes.entry(lease.into()).or_default() += 1;
+            self.created.entry(lease.into()).or_insert(now);
+        }
+        Some((now + self.latency, response))
+    }
+
+    /// `kubectl -n kube-system get lease`: NAME, HOLDER, AGE.
+    pub fn rows(&self, now: Instant) -> Vec<[String; 3]> {
+        self.store
+            .leases()
+            .map(|(name, v): (&str, &Versioned)| {
+                let age = self.created.get(name).map_or(Duration::ZERO, |c| now - *c);
+                [name.into(), v.record.holder.clone(), show::age(age)]
+            })
+            .collect()
+    }
+}
+
+/// One node's L2 announcer and the answers on their way to it.
+#[derive(Debug)]
+pub struct L2Node {
+    announcer: L2Announcer,
+    api: Rc<RefCell<ApiServer>>,
+    answers: VecDeque<(Instant, String, u64, Response)>,
+}
+
+impl L2Node {
+    /// A node's announcer talking to `api`.
+    pub fn new(announcer: L2Announcer, api: Rc<RefCell<ApiServer>>) -> Self {
+        L2Node {
+            announcer,
+            api,
+            answers: VecDeque::new(),
+        }
+    }
+
+    /// What the node answers for (`l2-announce`).
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.announcer.entries().iter()
+    }
+
+    /// Follow the objects and the interfaces.
+    pub fn reconcile(
+        &mut self,
+        now: Instant,
+        objects: &Objects,
+        interfaces: &[Interface],
+        host: &mut Host,
+    ) {
+        let actions = self.announcer.reconcile(now, objects, interfaces);
+        self.carry_out(now, actions, host);
+    }
+
+    /// Deliver the answers due and let time pass.
+    pub fn poll(&mut self, now: Instant, host: &mut Host) {
+        while self.answers.front().is_some_and(|a| a.0 <= now) {
+            let (_, lease, id, response) = self.answers.pop_front().expect("checked");
+            let actions = self.announcer.handle(now, &lease, id, response);
+            self.carry_out(now, actions, host);
+        }
+        let actions = self.announcer.tick(now);
+        self.carry_out(now, actions, host);
+    }
+
+    /// When [`Self::poll`] next has something to do.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let answer = self.answers.front().map(|a| a.0);
+        [answer, self.announcer.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn carry_out(&mut self, now: Instant, actions: Vec<Action>, host: &mut Host) {
+        for action in actions {
+            match action {
+                Action::Lease { lease, id, request } => {
+                    let answer = self.api.borrow_mut().request(now, &lease, request);
+                    if let Some((at, response)) = answer {
+                        let after = self.answers.partition_point(|a| a.0 <= at);
+                        self.answers.insert(after, (at, lease, id, response));
+                    }
+                }
+                Action::Announce(entry) => {
+                    if let (IpAddr::V4(ip), Some(port)) = (entry.ip, host.port_id(&entry.interface))
+                    {
+                        host.announce(port, ip);
+                        host.gratuitous_arp(port, ip);
+                    }
+                }
+                Action::Withdraw(entry) => {
+                    if let (IpAddr::V4(ip), Some(port)) = (entry.ip, host.port_id(&entry.interface))
+                    {
+                        host.withdraw(port, ip);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Bring every running node's L2 announcer in line with the objects
+    /// and its links (nothing when `l2announcements.enabled` is false).
+    pub(super) fn reconcile_l2(&mut self, objects: &Objects) {
+        let values = &self.lab.values.l2announcements;
+        if !values.enabled {
+            return;
+        }
+        let timings = values.timings();
+        let now = self.engine.now();
+        for name in self.node_names() {
+            let id = self.hosts[&name];
+            let interfaces = self.node_interfaces(&name);
+            let api = Rc::clone(&self.api);
+            let seed = self.l2_seed ^ router_core::hash::fnv1a(name.as_bytes());
+            let node = self.engine.node_mut(id);
+            if node.down {
+                continue;
+            }
+            let l2 = node.l2.get_or_insert_with(|| {
+                let (announcer, _) = L2Announcer::new(&name, timings, seed);
+                L2Node::new(announcer, api)
+            });
+            l2.reconcile(now, objects, &interfaces, &mut node.host);
+            self.engine.wake_node(id);
+        }
+    }
+
+    /// Take a node down at once, as a crash or the start of a reboot: it
+    /// stops receiving, sending and running (its BGP speaker and L2
+    /// announcer die with it); with `until`, it boots again then.
+    pub fn node_down(&mut self, node: &str, until: Option<Instant>) -> Result<(), String> {
+        let id = self
+            .workloads
+            .node(node)
+            .and_then(|_| self.host_id(node))
+            .ok_or_else(|| format!("no node named {node:?}"))?;
+        let now = self.engine.now();
+        let host = self.engine.node_mut(id);
+        host.down = true;
+        host.l2 = None;
+        host.host.bgp_stop(now);
+        if let Some(at) = until {
+            self.boots.entry(at).or_default().push(node.into());
+        }
+        Ok(())
+    }
+
+    /// Run the engine to `deadline`, booting the nodes whose reboot ends
+    /// on the way.
+    pub fn run_until(&mut self, deadline: Instant) -> Result<u64, String> {
+        let mut events = 0;
+        loop {
+            let boot = self.boots.first_key_value().map(|(t, _)| *t);
+            let until = boot.filter(|t| *t <= deadline).unwrap_or(deadline);
+            let stats = self.engine.run_until(until).map_err(|e| e.to_string())?;
+            events += stats.events;
+            if until == deadline && boot.is_none_or(|t| t > deadline) {
+                return Ok(events);
+            }
+            let (_, nodes) = self.boots.pop_first().expect("a boot is due");
+            for node in nodes {
+                let id = self.hosts[&node];
+                self.engine.node_mut(id).down = false;
+                self.engine.wake_node(id);
+            }
+            self.reconcile_nodes();
+        }
+    }
+
+    /// A node's topology interfaces and whether each has its link.
+    fn node_interfaces(&self, node: &str) -> Vec<Interface> {
+        let Some(spec) = self.lab.topology.nodes.get(node) else {
+            return Vec::new();
+        };
+        spec.interfaces
+            .keys()
+            .map(|name| {
+                let end = crate::lab::topology::EndpointRef {
+                    node: node.into(),
+                    interface: name.clone(),
+                };
+                let up = self
+                    .interface(&end)
+                    .and_then(|e| self.engine.is_port_up(e))
+                    .unwrap_or(false);
+                Interface {
+                    name: name.clone(),
+                    up,
+                }
+            })
+            .collect()
+    }
+
+    /// `kubectl -n kube-system get lease` rows for the L2 announcement
+    /// leases.
+    pub fn lease_rows(&self) -> Vec<[String; 3]> {
+        self.api.borrow().rows(self.engine.now())
+    }
+
+    /// The namespace the leases are shown in.
+    pub fn lease_namespace(&self) -> &'static str {
+        LEASE_NAMESPACE
+    }
+
+    /// `db/show l2-announce` on a node: IP, NetworkInterface.
+    pub fn l2_table(&self, node: &str) -> Result<Vec<[String; 2]>, String> {
+        let host = self
+            .host(node)
+            .ok_or_else(|| format!("no node named {node:?}"))?;
+        Ok(host
+            .l2
+            .iter()
+            .flat_map(L2Node::entries)
+            .map(|e| [e.ip.to_string(), e.interface.clone()])
+            .collect())
+    }
+}
