@@ -129,16 +129,16 @@ pub fn age(d: Duration) -> String {
     let days = hours / 24;
     match () {
         _ if seconds < 120 => format!("{seconds}s"),
-        _ if minutes < 10 && seconds % 60 == 0 => format!("{minutes}m"),
+        _ if minutes < 10 && seconds.is_multiple_of(60) => format!("{minutes}m"),
         _ if minutes < 10 => format!("{minutes}m{}s", seconds % 60),
         _ if minutes < 180 => format!("{minutes}m"),
-        _ if hours < 8 && minutes % 60 == 0 => format!("{hours}h"),
+        _ if hours < 8 && minutes.is_multiple_of(60) => format!("{hours}h"),
         _ if hours < 8 => format!("{hours}h{}m", minutes % 60),
         _ if hours < 48 => format!("{hours}h"),
-        _ if days < 8 && hours % 24 == 0 => format!("{days}d"),
+        _ if days < 8 && hours.is_multiple_of(24) => format!("{days}d"),
         _ if days < 8 => format!("{days}d{}h", hours % 24),
         _ if days < 730 => format!("{days}d"),
-        _ if days < 2920 && days % 365 == 0 => format!("{}y", days / 365),
+        _ if days < 2920 && days.is_multiple_of(365) => format!("{}y", days / 365),
         _ if days < 2920 => format!("{}y{}d", days / 365, days % 365),
         _ => format!("{}y", days / 365),
     }
