@@ -31,6 +31,8 @@ extern crate alloc;
 extern crate std;
 
 #[cfg(feature = "alloc")]
+mod base64;
+#[cfg(feature = "alloc")]
 pub mod bgp;
 #[cfg(feature = "serde")]
 pub mod cilium;
