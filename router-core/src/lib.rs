@@ -15,12 +15,14 @@
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
 //! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
 //! - [`ipam`]: LB-IPAM (LoadBalancer addresses from pools).
+//! - [`service`]: service load-balancing (Cilium's kube-proxy replacement):
+//!   frontends, backends, Maglev, conntrack, NAT.
 //! - [`wire`]: VXLAN and Geneve headers (the rest comes from smoltcp's `wire`).
 //!
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
 //! default. Without them only the allocation-free arithmetic the eBPF programs
 //! share is built: [`lpm`], [`ecmp::hash`], [`datapath::reason`],
-//! [`datapath::checksum`], [`hash`], [`wire`], [`port`]. Feature `serde` (off by
+//! [`datapath::checksum`], [`hash`], [`wire`], [`port`], [`service::lookup`]. Feature `serde` (off by
 //! default, not implied by `std`) adds the `cilium` model.
 #![no_std]
 #![warn(missing_docs)]
@@ -47,6 +49,7 @@ pub mod lpm;
 #[cfg(feature = "alloc")]
 pub mod neighbour;
 pub mod port;
+pub mod service;
 pub mod wire;
 
 pub use port::PortId;
