@@ -27,9 +27,17 @@
 
 use core::net::IpAddr;
 
+#[cfg(feature = "alloc")]
+pub mod affinity;
+#[cfg(feature = "alloc")]
+pub mod conntrack;
+#[cfg(feature = "alloc")]
+mod expiring;
 pub mod lookup;
 #[cfg(feature = "alloc")]
 pub mod maglev;
+#[cfg(feature = "alloc")]
+pub mod nat;
 
 /// A transport protocol a service port can use (Kubernetes' `TCP`, `UDP`,
 /// `SCTP`). The discriminant is the IP protocol number.
