@@ -32,12 +32,16 @@ pub mod affinity;
 #[cfg(feature = "alloc")]
 pub mod conntrack;
 #[cfg(feature = "alloc")]
+pub mod datapath;
+#[cfg(feature = "alloc")]
 mod expiring;
 pub mod lookup;
 #[cfg(feature = "alloc")]
 pub mod maglev;
 #[cfg(feature = "alloc")]
 pub mod nat;
+#[cfg(feature = "alloc")]
+pub mod table;
 
 /// A transport protocol a service port can use (Kubernetes' `TCP`, `UDP`,
 /// `SCTP`). The discriminant is the IP protocol number.
