@@ -35,11 +35,15 @@ pub mod conntrack;
 pub mod datapath;
 #[cfg(feature = "alloc")]
 mod expiring;
+#[cfg(feature = "serde")]
+pub mod frontend;
 pub mod lookup;
 #[cfg(feature = "alloc")]
 pub mod maglev;
 #[cfg(feature = "alloc")]
 pub mod nat;
+#[cfg(feature = "serde")]
+pub mod nodeport;
 #[cfg(feature = "alloc")]
 pub mod table;
 
