@@ -8,14 +8,17 @@
 //! `lb4_select_backend_id_maglev` in `bpf/lib/lb.h`), and the lookup walk
 //! over a [`Lut`], a context trait implemented by a slice here and by an
 //! array map in the eBPF program. Building the table is
-//! [`super::maglev`]'s job; conntrack and NAT are the datapath's.
+//! `maglev`'s job (it needs allocation); conntrack and NAT are the datapath's.
 //!
 //! ```text
-//!  client addr ──┐                      (daddr is left out on purpose: the same
-//!  svc port<<16 | client port ──┼─ jhash ─ h     client reaches the same backend
-//!  protocol ─────┘   seed: HASH_INIT4/6     │     on every VIP of the service)
-//!                                           v
-//!  Lut (M entries, M prime)   ... [ h % M ] ... → backend ID (0: none)
+//!  a = client address            (the service address is left out on purpose:
+//!  b = service port << 16        a client reaches the same backend on every
+//!      | client port (0 with     address of the service)
+//!        session affinity)
+//!  c = protocol
+//!  h = jhash_3words(a, b, c, HASH_INIT4_SEED)        (IPv6: two mixes, seed 6)
+//!
+//!  Lut: M backend IDs (M prime)  ──  backend = Lut[h % M]   (0: none)
 //! ```
 //!
 //! Words are read the way Cilium reads them on a little-endian machine: an
@@ -82,7 +85,7 @@ fn ports_word(client_port: u16, service_port: u16) -> u32 {
 
 /// Cilium's flow hash of an IPv4 service flow (`__hash_from_tuple_v4`):
 /// `jhash_3words(client address, service port << 16 | client port,
-/// protocol, seed)`. `seed` is `HASH_INIT4_SEED` ([`super::maglev::Config`]'s
+/// protocol, seed)`. `seed` is `HASH_INIT4_SEED` (`maglev::Config`'s
 /// `seed_jhash0`). With session affinity Cilium passes client port 0, so all
 /// of a client's connections hash alike.
 #[inline(always)]
