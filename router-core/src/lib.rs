@@ -16,13 +16,16 @@
 //! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
 //! - [`ipam`]: LB-IPAM (LoadBalancer addresses from pools).
 //! - [`lease`]: a lease elector (one holder at a time) over a shared store.
+//! - [`service`]: service load-balancing (Cilium's kube-proxy replacement):
+//!   frontends, backends, Maglev, conntrack, NAT.
 //! - [`wire`]: VXLAN and Geneve headers (the rest comes from smoltcp's `wire`).
 //!
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
 //! default. Without them only the allocation-free arithmetic the eBPF programs
 //! share is built: [`lpm`], [`ecmp::hash`], [`datapath::reason`],
-//! [`datapath::checksum`], [`hash`], [`wire`], [`port`]. Feature `serde` (off by
-//! default, not implied by `std`) adds the `cilium` model.
+//! [`datapath::checksum`], [`hash`], [`wire`], [`port`], [`service::lookup`].
+//! Feature `serde` (off by default, not implied by `std`) adds the `cilium`
+//! model and the service table built from it.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -31,6 +34,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+mod base64;
 #[cfg(feature = "alloc")]
 pub mod bgp;
 #[cfg(feature = "serde")]
@@ -48,6 +53,7 @@ pub mod lpm;
 #[cfg(feature = "alloc")]
 pub mod neighbour;
 pub mod port;
+pub mod service;
 pub mod wire;
 
 pub use port::PortId;

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::meta::{ObjectMeta, option_from_str, vec_from_str};
+use crate::base64::decode as base64_decode;
 
 /// A Kubernetes `Node` (core/v1).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -135,6 +136,34 @@ pub struct ServiceSpec {
     /// `spec.selector`: the labels of the pods that back the service.
     #[serde(default)]
     pub selector: BTreeMap<String, String>,
+    /// `None` (the default) or `ClientIP`.
+    #[serde(default)]
+    pub session_affinity: Option<String>,
+    /// `spec.sessionAffinityConfig`: the `ClientIP` timeout.
+    #[serde(default)]
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// `spec.allocateLoadBalancerNodePorts`: whether a `LoadBalancer`
+    /// service gets NodePorts (the default) or not.
+    #[serde(default)]
+    pub allocate_load_balancer_node_ports: Option<bool>,
+}
+
+/// `Service.spec.sessionAffinityConfig`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct SessionAffinityConfig {
+    /// `clientIP`.
+    #[serde(default, rename = "clientIP")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+/// `Service.spec.sessionAffinityConfig.clientIP`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientIpConfig {
+    /// How long a client sticks to its backend after its last connection,
+    /// seconds (Kubernetes: 10800 by default, at most 86400).
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
 }
 
 /// One `Service.spec.ports` entry.
@@ -151,6 +180,10 @@ pub struct ServicePort {
     /// The backends' port; `port` when absent.
     #[serde(default, rename = "targetPort")]
     pub target_port: Option<TargetPort>,
+    /// `nodePort`: the port on every node (NodePort and LoadBalancer
+    /// services); allocated when absent.
+    #[serde(default, rename = "nodePort")]
+    pub node_port: Option<u16>,
 }
 
 /// `targetPort`: a number, or the name of a container port.
@@ -254,6 +287,31 @@ impl Service {
     /// `internalTrafficPolicy: Local`.
     pub fn internal_traffic_local(&self) -> bool {
         self.spec.internal_traffic_policy.as_deref() == Some("Local")
+    }
+
+    /// `sessionAffinity: ClientIP`: its timeout in seconds (Kubernetes'
+    /// 10800 when `sessionAffinityConfig` does not set one); `None` without
+    /// affinity.
+    pub fn client_ip_affinity_seconds(&self) -> Option<u32> {
+        if self.spec.session_affinity.as_deref() != Some("ClientIP") {
+            return None;
+        }
+        let configured = self
+            .spec
+            .session_affinity_config
+            .and_then(|c| c.client_ip)
+            .and_then(|c| c.timeout_seconds);
+        Some(configured.unwrap_or(crate::service::affinity::DEFAULT_TIMEOUT_SECONDS))
+    }
+
+    /// Whether the service has NodePorts: type `NodePort`, or `LoadBalancer`
+    /// unless `allocateLoadBalancerNodePorts: false`.
+    pub fn has_node_ports(&self) -> bool {
+        match self.spec.kind.as_deref() {
+            Some("NodePort") => true,
+            Some("LoadBalancer") => self.spec.allocate_load_balancer_node_ports != Some(false),
+            _ => false,
+        }
     }
 }
 
@@ -390,64 +448,9 @@ impl Secret {
     }
 }
 
-/// Decode standard base64 (RFC 4648 §4) with optional padding; whitespace
-/// is ignored, as in Kubernetes manifests folded over lines.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let symbols: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let data = symbols
-        .strip_suffix(b"==")
-        .or_else(|| symbols.strip_suffix(b"="));
-    let data = data.unwrap_or(&symbols);
-    if data.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    for chunk in data.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips_rfc4648_vectors() {
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in vectors {
-            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
-        }
-        assert_eq!(
-            base64_decode("Zm9v\n YmFy").as_deref(),
-            Some(&b"foobar"[..])
-        );
-        assert_eq!(base64_decode("Zm9v*"), None);
-        assert_eq!(base64_decode("Z"), None);
-    }
 
     #[test]
     fn secret_password_prefers_string_data() {
@@ -532,5 +535,27 @@ mod tests {
         );
         assert_eq!(spec.ports[1].protocol(), "UDP");
         assert_eq!(spec.ports[2].protocol(), "TCP");
+    }
+
+    #[test]
+    fn node_ports_and_session_affinity_decode() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: { name: web }\nspec:\n  type: NodePort\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } }\n  ports:\n  - { port: 80, nodePort: 30285 }\n  - { port: 81 }\n";
+        let objects = crate::cilium::objects::tests::parse(yaml).unwrap();
+        let svc = &objects.services[&("default".into(), "web".into())];
+        let node_ports: Vec<_> = svc.spec.ports.iter().map(|p| p.node_port).collect();
+        assert_eq!(node_ports, [Some(30285), None]);
+        assert_eq!(svc.client_ip_affinity_seconds(), Some(600));
+        assert!(svc.has_node_ports());
+        let mut svc = svc.clone();
+        svc.spec.session_affinity_config = None;
+        assert_eq!(svc.client_ip_affinity_seconds(), Some(10800));
+        svc.spec.session_affinity = Some("None".into());
+        assert_eq!(svc.client_ip_affinity_seconds(), None);
+        svc.spec.kind = Some("LoadBalancer".into());
+        assert!(svc.has_node_ports());
+        svc.spec.allocate_load_balancer_node_ports = Some(false);
+        assert!(!svc.has_node_ports());
+        svc.spec.kind = None;
+        assert!(!svc.has_node_ports());
     }
 }

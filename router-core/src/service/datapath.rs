@@ -1,0 +1,369 @@
+//! The service stage of the reference datapath: what happens to one packet
+//! of a service flow, given the node's [`ServiceTable`], the time and a
+//! random number.
+//!
+//! Owns the per-packet decision Cilium's `lb4_local` (`bpf/lib/lb.h`) makes
+//! and the state behind it: a packet of a tracked connection follows it (a
+//! request to its backend, a reply translated back to the frontend); a new
+//! flow to a frontend picks a backend — the one session affinity remembers,
+//! else `random` (`random % count` over the active backends, as
+//! `lb4_select_backend_id_random`) or Maglev (`table[hash % M]`) — and is
+//! tracked. A tracked flow whose backend went away, or is terminating and
+//! sees a new SYN, picks again; a terminating backend keeps its other
+//! packets (Cilium drains, it does not cut). Traffic from outside the node
+//! to a backend on another node is source-NATed to the node's address
+//! (`loadBalancer.mode: snat`).
+//!
+//! It does not parse or rewrite packets: the caller hands in the 5-tuple and
+//! TCP flags and applies the [`Verdict`]'s tuple (addresses, ports,
+//! checksums). Routing the result is the pipeline's.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use smoltcp::time::{Duration, Instant};
+
+use super::Tuple;
+use super::affinity::{self, Affinity};
+use super::conntrack::{self, Conntrack, Direction, TcpFlags};
+use super::lookup::{NO_BACKEND, flow_hash_v4, flow_hash_v6, maglev_backend};
+use super::maglev;
+use super::nat::Snat;
+use super::table::{BackendSet, BackendState, L3n4, ServiceTable};
+use crate::hash::splitmix64;
+
+/// How a new flow picks its backend (`loadBalancer.algorithm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Algorithm {
+    /// A random active backend (Cilium's default).
+    #[default]
+    Random,
+    /// Maglev consistent hashing: every node picks the same backend.
+    Maglev,
+}
+
+/// The datapath's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `loadBalancer.algorithm`.
+    pub algorithm: Algorithm,
+    /// The Maglev seeds (the flow hash uses `seed_jhash0`/`seed_jhash1`).
+    pub maglev: maglev::Config,
+    /// The node's IPv4 address outside traffic is source-NATed to.
+    pub snat_v4: Option<Ipv4Addr>,
+    /// The node's IPv6 address outside traffic is source-NATed to.
+    pub snat_v6: Option<Ipv6Addr>,
+    /// Conntrack table sizes.
+    pub limits: conntrack::Limits,
+    /// Conntrack lifetimes.
+    pub timeouts: conntrack::Timeouts,
+    /// Clients the affinity table remembers.
+    pub affinity_entries: usize,
+}
+
+impl Default for Config {
+    /// Cilium's defaults (random, M = 16381 with the built-in seed, its
+    /// conntrack sizes and lifetimes), without SNAT addresses.
+    fn default() -> Self {
+        Config {
+            algorithm: Algorithm::Random,
+            maglev: maglev::Config::default(),
+            snat_v4: None,
+            snat_v6: None,
+            limits: conntrack::Limits::CILIUM,
+            timeouts: conntrack::Timeouts::CILIUM,
+            affinity_entries: affinity::MAX_ENTRIES,
+        }
+    }
+}
+
+/// Where a packet entered the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    /// From a pod or the host on this node (`internalTrafficPolicy` applies).
+    Local,
+    /// On one of the node's uplinks (`externalTrafficPolicy` applies).
+    External,
+}
+
+/// What the service stage is given about a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Its 5-tuple.
+    pub tuple: Tuple,
+    /// Its TCP flags ([`TcpFlags::NONE`] for UDP and SCTP).
+    pub flags: TcpFlags,
+    /// Where it entered.
+    pub origin: Origin,
+}
+
+/// Why a service packet was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// The frontend has no backend for this traffic (Cilium's `DROP_NO_SERVICE`).
+    NoBackend,
+    /// The conntrack table is full (`DROP_CT_CREATE_FAILED`).
+    ConntrackFull,
+    /// No SNAT port was free (`DROP_NAT_NO_MAPPING`).
+    NatExhausted,
+    /// SNAT was needed but the node has no address of the flow's family.
+    NoNodeAddress,
+}
+
+/// What to do with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not service traffic: pass it on unchanged.
+    NotService,
+    /// A request: rewrite it to this tuple (backend as destination, node
+    /// address and port as source when SNAT applies).
+    Translated(Tuple),
+    /// A reply: rewrite it to this tuple (frontend as source, client as
+    /// destination).
+    Reply(Tuple),
+    /// Drop it.
+    Drop(DropReason),
+}
+
+/// What conntrack keeps about a service connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Flow {
+    frontend: L3n4,
+    backend: L3n4,
+    /// The request as sent on (after DNAT, and SNAT if any).
+    translated: Tuple,
+}
+
+/// The service datapath of one node: its table and the state of its flows.
+#[derive(Clone, Debug)]
+pub struct Service {
+    config: Config,
+    table: ServiceTable,
+    conntrack: Conntrack<Flow>,
+    affinity: Affinity<L3n4, L3n4>,
+    snat: Snat,
+}
+
+impl Service {
+    /// A datapath serving `table`, with no flows yet.
+    pub fn new(config: Config, table: ServiceTable) -> Self {
+        Service {
+            conntrack: Conntrack::new(config.limits, config.timeouts),
+            affinity: Affinity::new(config.affinity_entries),
+            snat: Snat::default(),
+            config,
+            table,
+        }
+    }
+
+    /// Serve `table` from now on; tracked flows keep their backends while
+    /// those exist.
+    pub fn set_table(&mut self, table: ServiceTable) {
+        self.table = table;
+    }
+
+    /// The table served.
+    pub fn table(&self) -> &ServiceTable {
+        &self.table
+    }
+
+    /// Connections tracked.
+    pub fn connections(&self) -> usize {
+        self.conntrack.len()
+    }
+
+    /// SNAT ports held.
+    pub fn nat_mappings(&self) -> usize {
+        self.snat.len()
+    }
+
+    /// The verdict for `packet` at `now`; `random` is the packet's random
+    /// number (Cilium's `get_prandom_u32()`), used by `random` selection and
+    /// SNAT port choice.
+    pub fn process(&mut self, now: Instant, packet: &Packet, random: u32) -> Verdict {
+        self.expire(now);
+        let tuple = packet.tuple;
+        let stale = match self.conntrack.lookup(now, &tuple, packet.flags) {
+            Some(found) if found.direction == Direction::Reply => {
+                let flow = found.entry.value;
+                let client = found.entry.original;
+                return Verdict::Reply(Tuple {
+                    src: flow.frontend.addr,
+                    src_port: flow.frontend.port,
+                    dst: client.src,
+                    dst_port: client.src_port,
+                    protocol: client.protocol,
+                });
+            }
+            Some(found) => {
+                let flow = found.entry.value;
+                let state = self
+                    .table
+                    .backend_id(&flow.backend)
+                    .and_then(|id| self.table.backend(id))
+                    .map(|b| b.state);
+                let syn = packet.flags.contains(TcpFlags::SYN);
+                let keep = self.table.frontend(&flow.frontend).is_some()
+                    && match state {
+                        Some(BackendState::Active) => true,
+                        Some(BackendState::Terminating) => !syn,
+                        None => false,
+                    };
+                if keep {
+                    self.remember(now, &flow.frontend, tuple.src, flow.backend);
+                    return Verdict::Translated(flow.translated);
+                }
+                true
+            }
+            None => false,
+        };
+        if stale {
+            self.forget(&tuple);
+        }
+        self.open(now, packet, random)
+    }
+
+    /// A new flow: find its frontend, pick a backend, translate and track it.
+    fn open(&mut self, now: Instant, packet: &Packet, random: u32) -> Verdict {
+        let tuple = packet.tuple;
+        let frontend_addr = L3n4 {
+            addr: tuple.dst,
+            port: tuple.dst_port,
+            protocol: tuple.protocol,
+        };
+        let Some(frontend) = self.table.frontend(&frontend_addr) else {
+            return Verdict::NotService;
+        };
+        let set = match packet.origin {
+            Origin::Local => &frontend.internal,
+            Origin::External => match &frontend.external {
+                Some(set) => set,
+                None => return Verdict::NotService,
+            },
+        };
+        let affinity = frontend
+            .affinity_seconds
+            .map(|s| Duration::from_secs(u64::from(s)));
+        let remembered = affinity
+            .and_then(|t| self.affinity.get(now, frontend_addr, tuple.src, t))
+            .and_then(|b| self.table.backend_id(&b))
+            .filter(|id| set.active.contains(id));
+        let id = match remembered {
+            Some(id) => id,
+            None => match self.select(set, &tuple, affinity.is_some(), random) {
+                NO_BACKEND => return Verdict::Drop(DropReason::NoBackend),
+                id => id,
+            },
+        };
+        let Some(backend) = self.table.backend(id).copied() else {
+            return Verdict::Drop(DropReason::NoBackend);
+        };
+        let dnat = Tuple {
+            dst: backend.addr.addr,
+            dst_port: backend.addr.port,
+            ..tuple
+        };
+        let translated = if packet.origin == Origin::External && !backend.local {
+            let node = match backend.addr.addr {
+                IpAddr::V4(_) => self.config.snat_v4.map(IpAddr::V4),
+                IpAddr::V6(_) => self.config.snat_v6.map(IpAddr::V6),
+            };
+            let Some(node) = node else {
+                return Verdict::Drop(DropReason::NoNodeAddress);
+            };
+            let mut state = u64::from(random);
+            let nat_random = splitmix64(&mut state) as u32;
+            match self.snat.allocate(&dnat, node, nat_random) {
+                Ok(t) => t,
+                Err(_) => return Verdict::Drop(DropReason::NatExhausted),
+            }
+        } else {
+            dnat
+        };
+        let flow = Flow {
+            frontend: frontend_addr,
+            backend: backend.addr,
+            translated,
+        };
+        if self
+            .conntrack
+            .insert(now, tuple, translated.reversed(), flow, packet.flags)
+            .is_err()
+        {
+            self.release(&tuple, &translated);
+            return Verdict::Drop(DropReason::ConntrackFull);
+        }
+        self.remember(now, &frontend_addr, tuple.src, backend.addr);
+        Verdict::Translated(translated)
+    }
+
+    /// A backend ID from `set` for a new flow, or [`NO_BACKEND`].
+    fn select(&self, set: &BackendSet, tuple: &Tuple, affinity: bool, random: u32) -> u32 {
+        match self.config.algorithm {
+            Algorithm::Random => match set.active.len() {
+                0 => NO_BACKEND,
+                n => set.active[random as usize % n],
+            },
+            Algorithm::Maglev => {
+                // With affinity Cilium hashes client port 0, so all of a
+                // client's connections land alike.
+                let client_port = if affinity { 0 } else { tuple.src_port };
+                let protocol = tuple.protocol.number();
+                let seeds = &self.config.maglev;
+                let hash = match tuple.src {
+                    IpAddr::V4(client) => flow_hash_v4(
+                        seeds.seed_jhash0,
+                        client,
+                        client_port,
+                        tuple.dst_port,
+                        protocol,
+                    ),
+                    IpAddr::V6(client) => flow_hash_v6(
+                        seeds.seed_jhash1,
+                        client,
+                        client_port,
+                        tuple.dst_port,
+                        protocol,
+                    ),
+                };
+                maglev_backend(&set.maglev[..], hash)
+            }
+        }
+    }
+
+    /// Refresh or record `client`'s affinity to `backend`, if the frontend has it.
+    fn remember(&mut self, now: Instant, frontend: &L3n4, client: IpAddr, backend: L3n4) {
+        let timeout = self
+            .table
+            .frontend(frontend)
+            .and_then(|f| f.affinity_seconds)
+            .map(|s| Duration::from_secs(u64::from(s)));
+        if let Some(timeout) = timeout {
+            self.affinity
+                .record(now, *frontend, client, backend, timeout);
+        }
+    }
+
+    /// Free a translation's SNAT port, if it has one.
+    fn release(&mut self, original: &Tuple, translated: &Tuple) {
+        if translated.src != original.src || translated.src_port != original.src_port {
+            self.snat.release(translated);
+        }
+    }
+
+    /// Stop tracking the flow `original` opened.
+    fn forget(&mut self, original: &Tuple) {
+        if let Some(entry) = self.conntrack.remove(original) {
+            self.release(&entry.original, &entry.value.translated);
+        }
+    }
+
+    /// Drop the flows and affinities whose time ran out.
+    fn expire(&mut self, now: Instant) {
+        while let Some(entry) = self.conntrack.pop_expired(now) {
+            self.release(&entry.original, &entry.value.translated);
+        }
+        self.affinity.expire(now);
+    }
+}
+
+#[cfg(test)]
+mod tests;

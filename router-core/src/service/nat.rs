@@ -1,0 +1,188 @@
+//! Source NAT of service flows to the node's address (`loadBalancer.mode:
+//! snat`): which source port a flow gets, and which flows hold which ports.
+//!
+//! Owns port allocation as Cilium's `snat_v4_new_mapping` (`bpf/lib/nat.h`)
+//! does it: keep the client's port if it lies in the range, else start at a
+//! random one; a port is taken only if the same reply tuple (same remote
+//! endpoint, protocol, node address and port) is already in use, so one port
+//! serves many remote endpoints; on a collision try a random port, then the
+//! following ones, up to `SNAT_COLLISION_RETRIES` (128) tries. Ports come
+//! from `NODEPORT_PORT_MIN_NAT..=NODEPORT_PORT_MAX_NAT` (32768–65535).
+//! Mappings live as long as their connection: the datapath releases them
+//! when the conntrack entry expires. Rewriting packets is the datapath's.
+//!
+//! ```text
+//!  original  client:cport → backend:bport
+//!  SNAT      node:nport   → backend:bport     nport in 32768..=65535
+//!  reply     backend:bport → node:nport       (the key that must be unique)
+//! ```
+//!
+//! Randomness comes in as one `u32`: its low half is the first random port
+//! (`__snat_try_keep_port`), its high half the second (first retry), where
+//! Cilium draws `get_prandom_u32()` twice.
+
+use alloc::collections::BTreeSet;
+use core::net::IpAddr;
+
+use super::Tuple;
+
+/// First source port for SNAT (`NODEPORT_PORT_MIN_NAT`, one above the NodePort range).
+pub const PORT_MIN: u16 = 32768;
+/// Last source port for SNAT (`NODEPORT_PORT_MAX_NAT`).
+pub const PORT_MAX: u16 = 65535;
+/// Ports tried before giving up (`SNAT_COLLISION_RETRIES` on kernels with
+/// the large instruction limit).
+pub const COLLISION_RETRIES: u32 = 128;
+
+/// No free port was found for a flow (Cilium's `DROP_NAT_NO_MAPPING`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exhausted;
+
+/// The ports in use, as the reply tuples they produce.
+#[derive(Clone, Debug)]
+pub struct Snat {
+    used: BTreeSet<Tuple>,
+    min: u16,
+    max: u16,
+}
+
+impl Default for Snat {
+    fn default() -> Self {
+        Snat::new(PORT_MIN, PORT_MAX)
+    }
+}
+
+impl Snat {
+    /// An allocator over ports `min..=max` (`min < max`; the arguments are
+    /// swapped if not).
+    pub fn new(min: u16, max: u16) -> Self {
+        Snat {
+            used: BTreeSet::new(),
+            min: min.min(max),
+            max: max.max(min),
+        }
+    }
+
+    /// `__snat_clamp_port_range`: `val % (max - min) + min`.
+    fn clamp(&self, val: u16) -> u16 {
+        match self.max - self.min {
+            0 => self.min,
+            span => val % span + self.min,
+        }
+    }
+
+    /// Source-NAT `flow` (client → backend, after DNAT) to `node`: the
+    /// rewritten tuple, its source port now reserved.
+    pub fn allocate(
+        &mut self,
+        flow: &Tuple,
+        node: IpAddr,
+        random: u32,
+    ) -> Result<Tuple, Exhausted> {
+        let [lo, hi] = [random as u16, (random >> 16) as u16];
+        let mut port = if (self.min..=self.max).contains(&flow.src_port) {
+            flow.src_port
+        } else {
+            self.clamp(lo)
+        };
+        for retry in 0..COLLISION_RETRIES {
+            let translated = Tuple {
+                src: node,
+                src_port: port,
+                ..*flow
+            };
+            if self.used.insert(translated.reversed()) {
+                return Ok(translated);
+            }
+            port = self.clamp(if retry == 0 { hi } else { port.wrapping_add(1) });
+        }
+        Err(Exhausted)
+    }
+
+    /// Free the port `translated` (as [`Snat::allocate`] returned it) holds.
+    pub fn release(&mut self, translated: &Tuple) {
+        self.used.remove(&translated.reversed());
+    }
+
+    /// Mappings held.
+    pub fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    /// Whether no mapping is held.
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Protocol;
+
+    fn flow(client_port: u16, backend: [u8; 4]) -> Tuple {
+        Tuple {
+            src: IpAddr::from([203, 0, 113, 7]),
+            dst: IpAddr::from(backend),
+            src_port: client_port,
+            dst_port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    const NODE: IpAddr = IpAddr::V4(core::net::Ipv4Addr::new(192, 168, 10, 1));
+
+    #[test]
+    fn keeps_the_client_port_when_in_range_else_a_random_one() {
+        let mut nat = Snat::default();
+        let t = nat
+            .allocate(&flow(40000, [10, 244, 1, 5]), NODE, 0)
+            .unwrap();
+        assert_eq!((t.src, t.src_port, t.dst_port), (NODE, 40000, 80));
+        let t = nat.allocate(&flow(1234, [10, 244, 1, 5]), NODE, 5).unwrap();
+        assert_eq!(t.src_port, 32768 + 5);
+    }
+
+    #[test]
+    fn a_port_is_reused_for_another_remote_and_skipped_for_the_same_one() {
+        let mut nat = Snat::default();
+        let a = nat
+            .allocate(&flow(40000, [10, 244, 1, 5]), NODE, 0)
+            .unwrap();
+        // Same port, different backend: no collision.
+        let b = nat
+            .allocate(&flow(40000, [10, 244, 2, 5]), NODE, 0)
+            .unwrap();
+        assert_eq!((a.src_port, b.src_port), (40000, 40000));
+        // Another client with the same port to the same backend: the random
+        // retry (high half: 7) takes 32768 + 7.
+        let mut other = flow(40000, [10, 244, 1, 5]);
+        other.src = IpAddr::from([203, 0, 113, 8]);
+        let c = nat.allocate(&other, NODE, 7 << 16).unwrap();
+        assert_eq!(c.src_port, 32768 + 7);
+        nat.release(&a);
+        let d = nat.allocate(&other, NODE, 0).unwrap();
+        assert_eq!(d.src_port, 40000, "released ports are free again");
+        assert_eq!(nat.len(), 3);
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_not_a_panic() {
+        let mut nat = Snat::new(40000, 40002);
+        let mut ok = 0;
+        for client in 0..10u8 {
+            let mut f = flow(40000, [10, 244, 1, 5]);
+            f.src = IpAddr::from([203, 0, 113, client]);
+            if let Ok(t) = nat.allocate(&f, NODE, u32::from(client)) {
+                assert!((40000..=40002).contains(&t.src_port));
+                ok += 1;
+            }
+        }
+        // 40000 kept once, then the clamp only reaches 40000..=40001.
+        assert_eq!(ok, 2);
+        assert_eq!(
+            nat.allocate(&flow(40000, [10, 244, 1, 5]), NODE, 1),
+            Err(Exhausted)
+        );
+    }
+}
