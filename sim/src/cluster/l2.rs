@@ -7,10 +7,9 @@
 //!
 //! The API server keeps the leases in router-core's
 //! [`MemoryStore`](router_core::lease::MemoryStore); a request is applied
-//! when sent and answered after the server's latency, and an unreachable
-//! server answers nothing (the elector gives the request up at its renew
-//! deadline). IPv6 addresses are elected but not answered for: the
-//! simulated hosts have no NDP responder yet.
+//! when sent and answered after the server's latency. Every running node
+//! reaches it (its links notwithstanding). IPv6 addresses are elected but
+//! not answered for: the simulated hosts have no NDP responder yet.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -36,11 +35,9 @@ pub struct ApiServer {
     /// When each lease was created (for `AGE`).
     created: BTreeMap<String, Instant>,
     /// How long an answer takes.
-    pub latency: Duration,
-    /// Whether requests reach it.
-    pub reachable: bool,
-    /// Writes accepted, by lease.
-    pub writes: BTreeMap<String, u64>,
+    latency: Duration,
+    /// Writes accepted.
+    writes: u64,
 }
 
 impl Default for ApiServer {
@@ -49,31 +46,20 @@ impl Default for ApiServer {
             store: MemoryStore::default(),
             created: BTreeMap::new(),
             latency: API_LATENCY,
-            reachable: true,
-            writes: BTreeMap::new(),
+            writes: 0,
         }
     }
 }
 
 impl ApiServer {
-    /// Carry out a request sent at `now`: the answer and when it arrives,
-    /// or `None` if the server is unreachable.
-    fn request(
-        &mut self,
-        now: Instant,
-        lease: &str,
-        request: Request,
-    ) -> Option<(Instant, Response)> {
-        if !self.reachable {
-            return None;
-        }
-        let writes = !matches!(request, Request::Get);
+    /// Carry out a request sent at `now`: the answer and when it arrives.
+    fn request(&mut self, now: Instant, lease: &str, request: Request) -> (Instant, Response) {
         let response = self.store.apply(lease, request);
-        if writes && matches!(response, Response::Written(_)) {
-            *self.writes.entry(lease.into()).or_default() += 1;
+        if matches!(response, Response::Written(_)) {
+            self.writes += 1;
             self.created.entry(lease.into()).or_insert(now);
         }
-        Some((now + self.latency, response))
+        (now + self.latency, response)
     }
 
     /// `kubectl -n kube-system get lease`: NAME, HOLDER, AGE.
@@ -147,11 +133,9 @@ impl L2Node {
         for action in actions {
             match action {
                 Action::Lease { lease, id, request } => {
-                    let answer = self.api.borrow_mut().request(now, &lease, request);
-                    if let Some((at, response)) = answer {
-                        let after = self.answers.partition_point(|a| a.0 <= at);
-                        self.answers.insert(after, (at, lease, id, response));
-                    }
+                    let (at, response) = self.api.borrow_mut().request(now, &lease, request);
+                    let after = self.answers.partition_point(|a| a.0 <= at);
+                    self.answers.insert(after, (at, lease, id, response));
                 }
                 Action::Announce(entry) => {
                     if let (IpAddr::V4(ip), Some(port)) = (entry.ip, host.port_id(&entry.interface))
@@ -269,6 +253,11 @@ impl Cluster {
     /// leases.
     pub fn lease_rows(&self) -> Vec<[String; 3]> {
         self.api.borrow().rows(self.engine.now())
+    }
+
+    /// Lease writes the API server accepted so far.
+    pub fn lease_writes(&self) -> u64 {
+        self.api.borrow().writes
     }
 
     /// The namespace the leases are shown in.
