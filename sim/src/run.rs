@@ -777,13 +777,7 @@ fn ping(
         "{} packets transmitted, {received} received, {loss}% packet loss",
         r.transmitted
     ));
-    if let Some(n) = expect.received {
-        report.checks.push(Check {
-            expected: format!("received = {n}"),
-            actual: received.to_string(),
-            passed: received == n,
-        });
-    }
+    check_received(expect, received, report);
     if let Some(ttl) = expect.ttl {
         let ttls: Vec<String> = r.replies.iter().map(|x| x.ttl.to_string()).collect();
         report.checks.push(Check {
@@ -859,6 +853,12 @@ fn arping(
         "{count} packets transmitted, {received} packets received, {}% unanswered (0 extra)",
         100 * (count - received) / count.max(1)
     ));
+    check_received(expect, received, report);
+    Ok(())
+}
+
+/// `received`: exactly this many replies (ping, arping).
+fn check_received(expect: &Expect, received: u32, report: &mut StepReport) {
     if let Some(n) = expect.received {
         report.checks.push(Check {
             expected: format!("received = {n}"),
@@ -866,7 +866,6 @@ fn arping(
             passed: received == n,
         });
     }
-    Ok(())
 }
 
 fn check_lines(lines: &[String], expect: &Expect, report: &mut StepReport) {

@@ -55,7 +55,7 @@ pub struct Expect {
     /// curl: exactly this many nodes' service stages took the flows in
     /// (for a LoadBalancer address).
     pub ingress_nodes: Option<u32>,
-    /// ping: exactly this many replies.
+    /// ping, arping: exactly this many replies.
     pub received: Option<u32>,
     /// ping: replies carry this TTL.
     pub ttl: Option<u8>,
