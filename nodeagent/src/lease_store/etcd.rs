@@ -20,8 +20,10 @@
 //! lease.
 //!
 //! Owns: the key layout, the stored value and the transactions. Does not
-//! own: the bound on a request ([`super::LeaseStore`] applies it; the gRPC
-//! channel is given the same bound as its request and connect timeouts).
+//! own: the bound on a request ([`super::LeaseStore`] applies it, dropping
+//! the request when it passes). The gRPC channel gets that bound as its
+//! connect timeout and as its HTTP/2 keep-alive interval and timeout, so a
+//! connection to a hung or vanished etcd is noticed and made again.
 
 use std::fmt;
 use std::time::Duration;
@@ -53,8 +55,8 @@ impl fmt::Debug for Etcd {
 
 impl Etcd {
     /// A client of `endpoints` (connecting lazily) for the keys under
-    /// `<prefix>/<namespace>/`, each request and connection attempt bounded
-    /// by `timeout`.
+    /// `<prefix>/<namespace>/`; connection attempts and keep-alive pings are
+    /// bounded by `timeout`.
     pub async fn connect(
         endpoints: &[String],
         prefix: &str,
@@ -62,8 +64,8 @@ impl Etcd {
         timeout: Duration,
     ) -> Result<Etcd, String> {
         let options = ConnectOptions::new()
-            .with_timeout(timeout)
-            .with_connect_timeout(timeout);
+            .with_connect_timeout(timeout)
+            .with_keep_alive(timeout, timeout);
         let client = etcd_client::Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| format!("etcd {}: {e}", endpoints.join(",")))?;
