@@ -262,7 +262,7 @@ pub fn main() -> ExitCode {
                     let store = connect(&config, &location, kubeconfig.as_deref()).await?;
                     info!(
                         store = store.describe(),
-                        "lease store ready (no leases elected yet)"
+                        "lease store configured (connects on first use; nothing elects through it yet)"
                     );
                 }
                 run(source, options, &socket, metrics).await

@@ -428,3 +428,90 @@ async fn three_electors_over_one_etcd() {
         node.task.abort();
     }
 }
+
+/// `nexthop-agent lease list|get` on the stored leases.
+#[tokio::test]
+async fn lease_command_reads_etcd() {
+    if Etcd::skips() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let store = store(&etcd).await;
+    let clock = store.clock();
+    let held = record("n1", clock.now(), 4);
+    let version = written(store.call(LEASE, Request::Create(held.clone())).await);
+    let agent = |args: &[&str]| {
+        let store = format!("etcd:{}", etcd.endpoint());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nexthop-agent"))
+            .args(["lease"])
+            .args(args)
+            .args(["--lease-store", &store])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, table, err) = agent(&["list"]);
+    assert!(ok, "{err}");
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let renewed = nexthop_agent::lease_store::rfc3339(clock.to_wall(held.renewed));
+    assert_eq!(
+        lines,
+        [
+            vec![
+                "NAME",
+                "HOLDER",
+                "DURATION",
+                "TRANSITIONS",
+                "ACQUIRED",
+                "RENEWED",
+                "VERSION"
+            ],
+            vec![
+                LEASE,
+                "n1",
+                "3s",
+                "4",
+                &nexthop_agent::lease_store::rfc3339(clock.to_wall(held.acquired)),
+                &renewed,
+                &version.to_string()
+            ]
+        ],
+        "{table}"
+    );
+
+    let (ok, json, err) = agent(&["get", LEASE, "-o", "json"]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "name": LEASE,
+            "version": version.to_string(),
+            "spec": {
+                "holderIdentity": "n1",
+                "leaseDurationSeconds": 3,
+                "acquireTime": nexthop_agent::lease_store::rfc3339(clock.to_wall(held.acquired)),
+                "renewTime": renewed,
+                "leaseTransitions": 4,
+            }
+        }])
+    );
+
+    let (ok, _, err) = agent(&["get", "absent"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "nexthop-agent: lease absent not found (etcd {}, namespace kube-system)",
+            etcd.endpoint()
+        )
+    );
+}
