@@ -73,8 +73,8 @@ enum Command {
         /// Where the L2 announcement leases are kept:
         /// `etcd:http://HOST:PORT[,http://HOST:PORT...]` or `kubernetes` (the
         /// API server of --kubeconfig, else in-cluster, $KUBECONFIG or
-        /// ~/.kube/config). Checked and connected at start; nothing elects
-        /// through it yet.
+        /// ~/.kube/config). Checked at start (it connects on first use);
+        /// nothing elects through it yet.
         #[arg(long)]
         lease_store: Option<StoreConfig>,
         #[command(flatten)]
