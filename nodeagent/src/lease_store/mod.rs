@@ -327,8 +327,9 @@ impl LeaseStore {
         }
     }
 
-    /// Every lease of the namespace, by name. A lease whose stored value
-    /// does not read is left out and named in the log.
+    /// Every lease of the namespace, by name. A lease that does not read is
+    /// left out (an etcd value that is not a Lease spec is also named in the
+    /// log; a Lease object without a `resourceVersion` is not).
     pub async fn list(&self) -> Result<Vec<(String, Versioned)>, String> {
         let work = async {
             match &self.backend {
