@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses: tshark decodes the simulator's pcap files;
-# llvm-22-dev is the LLVM bpf-linker links against (offload-bpf's eBPF build).
-APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ethtool)
+# llvm-22-dev is the LLVM bpf-linker links against (offload-bpf's eBPF build);
+# etcd-server runs the agent's etcd lease store tests; protobuf-compiler (protoc)
+# builds the etcd-client crate's gRPC code.
+APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ethtool etcd-server protobuf-compiler)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,4 +1,5 @@
-//! The command line: `run` (the daemon), the `bgp` queries and `datapath`.
+//! The command line: `run` (the daemon), the `bgp` queries, `datapath` and
+//! `lease` (reading a lease store).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use crate::config::Directory;
 use crate::controller::Controller;
 use crate::controller::node_options;
 use crate::kube_source;
+use crate::lease_store::{self, Clock, LeaseStore, StoreConfig};
 use crate::offload;
 use crate::output;
 use crate::status::{NodeConfigObject, Request, Table};
@@ -68,6 +70,15 @@ enum Command {
         /// `bgpControlPlane.statusReport.enabled`).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         bgp_status_report: bool,
+        /// Where the L2 announcement leases are kept:
+        /// `etcd:http://HOST:PORT[,http://HOST:PORT...]` or `kubernetes` (the
+        /// API server of --kubeconfig, else in-cluster, $KUBECONFIG or
+        /// ~/.kube/config). Checked at start (it connects on first use);
+        /// nothing elects through it yet.
+        #[arg(long)]
+        lease_store: Option<StoreConfig>,
+        #[command(flatten)]
+        lease_location: LeaseLocation,
     },
     /// Query a running agent's BGP state.
     Bgp {
@@ -79,6 +90,55 @@ enum Command {
         #[command(subcommand)]
         command: DatapathCommand,
     },
+    /// Read the leases of a lease store (as the agent keeps them).
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LeaseCommand {
+    /// One lease: holder, duration, transitions, renew time, version.
+    Get {
+        /// The lease's name (e.g. cilium-l2announce-default-web).
+        name: String,
+        #[command(flatten)]
+        store: LeaseStoreArgs,
+    },
+    /// Every lease of the namespace.
+    List {
+        #[command(flatten)]
+        store: LeaseStoreArgs,
+    },
+}
+
+/// Which lease store to read.
+#[derive(Debug, clap::Args)]
+struct LeaseStoreArgs {
+    /// `etcd:http://HOST:PORT[,http://HOST:PORT...]` or `kubernetes`.
+    #[arg(long)]
+    lease_store: StoreConfig,
+    /// The kubeconfig for `--lease-store kubernetes` (default: in-cluster,
+    /// else $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    location: LeaseLocation,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+/// Where in the store the leases are.
+#[derive(Debug, Clone, clap::Args)]
+struct LeaseLocation {
+    /// The namespace of the leases.
+    #[arg(long, default_value = lease_store::DEFAULT_NAMESPACE)]
+    lease_namespace: String,
+    /// The etcd key prefix of the leases (keys are PREFIX/NAMESPACE/NAME).
+    #[arg(long, default_value = lease_store::DEFAULT_ETCD_PREFIX)]
+    lease_etcd_prefix: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,17 +247,33 @@ pub fn main() -> ExitCode {
             router_id,
             metrics,
             bgp_status_report,
+            lease_store,
+            lease_location,
         } => {
             init_logging();
+            let leases = lease_store.map(|config| (config, lease_location, kubeconfig.clone()));
             let source = match config_dir {
                 Some(dir) => Source::Directory(dir),
                 None => Source::Kubernetes(kubeconfig),
             };
             let options = node_options(&node, router_id, bgp_status_report);
-            runtime.block_on(run(source, options, &socket, metrics))
+            runtime.block_on(async {
+                if let Some((config, location, kubeconfig)) = leases {
+                    let store = connect(&config, &location, kubeconfig.as_deref()).await?;
+                    info!(
+                        store = store.describe(),
+                        "lease store configured (connects on first use; nothing elects through it yet)"
+                    );
+                }
+                run(source, options, &socket, metrics).await
+            })
         }
         Command::Bgp { query } => runtime.block_on(bgp(query)),
         Command::Datapath { command } => datapath(command, &runtime),
+        Command::Lease { command } => {
+            init_logging();
+            runtime.block_on(lease(command))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -244,6 +320,67 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
         }
         DatapathCommand::Remove { pin_dir } => offload::remove(&pin_dir),
     }
+}
+
+async fn connect(
+    config: &StoreConfig,
+    location: &LeaseLocation,
+    kubeconfig: Option<&Path>,
+) -> Result<LeaseStore, String> {
+    LeaseStore::connect(
+        config,
+        &location.lease_namespace,
+        &location.lease_etcd_prefix,
+        kubeconfig,
+        Clock::start(),
+    )
+    .await
+}
+
+async fn lease(command: LeaseCommand) -> Result<(), String> {
+    let (name, args) = match command {
+        LeaseCommand::Get { name, store } => (Some(name), store),
+        LeaseCommand::List { store } => (None, store),
+    };
+    let store = connect(
+        &args.lease_store,
+        &args.location,
+        args.kubeconfig.as_deref(),
+    )
+    .await?;
+    let leases = match name {
+        Some(name) => match store.call(&name, router_core::lease::Request::Get).await {
+            router_core::lease::Response::Got(Some(lease)) => vec![(name, lease)],
+            router_core::lease::Response::Got(None) => {
+                return Err(format!(
+                    "lease {name} not found ({}, namespace {})",
+                    store.describe(),
+                    args.location.lease_namespace
+                ));
+            }
+            router_core::lease::Response::Unavailable(message) => return Err(message),
+            other => return Err(format!("lease {name}: unexpected answer {other:?}")),
+        },
+        None => store.list().await?,
+    };
+    let clock = store.clock();
+    match args.output {
+        Format::Json => {
+            let leases: Vec<_> = leases
+                .iter()
+                .map(|(name, lease)| {
+                    serde_json::json!({
+                        "name": name,
+                        "version": lease.version,
+                        "spec": lease_store::to_spec(&lease.record, &clock),
+                    })
+                })
+                .collect();
+            println!("{}", json(&leases)?);
+        }
+        Format::Table => print!("{}", lease_store::table(&leases, &clock)),
+    }
+    Ok(())
 }
 
 fn init_logging() {
@@ -552,6 +689,76 @@ mod tests {
         assert!(run(&["--config-dir", "/etc/nexthop", "--kubernetes"]).is_err());
         assert!(run(&["--config-dir", "/etc/nexthop", "--kubeconfig", "k"]).is_err());
         assert!(run(&["--kubernetes", "--kubeconfig", "k"]).is_err());
+    }
+
+    #[test]
+    fn lease_store_option_parses() {
+        let run = |args: &[&str]| {
+            let common = [
+                "nexthop-agent",
+                "run",
+                "--node",
+                "n1",
+                "--config-dir",
+                "/etc/nexthop",
+            ];
+            Cli::try_parse_from(common.iter().chain(args)).map(|cli| cli.command)
+        };
+        assert!(matches!(
+            run(&[]),
+            Ok(Command::Run {
+                lease_store: None,
+                ..
+            })
+        ));
+        match run(&["--lease-store", "etcd:http://127.0.0.1:2379"]) {
+            Ok(Command::Run {
+                lease_store: Some(StoreConfig::Etcd(endpoints)),
+                lease_location,
+                ..
+            }) => {
+                assert_eq!(endpoints, ["http://127.0.0.1:2379"]);
+                assert_eq!(lease_location.lease_namespace, "kube-system");
+                assert_eq!(lease_location.lease_etcd_prefix, "nexthop/leases");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(&["--lease-store", "kubernetes", "--lease-namespace", "l2"]),
+            Ok(Command::Run {
+                lease_store: Some(StoreConfig::Kubernetes),
+                ..
+            })
+        ));
+        let err = run(&["--lease-store", "zookeeper:127.0.0.1:2181"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected etcd:http://HOST:PORT"), "{err}");
+        let lease = |args: &[&str]| {
+            Cli::try_parse_from(["nexthop-agent", "lease"].iter().chain(args))
+                .map(|cli| cli.command)
+        };
+        assert!(matches!(
+            lease(&[
+                "list",
+                "--lease-store",
+                "kubernetes",
+                "--kubeconfig",
+                "k",
+                "-o",
+                "json"
+            ]),
+            Ok(Command::Lease {
+                command: LeaseCommand::List { .. }
+            })
+        ));
+        assert!(matches!(
+            lease(&["get", "web", "--lease-store", "etcd:http://[::1]:2379"]),
+            Ok(Command::Lease {
+                command: LeaseCommand::Get { .. }
+            })
+        ));
+        assert!(lease(&["list"]).is_err(), "the store is required");
     }
 
     #[test]

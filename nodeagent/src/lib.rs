@@ -11,6 +11,8 @@
 //! - [`connection`]: connections as tasks that only move bytes;
 //!   [`transport`]: kernel TCP (MD5, TTL).
 //! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers.
+//! - [`lease_store`]: leases for router-core's lease elector, in etcd or as
+//!   Kubernetes Leases (`--lease-store`; `lease get|list`).
 //! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
 //!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
 
@@ -21,6 +23,7 @@ pub mod connection;
 pub mod controller;
 pub mod kernel;
 pub mod kube_source;
+pub mod lease_store;
 pub mod metrics;
 pub mod offload;
 pub mod output;

@@ -12,8 +12,13 @@
 //!   died); [`Entered`], [`in_ns`]: a thread inside one.
 //! - [`Frr`]: FRR (zebra + bgpd) started by hand inside a namespace with
 //!   private paths, queried with `vtysh ... json`, stopped on drop.
+//! - [`Etcd`]: a single-member etcd on loopback, with ports and a data
+//!   directory of its own, killed and removed on drop; [`Etcd::skips`]: why
+//!   a test cannot have one (and, under `CI=true`, a failure instead).
 
 use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -430,5 +435,292 @@ impl Drop for Frr {
         for pid in &pids {
             kill("-KILL", pid);
         }
+    }
+}
+
+/// A single-member etcd cluster on 127.0.0.1: client and peer ports picked
+/// free for it, its data, log and pid file in a directory of its own
+/// (`$TMPDIR/nh-etcd-<pid>x<n>`). Killed and removed on drop, also when the
+/// test panics; a later [`Etcd::start`] removes what a test process killed
+/// outright left behind. Tests using it run in parallel and repeatedly.
+#[derive(Debug)]
+pub struct Etcd {
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+/// Prefix of the directories [`Etcd`] creates; the process id follows.
+const ETCD_PREFIX: &str = "nh-etcd-";
+
+impl Etcd {
+    /// Whether a test needing etcd must skip because the `etcd` program is
+    /// missing; prints why. Under `CI=true` it panics instead: the test
+    /// command installs `etcd-server`, so a skip there would hide a failure.
+    pub fn skips() -> bool {
+        if which("etcd").is_some() {
+            return false;
+        }
+        let reason = "missing etcd (Debian etcd-server)";
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("{reason}, and CI=true: tests must not skip in CI");
+        }
+        eprintln!("skipped: {reason}");
+        true
+    }
+
+    /// Start etcd and wait until it answers (panics after 30 s, with its
+    /// log). Ports that another program took between choosing and binding
+    /// are chosen again.
+    pub fn start() -> Etcd {
+        static RUN: AtomicU32 = AtomicU32::new(0);
+        remove_orphan_etcds();
+        let dir = std::env::temp_dir().join(format!(
+            "{ETCD_PREFIX}{}x{}",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut attempt = 0;
+        loop {
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let mut etcd = Etcd {
+                dir: dir.clone(),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            };
+            etcd.spawn();
+            match etcd.wait_ready() {
+                Ok(()) => return etcd,
+                Err(log) if attempt < 5 && log.contains("address already in use") => {
+                    attempt += 1;
+                }
+                Err(log) => panic!("etcd did not start:\n{log}"),
+            }
+        }
+    }
+
+    /// Its client URL, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Kill it (SIGKILL: no goodbye to its clients, as in a crash); its data
+    /// stays for [`Etcd::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stop it (SIGSTOP) or let it go on (SIGCONT): a store that accepts
+    /// connections and never answers, as a hung one does.
+    pub fn pause(&self, paused: bool) {
+        if let Some(child) = &self.child {
+            let signal = if paused { "-STOP" } else { "-CONT" };
+            sh(&["kill", signal, &child.id().to_string()]);
+        }
+    }
+
+    /// Start it again on the same ports with the same data, and wait until
+    /// it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        if let Err(log) = self.wait_ready() {
+            panic!("etcd did not restart:\n{log}");
+        }
+    }
+
+    /// Put `value` at `key`, through etcd's JSON gateway (`/v3/kv/put`):
+    /// for tests that store what a client would refuse to write.
+    pub fn put(&self, key: &str, value: &[u8]) {
+        let body = serde_json::json!({"key": base64(key.as_bytes()), "value": base64(value)});
+        let answer = self
+            .http("POST", "/v3/kv/put", &body.to_string())
+            .unwrap_or_else(|e| panic!("etcd put {key}: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "etcd put {key}: {answer}"
+        );
+    }
+
+    /// Its log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .unwrap();
+        let child = Command::new("etcd")
+            .arg("--name=nh")
+            .arg(format!("--data-dir={}", self.dir.join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=nh={peer}"))
+            .arg("--logger=zap")
+            .arg("--log-outputs=stderr")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("etcd does not start: {e}"));
+        fs::write(self.dir.join("etcd.pid"), child.id().to_string()).unwrap();
+        self.child = Some(child);
+    }
+
+    /// Wait until `/health` says true; the log if it exits or times out.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!("etcd exited ({status}):\n{}", self.log()));
+            }
+            if self
+                .http("GET", "/health", "")
+                .is_ok_and(|a| a.contains(r#""health":"true""#))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!("etcd not healthy after 30 s:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One HTTP/1.1 request to the client port; the whole answer.
+    fn http(&self, method: &str, path: &str, body: &str) -> std::io::Result<String> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP port on 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+}
+
+/// Kill the etcds and remove the directories of [`Etcd`]s whose test
+/// process no longer exists.
+fn remove_orphan_etcds() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name
+            .strip_prefix(ETCD_PREFIX)
+            .and_then(|rest| rest.split_once('x'))
+            .map(|(pid, _)| pid.to_string())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        let Some(owner) = owner else { continue };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(pid) = fs::read_to_string(dir.join("etcd.pid")) {
+            let pid = pid.trim();
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            // Only that etcd: its command line names the directory.
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Standard base64 with padding (what etcd's JSON gateway reads for bytes).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads_as_the_standard_says() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn etcd_starts_answers_restarts_and_cleans_up() {
+        if Etcd::skips() {
+            return;
+        }
+        let mut etcd = Etcd::start();
+        let mut other = Etcd::start();
+        assert_ne!(etcd.endpoint(), other.endpoint());
+        etcd.put("k", b"v");
+        let dir = etcd.dir.clone();
+        etcd.kill();
+        assert!(etcd.http("GET", "/health", "").is_err());
+        etcd.restart();
+        let read = serde_json::json!({"key": base64(b"k")}).to_string();
+        let answer = etcd.http("POST", "/v3/kv/range", &read).unwrap();
+        assert!(answer.contains(&base64(b"v")), "{answer}");
+        other.kill();
+        drop(other);
+        drop(etcd);
+        assert!(!dir.exists());
     }
 }
