@@ -13,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 use crate::controller::Controller;
-use crate::status::{Request, Response};
+use crate::status::{L2AnnounceEntry, Request, Response};
 
 /// The longest request line the socket reads; a longer one gets an error.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -99,6 +99,18 @@ async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
             },
             Ok(Request::NodeConfig) => Response {
                 node_config: Some(controller.node_config().await),
+                ..Response::default()
+            },
+            Ok(Request::L2Announce) => Response {
+                l2_announce: controller
+                    .l2_announce()
+                    .await
+                    .into_iter()
+                    .map(|e| L2AnnounceEntry {
+                        ip: e.ip,
+                        interface: e.interface,
+                    })
+                    .collect(),
                 ..Response::default()
             },
             Err(error) => {

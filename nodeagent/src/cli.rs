@@ -20,11 +20,14 @@ use crate::config::Directory;
 use crate::controller::Controller;
 use crate::controller::node_options;
 use crate::kube_source;
+use crate::l2::{Announced, L2Config};
 use crate::lease_store::{self, Clock, LeaseStore, StoreConfig};
 use crate::offload;
 use crate::output;
 use crate::status::{NodeConfigObject, Request, Table};
+use router_core::cilium::l2announce::Entry;
 use router_core::cilium::node::NodeOptions;
+use router_core::lease::Timings;
 
 /// The default query socket.
 pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
@@ -73,12 +76,21 @@ enum Command {
         /// Where the L2 announcement leases are kept:
         /// `etcd:http://HOST:PORT[,http://HOST:PORT...]` or `kubernetes` (the
         /// API server of --kubeconfig, else in-cluster, $KUBECONFIG or
-        /// ~/.kube/config). Checked at start (it connects on first use);
-        /// nothing elects through it yet.
+        /// ~/.kube/config).
         #[arg(long)]
         lease_store: Option<StoreConfig>,
         #[command(flatten)]
         lease_location: LeaseLocation,
+        #[command(flatten)]
+        l2: L2Args,
+        #[command(flatten)]
+        datapath: AgentDatapath,
+    },
+    /// The addresses a running agent answers ARP for, as Cilium's
+    /// `cilium-dbg shell -- db/show l2-announce` prints them.
+    L2Announce {
+        #[command(flatten)]
+        common: QueryArgs,
     },
     /// Query a running agent's BGP state.
     Bgp {
@@ -111,6 +123,60 @@ enum LeaseCommand {
         #[command(flatten)]
         store: LeaseStoreArgs,
     },
+}
+
+/// L2 announcements, with Cilium's agent flags.
+#[derive(Debug, Clone, clap::Args)]
+struct L2Args {
+    /// Answer ARP for the LoadBalancer and external addresses of the
+    /// services CiliumL2AnnouncementPolicies select, one leader per service
+    /// elected through --lease-store; needs --datapath-interface (the XDP
+    /// program answers).
+    #[arg(long)]
+    enable_l2_announcements: bool,
+    /// How long a lease lasts unrenewed (Helm's `l2announcements.leaseDuration`).
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    l2_announcements_lease_duration: Duration,
+    /// How long a leader goes on without renewing (`leaseRenewDeadline`).
+    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    l2_announcements_renew_deadline: Duration,
+    /// How often followers try and leaders retry (`leaseRetryPeriod`).
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    l2_announcements_retry_period: Duration,
+}
+
+/// The XDP datapath run inside the agent.
+#[derive(Debug, Clone, clap::Args)]
+struct AgentDatapath {
+    /// Attach the XDP datapath to this interface (repeat for each): it
+    /// mirrors the kernel's routes and answers ARP for the node's addresses
+    /// and the ones L2 announcements lead.
+    #[arg(long = "datapath-interface")]
+    interfaces: Vec<String>,
+    /// Where the datapath's maps and links are pinned (on a bpffs).
+    #[arg(long = "datapath-pin-dir", default_value = offload::DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Attach in generic (skb) mode instead of the driver's native mode.
+    #[arg(long = "datapath-generic")]
+    generic: bool,
+}
+
+/// A duration as Go and Cilium's flags write it: `15s`, `200ms`, `1m`, `1.5s`.
+fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{text:?} needs a unit (ms, s, m)"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Which lease store to read.
@@ -249,6 +315,8 @@ pub fn main() -> ExitCode {
             bgp_status_report,
             lease_store,
             lease_location,
+            l2,
+            datapath,
         } => {
             init_logging();
             let leases = lease_store.map(|config| (config, lease_location, kubeconfig.clone()));
@@ -258,16 +326,48 @@ pub fn main() -> ExitCode {
             };
             let options = node_options(&node, router_id, bgp_status_report);
             runtime.block_on(async {
-                if let Some((config, location, kubeconfig)) = leases {
-                    let store = connect(&config, &location, kubeconfig.as_deref()).await?;
-                    info!(
-                        store = store.describe(),
-                        "lease store configured (connects on first use; nothing elects through it yet)"
-                    );
-                }
-                run(source, options, &socket, metrics).await
+                let (announced, led) = watch::channel(Announced::new());
+                let l2 = match (l2.enable_l2_announcements, leases) {
+                    (false, _) => None,
+                    (true, None) => {
+                        return Err("--enable-l2-announcements needs --lease-store".into());
+                    }
+                    (true, Some(_)) if datapath.interfaces.is_empty() => {
+                        return Err(
+                            "--enable-l2-announcements needs --datapath-interface: the XDP program answers ARP"
+                                .into(),
+                        );
+                    }
+                    (true, Some((config, location, kubeconfig))) => Some(L2Config {
+                        store: connect(&config, &location, kubeconfig.as_deref()).await?,
+                        timings: Timings {
+                            duration: l2.l2_announcements_lease_duration.into(),
+                            renew_deadline: l2.l2_announcements_renew_deadline.into(),
+                            retry_period: l2.l2_announcements_retry_period.into(),
+                        },
+                        interfaces: datapath.interfaces.clone(),
+                        announced,
+                    }),
+                };
+                let datapath = (!datapath.interfaces.is_empty()).then(|| {
+                    let opts = offload::RunOptions {
+                        interfaces: datapath.interfaces,
+                        pin_dir: datapath.pin_dir,
+                        interval: Duration::from_secs(1),
+                        mode: if datapath.generic {
+                            XdpMode::Skb
+                        } else {
+                            XdpMode::Driver
+                        },
+                        capacity: Capacity::default(),
+                        metrics: None,
+                    };
+                    (opts, led)
+                });
+                run(source, options, l2, datapath, &socket, metrics).await
             })
         }
+        Command::L2Announce { common } => runtime.block_on(l2_announce(common)),
         Command::Bgp { query } => runtime.block_on(bgp(query)),
         Command::Datapath { command } => datapath(command, &runtime),
         Command::Lease { command } => {
@@ -312,7 +412,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
                 },
                 metrics,
             };
-            runtime.block_on(offload::run(&opts))
+            runtime.block_on(offload::run(&opts, None))
         }
         DatapathCommand::Stats { pin_dir, output } => {
             print!("{}", offload::stats(&pin_dir, output == Format::Json)?);
@@ -405,13 +505,17 @@ enum Source {
 async fn run(
     source: Source,
     options: NodeOptions,
+    l2: Option<L2Config>,
+    datapath: Option<(offload::RunOptions, watch::Receiver<Announced>)>,
     socket: &Path,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
     let node = options.name.clone();
     let listener =
         api::bind(socket).map_err(|e| format!("query socket {}: {e}", socket.display()))?;
-    let (controller, driver) = Controller::spawn(options);
+    let datapath = datapath
+        .map(|(opts, led)| tokio::spawn(async move { offload::run(&opts, Some(led)).await }));
+    let (controller, driver) = Controller::spawn(options, l2);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
     let (dir, mut snapshots) = match &source {
         Source::Directory(dir) => (Some(dir.as_path()), None),
@@ -477,6 +581,9 @@ async fn run(
         if metrics.as_ref().is_some_and(|m| m.is_finished()) {
             break;
         }
+        if datapath.as_ref().is_some_and(|d| d.is_finished()) {
+            break;
+        }
     }
     info!("shutting down");
     controller.shutdown().await;
@@ -496,6 +603,15 @@ async fn run(
         && let Ok(Err(e)) = m.await
     {
         return Err(format!("metrics: {e}"));
+    }
+    if let Some(d) = datapath {
+        if d.is_finished() {
+            if let Ok(Err(e)) = d.await {
+                return Err(format!("datapath: {e}"));
+            }
+        } else {
+            d.abort();
+        }
     }
     Ok(())
 }
@@ -534,6 +650,27 @@ async fn snapshot(snapshots: &mut Option<watch::Receiver<Option<Objects>>>) -> O
             return Some(objects);
         }
     }
+}
+
+async fn l2_announce(common: QueryArgs) -> Result<(), String> {
+    let response = api::query(&common.socket, &Request::L2Announce)
+        .await
+        .map_err(|e| e.to_string())?;
+    match common.output {
+        Format::Json => println!("{}", json(&response.l2_announce)?),
+        Format::Table => {
+            let entries: Vec<Entry> = response
+                .l2_announce
+                .into_iter()
+                .map(|e| Entry {
+                    ip: e.ip,
+                    interface: e.interface,
+                })
+                .collect();
+            print!("{}", output::l2_announce(&entries));
+        }
+    }
+    Ok(())
 }
 
 async fn bgp(query: BgpQuery) -> Result<(), String> {

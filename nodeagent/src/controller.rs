@@ -1,7 +1,7 @@
-//! The BGP controller: one tokio task that owns the node's BGP control plane
-//! (router-core's [`NodeBgp`]) and carries out what it decides over kernel
-//! TCP ([`crate::connection`]): dials, writes, TTLs, closes, and the passing
-//! of time. Objects to reconcile, status queries and the exit arrive as
+//! The node controller: one tokio task that owns the node's control planes
+//! — BGP (router-core's [`NodeBgp`]), carried out over kernel TCP
+//! ([`crate::connection`]): dials, writes, TTLs, closes; and, when enabled,
+//! L2 announcements ([`crate::l2`]) — and the passing of time. Objects to reconcile, status queries and the exit arrive as
 //! commands through a [`Controller`] handle; the connection tasks only move
 //! bytes and report what their sockets saw. No state is shared: status
 //! queries are answered by the task between two events.
@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::connection::{self, Connection, Io, Key};
+use crate::l2::{self, Answer, L2, L2Config};
+use crate::lease_store::Clock;
+use router_core::cilium::l2announce::Entry;
 
 /// A request to the controller task.
 #[derive(Debug)]
@@ -28,6 +31,7 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(oneshot::Sender<Vec<RouteStatus>>),
     NodeConfig(oneshot::Sender<NodeConfigStatus>),
+    L2Announce(oneshot::Sender<Vec<Entry>>),
     Exit(oneshot::Sender<()>),
 }
 
@@ -38,11 +42,12 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Start the controller of a node ([`node_options`]); the task ends
-    /// after [`Controller::shutdown`].
-    pub fn spawn(options: NodeOptions) -> (Controller, JoinHandle<()>) {
+    /// Start the controller of a node ([`node_options`]), with L2
+    /// announcements if `l2` says how; the task ends after
+    /// [`Controller::shutdown`].
+    pub fn spawn(options: NodeOptions, l2: Option<L2Config>) -> (Controller, JoinHandle<()>) {
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(Driver::new(options).run(rx));
+        let task = tokio::spawn(Driver::new(options, l2).run(rx));
         (Controller { commands }, task)
     }
 
@@ -69,6 +74,13 @@ impl Controller {
     pub async fn node_config(&self) -> NodeConfigStatus {
         let (tx, rx) = oneshot::channel();
         let _ = self.commands.send(Command::NodeConfig(tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// The addresses this node answers ARP for (`l2-announce`).
+    pub async fn l2_announce(&self) -> Vec<Entry> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::L2Announce(tx));
         rx.await.unwrap_or_default()
     }
 
@@ -105,7 +117,9 @@ struct Conn {
 
 struct Driver {
     node: NodeBgp,
-    epoch: std::time::Instant,
+    l2: Option<L2>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    clock: Clock,
     conns: BTreeMap<Key, Conn>,
     reports: mpsc::UnboundedSender<connection::Report>,
     report_rx: mpsc::UnboundedReceiver<connection::Report>,
@@ -114,11 +128,16 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(options: NodeOptions) -> Driver {
+    fn new(options: NodeOptions, l2: Option<L2Config>) -> Driver {
         let (reports, report_rx) = mpsc::unbounded_channel();
+        let (answer_tx, answers) = mpsc::unbounded_channel();
+        let clock = l2.as_ref().map_or_else(Clock::start, |c| c.store.clock());
+        let l2 = l2.map(|config| L2::new(&options.name, config, answer_tx));
         Driver {
             node: NodeBgp::new(options),
-            epoch: std::time::Instant::now(),
+            l2,
+            answers,
+            clock,
             conns: BTreeMap::new(),
             reports,
             report_rx,
@@ -127,19 +146,17 @@ impl Driver {
     }
 
     fn now(&self) -> Instant {
-        let micros = i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX);
-        Instant::from_micros(micros)
+        self.clock.now()
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {
-        let at = self.node.poll_at()?;
-        let micros = u64::try_from(at.total_micros()).unwrap_or(0);
-        Some(tokio::time::Instant::from_std(
-            self.epoch + Duration::from_micros(micros),
-        ))
+        let l2 = self.l2.as_ref().and_then(L2::poll_at);
+        let at = [self.node.poll_at(), l2].into_iter().flatten().min()?;
+        Some(self.clock.deadline(at))
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut links = tokio::time::interval(l2::LINK_POLL);
         loop {
             let deadline = self.deadline();
             tokio::select! {
@@ -153,6 +170,9 @@ impl Driver {
                     }
                     Some(Command::NodeConfig(tx)) => {
                         let _ = tx.send(self.node.node_config_status(self.now()));
+                    }
+                    Some(Command::L2Announce(tx)) => {
+                        let _ = tx.send(self.l2.as_ref().map(L2::entries).unwrap_or_default());
                     }
                     Some(Command::Exit(tx)) => {
                         self.exit().await;
@@ -169,10 +189,25 @@ impl Driver {
                         self.io(key, io);
                     }
                 }
+                Some(answer) = self.answers.recv() => {
+                    let now = self.now();
+                    if let Some(l2) = &mut self.l2 {
+                        l2.answer(now, answer);
+                    }
+                }
+                _ = links.tick(), if self.l2.is_some() => {
+                    let now = self.now();
+                    if let Some(l2) = &mut self.l2 {
+                        l2.poll_links(now);
+                    }
+                }
                 () = sleep_until(deadline) => {
                     let now = self.now();
                     let actions = self.node.timers(now);
                     self.carry_out(actions);
+                    if let Some(l2) = &mut self.l2 {
+                        l2.tick(now);
+                    }
                 }
             }
             self.flushing.retain(|t| !t.is_finished());
@@ -181,16 +216,24 @@ impl Driver {
 
     fn reconcile(&mut self, objects: &Objects) {
         let before: Vec<String> = self.node.issues().to_vec();
-        let actions = self.node.reconcile(self.now(), objects);
+        let now = self.now();
+        let actions = self.node.reconcile(now, objects);
         for issue in self.node.issues() {
             if !before.contains(issue) {
                 warn!(node = %self.node.options().name, "{issue}");
             }
         }
         self.carry_out(actions);
+        if let Some(l2) = &mut self.l2 {
+            l2.reconcile(now, objects);
+        }
     }
 
     async fn exit(&mut self) {
+        let now = self.now();
+        if let Some(l2) = &mut self.l2 {
+            l2.stop(now, Duration::from_secs(1)).await;
+        }
         let actions = self.node.exit(self.now());
         self.carry_out(actions);
         let keys: Vec<Key> = self.conns.keys().cloned().collect();

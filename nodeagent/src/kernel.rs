@@ -350,6 +350,22 @@ fn kernel_nexthop(v6: bool) -> Nexthop {
 }
 
 impl HostTables {
+    /// Answer ARP for the IPv4 entries of `announced` on their ports
+    /// (`ports` as given to [`HostTables::new`]).
+    pub fn announce(&mut self, ports: &[String], announced: &crate::l2::Announced) {
+        for entry in announced {
+            let (IpAddr::V4(ip), Some(i)) =
+                (entry.ip, ports.iter().position(|p| *p == entry.interface))
+            else {
+                continue;
+            };
+            let port = PortId(i as u16);
+            if let Some(config) = self.owned.ports.get_mut(&port) {
+                config.addrs.announced.push(ip);
+            }
+        }
+    }
+
     /// The tables for the ports named `ports` (at least one, all present).
     pub fn new(state: &KernelState, ports: &[String]) -> Result<Self, String> {
         if ports.is_empty() {

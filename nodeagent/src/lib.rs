@@ -23,6 +23,7 @@ pub mod connection;
 pub mod controller;
 pub mod kernel;
 pub mod kube_source;
+pub mod l2;
 pub mod lease_store;
 pub mod metrics;
 pub mod offload;

@@ -20,6 +20,8 @@ use router_core::datapath::Reason;
 use tracing::{info, warn};
 
 use crate::kernel::{HostTables, KernelState};
+use crate::l2::Announced;
+use tokio::sync::watch;
 
 /// The default pin directory.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/nexthop";
@@ -41,10 +43,12 @@ pub struct RunOptions {
     pub metrics: Option<SocketAddr>,
 }
 
-/// The snapshot of the kernel state now.
-fn snapshot(interfaces: &[String]) -> Result<(Snapshot, usize), String> {
+/// The snapshot of the kernel state now, with the addresses L2
+/// announcements lead answered on their interfaces.
+fn snapshot(interfaces: &[String], announced: &Announced) -> Result<(Snapshot, usize), String> {
     let state = KernelState::read()?;
-    let tables = HostTables::new(&state, interfaces)?;
+    let mut tables = HostTables::new(&state, interfaces)?;
+    tables.announce(interfaces, announced);
     let snapshot = Snapshot::new(&tables.owned.tables(), |id| {
         tables.ifindex.get(&id).copied()
     })
@@ -56,9 +60,10 @@ fn snapshot(interfaces: &[String]) -> Result<(Snapshot, usize), String> {
 fn sync(
     dp: &mut Datapath,
     interfaces: &[String],
+    announced: &Announced,
     last: &mut Option<Snapshot>,
 ) -> Result<Option<(usize, usize)>, String> {
-    let (snapshot, routes) = snapshot(interfaces)?;
+    let (snapshot, routes) = snapshot(interfaces, announced)?;
     if last.as_ref() == Some(&snapshot) {
         return Ok(None);
     }
@@ -67,8 +72,15 @@ fn sync(
     Ok(Some((routes, written)))
 }
 
-/// `datapath run`.
-pub async fn run(opts: &RunOptions) -> Result<(), String> {
+/// `datapath run`; inside `nexthop-agent run`, `announced` carries the
+/// addresses L2 announcements lead, synced as soon as they change.
+pub async fn run(
+    opts: &RunOptions,
+    mut announced: Option<watch::Receiver<Announced>>,
+) -> Result<(), String> {
+    let led = |a: &Option<watch::Receiver<Announced>>| {
+        a.as_ref().map(|r| r.borrow().clone()).unwrap_or_default()
+    };
     let root = Path::new("/sys/fs/bpf");
     if opts.pin_dir.starts_with(root) {
         datapath::mount_bpffs(root).map_err(|e| e.to_string())?;
@@ -76,8 +88,8 @@ pub async fn run(opts: &RunOptions) -> Result<(), String> {
     let mut dp = Datapath::load_pinned(&opts.capacity, &opts.pin_dir).map_err(|e| e.to_string())?;
     info!(pin_dir = %opts.pin_dir.display(), half = dp.active_half(), "datapath loaded");
     let mut last = None;
-    let (routes, written) =
-        sync(&mut dp, &opts.interfaces, &mut last)?.expect("a first sync always writes");
+    let (routes, written) = sync(&mut dp, &opts.interfaces, &led(&announced), &mut last)?
+        .expect("a first sync always writes");
     info!(routes, written, "kernel state mirrored");
     for interface in &opts.interfaces {
         dp.attach(interface, opts.mode)
@@ -101,14 +113,27 @@ pub async fn run(opts: &RunOptions) -> Result<(), String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     loop {
+        let changed = async {
+            match &mut announced {
+                Some(a) => a.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = interval.tick() => match sync(&mut dp, &opts.interfaces, &mut last) {
-                Ok(Some((routes, written))) => info!(routes, written, half = dp.active_half(), "kernel state changed: synced"),
-                Ok(None) => {}
-                Err(e) => warn!("kernel state not synced (the datapath keeps the last tables): {e}"),
-            },
+            _ = interval.tick() => {}
+            true = changed => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
+        }
+        match sync(&mut dp, &opts.interfaces, &led(&announced), &mut last) {
+            Ok(Some((routes, written))) => info!(
+                routes,
+                written,
+                half = dp.active_half(),
+                "kernel state or announcements changed: synced"
+            ),
+            Ok(None) => {}
+            Err(e) => warn!("kernel state not synced (the datapath keeps the last tables): {e}"),
         }
         if let Some(m) = &metrics
             && m.is_finished()

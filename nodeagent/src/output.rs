@@ -1,4 +1,4 @@
-//! `bgp peers` and `bgp routes` tables: router-core's
+//! `bgp peers`, `bgp routes` and `l2-announce` tables: router-core's
 //! [`router_core::cilium::table`], shared with the simulator.
 
-pub use router_core::cilium::table::{go_duration, peers, routes, tabulate};
+pub use router_core::cilium::table::{go_duration, l2_announce, peers, routes, tabulate};

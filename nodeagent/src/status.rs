@@ -17,6 +17,18 @@ pub enum Request {
     /// The node's CiliumBGPNodeConfig status.
     #[serde(rename = "nodeconfig")]
     NodeConfig,
+    /// The addresses the node answers ARP for.
+    #[serde(rename = "l2-announce")]
+    L2Announce,
+}
+
+/// One row of `l2-announce`: an address led, on an interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L2AnnounceEntry {
+    /// The address.
+    pub ip: std::net::IpAddr,
+    /// The interface it is answered on.
+    pub interface: String,
 }
 
 /// The answer to a query.
@@ -31,6 +43,9 @@ pub struct Response {
     /// For [`Request::NodeConfig`].
     #[serde(default)]
     pub node_config: Option<NodeConfigStatus>,
+    /// For [`Request::L2Announce`].
+    #[serde(default)]
+    pub l2_announce: Vec<L2AnnounceEntry>,
     /// Why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

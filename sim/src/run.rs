@@ -525,7 +525,8 @@ fn execute(
             Ok(())
         }
         Action::ShowL2Announce(node) => {
-            report.output = show::table(&["IP", "NetworkInterface"], &cluster.l2_table(node)?);
+            let text = router_core::cilium::table::l2_announce(&cluster.l2_table(node)?);
+            report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }

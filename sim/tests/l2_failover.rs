@@ -42,7 +42,12 @@ fn cluster(seed: u64, timings: Timings) -> Cluster {
 fn leader(c: &Cluster) -> Option<String> {
     ["k8s-ctr", "k8s-w1", "k8s-w0"]
         .into_iter()
-        .find(|n| c.l2_table(n).unwrap().iter().any(|r| r[0] == VIP))
+        .find(|n| {
+            c.l2_table(n)
+                .unwrap()
+                .iter()
+                .any(|e| e.ip.to_string() == VIP)
+        })
         .map(String::from)
 }
 

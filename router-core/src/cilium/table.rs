@@ -1,4 +1,5 @@
-//! Tables in the layout of `cilium bgp peers` and `cilium bgp routes`:
+//! Tables in the layout of `cilium bgp peers`, `cilium bgp routes` and
+//! `db/show l2-announce`:
 //! columns separated by at least three spaces, durations as Go prints them.
 //! The agent's CLI and the simulator's `bgp` steps print these.
 
@@ -44,6 +45,16 @@ pub fn go_duration(secs: u64) -> String {
         (0, _) => format!("{m}m{s}s"),
         _ => format!("{h}h{m}m{s}s"),
     }
+}
+
+/// `l2-announce` (Cilium's `cilium-dbg shell -- db/show l2-announce`):
+/// the addresses a node answers ARP for, and on which interface.
+pub fn l2_announce(entries: &[super::l2announce::Entry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| alloc::vec![e.ip.to_string(), e.interface.clone()])
+        .collect();
+    tabulate(&["IP", "NetworkInterface"], &rows)
 }
 
 /// `bgp peers`.

@@ -265,16 +265,11 @@ impl Cluster {
         LEASE_NAMESPACE
     }
 
-    /// `db/show l2-announce` on a node: IP, NetworkInterface.
-    pub fn l2_table(&self, node: &str) -> Result<Vec<[String; 2]>, String> {
+    /// What a node answers ARP for (`db/show l2-announce`).
+    pub fn l2_table(&self, node: &str) -> Result<Vec<Entry>, String> {
         let host = self
             .host(node)
             .ok_or_else(|| format!("no node named {node:?}"))?;
-        Ok(host
-            .l2
-            .iter()
-            .flat_map(L2Node::entries)
-            .map(|e| [e.ip.to_string(), e.interface.clone()])
-            .collect())
+        Ok(host.l2.iter().flat_map(L2Node::entries).cloned().collect())
     }
 }
