@@ -514,7 +514,9 @@ async fn run(
     let listener =
         api::bind(socket).map_err(|e| format!("query socket {}: {e}", socket.display()))?;
     let datapath = datapath
-        .map(|(opts, led)| tokio::spawn(async move { offload::run(&opts, Some(led)).await }));
+        .map(|(opts, led)| offload::spawn(opts, led))
+        .transpose()
+        .map_err(|e| format!("cannot start the datapath's thread: {e}"))?;
     let (controller, driver) = Controller::spawn(options, l2);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
     let (dir, mut snapshots) = match &source {
@@ -604,14 +606,11 @@ async fn run(
     {
         return Err(format!("metrics: {e}"));
     }
-    if let Some(d) = datapath {
-        if d.is_finished() {
-            if let Ok(Err(e)) = d.await {
-                return Err(format!("datapath: {e}"));
-            }
-        } else {
-            d.abort();
-        }
+    if let Some(d) = datapath
+        && d.is_finished()
+        && let Ok(Err(e)) = d.join()
+    {
+        return Err(format!("datapath: {e}"));
     }
     Ok(())
 }

@@ -154,6 +154,25 @@ pub async fn run(
     Ok(())
 }
 
+/// [`run`] inside `nexthop-agent run`, on a thread of its own with its own
+/// runtime: writing the maps (a first sync writes hundreds of thousands of
+/// entries, a second second) must never stall the task that renews leases
+/// and keeps BGP sessions alive.
+pub fn spawn(
+    opts: RunOptions,
+    announced: watch::Receiver<Announced>,
+) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
+    std::thread::Builder::new()
+        .name("datapath".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the datapath's runtime: {e}"))?;
+            runtime.block_on(run(&opts, Some(announced)))
+        })
+}
+
 /// `datapath stats`: the per-reason counters as a table or JSON.
 pub fn stats(pin_dir: &Path, json: bool) -> Result<String, String> {
     let counts = pinned_reason_counts(pin_dir).map_err(|e| e.to_string())?;
