@@ -887,4 +887,12 @@ fn check_lines(lines: &[String], expect: &Expect, report: &mut StepReport) {
             passed: present == want,
         });
     }
+    for text in &expect.not_mentioning {
+        let found = lines.iter().find(|l| l.contains(text.as_str()));
+        report.checks.push(Check {
+            expected: format!("no line mentioning {text:?}"),
+            actual: found.map_or("none".into(), |l| format!("{:?}", show::normalise(l))),
+            passed: found.is_none(),
+        });
+    }
 }

@@ -139,3 +139,17 @@ fn pod_cidrs_follow_node_join_order() {
         "header, curl-pod and three webpods: {pods:?}"
     );
 }
+
+/// The L2 announcement labs hold whichever node wins an election and
+/// whichever backends the flows pick: their expectations are written as
+/// properties, checked here over seeds.
+#[test]
+fn the_l2_announcement_labs_hold_for_other_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/labs");
+    for lab in ["l2-announce", "l2-announce-range"] {
+        for seed in 2..12 {
+            let report = run_lab(&root.join(lab), seed, None);
+            assert!(report.passed(), "{lab}, seed {seed}:\n{}", report.render());
+        }
+    }
+}

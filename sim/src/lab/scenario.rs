@@ -65,6 +65,9 @@ pub struct Expect {
     /// show: lines that must not appear.
     #[serde(default)]
     pub not_contains: Vec<String>,
+    /// show: text no line may contain anywhere.
+    #[serde(default)]
+    pub not_mentioning: Vec<String>,
 }
 
 /// One action of a scenario.
