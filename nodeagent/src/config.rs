@@ -18,6 +18,7 @@ use router_core::cilium::lbipam::{LoadBalancerIpam, with_ingress};
 use router_core::cilium::limits::{self, MAX_FILE_BYTES};
 use router_core::cilium::meta::TypeMeta;
 use router_core::cilium::{Kind, Object, Objects};
+use router_core::ipam::lb::Pending;
 use serde::{Deserialize, Deserializer};
 use tracing::{error, info, warn};
 
@@ -112,6 +113,8 @@ pub struct Directory {
     /// A changed fingerprint seen once: read when it is seen again.
     settling: Option<Fingerprint>,
     lb: LoadBalancerIpam,
+    /// Why each pending service is pending, as last logged.
+    pending: BTreeMap<(String, String), Pending>,
     last_good: BTreeMap<PathBuf, Vec<Object>>,
     reported: BTreeSet<String>,
 }
@@ -124,6 +127,7 @@ impl Directory {
             fingerprint: None,
             settling: None,
             lb: LoadBalancerIpam::default(),
+            pending: BTreeMap::new(),
             last_good: BTreeMap::new(),
             reported: BTreeSet::new(),
         }
@@ -203,9 +207,27 @@ impl Directory {
 
     /// `objects` with the LoadBalancer ingress addresses router-core's
     /// LB-IPAM assigns from their pools, as Cilium's operator would write
-    /// them.
+    /// them. A service that stays pending is logged once per reason, with
+    /// the reason and message of Cilium's `IPAMRequestSatisfied` condition.
     pub fn with_lb_ipam(&mut self, objects: &Objects) -> Objects {
-        with_ingress(objects, self.lb.reconcile(objects))
+        let decisions = self.lb.reconcile(objects);
+        let pending: BTreeMap<(String, String), Pending> = decisions
+            .services
+            .iter()
+            .filter_map(|(key, a)| Some((key.clone(), a.clone().err()?)))
+            .collect();
+        for ((namespace, name), why) in &pending {
+            if self.pending.get(&(namespace.clone(), name.clone())) != Some(why) {
+                warn!(
+                    service = %format!("{namespace}/{name}"),
+                    reason = why.reason(),
+                    "LoadBalancer service pending: {}",
+                    why.message()
+                );
+            }
+        }
+        self.pending = pending;
+        with_ingress(objects, decisions)
     }
 }
 

@@ -392,6 +392,7 @@ fn execute(
                         "IPAMREQUESTSATISFIED",
                         "REASON",
                         "LOADBALANCER INGRESS",
+                        "MESSAGE",
                     ],
                     &conditions,
                 ));

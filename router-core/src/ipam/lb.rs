@@ -103,15 +103,59 @@ pub struct Request {
     pub ports: Vec<(String, u16)>,
 }
 
-/// Why a service has no address (it stays `<pending>`).
+/// Why a service has no address (it stays `<pending>`): the
+/// `cilium.io/IPAMRequestSatisfied` condition Cilium's operator sets to
+/// False, with its reason ([`Pending::reason`]) and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pending {
-    /// No enabled pool selects the service.
+    /// No enabled pool selects the service (`no_pool`).
     NoPool,
-    /// Every address of the selecting pools is taken.
+    /// Every address of the selecting pools is taken (`out_of_ips`).
     Exhausted,
-    /// A requested address is in no selecting pool, or is held by a service it cannot share with.
-    RequestedUnavailable(IpAddr),
+    /// A requested address is in no enabled pool (`no_pool`).
+    RequestedNotInPool(IpAddr),
+    /// A requested address is in a pool that does not select the service
+    /// (`pool_selector_mismatch`).
+    RequestedPoolMismatch(IpAddr),
+    /// A requested address is held by a service without a sharing key, or
+    /// the request has none (`already_allocated`).
+    RequestedTaken(IpAddr),
+    /// A requested address is held under a sharing key by a service this one
+    /// cannot share with, and why (`already_allocated_incompatible_service`).
+    RequestedIncompatible(IpAddr, String),
+}
+
+impl Pending {
+    /// The condition's reason, as Cilium's operator writes it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Pending::NoPool | Pending::RequestedNotInPool(_) => "no_pool",
+            Pending::Exhausted => "out_of_ips",
+            Pending::RequestedPoolMismatch(_) => "pool_selector_mismatch",
+            Pending::RequestedTaken(_) => "already_allocated",
+            Pending::RequestedIncompatible(..) => "already_allocated_incompatible_service",
+        }
+    }
+
+    /// The condition's message, as Cilium's operator writes it.
+    pub fn message(&self) -> String {
+        match self {
+            Pending::NoPool => {
+                "There are no enabled CiliumLoadBalancerIPPools that match this service".into()
+            }
+            Pending::Exhausted => "All enabled CiliumLoadBalancerIPPools that match this service ran out of allocatable IPs".into(),
+            Pending::RequestedNotInPool(a) => alloc::format!("No pool exists with a CIDR containing '{a}'"),
+            Pending::RequestedPoolMismatch(a) => {
+                alloc::format!("The pool with the CIDR containing '{a}', doesn't select this service")
+            }
+            Pending::RequestedTaken(a) => {
+                alloc::format!("The IP '{a}' is already allocated to another service")
+            }
+            Pending::RequestedIncompatible(a, why) => alloc::format!(
+                "The IP '{a}' is already allocated to an incompatible service. Reason: {why}"
+            ),
+        }
+    }
 }
 
 /// The counts Cilium reports on a pool (`cilium.io/IPsTotal`, `IPsAvailable`, `IPsUsed`).
@@ -226,9 +270,15 @@ impl LbIpam {
             )
         } else {
             for &a in &req.requested {
-                let in_pool = self.pool_of(a).is_some_and(|p| eligible.contains(&p));
-                if !in_pool || !self.can_hold(a, req) {
-                    return Err(Pending::RequestedUnavailable(a));
+                match self.pool_of(a) {
+                    Some(p) if eligible.contains(&p) => {}
+                    Some(p) if !self.pools[p].disabled => {
+                        return Err(Pending::RequestedPoolMismatch(a));
+                    }
+                    _ => return Err(Pending::RequestedNotInPool(a)),
+                }
+                if let Some(conflict) = self.conflict(a, req) {
+                    return Err(conflict);
                 }
             }
             req.requested.clone()
@@ -256,16 +306,33 @@ impl LbIpam {
         }
     }
 
-    /// Whether `req`'s service may hold `addr`: free, or shared under the same key without port overlap.
-    fn can_hold(&self, addr: IpAddr, req: &Request) -> bool {
-        self.holders.get(&addr).is_none_or(|hs| {
-            hs.iter().all(|h| {
-                h.service == req.service
-                    || (h.sharing_key.is_some()
-                        && h.sharing_key == req.sharing_key
-                        && !h.ports.iter().any(|p| req.ports.contains(p)))
-            })
-        })
+    /// Why `req`'s service may not hold `addr`, if it may not: it may when
+    /// the address is free, or shared under the same key without a port in
+    /// common.
+    fn conflict(&self, addr: IpAddr, req: &Request) -> Option<Pending> {
+        let holders = self.holders.get(&addr)?;
+        for h in holders.iter().filter(|h| h.service != req.service) {
+            let (Some(theirs), Some(ours)) = (&h.sharing_key, &req.sharing_key) else {
+                return Some(Pending::RequestedTaken(addr));
+            };
+            if theirs != ours {
+                let why = alloc::format!(
+                    "{}/{} has sharing key '{theirs}', this service '{ours}'",
+                    h.service.0,
+                    h.service.1
+                );
+                return Some(Pending::RequestedIncompatible(addr, why));
+            }
+            if let Some((protocol, port)) = h.ports.iter().find(|p| req.ports.contains(p)) {
+                let why = alloc::format!(
+                    "{}/{} uses port {port}/{protocol} too",
+                    h.service.0,
+                    h.service.1
+                );
+                return Some(Pending::RequestedIncompatible(addr, why));
+            }
+        }
+        None
     }
 
     /// An address already held under the request's sharing key that it may join.
@@ -278,7 +345,7 @@ impl LbIpam {
             .find(|&a| {
                 self.pool_of(a)
                     .is_some_and(|p| req.pools.iter().any(|n| n == p))
-                    && self.can_hold(a, req)
+                    && self.conflict(a, req).is_none()
             })
     }
 
@@ -391,14 +458,71 @@ mod tests {
         second.ports = vec![("TCP".into(), 8080)];
         assert_eq!(lb.assign(&second), Ok(vec![ip("192.168.10.215")]));
         assert_eq!(lb.status("cilium-lb-ippool").unwrap().used, 2);
-        // The same port, or no key, cannot share.
+        // The same port, another key, or no key, cannot share; each says
+        // why with Cilium's reason.
+        let vip = ip("192.168.10.215");
         let mut clash = req("other");
-        clash.requested = vec![ip("192.168.10.215")];
+        clash.requested = vec![vip];
         clash.sharing_key = Some("1234".into());
+        let why = lb.assign(&clash).unwrap_err();
+        assert_eq!(why.reason(), "already_allocated_incompatible_service");
         assert_eq!(
-            lb.assign(&clash),
-            Err(Pending::RequestedUnavailable(ip("192.168.10.215")))
+            why.message(),
+            "The IP '192.168.10.215' is already allocated to an incompatible service. \
+             Reason: default/netshoot-web uses port 80/TCP too"
         );
+        clash.sharing_key = Some("9".into());
+        let why = lb.assign(&clash).unwrap_err();
+        assert!(
+            why.message()
+                .ends_with("has sharing key '1234', this service '9'"),
+            "{why:?}"
+        );
+        clash.sharing_key = None;
+        assert_eq!(lb.assign(&clash), Err(Pending::RequestedTaken(vip)));
+        assert_eq!(
+            Pending::RequestedTaken(vip).message(),
+            "The IP '192.168.10.215' is already allocated to another service"
+        );
+    }
+
+    #[test]
+    fn requested_addresses_outside_the_pools_say_which_way() {
+        let mut lb = LbIpam::default();
+        let block = |a, b| Block::range(ip(a), ip(b)).unwrap();
+        let pool = |b, disabled| Pool {
+            blocks: vec![b],
+            disabled,
+        };
+        lb.set_pool(
+            "cilium-lb-ippool",
+            pool(block("10.0.0.1", "10.0.0.9"), false),
+        );
+        lb.set_pool("other", pool(block("10.0.1.1", "10.0.1.9"), false));
+        lb.set_pool("off", pool(block("10.0.2.1", "10.0.2.9"), true));
+        let mut r = req("web");
+        r.requested = vec![ip("10.0.9.9")];
+        let why = lb.assign(&r).unwrap_err();
+        assert_eq!(
+            (why.reason(), why.message().as_str()),
+            (
+                "no_pool",
+                "No pool exists with a CIDR containing '10.0.9.9'"
+            )
+        );
+        r.requested = vec![ip("10.0.2.5")];
+        assert_eq!(
+            lb.assign(&r),
+            Err(Pending::RequestedNotInPool(ip("10.0.2.5")))
+        );
+        r.requested = vec![ip("10.0.1.5")];
+        let why = lb.assign(&r).unwrap_err();
+        assert_eq!(why.reason(), "pool_selector_mismatch");
+        assert_eq!(
+            why.message(),
+            "The pool with the CIDR containing '10.0.1.5', doesn't select this service"
+        );
+        assert_eq!(Pending::Exhausted.reason(), "out_of_ips");
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl LoadBalancers {
         let key = (namespace.to_string(), name.to_string());
         match self.decisions().services.get(&key) {
             Some(Ok(_)) => ["True".into(), "satisfied".into(), String::new()],
-            Some(Err(why)) => ["False".into(), "no_pool".into(), format!("{why:?}")],
+            Some(Err(why)) => ["False".into(), why.reason().into(), why.message()],
             None => ["Unknown".into(), "pending".into(), String::new()],
         }
     }

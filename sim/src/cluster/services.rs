@@ -129,14 +129,14 @@ impl Cluster {
     }
 
     /// LoadBalancer services' `cilium.io/IPAMRequestSatisfied` condition and
-    /// `status.loadBalancer.ingress`: NAME, STATUS, REASON, INGRESS.
-    pub fn service_conditions(&self) -> Vec<[String; 4]> {
+    /// `status.loadBalancer.ingress`: NAME, STATUS, REASON, INGRESS, MESSAGE.
+    pub fn service_conditions(&self) -> Vec<[String; 5]> {
         self.workloads
             .services()
             .filter(|svc| svc.spec.kind.as_deref() == Some("LoadBalancer"))
             .map(|svc| {
                 let (namespace, name) = (svc.namespace(), &svc.metadata.name);
-                let [status, reason, _] = self.lb.request_condition(namespace, name);
+                let [status, reason, message] = self.lb.request_condition(namespace, name);
                 let ingress: Vec<String> = self
                     .lb
                     .addresses(namespace, name)
@@ -148,6 +148,7 @@ impl Cluster {
                     status,
                     reason,
                     format!("[{}]", ingress.join(", ")),
+                    message,
                 ]
             })
             .collect()
