@@ -531,6 +531,10 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
+        Action::ApiServer { reachable, latency } => {
+            cluster.set_api_server(*reachable, latency.map(|d| d.0));
+            Ok(())
+        }
         Action::Down { node, down_for } => {
             let until = down_for.map(|d| cluster.engine.now() + d.0);
             cluster.node_down(node, until)?;

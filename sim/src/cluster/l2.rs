@@ -8,7 +8,9 @@
 //! The API server keeps the leases in router-core's
 //! [`MemoryStore`](router_core::lease::MemoryStore); a request is applied
 //! when sent and answered after the server's latency. Every running node
-//! reaches it (its links notwithstanding). IPv6 addresses are elected but
+//! reaches it (its links notwithstanding) unless a step takes it away: then
+//! requests go unanswered, and each elector gives its request up at its
+//! renew deadline. IPv6 addresses are elected but
 //! not answered for: the simulated hosts have no NDP responder yet.
 
 use std::cell::RefCell;
@@ -36,6 +38,8 @@ pub struct ApiServer {
     created: BTreeMap<String, Instant>,
     /// How long an answer takes.
     latency: Duration,
+    /// Whether requests reach it.
+    reachable: bool,
     /// Writes accepted.
     writes: u64,
 }
@@ -46,20 +50,30 @@ impl Default for ApiServer {
             store: MemoryStore::default(),
             created: BTreeMap::new(),
             latency: API_LATENCY,
+            reachable: true,
             writes: 0,
         }
     }
 }
 
 impl ApiServer {
-    /// Carry out a request sent at `now`: the answer and when it arrives.
-    fn request(&mut self, now: Instant, lease: &str, request: Request) -> (Instant, Response) {
+    /// Carry out a request sent at `now`: the answer and when it arrives,
+    /// or `None` while the server is unreachable.
+    fn request(
+        &mut self,
+        now: Instant,
+        lease: &str,
+        request: Request,
+    ) -> Option<(Instant, Response)> {
+        if !self.reachable {
+            return None;
+        }
         let response = self.store.apply(lease, request);
         if matches!(response, Response::Written(_)) {
             self.writes += 1;
             self.created.entry(lease.into()).or_insert(now);
         }
-        (now + self.latency, response)
+        Some((now + self.latency, response))
     }
 
     /// `kubectl -n kube-system get lease`: NAME, HOLDER, AGE.
@@ -133,9 +147,11 @@ impl L2Node {
         for action in actions {
             match action {
                 Action::Lease { lease, id, request } => {
-                    let (at, response) = self.api.borrow_mut().request(now, &lease, request);
-                    let after = self.answers.partition_point(|a| a.0 <= at);
-                    self.answers.insert(after, (at, lease, id, response));
+                    let answer = self.api.borrow_mut().request(now, &lease, request);
+                    if let Some((at, response)) = answer {
+                        let after = self.answers.partition_point(|a| a.0 <= at);
+                        self.answers.insert(after, (at, lease, id, response));
+                    }
                 }
                 Action::Announce(entry) => {
                     if let (IpAddr::V4(ip), Some(port)) = (entry.ip, host.port_id(&entry.interface))
@@ -253,6 +269,16 @@ impl Cluster {
     /// leases.
     pub fn lease_rows(&self) -> Vec<[String; 3]> {
         self.api.borrow().rows(self.engine.now())
+    }
+
+    /// Make the API server reachable or not, and change how long it takes
+    /// to answer.
+    pub fn set_api_server(&mut self, reachable: bool, latency: Option<Duration>) {
+        let mut api = self.api.borrow_mut();
+        api.reachable = reachable;
+        if let Some(l) = latency {
+            api.latency = l;
+        }
     }
 
     /// Lease writes the API server accepted so far.

@@ -24,6 +24,7 @@
 //! `hash-policy ROUTER 0|1`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
 //! `arping FROM IPV4 [--count N]`; `show leases`; `show l2-announce NODE`;
+//! `apiserver down|up|latency DURATION` (the leases' store);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good).
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
@@ -196,6 +197,13 @@ pub enum Action {
     /// Print what a node answers ARP for (`cilium-dbg shell -- db/show
     /// l2-announce`).
     ShowL2Announce(String),
+    /// The API server's leases: reachable or not, and how long answers take.
+    ApiServer {
+        /// Whether requests reach it.
+        reachable: bool,
+        /// How long it takes to answer, if changed.
+        latency: Option<Dur>,
+    },
     /// Take a node down: for a while (`reboot`), or for good (`crash`).
     Down {
         /// The node.
@@ -243,6 +251,7 @@ struct RawStep {
     link: Option<String>,
     loss: Option<String>,
     arping: Option<String>,
+    apiserver: Option<String>,
     reboot: Option<String>,
     crash: Option<String>,
     #[serde(default)]
@@ -305,6 +314,7 @@ impl Scenario {
                 ("link", s.link),
                 ("loss", s.loss),
                 ("arping", s.arping),
+                ("apiserver", s.apiserver),
                 ("reboot", s.reboot),
                 ("crash", s.crash),
             ]
@@ -432,6 +442,18 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
                 count: opts.get("--count").copied().unwrap_or(1),
             })
         }
+        ("apiserver", ["down"]) => Ok(Action::ApiServer {
+            reachable: false,
+            latency: None,
+        }),
+        ("apiserver", ["up"]) => Ok(Action::ApiServer {
+            reachable: true,
+            latency: None,
+        }),
+        ("apiserver", ["latency", d]) => Ok(Action::ApiServer {
+            reachable: true,
+            latency: Some(Dur::parse(d)?),
+        }),
         ("reboot", [node]) => Ok(Action::Down {
             node: node.to_string(),
             down_for: Some(Dur::parse(DEFAULT_REBOOT)?),
