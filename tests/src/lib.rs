@@ -8,8 +8,11 @@
 //!   namespace, queried with `birdc` / `gobgp`, killed on drop.
 //! - [`SinglePeer`]: the Cilium resources of one node peering with one router.
 //! - [`feeder`]: an eBGP route feeder for ingest benchmarks.
+//! - [`l2lab`]: three agents announcing a service's address on a test
+//!   bridge, leases in etcd, for the L2 test and the failover benchmark.
 
 pub mod feeder;
+pub mod l2lab;
 
 use std::fs;
 use std::path::{Path, PathBuf};
