@@ -119,18 +119,18 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = interval.tick() => {}
-            true = changed => {}
+        let cause = tokio::select! {
+            _ = interval.tick() => "kernel state",
+            true = changed => "L2 announcements",
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-        }
+        };
         match sync(&mut dp, &opts.interfaces, &led(&announced), &mut last) {
             Ok(Some((routes, written))) => info!(
                 routes,
                 written,
                 half = dp.active_half(),
-                "kernel state or announcements changed: synced"
+                "{cause} changed: synced"
             ),
             Ok(None) => {}
             Err(e) => warn!("kernel state not synced (the datapath keeps the last tables): {e}"),
