@@ -161,22 +161,10 @@ struct AgentDatapath {
     generic: bool,
 }
 
-/// A duration as Go and Cilium's flags write it: `15s`, `200ms`, `1m`, `1.5s`.
+/// A duration as Cilium's flags write it (`15s`, `200ms`, `1.5s`), read by
+/// router-core as the simulator reads lab durations.
 fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{text:?} needs a unit (ms, s, m)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    router_core::cilium::meta::parse_duration(text).map(|d| Duration::from_micros(d.total_micros()))
 }
 
 /// Which lease store to read.

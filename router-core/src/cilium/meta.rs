@@ -1,5 +1,6 @@
 //! Object metadata shared by every Kubernetes object, and the string-typed
-//! fields (addresses, prefixes, communities) Kubernetes writes as text.
+//! fields (addresses, prefixes, communities, durations) Kubernetes and
+//! Cilium write as text.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -82,4 +83,49 @@ where
         .into_iter()
         .map(parse)
         .collect()
+}
+
+/// A duration as Helm values, Cilium's flags and lab files spell it:
+/// `<number><unit>`, unit `us`, `ms`, `s` or `m`, the number with an
+/// optional fraction (`100us`, `200ms`, `1.5s`, `2m`); at most 10^15 µs.
+/// Digits beyond a microsecond are dropped.
+pub fn parse_duration(text: &str) -> Result<smoltcp::time::Duration, String> {
+    use alloc::format;
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("duration {s:?} needs a unit (us, ms, s, m)"))?;
+    let (number, unit) = s.split_at(split);
+    let scale: u64 = match unit {
+        "us" => 1,
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {unit:?} (us, ms, s, m)"
+            ));
+        }
+    };
+    let not_a_number = || format!("duration {s:?}: {number:?} is not a number");
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err(not_a_number());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| not_a_number())?
+    };
+    let out_of_range = || format!("duration {s:?} is out of range");
+    let mut micros = whole.checked_mul(scale).ok_or_else(out_of_range)?;
+    let mut digit = scale;
+    for d in fraction.bytes() {
+        digit /= 10;
+        micros += u64::from(d - b'0') * digit;
+    }
+    if micros > 1_000_000_000_000_000 {
+        return Err(out_of_range());
+    }
+    Ok(smoltcp::time::Duration::from_micros(micros))
 }

@@ -11,31 +11,10 @@ use smoltcp::time::Duration;
 pub struct Dur(pub Duration);
 
 impl Dur {
-    /// Parse `<number><unit>` with unit `us`, `ms`, `s` or `m`.
+    /// Parse `<number><unit>` with unit `us`, `ms`, `s` or `m`, as
+    /// router-core reads durations for both runtimes.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {s:?} needs a unit (us, ms, s, m)"))?;
-        let (num, unit) = s.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("duration {s:?}: {num:?} is not a number"))?;
-        let micros = match unit {
-            "us" => value,
-            "ms" => value * 1e3,
-            "s" => value * 1e6,
-            "m" => value * 60e6,
-            _ => {
-                return Err(format!(
-                    "duration {s:?}: unknown unit {unit:?} (us, ms, s, m)"
-                ));
-            }
-        };
-        if !(0.0..=1e15).contains(&micros) {
-            return Err(format!("duration {s:?} is out of range"));
-        }
-        Ok(Dur(Duration::from_micros(micros.round() as u64)))
+        router_core::cilium::meta::parse_duration(s).map(Dur)
     }
 }
 
@@ -77,6 +56,10 @@ mod tests {
         assert_eq!(Dur::parse("2m").unwrap().0, Duration::from_secs(120));
         assert!(Dur::parse("5").is_err());
         assert!(Dur::parse("5h").is_err());
+        assert!(Dur::parse(".s").is_err());
+        assert!(Dur::parse("1.2.3s").is_err());
+        assert!(Dur::parse("99999999999999999999s").is_err());
+        assert_eq!(Dur::parse(".25s").unwrap().0, Duration::from_millis(250));
         assert_eq!(Dur::parse("250ms").unwrap().to_string(), "250ms");
     }
 }
