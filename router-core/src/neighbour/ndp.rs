@@ -434,6 +434,7 @@ fn frame_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const OURS: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
     const PEER: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -720,5 +721,47 @@ mod tests {
             (v.reply, v.learn),
             (Err(Silence::SolicitedToMulticast), None)
         );
+    }
+
+    /// Whatever `respond` makes of `frame`, it does not panic, and a reply is
+    /// a valid advertisement from this port.
+    fn check(frame: &[u8]) {
+        if let Ok(reply) = respond(PortId(1), &addrs(), frame).reply {
+            let (target, mac) = advertisement_of(&reply).expect("an advertisement");
+            assert!(addrs().answers_for(target));
+            assert_eq!(mac, OURS);
+        }
+    }
+
+    proptest! {
+        // A fixed seed: the same cases in every run, so a failure replays.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(12),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..128)) {
+            check(&frame);
+        }
+
+        #[test]
+        fn mutated_solicitations_never_panic(
+            edits in proptest::collection::vec((0..SOLICIT_BYTES.len(), any::<u8>()), 1..4),
+            len in 0..=SOLICIT_BYTES.len() + 8,
+            checksum in any::<bool>(),
+        ) {
+            let mut frame = SOLICIT_BYTES.to_vec();
+            frame.resize(SOLICIT_BYTES.len() + 8, 0);
+            for (at, byte) in edits {
+                frame[at] = byte;
+            }
+            frame.truncate(len);
+            check(&frame);
+            if checksum && frame.len() >= ICMP + 4 {
+                check(&fixed(frame));
+            }
+        }
     }
 }
