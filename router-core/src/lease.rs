@@ -38,8 +38,8 @@
 //! takes over at its next retry instead of after the lease's duration.
 //!
 //! Owns: one lease's election state. Does not own: the store, what a leader
-//! does (announcing), or which leases to run ([`crate::cilium`]'s L2
-//! announcer decides that).
+//! does (announcing), or which leases to run (the L2 announcer of `cilium`
+//! decides that).
 
 use alloc::string::String;
 use alloc::vec::Vec;
