@@ -2,8 +2,9 @@
 //! the controller task, beside the BGP control plane) carried out here —
 //! lease requests against the [`LeaseStore`] in their own tasks, the
 //! addresses led handed to the XDP datapath's ARP responder (a
-//! [`watch`] channel the datapath loop follows), a gratuitous ARP from the
-//! interface on taking an address over, and the interfaces' link state read
+//! [`watch`] channel the datapath loop follows), a gratuitous ARP or an
+//! unsolicited neighbour advertisement from the interface on taking an
+//! address over, and the interfaces' link state read
 //! from `/sys/class/net` every [`LINK_POLL`].
 //!
 //! Owns: the announcer, the link states last read, the led set. Does not
@@ -13,13 +14,13 @@
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use router_core::cilium::Objects;
 use router_core::cilium::l2announce::{Action, Entry, Interface, L2Announcer, PolicyCondition};
 use router_core::lease::{Response, Timings};
-use router_core::neighbour::arp;
+use router_core::neighbour::{arp, ndp};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 use tokio::sync::{mpsc, watch};
@@ -173,10 +174,8 @@ impl L2 {
                 }
                 Action::Announce(entry) => {
                     info!(ip = %entry.ip, interface = %entry.interface, "announcing");
-                    if let IpAddr::V4(ip) = entry.ip
-                        && let Err(e) = gratuitous_arp(&entry.interface, ip)
-                    {
-                        warn!(ip = %ip, interface = %entry.interface, "gratuitous ARP not sent: {e}");
+                    if let Err(e) = announce(&entry.interface, entry.ip) {
+                        warn!(ip = %entry.ip, interface = %entry.interface, "announcement not sent: {e}");
                     }
                     led.insert(entry);
                 }
@@ -225,9 +224,10 @@ fn parse_mac(text: &str) -> Option<EthernetAddress> {
     parts.next().is_none().then_some(EthernetAddress(bytes))
 }
 
-/// Broadcast a gratuitous ARP for `ip` from `interface` (its MAC as
-/// sender) through a packet socket.
-fn gratuitous_arp(interface: &str, ip: Ipv4Addr) -> io::Result<()> {
+/// Tell the link `interface` now answers for `ip`, through a packet
+/// socket: a gratuitous ARP (IPv4) or an unsolicited neighbour
+/// advertisement to all nodes (IPv6), from the interface's MAC.
+fn announce(interface: &str, ip: IpAddr) -> io::Result<()> {
     let sys = |what: &str| std::fs::read_to_string(format!("/sys/class/net/{interface}/{what}"));
     let mac = parse_mac(sys("address")?.trim())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no MAC address"))?;
@@ -238,7 +238,13 @@ fn gratuitous_arp(interface: &str, ip: Ipv4Addr) -> io::Result<()> {
     if ifindex == 0 {
         return Err(io::Error::last_os_error());
     }
-    let frame = arp::gratuitous(mac, ip);
+    let (frame, destination) = match ip {
+        IpAddr::V4(ip) => (arp::gratuitous(mac, ip), [0xff; 6]),
+        IpAddr::V6(ip) => (
+            ndp::unsolicited_advertisement(mac, ip),
+            [0x33, 0x33, 0, 0, 0, 1],
+        ),
+    };
     // SAFETY: plain socket creation; the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if fd < 0 {
@@ -249,7 +255,7 @@ fn gratuitous_arp(interface: &str, ip: Ipv4Addr) -> io::Result<()> {
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_ifindex = ifindex as i32;
     addr.sll_halen = 6;
-    addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    addr.sll_addr[..6].copy_from_slice(&destination);
     // SAFETY: the frame and the address outlive the call; sizes are theirs.
     let sent = unsafe {
         libc::sendto(
@@ -284,6 +290,64 @@ mod tests {
         assert_eq!(parse_mac("02:06:82:67:80"), None);
         assert_eq!(parse_mac("02:06:82:67:80:e9:00"), None);
         assert_eq!(parse_mac("zz:06:82:67:80:e9"), None);
+    }
+
+    /// What a packet socket on `lo` sees while `send` runs: the frames.
+    fn frames_on_loopback(send: impl FnOnce()) -> Vec<Vec<u8>> {
+        // SAFETY: plain socket calls on a descriptor closed below.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                i32::from((libc::ETH_P_ALL as u16).to_be()),
+            );
+            assert!(fd >= 0, "packet socket: {}", io::Error::last_os_error());
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            send();
+            let mut frames = Vec::new();
+            let mut buf = [0u8; 2048];
+            loop {
+                let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                if n <= 0 {
+                    break;
+                }
+                frames.push(buf[..n as usize].to_vec());
+            }
+            libc::close(fd);
+            frames
+        }
+    }
+
+    #[test]
+    fn takeovers_are_announced_by_arp_and_ndp() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (packet sockets)");
+            return;
+        }
+        let v6: std::net::Ipv6Addr = "fd00:77::211".parse().unwrap();
+        let v4: std::net::Ipv4Addr = "192.168.77.211".parse().unwrap();
+        let frames = frames_on_loopback(|| {
+            announce("lo", IpAddr::V6(v6)).unwrap();
+            announce("lo", IpAddr::V4(v4)).unwrap();
+        });
+        let advertised = frames.iter().find_map(|f| ndp::advertisement_of(f));
+        assert_eq!(advertised.map(|(a, _)| a), Some(v6), "{frames:?}");
+        let garp = frames
+            .iter()
+            .any(|f| f.len() >= 42 && f[12..14] == [8, 6] && f[28..32] == v4.octets());
+        assert!(garp, "a gratuitous ARP for {v4}: {frames:?}");
+        assert!(announce("no-such-link0", IpAddr::V4(v4)).is_err());
     }
 
     #[test]
