@@ -517,7 +517,7 @@ fn execute(
             report.output = if rows.is_empty() {
                 vec![format!(
                     "No resources found in {} namespace.",
-                    cluster.lease_namespace()
+                    router_core::cilium::l2announce::LEASE_NAMESPACE
                 )]
             } else {
                 show::table(&["NAME", "HOLDER", "AGE"], &rows)

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use nexthop_netstack::Host;
 use router_core::cilium::Objects;
-use router_core::cilium::l2announce::{Action, Entry, Interface, L2Announcer, LEASE_NAMESPACE};
+use router_core::cilium::l2announce::{Action, Entry, Interface, L2Announcer};
 use router_core::lease::{MemoryStore, Request, Response, Versioned};
 use smoltcp::time::{Duration, Instant};
 
@@ -284,11 +284,6 @@ impl Cluster {
     /// Lease writes the API server accepted so far.
     pub fn lease_writes(&self) -> u64 {
         self.api.borrow().writes
-    }
-
-    /// The namespace the leases are shown in.
-    pub fn lease_namespace(&self) -> &'static str {
-        LEASE_NAMESPACE
     }
 
     /// What a node answers ARP for (`db/show l2-announce`).
