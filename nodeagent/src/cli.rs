@@ -337,6 +337,9 @@ pub fn main() -> ExitCode {
                         announced,
                     }),
                 };
+                // The datapath follows the announcements while L2 runs; it
+                // withdraws them once the controller (and its sender) is gone.
+                let led = l2.as_ref().map(|_| led);
                 let datapath = (!datapath.interfaces.is_empty()).then(|| {
                     let opts = offload::RunOptions {
                         interfaces: datapath.interfaces,
@@ -494,7 +497,7 @@ async fn run(
     source: Source,
     options: NodeOptions,
     l2: Option<L2Config>,
-    datapath: Option<(offload::RunOptions, watch::Receiver<Announced>)>,
+    datapath: Option<(offload::RunOptions, Option<watch::Receiver<Announced>>)>,
     socket: &Path,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
@@ -594,11 +597,18 @@ async fn run(
     {
         return Err(format!("metrics: {e}"));
     }
-    if let Some(d) = datapath
-        && d.is_finished()
-        && let Ok(Err(e)) = d.join()
-    {
-        return Err(format!("datapath: {e}"));
+    if let Some(d) = datapath {
+        // With the controller gone, a datapath following L2 announcements
+        // withdraws them and ends; give it the time that takes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while !d.is_finished() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if d.is_finished()
+            && let Ok(Err(e)) = d.join()
+        {
+            return Err(format!("datapath: {e}"));
+        }
     }
     Ok(())
 }

@@ -73,7 +73,8 @@ fn sync(
 }
 
 /// `datapath run`; inside `nexthop-agent run`, `announced` carries the
-/// addresses L2 announcements lead, synced as soon as they change.
+/// addresses L2 announcements lead, synced as soon as they change, and
+/// withdrawn when the loop ends (the sender dropped, or a signal).
 pub async fn run(
     opts: &RunOptions,
     mut announced: Option<watch::Receiver<Announced>>,
@@ -121,7 +122,11 @@ pub async fn run(
         };
         let cause = tokio::select! {
             _ = interval.tick() => "kernel state",
-            true = changed => "L2 announcements",
+            following = changed => if following {
+                "L2 announcements"
+            } else {
+                break;
+            },
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         };
@@ -141,6 +146,14 @@ pub async fn run(
             break;
         }
     }
+    if announced.is_some() {
+        // Nobody renews the leases once the agent is gone: the datapath
+        // that stays attached must not go on answering for their addresses.
+        match sync(&mut dp, &opts.interfaces, &Announced::new(), &mut last) {
+            Ok(_) => info!("L2 announcements withdrawn from the datapath"),
+            Err(e) => warn!("L2 announcements not withdrawn from the datapath: {e}"),
+        }
+    }
     if let Some(m) = metrics
         && m.is_finished()
         && let Ok(Err(e)) = m.await
@@ -157,10 +170,11 @@ pub async fn run(
 /// [`run`] inside `nexthop-agent run`, on a thread of its own with its own
 /// runtime: writing the maps (a first sync writes hundreds of thousands of
 /// entries, a second second) must never stall the task that renews leases
-/// and keeps BGP sessions alive.
+/// and keeps BGP sessions alive. With L2 announcements it ends when their
+/// sender is dropped (the controller stopped), withdrawing them first.
 pub fn spawn(
     opts: RunOptions,
-    announced: watch::Receiver<Announced>,
+    announced: Option<watch::Receiver<Announced>>,
 ) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
     std::thread::Builder::new()
         .name("datapath".into())
@@ -169,7 +183,7 @@ pub fn spawn(
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the datapath's runtime: {e}"))?;
-            runtime.block_on(run(&opts, Some(announced)))
+            runtime.block_on(run(&opts, announced))
         })
 }
 

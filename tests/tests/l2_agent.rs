@@ -4,7 +4,8 @@
 //! link going down hands the address over within a jittered retry; `kill
 //! -9` of the leader's agent with its link down, within the lease's bound;
 //! the router's neighbour entry follows by gratuitous ARP; with etcd gone,
-//! the leader stops at its renew deadline and nobody else starts. Needs
+//! the leader stops at its renew deadline and nobody else starts; an agent
+//! stopped with SIGTERM leaves a datapath that no longer answers. Needs
 //! root; prints why it skips otherwise (and, for etcd, fails under
 //! `CI=true`).
 
@@ -12,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nexthop_testkit::{Etcd, skips, wait_for};
+use nexthop_testkit::{Etcd, sh, skips, wait_for};
 use nexthop_tests::l2lab::{Lab, VIP, Watcher, announcing, leader_among};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -106,6 +107,26 @@ fn only_the_leader_answers_arp_and_failover_follows_the_lease() {
         "nobody announces without the store"
     );
     assert!(lab.arping(2).is_empty(), "nobody answers ARP");
+
+    // etcd back: the last agent standing leads again. Stopped with SIGTERM,
+    // it withdraws the address from its datapath, which stays attached.
+    etcd.restart();
+    let (last, _) = leader_among(&lab, &sockets, &[first], Duration::from_secs(10));
+    wait_for(
+        "the leader answers again",
+        Duration::from_secs(5),
+        || (lab.arping(1) == BTreeSet::from([lab.mac(last)])).then_some(()),
+        || lab.logs(),
+    );
+    let mut agent = lab.nodes[last].agent.take().expect("running");
+    sh(&["kill", "-TERM", &agent.0.id().to_string()]);
+    let status = agent.0.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", lab.logs());
+    assert!(
+        lab.arping(2).is_empty(),
+        "the stopped agent's datapath does not answer\n{}",
+        lab.logs()
+    );
     let overlaps = watcher.finish();
     assert!(
         overlaps.is_empty(),
