@@ -332,7 +332,7 @@ mod tests {
     fn takeovers_are_announced_by_arp_and_ndp() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root (packet sockets)");
+            nexthop_testkit::skip("needs root (packet sockets)");
             return;
         }
         let v6: std::net::Ipv6Addr = "fd00:77::211".parse().unwrap();

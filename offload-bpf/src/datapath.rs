@@ -1033,7 +1033,7 @@ mod tests {
 
     fn setup() -> Option<(Datapath, Lab, Lab, Vec<Vec<u8>>)> {
         if let Err(why) = privileged() {
-            eprintln!("skipping: {why}");
+            nexthop_testkit::skip(&why.to_string());
             return None;
         }
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -831,7 +831,7 @@ const FRAMES_PER_TABLE: usize = 1000;
 
 fn load() -> Option<Datapath> {
     if let Err(why) = privileged() {
-        eprintln!("skipping the differential test: {why}");
+        nexthop_testkit::skip(&format!("the differential test: {why}"));
         return None;
     }
     Some(Datapath::load(&Capacity::default()).expect("the XDP object loads"))

@@ -126,7 +126,7 @@ fn skip() -> bool {
     match privileged() {
         Ok(()) => false,
         Err(why) => {
-            eprintln!("skipping live XDP test: {why}");
+            nexthop_testkit::skip(&format!("live XDP test: {why}"));
             true
         }
     }
@@ -447,7 +447,7 @@ fn geneve_frames_decode_in_tshark() {
         return;
     }
     if Command::new("tshark").arg("--version").output().is_err() {
-        eprintln!("skipping the Geneve decode test: tshark is not installed");
+        nexthop_testkit::skip("the Geneve decode test: tshark is not installed");
         return;
     }
     let endpoint = IpAddr::V4(Ipv4Addr::new(192, 168, 50, 2));
@@ -560,7 +560,7 @@ impl Pins {
     fn new(name: &str) -> Option<Pins> {
         let root = std::path::Path::new("/sys/fs/bpf");
         if let Err(why) = nexthop_offload_bpf::datapath::mount_bpffs(root) {
-            eprintln!("skipping: {why}");
+            nexthop_testkit::skip(&why.to_string());
             return None;
         }
         Some(Pins(root.join(name)))

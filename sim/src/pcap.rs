@@ -171,7 +171,9 @@ pub(crate) mod tests {
         let output = match Command::new("tshark").arg("-r").arg(file).output() {
             Ok(output) => output,
             Err(e) => {
-                eprintln!("skipping tshark check: cannot run tshark ({e}); apt-get install tshark");
+                nexthop_testkit::skip(&format!(
+                    "tshark check: cannot run tshark ({e}); apt-get install tshark"
+                ));
                 return None;
             }
         };

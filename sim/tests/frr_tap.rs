@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nexthop_testkit::{Frr, Namespaces, Process, skip_reason, wait_for};
+use nexthop_testkit::{Frr, Namespaces, Process, skip, skips, wait_for};
 
 /// The seed's frr.conf (seeds_000_001_004.md #8) without the `network` of a
 /// loopback this namespace does not have.
@@ -35,12 +35,11 @@ router bgp 65000
 
 #[test]
 fn real_frr_learns_the_simulated_nodes_routes_through_taps() {
-    if let Some(why) = skip_reason(&["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh", "ip"]) {
-        println!("skipped: {why}");
+    if skips(&["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh", "ip"]) {
         return;
     }
     if !Path::new("/dev/net/tun").exists() {
-        println!("skipped: no /dev/net/tun");
+        skip("no /dev/net/tun");
         return;
     }
     let ns = Namespaces::new(&["frr"]);

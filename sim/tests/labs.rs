@@ -84,7 +84,7 @@ fn another_seed_makes_other_random_choices() {
 #[test]
 fn pcap_files_decode_in_tshark() {
     if Command::new("tshark").arg("--version").output().is_err() {
-        println!("skipped: tshark is not installed (scripts/test-all.sh installs it)");
+        nexthop_testkit::skip("tshark is not installed (scripts/test-all.sh installs it)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("nexthop-sim-pcap-{}", std::process::id()));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nexthop_sim::EngineConfig;
 use nexthop_sim::cluster::Cluster;
 use nexthop_sim::lab::Lab;
-use nexthop_testkit::{Namespaces, Process, run, skip_reason};
+use nexthop_testkit::{Namespaces, Process, run, skip, skips};
 
 /// The seed both the simulator run and the in-process build use, so pod addresses agree.
 const SEED: u64 = 1;
@@ -35,12 +35,11 @@ fn exec(ns: &str, program: &str) -> Command {
 
 #[test]
 fn a_namespace_behind_a_tap_pings_and_curls_a_simulated_pod() {
-    if let Some(why) = skip_reason(&["ip", "ping", "curl"]) {
-        eprintln!("skipped: {why}");
+    if skips(&["ip", "ping", "curl"]) {
         return;
     }
     if !Path::new("/dev/net/tun").exists() {
-        eprintln!("skipped: /dev/net/tun is missing");
+        skip("/dev/net/tun is missing");
         return;
     }
     let lab = Lab::load(&lab_dir()).expect("the test lab loads");

@@ -4,7 +4,8 @@
 //! so using it never pulls in the agent or the eBPF toolchain.
 //!
 //! - [`skip_reason`]: why a namespace test cannot run here (not root, a
-//!   program missing), to print and return early.
+//!   program missing); [`skip`], [`skips`]: say so and return early — or,
+//!   under `CI=true`, fail.
 //! - [`run`], [`sh`]: a command that must succeed; [`wait_for`]: polling with
 //!   a deadline; [`stop`], [`Process`]: ending child processes.
 //! - [`Namespaces`]: network namespaces named uniquely per process and test,
@@ -33,11 +34,22 @@ pub const FRR_PROGRAMS: [&str; 4] = [
     "unshare",
 ];
 
-/// Whether a test must skip for want of `programs` (or root); prints why.
+/// Skip a test that cannot run here, saying why — or, under `CI=true`,
+/// fail with the reason: the test command installs everything the tests
+/// need, so a skip in CI would be a test that never ran passing.
+pub fn skip(why: &str) {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{why}; CI=true: tests must not skip in CI");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// Whether a test must skip for want of `programs` (or root); says why
+/// through [`skip`] (which fails under `CI=true`).
 pub fn skips(programs: &[&str]) -> bool {
     match skip_reason(programs) {
         Some(reason) => {
-            eprintln!("skipped: {reason}");
+            skip(&reason);
             true
         }
         None => false,
@@ -462,11 +474,7 @@ impl Etcd {
         if which("etcd").is_some() {
             return false;
         }
-        let reason = "missing etcd (Debian etcd-server)";
-        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-            panic!("{reason}, and CI=true: tests must not skip in CI");
-        }
-        eprintln!("skipped: {reason}");
+        skip("missing etcd (Debian etcd-server)");
         true
     }
 

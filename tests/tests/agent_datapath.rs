@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, mount_bpffs};
-use nexthop_testkit::{Namespaces, in_ns, sh, skip_reason, wait_for};
+use nexthop_testkit::{Namespaces, in_ns, sh, skips, wait_for};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 
@@ -158,15 +158,14 @@ fn ping(ns: &Namespaces, to: &str) -> bool {
 
 #[test]
 fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
-    if let Some(why) = skip_reason(&["ip", "ping", "nsenter", "curl"]) {
-        eprintln!("skipping: {why}");
+    if skips(&["ip", "ping", "nsenter", "curl"]) {
         return;
     }
     let ns = Namespaces::new(&["src", "rtr", "dst"]);
     let pins = match Pins::new(&ns.name("pins")) {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("skipping: {why}");
+            nexthop_testkit::skip(&why);
             return;
         }
     };

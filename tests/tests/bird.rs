@@ -7,7 +7,7 @@
 use std::fs;
 use std::time::Duration;
 
-use nexthop_testkit::{Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{Namespaces, skips, wait_for};
 use nexthop_tests::{Agent, Bird, SinglePeer};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -42,8 +42,7 @@ fn node(advertise: bool) -> SinglePeer<'static> {
 
 #[test]
 fn bird_routes_both_ways_with_communities_and_withdrawal() {
-    if let Some(reason) = skip_reason(&["bird", "birdc"]) {
-        eprintln!("skipped: {reason}");
+    if skips(&["bird", "birdc"]) {
         return;
     }
     let ns = Namespaces::new(&["n", "b"]);

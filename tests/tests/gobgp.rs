@@ -8,7 +8,7 @@
 use std::fs;
 use std::time::Duration;
 
-use nexthop_testkit::{Namespaces, skip_reason, wait_for};
+use nexthop_testkit::{Namespaces, skips, wait_for};
 use nexthop_tests::{Agent, Gobgp, SinglePeer};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -49,8 +49,7 @@ fn node(advertise: bool) -> SinglePeer<'static> {
 
 #[test]
 fn gobgp_routes_both_ways_with_communities_and_withdrawal() {
-    if let Some(reason) = skip_reason(&["gobgpd", "gobgp"]) {
-        eprintln!("skipped: {reason}");
+    if skips(&["gobgpd", "gobgp"]) {
         return;
     }
     let ns = Namespaces::new(&["n", "g"]);
