@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use router_core::PortId;
 use router_core::datapath::{Config, PortConfig, Reason, Tables, TunnelConfig, process};
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
-use router_core::neighbour::{self, arp};
+use router_core::neighbour::{self, arp, ndp};
 use smoltcp::wire::EthernetAddress;
 
 struct Host {
@@ -42,7 +42,10 @@ fn host() -> Host {
                     owned: vec![addr.parse().expect("valid")],
                     announced: vec!["192.168.10.211".parse().expect("valid")],
                 },
-                ipv6: vec!["fd00::1".parse().expect("valid")],
+                ipv6: ndp::PortAddrsV6 {
+                    owned: vec!["fd00::1".parse().expect("valid")],
+                    announced: Vec::new(),
+                },
                 mtu: 1500,
             },
         );

@@ -20,7 +20,7 @@ use router_core::PortId;
 use router_core::datapath::pipeline::{self, PortConfig, Tables};
 use router_core::datapath::{self, Reason};
 use router_core::fib::{self, Fib, Nexthop, NexthopKind, Protocol, Route};
-use router_core::neighbour::{self, Event, Output, arp};
+use router_core::neighbour::{self, Event, Output, arp, ndp};
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::time::Instant;
@@ -165,6 +165,8 @@ pub struct Counters {
     pub unresolved: u64,
     /// ARP requests sent.
     pub arp_requests: u64,
+    /// Neighbour solicitations sent.
+    pub neighbour_solicitations: u64,
     /// ICMP errors sent (time exceeded, unreachable).
     pub icmp_errors: u64,
 }
@@ -212,8 +214,8 @@ pub struct Host {
     /// Sockets of a stopped BGP whose resets are still to go out.
     bgp_closing: Vec<SocketHandle>,
     outbox: Vec<(PortId, Vec<u8>)>,
-    /// The address an `arping` asks for, and the replies seen for it.
-    arping: Option<(Ipv4Addr, Vec<(Instant, EthernetAddress)>)>,
+    /// The address an `arping` (or `ndisc6`) asks for, and the replies seen for it.
+    arping: Option<(IpAddr, Vec<(Instant, EthernetAddress)>)>,
     now: Instant,
     next_port: u16,
     next_ident: u16,
@@ -269,7 +271,10 @@ impl Host {
                     owned: p.addrs.iter().filter_map(|a| v4(a.addr())).collect(),
                     announced: Vec::new(),
                 },
-                ipv6: p.addrs.iter().filter_map(|a| v6(a.addr())).collect(),
+                ipv6: ndp::PortAddrsV6 {
+                    owned: p.addrs.iter().filter_map(|a| v6(a.addr())).collect(),
+                    announced: Vec::new(),
+                },
                 mtu: p.mtu,
             };
             datapath_ports.insert(id, port);
@@ -396,58 +401,75 @@ impl Host {
                 owned: Vec::new(),
                 announced: Vec::new(),
             },
-            ipv6: Vec::new(),
+            ipv6: Default::default(),
             mtu,
         };
         self.datapath_ports.insert(id, port);
         Ok(id)
     }
 
-    /// Answer ARP for `addr` on `port` without owning it (Cilium answers its pods'
-    /// requests for the `cilium_host` gateway this way). False if the port is unknown.
-    pub fn announce(&mut self, port: PortId, addr: Ipv4Addr) -> bool {
+    /// Answer ARP (IPv4) or neighbour solicitations (IPv6) for `addr` on
+    /// `port` without owning it (Cilium answers its pods' requests for the
+    /// `cilium_host` gateway this way, and L2 announcements the services'
+    /// addresses). False if the port is unknown.
+    pub fn announce(&mut self, port: PortId, addr: IpAddr) -> bool {
         let Some(p) = self.datapath_ports.get_mut(&port) else {
             return false;
         };
-        if !p.addrs.announced.contains(&addr) {
-            p.addrs.announced.push(addr);
+        match addr {
+            IpAddr::V4(a) if !p.addrs.announced.contains(&a) => p.addrs.announced.push(a),
+            IpAddr::V6(a) if !p.ipv6.announced.contains(&a) => p.ipv6.announced.push(a),
+            _ => {}
         }
         true
     }
 
-    /// Stop answering ARP for `addr` on `port`; whether it was answered.
-    pub fn withdraw(&mut self, port: PortId, addr: Ipv4Addr) -> bool {
+    /// Stop answering for `addr` on `port`; whether it was answered.
+    pub fn withdraw(&mut self, port: PortId, addr: IpAddr) -> bool {
         let Some(p) = self.datapath_ports.get_mut(&port) else {
             return false;
         };
-        let before = p.addrs.announced.len();
-        p.addrs.announced.retain(|a| *a != addr);
-        p.addrs.announced.len() != before
+        let (before, after) = match addr {
+            IpAddr::V4(a) => {
+                let before = p.addrs.announced.len();
+                p.addrs.announced.retain(|x| *x != a);
+                (before, p.addrs.announced.len())
+            }
+            IpAddr::V6(a) => {
+                let before = p.ipv6.announced.len();
+                p.ipv6.announced.retain(|x| *x != a);
+                (before, p.ipv6.announced.len())
+            }
+        };
+        before != after
     }
 
-    /// Broadcast a gratuitous ARP for `addr` from `port`'s MAC (an address
-    /// taken over: neighbours that know it update their entry).
-    pub fn gratuitous_arp(&mut self, port: PortId, addr: Ipv4Addr) {
+    /// Tell the link that `addr` is now at `port`'s MAC (an address taken
+    /// over: neighbours that know it update their entry): a gratuitous ARP
+    /// for IPv4, an unsolicited neighbour advertisement for IPv6.
+    pub fn announce_takeover(&mut self, port: PortId, addr: IpAddr) {
         if let Some(p) = self.datapath_ports.get(&port) {
-            let frame = arp::gratuitous(p.addrs.mac, addr);
+            let frame = match addr {
+                IpAddr::V4(a) => arp::gratuitous(p.addrs.mac, a),
+                IpAddr::V6(a) => ndp::unsolicited_advertisement(p.addrs.mac, a),
+            };
             self.outbox.push((port, frame));
         }
     }
 
-    /// `arping TARGET`: broadcast one ARP request for `target` on the port
-    /// whose subnet holds it; the replies are collected for
-    /// [`Host::arping_replies`]. The port's name, or `None` if no port's
-    /// subnet holds the target.
-    pub fn arping(&mut self, target: Ipv4Addr) -> Option<String> {
-        let port = self.ports.iter().position(|p| {
-            p.addrs
-                .iter()
-                .any(|a| a.addr().is_ipv4() && a.contains(&IpAddr::V4(target)))
-        })?;
+    /// `arping TARGET` (IPv4) or `ndisc6 TARGET` (IPv6): one ARP request or
+    /// neighbour solicitation for `target` on the port whose subnet holds
+    /// it; the replies are collected for [`Host::arping_replies`]. The
+    /// port's name, or `None` if no port's subnet holds the target.
+    pub fn arping(&mut self, target: IpAddr) -> Option<String> {
+        let port = self
+            .ports
+            .iter()
+            .position(|p| p.addrs.iter().any(|a| a.contains(&target)))?;
         if self.arping.as_ref().is_none_or(|(t, _)| *t != target) {
             self.arping = Some((target, Vec::new()));
         }
-        self.arp_request(IpAddr::V4(target), PortId(port as u16));
+        self.solicit(target, PortId(port as u16));
         Some(self.ports[port].name.clone())
     }
 
@@ -673,6 +695,15 @@ impl Host {
                     self.outbox.push((egress, out));
                 }
             }
+            Reason::NdpReply => {
+                self.learn_ndp(now, ingress, frame);
+                self.outbox.push((ingress, out));
+            }
+            Reason::NdpOther => {
+                if let Some(reply) = self.learn_ndp(now, ingress, frame) {
+                    self.outbox.push((ingress, reply));
+                }
+            }
             Reason::Local => self.deliver_local(&out[ETH..]),
             Reason::Forwarded
             | Reason::Encapsulated
@@ -778,7 +809,7 @@ impl Host {
         self.neighbours.handle(now, event, &mut outputs);
         for output in outputs {
             match output {
-                Output::Request { addr, port } => self.arp_request(addr, port),
+                Output::Request { addr, port } => self.solicit(addr, port),
                 Output::Resolved { addr, .. } => {
                     for packet in self.pending.remove(&addr).unwrap_or_default() {
                         match packet {
@@ -806,21 +837,34 @@ impl Host {
         }
     }
 
-    /// Broadcast an ARP request for `addr` on `port`, from the port's address on
-    /// the target's subnet (else its first IPv4 address).
-    fn arp_request(&mut self, addr: IpAddr, port: PortId) {
-        let (IpAddr::V4(target), Some(spec)) = (addr, self.ports.get(usize::from(port.0))) else {
+    /// Ask who has `addr` on `port`: a broadcast ARP request (IPv4) or a
+    /// neighbour solicitation to its solicited-node address (IPv6), from
+    /// the port's address on the target's subnet (else its first address of
+    /// the family).
+    fn solicit(&mut self, addr: IpAddr, port: PortId) {
+        let Some(spec) = self.ports.get(usize::from(port.0)) else {
             return;
         };
-        let mut owned = spec.addrs.iter().filter(|a| a.addr().is_ipv4());
+        let mut owned = spec
+            .addrs
+            .iter()
+            .filter(|a| a.addr().is_ipv4() == addr.is_ipv4());
         let first = owned.clone().next();
         let Some(src) = owned.find(|a| a.contains(&addr)).or(first) else {
             return;
         };
-        let src = v4(src.addr()).expect("filtered to IPv4");
-        self.counters.arp_requests += 1;
-        self.outbox
-            .push((port, arp::request(spec.mac, src, target)));
+        let frame = match (src.addr(), addr) {
+            (IpAddr::V4(src), IpAddr::V4(target)) => {
+                self.counters.arp_requests += 1;
+                arp::request(spec.mac, src, target)
+            }
+            (IpAddr::V6(src), IpAddr::V6(target)) => {
+                self.counters.neighbour_solicitations += 1;
+                ndp::solicitation(spec.mac, src, target)
+            }
+            _ => return,
+        };
+        self.outbox.push((port, frame));
     }
 
     /// Learn the sender of an ARP frame (replies, requests, announcements).
@@ -829,13 +873,31 @@ impl Host {
             return;
         };
         if let (Some((target, seen)), Some(reply)) = (&mut self.arping, arp::reply_of(frame))
-            && reply.0 == *target
+            && IpAddr::V4(reply.0) == *target
         {
             seen.push((now, reply.1));
         }
         if let Some(event) = arp::respond(port, &addrs.addrs, frame).learn {
             self.neighbour_event(now, event);
         }
+    }
+
+    /// Learn from a neighbour discovery frame (solicitations, advertisements)
+    /// as the host stack does behind the datapath; the advertisement the
+    /// slow path sends for a solicitation the datapath left to it, if any.
+    fn learn_ndp(&mut self, now: Instant, port: PortId, frame: &[u8]) -> Option<Vec<u8>> {
+        let addrs = self.datapath_ports.get(&port)?;
+        let verdict = ndp::respond(port, addrs.addrs.mac, &addrs.ipv6, frame);
+        if let (Some((target, seen)), Some(advert)) =
+            (&mut self.arping, ndp::advertisement_of(frame))
+            && IpAddr::V6(advert.0) == *target
+        {
+            seen.push((now, advert.1));
+        }
+        if let Some(event) = verdict.learn {
+            self.neighbour_event(now, event);
+        }
+        verdict.reply.ok()
     }
 }
 
@@ -927,19 +989,84 @@ mod tests {
     }
 
     #[test]
-    fn arp_requests_come_from_the_address_on_the_targets_subnet() {
+    fn solicitations_come_from_the_address_on_the_targets_subnet() {
         let mut h = router();
-        h.arp_request(ip("10.0.9.254"), PortId(1));
-        h.arp_request(ip("10.0.2.5"), PortId(1));
-        h.arp_request(ip("fd00:1::9"), PortId(0));
+        h.solicit(ip("10.0.9.254"), PortId(1));
+        h.solicit(ip("10.0.2.5"), PortId(1));
+        h.solicit(ip("fd00:1::9"), PortId(0));
+        h.solicit(ip("fd00:1::9"), PortId(1));
         let sent = h.poll(Instant::ZERO);
-        assert_eq!(sent.len(), 2);
+        assert_eq!(sent.len(), 3);
         let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
         let expect =
             |src: &str, dst: &str| arp::request(mac, src.parse().unwrap(), dst.parse().unwrap());
         assert_eq!(sent[0], (PortId(1), expect("10.0.9.1", "10.0.9.254")));
         assert_eq!(sent[1], (PortId(1), expect("10.0.2.1", "10.0.2.5")));
+        let ns = ndp::solicitation(
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            "fd00:1::1".parse().unwrap(),
+            "fd00:1::9".parse().unwrap(),
+        );
+        assert_eq!(sent[2], (PortId(0), ns));
         assert_eq!(h.counters().arp_requests, 2);
+        assert_eq!(h.counters().neighbour_solicitations, 1);
+    }
+
+    #[test]
+    fn ipv6_neighbours_are_resolved_and_announced_addresses_answered() {
+        let mut h = router();
+        let peer = EthernetAddress([2, 0xaa, 0, 0, 0, 9]);
+        let v6 = |a: &str| a.parse::<Ipv6Addr>().unwrap();
+        // A forwarded packet for a neighbour not yet known waits for its advertisement.
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0xbb, 0, 0, 0, 1, 0x86, 0xdd]);
+        frame.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+        frame.extend_from_slice(&v6("fd00:7::1").octets());
+        frame.extend_from_slice(&v6("fd00:1::9").octets());
+        frame.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        h.receive(Instant::ZERO, PortId(1), &frame);
+        let sent = h.poll(Instant::ZERO);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(ndp::message_type(&sent[0].1), Some(135));
+        let mut advert = ndp::unsolicited_advertisement(peer, v6("fd00:1::9"));
+        advert[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        h.receive(Instant::from_millis(1), PortId(0), &advert);
+        let sent = h.poll(Instant::from_millis(1));
+        assert_eq!(sent.len(), 1, "the waiting packet goes out");
+        assert_eq!((sent[0].0, &sent[0].1[0..6]), (PortId(0), &peer.0[..]));
+        // An announced address is answered, and stops being when withdrawn.
+        let vip = ip("fd00:1::211");
+        assert!(h.announce(PortId(0), vip));
+        let ask = ndp::solicitation(peer, v6("fd00:1::9"), v6("fd00:1::211"));
+        h.receive(Instant::from_millis(2), PortId(0), &ask);
+        let sent = h.poll(Instant::from_millis(2));
+        assert_eq!(h.counters().received(Reason::NdpReply), 1);
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            ndp::advertisement_of(&sent[0].1),
+            Some((v6("fd00:1::211"), mac))
+        );
+        assert!(h.withdraw(PortId(0), vip));
+        h.receive(Instant::from_millis(3), PortId(0), &ask);
+        assert!(h.poll(Instant::from_millis(3)).is_empty());
+        // A solicitation the datapath leaves to the slow path is answered there.
+        let mut bare = ndp::solicitation(peer, v6("fd00:1::9"), v6("fd00:1::1"));
+        bare.truncate(bare.len() - 8);
+        bare[18..20].copy_from_slice(&24u16.to_be_bytes());
+        bare[56..58].fill(0);
+        let sum = router_core::datapath::checksum::sum(&bare[22..54])
+            + 24
+            + 58
+            + router_core::datapath::checksum::sum(&bare[54..]);
+        let check = !router_core::datapath::checksum::fold(sum);
+        bare[56..58].copy_from_slice(&check.to_be_bytes());
+        h.receive(Instant::from_millis(4), PortId(0), &bare);
+        assert_eq!(h.counters().received(Reason::NdpOther), 3);
+        let sent = h.poll(Instant::from_millis(4));
+        assert_eq!(
+            ndp::advertisement_of(&sent[0].1),
+            Some((v6("fd00:1::1"), mac))
+        );
     }
 
     #[test]

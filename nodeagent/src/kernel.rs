@@ -20,7 +20,7 @@ use router_core::PortId;
 use router_core::datapath::{Config, OwnedTables, PortConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Fib, Nexthop, NexthopKind, Protocol, Route};
-use router_core::neighbour::{self, arp::PortAddrs};
+use router_core::neighbour::{self, arp::PortAddrs, ndp::PortAddrsV6};
 use serde_json::Value;
 use smoltcp::wire::EthernetAddress;
 
@@ -391,7 +391,10 @@ impl HostTables {
                         owned: link.v4.clone(),
                         announced: Vec::new(),
                     },
-                    ipv6: link.v6.clone(),
+                    ipv6: PortAddrsV6 {
+                        owned: link.v6.clone(),
+                        announced: Vec::new(),
+                    },
                     mtu: link.mtu,
                 },
             );

@@ -439,7 +439,7 @@ impl RtrTables {
                 owned: vec![owned.into()],
                 announced: vec![],
             },
-            ipv6: vec![],
+            ipv6: Default::default(),
             mtu: 1500,
         };
         let owned = OwnedTables {

@@ -10,7 +10,7 @@
 //! flips `ACTIVE` with one 4-byte write, then waits for an RCU grace period, so
 //! that no program run still reads the retired half when the next sync starts
 //! rewriting it. Every packet therefore sees either the old tables or the new
-//! ones, never a mix. Hash maps (neighbours, local addresses, ARP, identities,
+//! ones, never a mix. Hash maps (neighbours, local addresses, ARP, NDP, identities,
 //! ingress ports of large ifindexes) are shared by both halves: new entries go in before the
 //! flip, stale ones come out after the grace period.
 //!
@@ -39,7 +39,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
-    INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS,
+    INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, NdpKey, Nexthop, Port, REASONS,
     V4_DIRECT_BITS, V6_DIRECT_BITS,
 };
 use router_core::datapath::Reason;
@@ -56,6 +56,8 @@ pub const INNER_PROGRAM: &str = "nexthop_inner";
 pub const FULL_PROGRAM: &str = "nexthop_full";
 /// Name of the part of the pipeline the attached fast path tail-calls for IPv6 frames.
 pub const V6_PROGRAM: &str = "nexthop_v6";
+/// Name of the part the IPv6 part tail-calls for neighbour discovery.
+pub const NDP_PROGRAM: &str = "nexthop_ndp";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
 
@@ -86,7 +88,7 @@ pub struct Capacity {
     pub nexthops: u32,
     /// Neighbour entries.
     pub neighbours: u32,
-    /// Local addresses, and (port, address) pairs ARP answers for.
+    /// Local addresses, and (port, address) pairs ARP or NDP answers for.
     pub local: u32,
     /// Source identities.
     pub identities: u32,
@@ -128,7 +130,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 20] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 21] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -160,8 +162,9 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 20] {
         ("IFINDEX_PORTS", shape::<u32, u16>(MAX_PORTS)),
         ("LOCAL", shape::<IpKey, u8>(c.local)),
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
+        ("NDP_ADDRS", shape::<NdpKey, u8>(c.local)),
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
-        ("PROGRAMS", shape::<u32, u32>(3)),
+        ("PROGRAMS", shape::<u32, u32>(4)),
         ("REASONS", shape::<u32, u64>(REASONS)),
     ]
 }
@@ -392,6 +395,7 @@ struct Maps {
     ifindex_ports: HashMapSync<u32, u16>,
     local: HashMapSync<IpKey, u8>,
     arp: HashMapSync<ArpKey, u8>,
+    ndp: HashMapSync<NdpKey, u8>,
     identities: HashMapSync<IpKey, u32>,
     reasons: PerCpuArray<MapData, u64>,
     /// Holds the tail call target installed.
@@ -418,6 +422,7 @@ impl Maps {
             ifindex_ports: HashMapSync::take(ebpf, "IFINDEX_PORTS")?,
             local: HashMapSync::take(ebpf, "LOCAL")?,
             arp: HashMapSync::take(ebpf, "ARP_ADDRS")?,
+            ndp: HashMapSync::take(ebpf, "NDP_ADDRS")?,
             identities: HashMapSync::take(ebpf, "IDENTITIES")?,
             reasons: PerCpuArray::try_from(reasons)?,
             _programs: programs,
@@ -454,6 +459,7 @@ impl Maps {
         Ok(self.neighbours.upsert(&s.neighbours)?
             + self.local.upsert(&h.local)?
             + self.arp.upsert(&h.arp)?
+            + self.ndp.upsert(&h.ndp)?
             + self.identities.upsert(&s.identities)?
             + self.ifindex_ports.upsert(&h.ifindex_ports)?)
     }
@@ -463,6 +469,7 @@ impl Maps {
         Ok(self.ifindex_ports.prune(&h.ifindex_ports)?
             + self.local.prune(&h.local)?
             + self.arp.prune(&h.arp)?
+            + self.ndp.prune(&h.ndp)?
             + self.identities.prune(&s.identities)?
             + self.neighbours.prune(&s.neighbours)?)
     }
@@ -485,6 +492,7 @@ impl Maps {
 struct Hashed {
     local: BTreeMap<IpKey, u8>,
     arp: BTreeMap<ArpKey, u8>,
+    ndp: BTreeMap<NdpKey, u8>,
     /// Only the ifindexes `INGRESS` cannot index.
     ifindex_ports: BTreeMap<u32, u16>,
 }
@@ -494,6 +502,7 @@ impl Hashed {
         Hashed {
             local: s.local.iter().map(|&k| (k, 1)).collect(),
             arp: s.arp.iter().map(|&k| (k, 1)).collect(),
+            ndp: s.ndp.iter().map(|&k| (k, 1)).collect(),
             ifindex_ports: s
                 .ifindex_ports
                 .range(INGRESS_IFINDEXES..)
@@ -687,6 +696,7 @@ impl Datapath {
             PROGRAM,
             FULL_PROGRAM,
             V6_PROGRAM,
+            NDP_PROGRAM,
             INNER_PROGRAM,
             PEER_PROGRAM,
         ] {
@@ -700,8 +710,14 @@ impl Datapath {
             ebpf.take_map("PROGRAMS")
                 .ok_or(Error::Missing("PROGRAMS"))?,
         )?;
-        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2.
-        for (slot, name) in [(0, INNER_PROGRAM), (1, FULL_PROGRAM), (2, V6_PROGRAM)] {
+        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2, NDP 3.
+        let slots = [
+            (0, INNER_PROGRAM),
+            (1, FULL_PROGRAM),
+            (2, V6_PROGRAM),
+            (3, NDP_PROGRAM),
+        ];
+        for (slot, name) in slots {
             let program: &Xdp = ebpf.program(name).ok_or(Error::Missing(name))?.try_into()?;
             programs.set(slot, program.fd()?, 0)?;
         }

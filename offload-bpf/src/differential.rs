@@ -7,7 +7,7 @@
 //! the test run. Tables mix gateway, connected, blackhole and VXLAN/Geneve
 //! tunnel routes (with underlay routes to the endpoints, loops and unroutable
 //! endpoints), identities and an optional tunnel endpoint; frames are IPv4,
-//! IPv6, ARP, tunnel frames to us (valid and corrupted) and other protocols,
+//! IPv6, ARP, neighbour discovery, tunnel frames to us (valid and corrupted) and other protocols,
 //! each sometimes odd or truncated. A mismatch panics with the whole case:
 //! tables, frame hex, both verdicts and outputs, to be pasted into a regression test.
 
@@ -23,7 +23,7 @@ use router_core::datapath::{
 };
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
-use router_core::neighbour::{self, arp::PortAddrs};
+use router_core::neighbour::{self, arp::PortAddrs, ndp, ndp::PortAddrsV6};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
@@ -91,6 +91,10 @@ fn port_v6(p: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0xff, 0, 0, 0, 0, 0, p + 1)
 }
 
+fn announced_v6(p: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0xfe, 0, 0, 0, 0, 0, p + 1)
+}
+
 pub(crate) fn port(p: u16, mtu: u16) -> (PortId, PortConfig) {
     let config = PortConfig {
         addrs: PortAddrs {
@@ -98,7 +102,10 @@ pub(crate) fn port(p: u16, mtu: u16) -> (PortId, PortConfig) {
             owned: vec![port_v4(p)],
             announced: vec![Ipv4Addr::new(10, 254, p as u8, 1)],
         },
-        ipv6: vec![port_v6(p)],
+        ipv6: PortAddrsV6 {
+            owned: vec![port_v6(p)],
+            announced: vec![announced_v6(p)],
+        },
         mtu,
     };
     (PortId(p), config)
@@ -474,8 +481,88 @@ fn frame(hosts: Vec<IpAddr>) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         10 => ip_frame(hosts.clone()),
         2 => arp_frame(),
+        2 => ndp_frame(),
         5 => tunnel_frame(ip_frame(hosts)),
     ]
+}
+
+/// Neighbour solicitations for addresses port 0 owns or announces, for
+/// another port's, multicast and other addresses, from link-local,
+/// unspecified and random sources; advertisements; without, with another or
+/// with a second option; one byte changed at a field the checks of RFC 4861
+/// §7.1 read or anywhere (mostly with the checksum made right again);
+/// truncation and padding.
+fn ndp_frame() -> impl Strategy<Value = Vec<u8>> {
+    let target = prop_oneof![
+        3 => Just(port_v6(0)),
+        3 => Just(announced_v6(0)),
+        1 => Just(port_v6(1)),
+        1 => Just(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
+        1 => any::<u128>().prop_map(Ipv6Addr::from_bits),
+    ];
+    let src = prop_oneof![
+        4 => Just(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xaa)),
+        1 => Just(Ipv6Addr::UNSPECIFIED),
+        1 => any::<u128>().prop_map(Ipv6Addr::from_bits),
+    ];
+    // Hop limit, payload length, type, code, checksum, target, option type and length.
+    let fields = vec![21usize, 19, 54, 55, 56, 62, 78, 79];
+    let edit = prop_oneof![
+        12 => Just(None),
+        2 => (prop::sample::select(fields), any::<u8>()).prop_map(Some),
+        1 => (0usize..86, any::<u8>()).prop_map(Some),
+    ];
+    // 0: as built, 1: no option, 2: a nonce option added, 3: the option's type 2.
+    let options = prop_oneof![12 => Just(0u8), 1 => 1u8..4];
+    let resize = prop_oneof![12 => Just(0i32), 1 => -40i32..0, 1 => 1i32..12];
+    (
+        target,
+        src,
+        prop::bool::weighted(0.15),
+        options,
+        edit,
+        prop::bool::weighted(0.8),
+        resize,
+    )
+        .prop_map(|(target, src, advert, options, edit, fix, resize)| {
+            let peer = EthernetAddress([0x02, 0xaa, 0, 0, 0, 1]);
+            let mut f = if advert {
+                ndp::unsolicited_advertisement(peer, target)
+            } else {
+                let mut f = ndp::solicitation(peer, src, target);
+                match options {
+                    1 => f.truncate(78),
+                    2 => f.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]),
+                    3 => f[78] = 2,
+                    _ => {}
+                }
+                let len = (f.len() - 54) as u16;
+                f[18..20].copy_from_slice(&len.to_be_bytes());
+                f
+            };
+            if let Some((at, byte)) = edit
+                && at < f.len()
+            {
+                f[at] = byte;
+            }
+            if fix {
+                f[56..58].fill(0);
+                let check = icmpv6_checksum(&f);
+                f[56..58].copy_from_slice(&check.to_be_bytes());
+            }
+            let len = (f.len() as i32 + resize).max(0) as usize;
+            f.resize(len, 0);
+            f
+        })
+}
+
+/// The ICMPv6 checksum of the message behind the 40-byte IPv6 header of
+/// Ethernet frame `f` (RFC 8200 §8.1 pseudo-header), its checksum field zero.
+fn icmpv6_checksum(f: &[u8]) -> u16 {
+    use router_core::datapath::checksum;
+    let message = &f[54..];
+    let pseudo = checksum::sum(&f[22..54]) + message.len() as u32 + 58;
+    !checksum::fold(pseudo + checksum::sum(message))
 }
 
 /// ARP requests for addresses port 0 owns or announces, for another port's

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use nexthop_offload_bpf_common::{
     ArpKey, BUCKETS, Config, FibNode, GroupBuckets, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac,
-    Nexthop, Port, SINGLE_NEXTHOP, V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY, encap, kind,
-    local_filter_bit,
+    NdpKey, Nexthop, Port, SINGLE_NEXTHOP, V4_DIRECT_BITS, V6_DIRECT_BITS, VNI_FROM_IDENTITY,
+    encap, kind, local_filter_bit,
 };
 use router_core::PortId;
 use router_core::datapath::Tables;
@@ -98,6 +98,8 @@ pub struct Snapshot {
     pub local_filter: Vec<u64>,
     /// (port, IPv4 address) pairs ARP requests are answered for.
     pub arp: BTreeSet<ArpKey>,
+    /// (port, IPv6 address) pairs neighbour solicitations are answered for.
+    pub ndp: BTreeSet<NdpKey>,
     /// Security identity of source addresses.
     pub identities: BTreeMap<IpKey, u32>,
     /// Settings.
@@ -161,8 +163,14 @@ impl Snapshot {
                     addr: a.octets(),
                 });
             }
-            s.local
-                .extend(port.ipv6.iter().map(|a| IpKey::v6(a.octets())));
+            for a in port.ipv6.owned.iter().chain(&port.ipv6.announced) {
+                s.local.insert(IpKey::v6(a.octets()));
+                s.ndp.insert(NdpKey {
+                    port: id.0,
+                    pad: [0; 2],
+                    addr: a.octets(),
+                });
+            }
         }
         for (&addr, entry) in t.neighbours.entries() {
             if let Some(mac) = entry.mac() {
@@ -298,7 +306,7 @@ mod tests {
                     owned: vec!["10.0.0.1".parse().unwrap()],
                     announced: vec![],
                 },
-                ipv6: vec![],
+                ipv6: Default::default(),
                 mtu: 1500,
             },
         );

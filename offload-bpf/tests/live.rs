@@ -64,7 +64,7 @@ fn rtr_tables(
                     owned: vec![p.owned],
                     announced: p.announced.clone(),
                 },
-                ipv6: vec![],
+                ipv6: Default::default(),
                 mtu: 1500,
             };
             (PortId(id), config)
@@ -480,7 +480,7 @@ fn geneve_frames_decode_in_tshark() {
                 owned: vec![Ipv4Addr::new(192, 168, 50, 1)],
                 announced: vec![],
             },
-            ipv6: vec![],
+            ipv6: Default::default(),
             mtu: 1500,
         },
     )]);

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use nexthop_netstack::apps::{CurlOptions, PingOptions};
 use serde::Serialize;
 use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::EthernetAddress;
 
 use crate::cluster::{Cluster, Role};
 use crate::lab::{Action, Expect, Lab, Step};
@@ -512,6 +513,11 @@ fn execute(
             target,
             count,
         } => arping(cluster, from, *target, *count, &step.expect, report, events),
+        Action::Ndisc6 {
+            from,
+            target,
+            count,
+        } => ndisc6(cluster, from, *target, *count, &step.expect, report, events),
         Action::ShowLeases => {
             let rows = cluster.lease_rows();
             report.output = if rows.is_empty() {
@@ -811,46 +817,19 @@ fn arping(
     report: &mut StepReport,
     events: &mut u64,
 ) -> Result<(), String> {
-    let id = cluster
-        .host_id(from)
-        .ok_or_else(|| format!("no host named {from:?}"))?;
     report.output.push(format!("ARPING {target}"));
     let mut received = 0;
     for index in 0..count {
-        let sent = cluster.engine.now();
-        cluster
-            .engine
-            .node_mut(id)
-            .host
-            .arping(target)
-            .ok_or_else(|| format!("{from} has no interface on {target}'s subnet"))?;
-        cluster.engine.wake_node(id);
-        let next = sent + Duration::from_secs(1);
-        let mut reply = None;
-        while reply.is_none() && cluster.engine.now() < next {
-            advance(cluster, SLICE, events)?;
-            reply = cluster
-                .engine
-                .node_mut(id)
-                .host
-                .arping_replies()
-                .first()
-                .copied();
-        }
-        match reply {
-            Some((at, mac)) => {
+        match solicit(cluster, from, target.into(), events)? {
+            (_, Some((rtt, mac))) => {
                 received += 1;
                 report.output.push(format!(
                     "60 bytes from {} ({target}): index={index} time={:.3} msec",
                     show::mac(mac),
-                    (at - sent).total_micros() as f64 / 1000.0
+                    rtt.total_micros() as f64 / 1000.0
                 ));
             }
-            None => report.output.push("Timeout".into()),
-        }
-        let now = cluster.engine.now();
-        if now < next {
-            advance(cluster, next - now, events)?;
+            (_, None) => report.output.push("Timeout".into()),
         }
     }
     report.output.push(String::new());
@@ -861,6 +840,82 @@ fn arping(
     ));
     check_received(expect, received, report);
     Ok(())
+}
+
+/// `ndisc6 -r COUNT TARGET IF` from `from`: a neighbour solicitation a
+/// second until one is answered, in ndisc6's output.
+fn ndisc6(
+    cluster: &mut Cluster,
+    from: &str,
+    target: std::net::Ipv6Addr,
+    count: u32,
+    expect: &Expect,
+    report: &mut StepReport,
+    events: &mut u64,
+) -> Result<(), String> {
+    let mut received = 0;
+    for index in 0..count {
+        let (interface, reply) = solicit(cluster, from, target.into(), events)?;
+        if index == 0 {
+            report
+                .output
+                .push(format!("Soliciting {target} ({target}) on {interface}..."));
+        }
+        if let Some((_, mac)) = reply {
+            received = 1;
+            let mac = show::mac(mac).to_uppercase();
+            report
+                .output
+                .push(format!("Target link-layer address: {mac}"));
+            report.output.push(format!(" from {target}"));
+            break;
+        }
+        report.output.push("Timed out.".into());
+    }
+    if received == 0 {
+        report.output.push("No response.".into());
+    }
+    check_received(expect, received, report);
+    Ok(())
+}
+
+/// One ARP request (IPv4) or neighbour solicitation (IPv6) from `from` for
+/// `target`, then a second: the interface it left by, and the first reply's
+/// round trip and MAC if one came within the second.
+fn solicit(
+    cluster: &mut Cluster,
+    from: &str,
+    target: std::net::IpAddr,
+    events: &mut u64,
+) -> Result<(String, Option<(Duration, EthernetAddress)>), String> {
+    let id = cluster
+        .host_id(from)
+        .ok_or_else(|| format!("no host named {from:?}"))?;
+    let sent = cluster.engine.now();
+    let interface = cluster
+        .engine
+        .node_mut(id)
+        .host
+        .arping(target)
+        .ok_or_else(|| format!("{from} has no interface on {target}'s subnet"))?;
+    cluster.engine.wake_node(id);
+    let next = sent + Duration::from_secs(1);
+    let mut reply = None;
+    while reply.is_none() && cluster.engine.now() < next {
+        advance(cluster, SLICE, events)?;
+        reply = cluster
+            .engine
+            .node_mut(id)
+            .host
+            .arping_replies()
+            .first()
+            .map(|&(at, mac)| (at - sent, mac));
+    }
+    let now = cluster.engine.now();
+    if now < next {
+        advance(cluster, next - now, events)?;
+    }
+    Ok((interface, reply))
 }
 
 /// `received`: exactly this many replies (ping, arping).

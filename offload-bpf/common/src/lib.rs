@@ -15,6 +15,7 @@
 //!  INGRESS[ifindex] / IFINDEX_PORTS[ifindex] ──> port + 1 / port
 //!  LOCAL[address] ──> for the host
 //!  ARP_ADDRS[port, IPv4] ──> answered by ARP  IDENTITIES[source] ──> VNI
+//!  NDP_ADDRS[port, IPv6] ──> answered by NDP
 //!  LOCAL_FILTER[low 16 bits of an address] ──> "may be in LOCAL"
 //!  REASONS[reason] ──> per-CPU packet counter
 //!  ACTIVE[0] ──> the half of the double-buffered maps packets read
@@ -51,7 +52,7 @@ pub const DEFAULT_NEIGHBOURS: u32 = 1 << 14;
 /// Ports (`PortId` values `0..MAX_PORTS`).
 pub const MAX_PORTS: u32 = 256;
 /// Default number of local addresses (owned, announced, tunnel endpoint), and
-/// of (port, address) pairs ARP answers for.
+/// and of (port, address) pairs ARP or NDP answers for.
 pub const DEFAULT_LOCAL: u32 = 1 << 12;
 /// Default number of source identities (Cilium's ipcache).
 pub const DEFAULT_IDENTITIES: u32 = 1 << 16;
@@ -218,6 +219,19 @@ pub struct ArpKey {
     pub addr: [u8; 4],
 }
 
+/// An IPv6 address a port answers neighbour solicitations for (owned or
+/// announced there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NdpKey {
+    /// The port (`PortId`).
+    pub port: u16,
+    /// Always zero.
+    pub pad: [u8; 2],
+    /// The address in network order.
+    pub addr: [u8; 16],
+}
+
 /// [`Nexthop::encap`] values.
 pub mod encap {
     /// VXLAN (RFC 7348).
@@ -258,6 +272,7 @@ mod pod {
     unsafe impl aya::Pod for super::Port {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::ArpKey {}
+    unsafe impl aya::Pod for super::NdpKey {}
 }
 
 #[cfg(test)]
@@ -275,6 +290,7 @@ mod tests {
         assert_eq!(size_of::<Port>(), 4 + 6 + 2);
         assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6);
         assert_eq!(size_of::<ArpKey>(), 8);
+        assert_eq!(size_of::<NdpKey>(), 20);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The pipeline of router-core's reference datapath
 //! (`router_core::datapath::pipeline`), step for step, over the maps:
-//! ingress port → Ethernet → ARP reply → IPv4/IPv6 checks → local delivery →
+//! ingress port → Ethernet → ARP reply → NDP reply → IPv4/IPv6 checks → local delivery →
 //! tunnel decap → FIB → ECMP → neighbour → TTL/hop-limit decrement
 //! (incremental checksum) → MAC rewrite or tunnel encap.
 //!
@@ -9,8 +9,9 @@
 //! they behave as the one pipeline (the differential harness runs them as
 //! attached): the attached [`Part::Fast`] forwards routed IPv4 frames and
 //! hands ARP and tunnel frames, untouched, to [`Part::Full`] and IPv6 frames
-//! to [`Part::V6`]. The common case then runs in a program with a third of
-//! the code and half the stack of the whole pipeline.
+//! to [`Part::V6`], which hands neighbour discovery to [`Part::NDP`]. The
+//! common case then runs in a program with a third of the code and half the
+//! stack of the whole pipeline.
 //!
 //! Every exit counts its [`Reason`] and maps its [`Action`] to an XDP verdict:
 //! transmit is `XDP_TX` on the ingress port or `bpf_redirect` to the egress
@@ -30,10 +31,10 @@ use router_core::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_UDP_AT, UDP_HEADER_LEN,
 };
 
-use crate::maps::{FULL, Half, IDENTITIES, INNER, NEIGHBOURS, PROGRAMS, REASONS, V6};
+use crate::maps::{FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, V6};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, Outer};
-use crate::{arp, fib};
+use crate::{arp, fib, ndp};
 
 /// Most bytes of an IPv4 header (IHL 15).
 const MAX_IPV4_HEADER: usize = 60;
@@ -47,8 +48,10 @@ impl Part {
     pub const FAST: u8 = 0;
     /// ARP and IPv4, tunnels included; IPv6 elsewhere.
     pub const FULL: u8 = 1;
-    /// IPv6, tunnels included; ARP and IPv4 elsewhere.
+    /// IPv6, tunnels included; ARP, IPv4 and neighbour discovery elsewhere.
     pub const V6: u8 = 2;
+    /// Neighbour discovery; everything else elsewhere.
+    pub const NDP: u8 = 3;
 }
 
 /// Run the pipeline's part `PART` on one received frame and count its exit reason.
@@ -126,15 +129,20 @@ fn process<const PART: u8>(ctx: &XdpContext) -> (Reason, u32) {
     let routed = match ethertype {
         0x0806 if PART != Part::FULL => return hand_over(ctx, FULL),
         0x0806 => return arp::respond(ctx, ingress, port),
-        0x0800 if PART == Part::V6 => return hand_over(ctx, FULL),
+        0x0800 if PART == Part::V6 || PART == Part::NDP => return hand_over(ctx, FULL),
         0x0800 => match ipv4(ctx, half, &config, false) {
             Ok(Step::Route(routed)) => Ok(routed),
             Ok(Step::Decap(_)) if PART == Part::FAST => return hand_over(ctx, FULL),
             Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan),
             Err(reason) => Err(reason),
         },
-        0x86dd if PART != Part::V6 => return hand_over(ctx, V6),
-        0x86dd => ipv6(ctx, half, &config),
+        0x86dd if PART == Part::FAST || PART == Part::FULL => return hand_over(ctx, V6),
+        0x86dd => match (ndp::message_type(ctx), PART == Part::NDP) {
+            (Some(kind), true) => return ndp::respond(ctx, ingress, port, kind),
+            (Some(_), false) => return hand_over(ctx, NDP),
+            (None, true) => return hand_over(ctx, V6),
+            (None, false) => ipv6(ctx, half, &config),
+        },
         _ => return exit(Reason::OtherProtocol),
     };
     match routed {

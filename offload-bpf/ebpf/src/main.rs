@@ -5,6 +5,7 @@
 //! - [`fib`]: poptrie lookup and ECMP member choice, router-core's own code.
 //! - [`forward`]: the pipeline, exit reasons and XDP verdicts.
 //! - [`arp`]: replies to ARP requests for owned and announced addresses.
+//! - [`ndp`]: replies to neighbour solicitations for owned and announced addresses.
 //! - [`tunnel`]: VXLAN/Geneve decapsulation and outer headers.
 #![no_std]
 #![no_main]
@@ -13,6 +14,7 @@ mod arp;
 mod fib;
 mod forward;
 mod maps;
+mod ndp;
 mod packet;
 mod tunnel;
 
@@ -21,7 +23,8 @@ use aya_ebpf::programs::XdpContext;
 use forward::Part;
 
 /// The datapath, attached to every port: routed IPv4 frames; ARP and tunnel
-/// frames go to [`nexthop_full`], IPv6 frames to [`nexthop_v6`].
+/// frames go to [`nexthop_full`], IPv6 frames to [`nexthop_v6`] (which hands
+/// neighbour discovery to [`nexthop_ndp`]).
 #[xdp]
 pub fn nexthop(ctx: XdpContext) -> u32 {
     forward::run::<{ Part::FAST }>(&ctx)
@@ -37,6 +40,13 @@ pub fn nexthop_full(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn nexthop_v6(ctx: XdpContext) -> u32 {
     forward::run::<{ Part::V6 }>(&ctx)
+}
+
+/// Neighbour discovery (the NDP responder), tail-called by [`nexthop_v6`]
+/// (its own 512-byte stack).
+#[xdp]
+pub fn nexthop_ndp(ctx: XdpContext) -> u32 {
+    forward::run::<{ Part::NDP }>(&ctx)
 }
 
 /// The datapath's second pass over the inner frame of a decapsulated tunnel

@@ -16,8 +16,8 @@ use aya_ebpf::maps::{Array, HashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
-    INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, Nexthop, Port, REASONS as COUNT,
-    V4_DIRECT_BITS, V6_DIRECT_BITS, local_filter_bit,
+    INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, NdpKey, Nexthop, Port,
+    REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS, local_filter_bit,
 };
 
 /// Which half of the double-buffered maps packets read (entry 0: 0 or 1).
@@ -72,20 +72,27 @@ pub static LOCAL: HashMap<IpKey, u8> = HashMap::with_max_entries(DEFAULT_LOCAL, 
 /// (port, IPv4 address) pairs ARP requests are answered for: value 1.
 #[map]
 pub static ARP_ADDRS: HashMap<ArpKey, u8> = HashMap::with_max_entries(DEFAULT_LOCAL, 0);
+/// (port, IPv6 address) pairs neighbour solicitations are answered for: value 1.
+#[map]
+pub static NDP_ADDRS: HashMap<NdpKey, u8> = HashMap::with_max_entries(DEFAULT_LOCAL, 0);
 /// Security identity of a source address: the VNI of its encapsulated traffic.
 #[map]
 pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_IDENTITIES, 0);
 /// Tail call targets: [`INNER`] is the pipeline's second pass over a
 /// decapsulated frame, [`FULL`] and [`V6`] the parts the attached fast path
-/// hands ARP and tunnel frames and IPv6 frames to.
+/// hands ARP and tunnel frames and IPv6 frames to, and [`NDP`] the
+/// neighbour discovery part the IPv6 part hands solicitations and
+/// advertisements to.
 #[map]
-pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(3, 0);
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(4, 0);
 /// Slot of the `nexthop_inner` program in [`PROGRAMS`].
 pub const INNER: u32 = 0;
 /// Slot of the `nexthop_full` program in [`PROGRAMS`].
 pub const FULL: u32 = 1;
 /// Slot of the `nexthop_v6` program in [`PROGRAMS`].
 pub const V6: u32 = 2;
+/// Slot of the `nexthop_ndp` program in [`PROGRAMS`].
+pub const NDP: u32 = 3;
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);

@@ -1,7 +1,7 @@
 //! The reference datapath: one frame in, a verdict and the frame out.
 //!
 //! Owns the pipeline order of shared/DESIGN.md ("Datapath, specified once"):
-//! Ethernet → ARP reply → IPv4/IPv6 checks → local delivery → tunnel decap →
+//! Ethernet → ARP reply → NDP reply → IPv4/IPv6 checks → local delivery → tunnel decap →
 //! FIB longest-prefix match → ECMP member by flow hash → neighbour lookup →
 //! TTL/hop-limit decrement (incremental checksum) → MAC rewrite or tunnel encap.
 //! It reads tables and never changes them: learning, ARP resolution and ICMP
@@ -28,7 +28,7 @@ use super::checksum;
 use super::reason::Reason;
 use crate::ecmp::{HashPolicy, hash};
 use crate::fib::{Encap, Fib, NexthopKind};
-use crate::neighbour::{self, arp};
+use crate::neighbour::{self, arp, ndp};
 use crate::port::PortId;
 use crate::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_TTL, OUTER_TUNNEL_AT,
@@ -44,8 +44,9 @@ pub const IDENTITY_WORLD: u32 = 2;
 pub struct PortConfig {
     /// MAC and the IPv4 addresses the port owns or announces (answers ARP for).
     pub addrs: arp::PortAddrs,
-    /// IPv6 addresses configured on the port.
-    pub ipv6: Vec<Ipv6Addr>,
+    /// The IPv6 addresses the port owns or announces (answers neighbour
+    /// solicitations for).
+    pub ipv6: ndp::PortAddrsV6,
     /// Largest IP packet the port sends.
     pub mtu: u16,
 }
@@ -181,8 +182,27 @@ pub fn process(t: &Tables, ingress: PortId, frame: &[u8], out: &mut Vec<u8>) -> 
             Err(_) => Verdict::of(Reason::ArpOther),
         },
         EthernetProtocol::Ipv4 => ipv4(t, out, false),
+        EthernetProtocol::Ipv6 if ndp::message_type(out).is_some() => {
+            neighbour_discovery(ingress, port, out)
+        }
         EthernetProtocol::Ipv6 => ipv6(t, out),
         _ => Verdict::of(Reason::OtherProtocol),
+    }
+}
+
+/// Answer a neighbour solicitation of the shape the datapath answers
+/// ([`ndp::datapath_answers_shape`]) for an address of the port; every other
+/// neighbour discovery message is the stack's.
+fn neighbour_discovery(ingress: PortId, port: &PortConfig, out: &mut Vec<u8>) -> Verdict {
+    if !ndp::datapath_answers_shape(out) {
+        return Verdict::of(Reason::NdpOther);
+    }
+    match ndp::respond(ingress, port.addrs.mac, &port.ipv6, out).reply {
+        Ok(reply) => {
+            *out = reply;
+            Verdict::transmit(Reason::NdpReply, ingress)
+        }
+        Err(_) => Verdict::of(Reason::NdpOther),
     }
 }
 
@@ -346,7 +366,7 @@ fn is_local(t: &Tables, addr: IpAddr) -> bool {
             t.config.tunnel.is_some_and(|tun| tun.local == a)
                 || t.ports.values().any(|p| p.addrs.answers_for(a))
         }
-        IpAddr::V6(a) => t.ports.values().any(|p| p.ipv6.contains(&a)),
+        IpAddr::V6(a) => t.ports.values().any(|p| p.ipv6.answers_for(a)),
     }
 }
 

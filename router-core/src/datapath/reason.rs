@@ -53,16 +53,25 @@ pub enum Reason {
     BadTunnelHeader = 16,
     /// A frame arrived on a port the tables do not know.
     UnknownPort = 17,
+    /// Neighbour solicitation for an owned or announced IPv6 address:
+    /// answered on the ingress port.
+    NdpReply = 18,
+    /// A neighbour discovery message not answered here (advertisements,
+    /// other targets, solicitations the datapath leaves to the slow path):
+    /// the stack learns from it and answers what is its to answer.
+    NdpOther = 19,
 }
 
 impl Reason {
     /// Number of reasons (size of a counter array).
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 20;
 
     /// The action each reason implies.
     pub fn action(self) -> Action {
         match self {
-            Reason::Forwarded | Reason::Encapsulated | Reason::ArpReply => Action::Transmit,
+            Reason::Forwarded | Reason::Encapsulated | Reason::ArpReply | Reason::NdpReply => {
+                Action::Transmit
+            }
             Reason::Local
             | Reason::NeighbourMiss
             | Reason::TtlExceeded
@@ -70,6 +79,7 @@ impl Reason {
             | Reason::FragmentationNeeded
             | Reason::SlowPath
             | Reason::ArpOther
+            | Reason::NdpOther
             | Reason::OtherProtocol => Action::Pass,
             Reason::Malformed
             | Reason::BadChecksum
@@ -102,6 +112,8 @@ impl Reason {
             Reason::TunnelLoop,
             Reason::BadTunnelHeader,
             Reason::UnknownPort,
+            Reason::NdpReply,
+            Reason::NdpOther,
         ];
         ALL.get(usize::from(i)).copied()
     }

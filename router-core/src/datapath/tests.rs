@@ -14,7 +14,7 @@ use super::pipeline::{Config, OwnedTables, PortConfig, TunnelConfig, originate, 
 use super::reason::{Action, Reason};
 use crate::ecmp::HashPolicy;
 use crate::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
-use crate::neighbour::{self, arp};
+use crate::neighbour::{self, arp, ndp};
 use crate::port::PortId;
 use crate::wire::layout::{ENCAP_OVERHEAD, ETHERNET_HEADER_LEN};
 use crate::wire::{geneve, vxlan};
@@ -69,7 +69,13 @@ fn port(mac: EthernetAddress, owned: &[&str], mtu: u16) -> PortConfig {
                 .filter(|_| mac == ETH1_MAC)
                 .collect(),
         },
-        ipv6: vec!["fd00:10::100".parse().unwrap()],
+        ipv6: ndp::PortAddrsV6 {
+            owned: vec!["fd00:10::100".parse().unwrap()],
+            announced: vec!["fd00:10::211".parse().unwrap()]
+                .into_iter()
+                .filter(|_| mac == ETH1_MAC)
+                .collect(),
+        },
         mtu,
     }
 }
@@ -334,6 +340,35 @@ fn answers_arp_for_owned_and_announced_only() {
         h.run(ETH1, &ask("192.168.10.101")).0.reason,
         Reason::ArpOther
     );
+}
+
+#[test]
+fn answers_neighbour_solicitations_for_owned_and_announced_only() {
+    let h = k8s_ctr(Encap::Vxlan);
+    let v6 = |a: &str| a.parse::<Ipv6Addr>().unwrap();
+    let ask = |t: &str| ndp::solicitation(RTR_MAC, v6("fe80::200"), v6(t));
+    for target in ["fd00:10::100", "fd00:10::211"] {
+        let (v, out) = h.run(ETH1, &ask(target));
+        assert_eq!((v.reason, v.egress), (Reason::NdpReply, Some(ETH1)));
+        let addrs = &h.ports[&ETH1];
+        let want = ndp::respond(ETH1, ETH1_MAC, &addrs.ipv6, &ask(target)).reply;
+        assert_eq!(Ok(out.clone()), want);
+        assert_eq!(ndp::advertisement_of(&out), Some((v6(target), ETH1_MAC)));
+    }
+    // Another target; the pod port does not announce; an advertisement; a
+    // solicitation without the source link-layer option (the slow path's).
+    assert_eq!(h.run(ETH1, &ask("fd00:10::101")).0.reason, Reason::NdpOther);
+    assert_eq!(h.run(POD, &ask("fd00:10::211")).0.reason, Reason::NdpOther);
+    let advert = ndp::unsolicited_advertisement(RTR_MAC, v6("fd00:10::200"));
+    assert_eq!(h.run(ETH1, &advert).0.reason, Reason::NdpOther);
+    let mut bare = ask("fd00:10::211");
+    bare.truncate(bare.len() - 8);
+    bare[18..20].copy_from_slice(&24u16.to_be_bytes());
+    assert!(!ndp::datapath_answers_shape(&bare));
+    assert_eq!(h.run(ETH1, &bare).0.reason, Reason::NdpOther);
+    // Traffic to an announced IPv6 address is the host's.
+    let to_vip = ipv6_frame("fd00:10::211", 64);
+    assert_eq!(h.run(ETH1, &to_vip).0.reason, Reason::Local);
 }
 
 #[test]

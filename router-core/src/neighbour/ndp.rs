@@ -59,6 +59,10 @@ use smoltcp::wire::{
 
 use super::table::Event;
 use crate::port::PortId;
+use crate::wire::layout::{
+    ETHERNET_HEADER_LEN, NEIGHBOUR_ADVERTISEMENT, NEIGHBOUR_SOLICITATION, SOLICITATION_LEN,
+    SOLICITATION_OPTION_AT,
+};
 
 /// The hop limit every Neighbor Discovery message is sent and must arrive with
 /// (§7.1): 255 proves it did not cross a router.
@@ -68,11 +72,10 @@ const HOP_LIMIT: u8 = 255;
 /// advertisements go (§7.2.4, §7.2.6).
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
-/// What a port answers neighbour solicitations for.
+/// What a port answers neighbour solicitations for (its MAC is the port's,
+/// passed beside it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortAddrsV6 {
-    /// The port's MAC address.
-    pub mac: EthernetAddress,
     /// Addresses configured on the port.
     pub owned: Vec<Ipv6Addr>,
     /// Addresses announced on the port on behalf of others (L2 announcements).
@@ -149,7 +152,7 @@ enum Message {
     },
 }
 
-/// Decide what to do with `frame`, received on `port` configured as `addrs`.
+/// Decide what to do with `frame`, received on `port` (MAC `mac`) configured as `addrs`.
 ///
 /// A valid solicitation for an address the port answers for gets a solicited
 /// advertisement with the Override flag (§7.2.4), sent to the solicitation's
@@ -159,7 +162,7 @@ enum Message {
 /// us, otherwise only an existing one is refreshed. An advertisement with
 /// Override set and a target link-layer option refreshes an existing entry
 /// (§7.2.5 discards it when there is none).
-pub fn respond(port: PortId, addrs: &PortAddrsV6, frame: &[u8]) -> Verdict {
+pub fn respond(port: PortId, mac: EthernetAddress, addrs: &PortAddrsV6, frame: &[u8]) -> Verdict {
     let message = match parse(frame) {
         Ok(message) => message,
         Err(why) => {
@@ -189,7 +192,7 @@ pub fn respond(port: PortId, addrs: &PortAddrsV6, frame: &[u8]) -> Verdict {
                 Err(Silence::NotOurs)
             } else if src.is_unspecified() {
                 Ok(advertisement(
-                    addrs.mac,
+                    mac,
                     multicast_mac(ALL_NODES),
                     ALL_NODES,
                     target,
@@ -197,7 +200,7 @@ pub fn respond(port: PortId, addrs: &PortAddrsV6, frame: &[u8]) -> Verdict {
                 ))
             } else {
                 Ok(advertisement(
-                    addrs.mac,
+                    mac,
                     lladdr.unwrap_or(eth_src),
                     src,
                     target,
@@ -267,6 +270,37 @@ pub fn unsolicited_advertisement(mac: EthernetAddress, addr: Ipv6Addr) -> Vec<u8
         addr,
         NdiscNeighborFlags::OVERRIDE,
     )
+}
+
+/// The ICMPv6 type of `frame` when it is a neighbour solicitation or
+/// advertisement directly behind an IPv6 header whose lengths hold; `None`
+/// for any other frame (and for a truncated or non-version-6 packet, which
+/// the datapath drops as malformed before asking).
+pub fn message_type(frame: &[u8]) -> Option<u8> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+    let kind = *ip.payload().first()?;
+    (eth.ethertype() == EthernetProtocol::Ipv6
+        && ip.version() == 6
+        && ip.next_header() == IpProtocol::Icmpv6
+        && matches!(kind, NEIGHBOUR_SOLICITATION | NEIGHBOUR_ADVERTISEMENT))
+    .then_some(kind)
+}
+
+/// Whether `frame` is a solicitation of the shape a datapath answers itself
+/// (the reference pipeline and the XDP program alike): a message of
+/// [`SOLICITATION_LEN`] octets whose one option is the source link-layer
+/// address. Every multicast solicitation has it, §4.3 requiring the option
+/// there; unicast reachability probes and duplicate address detection may
+/// not, and are the slow path's, which runs [`respond`] on them. The
+/// datapath still runs [`respond`]'s checks on the frames it answers.
+pub fn datapath_answers_shape(frame: &[u8]) -> bool {
+    message_type(frame) == Some(NEIGHBOUR_SOLICITATION)
+        && u16::from_be_bytes([
+            frame[ETHERNET_HEADER_LEN + 4],
+            frame[ETHERNET_HEADER_LEN + 5],
+        ]) == SOLICITATION_LEN as u16
+        && frame[SOLICITATION_OPTION_AT..SOLICITATION_OPTION_AT + 2] == [1, 1]
 }
 
 /// Parse `frame` and apply the receive checks of §7.1.1 and §7.1.2.
@@ -482,7 +516,6 @@ mod tests {
 
     fn addrs() -> PortAddrsV6 {
         PortAddrsV6 {
-            mac: OURS,
             owned: vec![OWNED],
             announced: vec![ANNOUNCED],
         }
@@ -553,7 +586,7 @@ mod tests {
 
     #[test]
     fn answers_an_announced_address_with_the_rfc_bytes() {
-        let v = respond(PortId(1), &addrs(), &SOLICIT_BYTES);
+        let v = respond(PortId(1), OURS, &addrs(), &SOLICIT_BYTES);
         let reply = v.reply.expect("a reply");
         assert_eq!(reply, ADVERT_BYTES);
         let (dst_mac, ip, ndisc) = parsed(&reply);
@@ -582,7 +615,7 @@ mod tests {
     #[test]
     fn answers_an_owned_address_to_the_ethernet_source_without_an_option() {
         let ns = solicit(PEER_IP, solicited_node(OWNED), OWNED, false);
-        let v = respond(PortId(1), &addrs(), &ns);
+        let v = respond(PortId(1), OURS, &addrs(), &ns);
         let (dst_mac, ip, ndisc) = parsed(v.reply.as_ref().expect("a reply"));
         assert_eq!(dst_mac, PEER);
         assert_eq!(ip.dst_addr, PEER_IP);
@@ -595,7 +628,7 @@ mod tests {
     #[test]
     fn stays_silent_for_a_foreign_target_and_only_refreshes() {
         let ns = solicit(PEER_IP, solicited_node(FOREIGN), FOREIGN, true);
-        let v = respond(PortId(1), &addrs(), &ns);
+        let v = respond(PortId(1), OURS, &addrs(), &ns);
         assert_eq!(v.reply, Err(Silence::NotOurs));
         assert!(matches!(v.learn, Some(Event::Heard { create: false, .. })));
     }
@@ -608,7 +641,7 @@ mod tests {
             ANNOUNCED,
             false,
         );
-        let v = respond(PortId(1), &addrs(), &dad);
+        let v = respond(PortId(1), OURS, &addrs(), &dad);
         let (dst_mac, ip, ndisc) = parsed(v.reply.as_ref().expect("a reply"));
         assert_eq!(dst_mac, EthernetAddress([0x33, 0x33, 0, 0, 0, 0x01]));
         assert_eq!((ip.src_addr, ip.dst_addr), (ANNOUNCED, ALL_NODES));
@@ -632,7 +665,7 @@ mod tests {
             (with_option, Silence::DadWithLinkLayer),
             (to_all_nodes, Silence::DadNotSolicitedNode),
         ] {
-            let v = respond(PortId(1), &addrs(), &frame);
+            let v = respond(PortId(1), OURS, &addrs(), &frame);
             assert_eq!((v.reply, v.learn), (Err(why), None));
         }
     }
@@ -667,7 +700,7 @@ mod tests {
             (fixed(with(TARGET, 0xff)), Silence::MulticastTarget),
         ];
         for (frame, why) in cases {
-            let v = respond(PortId(1), &addrs(), &frame);
+            let v = respond(PortId(1), OURS, &addrs(), &frame);
             assert_eq!((v.reply, v.learn), (Err(why), None), "{frame:02x?}");
         }
     }
@@ -690,7 +723,7 @@ mod tests {
             }
         );
         assert_eq!(advertisement_of(&na), Some((ANNOUNCED, OURS)));
-        let v = respond(PortId(3), &PortAddrsV6::default(), &na);
+        let v = respond(PortId(3), OURS, &PortAddrsV6::default(), &na);
         assert_eq!(v.reply, Err(Silence::NotASolicitation));
         assert_eq!(
             v.learn,
@@ -716,7 +749,7 @@ mod tests {
     fn a_solicited_advertisement_to_multicast_is_dropped() {
         let mut na = unsolicited_advertisement(PEER, FOREIGN);
         na[ICMP + 4] = 0x60;
-        let v = respond(PortId(1), &addrs(), &fixed(na));
+        let v = respond(PortId(1), OURS, &addrs(), &fixed(na));
         assert_eq!(
             (v.reply, v.learn),
             (Err(Silence::SolicitedToMulticast), None)
@@ -726,7 +759,7 @@ mod tests {
     /// Whatever `respond` makes of `frame`, it does not panic, and a reply is
     /// a valid advertisement from this port.
     fn check(frame: &[u8]) {
-        if let Ok(reply) = respond(PortId(1), &addrs(), frame).reply {
+        if let Ok(reply) = respond(PortId(1), OURS, &addrs(), frame).reply {
             let (target, mac) = advertisement_of(&reply).expect("an advertisement");
             assert!(addrs().answers_for(target));
             assert_eq!(mac, OURS);

@@ -15,7 +15,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::net::IpAddr;
 use std::rc::Rc;
 
 use nexthop_netstack::Host;
@@ -154,16 +153,14 @@ impl L2Node {
                     }
                 }
                 Action::Announce(entry) => {
-                    if let (IpAddr::V4(ip), Some(port)) = (entry.ip, host.port_id(&entry.interface))
-                    {
-                        host.announce(port, ip);
-                        host.gratuitous_arp(port, ip);
+                    if let Some(port) = host.port_id(&entry.interface) {
+                        host.announce(port, entry.ip);
+                        host.announce_takeover(port, entry.ip);
                     }
                 }
                 Action::Withdraw(entry) => {
-                    if let (IpAddr::V4(ip), Some(port)) = (entry.ip, host.port_id(&entry.interface))
-                    {
-                        host.withdraw(port, ip);
+                    if let Some(port) = host.port_id(&entry.interface) {
+                        host.withdraw(port, entry.ip);
                     }
                 }
             }

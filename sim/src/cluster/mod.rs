@@ -608,7 +608,7 @@ impl Cluster {
             .host
             .add_port(&lxc, lxc_mac, 1500)
             .map_err(|e| e.to_string())?;
-        node.host.announce(lxc_port, router_ip);
+        node.host.announce(lxc_port, router_ip.into());
         node.host
             .add_neighbour(IpAddr::V4(pod.ip), lxc_port, pod_mac);
         node.host.set_identity(IpAddr::V4(pod.ip), identity);

@@ -23,7 +23,7 @@
 //! `drain NODE`; `uncordon NODE`; `scale DEPLOYMENT --replicas N`; `restart ROUTER`;
 //! `hash-policy ROUTER 0|1`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
-//! `arping FROM IPV4 [--count N]`; `show leases`; `show l2-announce NODE`;
+//! `arping FROM IPV4 [--count N]`; `ndisc6 FROM IPV6 [--count N]`; `show leases`; `show l2-announce NODE`;
 //! `apiserver down|up|latency DURATION` (the leases' store);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good).
@@ -192,6 +192,16 @@ pub enum Action {
         /// Requests.
         count: u32,
     },
+    /// `ndisc6 TARGET` from a host: neighbour solicitations, one a second
+    /// until one is answered.
+    Ndisc6 {
+        /// The host asking.
+        from: String,
+        /// The address asked for.
+        target: std::net::Ipv6Addr,
+        /// Most solicitations (ndisc6's `-r`, default 3).
+        count: u32,
+    },
     /// Print the L2 announcement leases (`kubectl -n kube-system get lease`).
     ShowLeases,
     /// Print what a node answers ARP for (`cilium-dbg shell -- db/show
@@ -251,6 +261,7 @@ struct RawStep {
     link: Option<String>,
     loss: Option<String>,
     arping: Option<String>,
+    ndisc6: Option<String>,
     apiserver: Option<String>,
     reboot: Option<String>,
     crash: Option<String>,
@@ -314,6 +325,7 @@ impl Scenario {
                 ("link", s.link),
                 ("loss", s.loss),
                 ("arping", s.arping),
+                ("ndisc6", s.ndisc6),
                 ("apiserver", s.apiserver),
                 ("reboot", s.reboot),
                 ("crash", s.crash),
@@ -440,6 +452,16 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
                     .parse()
                     .map_err(|_| format!("{target:?} is not an IPv4 address"))?,
                 count: opts.get("--count").copied().unwrap_or(1),
+            })
+        }
+        ("ndisc6", [from, target, rest @ ..]) => {
+            let opts = options(rest, &["--count"])?;
+            Ok(Action::Ndisc6 {
+                from: from.to_string(),
+                target: target
+                    .parse()
+                    .map_err(|_| format!("{target:?} is not an IPv6 address"))?,
+                count: opts.get("--count").copied().unwrap_or(3),
             })
         }
         ("apiserver", ["down"]) => Ok(Action::ApiServer {
