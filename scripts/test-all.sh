@@ -11,7 +11,8 @@ step() { printf '\n==> %s\n' "$*"; }
 # llvm-22-dev is the LLVM bpf-linker links against (offload-bpf's eBPF build);
 # etcd-server runs the agent's etcd lease store tests; protobuf-compiler (protoc)
 # builds the etcd-client crate's gRPC code.
-APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ethtool etcd-server protobuf-compiler)
+# ndisc6 asks for the IPv6 service address in the agent L2 test.
+APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ndisc6 ethtool etcd-server protobuf-compiler)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

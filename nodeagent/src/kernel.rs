@@ -350,18 +350,20 @@ fn kernel_nexthop(v6: bool) -> Nexthop {
 }
 
 impl HostTables {
-    /// Answer ARP for the IPv4 entries of `announced` on their ports
-    /// (`ports` as given to [`HostTables::new`]).
+    /// Answer ARP (IPv4) and neighbour solicitations (IPv6) for the
+    /// entries of `announced` on their ports (`ports` as given to
+    /// [`HostTables::new`]).
     pub fn announce(&mut self, ports: &[String], announced: &crate::l2::Announced) {
         for entry in announced {
-            let (IpAddr::V4(ip), Some(i)) =
-                (entry.ip, ports.iter().position(|p| *p == entry.interface))
-            else {
+            let Some(i) = ports.iter().position(|p| *p == entry.interface) else {
                 continue;
             };
-            let port = PortId(i as u16);
-            if let Some(config) = self.owned.ports.get_mut(&port) {
-                config.addrs.announced.push(ip);
+            let Some(config) = self.owned.ports.get_mut(&PortId(i as u16)) else {
+                continue;
+            };
+            match entry.ip {
+                IpAddr::V4(ip) => config.addrs.announced.push(ip),
+                IpAddr::V6(ip) => config.ipv6.announced.push(ip),
             }
         }
     }

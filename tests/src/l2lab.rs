@@ -23,6 +23,8 @@ use nexthop_testkit::{Etcd, Namespaces, Process, sh, wait_for};
 
 /// The service's address.
 pub const VIP: &str = "192.168.77.211";
+/// The IPv6 service's address (a service of its own, led through its own lease).
+pub const VIP6: &str = "fd00:77::211";
 
 /// One node: its agent, its root-namespace port and the pin directory of
 /// its datapath.
@@ -85,6 +87,22 @@ kind: CiliumLoadBalancerIPPool
 metadata: { name: pool }
 spec: { blocks: [{ start: 192.168.77.211, stop: 192.168.77.215 }] }
 ---
+apiVersion: cilium.io/v2
+kind: CiliumLoadBalancerIPPool
+metadata: { name: pool6 }
+spec:
+  blocks: [{ start: 'fd00:77::211', stop: 'fd00:77::215' }]
+  serviceSelector: { matchLabels: { family: v6 } }
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web6
+  namespace: default
+  labels: { app: web, family: v6 }
+  annotations: { lbipam.cilium.io/ips: 'fd00:77::211' }
+spec: { type: LoadBalancer, ports: [{ port: 80 }] }
+---
 apiVersion: v1
 kind: Service
 metadata: { name: web, namespace: default, labels: { app: web } }
@@ -120,6 +138,22 @@ impl Lab {
         ns.exec(
             "rtr",
             &["ip", "addr", "add", "192.168.77.200/24", "dev", "eth1"],
+        );
+        ns.exec(
+            "rtr",
+            &["sysctl", "-qw", "net.ipv6.conf.eth1.disable_ipv6=0"],
+        );
+        ns.exec(
+            "rtr",
+            &[
+                "ip",
+                "addr",
+                "add",
+                "fd00:77::200/64",
+                "dev",
+                "eth1",
+                "nodad",
+            ],
         );
         let mut lab = Lab {
             nodes: Vec::new(),
@@ -222,6 +256,22 @@ impl Lab {
             .collect()
     }
 
+    /// `ndisc6 -m` from the router (one solicitation for [`VIP6`], every
+    /// advertisement within a second): the MACs that answered, as
+    /// [`Lab::mac`] prints them.
+    pub fn ndisc(&self) -> BTreeSet<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name("rtr"), "ndisc6", "-m", "-n"])
+            .args(["-r", "1", "-w", "1000", VIP6, "eth1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Target link-layer address: "))
+            .map(|mac| mac.trim().to_lowercase())
+            .collect()
+    }
+
     /// Ask with one ARP request at a time (100 ms each) until node `i`'s
     /// port answers, for at most `within`: the time from `since` to that
     /// first answer.
@@ -253,15 +303,20 @@ impl Lab {
     }
 }
 
-/// The nodes whose agent lists the address (agents that do not answer
-/// count as not announcing: a dead agent's datapath is checked by arping).
+/// The nodes whose agent lists [`VIP`] (agents that do not answer count
+/// as not announcing: a dead agent's datapath is checked by arping).
 pub fn announcing(sockets: &[PathBuf]) -> Vec<usize> {
+    announcing_ip(sockets, VIP)
+}
+
+/// The nodes whose agent lists `ip`.
+pub fn announcing_ip(sockets: &[PathBuf], ip: &str) -> Vec<usize> {
     (0..sockets.len())
-        .filter(|&i| lists_vip(&sockets[i]))
+        .filter(|&i| lists(&sockets[i], ip))
         .collect()
 }
 
-fn lists_vip(socket: &Path) -> bool {
+fn lists(socket: &Path, ip: &str) -> bool {
     let Ok(mut stream) = UnixStream::connect(socket) else {
         return false;
     };
@@ -271,11 +326,11 @@ fn lists_vip(socket: &Path) -> bool {
     }
     let mut line = String::new();
     let _ = BufReader::new(stream).read_line(&mut line);
-    line.contains(&format!("\"ip\":\"{VIP}\""))
+    line.contains(&format!("\"ip\":\"{ip}\""))
 }
 
 /// Polls every agent every 20 ms until stopped; remembers any moment two
-/// announced at once.
+/// announced one address at once.
 #[derive(Debug)]
 pub struct Watcher {
     stop: Arc<AtomicBool>,
@@ -292,9 +347,11 @@ impl Watcher {
             let (stop, overlaps) = (stop.clone(), overlaps.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let now = announcing(&sockets);
-                    if now.len() > 1 {
-                        overlaps.lock().unwrap().push(now);
+                    for ip in [VIP, VIP6] {
+                        let now = announcing_ip(&sockets, ip);
+                        if now.len() > 1 {
+                            overlaps.lock().unwrap().push(now);
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }

@@ -1,5 +1,6 @@
 //! L2 announcements on real nodes ([`nexthop_tests::l2lab`]): only the
-//! leader answers ARP for the service's address, and two agents never
+//! leader answers ARP for the service's address, only the IPv6 service's
+//! leader answers neighbour solicitations for its address, and two agents never
 //! announce it at once (a watcher polls all three throughout); the leader's
 //! link going down hands the address over within a jittered retry; `kill
 //! -9` of the leader's agent with its link down, within the lease's bound;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nexthop_testkit::{Etcd, sh, skips, wait_for};
-use nexthop_tests::l2lab::{Lab, VIP, Watcher, announcing, leader_among};
+use nexthop_tests::l2lab::{Lab, VIP, VIP6, Watcher, announcing, announcing_ip, leader_among};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
 /// The lease timings: duration, renew deadline, retry period.
@@ -22,7 +23,7 @@ const LEASE: [&str; 3] = ["3s", "1s", "200ms"];
 
 #[test]
 fn only_the_leader_answers_arp_and_failover_follows_the_lease() {
-    if skips(&["ip", "arping", "sysctl"]) || Etcd::skips() {
+    if skips(&["ip", "arping", "ndisc6", "sysctl"]) || Etcd::skips() {
         return;
     }
     let mut etcd = Etcd::start();
@@ -44,6 +45,28 @@ fn only_the_leader_answers_arp_and_failover_follows_the_lease() {
         macs,
         BTreeSet::from([lab.mac(first)]),
         "only the leader answers"
+    );
+    // IPv6: the other service is led through its own lease; only its
+    // leader's datapath answers neighbour solicitations for it.
+    let leader6 = wait_for(
+        "one leader of the IPv6 address",
+        Duration::from_secs(20),
+        || match announcing_ip(&sockets, VIP6).as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        },
+        || lab.logs(),
+    );
+    wait_for(
+        "the IPv6 leader's datapath answers",
+        Duration::from_secs(10),
+        || (!lab.ndisc().is_empty()).then_some(()),
+        || lab.logs(),
+    );
+    assert_eq!(
+        lab.ndisc(),
+        BTreeSet::from([lab.mac(leader6)]),
+        "only the IPv6 leader answers"
     );
     // The router knows the address at the leader (arping's packet socket
     // leaves the kernel's table alone): a stale entry, as traffic leaves it.
