@@ -838,6 +838,7 @@ fn arping(
         "{count} packets transmitted, {received} packets received, {}% unanswered (0 extra)",
         100 * (count - received) / count.max(1)
     ));
+    check_lines(&report.output.clone(), expect, report);
     check_received(expect, received, report);
     Ok(())
 }
@@ -875,6 +876,7 @@ fn ndisc6(
     if received == 0 {
         report.output.push("No response.".into());
     }
+    check_lines(&report.output.clone(), expect, report);
     check_received(expect, received, report);
     Ok(())
 }
