@@ -11,7 +11,7 @@
 //! hands back bare IP packets, which [`pipeline::originate`] routes. Links,
 //! latency and the clock belong to whoever drives the host (the simulator).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -37,7 +37,7 @@ use crate::icmp;
 mod bgp;
 pub mod service;
 
-use service::{Services, Verdict};
+use service::{Origin, Services, Verdict};
 
 /// Bound on stack/datapath rounds in one [`Host::poll`] (a safety net, never reached in practice).
 const MAX_ROUNDS: usize = 256;
@@ -211,6 +211,9 @@ pub struct Host {
     apps: Apps,
     bgp: Option<Bgp>,
     services: Services,
+    /// Ports whose frames are in-cluster traffic for the service stage
+    /// (pods' ports); frames on the others come from outside.
+    local_ports: BTreeSet<PortId>,
     /// Sockets of a stopped BGP whose resets are still to go out.
     bgp_closing: Vec<SocketHandle>,
     outbox: Vec<(PortId, Vec<u8>)>,
@@ -317,6 +320,7 @@ impl Host {
             apps: Apps::default(),
             bgp: None,
             services: Services::new(config.seed ^ 0x5e41_1ce5),
+            local_ports: BTreeSet::new(),
             bgp_closing: Vec::new(),
             outbox: Vec::new(),
             arping: None,
@@ -669,14 +673,25 @@ impl Host {
         &mut self.services
     }
 
+    /// Frames arriving on `port` come from a pod of this node: in-cluster
+    /// traffic (`internalTrafficPolicy`) for the service stage.
+    pub fn set_pod_port(&mut self, port: PortId) {
+        self.local_ports.insert(port);
+    }
+
     /// Run a received frame through service translation and the datapath and
     /// carry out the verdict.
     fn run_received(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
         if !self.services.is_idle() {
+            let origin = if self.local_ports.contains(&ingress) {
+                Origin::Local
+            } else {
+                Origin::External
+            };
             let mut translated = frame.to_vec();
-            match self.services.translate(now, &mut translated) {
+            match self.services.translate(now, origin, &mut translated) {
                 Verdict::Untouched => {}
-                Verdict::NoBackend => return,
+                Verdict::Dropped(_) => return,
                 Verdict::Translated => return self.route_received(now, ingress, &translated),
             }
         }

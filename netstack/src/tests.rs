@@ -575,7 +575,11 @@ mod bgp {
 /// 10.0.2.10 and B's pod 10.0.4.10 both back 172.16.1.1:80 on A.
 #[test]
 fn a_load_balancer_address_reaches_local_and_remote_backends() {
-    use crate::host::service::{Backend, Frontend, Protocol as L4};
+    use router_core::service::Protocol as L4;
+    use router_core::service::maglev;
+    use router_core::service::table::{
+        BackendSpec, BackendState, FrontendKind, FrontendSpec, L3n4, ServiceTable,
+    };
 
     let mut client = Host::new(host("client", 1, &["10.0.1.10/24"], false)).unwrap();
     let mut a = Host::new(host(
@@ -603,22 +607,38 @@ fn a_load_balancer_address_reaches_local_and_remote_backends() {
     b.add_route(net("0.0.0.0/0"), &via_a);
     local.serve_http(80);
     remote.serve_http(80);
-    let vip = Frontend {
-        addr: "172.16.1.1:80".parse().unwrap(),
-        protocol: L4::Tcp,
+    let l3n4 = |s: &str| {
+        let addr: std::net::SocketAddr = s.parse().unwrap();
+        L3n4 {
+            addr: addr.ip(),
+            port: addr.port(),
+            protocol: L4::Tcp,
+        }
     };
-    let backend = |s: &str, local| Backend {
-        addr: s.parse().unwrap(),
+    let backend = |s: &str, local| BackendSpec {
+        addr: l3n4(s),
+        state: BackendState::Active,
         local,
+        weight: 100,
     };
-    a.services_mut().set_snat_address(Some(v4("10.0.3.1")));
-    a.services_mut().set(
-        vip,
-        vec![
+    let vip = FrontendSpec {
+        service: ("default".into(), "web".into()),
+        kind: FrontendKind::LoadBalancer,
+        external_local: false,
+        internal_local: false,
+        affinity_seconds: None,
+        backends: vec![
             backend("10.0.2.10:80", true),
             backend("10.0.4.10:80", false),
         ],
+    };
+    let table = ServiceTable::new(
+        &maglev::Config::default(),
+        BTreeMap::from([(l3n4("172.16.1.1:80"), vip)]),
     );
+    a.services_mut()
+        .set_node_addresses(Some(v4("10.0.3.1")), None);
+    a.services_mut().set_table(table);
     let mut lab = Lab::new(vec![client, a, b, local, remote]);
     lab.link(0, 0, 1, 0);
     lab.link(1, 1, 3, 0);
@@ -651,6 +671,6 @@ fn a_load_balancer_address_reaches_local_and_remote_backends() {
         Some("10.0.3.1")
     );
     let c = lab.hosts[1].services().counters();
-    assert_eq!(c.flows, 12);
-    assert!(c.snat_flows > 0 && c.snat_flows < 12, "{c:?}");
+    assert_eq!(c.opened, 12);
+    assert!(c.snat > 0 && c.snat < 12, "{c:?}");
 }

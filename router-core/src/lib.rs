@@ -23,7 +23,8 @@
 //! Features: `alloc` (tables and state machines) and `std` (extras), both on by
 //! default. Without them only the allocation-free arithmetic the eBPF programs
 //! share is built: [`lpm`], [`ecmp::hash`], [`datapath::reason`],
-//! [`datapath::checksum`], [`hash`], [`wire`], [`port`], [`service::lookup`].
+//! [`datapath::checksum`], [`hash`], [`wire`], [`port`], [`service::lookup`],
+//! [`service::packet`].
 //! Feature `serde` (off by default, not implied by `std`) adds the `cilium`
 //! model and the service table built from it.
 #![no_std]

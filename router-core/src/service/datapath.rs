@@ -132,6 +132,20 @@ struct Flow {
     translated: Tuple,
 }
 
+/// What the datapath did so far, for statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Flows opened to a frontend (each picked a backend).
+    pub opened: u64,
+    /// Of those, flows source-NATed to the node's address.
+    pub snat: u64,
+    /// Packets dropped for a frontend without a backend for them.
+    pub no_backend: u64,
+    /// Packets dropped for another reason (conntrack full, SNAT exhausted,
+    /// no node address).
+    pub other_drops: u64,
+}
+
 /// The service datapath of one node: its table and the state of its flows.
 #[derive(Clone, Debug)]
 pub struct Service {
@@ -140,6 +154,7 @@ pub struct Service {
     conntrack: Conntrack<Flow>,
     affinity: Affinity<L3n4, L3n4>,
     snat: Snat,
+    counters: Counters,
 }
 
 impl Service {
@@ -149,9 +164,26 @@ impl Service {
             conntrack: Conntrack::new(config.limits, config.timeouts),
             affinity: Affinity::new(config.affinity_entries),
             snat: Snat::default(),
+            counters: Counters::default(),
             config,
             table,
         }
+    }
+
+    /// Source-NAT outside traffic to these node addresses from now on.
+    pub fn set_node_addresses(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) {
+        self.config.snat_v4 = v4;
+        self.config.snat_v6 = v6;
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What the datapath did so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
     /// Serve `table` from now on; tracked flows keep their backends while
@@ -179,6 +211,17 @@ impl Service {
     /// number (Cilium's `get_prandom_u32()`), used by `random` selection and
     /// SNAT port choice.
     pub fn process(&mut self, now: Instant, packet: &Packet, random: u32) -> Verdict {
+        let verdict = self.decide(now, packet, random);
+        let c = &mut self.counters;
+        match verdict {
+            Verdict::Drop(DropReason::NoBackend) => c.no_backend += 1,
+            Verdict::Drop(_) => c.other_drops += 1,
+            _ => {}
+        }
+        verdict
+    }
+
+    fn decide(&mut self, now: Instant, packet: &Packet, random: u32) -> Verdict {
         self.expire(now);
         let tuple = packet.tuple;
         let stale = match self.conntrack.lookup(now, &tuple, packet.flags) {
@@ -292,6 +335,10 @@ impl Service {
             return Verdict::Drop(DropReason::ConntrackFull);
         }
         self.remember(now, &frontend_addr, tuple.src, backend.addr);
+        self.counters.opened += 1;
+        if translated.src != tuple.src {
+            self.counters.snat += 1;
+        }
         Verdict::Translated(translated)
     }
 

@@ -9,9 +9,9 @@
 //! replies. Sans-IO like the rest of router-core: time and random numbers
 //! come in as arguments.
 //!
-//! It does not parse packets (the caller hands in a [`Tuple`]), rewrite
-//! checksums, route, or encapsulate; DSR and the eBPF maps are the
-//! runtimes' and later stages' business.
+//! The stateful part takes a [`Tuple`] and hands one back; [`packet`] reads
+//! and rewrites them in packets. Routing, encapsulation, DSR and the eBPF
+//! maps are the runtimes' and later stages' business.
 //!
 //! - [`lookup`]: the allocation-free half shared with eBPF: Cilium's flow
 //!   hash and the Maglev table lookup behind a small context trait.
@@ -21,6 +21,8 @@
 //! - [`conntrack`]: connection tracking with Cilium's per-state lifetimes;
 //!   [`affinity`]: `sessionAffinity: ClientIP`.
 //! - [`nat`]: source NAT to the node address and its port allocation.
+//! - [`packet`]: a packet's 5-tuple and rewriting it with its checksums
+//!   (allocation-free, shared with eBPF).
 //! - [`datapath`]: a flow's verdict: no service, translated, or dropped.
 //! - `frontend` and `nodeport` (feature `serde`): the service table from
 //!   Cilium's objects (`Service`, `EndpointSlice`), and NodePort allocation.
@@ -44,6 +46,7 @@ pub mod maglev;
 pub mod nat;
 #[cfg(feature = "serde")]
 pub mod nodeport;
+pub mod packet;
 #[cfg(feature = "alloc")]
 pub mod table;
 

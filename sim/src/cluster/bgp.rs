@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use router_core::cilium::kube::{
-    Endpoint, EndpointConditions, EndpointSlice, Node, NodeAddress, NodeSpec, NodeStatus,
-    SERVICE_NAME_LABEL,
+    Endpoint, EndpointConditions, EndpointPort, EndpointSlice, Node, NodeAddress, NodeSpec,
+    NodeStatus, SERVICE_NAME_LABEL,
 };
 use router_core::cilium::lbipam::with_ingress;
 use router_core::cilium::meta::ObjectMeta;
@@ -31,7 +31,8 @@ impl Cluster {
     /// The objects the nodes' control planes read: the Cilium objects plus the
     /// cluster's nodes (labels, InternalIP, pod CIDR), services (with the
     /// ingress addresses router-core's LB-IPAM decided) and one
-    /// EndpointSlice per service (its pods, each with its node).
+    /// EndpointSlice per service (its pods, each with its node, and the
+    /// service's target ports).
     pub(super) fn node_objects(&self) -> Objects {
         let mut objects = self.cilium.clone();
         for n in self.workloads.nodes() {
@@ -81,7 +82,16 @@ impl Cluster {
                 },
                 address_type: "IPv4".into(),
                 endpoints,
-                ports: Vec::new(),
+                ports: svc
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|sp| EndpointPort {
+                        name: sp.name.clone(),
+                        port: Some(super::workloads::target_port(sp)),
+                        protocol: sp.protocol.clone(),
+                    })
+                    .collect(),
             }));
         }
         with_ingress(&objects, self.lb.decisions())

@@ -94,6 +94,12 @@ pub struct Cluster {
     l2_seed: u64,
     /// Rebooting nodes, by the time they come back.
     boots: BTreeMap<smoltcp::time::Instant, Vec<String>>,
+    /// Seed of NodePort allocation.
+    node_port_seed: u64,
+    /// The services' NodePorts.
+    node_ports: router_core::service::nodeport::NodePorts,
+    /// What the service tables could not serve.
+    service_problems: Vec<String>,
 }
 
 impl Cluster {
@@ -294,6 +300,9 @@ impl Cluster {
             lb: lbipam::LoadBalancers::default(),
             api: Rc::default(),
             l2_seed: rng.fork("l2announce").next_u64(),
+            node_port_seed: rng.fork("nodeport").next_u64(),
+            node_ports: Default::default(),
+            service_problems: Vec::new(),
             boots: BTreeMap::new(),
         };
         cluster.install_agent_routes();
@@ -609,6 +618,7 @@ impl Cluster {
             .add_port(&lxc, lxc_mac, 1500)
             .map_err(|e| e.to_string())?;
         node.host.announce(lxc_port, router_ip.into());
+        node.host.set_pod_port(lxc_port);
         node.host
             .add_neighbour(IpAddr::V4(pod.ip), lxc_port, pod_mac);
         node.host.set_identity(IpAddr::V4(pod.ip), identity);

@@ -1,15 +1,19 @@
-//! LoadBalancer services on the nodes, as Cilium's kube-proxy replacement
-//! programs them: every node serves every LoadBalancer ingress address of a
-//! service with endpoints, through its netstack service stage
-//! ([`nexthop_netstack::host::service`]). With `externalTrafficPolicy: Cluster`
-//! the backends are all the service's pods (another node's pod is reached with
-//! SNAT to this node's InternalIP); with `Local` only this node's pods, and a
-//! node without one drops the traffic. Also the `kubectl get svc` rows.
+//! Services on the nodes, as Cilium's kube-proxy replacement programs
+//! them: every node serves router-core's service table for it
+//! (`router_core::service::frontend`: cluster IPs, NodePorts on the node's
+//! address, LoadBalancer ingress addresses and external IPs, with the
+//! backends of the services' EndpointSlices and their traffic policies),
+//! through router-core's service datapath in its netstack. NodePorts are
+//! allocated once for the cluster (`router_core::service::nodeport`,
+//! deterministically from the lab's seed). Also the `kubectl get svc` rows.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::IpAddr;
 
-use nexthop_netstack::host::service::{Backend, Frontend, Protocol};
+use router_core::cilium::Objects;
+use router_core::service::datapath;
+use router_core::service::frontend::{self, NodeContext};
+use router_core::service::nodeport;
 
 use super::Cluster;
 
@@ -19,13 +23,24 @@ impl Cluster {
     pub(super) fn settle(&mut self) -> Result<(), String> {
         self.lb
             .reconcile(&self.cilium.lb_pools, self.workloads.services());
-        self.program_services();
-        self.reconcile_nodes();
+        let objects = self.node_objects();
+        self.program_services(&objects);
+        self.reconcile_bgp(&objects);
+        self.reconcile_l2(&objects);
         Ok(())
     }
 
-    /// Each node's frontends: the ingress addresses of LoadBalancer services.
-    fn program_services(&mut self) {
+    /// Each node's service table, and the cluster's NodePorts.
+    fn program_services(&mut self, objects: &Objects) {
+        let values = self.lab.values.services.clone();
+        let (node_ports, problems) =
+            nodeport::allocate(objects, values.node_ports, self.node_port_seed);
+        let mut seen: BTreeSet<String> = problems.iter().map(ToString::to_string).collect();
+        let config = datapath::Config {
+            algorithm: values.algorithm,
+            maglev: values.maglev,
+            ..datapath::Config::default()
+        };
         let nodes: Vec<String> = self
             .workloads
             .nodes()
@@ -33,55 +48,31 @@ impl Cluster {
             .map(|n| n.name.clone())
             .collect();
         for node in nodes {
-            let snat = self.address_of(&node);
-            let mut wanted = Vec::new();
-            for svc in self.workloads.services() {
-                let ips = self.lb.addresses(svc.namespace(), &svc.metadata.name);
-                let pods = self.workloads.endpoints(svc);
-                for ip in ips {
-                    let IpAddr::V4(ip) = ip else { continue };
-                    for sp in &svc.spec.ports {
-                        let protocol = match sp.protocol.as_deref() {
-                            Some("UDP") => Protocol::Udp,
-                            _ => Protocol::Tcp,
-                        };
-                        let target = super::workloads::target_port(sp);
-                        let backends = pods
-                            .iter()
-                            .filter(|p| !svc.external_traffic_local() || p.node == node)
-                            .map(|p| Backend {
-                                addr: SocketAddrV4::new(p.ip, target),
-                                local: p.node == node,
-                            })
-                            .collect();
-                        let frontend = Frontend {
-                            addr: SocketAddrV4::new(ip, sp.port),
-                            protocol,
-                        };
-                        wanted.push((frontend, backends));
-                    }
-                }
-            }
+            let address = self.address_of(&node);
+            let context = NodeContext {
+                name: node.clone(),
+                addresses: address.map(IpAddr::V4).into_iter().collect(),
+            };
+            let (table, problems) =
+                frontend::service_table(objects, &context, &node_ports, &values.maglev);
+            seen.extend(problems.iter().map(ToString::to_string));
             let id = self.hosts[&node];
             let services = self.engine.node_mut(id).host.services_mut();
-            services.set_snat_address(snat);
-            let keep: BTreeSet<Frontend> = wanted.iter().map(|(f, _)| *f).collect();
-            let gone: Vec<Frontend> = services
-                .frontends()
-                .map(|(f, _)| *f)
-                .filter(|f| !keep.contains(f))
-                .collect();
-            for f in gone {
-                services.remove(&f);
-            }
-            for (f, backends) in wanted {
-                services.set(f, backends);
-            }
+            services.configure(config);
+            services.set_node_addresses(address, None);
+            services.set_table(table);
         }
+        self.node_ports = node_ports;
+        self.service_problems = seen.into_iter().collect();
     }
 
-    /// `kubectl get svc`: NAME, TYPE, CLUSTER-IP, EXTERNAL-IP, PORT(S).
-    /// No NodePort is allocated in the simulator, so PORT(S) shows `port/PROTO`.
+    /// What could not be served, each problem once (a service's name and why).
+    pub fn service_problems(&self) -> &[String] {
+        &self.service_problems
+    }
+
+    /// `kubectl get svc`: NAME, TYPE, CLUSTER-IP, EXTERNAL-IP, PORT(S)
+    /// (`port:nodePort/PROTO` for NodePort and LoadBalancer services).
     pub fn service_rows(&self) -> Vec<[String; 5]> {
         self.workloads
             .services()
@@ -104,7 +95,14 @@ impl Cluster {
                     .spec
                     .ports
                     .iter()
-                    .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let protocol = p.protocol.as_deref().unwrap_or("TCP");
+                        match self.node_ports.get(svc.namespace(), &svc.metadata.name, i) {
+                            Some(node_port) => format!("{}:{node_port}/{protocol}", p.port),
+                            None => format!("{}/{protocol}", p.port),
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(",");
                 [
@@ -161,7 +159,7 @@ impl Cluster {
             .iter()
             .filter_map(|n| {
                 let h = self.host(&n.name)?;
-                Some((n.name.clone(), h.host.services().counters().flows))
+                Some((n.name.clone(), h.host.services().counters().opened))
             })
             .collect()
     }

@@ -9,6 +9,9 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use router_core::lease::Timings;
+use router_core::service::datapath::Algorithm;
+use router_core::service::maglev;
+use router_core::service::nodeport::PortRange;
 use serde::Deserialize;
 
 use super::duration::Dur;
@@ -169,6 +172,36 @@ impl L2Announcements {
     }
 }
 
+/// `loadBalancer`: the service datapath's backend selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// `algorithm`: `random` (default) or `maglev`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+}
+
+/// `maglev`: the Maglev table's size and the cluster-wide hash seed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Maglev {
+    /// `tableSize` (default 16381, one of Cilium's primes).
+    #[serde(default)]
+    pub table_size: Option<u32>,
+    /// `hashSeed` (base64 of 12 bytes; default Cilium's built-in seed).
+    #[serde(default)]
+    pub hash_seed: Option<String>,
+}
+
+/// `nodePort`: where NodePorts come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePort {
+    /// `range`: `"FIRST,LAST"` (default 30000–32767).
+    #[serde(default)]
+    pub range: Option<String>,
+}
+
 /// The honoured subset of Cilium's Helm values.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -194,6 +227,18 @@ pub struct Values {
     /// `l2announcements`.
     #[serde(default)]
     pub l2announcements: L2Announcements,
+    /// `loadBalancer`.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    /// `maglev`.
+    #[serde(default)]
+    pub maglev: Maglev,
+    /// `nodePort`.
+    #[serde(default)]
+    pub node_port: NodePort,
+    /// The service datapath's settings from the three above, checked.
+    #[serde(skip)]
+    pub services: ServiceValues,
     /// Keys present in the file that the simulator does not use, as dotted paths.
     #[serde(skip)]
     pub ignored: Vec<String>,
@@ -209,13 +254,17 @@ impl Default for Values {
             ipv4_native_routing_cidr: None,
             bgp_control_plane: BgpControlPlane::default(),
             l2announcements: L2Announcements::default(),
+            load_balancer: LoadBalancer::default(),
+            maglev: Maglev::default(),
+            node_port: NodePort::default(),
+            services: ServiceValues::default(),
             ignored: Vec::new(),
         }
     }
 }
 
 /// The dotted keys this module honours (everything else is reported as ignored).
-const HONOURED: [&str; 13] = [
+const HONOURED: [&str; 17] = [
     "ipam.mode",
     "ipam.operator.clusterPoolIPv4PodCIDRList",
     "ipam.operator.clusterPoolIPv4MaskSize",
@@ -229,7 +278,33 @@ const HONOURED: [&str; 13] = [
     "l2announcements.leaseDuration",
     "l2announcements.leaseRenewDeadline",
     "l2announcements.leaseRetryPeriod",
+    "loadBalancer.algorithm",
+    "maglev.tableSize",
+    "maglev.hashSeed",
+    "nodePort.range",
 ];
+
+/// The service datapath's settings: `loadBalancer.algorithm`,
+/// `maglev.tableSize`, `maglev.hashSeed` and `nodePort.range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceValues {
+    /// Backend selection.
+    pub algorithm: Algorithm,
+    /// Maglev's table size and seeds.
+    pub maglev: maglev::Config,
+    /// NodePorts' range.
+    pub node_ports: PortRange,
+}
+
+impl Default for ServiceValues {
+    fn default() -> Self {
+        ServiceValues {
+            algorithm: Algorithm::Random,
+            maglev: maglev::Config::default(),
+            node_ports: PortRange::DEFAULT,
+        }
+    }
+}
 
 impl Values {
     /// Parse a values file.
@@ -265,6 +340,40 @@ impl Values {
                 ));
             }
         }
+        values.services.algorithm = match values.load_balancer.algorithm.as_deref() {
+            None | Some("random") => Algorithm::Random,
+            Some("maglev") => Algorithm::Maglev,
+            Some(other) => {
+                return Err(err(
+                    "loadBalancer.algorithm",
+                    format!("{other:?} is neither random nor maglev"),
+                ));
+            }
+        };
+        let size = values
+            .maglev
+            .table_size
+            .unwrap_or(maglev::DEFAULT_TABLE_SIZE);
+        let seed = values
+            .maglev
+            .hash_seed
+            .as_deref()
+            .unwrap_or(maglev::DEFAULT_HASH_SEED);
+        values.services.maglev = maglev::Config::new(size, seed).map_err(|e| {
+            let key = match e {
+                maglev::ConfigError::TableSize(_) => "maglev.tableSize",
+                _ => "maglev.hashSeed",
+            };
+            err(key, e.to_string())
+        })?;
+        if let Some(range) = &values.node_port.range {
+            values.services.node_ports = parse_range(range).ok_or_else(|| {
+                err(
+                    "nodePort.range",
+                    format!("{range:?} is not FIRST,LAST with 1 <= FIRST <= LAST <= 65535"),
+                )
+            })?;
+        }
         let mut keys = Vec::new();
         leaf_keys(&raw, String::new(), &mut keys);
         values.ignored = keys
@@ -273,6 +382,13 @@ impl Values {
             .collect();
         Ok(values)
     }
+}
+
+/// `"30000,32767"` (Cilium's `nodePort.range`; `-` is accepted too).
+fn parse_range(range: &str) -> Option<PortRange> {
+    let (first, last) = range.split_once([',', '-'])?;
+    let (first, last) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    (first >= 1 && first <= last).then_some(PortRange { first, last })
 }
 
 fn leaf_keys(v: &serde_norway::Value, prefix: String, out: &mut Vec<String>) {
