@@ -193,6 +193,7 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             }
             Action::ShowBgpNodeConfig(node)
             | Action::ShowL2Announce(node)
+            | Action::ShowServiceList(node)
             | Action::Down { node, .. }
                 if !is_node(node) =>
             {
@@ -533,6 +534,15 @@ fn execute(
         }
         Action::ShowL2Announce(node) => {
             let text = router_core::cilium::table::l2_announce(&cluster.l2_table(node)?);
+            report.output = text.lines().map(str::to_string).collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowServiceList(node) => {
+            let host = cluster
+                .host(node)
+                .ok_or_else(|| format!("no k8s-node named {node:?}"))?;
+            let text = router_core::cilium::table::service_list(host.host.services().table());
             report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())

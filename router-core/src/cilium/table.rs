@@ -1,5 +1,5 @@
-//! Tables in the layout of `cilium bgp peers`, `cilium bgp routes` and
-//! `db/show l2-announce`:
+//! Tables in the layout of `cilium bgp peers`, `cilium bgp routes`,
+//! `cilium-dbg service list` and `db/show l2-announce`:
 //! columns separated by at least three spaces, durations as Go prints them.
 //! The agent's CLI and the simulator's `bgp` steps print these.
 
@@ -8,7 +8,10 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use super::status::{PeerStatus, RouteStatus, Table};
+use crate::service::table::{BackendState, FrontendKind, L3n4, ServiceTable};
 
 /// Lay out rows under a header, each column as wide as its widest cell
 /// plus three spaces.
@@ -55,6 +58,67 @@ pub fn l2_announce(entries: &[super::l2announce::Entry]) -> String {
         .map(|e| alloc::vec![e.ip.to_string(), e.interface.clone()])
         .collect();
     tabulate(&["IP", "NetworkInterface"], &rows)
+}
+
+/// `cilium-dbg service list`: ID, Frontend, Service Type, Backend, one
+/// row per frontend and each backend on a line of its own (`N =>
+/// ADDR:PORT/PROTO (active|terminating)`). The NodePort frontends of a
+/// node's addresses show as Cilium's one `0.0.0.0:PORT` (`[::]:PORT`)
+/// surrogate. IDs count the rows from 1 in table order; Cilium numbers
+/// services as it creates them.
+pub fn service_list(table: &ServiceTable) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut node_ports = alloc::collections::BTreeSet::new();
+    for (addr, frontend) in table.frontends() {
+        let shown = match frontend.kind {
+            FrontendKind::NodePort => {
+                let any = match addr.addr {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                };
+                if !node_ports.insert((any, addr.port, addr.protocol)) {
+                    continue;
+                }
+                L3n4 { addr: any, ..*addr }
+            }
+            _ => *addr,
+        };
+        let kind = match frontend.kind {
+            FrontendKind::ClusterIp => "ClusterIP",
+            FrontendKind::NodePort => "NodePort",
+            FrontendKind::LoadBalancer => "LoadBalancer",
+            FrontendKind::ExternalIp => "ExternalIPs",
+        };
+        let backends: Vec<String> = frontend
+            .backends
+            .iter()
+            .filter_map(|&id| table.backend(id))
+            .zip(1..)
+            .map(|(b, n)| {
+                let state = match b.state {
+                    BackendState::Active => "active",
+                    BackendState::Terminating => "terminating",
+                };
+                format!("{n} => {} ({state})", l3n4(&b.addr))
+            })
+            .collect();
+        let id = (rows.iter().filter(|r| !r[0].is_empty()).count() + 1).to_string();
+        let first = backends.first().cloned().unwrap_or_default();
+        rows.push(vec![id, l3n4(&shown), kind.into(), first]);
+        for b in backends.into_iter().skip(1) {
+            rows.push(vec![String::new(), String::new(), String::new(), b]);
+        }
+    }
+    tabulate(&["ID", "Frontend", "Service Type", "Backend"], &rows)
+}
+
+/// `ADDR:PORT/PROTO`, IPv6 addresses in brackets.
+fn l3n4(a: &L3n4) -> String {
+    let port = format!("{}/{}", a.port, a.protocol.name());
+    match a.addr {
+        IpAddr::V4(ip) => format!("{ip}:{port}"),
+        IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+    }
 }
 
 /// `bgp peers`.
@@ -138,6 +202,53 @@ pub fn routes(table: Table, routes: &[&RouteStatus]) -> String {
 mod tests {
     use super::*;
     use crate::cilium::status::{FamilyStatus, MessageCounts};
+
+    #[test]
+    fn service_list_matches_the_seed_layout() {
+        use crate::service::Protocol;
+        use crate::service::maglev;
+        use crate::service::table::{BackendSpec, FrontendSpec};
+        use alloc::collections::BTreeMap;
+        let at = |a: &str, port| L3n4 {
+            addr: a.parse().unwrap(),
+            port,
+            protocol: Protocol::Tcp,
+        };
+        let backend = |a, state| BackendSpec {
+            addr: at(a, 80),
+            state,
+            local: false,
+            weight: 100,
+        };
+        let spec = |kind| FrontendSpec {
+            service: ("default".into(), "webpod".into()),
+            kind,
+            external_local: false,
+            internal_local: false,
+            affinity_seconds: None,
+            backends: vec![
+                backend("172.20.0.15", BackendState::Active),
+                backend("172.20.1.119", BackendState::Terminating),
+            ],
+        };
+        let frontends = BTreeMap::from([
+            (at("10.96.54.159", 80), spec(FrontendKind::ClusterIp)),
+            (at("192.168.10.100", 32567), spec(FrontendKind::NodePort)),
+            (at("10.0.2.15", 32567), spec(FrontendKind::NodePort)),
+            (at("172.16.1.1", 80), spec(FrontendKind::LoadBalancer)),
+        ]);
+        let table = ServiceTable::new(&maglev::Config::default(), frontends);
+        assert_eq!(
+            service_list(&table),
+            "ID   Frontend              Service Type   Backend\n\
+             1    0.0.0.0:32567/TCP     NodePort       1 => 172.20.0.15:80/TCP (active)\n\
+             \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n\
+             2    10.96.54.159:80/TCP   ClusterIP      1 => 172.20.0.15:80/TCP (active)\n\
+             \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n\
+             3    172.16.1.1:80/TCP     LoadBalancer   1 => 172.20.0.15:80/TCP (active)\n\
+             \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n"
+        );
+    }
 
     #[test]
     fn go_durations() {

@@ -131,6 +131,9 @@ pub struct Frontend {
     pub external: Option<BackendSet>,
     /// Backends for traffic from this node's pods and host.
     pub internal: BackendSet,
+    /// Every backend the service lists for this frontend's port, active or
+    /// terminating, in the order listed (what `service list` shows).
+    pub backends: Vec<u32>,
 }
 
 /// A backend of the table.
@@ -183,6 +186,11 @@ impl ServiceTable {
                 let external =
                     (spec.kind != FrontendKind::ClusterIp).then(|| scope(spec.external_local));
                 let frontend = Frontend {
+                    backends: spec
+                        .backends
+                        .iter()
+                        .filter_map(|b| ids.get(&b.addr).copied())
+                        .collect(),
                     internal: scope(spec.internal_local),
                     external,
                     service: spec.service,

@@ -24,6 +24,7 @@
 //! `hash-policy ROUTER 0|1`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
 //! `arping FROM IPV4 [--count N]`; `ndisc6 FROM IPV6 [--count N]`; `show leases`; `show l2-announce NODE`;
+//! `show service-list NODE`;
 //! `apiserver down|up|latency DURATION` (the leases' store);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good).
@@ -207,6 +208,8 @@ pub enum Action {
     /// Print what a node answers ARP for (`cilium-dbg shell -- db/show
     /// l2-announce`).
     ShowL2Announce(String),
+    /// Print a node's service table (`cilium-dbg service list`).
+    ShowServiceList(String),
     /// The API server's leases: reachable or not, and how long answers take.
     ApiServer {
         /// Whether requests reach it.
@@ -444,6 +447,7 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("show", ["ciliumnodes" | "nodes"]) => Ok(Action::ShowNodes),
         ("show", ["leases" | "lease"]) => Ok(Action::ShowLeases),
         ("show", ["l2-announce", node]) => Ok(Action::ShowL2Announce(node.to_string())),
+        ("show", ["service-list", node]) => Ok(Action::ShowServiceList(node.to_string())),
         ("arping", [from, target, rest @ ..]) => {
             let opts = options(rest, &["--count"])?;
             Ok(Action::Arping {
