@@ -399,6 +399,14 @@ fn execute(
                     &conditions,
                 ));
             }
+            // What the nodes' service tables could not serve, as the
+            // agent logs it.
+            if !cluster.service_problems().is_empty() {
+                report.output.push(String::new());
+                for problem in cluster.service_problems() {
+                    report.output.push(format!("Warning: {problem}"));
+                }
+            }
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
@@ -627,6 +635,7 @@ fn curl(
         .host_id(from)
         .ok_or_else(|| format!("no host or pod named {from:?}"))?;
     let mut answered: BTreeMap<String, u32> = BTreeMap::new();
+    let mut remote: BTreeMap<String, u32> = BTreeMap::new();
     let mut failed: BTreeMap<String, u32> = BTreeMap::new();
     let flows_before = cluster.service_flows();
     for _ in 0..count {
@@ -653,6 +662,13 @@ fn curl(
                             .find_map(|l| l.strip_prefix("Hostname: "))
                             .unwrap_or("(no Hostname line)");
                         *answered.entry(who.to_string()).or_default() += 1;
+                        // whoami's `RemoteAddr: IP:PORT`; the port differs every time.
+                        let seen = body
+                            .lines()
+                            .find_map(|l| l.strip_prefix("RemoteAddr: "))
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            .map_or("(no RemoteAddr line)".to_string(), |a| a.ip().to_string());
+                        *remote.entry(seen).or_default() += 1;
                     }
                     _ => {
                         let why = match &result.outcome {
@@ -672,11 +688,18 @@ fn curl(
     }
     let ok: u32 = answered.values().sum();
     let bad: u32 = failed.values().sum();
+    let shown = match port {
+        Some(p) => format!("{target}:{p}"),
+        None => target.to_string(),
+    };
     report.output.push(format!(
-        "{count} x curl --connect-timeout 1 {target} from {from}"
+        "{count} x curl --connect-timeout 1 {shown} from {from}"
     ));
     for (who, n) in &answered {
         report.output.push(format!("{n:>5}  Hostname: {who}"));
+    }
+    for (addr, n) in &remote {
+        report.output.push(format!("{n:>5}  RemoteAddr: {addr}"));
     }
     for (why, n) in &failed {
         report.output.push(format!("{n:>5}  failed: {why}"));
@@ -724,6 +747,10 @@ fn curl(
     if let Some(n) = expect.backends {
         let got = answered.len() as u32;
         check(format!("backends = {n}"), got.to_string(), got == n);
+    }
+    if let Some(n) = expect.remote_addrs {
+        let got = remote.len() as u32;
+        check(format!("remote addresses = {n}"), got.to_string(), got == n);
     }
     report.checks.extend(checks);
     Ok(())

@@ -57,6 +57,9 @@ pub struct Expect {
     /// curl: exactly this many nodes' service stages took the flows in
     /// (for a LoadBalancer address).
     pub ingress_nodes: Option<u32>,
+    /// curl: exactly this many distinct client addresses the backends saw
+    /// (whoami's `RemoteAddr`: the client's own, or a node's SNAT address).
+    pub remote_addrs: Option<u32>,
     /// ping, arping: exactly this many replies.
     pub received: Option<u32>,
     /// ping: replies carry this TTL.
