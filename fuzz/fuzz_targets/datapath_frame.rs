@@ -44,7 +44,7 @@ fn host() -> Host {
                 },
                 ipv6: ndp::PortAddrsV6 {
                     owned: vec!["fd00::1".parse().expect("valid")],
-                    announced: Vec::new(),
+                    announced: vec!["fd00::211".parse().expect("valid")],
                 },
                 mtu: 1500,
             },

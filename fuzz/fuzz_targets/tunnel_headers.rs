@@ -1,13 +1,14 @@
-//! Parse arbitrary bytes as VXLAN and Geneve headers and as an ARP frame: the
-//! parsers must never panic, and a parsed Geneve header's options must lie
-//! inside the buffer.
+//! Parse arbitrary bytes as VXLAN and Geneve headers and as an ARP and a
+//! neighbour discovery frame: the parsers must never panic, a parsed Geneve
+//! header's options must lie inside the buffer, and what the datapath
+//! answers itself the full NDP responder answers too.
 //!
 //! Run from the workspace root: `cargo +nightly fuzz run tunnel_headers -- -max_total_time=60`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use router_core::PortId;
-use router_core::neighbour::arp;
+use router_core::neighbour::{arp, ndp};
 use router_core::wire::{geneve, vxlan};
 
 fuzz_target!(|data: &[u8]| {
@@ -25,4 +26,13 @@ fuzz_target!(|data: &[u8]| {
         ..arp::PortAddrs::default()
     };
     let _ = arp::respond(PortId(0), &addrs, data);
+    let v6 = ndp::PortAddrsV6 {
+        owned: vec!["fd00::1".parse().expect("valid")],
+        announced: vec!["fd00::211".parse().expect("valid")],
+    };
+    let mac = smoltcp::wire::EthernetAddress([2, 0, 0, 0, 0, 1]);
+    let verdict = ndp::respond(PortId(0), mac, &v6, data);
+    if ndp::datapath_answers_shape(data) && verdict.reply.is_ok() {
+        assert_eq!(ndp::message_type(data), Some(135));
+    }
 });
