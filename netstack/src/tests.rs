@@ -620,6 +620,7 @@ fn a_load_balancer_address_reaches_local_and_remote_backends() {
         state: BackendState::Active,
         local,
         weight: 100,
+        node: None,
     };
     let vip = FrontendSpec {
         service: ("default".into(), "web".into()),

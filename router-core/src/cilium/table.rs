@@ -219,6 +219,7 @@ mod tests {
             state,
             local: false,
             weight: 100,
+            node: None,
         };
         let spec = |kind| FrontendSpec {
             service: ("default".into(), "webpod".into()),

@@ -30,6 +30,7 @@ use crate::ecmp::{HashPolicy, hash};
 use crate::fib::{Encap, Fib, NexthopKind};
 use crate::neighbour::{self, arp, ndp};
 use crate::port::PortId;
+use crate::wire::geneve::DsrOption;
 use crate::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_TTL, OUTER_TUNNEL_AT,
     OUTER_UDP_AT, UDP_HEADER_LEN,
@@ -62,6 +63,10 @@ pub struct TunnelConfig {
     pub geneve_port: u16,
     /// Destination MAC of the inner frame (every node's tunnel device MAC).
     pub inner_mac: EthernetAddress,
+    /// Accept Geneve frames carrying Cilium's DSR option (service requests
+    /// dispatched to this node, `loadBalancer.dsrDispatch: geneve`); without
+    /// it their critical option makes them [`Reason::BadTunnelHeader`].
+    pub dsr: bool,
 }
 
 impl TunnelConfig {
@@ -72,6 +77,7 @@ impl TunnelConfig {
             vxlan_port: vxlan::PORT_LINUX,
             geneve_port: geneve::PORT,
             inner_mac,
+            dsr: false,
         }
     }
 }
@@ -139,6 +145,10 @@ pub struct Verdict {
     pub egress: Option<PortId>,
     /// For [`Reason::NeighbourMiss`]: the address to resolve and its port.
     pub resolve: Option<(IpAddr, PortId)>,
+    /// For a frame decapsulated from Geneve with Cilium's DSR option: the
+    /// service address the inner request was sent to (the service stage
+    /// answers the flow's replies from it).
+    pub dsr: Option<DsrOption>,
 }
 
 impl Verdict {
@@ -147,6 +157,7 @@ impl Verdict {
             reason,
             egress: None,
             resolve: None,
+            dsr: None,
         }
     }
     fn transmit(reason: Reason, port: PortId) -> Self {
@@ -154,6 +165,7 @@ impl Verdict {
             reason,
             egress: Some(port),
             resolve: None,
+            dsr: None,
         }
     }
 }
@@ -386,9 +398,38 @@ fn forward(t: &Tables, out: &mut Vec<u8>, pkt: Routed, src: IpAddr) -> Verdict {
         } => {
             let vni =
                 vni.unwrap_or_else(|| t.identities.get(&src).copied().unwrap_or(IDENTITY_WORLD));
-            encapsulate(t, out, pkt, endpoint, encap, vni)
+            encapsulate(t, out, pkt, endpoint, encap, vni, None)
         }
     }
+}
+
+/// Dispatch a service request to its backend's node (`loadBalancer.mode:
+/// dsr` with `dsrDispatch: geneve`): the request `frame` (already DNATed to
+/// the backend) goes, TTL decremented, in Geneve to `node` with Cilium's DSR
+/// option carrying the service address `dsr`, so that the backend's node
+/// answers from it directly. Routed and framed as a tunnel route's packet;
+/// the VNI is the source's identity.
+pub fn dispatch(
+    t: &Tables,
+    frame: &[u8],
+    node: Ipv4Addr,
+    dsr: DsrOption,
+    out: &mut Vec<u8>,
+) -> Verdict {
+    out.clear();
+    out.extend_from_slice(frame);
+    let Ok(ip) = Ipv4Packet::new_checked(&out[ETH..]) else {
+        return Verdict::of(Reason::Malformed);
+    };
+    if ip.hop_limit() <= 1 {
+        return Verdict::of(Reason::TtlExceeded);
+    }
+    let not_fragment = ip.frag_offset() == 0 && !ip.more_frags();
+    let src = IpAddr::V4(ip.src_addr());
+    let routed = routed_v4(t, &ip, not_fragment, true);
+    let vni = t.identities.get(&src).copied().unwrap_or(IDENTITY_WORLD);
+    let node = IpAddr::V4(node);
+    encapsulate(t, out, routed, node, Encap::Geneve, vni, Some(dsr))
 }
 
 /// Decrement the TTL or hop limit of a forwarded IP packet at `out[ETH..]`, fixing the
@@ -440,7 +481,8 @@ fn to_neighbour(
     Verdict::transmit(Reason::Forwarded, port)
 }
 
-/// Wrap the routed frame in Ethernet/IPv4/UDP/VXLAN-or-Geneve towards `endpoint`.
+/// Wrap the routed frame in Ethernet/IPv4/UDP/VXLAN-or-Geneve towards
+/// `endpoint`; Geneve carries `dsr` as an option when given.
 fn encapsulate(
     t: &Tables,
     out: &mut Vec<u8>,
@@ -448,6 +490,7 @@ fn encapsulate(
     endpoint: IpAddr,
     encap: Encap,
     vni: u32,
+    dsr: Option<DsrOption>,
 ) -> Verdict {
     let (Some(tun), IpAddr::V4(remote)) = (t.config.tunnel, endpoint) else {
         return Verdict::of(Reason::TunnelLoop);
@@ -464,7 +507,9 @@ fn encapsulate(
     let Some(egress) = t.ports.get(&port) else {
         return Verdict::of(Reason::UnknownPort);
     };
-    if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {
+    let options = dsr.map(|d| d.emit());
+    let options: &[u8] = options.as_ref().map_or(&[], |o| &o[..]);
+    if pkt.len + ENCAP_OVERHEAD - ETH + options.len() > usize::from(egress.mtu) {
         return Verdict::of(Reason::FragmentationNeeded);
     }
     let Some(mac) = t.neighbours.lookup(nexthop) else {
@@ -481,16 +526,22 @@ fn encapsulate(
         Encap::Vxlan => (tun.vxlan_port, {
             let mut h = [0u8; vxlan::HEADER_LEN];
             vxlan::Repr { vni }.emit(&mut vxlan::Header::new_unchecked(&mut h[..]));
-            h
+            h.to_vec()
         }),
         Encap::Geneve => (tun.geneve_port, {
-            let mut h = [0u8; geneve::HEADER_LEN];
+            let mut h = alloc::vec![0u8; geneve::HEADER_LEN];
             let repr = geneve::Repr {
                 protocol: geneve::PROTOCOL_ETHERNET,
                 vni,
                 oam: false,
             };
             repr.emit(&mut geneve::Header::new_unchecked(&mut h[..]));
+            if !options.is_empty() {
+                // Opt Len in words; C: the DSR option is critical.
+                h[0] = (options.len() / 4) as u8;
+                h[1] = 0x40;
+                h.extend_from_slice(options);
+            }
             h
         }),
     };
@@ -524,10 +575,11 @@ struct Outer {
 }
 
 impl Outer {
-    /// Ethernet + IPv4 (DF, TTL 64, ID 0) + UDP (checksum 0) + the 8-byte tunnel
-    /// header, for an inner frame of `inner_len` bytes.
-    fn emit(&self, inner_len: usize, tunnel: &[u8; 8]) -> [u8; ENCAP_OVERHEAD] {
-        let mut h = [0u8; ENCAP_OVERHEAD];
+    /// Ethernet + IPv4 (DF, TTL 64, ID 0) + UDP (checksum 0) + the tunnel
+    /// header (8 bytes, more with Geneve options), for an inner frame of
+    /// `inner_len` bytes.
+    fn emit(&self, inner_len: usize, tunnel: &[u8]) -> Vec<u8> {
+        let mut h = alloc::vec![0u8; OUTER_TUNNEL_AT + tunnel.len()];
         h[0..6].copy_from_slice(self.dst_mac.as_bytes());
         h[6..12].copy_from_slice(self.src_mac.as_bytes());
         h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -560,6 +612,7 @@ fn decap(t: &Tables, out: &mut Vec<u8>, is_vxlan: bool) -> Verdict {
     };
     let udp_end = udp_at + usize::from(udp.len());
     let tunnel_at = OUTER_TUNNEL_AT;
+    let mut dsr = None;
     let inner_at = if is_vxlan {
         match vxlan::Header::new_checked(&out[tunnel_at..udp_end]).map(|h| vxlan::Repr::parse(&h)) {
             Ok(Ok(_)) => tunnel_at + vxlan::HEADER_LEN,
@@ -570,9 +623,17 @@ fn decap(t: &Tables, out: &mut Vec<u8>, is_vxlan: bool) -> Verdict {
         let Ok(header) = geneve::Header::new_checked(&out[tunnel_at..udp_end]) else {
             return Verdict::of(Reason::Malformed);
         };
-        match geneve::Repr::parse(&header) {
-            Ok(r) if r.oam => return Verdict::of(Reason::SlowPath),
-            Ok(r) if r.protocol == geneve::PROTOCOL_ETHERNET => tunnel_at + header.header_len(),
+        let parsed = if t.config.tunnel.is_some_and(|tun| tun.dsr) {
+            geneve::Repr::parse_with_dsr(&header)
+        } else {
+            geneve::Repr::parse(&header).map(|r| (r, None))
+        };
+        match parsed {
+            Ok((r, _)) if r.oam => return Verdict::of(Reason::SlowPath),
+            Ok((r, option)) if r.protocol == geneve::PROTOCOL_ETHERNET => {
+                dsr = option;
+                tunnel_at + header.header_len()
+            }
             Ok(_) | Err(wire::Error::Invalid(_)) => return Verdict::of(Reason::BadTunnelHeader),
             Err(wire::Error::Truncated) => return Verdict::of(Reason::Malformed),
         }
@@ -583,9 +644,10 @@ fn decap(t: &Tables, out: &mut Vec<u8>, is_vxlan: bool) -> Verdict {
     out.truncate(udp_end);
     out.drain(..inner_at);
     let ethertype = u16::from_be_bytes([out[12], out[13]]);
-    match EthernetProtocol::from(ethertype) {
+    let verdict = match EthernetProtocol::from(ethertype) {
         EthernetProtocol::Ipv4 => ipv4(t, out, true),
         EthernetProtocol::Ipv6 => ipv6(t, out),
         _ => Verdict::of(Reason::OtherProtocol),
-    }
+    };
+    Verdict { dsr, ..verdict }
 }

@@ -593,3 +593,35 @@ fn originate_and_forward_pick_the_same_ecmp_member() {
         assert_eq!(&out[0..12], &fwd_out[0..12], "same nexthop MAC");
     }
 }
+
+#[test]
+fn dsr_requests_carry_the_service_in_geneve_and_are_accepted_where_asked() {
+    use crate::wire::geneve::{self, DsrOption};
+    use crate::wire::layout::OUTER_TUNNEL_AT;
+    let mut lb = k8s_ctr(Encap::Geneve);
+    lb.neighbour("192.168.10.101", ETH1, W1_MAC);
+    let request = ipv4_frame(ETH1_MAC, "203.0.113.7", "172.20.1.5", 6, 40000, 64, 0);
+    let dsr = DsrOption {
+        addr: v4("172.16.1.1"),
+        port: 80,
+    };
+    let mut out = Vec::new();
+    let v = super::pipeline::dispatch(&lb.tables(), &request, v4("192.168.10.101"), dsr, &mut out);
+    assert_eq!((v.reason, v.egress), (Reason::Encapsulated, Some(ETH1)));
+    let header = geneve::Header::new_checked(&out[OUTER_TUNNEL_AT..]).unwrap();
+    assert_eq!(DsrOption::find(header.options()), Ok(Some(dsr)));
+    assert!(header.critical());
+    let inner = &out[OUTER_TUNNEL_AT + header.header_len()..];
+    assert_eq!(inner[ETHERNET_HEADER_LEN + 8], 63, "TTL decremented");
+
+    // The backend's node: its tunnel endpoint is the address dispatched to.
+    let mut w1 = k8s_ctr(Encap::Geneve);
+    let mut tunnel = TunnelConfig::new(v4("192.168.10.101"), TUNNEL_MAC);
+    w1.ports.get_mut(&ETH1).unwrap().addrs.mac = W1_MAC;
+    w1.config.tunnel = Some(tunnel);
+    assert_eq!(w1.run(ETH1, &out).0.reason, Reason::BadTunnelHeader);
+    tunnel.dsr = true;
+    w1.config.tunnel = Some(tunnel);
+    let (v, _) = w1.run(ETH1, &out);
+    assert_eq!(v.dsr, Some(dsr));
+}

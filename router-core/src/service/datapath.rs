@@ -40,11 +40,28 @@ pub enum Algorithm {
     Maglev,
 }
 
+/// How a request from outside reaches a backend on another node
+/// (`loadBalancer.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Source NAT to this node's address; replies come back through it
+    /// (Cilium's default).
+    #[default]
+    Snat,
+    /// Direct server return: the request is dispatched to the backend's
+    /// node, which answers the client directly from the service address.
+    Dsr,
+    /// DSR for TCP, SNAT for UDP.
+    Hybrid,
+}
+
 /// The datapath's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `loadBalancer.algorithm`.
     pub algorithm: Algorithm,
+    /// `loadBalancer.mode`.
+    pub mode: Mode,
     /// The Maglev seeds (the flow hash uses `seed_jhash0`/`seed_jhash1`).
     pub maglev: maglev::Config,
     /// The node's IPv4 address outside traffic is source-NATed to.
@@ -65,6 +82,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             algorithm: Algorithm::Random,
+            mode: Mode::Snat,
             maglev: maglev::Config::default(),
             snat_v4: None,
             snat_v6: None,
@@ -106,6 +124,8 @@ pub enum DropReason {
     NatExhausted,
     /// SNAT was needed but the node has no address of the flow's family.
     NoNodeAddress,
+    /// DSR was needed but the backend's node address is unknown.
+    NoBackendNode,
 }
 
 /// What to do with a packet.
@@ -119,6 +139,17 @@ pub enum Verdict {
     /// A reply: rewrite it to this tuple (frontend as source, client as
     /// destination).
     Reply(Tuple),
+    /// A request to dispatch (DSR): rewrite it to `tuple` (the backend as
+    /// destination, the client's source kept) and send it to the backend's
+    /// `node`, telling it the `service` address to answer from.
+    Dispatch {
+        /// The request's new tuple.
+        tuple: Tuple,
+        /// The backend's node.
+        node: IpAddr,
+        /// The frontend the client asked for.
+        service: L3n4,
+    },
     /// Drop it.
     Drop(DropReason),
 }
@@ -130,6 +161,8 @@ struct Flow {
     backend: L3n4,
     /// The request as sent on (after DNAT, and SNAT if any).
     translated: Tuple,
+    /// The backend's node, when requests are dispatched to it (DSR).
+    dispatch: Option<IpAddr>,
 }
 
 /// What the datapath did so far, for statistics.
@@ -144,6 +177,10 @@ pub struct Counters {
     /// Packets dropped for another reason (conntrack full, SNAT exhausted,
     /// no node address).
     pub other_drops: u64,
+    /// Replies translated back to a frontend's address.
+    pub replies: u64,
+    /// Requests dispatched to a backend's node (DSR).
+    pub dispatched: u64,
 }
 
 /// The service datapath of one node: its table and the state of its flows.
@@ -216,9 +253,45 @@ impl Service {
         match verdict {
             Verdict::Drop(DropReason::NoBackend) => c.no_backend += 1,
             Verdict::Drop(_) => c.other_drops += 1,
-            _ => {}
+            Verdict::Reply(_) => c.replies += 1,
+            Verdict::Dispatch { .. } => c.dispatched += 1,
+            Verdict::NotService | Verdict::Translated(_) => {}
         }
         verdict
+    }
+
+    /// A request the service's load-balancing node dispatched here (DSR:
+    /// the frame came in Geneve with Cilium's DSR option naming `service`):
+    /// track its flow so that the backend's replies leave from `service`
+    /// straight to the client. The request itself goes on untouched.
+    pub fn accept_dispatched(
+        &mut self,
+        now: Instant,
+        tuple: &Tuple,
+        flags: TcpFlags,
+        service: L3n4,
+    ) {
+        self.expire(now);
+        if self.conntrack.lookup(now, tuple, flags).is_some() {
+            return;
+        }
+        let flow = Flow {
+            frontend: service,
+            backend: L3n4 {
+                addr: tuple.dst,
+                port: tuple.dst_port,
+                protocol: tuple.protocol,
+            },
+            translated: *tuple,
+            dispatch: None,
+        };
+        if self
+            .conntrack
+            .insert(now, *tuple, tuple.reversed(), flow, flags)
+            .is_err()
+        {
+            self.counters.other_drops += 1;
+        }
     }
 
     fn decide(&mut self, now: Instant, packet: &Packet, random: u32) -> Verdict {
@@ -252,7 +325,14 @@ impl Service {
                     };
                 if keep {
                     self.remember(now, &flow.frontend, tuple.src, flow.backend);
-                    return Verdict::Translated(flow.translated);
+                    return match flow.dispatch {
+                        Some(node) => Verdict::Dispatch {
+                            tuple: flow.translated,
+                            node,
+                            service: flow.frontend,
+                        },
+                        None => Verdict::Translated(flow.translated),
+                    };
                 }
                 true
             }
@@ -304,7 +384,22 @@ impl Service {
             dst_port: backend.addr.port,
             ..tuple
         };
-        let translated = if packet.origin == Origin::External && !backend.local {
+        let dsr = match self.config.mode {
+            Mode::Snat => false,
+            Mode::Dsr => true,
+            Mode::Hybrid => tuple.protocol == super::Protocol::Tcp,
+        };
+        let dispatch = if packet.origin == Origin::External && !backend.local && dsr {
+            match backend.node {
+                Some(node) => Some(node),
+                None => return Verdict::Drop(DropReason::NoBackendNode),
+            }
+        } else {
+            None
+        };
+        let translated = if dispatch.is_some() {
+            dnat
+        } else if packet.origin == Origin::External && !backend.local {
             let node = match backend.addr.addr {
                 IpAddr::V4(_) => self.config.snat_v4.map(IpAddr::V4),
                 IpAddr::V6(_) => self.config.snat_v6.map(IpAddr::V6),
@@ -325,6 +420,7 @@ impl Service {
             frontend: frontend_addr,
             backend: backend.addr,
             translated,
+            dispatch,
         };
         if self
             .conntrack
@@ -339,7 +435,14 @@ impl Service {
         if translated.src != tuple.src {
             self.counters.snat += 1;
         }
-        Verdict::Translated(translated)
+        match dispatch {
+            Some(node) => Verdict::Dispatch {
+                tuple: translated,
+                node,
+                service: frontend_addr,
+            },
+            None => Verdict::Translated(translated),
+        }
     }
 
     /// A backend ID from `set` for a new flow, or [`NO_BACKEND`].

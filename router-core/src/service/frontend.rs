@@ -13,7 +13,7 @@
 //! It does not allocate NodePorts ([`super::nodeport`]) or LoadBalancer
 //! addresses (`cilium::lbipam`), nor handle packets.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -36,6 +36,14 @@ pub enum Problem {
         /// The protocol it names.
         protocol: String,
     },
+    /// An endpoint names a node no Node object describes: it is served,
+    /// but DSR cannot dispatch to it.
+    UnknownNode {
+        /// The service.
+        service: ServiceName,
+        /// The node its EndpointSlice names.
+        node: String,
+    },
     /// Another service already has this frontend (the first in (namespace,
     /// name) order keeps it).
     Conflict {
@@ -57,6 +65,13 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "service {ns}/{name}: protocol {protocol:?} is not TCP, UDP or SCTP"
+            ),
+            Problem::UnknownNode {
+                service: (ns, name),
+                node,
+            } => write!(
+                f,
+                "service {ns}/{name}: an endpoint is on node {node:?}, which no Node object describes"
             ),
             Problem::Conflict {
                 service: (ns, name),
@@ -94,12 +109,16 @@ fn state(endpoint: &Endpoint) -> Option<BackendState> {
     }
 }
 
-/// The backends `slices` give service port `port` (protocol `protocol`).
+/// The backends `slices` give service port `port` (protocol `protocol`) on
+/// `node`, each with its node's address from `nodes`; endpoints on nodes
+/// `nodes` does not know are listed in `unknown`.
 fn backends(
     slices: &[&EndpointSlice],
     port: &ServicePort,
     protocol: Protocol,
     node: &str,
+    nodes: &BTreeMap<&str, IpAddr>,
+    unknown: &mut BTreeSet<String>,
 ) -> Vec<BackendSpec> {
     let name = port.name.as_deref().unwrap_or("");
     let mut out = Vec::new();
@@ -117,6 +136,13 @@ fn backends(
             let Some(state) = state(endpoint) else {
                 continue;
             };
+            let node_address = endpoint.node_name.as_deref().and_then(|n| {
+                let found = nodes.get(n).copied();
+                if found.is_none() {
+                    unknown.insert(n.into());
+                }
+                found
+            });
             for addr in &endpoint.addresses {
                 out.push(BackendSpec {
                     addr: L3n4 {
@@ -127,6 +153,7 @@ fn backends(
                     state,
                     local: endpoint.node_name.as_deref() == Some(node),
                     weight: maglev::DEFAULT_WEIGHT,
+                    node: node_address,
                 });
             }
         }
@@ -186,6 +213,11 @@ pub fn service_table(
 ) -> (ServiceTable, Vec<Problem>) {
     let mut specs: BTreeMap<L3n4, FrontendSpec> = BTreeMap::new();
     let mut problems = Vec::new();
+    let nodes: BTreeMap<&str, IpAddr> = objects
+        .nodes
+        .iter()
+        .filter_map(|(name, n)| Some((name.as_str(), IpAddr::V4(n.internal_ipv4()?))))
+        .collect();
     for (key, service) in &objects.services {
         if service.spec.kind.as_deref() == Some("ExternalName") {
             continue;
@@ -203,7 +235,17 @@ pub fn service_table(
                 });
                 continue;
             };
-            let all = backends(&slices, port, protocol, &node.name);
+            let mut unknown = BTreeSet::new();
+            let all = backends(&slices, port, protocol, &node.name, &nodes, &mut unknown);
+            for n in unknown {
+                let problem = Problem::UnknownNode {
+                    service: key.clone(),
+                    node: n,
+                };
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
             for (addr, frontend_port, kind) in
                 addresses(service, key, index, port, node, node_ports)
             {
@@ -281,6 +323,11 @@ spec:
   clusterIP: 10.96.0.99
   externalIPs: [ 192.0.2.80 ]
   ports: [ { port: 80 }, { port: 53, protocol: ICMP } ]
+---
+apiVersion: v1
+kind: Node
+metadata: { name: k8s-w1 }
+status: { addresses: [ { type: InternalIP, address: 192.168.10.101 } ] }
 ";
 
     fn l3n4(addr: &str, port: u16) -> L3n4 {
@@ -317,6 +364,7 @@ spec:
         assert_eq!(
             messages,
             [
+                "service default/webpod: an endpoint is on node \"k8s-w2\", which no Node object describes",
                 "service default/webpod-copy: frontend 192.0.2.80:80/TCP already belongs to default/webpod",
                 "service default/webpod-copy: protocol \"ICMP\" is not TCP, UDP or SCTP",
             ]
@@ -332,6 +380,10 @@ spec:
             table.backend(terminating).unwrap().state,
             BackendState::Terminating
         );
+        // Where DSR dispatches to: the Node's InternalIP, unknown for k8s-w2.
+        let node_of = |id| table.backend(id).unwrap().node;
+        assert_eq!(node_of(local), Some("192.168.10.101".parse().unwrap()));
+        assert_eq!(node_of(remote), None);
         let node_port = table.frontend(&l3n4("192.168.10.101", 30285)).unwrap();
         assert_eq!(
             node_port.external.as_ref().unwrap().active,

@@ -64,6 +64,9 @@ pub struct BackendSpec {
     pub local: bool,
     /// Its Maglev weight (Cilium gives Kubernetes backends 100).
     pub weight: u16,
+    /// The address of the node it runs on, where DSR dispatches requests
+    /// (`None` when unknown).
+    pub node: Option<IpAddr>,
 }
 
 /// Everything the table needs to know about one frontend.
@@ -145,6 +148,8 @@ pub struct Backend {
     pub state: BackendState,
     /// Whether it runs on this node.
     pub local: bool,
+    /// The address of the node it runs on, if known.
+    pub node: Option<IpAddr>,
 }
 
 /// A node's service table.
@@ -167,6 +172,7 @@ impl ServiceTable {
                     addr: b.addr,
                     state: b.state,
                     local: b.local,
+                    node: b.node,
                 });
             }
         }
@@ -246,6 +252,7 @@ mod tests {
             state,
             local,
             weight: maglev::DEFAULT_WEIGHT,
+            node: None,
         }
     }
 

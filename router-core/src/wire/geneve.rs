@@ -20,6 +20,23 @@
 //! ```
 //! Opt Len and option Length count 4-byte words; the high bit of an option's
 //! Type marks it critical. Carried in UDP to port 6081.
+//!
+//! Cilium's DSR option ([`DsrOption`]; class 0x014B, type 0x81, critical)
+//! carries the service address a request was sent to when a load-balancing
+//! node dispatches it to the backend's node (`loadBalancer.dsrDispatch:
+//! geneve`):
+//!
+//! ```text
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |      Option Class 0x014B      |  Type 0x81    |R|R|R|Length 2 |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                   Service IPv4 address                        |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |         Service port          |            Padding            |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+
+use core::net::Ipv4Addr;
 
 use super::Error;
 
@@ -128,6 +145,61 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     }
 }
 
+/// Cilium's option class (IANA's Geneve option class registry).
+pub const DSR_CLASS: u16 = 0x014B;
+/// The DSR option's type: 1, critical.
+pub const DSR_TYPE: u8 = 0x81;
+/// The DSR option's whole length: header and 8 bytes of data.
+pub const DSR_OPTION_LEN: usize = 12;
+
+/// Cilium's DSR option: the service address and port of a dispatched
+/// request, which the backend's node answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DsrOption {
+    /// The service address.
+    pub addr: Ipv4Addr,
+    /// The service port.
+    pub port: u16,
+}
+
+impl DsrOption {
+    /// The option TLV.
+    pub fn emit(&self) -> [u8; DSR_OPTION_LEN] {
+        let mut b = [0u8; DSR_OPTION_LEN];
+        b[0..2].copy_from_slice(&DSR_CLASS.to_be_bytes());
+        b[2] = DSR_TYPE;
+        b[3] = ((DSR_OPTION_LEN - 4) / 4) as u8;
+        b[4..8].copy_from_slice(&self.addr.octets());
+        b[8..10].copy_from_slice(&self.port.to_be_bytes());
+        b
+    }
+
+    /// The DSR option among `options` (a header's option bytes), if one is
+    /// there whole; malformed TLVs are an error.
+    pub fn find(mut options: &[u8]) -> Result<Option<DsrOption>, Error> {
+        for _ in 0..MAX_OPTIONS {
+            if options.is_empty() {
+                return Ok(None);
+            }
+            if options.len() < 4 {
+                return Err(Error::Truncated);
+            }
+            let len = 4 + usize::from(options[3] & 0x1f) * 4;
+            if options.len() < len {
+                return Err(Error::Truncated);
+            }
+            let class = u16::from_be_bytes([options[0], options[1]]);
+            if class == DSR_CLASS && options[2] == DSR_TYPE && len == DSR_OPTION_LEN {
+                let addr = Ipv4Addr::new(options[4], options[5], options[6], options[7]);
+                let port = u16::from_be_bytes([options[8], options[9]]);
+                return Ok(Some(DsrOption { addr, port }));
+            }
+            options = &options[len..];
+        }
+        Err(Error::Invalid("Geneve options (too many)"))
+    }
+}
+
 /// A parsed Geneve header (options are checked, not kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
@@ -155,6 +227,36 @@ impl Repr {
             oam: header.oam(),
         })
     }
+    /// Parse a header that may carry Cilium's DSR option: as [`Repr::parse`],
+    /// except that the DSR option is understood, so a header whose only
+    /// critical option it is is accepted.
+    pub fn parse_with_dsr<T: AsRef<[u8]>>(
+        header: &Header<T>,
+    ) -> Result<(Self, Option<DsrOption>), Error> {
+        let dsr = DsrOption::find(header.options())?;
+        let mut critical = 0;
+        let mut opts = header.options();
+        while opts.len() >= 4 {
+            let len = 4 + usize::from(opts[3] & 0x1f) * 4;
+            if opts[2] & 0x80 != 0 {
+                critical += 1;
+            }
+            opts = opts.get(len..).unwrap_or_default();
+        }
+        if header.version() != 0 {
+            return Err(Error::Invalid("Geneve version"));
+        }
+        if critical > usize::from(dsr.is_some()) {
+            return Err(Error::Invalid("Geneve option (unknown critical option)"));
+        }
+        let repr = Repr {
+            protocol: header.protocol(),
+            vni: header.vni(),
+            oam: header.oam(),
+        };
+        Ok((repr, dsr))
+    }
+
     /// Header length this representation emits (no options).
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
@@ -181,6 +283,40 @@ mod tests {
         assert_eq!(buf, [0, 0, 0x65, 0x58, 0x00, 0x12, 0x34, 0]);
         let h = Header::new_checked(&buf[..]).unwrap();
         assert_eq!(Repr::parse(&h), Ok(repr));
+    }
+
+    #[test]
+    fn the_dsr_option_is_understood_only_where_asked_for() {
+        let dsr = DsrOption {
+            addr: Ipv4Addr::new(172, 16, 1, 1),
+            port: 80,
+        };
+        let mut buf = [0u8; HEADER_LEN + DSR_OPTION_LEN + 1];
+        Repr {
+            protocol: PROTOCOL_ETHERNET,
+            vni: 2,
+            oam: false,
+        }
+        .emit(&mut Header::new_unchecked(&mut buf[..]));
+        buf[0] = (DSR_OPTION_LEN / 4) as u8;
+        buf[1] = 0x40; // C: a critical option is present
+        buf[HEADER_LEN..HEADER_LEN + DSR_OPTION_LEN].copy_from_slice(&dsr.emit());
+        assert_eq!(
+            &buf[HEADER_LEN..HEADER_LEN + 4],
+            &[0x01, 0x4b, 0x81, 0x02],
+            "Cilium's class, type and length"
+        );
+        let h = Header::new_checked(&buf[..]).unwrap();
+        assert!(matches!(Repr::parse(&h), Err(Error::Invalid(_))));
+        let (repr, found) = Repr::parse_with_dsr(&h).unwrap();
+        assert_eq!((repr.vni, found), (2, Some(dsr)));
+        // Another critical option beside it is still refused.
+        let mut two = [0u8; HEADER_LEN + DSR_OPTION_LEN + 4];
+        two[..HEADER_LEN + DSR_OPTION_LEN].copy_from_slice(&buf[..HEADER_LEN + DSR_OPTION_LEN]);
+        two[0] = ((DSR_OPTION_LEN + 4) / 4) as u8;
+        two[HEADER_LEN + DSR_OPTION_LEN..].copy_from_slice(&[0x01, 0x02, 0x85, 0]);
+        let h = Header::new_checked(&two[..]).unwrap();
+        assert!(Repr::parse_with_dsr(&h).is_err());
     }
 
     #[test]

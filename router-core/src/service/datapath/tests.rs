@@ -28,6 +28,7 @@ fn backend(addr: [u8; 4], local: bool, state: BackendState) -> BackendSpec {
         state,
         local,
         weight: maglev::DEFAULT_WEIGHT,
+        node: None,
     }
 }
 
@@ -443,4 +444,120 @@ fn a_frontend_without_backends_drops_new_flows() {
         svc.process(at(0), &req, 0),
         Verdict::Drop(DropReason::NoBackend)
     );
+}
+
+#[test]
+fn dsr_dispatches_to_the_backends_node_which_answers_from_the_service() {
+    // Node A balances; REMOTE[0] runs on node B, REMOTE[1]'s node is unknown.
+    let mut all = backends();
+    all[1].node = Some(IpAddr::from(NODE_B));
+    let mut lb = Service::new(
+        Config {
+            mode: Mode::Dsr,
+            ..config(Algorithm::Random)
+        },
+        table(
+            &config(Algorithm::Random),
+            NODE_A,
+            Svc {
+                backends: all,
+                ..Svc::default()
+            },
+        ),
+    );
+    let frontend = l3n4(NODE_A, 30080);
+    let syn = packet(CLIENT, 40000, frontend, TcpFlags::SYN, Origin::External);
+    // random 1: REMOTE[0], dispatched with the client's address kept.
+    let Verdict::Dispatch {
+        tuple,
+        node,
+        service,
+    } = lb.process(at(0), &syn, 1)
+    else {
+        panic!("not dispatched");
+    };
+    assert_eq!((tuple.src, tuple.src_port), (IpAddr::from(CLIENT), 40000));
+    assert_eq!((tuple.dst, tuple.dst_port), (IpAddr::from(REMOTE[0]), 8080));
+    assert_eq!((node, service), (IpAddr::from(NODE_B), frontend));
+    // The flow's next packet goes the same way, whatever the random number.
+    let ack = packet(CLIENT, 40000, frontend, TcpFlags::ACK, Origin::External);
+    assert!(matches!(lb.process(at(1), &ack, 0), Verdict::Dispatch { tuple: t, .. } if t == tuple));
+    // The local backend is translated in place; no SNAT either way.
+    let other = packet(CLIENT, 40001, frontend, TcpFlags::SYN, Origin::External);
+    let t = translated(lb.process(at(1), &other, 0));
+    assert_eq!((t.src, t.dst), (IpAddr::from(CLIENT), IpAddr::from(LOCAL)));
+    // A backend whose node is unknown cannot be dispatched to.
+    let third = packet(CLIENT, 40002, frontend, TcpFlags::SYN, Origin::External);
+    assert_eq!(
+        lb.process(at(1), &third, 2),
+        Verdict::Drop(DropReason::NoBackendNode)
+    );
+    assert_eq!(lb.counters().dispatched, 2);
+
+    // Node B tracks the dispatched request and answers it from the service.
+    let mut b = Service::new(config(Algorithm::Random), ServiceTable::default());
+    b.accept_dispatched(at(1), &tuple, TcpFlags::SYN, frontend);
+    let reply = Packet {
+        tuple: tuple.reversed(),
+        flags: TcpFlags::SYN.with(TcpFlags::ACK),
+        origin: Origin::Local,
+    };
+    let Verdict::Reply(r) = b.process(at(1), &reply, 0) else {
+        panic!("not a reply");
+    };
+    assert_eq!((r.src, r.src_port), (frontend.addr, frontend.port));
+    assert_eq!((r.dst, r.dst_port), (IpAddr::from(CLIENT), 40000));
+    assert_eq!(b.counters().replies, 1);
+}
+
+#[test]
+fn hybrid_mode_dispatches_tcp_and_snats_udp() {
+    let mut all = backends();
+    for b in &mut all {
+        b.node = Some(IpAddr::from(NODE_B));
+    }
+    let udp = |b: &BackendSpec| BackendSpec {
+        addr: L3n4 {
+            protocol: Protocol::Udp,
+            ..b.addr
+        },
+        ..b.clone()
+    };
+    let config = Config {
+        mode: Mode::Hybrid,
+        ..config(Algorithm::Random)
+    };
+    let spec = |protocol, backends: Vec<BackendSpec>| FrontendSpec {
+        service: ("default".into(), "dns".into()),
+        kind: FrontendKind::NodePort,
+        external_local: false,
+        internal_local: false,
+        affinity_seconds: None,
+        backends: backends
+            .iter()
+            .map(|b| BackendSpec {
+                addr: L3n4 { protocol, ..b.addr },
+                ..b.clone()
+            })
+            .collect(),
+    };
+    let tcp_frontend = l3n4(NODE_A, 30053);
+    let udp_frontend = L3n4 {
+        protocol: Protocol::Udp,
+        ..tcp_frontend
+    };
+    let udp_backends: Vec<BackendSpec> = all.iter().map(udp).collect();
+    let frontends = BTreeMap::from([
+        (tcp_frontend, spec(Protocol::Tcp, all)),
+        (udp_frontend, spec(Protocol::Udp, udp_backends)),
+    ]);
+    let mut lb = Service::new(config, ServiceTable::new(&config.maglev, frontends));
+    let tcp = packet(CLIENT, 5000, tcp_frontend, TcpFlags::SYN, Origin::External);
+    assert!(matches!(
+        lb.process(at(0), &tcp, 1),
+        Verdict::Dispatch { .. }
+    ));
+    let dns = packet(CLIENT, 5000, udp_frontend, TcpFlags::NONE, Origin::External);
+    let t = translated(lb.process(at(0), &dns, 1));
+    assert_eq!(t.src, IpAddr::from(NODE_A), "SNAT for UDP");
 }
