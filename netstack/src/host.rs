@@ -21,6 +21,7 @@ use router_core::datapath::pipeline::{self, PortConfig, Tables};
 use router_core::datapath::{self, Reason};
 use router_core::fib::{self, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, Event, Output, arp, ndp};
+use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::time::Instant;
@@ -188,6 +189,9 @@ impl Counters {
 enum Queued {
     /// A received frame, re-run through the datapath once resolved.
     Received { ingress: PortId, frame: Vec<u8> },
+    /// A received frame the service stage dispatched, re-run through the
+    /// service stage and the datapath once resolved.
+    Dispatched { ingress: PortId, frame: Vec<u8> },
     /// An IP packet of the host's own, routed again once resolved.
     Originated(Vec<u8>),
 }
@@ -693,9 +697,41 @@ impl Host {
                 Verdict::Untouched => {}
                 Verdict::Dropped(_) => return,
                 Verdict::Translated => return self.route_received(now, ingress, &translated),
+                Verdict::Dispatch { node, service } => {
+                    return self.dispatch(now, ingress, frame, &translated, node, service);
+                }
             }
         }
         self.route_received(now, ingress, frame);
+    }
+
+    /// Send a service request, rewritten to its backend (`translated`), in
+    /// Geneve to the backend's `node` with the DSR option (`frame` is the
+    /// request as received, re-run when the node's MAC is not known yet).
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &[u8],
+        translated: &[u8],
+        node: Ipv4Addr,
+        service: DsrOption,
+    ) {
+        let mut out = Vec::new();
+        let v = pipeline::dispatch(&self.tables(), translated, node, service, &mut out);
+        self.counters.received[v.reason as usize] += 1;
+        match v.reason {
+            Reason::Encapsulated => {
+                let egress = v.egress.expect("transmit verdicts name a port");
+                self.outbox.push((egress, out));
+            }
+            Reason::NeighbourMiss => {
+                let (addr, port) = v.resolve.expect("a miss names the nexthop");
+                let frame = frame.to_vec();
+                self.enqueue(now, addr, port, Queued::Dispatched { ingress, frame });
+            }
+            _ => {}
+        }
     }
 
     /// Run a received frame through the datapath and carry out the verdict.
@@ -703,6 +739,9 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::process(&self.tables(), ingress, frame, &mut out);
         self.counters.received[v.reason as usize] += 1;
+        if let Some(service) = v.dsr {
+            self.services.accept_dispatched(now, &out, service);
+        }
         match v.reason {
             Reason::ArpReply | Reason::ArpOther => {
                 self.learn_arp(now, ingress, frame);
@@ -831,6 +870,9 @@ impl Host {
                             Queued::Received { ingress, frame } => {
                                 self.route_received(now, ingress, &frame)
                             }
+                            Queued::Dispatched { ingress, frame } => {
+                                self.run_received(now, ingress, &frame)
+                            }
                             Queued::Originated(packet) => self.originate(now, packet),
                         }
                     }
@@ -839,7 +881,8 @@ impl Host {
                     for packet in self.pending.remove(&addr).unwrap_or_default() {
                         self.counters.unresolved += 1;
                         let (from, ip) = match &packet {
-                            Queued::Received { ingress, frame } => {
+                            Queued::Received { ingress, frame }
+                            | Queued::Dispatched { ingress, frame } => {
                                 (self.port_ipv4(*ingress), &frame[ETH..])
                             }
                             Queued::Originated(packet) => (source_v4(packet), &packet[..]),

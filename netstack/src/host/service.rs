@@ -15,11 +15,12 @@ use router_core::service::conntrack::TcpFlags;
 use router_core::service::datapath::{self, Config, DropReason, Packet, Service};
 pub use router_core::service::datapath::{Counters, Origin};
 use router_core::service::packet;
-use router_core::service::table::ServiceTable;
+use router_core::service::table::{L3n4, ServiceTable};
+use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::time::Instant;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What the stage did with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,14 @@ pub enum Verdict {
     Untouched,
     /// Rewritten (a flow to a backend, or a reply to a client): route it.
     Translated,
+    /// Rewritten to a backend on another node, and to be dispatched there
+    /// in Geneve with the service address (DSR).
+    Dispatch {
+        /// The backend's node.
+        node: Ipv4Addr,
+        /// The service address the client asked for.
+        service: DsrOption,
+    },
     /// Dropped, and why.
     Dropped(DropReason),
 }
@@ -106,7 +115,40 @@ impl Services {
                 packet::rewrite(ip, &parsed, &to);
                 Verdict::Translated
             }
+            datapath::Verdict::Dispatch {
+                tuple,
+                node,
+                service,
+            } => match (node, service.addr) {
+                (IpAddr::V4(node), IpAddr::V4(addr)) => {
+                    packet::rewrite(ip, &parsed, &tuple);
+                    let service = DsrOption {
+                        addr,
+                        port: service.port,
+                    };
+                    Verdict::Dispatch { node, service }
+                }
+                // Cilium's DSR option carries IPv4 only.
+                _ => Verdict::Dropped(DropReason::NoBackendNode),
+            },
             datapath::Verdict::Drop(why) => Verdict::Dropped(why),
         }
+    }
+
+    /// A request dispatched here in Geneve with the DSR option `service`,
+    /// decapsulated to `frame`: track it, so that the backend's replies
+    /// leave from the service address.
+    pub fn accept_dispatched(&mut self, now: Instant, frame: &[u8], service: DsrOption) {
+        let Some(parsed) = frame.get(ETH..).and_then(packet::parse) else {
+            return;
+        };
+        let frontend = L3n4 {
+            addr: IpAddr::V4(service.addr),
+            port: service.port,
+            protocol: parsed.tuple.protocol,
+        };
+        let flags = TcpFlags(parsed.flags);
+        self.service
+            .accept_dispatched(now, &parsed.tuple, flags, frontend);
     }
 }
