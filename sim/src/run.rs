@@ -637,7 +637,7 @@ fn curl(
     let mut answered: BTreeMap<String, u32> = BTreeMap::new();
     let mut remote: BTreeMap<String, u32> = BTreeMap::new();
     let mut failed: BTreeMap<String, u32> = BTreeMap::new();
-    let flows_before = cluster.service_flows();
+    let counters_before = cluster.service_counters();
     for _ in 0..count {
         let addr = match resolve(cluster, target, port) {
             Ok(a) => a,
@@ -704,14 +704,31 @@ fn curl(
     for (why, n) in &failed {
         report.output.push(format!("{n:>5}  failed: {why}"));
     }
-    // Which nodes' service stages took the flows in (LoadBalancer addresses).
-    let mut ingress = 0;
-    for ((node, after), (_, before)) in cluster.service_flows().iter().zip(&flows_before) {
-        if after > before {
+    // Which nodes' service datapaths took the flows in (LoadBalancer
+    // addresses, NodePorts), and which translated the replies back.
+    let (mut ingress, mut replying) = (0, 0);
+    let counters = cluster.service_counters();
+    let deltas: Vec<(&String, u64, u64)> = counters
+        .iter()
+        .zip(&counters_before)
+        .map(|((node, after), (_, before))| {
+            (
+                node,
+                after.opened - before.opened,
+                after.replies - before.replies,
+            )
+        })
+        .collect();
+    for &(node, opened, _) in &deltas {
+        if opened > 0 {
             ingress += 1;
-            report
-                .output
-                .push(format!("{:>5}  ingress: {node}", after - before));
+            report.output.push(format!("{opened:>5}  ingress: {node}"));
+        }
+    }
+    for &(node, _, replies) in &deltas {
+        if replies > 0 {
+            replying += 1;
+            report.output.push(format!("{replies:>5}  replies: {node}"));
         }
     }
     let mut checks = Vec::new();
@@ -747,6 +764,13 @@ fn curl(
     if let Some(n) = expect.backends {
         let got = answered.len() as u32;
         check(format!("backends = {n}"), got.to_string(), got == n);
+    }
+    if let Some(n) = expect.reply_nodes {
+        check(
+            format!("reply nodes = {n}"),
+            replying.to_string(),
+            replying == n,
+        );
     }
     if let Some(n) = expect.remote_addrs {
         let got = remote.len() as u32;

@@ -29,6 +29,7 @@ use router_core::datapath::{Config as DatapathConfig, TunnelConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Nexthop, Protocol, Route};
 use router_core::hash::Fnv1a;
+use router_core::service::datapath::Mode;
 use smoltcp::wire::EthernetAddress;
 
 pub use host::{Role, SimHost};
@@ -180,11 +181,16 @@ impl Cluster {
                 IpNet::V4(a) if !a.addr().is_loopback() => Some(a.addr()),
                 _ => None,
             });
+            // A tunnel endpoint in tunnel mode, and for DSR's Geneve dispatch.
+            let dsr = values.services.mode != Mode::Snat;
             let tunnel = (spec.kind == NodeKind::K8sNode
-                && values.routing_mode == RoutingMode::Tunnel)
+                && (values.routing_mode == RoutingMode::Tunnel || dsr))
                 .then_some(underlay)
                 .flatten()
-                .map(|local| TunnelConfig::new(local, TUNNEL_MAC));
+                .map(|local| TunnelConfig {
+                    dsr,
+                    ..TunnelConfig::new(local, TUNNEL_MAC)
+                });
             let mut config = HostConfig::new(name);
             config.ports = ports;
             config.forwarding = spec.kind != NodeKind::External;

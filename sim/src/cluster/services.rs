@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use router_core::cilium::Objects;
-use router_core::service::datapath;
+use router_core::service::datapath::{self, Counters};
 use router_core::service::frontend::{self, NodeContext};
 use router_core::service::nodeport;
 
@@ -38,6 +38,7 @@ impl Cluster {
         let mut seen: BTreeSet<String> = problems.iter().map(ToString::to_string).collect();
         let config = datapath::Config {
             algorithm: values.algorithm,
+            mode: values.mode,
             maglev: values.maglev,
             ..datapath::Config::default()
         };
@@ -152,14 +153,15 @@ impl Cluster {
             .collect()
     }
 
-    /// Flows each node's service stage opened so far, by node name.
-    pub fn service_flows(&self) -> Vec<(String, u64)> {
+    /// Each node's service datapath counters so far (flows opened, replies
+    /// translated, ...), by node name.
+    pub fn service_counters(&self) -> Vec<(String, Counters)> {
         self.workloads
             .nodes()
             .iter()
             .filter_map(|n| {
                 let h = self.host(&n.name)?;
-                Some((n.name.clone(), h.host.services().counters().opened))
+                Some((n.name.clone(), h.host.services().counters()))
             })
             .collect()
     }

@@ -57,6 +57,10 @@ pub struct Expect {
     /// curl: exactly this many nodes' service stages took the flows in
     /// (for a LoadBalancer address).
     pub ingress_nodes: Option<u32>,
+    /// curl: exactly this many nodes' service datapaths translated replies
+    /// back to the service address (the ingress nodes with SNAT; with DSR
+    /// the backends' nodes).
+    pub reply_nodes: Option<u32>,
     /// curl: exactly this many distinct client addresses the backends saw
     /// (whoami's `RemoteAddr`: the client's own, or a node's SNAT address).
     pub remote_addrs: Option<u32>,

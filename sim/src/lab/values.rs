@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use router_core::lease::Timings;
-use router_core::service::datapath::Algorithm;
+use router_core::service::datapath::{Algorithm, Mode};
 use router_core::service::maglev;
 use router_core::service::nodeport::PortRange;
 use serde::Deserialize;
@@ -179,6 +179,13 @@ pub struct LoadBalancer {
     /// `algorithm`: `random` (default) or `maglev`.
     #[serde(default)]
     pub algorithm: Option<String>,
+    /// `mode`: `snat` (default), `dsr` or `hybrid`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// `dsrDispatch`: how DSR reaches the backend's node; `geneve` is
+    /// simulated (Cilium's default `opt` and `ipip` are not).
+    #[serde(default)]
+    pub dsr_dispatch: Option<String>,
 }
 
 /// `maglev`: the Maglev table's size and the cluster-wide hash seed.
@@ -264,7 +271,7 @@ impl Default for Values {
 }
 
 /// The dotted keys this module honours (everything else is reported as ignored).
-const HONOURED: [&str; 17] = [
+const HONOURED: [&str; 19] = [
     "ipam.mode",
     "ipam.operator.clusterPoolIPv4PodCIDRList",
     "ipam.operator.clusterPoolIPv4MaskSize",
@@ -279,6 +286,8 @@ const HONOURED: [&str; 17] = [
     "l2announcements.leaseRenewDeadline",
     "l2announcements.leaseRetryPeriod",
     "loadBalancer.algorithm",
+    "loadBalancer.mode",
+    "loadBalancer.dsrDispatch",
     "maglev.tableSize",
     "maglev.hashSeed",
     "nodePort.range",
@@ -290,6 +299,8 @@ const HONOURED: [&str; 17] = [
 pub struct ServiceValues {
     /// Backend selection.
     pub algorithm: Algorithm,
+    /// SNAT, DSR or hybrid.
+    pub mode: Mode,
     /// Maglev's table size and seeds.
     pub maglev: maglev::Config,
     /// NodePorts' range.
@@ -300,6 +311,7 @@ impl Default for ServiceValues {
     fn default() -> Self {
         ServiceValues {
             algorithm: Algorithm::Random,
+            mode: Mode::Snat,
             maglev: maglev::Config::default(),
             node_ports: PortRange::DEFAULT,
         }
@@ -350,6 +362,27 @@ impl Values {
                 ));
             }
         };
+        values.services.mode = match values.load_balancer.mode.as_deref() {
+            None | Some("snat") => Mode::Snat,
+            Some("dsr") => Mode::Dsr,
+            Some("hybrid") => Mode::Hybrid,
+            Some(other) => {
+                return Err(err(
+                    "loadBalancer.mode",
+                    format!("{other:?} is not snat, dsr or hybrid"),
+                ));
+            }
+        };
+        let dispatch = values.load_balancer.dsr_dispatch.as_deref();
+        if values.services.mode != Mode::Snat && dispatch != Some("geneve") {
+            return Err(err(
+                "loadBalancer.dsrDispatch",
+                format!(
+                    "DSR dispatch {:?} is not simulated; set loadBalancer.dsrDispatch: geneve",
+                    dispatch.unwrap_or("opt")
+                ),
+            ));
+        }
         let size = values
             .maglev
             .table_size
