@@ -194,6 +194,7 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::ShowBgpNodeConfig(node)
             | Action::ShowL2Announce(node)
             | Action::ShowServiceList(node)
+            | Action::ShowKubeProxyReplacement(node)
             | Action::Down { node, .. }
                 if !is_node(node) =>
             {
@@ -551,6 +552,14 @@ fn execute(
                 .host(node)
                 .ok_or_else(|| format!("no k8s-node named {node:?}"))?;
             let text = router_core::cilium::table::service_list(host.host.services().table());
+            report.output = text.lines().map(str::to_string).collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowKubeProxyReplacement(node) => {
+            let text = router_core::cilium::table::kube_proxy_replacement(
+                &cluster.kube_proxy_replacement(node)?,
+            );
             report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())

@@ -112,6 +112,97 @@ pub fn service_list(table: &ServiceTable) -> String {
     tabulate(&["ID", "Frontend", "Service Type", "Backend"], &rows)
 }
 
+/// What `cilium status --verbose` reports of a node's kube-proxy
+/// replacement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeProxyReplacement {
+    /// `loadBalancer.mode`.
+    pub mode: crate::service::datapath::Mode,
+    /// `loadBalancer.algorithm`.
+    pub algorithm: crate::service::datapath::Algorithm,
+    /// `maglev.tableSize`.
+    pub maglev_table_size: u32,
+    /// `nodePort.range`.
+    pub node_ports: crate::service::nodeport::PortRange,
+    /// The node's devices and their addresses, in order.
+    pub devices: Vec<(String, Vec<IpAddr>)>,
+    /// The device Cilium marks `(Direct Routing)`.
+    pub direct_routing: Option<String>,
+}
+
+/// The `KubeProxyReplacement Details:` block of `cilium status --verbose`,
+/// in Cilium's layout (labels aligned as Go's tabwriter aligns them, the
+/// service lines as Cilium writes them, trailing spaces included). The
+/// settings nexthop does not model are printed with the values of a
+/// default Cilium install: socket LB enabled with full coverage, session
+/// affinity enabled, NAT46/64 and XDP acceleration disabled.
+pub fn kube_proxy_replacement(k: &KubeProxyReplacement) -> String {
+    use crate::service::datapath::{Algorithm, Mode};
+    let devices: Vec<String> = k
+        .devices
+        .iter()
+        .map(|(name, addrs)| {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            let direct = if k.direct_routing.as_deref() == Some(name.as_str()) {
+                " (Direct Routing)"
+            } else {
+                ""
+            };
+            format!("{name}   {}{direct}", addrs.join(" "))
+        })
+        .collect();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("  Status:", "True".into()),
+        ("  Socket LB:", "Enabled".into()),
+        ("  Socket LB Tracing:", "Enabled".into()),
+        ("  Socket LB Coverage:", "Full".into()),
+        ("  Devices:", devices.join(", ")),
+    ];
+    match k.mode {
+        Mode::Snat => rows.push(("  Mode:", "SNAT".into())),
+        Mode::Dsr | Mode::Hybrid => {
+            let mode = if k.mode == Mode::Dsr { "DSR" } else { "Hybrid" };
+            rows.push(("  Mode:", mode.into()));
+            rows.push(("    DSR Dispatch Mode:", "Geneve".into()));
+        }
+    }
+    rows.push((
+        "  Backend Selection:",
+        match k.algorithm {
+            Algorithm::Random => "Random".into(),
+            Algorithm::Maglev => format!("Maglev (Table Size: {})", k.maglev_table_size),
+        },
+    ));
+    rows.push(("  Session Affinity:", "Enabled".into()));
+    rows.push(("  NAT46/64 Support:", "Disabled".into()));
+    rows.push(("  XDP Acceleration:", "Disabled".into()));
+    let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 3;
+    let mut out = String::from("KubeProxyReplacement Details:\n");
+    for (label, value) in rows {
+        out.push_str(&format!("{label:<width$}{value}\n"));
+    }
+    out.push_str("  Services:\n");
+    out.push_str("  - ClusterIP:      Enabled\n");
+    out.push_str(&format!(
+        "  - NodePort:       Enabled (Range: {}) \n",
+        k.node_ports
+    ));
+    out.push_str("  - LoadBalancer:   Enabled \n");
+    out.push_str("  - externalIPs:    Enabled \n");
+    out.push_str("  - HostPort:       Enabled\n");
+    out.push_str("  Annotations:\n");
+    for a in [
+        "service.cilium.io/node",
+        "service.cilium.io/node-selector",
+        "service.cilium.io/proxy-delegation",
+        "service.cilium.io/src-ranges-policy",
+        "service.cilium.io/type",
+    ] {
+        out.push_str(&format!("  - {a}\n"));
+    }
+    out
+}
+
 /// `ADDR:PORT/PROTO`, IPv6 addresses in brackets.
 fn l3n4(a: &L3n4) -> String {
     let port = format!("{}/{}", a.port, a.protocol.name());
@@ -249,6 +340,35 @@ mod tests {
              3    172.16.1.1:80/TCP     LoadBalancer   1 => 172.20.0.15:80/TCP (active)\n\
              \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n"
         );
+    }
+
+    #[test]
+    fn kube_proxy_replacement_matches_the_seed_in_both_modes() {
+        use crate::service::datapath::{Algorithm, Mode};
+        use crate::service::nodeport::PortRange;
+        let mut k = KubeProxyReplacement {
+            mode: Mode::Snat,
+            algorithm: Algorithm::Random,
+            maglev_table_size: 16381,
+            node_ports: PortRange::DEFAULT,
+            devices: vec![("eth1".into(), vec!["192.168.10.101".parse().unwrap()])],
+            direct_routing: Some("eth1".into()),
+        };
+        let snat = kube_proxy_replacement(&k);
+        assert!(snat.contains("\n  Status:               True\n"), "{snat}");
+        assert!(
+            snat.contains("\n  Devices:              eth1   192.168.10.101 (Direct Routing)\n")
+        );
+        assert!(snat.contains("\n  Mode:                 SNAT\n"));
+        assert!(snat.contains("\n  Backend Selection:    Random\n"));
+        assert!(snat.contains("\n  - NodePort:       Enabled (Range: 30000-32767) \n"));
+        (k.mode, k.algorithm) = (Mode::Dsr, Algorithm::Maglev);
+        let dsr = kube_proxy_replacement(&k);
+        assert!(
+            dsr.contains("\n  Mode:                  DSR\n    DSR Dispatch Mode:   Geneve\n"),
+            "{dsr}"
+        );
+        assert!(dsr.contains("\n  Backend Selection:     Maglev (Table Size: 16381)\n"));
     }
 
     #[test]

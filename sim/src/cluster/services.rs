@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use router_core::cilium::Objects;
+use router_core::cilium::table::KubeProxyReplacement;
 use router_core::service::datapath::{self, Counters};
 use router_core::service::frontend::{self, NodeContext};
 use router_core::service::nodeport;
@@ -65,6 +66,37 @@ impl Cluster {
         }
         self.node_ports = node_ports;
         self.service_problems = seen.into_iter().collect();
+    }
+
+    /// What `cilium status --verbose` says of `node`'s kube-proxy
+    /// replacement: the lab's settings and the node's native devices (its
+    /// pods' `lxc` ports and Cilium's own `cilium_*` devices left out; the
+    /// interface of its InternalIP does the direct routing).
+    pub fn kube_proxy_replacement(&self, node: &str) -> Result<KubeProxyReplacement, String> {
+        let host = self
+            .host(node)
+            .ok_or_else(|| format!("no k8s-node named {node:?}"))?;
+        let internal = self.address_of(node).map(IpAddr::V4);
+        let devices: Vec<(String, Vec<IpAddr>)> = host
+            .host
+            .ports()
+            .iter()
+            .filter(|p| !p.name.starts_with("lxc") && !p.name.starts_with("cilium_"))
+            .map(|p| (p.name.clone(), p.addrs.iter().map(|a| a.addr()).collect()))
+            .collect();
+        let direct_routing = devices
+            .iter()
+            .find(|(_, addrs)| internal.is_some_and(|i| addrs.contains(&i)))
+            .map(|(name, _)| name.clone());
+        let values = &self.lab.values.services;
+        Ok(KubeProxyReplacement {
+            mode: values.mode,
+            algorithm: values.algorithm,
+            maglev_table_size: values.maglev.table_size,
+            node_ports: values.node_ports,
+            devices,
+            direct_routing,
+        })
     }
 
     /// What could not be served, each problem once (a service's name and why).
