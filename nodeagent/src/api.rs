@@ -101,6 +101,10 @@ async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
                 node_config: Some(controller.node_config().await),
                 ..Response::default()
             },
+            Ok(Request::ServiceList) => Response {
+                services: controller.services().await,
+                ..Response::default()
+            },
             Ok(Request::L2Announce) => Response {
                 l2_announce: controller
                     .l2_announce()

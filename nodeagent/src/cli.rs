@@ -92,6 +92,11 @@ enum Command {
         #[command(flatten)]
         common: QueryArgs,
     },
+    /// Query a running agent's service table.
+    Service {
+        #[command(subcommand)]
+        query: ServiceQuery,
+    },
     /// Query a running agent's BGP state.
     Bgp {
         #[command(subcommand)]
@@ -240,6 +245,15 @@ enum DatapathCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ServiceQuery {
+    /// The node's frontends and backends, like `cilium-dbg service list`.
+    List {
+        #[command(flatten)]
+        common: QueryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum BgpQuery {
     /// Sessions, like `cilium bgp peers`.
     Peers {
@@ -359,6 +373,9 @@ pub fn main() -> ExitCode {
             })
         }
         Command::L2Announce { common } => runtime.block_on(l2_announce(common)),
+        Command::Service {
+            query: ServiceQuery::List { common },
+        } => runtime.block_on(service_list(common)),
         Command::Bgp { query } => runtime.block_on(bgp(query)),
         Command::Datapath { command } => datapath(command, &runtime),
         Command::Lease { command } => {
@@ -647,6 +664,20 @@ async fn snapshot(snapshots: &mut Option<watch::Receiver<Option<Objects>>>) -> O
             return Some(objects);
         }
     }
+}
+
+async fn service_list(common: QueryArgs) -> Result<(), String> {
+    let response = api::query(&common.socket, &Request::ServiceList)
+        .await
+        .map_err(|e| e.to_string())?;
+    match common.output {
+        Format::Json => println!("{}", json(&response.services)?),
+        Format::Table => print!(
+            "{}",
+            router_core::cilium::table::service_list(&response.services)
+        ),
+    }
+    Ok(())
 }
 
 async fn l2_announce(common: QueryArgs) -> Result<(), String> {

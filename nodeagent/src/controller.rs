@@ -1,7 +1,8 @@
 //! The node controller: one tokio task that owns the node's control planes
 //! — BGP (router-core's [`NodeBgp`]), carried out over kernel TCP
 //! ([`crate::connection`]): dials, writes, TTLs, closes; and, when enabled,
-//! L2 announcements ([`crate::l2`]) — and the passing of time. Objects to reconcile, status queries and the exit arrive as
+//! L2 announcements ([`crate::l2`]) — its service table ([`crate::services`])
+//! and the passing of time. Objects to reconcile, status queries and the exit arrive as
 //! commands through a [`Controller`] handle; the connection tasks only move
 //! bytes and report what their sockets saw. No state is shared: status
 //! queries are answered by the task between two events.
@@ -23,6 +24,8 @@ use crate::connection::{self, Connection, Io, Key};
 use crate::l2::{self, Answer, L2, L2Config};
 use crate::lease_store::Clock;
 use router_core::cilium::l2announce::Entry;
+use router_core::cilium::table::{self, ServiceRow};
+use router_core::service::table::ServiceTable;
 
 /// A request to the controller task.
 #[derive(Debug)]
@@ -32,6 +35,7 @@ enum Command {
     Routes(oneshot::Sender<Vec<RouteStatus>>),
     NodeConfig(oneshot::Sender<NodeConfigStatus>),
     L2Announce(oneshot::Sender<Vec<Entry>>),
+    Services(oneshot::Sender<Vec<ServiceRow>>),
     Exit(oneshot::Sender<()>),
 }
 
@@ -84,6 +88,13 @@ impl Controller {
         rx.await.unwrap_or_default()
     }
 
+    /// The node's service table, as `cilium-dbg service list` shows it.
+    pub async fn services(&self) -> Vec<ServiceRow> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Services(tx));
+        rx.await.unwrap_or_default()
+    }
+
     /// Stop every session as the agent exits — graceful-restart sessions
     /// are left without a NOTIFICATION, so the peer keeps our routes — and
     /// wait until what was sent is written.
@@ -125,6 +136,10 @@ struct Driver {
     report_rx: mpsc::UnboundedReceiver<connection::Report>,
     /// Writers still flushing a closed connection's last bytes.
     flushing: Vec<JoinHandle<()>>,
+    /// The node's service table ([`crate::services`]).
+    services: ServiceTable,
+    /// What it could not serve, as last logged.
+    service_problems: Vec<String>,
 }
 
 impl Driver {
@@ -142,6 +157,8 @@ impl Driver {
             reports,
             report_rx,
             flushing: Vec::new(),
+            services: ServiceTable::default(),
+            service_problems: Vec::new(),
         }
     }
 
@@ -173,6 +190,9 @@ impl Driver {
                     }
                     Some(Command::L2Announce(tx)) => {
                         let _ = tx.send(self.l2.as_ref().map(L2::entries).unwrap_or_default());
+                    }
+                    Some(Command::Services(tx)) => {
+                        let _ = tx.send(table::service_rows(&self.services));
                     }
                     Some(Command::Exit(tx)) => {
                         self.exit().await;
@@ -227,6 +247,14 @@ impl Driver {
         if let Some(l2) = &mut self.l2 {
             l2.reconcile(now, objects);
         }
+        let (services, problems) = crate::services::table(objects, &self.node.options().name);
+        for problem in &problems {
+            if !self.service_problems.contains(problem) {
+                warn!(node = %self.node.options().name, "{problem}");
+            }
+        }
+        self.services = services;
+        self.service_problems = problems;
     }
 
     async fn exit(&mut self) {

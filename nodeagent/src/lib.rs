@@ -15,6 +15,7 @@
 //!   Kubernetes Leases (`--lease-store`; `lease get|list`).
 //! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
 //!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
+//! - [`services`]: the node's service table (`service list`).
 
 pub mod api;
 pub mod cli;
@@ -28,5 +29,6 @@ pub mod lease_store;
 pub mod metrics;
 pub mod offload;
 pub mod output;
+pub mod services;
 pub mod status;
 pub mod transport;

@@ -20,6 +20,9 @@ pub enum Request {
     /// The addresses the node answers ARP for.
     #[serde(rename = "l2-announce")]
     L2Announce,
+    /// The node's service table.
+    #[serde(rename = "service-list")]
+    ServiceList,
 }
 
 /// One row of `l2-announce`: an address led, on an interface.
@@ -46,6 +49,9 @@ pub struct Response {
     /// For [`Request::L2Announce`].
     #[serde(default)]
     pub l2_announce: Vec<L2AnnounceEntry>,
+    /// For [`Request::ServiceList`].
+    #[serde(default)]
+    pub services: Vec<router_core::cilium::table::ServiceRow>,
     /// Why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

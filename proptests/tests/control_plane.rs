@@ -5,10 +5,12 @@
 //! simulator (a lab directory: topology, Helm values, manifests with Pods on
 //! their nodes; loaded and built as `nexthop-sim run` does) and through the
 //! agent (a configuration directory as `nexthop-agent run --config-dir`
-//! reads it: Nodes, Services with their LB ingress, EndpointSlices), in
-//! process and without sockets. For every node the desired peers (`bgp
-//! peers`), originated routes (`bgp routes available`), what each peer is to
-//! be sent with its attributes, and the problems reported must be identical.
+//! reads it: Nodes, Services with their LB ingress, EndpointSlices with the
+//! simulator's pod addresses), in process and without sockets. For every
+//! node the desired peers (`bgp peers`), originated routes (`bgp routes
+//! available`), what each peer is to be sent with its attributes, the
+//! problems reported and the service table (`service list`) must be
+//! identical.
 //! A mismatch prints both directories' YAML so the case can be replayed.
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use router_core::cilium::node::{NodeBgp, NodeOptions};
 use router_core::cilium::status::Table;
 use router_core::cilium::table;
+use router_core::service::table::ServiceTable;
 use smoltcp::time::Instant;
 
 const PEERS: [&str; 3] = ["192.168.10.200", "192.168.10.201", "192.168.20.1"];
@@ -366,8 +369,14 @@ fn service_yaml(svc: &Service, i: usize) -> String {
         ),
         None => String::new(),
     };
+    // Kubernetes fixes every NodePort; the simulator would draw its own.
+    let node_port = if svc.load_balancer {
+        format!(", nodePort: {}", 30000 + i)
+    } else {
+        String::new()
+    };
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: default\n  labels: {{app: {app}}}{annotations}\nspec:\n  type: {kind}\n  clusterIP: {cip}\n  externalTrafficPolicy: {etp}\n  internalTrafficPolicy: {itp}{external_ips}\n  selector: {{app: {app}, svc: svc-{i}}}\n  ports: [{{port: 80, protocol: TCP}}]\n",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: default\n  labels: {{app: {app}}}{annotations}\nspec:\n  type: {kind}\n  clusterIP: {cip}\n  externalTrafficPolicy: {etp}\n  internalTrafficPolicy: {itp}{external_ips}\n  selector: {{app: {app}, svc: svc-{i}}}\n  ports: [{{port: 80, protocol: TCP{node_port}}}]\n",
         app = APPS[svc.app],
         cip = service_ip(i),
         etp = policy(svc.external_local),
@@ -429,8 +438,9 @@ fn write_lab(dir: &Path, spec: &Spec) {
 
 /// The agent's directory: what the API would hold — Nodes with their
 /// InternalIP and pod CIDR (cluster-pool: node i gets 10.0.i.0/24 in join
-/// order), Services, one EndpointSlice per service, the pool.
-fn write_agent_dir(dir: &Path, spec: &Spec) {
+/// order), Services, one EndpointSlice per service with the pods' addresses
+/// (`pod_ips`, the simulator's, in pod name order), the pool.
+fn write_agent_dir(dir: &Path, spec: &Spec, pod_ips: &BTreeMap<String, String>) {
     let mut y = String::new();
     for i in 0..spec.nodes.len() {
         let _ = writeln!(
@@ -447,25 +457,30 @@ fn write_agent_dir(dir: &Path, spec: &Spec) {
             y,
             "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-{i}-x\n  namespace: default\n  labels: {{kubernetes.io/service-name: svc-{i}}}\naddressType: IPv4\nendpoints:"
         );
-        let on: Vec<usize> = svc
+        let on: BTreeMap<String, usize> = svc
             .pods_on
             .iter()
             .copied()
             .filter(|n| *n < spec.nodes.len())
+            .enumerate()
+            .map(|(j, node)| (format!("svc-{i}-pod-{j}"), node))
             .collect();
         if on.is_empty() {
             y.truncate(y.len() - "endpoints:\n".len());
             y.push_str("endpoints: []\n");
         }
-        for (j, node) in on.iter().enumerate() {
+        for (j, (pod, node)) in on.iter().enumerate() {
+            let ip = pod_ips
+                .get(pod)
+                .cloned()
+                .unwrap_or_else(|| format!("10.0.{node}.{}", 100 + j));
             let _ = writeln!(
                 y,
-                "- {{addresses: [10.0.{node}.{}], conditions: {{ready: true}}, nodeName: {}}}",
-                100 + j,
+                "- {{addresses: [{ip}], conditions: {{ready: true}}, nodeName: {}}}",
                 node_name(*node)
             );
         }
-        y.push_str("---\n");
+        y.push_str("ports: [{port: 80, protocol: TCP}]\n---\n");
     }
     y.push_str(&bgp_yaml(spec));
     std::fs::create_dir_all(dir).unwrap();
@@ -512,22 +527,39 @@ fn view(node: &NodeBgp) -> String {
     out
 }
 
-/// Each node's view through the simulator, or the error that stopped the
-/// lab from building.
-fn through_sim(dir: &Path, spec: &Spec) -> Result<BTreeMap<String, String>, String> {
+/// A node's `service list`.
+fn service_view(services: &ServiceTable) -> String {
+    table::service_list(&table::service_rows(services))
+}
+
+/// Each node's view through the simulator and its pods' addresses, or the
+/// error that stopped the lab from building.
+type SimOutcome = Result<(BTreeMap<String, String>, BTreeMap<String, String>), String>;
+
+fn through_sim(dir: &Path, spec: &Spec) -> SimOutcome {
     let lab = Lab::load(dir).map_err(|e| e.to_string())?;
     let cluster = Cluster::build(lab, EngineConfig::new(1))?;
-    (0..spec.nodes.len())
+    let views = (0..spec.nodes.len())
         .map(|i| {
             let name = node_name(i);
-            let node = cluster
+            let host = cluster
                 .host(&name)
-                .and_then(|h| h.host.bgp())
+                .ok_or_else(|| format!("no host {name}"))?;
+            let node = host
+                .host
+                .bgp()
                 .and_then(|b| b.node())
                 .ok_or_else(|| format!("{name} runs no BGP control plane"))?;
-            Ok((name, view(node)))
+            let services = service_view(host.host.services().table());
+            Ok((name, view(node) + &services))
         })
-        .collect()
+        .collect::<Result<_, String>>()?;
+    let pods = cluster
+        .workloads
+        .pods()
+        .map(|p| (p.name.clone(), p.ip.to_string()))
+        .collect();
+    Ok((views, pods))
 }
 
 /// Each node's view through the agent's configuration directory (LB-IPAM
@@ -544,7 +576,8 @@ fn through_agent(dir: &Path, spec: &Spec) -> BTreeMap<String, String> {
                 ..nexthop_agent::controller::node_options(&name, None, true)
             });
             node.reconcile(Instant::ZERO, &objects);
-            (name, view(&node))
+            let (services, _) = nexthop_agent::services::table(&objects, &name);
+            (name, view(&node) + &service_view(&services))
         })
         .collect()
 }
@@ -606,7 +639,9 @@ fn compare(spec: &Spec, n: u64, tamper: impl Fn(&Path)) -> Result<Outcome, Strin
     let case = Case::new(n);
     let (lab, agent) = (case.root.join("lab"), case.root.join("agent"));
     write_lab(&lab, spec);
-    write_agent_dir(&agent, spec);
+    let sim = through_sim(&lab, spec);
+    let pods = sim.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+    write_agent_dir(&agent, spec, &pods);
     tamper(&agent);
     let agent_view = through_agent(&agent, spec);
     let replay = || {
@@ -616,8 +651,8 @@ fn compare(spec: &Spec, n: u64, tamper: impl Fn(&Path)) -> Result<Outcome, Strin
             std::fs::read_to_string(agent.join("objects.yaml")).unwrap_or_default()
         )
     };
-    match through_sim(&lab, spec) {
-        Ok(sim_view) => {
+    match sim {
+        Ok((sim_view, _)) => {
             for (node, sim) in &sim_view {
                 let agent = &agent_view[node];
                 if sim != agent {
@@ -703,7 +738,8 @@ fn the_simulator_and_the_agent_run_the_same_control_plane() {
 }
 
 /// The negative control: an agent that loses one endpoint (its
-/// EndpointSlice says the pod is not ready) must be caught.
+/// EndpointSlice says the pod is not ready) must be caught, in the service
+/// tables and in BGP.
 #[test]
 fn a_deliberate_difference_is_caught() {
     let spec = Spec {
@@ -753,7 +789,9 @@ fn a_deliberate_difference_is_caught() {
         std::fs::write(&file, text.replace("{ready: true}", "{ready: false}")).unwrap();
     });
     let error = tampered.expect_err("a lost endpoint must show");
-    assert!(error.contains("node-1 differs"), "{error}");
-    assert!(error.contains("172.16.1.7/32"), "{error}");
+    // node-0 first: its service table lost the backend (node-1 also stops
+    // advertising 172.16.1.7/32, eTP Local).
+    assert!(error.contains("node-0 differs"), "{error}");
+    assert!(error.contains("172.16.1.7:80/TCP"), "{error}");
     assert!(error.contains("--- agent objects.yaml"), "{error}");
 }

@@ -218,7 +218,9 @@ fn main() {
         black_box(dp.process(now, &syn(i, TcpFlags::ACK), 0));
     }
     let established_ns = start.elapsed().as_nanos() as f64 / f64::from(connections);
-    println!("\nService datapath (router-core, 10 backends, {connections} connections, SNAT for remote backends):");
+    println!(
+        "\nService datapath (router-core, 10 backends, {connections} connections, SNAT for remote backends):"
+    );
     println!("  new flow          {new_ns:>8.0} ns/packet");
     println!("  established flow  {established_ns:>8.0} ns/packet");
     println!(

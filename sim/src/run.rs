@@ -551,7 +551,8 @@ fn execute(
             let host = cluster
                 .host(node)
                 .ok_or_else(|| format!("no k8s-node named {node:?}"))?;
-            let text = router_core::cilium::table::service_list(host.host.services().table());
+            let rows = router_core::cilium::table::service_rows(host.host.services().table());
+            let text = router_core::cilium::table::service_list(&rows);
             report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())

@@ -60,14 +60,22 @@ pub fn l2_announce(entries: &[super::l2announce::Entry]) -> String {
     tabulate(&["IP", "NetworkInterface"], &rows)
 }
 
-/// `cilium-dbg service list`: ID, Frontend, Service Type, Backend, one
-/// row per frontend and each backend on a line of its own (`N =>
-/// ADDR:PORT/PROTO (active|terminating)`). The NodePort frontends of a
-/// node's addresses show as Cilium's one `0.0.0.0:PORT` (`[::]:PORT`)
-/// surrogate. IDs count the rows from 1 in table order; Cilium numbers
-/// services as it creates them.
-pub fn service_list(table: &ServiceTable) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
+/// One row of `cilium-dbg service list`: a frontend and its backends.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceRow {
+    /// `ADDR:PORT/PROTO` (NodePorts as `0.0.0.0:PORT/PROTO`).
+    pub frontend: String,
+    /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalIPs`.
+    pub kind: String,
+    /// `ADDR:PORT/PROTO (active|terminating)`, in the service's order.
+    pub backends: Vec<String>,
+}
+
+/// The rows of `cilium-dbg service list` for `table`: one per frontend, the
+/// NodePort frontends of a node's addresses as Cilium's one `0.0.0.0:PORT`
+/// (`[::]:PORT`) surrogate, in table order.
+pub fn service_rows(table: &ServiceTable) -> Vec<ServiceRow> {
+    let mut rows = Vec::new();
     let mut node_ports = alloc::collections::BTreeSet::new();
     for (addr, frontend) in table.frontends() {
         let shown = match frontend.kind {
@@ -89,27 +97,50 @@ pub fn service_list(table: &ServiceTable) -> String {
             FrontendKind::LoadBalancer => "LoadBalancer",
             FrontendKind::ExternalIp => "ExternalIPs",
         };
-        let backends: Vec<String> = frontend
+        let backends = frontend
             .backends
             .iter()
             .filter_map(|&id| table.backend(id))
-            .zip(1..)
-            .map(|(b, n)| {
+            .map(|b| {
                 let state = match b.state {
                     BackendState::Active => "active",
                     BackendState::Terminating => "terminating",
                 };
-                format!("{n} => {} ({state})", l3n4(&b.addr))
+                format!("{} ({state})", l3n4(&b.addr))
             })
             .collect();
-        let id = (rows.iter().filter(|r| !r[0].is_empty()).count() + 1).to_string();
-        let first = backends.first().cloned().unwrap_or_default();
-        rows.push(vec![id, l3n4(&shown), kind.into(), first]);
-        for b in backends.into_iter().skip(1) {
-            rows.push(vec![String::new(), String::new(), String::new(), b]);
+        rows.push(ServiceRow {
+            frontend: l3n4(&shown),
+            kind: kind.into(),
+            backends,
+        });
+    }
+    rows
+}
+
+/// `cilium-dbg service list`: ID, Frontend, Service Type, Backend, each
+/// backend on a line of its own (`N => ADDR:PORT/PROTO (state)`). IDs count
+/// the rows from 1; Cilium numbers services as it creates them.
+pub fn service_list(rows: &[ServiceRow]) -> String {
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for (id, row) in (1..).zip(rows) {
+        let mut backends = row
+            .backends
+            .iter()
+            .zip(1..)
+            .map(|(b, n)| format!("{n} => {b}"));
+        let first = backends.next().unwrap_or_default();
+        lines.push(vec![
+            id.to_string(),
+            row.frontend.clone(),
+            row.kind.clone(),
+            first,
+        ]);
+        for b in backends {
+            lines.push(vec![String::new(), String::new(), String::new(), b]);
         }
     }
-    tabulate(&["ID", "Frontend", "Service Type", "Backend"], &rows)
+    tabulate(&["ID", "Frontend", "Service Type", "Backend"], &lines)
 }
 
 /// What `cilium status --verbose` reports of a node's kube-proxy
@@ -331,7 +362,7 @@ mod tests {
         ]);
         let table = ServiceTable::new(&maglev::Config::default(), frontends);
         assert_eq!(
-            service_list(&table),
+            service_list(&service_rows(&table)),
             "ID   Frontend              Service Type   Backend\n\
              1    0.0.0.0:32567/TCP     NodePort       1 => 172.20.0.15:80/TCP (active)\n\
              \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n\

@@ -202,6 +202,33 @@ fn addresses(
     out
 }
 
+/// The service table of the node named `name` as its Node object describes
+/// it (every `InternalIP` serves the NodePorts): what both runtimes serve.
+pub fn node_table(
+    objects: &Objects,
+    name: &str,
+    node_ports: &NodePorts,
+    maglev: &maglev::Config,
+) -> (ServiceTable, Vec<Problem>) {
+    let addresses = objects
+        .nodes
+        .get(name)
+        .map(|n| {
+            n.status
+                .addresses
+                .iter()
+                .filter(|a| a.kind == "InternalIP")
+                .filter_map(|a| a.address.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let node = NodeContext {
+        name: name.into(),
+        addresses,
+    };
+    service_table(objects, &node, node_ports, maglev)
+}
+
 /// The service table of `node`: `objects`' services with the NodePorts of
 /// `node_ports`, Maglev tables built with `maglev`; what could not be
 /// served is in the problems, the rest is served.

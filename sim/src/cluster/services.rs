@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use router_core::cilium::Objects;
 use router_core::cilium::table::KubeProxyReplacement;
 use router_core::service::datapath::{self, Counters};
-use router_core::service::frontend::{self, NodeContext};
+use router_core::service::frontend;
 use router_core::service::nodeport;
 
 use super::Cluster;
@@ -51,12 +51,8 @@ impl Cluster {
             .collect();
         for node in nodes {
             let address = self.address_of(&node);
-            let context = NodeContext {
-                name: node.clone(),
-                addresses: address.map(IpAddr::V4).into_iter().collect(),
-            };
             let (table, problems) =
-                frontend::service_table(objects, &context, &node_ports, &values.maglev);
+                frontend::node_table(objects, &node, &node_ports, &values.maglev);
             seen.extend(problems.iter().map(ToString::to_string));
             let id = self.hosts[&node];
             let services = self.engine.node_mut(id).host.services_mut();
