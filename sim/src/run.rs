@@ -194,6 +194,7 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::ShowBgpNodeConfig(node)
             | Action::ShowL2Announce(node)
             | Action::ShowServiceList(node)
+            | Action::ShowBpfLbList(node)
             | Action::ShowKubeProxyReplacement(node)
             | Action::Down { node, .. }
                 if !is_node(node) =>
@@ -547,12 +548,15 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
-        Action::ShowServiceList(node) => {
+        Action::ShowServiceList(node) | Action::ShowBpfLbList(node) => {
             let host = cluster
                 .host(node)
                 .ok_or_else(|| format!("no k8s-node named {node:?}"))?;
             let rows = router_core::cilium::table::service_rows(host.host.services().table());
-            let text = router_core::cilium::table::service_list(&rows);
+            let text = match &step.action {
+                Action::ShowBpfLbList(_) => router_core::cilium::table::bpf_lb_list(&rows),
+                _ => router_core::cilium::table::service_list(&rows),
+            };
             report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())

@@ -67,8 +67,17 @@ pub struct ServiceRow {
     pub frontend: String,
     /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalIPs`.
     pub kind: String,
-    /// `ADDR:PORT/PROTO (active|terminating)`, in the service's order.
-    pub backends: Vec<String>,
+    /// The backends, in the service's order.
+    pub backends: Vec<ServiceBackend>,
+}
+
+/// A backend of a [`ServiceRow`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceBackend {
+    /// `ADDR:PORT/PROTO`.
+    pub address: String,
+    /// `active` or `terminating`.
+    pub state: String,
 }
 
 /// The rows of `cilium-dbg service list` for `table`: one per frontend, the
@@ -101,12 +110,12 @@ pub fn service_rows(table: &ServiceTable) -> Vec<ServiceRow> {
             .backends
             .iter()
             .filter_map(|&id| table.backend(id))
-            .map(|b| {
-                let state = match b.state {
-                    BackendState::Active => "active",
-                    BackendState::Terminating => "terminating",
-                };
-                format!("{} ({state})", l3n4(&b.addr))
+            .map(|b| ServiceBackend {
+                address: l3n4(&b.addr),
+                state: match b.state {
+                    BackendState::Active => "active".into(),
+                    BackendState::Terminating => "terminating".into(),
+                },
             })
             .collect();
         rows.push(ServiceRow {
@@ -128,7 +137,7 @@ pub fn service_list(rows: &[ServiceRow]) -> String {
             .backends
             .iter()
             .zip(1..)
-            .map(|(b, n)| format!("{n} => {b}"));
+            .map(|(b, n)| format!("{n} => {} ({})", b.address, b.state));
         let first = backends.next().unwrap_or_default();
         lines.push(vec![
             id.to_string(),
@@ -141,6 +150,37 @@ pub fn service_list(rows: &[ServiceRow]) -> String {
         }
     }
     tabulate(&["ID", "Frontend", "Service Type", "Backend"], &lines)
+}
+
+/// `cilium-dbg bpf lb list`: SERVICE ADDRESS and BACKEND ADDRESS
+/// (REVNAT_ID) (SLOT) of every entry of the services map — per frontend a
+/// master entry (slot 0: `0.0.0.0:0` with the service's kind, ClusterIPs
+/// `non-routable`) and one entry per backend slot. The rev-NAT ID is the
+/// row's `service list` ID. Sorted by frontend, then slot (Cilium prints
+/// the map's hash order).
+pub fn bpf_lb_list(rows: &[ServiceRow]) -> String {
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for (id, row) in (1..).zip(rows) {
+        let flags = if row.kind == "ClusterIP" {
+            format!("[{}, non-routable]", row.kind)
+        } else {
+            format!("[{}]", row.kind)
+        };
+        lines.push(vec![
+            format!("{} (0)", row.frontend),
+            format!("0.0.0.0:0 ({id}) (0) {flags}"),
+        ]);
+        for (slot, b) in (1..).zip(&row.backends) {
+            lines.push(vec![
+                format!("{} ({slot})", row.frontend),
+                format!("{} ({id}) ({slot})", b.address),
+            ]);
+        }
+    }
+    tabulate(
+        &["SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)"],
+        &lines,
+    )
 }
 
 /// What `cilium status --verbose` reports of a node's kube-proxy
@@ -370,6 +410,29 @@ mod tests {
              \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n\
              3    172.16.1.1:80/TCP     LoadBalancer   1 => 172.20.0.15:80/TCP (active)\n\
              \x20                                         2 => 172.20.1.119:80/TCP (terminating)\n"
+        );
+    }
+
+    #[test]
+    fn bpf_lb_list_has_a_master_entry_and_a_slot_per_backend() {
+        let backend = |a: &str| ServiceBackend {
+            address: a.into(),
+            state: "active".into(),
+        };
+        let rows = [ServiceRow {
+            frontend: "10.96.129.95:80/TCP".into(),
+            kind: "ClusterIP".into(),
+            backends: vec![
+                backend("172.20.0.131:80/TCP"),
+                backend("172.20.1.217:80/TCP"),
+            ],
+        }];
+        assert_eq!(
+            bpf_lb_list(&rows),
+            "SERVICE ADDRESS           BACKEND ADDRESS (REVNAT_ID) (SLOT)\n\
+             10.96.129.95:80/TCP (0)   0.0.0.0:0 (1) (0) [ClusterIP, non-routable]\n\
+             10.96.129.95:80/TCP (1)   172.20.0.131:80/TCP (1) (1)\n\
+             10.96.129.95:80/TCP (2)   172.20.1.217:80/TCP (1) (2)\n"
         );
     }
 

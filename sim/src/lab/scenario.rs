@@ -24,7 +24,7 @@
 //! `hash-policy ROUTER 0|1`;
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
 //! `arping FROM IPV4 [--count N]`; `ndisc6 FROM IPV6 [--count N]`; `show leases`; `show l2-announce NODE`;
-//! `show service-list NODE`; `show kube-proxy-replacement NODE`;
+//! `show service-list NODE`; `show bpf-lb-list NODE`; `show kube-proxy-replacement NODE`;
 //! `apiserver down|up|latency DURATION` (the leases' store);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good).
@@ -217,6 +217,8 @@ pub enum Action {
     ShowL2Announce(String),
     /// Print a node's service table (`cilium-dbg service list`).
     ShowServiceList(String),
+    /// Print a node's services map entries (`cilium-dbg bpf lb list`).
+    ShowBpfLbList(String),
     /// Print a node's `KubeProxyReplacement Details` (`cilium status --verbose`).
     ShowKubeProxyReplacement(String),
     /// The API server's leases: reachable or not, and how long answers take.
@@ -457,6 +459,7 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("show", ["leases" | "lease"]) => Ok(Action::ShowLeases),
         ("show", ["l2-announce", node]) => Ok(Action::ShowL2Announce(node.to_string())),
         ("show", ["service-list", node]) => Ok(Action::ShowServiceList(node.to_string())),
+        ("show", ["bpf-lb-list", node]) => Ok(Action::ShowBpfLbList(node.to_string())),
         ("show", ["kube-proxy-replacement", node]) => {
             Ok(Action::ShowKubeProxyReplacement(node.to_string()))
         }
