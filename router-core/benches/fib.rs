@@ -10,14 +10,14 @@
 //! with mostly /48 and /32. Addresses are either uniformly random ("random") or
 //! drawn inside a random table prefix ("hit").
 
+#[path = "support/counting.rs"]
+mod counting;
 #[path = "support/prefixes.rs"]
 mod prefixes;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -26,33 +26,6 @@ use router_core::PortId;
 use router_core::fib::{Fib, Nexthop, Protocol, Route};
 
 use prefixes::Rng;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts bytes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 const V6_LENGTHS: [(u32, u8); 8] = [
     (500, 48),
@@ -107,7 +80,7 @@ fn build<P: Copy + Into<IpNet> + prefix_trie::Prefix>(
     prefixes: &[P],
 ) -> (Fib, usize, PrefixMap<P, u32>, usize, f64) {
     let hops = nexthops();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let started = Instant::now();
     let mut fib = Fib::new();
     for (i, &p) in prefixes.iter().enumerate() {
@@ -117,13 +90,13 @@ fn build<P: Copy + Into<IpNet> + prefix_trie::Prefix>(
         );
     }
     let build_s = started.elapsed().as_secs_f64();
-    let fib_bytes = LIVE.load(Ordering::Relaxed) - before;
-    let before = LIVE.load(Ordering::Relaxed);
+    let fib_bytes = counting::live() - before;
+    let before = counting::live();
     let mut map = PrefixMap::new();
     for (i, &p) in prefixes.iter().enumerate() {
         map.insert(p, (i % hops.len()) as u32 + 1);
     }
-    let map_bytes = LIVE.load(Ordering::Relaxed) - before;
+    let map_bytes = counting::live() - before;
     (fib, fib_bytes, map, map_bytes, build_s)
 }
 

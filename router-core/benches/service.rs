@@ -7,11 +7,12 @@
 //! Run: `cargo bench -p router-core --bench service` (add `-- --quick` for
 //! fewer rounds). Medians over rounds; no assertions.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "support/counting.rs"]
+mod counting;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use router_core::hash::splitmix64;
@@ -24,33 +25,6 @@ use router_core::service::table::{
 };
 use router_core::service::{Protocol, Tuple};
 use smoltcp::time::Instant as SimInstant;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts bytes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 fn backend(i: u32) -> Backend {
     Backend {
@@ -201,9 +175,9 @@ fn main() {
     }
 
     let connections = if quick { 20_000 } else { 100_000 };
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let mut dp = datapath(10);
-    let table_bytes = LIVE.load(Ordering::Relaxed) - before;
+    let table_bytes = counting::live() - before;
     let now = SimInstant::from_millis(1);
     let mut state = 3;
     let start = Instant::now();
@@ -212,7 +186,7 @@ fn main() {
         black_box(dp.process(now, &syn(i, TcpFlags::SYN), random));
     }
     let new_ns = start.elapsed().as_nanos() as f64 / f64::from(connections);
-    let conntrack_bytes = LIVE.load(Ordering::Relaxed) - before - table_bytes;
+    let conntrack_bytes = counting::live() - before - table_bytes;
     let start = Instant::now();
     for i in 0..connections {
         black_box(dp.process(now, &syn(i, TcpFlags::ACK), 0));

@@ -5,7 +5,6 @@
 //! stack, which learns from it; frames that are not Ethernet/IPv4 ARP drop.
 
 use aya_ebpf::bindings::xdp_action::XDP_TX;
-use aya_ebpf::helpers::bpf_xdp_adjust_tail;
 use aya_ebpf::programs::XdpContext;
 use nexthop_offload_bpf_common::{ArpKey, Port};
 use router_core::datapath::Reason;
@@ -13,7 +12,7 @@ use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 
 use crate::forward::exit;
 use crate::maps::ARP_ADDRS;
-use crate::packet::{read, write};
+use crate::packet::{read, trim_to, write};
 
 /// An Ethernet/IPv4 ARP packet.
 const ARP_LEN: usize = 28;
@@ -42,9 +41,7 @@ pub fn respond(ctx: &XdpContext, port_id: u16, port: &Port) -> (Reason, u32) {
     if operation != 1 || spa == tpa || unsafe { ARP_ADDRS.get(&key) }.is_none() {
         return exit(Reason::ArpOther);
     }
-    let padding = (ctx.data_end() - ctx.data()) as i64 - (ETH + ARP_LEN) as i64;
-    // SAFETY: shrinks the frame to the reply's length; later accesses re-check bounds.
-    if padding > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(padding as i32)) } != 0 {
+    if !trim_to(ctx, ETH + ARP_LEN) {
         return exit(Reason::Malformed);
     }
     // The request's htype..plen stay; the rest is rewritten field by field.

@@ -9,7 +9,6 @@
 //! stack.
 
 use aya_ebpf::bindings::xdp_action::XDP_TX;
-use aya_ebpf::helpers::bpf_xdp_adjust_tail;
 use aya_ebpf::programs::XdpContext;
 use nexthop_offload_bpf_common::{NdpKey, Port};
 use router_core::datapath::{Reason, checksum};
@@ -20,7 +19,7 @@ use router_core::wire::layout::{
 
 use crate::forward::exit;
 use crate::maps::NDP_ADDRS;
-use crate::packet::{be16, read, write};
+use crate::packet::{be16, read, trim_to, write};
 
 /// ICMPv6's protocol number.
 const ICMPV6: u8 = 58;
@@ -95,9 +94,7 @@ pub fn respond(ctx: &XdpContext, port_id: u16, port: &Port, kind: u8) -> (Reason
     if !valid || unsafe { NDP_ADDRS.get(&key) }.is_none() {
         return exit(Reason::NdpOther);
     }
-    let padding = (ctx.data_end() - ctx.data()) as i64 - (ICMPV6_AT + SOLICITATION_LEN) as i64;
-    // SAFETY: shrinks the frame to the reply's length; later accesses re-check bounds.
-    if padding > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(padding as i32)) } != 0 {
+    if !trim_to(ctx, ICMPV6_AT + SOLICITATION_LEN) {
         return exit(Reason::Malformed);
     }
     // Version 6, traffic class and flow label zero; the length, next header

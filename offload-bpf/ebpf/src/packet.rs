@@ -3,6 +3,7 @@
 //! Fields after the 14-byte Ethernet header are only 2-byte aligned, so
 //! multi-byte values are read unaligned.
 
+use aya_ebpf::helpers::bpf_xdp_adjust_tail;
 use aya_ebpf::programs::XdpContext;
 
 /// A pointer to `T` at `offset` in the packet, if the packet is long enough.
@@ -33,4 +34,13 @@ pub fn write<T: Copy>(ctx: &XdpContext, offset: usize, value: T) -> Option<()> {
 #[inline(always)]
 pub fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     read::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
+}
+
+/// Shrink the frame to its first `len` bytes (dropping Ethernet padding
+/// before an in-place reply); false if the helper refused.
+#[inline(always)]
+pub fn trim_to(ctx: &XdpContext, len: usize) -> bool {
+    let excess = (ctx.data_end() - ctx.data()) as i64 - len as i64;
+    // SAFETY: only shrinks the frame; later accesses re-check bounds.
+    excess <= 0 || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(excess as i32)) } == 0
 }
