@@ -758,6 +758,16 @@ impl Host {
                     self.outbox.push((ingress, reply));
                 }
             }
+            // A reply a tunnel brought back to the address this node's
+            // service datapath SNATed a flow to (its cilium_host address in
+            // tunnel mode): translated back, it leaves like the host's own.
+            Reason::Local if v.decapsulated && !self.services.is_idle() => {
+                let mut inner = out.clone();
+                match self.services.translate(now, Origin::External, &mut inner) {
+                    Verdict::Translated => self.originate(now, inner[ETH..].to_vec()),
+                    _ => self.deliver_local(&out[ETH..]),
+                }
+            }
             Reason::Local => self.deliver_local(&out[ETH..]),
             Reason::Forwarded
             | Reason::Encapsulated

@@ -149,6 +149,9 @@ pub struct Verdict {
     /// service address the inner request was sent to (the service stage
     /// answers the flow's replies from it).
     pub dsr: Option<DsrOption>,
+    /// The verdict is the inner frame's, after a decapsulation (the output
+    /// is the inner frame).
+    pub decapsulated: bool,
 }
 
 impl Verdict {
@@ -158,6 +161,7 @@ impl Verdict {
             egress: None,
             resolve: None,
             dsr: None,
+            decapsulated: false,
         }
     }
     fn transmit(reason: Reason, port: PortId) -> Self {
@@ -166,6 +170,7 @@ impl Verdict {
             egress: Some(port),
             resolve: None,
             dsr: None,
+            decapsulated: false,
         }
     }
 }
@@ -649,5 +654,9 @@ fn decap(t: &Tables, out: &mut Vec<u8>, is_vxlan: bool) -> Verdict {
         EthernetProtocol::Ipv6 => ipv6(t, out),
         _ => Verdict::of(Reason::OtherProtocol),
     };
-    Verdict { dsr, ..verdict }
+    Verdict {
+        dsr,
+        decapsulated: true,
+        ..verdict
+    }
 }

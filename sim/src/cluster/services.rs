@@ -17,6 +17,7 @@ use router_core::service::frontend;
 use router_core::service::nodeport;
 
 use super::Cluster;
+use crate::lab::values::RoutingMode;
 
 impl Cluster {
     /// Allocate LB addresses, program every node's frontends and bring the
@@ -49,15 +50,25 @@ impl Cluster {
             .iter()
             .map(|n| n.name.clone())
             .collect();
+        let tunnel = self.lab.values.routing_mode == RoutingMode::Tunnel;
         for node in nodes {
+            // Outside traffic to a remote backend is SNATed to the node's
+            // InternalIP in native routing, to its cilium_host address in
+            // tunnel mode (as seed 002 §2.7 observes), so replies come back
+            // through the tunnel.
             let address = self.address_of(&node);
+            let snat = if tunnel {
+                self.workloads.node(&node).map(|n| n.router_ip)
+            } else {
+                address
+            };
             let (table, problems) =
                 frontend::node_table(objects, &node, &node_ports, &values.maglev);
             seen.extend(problems.iter().map(ToString::to_string));
             let id = self.hosts[&node];
             let services = self.engine.node_mut(id).host.services_mut();
             services.configure(config);
-            services.set_node_addresses(address, None);
+            services.set_node_addresses(snat, None);
             services.set_table(table);
         }
         self.node_ports = node_ports;
