@@ -191,7 +191,10 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::Label { node, .. } | Action::Drain { node, .. } if !is_node(node) => {
                 return Err(at(format!("no k8s-node named {node:?}")));
             }
-            Action::ShowBgpNodeConfig(node)
+            Action::ApiServer {
+                node: Some(node), ..
+            }
+            | Action::ShowBgpNodeConfig(node)
             | Action::ShowL2Announce(node)
             | Action::ShowServiceList(node)
             | Action::ShowBpfLbList(node)
@@ -569,8 +572,12 @@ fn execute(
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
-        Action::ApiServer { reachable, latency } => {
-            cluster.set_api_server(*reachable, latency.map(|d| d.0));
+        Action::ApiServer {
+            reachable,
+            latency,
+            node,
+        } => {
+            cluster.set_api_server(*reachable, latency.map(|d| d.0), node.as_deref());
             Ok(())
         }
         Action::Down { node, down_for } => {

@@ -14,7 +14,7 @@
 //! not answered for: the simulated hosts have no NDP responder yet.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use nexthop_netstack::Host;
@@ -39,6 +39,8 @@ pub struct ApiServer {
     latency: Duration,
     /// Whether requests reach it.
     reachable: bool,
+    /// Nodes whose requests do not reach it (a partition).
+    cut_off: BTreeSet<String>,
     /// Writes accepted.
     writes: u64,
 }
@@ -50,21 +52,23 @@ impl Default for ApiServer {
             created: BTreeMap::new(),
             latency: API_LATENCY,
             reachable: true,
+            cut_off: BTreeSet::new(),
             writes: 0,
         }
     }
 }
 
 impl ApiServer {
-    /// Carry out a request sent at `now`: the answer and when it arrives,
-    /// or `None` while the server is unreachable.
+    /// Carry out a request `node` sent at `now`: the answer and when it
+    /// arrives, or `None` while the server is unreachable from it.
     fn request(
         &mut self,
         now: Instant,
+        node: &str,
         lease: &str,
         request: Request,
     ) -> Option<(Instant, Response)> {
-        if !self.reachable {
+        if !self.reachable || self.cut_off.contains(node) {
             return None;
         }
         let response = self.store.apply(lease, request);
@@ -90,15 +94,18 @@ impl ApiServer {
 /// One node's L2 announcer and the answers on their way to it.
 #[derive(Debug)]
 pub struct L2Node {
+    /// The node's name.
+    node: String,
     announcer: L2Announcer,
     api: Rc<RefCell<ApiServer>>,
     answers: VecDeque<(Instant, String, u64, Response)>,
 }
 
 impl L2Node {
-    /// A node's announcer talking to `api`.
-    pub fn new(announcer: L2Announcer, api: Rc<RefCell<ApiServer>>) -> Self {
+    /// `node`'s announcer talking to `api`.
+    pub fn new(node: &str, announcer: L2Announcer, api: Rc<RefCell<ApiServer>>) -> Self {
         L2Node {
+            node: node.into(),
             announcer,
             api,
             answers: VecDeque::new(),
@@ -146,7 +153,10 @@ impl L2Node {
         for action in actions {
             match action {
                 Action::Lease { lease, id, request } => {
-                    let answer = self.api.borrow_mut().request(now, &lease, request);
+                    let answer = self
+                        .api
+                        .borrow_mut()
+                        .request(now, &self.node, &lease, request);
                     if let Some((at, response)) = answer {
                         let after = self.answers.partition_point(|a| a.0 <= at);
                         self.answers.insert(after, (at, lease, id, response));
@@ -189,7 +199,7 @@ impl Cluster {
             }
             let l2 = node.l2.get_or_insert_with(|| {
                 let (announcer, _) = L2Announcer::new(&name, timings, seed);
-                L2Node::new(announcer, api)
+                L2Node::new(&name, announcer, api)
             });
             l2.reconcile(now, objects, &interfaces, &mut node.host);
             self.engine.wake_node(id);
@@ -270,9 +280,24 @@ impl Cluster {
 
     /// Make the API server reachable or not, and change how long it takes
     /// to answer.
-    pub fn set_api_server(&mut self, reachable: bool, latency: Option<Duration>) {
+    /// Make the API server reachable or not — from every node, or only
+    /// from `node` (a partition) — and change how long it takes to answer.
+    pub fn set_api_server(
+        &mut self,
+        reachable: bool,
+        latency: Option<Duration>,
+        node: Option<&str>,
+    ) {
         let mut api = self.api.borrow_mut();
-        api.reachable = reachable;
+        match (node, reachable) {
+            (None, _) => api.reachable = reachable,
+            (Some(n), false) => {
+                api.cut_off.insert(n.into());
+            }
+            (Some(n), true) => {
+                api.cut_off.remove(n);
+            }
+        }
         if let Some(l) = latency {
             api.latency = l;
         }

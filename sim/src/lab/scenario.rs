@@ -25,7 +25,8 @@
 //! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
 //! `arping FROM IPV4 [--count N]`; `ndisc6 FROM IPV6 [--count N]`; `show leases`; `show l2-announce NODE`;
 //! `show service-list NODE`; `show bpf-lb-list NODE`; `show kube-proxy-replacement NODE`;
-//! `apiserver down|up|latency DURATION` (the leases' store);
+//! `apiserver down|up [--from NODE]|latency DURATION` (the leases' store;
+//! `--from`: only that node's requests, a partition);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good).
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
@@ -227,6 +228,8 @@ pub enum Action {
         reachable: bool,
         /// How long it takes to answer, if changed.
         latency: Option<Dur>,
+        /// Only from this node (a partition); `None`: from every node.
+        node: Option<String>,
     },
     /// Take a node down: for a while (`reboot`), or for good (`crash`).
     Down {
@@ -486,14 +489,22 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("apiserver", ["down"]) => Ok(Action::ApiServer {
             reachable: false,
             latency: None,
+            node: None,
         }),
         ("apiserver", ["up"]) => Ok(Action::ApiServer {
             reachable: true,
             latency: None,
+            node: None,
+        }),
+        ("apiserver", [state @ ("down" | "up"), "--from", node]) => Ok(Action::ApiServer {
+            reachable: *state == "up",
+            latency: None,
+            node: Some(node.to_string()),
         }),
         ("apiserver", ["latency", d]) => Ok(Action::ApiServer {
             reachable: true,
             latency: Some(Dur::parse(d)?),
+            node: None,
         }),
         ("reboot", [node]) => Ok(Action::Down {
             node: node.to_string(),
