@@ -2,11 +2,12 @@
 //! smoltcp interface for the host's own traffic, driven by `(now, input)`.
 //!
 //! Owns the host's ports, FIB, neighbour table and datapath settings, the slow
-//! path around the datapath (ARP learning and resolution with a bounded queue per
-//! nexthop, ICMP errors, the forwarding switch) and the smoltcp interface with
-//! its sockets and applications. In front of the datapath, [`service`] translates
-//! LoadBalancer flows (DNAT, SNAT, connection tracking) on the nodes that serve
-//! them. Every forwarding, ARP and framing decision is
+//! path around the datapath (ARP and neighbour discovery learning and
+//! resolution with a bounded queue per nexthop, ICMP errors, the forwarding
+//! switch) and the smoltcp interface with its sockets and applications. In
+//! front of the datapath, [`service`] carries out router-core's service
+//! datapath (DNAT, SNAT, DSR dispatch, connection tracking) on the nodes that
+//! serve services. Every forwarding, ARP, NDP, service and framing decision is
 //! router-core's: smoltcp sees bare IP packets for the host's own addresses and
 //! hands back bare IP packets, which [`pipeline::originate`] routes. Links,
 //! latency and the clock belong to whoever drives the host (the simulator).
