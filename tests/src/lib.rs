@@ -68,8 +68,14 @@ impl Agent {
 
     /// A `bgp` query's table output.
     pub fn query(&self, bin: &str, args: &[&str]) -> String {
+        let mut all = vec!["bgp"];
+        all.extend_from_slice(args);
+        self.ask(bin, &all)
+    }
+
+    /// Any query's output (`service list`, `l2-announce`, ...).
+    pub fn ask(&self, bin: &str, args: &[&str]) -> String {
         let out = Command::new(bin)
-            .arg("bgp")
             .args(args)
             .arg("--socket")
             .arg(&self.socket)

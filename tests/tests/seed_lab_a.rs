@@ -7,7 +7,7 @@
 //! the seed's LoadBalancer service at `externalTrafficPolicy: Local`, FRR
 //! must learn the LB /32 only from the nodes with a ready endpoint (as the
 //! bundled BGP lab shows it in the simulator), and moving the endpoints must
-//! move the advertisements.
+//! move the advertisements; the agent's `service list` shows the service.
 
 use std::fs;
 use std::path::Path;
@@ -415,6 +415,23 @@ fn seed_lab_a_local_traffic_policy_is_advertised_only_from_endpoint_nodes() {
     assert!(
         !advertised.contains(LB),
         "k8s-ctr has no endpoint: {advertised}"
+    );
+    // The agent's service table, as `cilium-dbg service list` prints it:
+    // webpod's LB address and NodePort (the file fixes no cluster IP), with
+    // k8s-w1's pod behind each.
+    let services = agents[0].ask(AGENT, &["service", "list"]);
+    let rows: Vec<String> = services
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "ID Frontend Service Type Backend",
+            "1 172.16.1.1:80/TCP LoadBalancer 1 => 172.20.1.10:80/TCP (active)",
+            "2 0.0.0.0:30285/TCP NodePort 1 => 172.20.1.10:80/TCP (active)",
+        ],
+        "{services}"
     );
 
     // The endpoints move to k8s-ctr and k8s-w0: so do the advertisements.
