@@ -576,6 +576,7 @@ mod bgp {
 #[test]
 fn a_load_balancer_address_reaches_local_and_remote_backends() {
     use router_core::service::Protocol as L4;
+    use router_core::service::datapath::Config;
     use router_core::service::maglev;
     use router_core::service::table::{
         BackendSpec, BackendState, FrontendKind, FrontendSpec, L3n4, ServiceTable,
@@ -637,8 +638,10 @@ fn a_load_balancer_address_reaches_local_and_remote_backends() {
         &maglev::Config::default(),
         BTreeMap::from([(l3n4("172.16.1.1:80"), vip)]),
     );
-    a.services_mut()
-        .set_node_addresses(Some(v4("10.0.3.1")), None);
+    a.services_mut().configure(Config {
+        snat_v4: Some(v4("10.0.3.1")),
+        ..Config::default()
+    });
     a.services_mut().set_table(table);
     let mut lab = Lab::new(vec![client, a, b, local, remote]);
     lab.link(0, 0, 1, 0);

@@ -733,10 +733,11 @@ fn curl(
         .iter()
         .zip(&counters_before)
         .map(|((node, after), (_, before))| {
+            // A datapath reconfigured mid-step starts counting afresh.
             (
                 node,
-                after.opened - before.opened,
-                after.replies - before.replies,
+                after.opened.saturating_sub(before.opened),
+                after.replies.saturating_sub(before.replies),
             )
         })
         .collect();

@@ -20,7 +20,7 @@ use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::time::Instant;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// What the stage did with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +59,9 @@ impl Services {
         }
     }
 
-    /// Use `config` from now on: the flows tracked so far are forgotten
-    /// when it differs from the current one (a restarted agent's datapath).
+    /// Use `config` from now on (its SNAT addresses included): the flows
+    /// tracked so far are forgotten when it differs from the current one
+    /// (a restarted agent's datapath).
     pub fn configure(&mut self, config: Config) {
         if *self.service.config() != config {
             let table = self.service.table().clone();
@@ -77,11 +78,6 @@ impl Services {
     /// The table served.
     pub fn table(&self) -> &ServiceTable {
         self.service.table()
-    }
-
-    /// Source-NAT outside traffic to remote backends to these addresses.
-    pub fn set_node_addresses(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) {
-        self.service.set_node_addresses(v4, v6);
     }
 
     /// Nothing to do: no frontends and no flows.

@@ -207,12 +207,6 @@ impl Service {
         }
     }
 
-    /// Source-NAT outside traffic to these node addresses from now on.
-    pub fn set_node_addresses(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) {
-        self.config.snat_v4 = v4;
-        self.config.snat_v6 = v6;
-    }
-
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config

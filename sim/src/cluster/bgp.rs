@@ -64,7 +64,7 @@ impl Cluster {
                 .map(|pod| Endpoint {
                     addresses: vec![pod.ip.into()],
                     conditions: EndpointConditions {
-                        ready: Some(true),
+                        ready: Some(self.endpoints_ready_on(&pod.node)),
                         ..EndpointConditions::default()
                     },
                     node_name: Some(pod.node.clone()),

@@ -26,6 +26,20 @@ use smoltcp::time::{Duration, Instant};
 use super::Cluster;
 use crate::show;
 
+/// How long a node may be unreachable before Kubernetes marks it NotReady
+/// and its pods' endpoints not ready (kube-controller-manager's
+/// `--node-monitor-grace-period`, 40 s).
+pub const NODE_MONITOR_GRACE: Duration = Duration::from_secs(40);
+
+/// Something due to happen to a down node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// Its reboot ends.
+    Boot,
+    /// Kubernetes gives up on it: its endpoints go not-ready.
+    NotReady,
+}
+
 /// How long the API server takes to answer, unless a step says otherwise.
 pub const API_LATENCY: Duration = Duration::from_millis(2);
 
@@ -208,7 +222,8 @@ impl Cluster {
 
     /// Take a node down at once, as a crash or the start of a reboot: it
     /// stops receiving, sending and running (its BGP speaker and L2
-    /// announcer die with it); with `until`, it boots again then.
+    /// announcer die with it); with `until`, it boots again then. Still
+    /// down after [`NODE_MONITOR_GRACE`], its pods' endpoints go not-ready.
     pub fn node_down(&mut self, node: &str, until: Option<Instant>) -> Result<(), String> {
         let id = self
             .workloads
@@ -221,31 +236,54 @@ impl Cluster {
         host.l2 = None;
         host.host.bgp_stop(now);
         if let Some(at) = until {
-            self.boots.entry(at).or_default().push(node.into());
+            self.timeline
+                .entry(at)
+                .or_default()
+                .push((node.into(), NodeEvent::Boot));
         }
+        self.timeline
+            .entry(now + NODE_MONITOR_GRACE)
+            .or_default()
+            .push((node.into(), NodeEvent::NotReady));
         Ok(())
     }
 
-    /// Run the engine to `deadline`, booting the nodes whose reboot ends
-    /// on the way.
+    /// Run the engine to `deadline`, carrying out the down nodes' events
+    /// on the way: reboots ending, endpoints of nodes down too long going
+    /// not-ready.
     pub fn run_until(&mut self, deadline: Instant) -> Result<u64, String> {
         let mut events = 0;
         loop {
-            let boot = self.boots.first_key_value().map(|(t, _)| *t);
-            let until = boot.filter(|t| *t <= deadline).unwrap_or(deadline);
+            let next = self.timeline.first_key_value().map(|(t, _)| *t);
+            let until = next.filter(|t| *t <= deadline).unwrap_or(deadline);
             let stats = self.engine.run_until(until).map_err(|e| e.to_string())?;
             events += stats.events;
-            if until == deadline && boot.is_none_or(|t| t > deadline) {
+            if until == deadline && next.is_none_or(|t| t > deadline) {
                 return Ok(events);
             }
-            let (_, nodes) = self.boots.pop_first().expect("a boot is due");
-            for node in nodes {
+            let (_, due) = self.timeline.pop_first().expect("an event is due");
+            for (node, event) in due {
                 let id = self.hosts[&node];
-                self.engine.node_mut(id).down = false;
-                self.engine.wake_node(id);
+                match event {
+                    NodeEvent::Boot => {
+                        self.engine.node_mut(id).down = false;
+                        self.engine.wake_node(id);
+                        self.not_ready.remove(&node);
+                    }
+                    NodeEvent::NotReady if self.engine.node(id).down => {
+                        self.not_ready.insert(node);
+                    }
+                    NodeEvent::NotReady => {}
+                }
             }
-            self.reconcile_nodes();
+            self.settle()?;
         }
+    }
+
+    /// Whether `node`'s pods' endpoints are ready (not on a node down for
+    /// longer than [`NODE_MONITOR_GRACE`]).
+    pub(super) fn endpoints_ready_on(&self, node: &str) -> bool {
+        !self.not_ready.contains(node)
     }
 
     /// A node's topology interfaces and whether each has its link.

@@ -93,8 +93,12 @@ pub struct Cluster {
     api: Rc<RefCell<l2::ApiServer>>,
     /// Seed of the L2 announcers' retry jitter.
     l2_seed: u64,
-    /// Rebooting nodes, by the time they come back.
-    boots: BTreeMap<smoltcp::time::Instant, Vec<String>>,
+    /// What happens to down nodes, and when: a reboot ends, or Kubernetes
+    /// gives up on a node and its endpoints go not-ready.
+    timeline: BTreeMap<smoltcp::time::Instant, Vec<(String, l2::NodeEvent)>>,
+    /// Nodes down for longer than the node monitor's grace period: their
+    /// pods' endpoints are not ready.
+    not_ready: std::collections::BTreeSet<String>,
     /// Seed of NodePort allocation.
     node_port_seed: u64,
     /// The services' NodePorts.
@@ -309,7 +313,8 @@ impl Cluster {
             node_port_seed: rng.fork("nodeport").next_u64(),
             node_ports: Default::default(),
             service_problems: Vec::new(),
-            boots: BTreeMap::new(),
+            timeline: BTreeMap::new(),
+            not_ready: std::collections::BTreeSet::new(),
         };
         cluster.install_agent_routes();
         cluster.start_routers()?;

@@ -38,12 +38,7 @@ impl Cluster {
         let (node_ports, problems) =
             nodeport::allocate(objects, values.node_ports, self.node_port_seed);
         let mut seen: BTreeSet<String> = problems.iter().map(ToString::to_string).collect();
-        let config = datapath::Config {
-            algorithm: values.algorithm,
-            mode: values.mode,
-            maglev: values.maglev,
-            ..datapath::Config::default()
-        };
+
         let nodes: Vec<String> = self
             .workloads
             .nodes()
@@ -67,8 +62,13 @@ impl Cluster {
             seen.extend(problems.iter().map(ToString::to_string));
             let id = self.hosts[&node];
             let services = self.engine.node_mut(id).host.services_mut();
-            services.configure(config);
-            services.set_node_addresses(snat, None);
+            services.configure(datapath::Config {
+                algorithm: values.algorithm,
+                mode: values.mode,
+                maglev: values.maglev,
+                snat_v4: snat,
+                ..datapath::Config::default()
+            });
             services.set_table(table);
         }
         self.node_ports = node_ports;
