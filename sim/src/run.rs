@@ -615,9 +615,16 @@ fn execute(
     }
 }
 
-/// Where a curl goes: a service (translated at the socket to a random backend),
-/// a pod, a host, or an address.
-fn resolve(cluster: &mut Cluster, target: &str, port: Option<u16>) -> Result<SocketAddr, String> {
+/// Where a curl from `from` goes: a service (translated at the client's
+/// socket, as Cilium's socket-level balancer does: the client pod's node
+/// picks the backend with router-core's service datapath), a pod, a host,
+/// or an address.
+fn resolve(
+    cluster: &mut Cluster,
+    from: &str,
+    target: &str,
+    port: Option<u16>,
+) -> Result<SocketAddr, String> {
     if let Some(svc) = cluster.workloads.service(target).cloned() {
         let sp = match port {
             Some(p) => svc.spec.ports.iter().find(|sp| sp.port == p),
@@ -627,13 +634,34 @@ fn resolve(cluster: &mut Cluster, target: &str, port: Option<u16>) -> Result<Soc
             Some(p) => format!("service {} has no port {p}", svc.metadata.name),
             None => format!("service {} has no ports", svc.metadata.name),
         })?;
-        let backends = cluster.workloads.endpoints(&svc);
-        if backends.is_empty() {
-            return Err(format!("service {} has no endpoints", svc.metadata.name));
-        }
-        let pick = cluster.service_rng.below(backends.len() as u64) as usize;
-        let port = crate::cluster::workloads::target_port(sp);
-        return Ok(SocketAddr::new(IpAddr::V4(backends[pick].ip), port));
+        let name = &svc.metadata.name;
+        let client = cluster.workloads.pod(from).cloned().ok_or_else(|| {
+            format!("service {name} is reached by name from pods (socket load-balancing); {from} is not a pod")
+        })?;
+        let cluster_ip = svc
+            .spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| format!("service {name} has no cluster IP"))?;
+        let protocol = router_core::service::Protocol::from_name(sp.protocol())
+            .ok_or_else(|| format!("service {name}: protocol {:?}", sp.protocol()))?;
+        let frontend = router_core::service::table::L3n4 {
+            addr: cluster_ip,
+            port: sp.port,
+            protocol,
+        };
+        let node = cluster
+            .host_id(&client.node)
+            .ok_or_else(|| format!("no node {:?}", client.node))?;
+        let backend = cluster
+            .engine
+            .node_mut(node)
+            .host
+            .services_mut()
+            .connect(&frontend, IpAddr::V4(client.ip))
+            .ok_or_else(|| format!("service {name} has no endpoints"))?;
+        return Ok(SocketAddr::new(backend.addr, backend.port));
     }
     let ip = cluster
         .address_of(target)
@@ -660,7 +688,7 @@ fn curl(
     let mut failed: BTreeMap<String, u32> = BTreeMap::new();
     let counters_before = cluster.service_counters();
     for _ in 0..count {
-        let addr = match resolve(cluster, target, port) {
+        let addr = match resolve(cluster, from, target, port) {
             Ok(a) => a,
             Err(e) => {
                 *failed.entry(e).or_default() += 1;

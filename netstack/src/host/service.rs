@@ -80,6 +80,13 @@ impl Services {
         self.service.table()
     }
 
+    /// The backend a pod's `connect()` from `client` to `frontend` gets
+    /// (router-core's socket-level choice, with this node's random numbers).
+    pub fn connect(&mut self, frontend: &L3n4, client: IpAddr) -> Option<L3n4> {
+        let random = splitmix64(&mut self.rng) as u32;
+        self.service.connect(frontend, client, random)
+    }
+
     /// Nothing to do: no frontends and no flows.
     pub fn is_idle(&self) -> bool {
         self.service.table().frontends().next().is_none() && self.service.connections() == 0

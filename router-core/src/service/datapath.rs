@@ -439,6 +439,28 @@ impl Service {
         }
     }
 
+    /// The backend a pod's `connect()` to `frontend` gets from Cilium's
+    /// socket-level balancer (`sock4_connect`): the one this datapath picks
+    /// for a new in-cluster flow from `client`, chosen before any packet
+    /// (so the client port is not known; Maglev hashes it as 0, as with
+    /// affinity). No conntrack entry is made (the socket carries the
+    /// backend's address) and affinity is not consulted. `None`: not a
+    /// frontend, or no backend for in-cluster traffic.
+    pub fn connect(&self, frontend: &L3n4, client: IpAddr, random: u32) -> Option<L3n4> {
+        let set = &self.table.frontend(frontend)?.internal;
+        let tuple = Tuple {
+            src: client,
+            dst: frontend.addr,
+            src_port: 0,
+            dst_port: frontend.port,
+            protocol: frontend.protocol,
+        };
+        match self.select(set, &tuple, true, random) {
+            NO_BACKEND => None,
+            id => Some(self.table.backend(id)?.addr),
+        }
+    }
+
     /// A backend ID from `set` for a new flow, or [`NO_BACKEND`].
     fn select(&self, set: &BackendSet, tuple: &Tuple, affinity: bool, random: u32) -> u32 {
         match self.config.algorithm {

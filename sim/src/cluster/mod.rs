@@ -41,7 +41,6 @@ use crate::lab::kube::Object;
 use crate::lab::topology::{EndpointRef, NodeKind};
 use crate::lab::values::RoutingMode;
 use crate::node::{Endpoint, NodeId};
-use crate::rng::SimRng;
 use crate::segment::{SegmentId, SegmentKind, SegmentParams};
 use crate::show::RouteNote;
 
@@ -82,8 +81,6 @@ pub struct Cluster {
     interfaces: BTreeMap<EndpointRef, Endpoint>,
     pods: BTreeMap<String, PodLink>,
     identities: BTreeMap<BTreeMap<String, String>, u32>,
-    /// Random choices of the socket-level service load balancer.
-    pub service_rng: SimRng,
     /// The Cilium objects applied (the BGP kinds and LB-IPAM pools), as
     /// router-core reads them.
     cilium: Objects,
@@ -305,7 +302,6 @@ impl Cluster {
             interfaces,
             pods: BTreeMap::new(),
             identities: BTreeMap::new(),
-            service_rng: rng.fork("service-lb"),
             cilium: Objects::default(),
             lb: lbipam::LoadBalancers::default(),
             api: Rc::default(),

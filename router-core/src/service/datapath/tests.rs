@@ -561,3 +561,28 @@ fn hybrid_mode_dispatches_tcp_and_snats_udp() {
     let t = translated(lb.process(at(0), &dns, 1));
     assert_eq!(t.src, IpAddr::from(NODE_A), "SNAT for UDP");
 }
+
+#[test]
+fn a_socket_connect_gets_a_backend_without_tracking_it() {
+    let random = service(Algorithm::Random, Svc::default());
+    let frontend = l3n4(CLUSTER_IP, 80);
+    let client = IpAddr::from(POD);
+    // random 1 of 3 active backends, as for a packet-level flow.
+    let picked = random.connect(&frontend, client, 1).unwrap();
+    assert_eq!(picked, l3n4(REMOTE[0], 8080));
+    assert_eq!(random.connections(), 0, "the socket carries the backend");
+    assert_eq!(random.connect(&l3n4(CLUSTER_IP, 81), client, 1), None);
+    // Maglev: one client, one backend, whatever the random number.
+    let maglev = service(Algorithm::Maglev, Svc::default());
+    let first = maglev.connect(&frontend, client, 0);
+    assert!((1..50).all(|r| maglev.connect(&frontend, client, r) == first));
+    // No active backend: nothing to connect to.
+    let none = service(
+        Algorithm::Random,
+        Svc {
+            backends: Vec::new(),
+            ..Svc::default()
+        },
+    );
+    assert_eq!(none.connect(&frontend, client, 1), None);
+}
