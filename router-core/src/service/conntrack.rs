@@ -18,10 +18,8 @@
 //!  UDP, SCTP ......................... bpf-ct-timeout-service-any      60 s
 //! ```
 //!
-//! Every packet of a live connection restarts its lifetime; once both
-//! directions are closing, packets no longer extend it, and a SYN reopens
-//! it. An RST before both SYNs were seen closes both directions at once.
-//! Sizes: `bpf-ct-global-tcp-max` 524288 and `bpf-ct-global-any-max` 262144
+//! Which lifetime a packet gives its connection is `lifetime`'s decision
+//! (shared with the eBPF programs); this table keeps the deadlines. Sizes: `bpf-ct-global-tcp-max` 524288 and `bpf-ct-global-any-max` 262144
 //! (`pkg/option/config.go`). Cilium's LRU maps evict silently when full;
 //! here a full table is an outcome ([`Full`]) the caller counts and drops on,
 //! as Cilium's `lb4_local` drops when `ct_create4` fails.
@@ -30,9 +28,11 @@ use alloc::collections::BTreeMap;
 use smoltcp::time::{Duration, Instant};
 
 use super::expiring::Expiring;
+use super::lifetime::{Lifetime, State};
 use super::{Protocol, Tuple};
 
 pub use super::expiring::Full;
+pub use super::lifetime::{Direction, TcpFlags};
 
 /// How long an entry lives after its last packet, per state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,16 @@ impl Timeouts {
         tcp_closing: Duration::from_secs(10),
         non_tcp: Duration::from_secs(60),
     };
+
+    /// How long `lifetime` lasts.
+    pub fn of(&self, lifetime: Lifetime) -> Duration {
+        match lifetime {
+            Lifetime::TcpSyn => self.tcp_syn,
+            Lifetime::TcpEstablished => self.tcp_established,
+            Lifetime::TcpClosing => self.tcp_closing,
+            Lifetime::NonTcp => self.non_tcp,
+        }
+    }
 }
 
 /// How many entries each table holds.
@@ -74,51 +84,6 @@ impl Limits {
     };
 }
 
-/// A TCP header's flags byte (`0` for other protocols).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// No flags (also what non-TCP packets carry).
-    pub const NONE: TcpFlags = TcpFlags(0);
-    /// FIN.
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    /// SYN.
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    /// RST.
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    /// ACK.
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-
-    /// Whether every flag of `other` is set.
-    pub fn contains(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// These flags and `other`'s.
-    pub fn with(self, other: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | other.0)
-    }
-}
-
-/// Which way a packet goes on its connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    /// From the side that opened it (client → frontend).
-    Original,
-    /// The other way (backend → client).
-    Reply,
-}
-
-impl Direction {
-    fn index(self) -> usize {
-        match self {
-            Direction::Original => 0,
-            Direction::Reply => 1,
-        }
-    }
-}
-
 /// One tracked connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry<V> {
@@ -128,15 +93,14 @@ pub struct Entry<V> {
     pub original: Tuple,
     /// Its tuple in the reply direction.
     pub reply: Tuple,
-    seen_non_syn: bool,
-    syn_seen: [bool; 2],
-    closing: [bool; 2],
+    /// Its state, as far as its lifetime depends on it.
+    pub state: State,
 }
 
 impl<V> Entry<V> {
     /// Whether either direction is still open (Cilium's `ct_entry_alive`).
     pub fn alive(&self) -> bool {
-        !(self.closing[0] && self.closing[1])
+        self.state.alive()
     }
 }
 
@@ -145,8 +109,6 @@ impl<V> Entry<V> {
 pub struct Found<'a, V> {
     /// Which way the packet goes.
     pub direction: Direction,
-    /// A SYN reopened a closing connection (Cilium's `CT_REOPENED`).
-    pub reopened: bool,
     /// The entry, its lifetime already updated for this packet.
     pub entry: &'a mut Entry<V>,
 }
@@ -199,17 +161,12 @@ impl<V> Conntrack<V> {
         let timeouts = self.timeouts;
         let table = self.table(key.protocol);
         let (_, entry) = table.get_mut(&key, now)?;
-        let reopened = track(entry, direction, flags);
-        let deadline = lifetime(entry, &timeouts, flags, reopened).map(|d| now + d);
-        if let Some(deadline) = deadline {
-            table.set_deadline(&key, deadline);
+        let tcp = entry.original.protocol == Protocol::Tcp;
+        if let Some(lifetime) = entry.state.packet(tcp, direction, flags) {
+            table.set_deadline(&key, now + timeouts.of(lifetime));
         }
         let (_, entry) = table.get_mut(&key, now)?;
-        Some(Found {
-            direction,
-            reopened,
-            entry,
-        })
+        Some(Found { direction, entry })
     }
 
     /// Track a new connection opened by a packet with `flags`; [`Full`] when
@@ -223,20 +180,15 @@ impl<V> Conntrack<V> {
         value: V,
         flags: TcpFlags,
     ) -> Result<(), Full> {
-        let mut entry = Entry {
+        let (state, lifetime) = State::opened(original.protocol == Protocol::Tcp, flags);
+        let entry = Entry {
             value,
             original,
             reply,
-            seen_non_syn: false,
-            syn_seen: [false; 2],
-            closing: [false; 2],
+            state,
         };
-        track(&mut entry, Direction::Original, flags);
-        let timeouts = self.timeouts;
-        let life = lifetime(&mut entry, &timeouts, flags, false).unwrap_or(timeouts.tcp_closing);
-        if let Some(old) = self.remove(&original) {
-            self.replies.remove(&old.reply);
-        }
+        let life = self.timeouts.of(lifetime);
+        self.remove(&original);
         self.table(original.protocol)
             .insert(original, entry, now + life)?;
         self.replies.insert(reply, original);
@@ -246,7 +198,7 @@ impl<V> Conntrack<V> {
     /// Stop tracking the connection whose original tuple is `original`.
     pub fn remove(&mut self, original: &Tuple) -> Option<Entry<V>> {
         let entry = self.table(original.protocol).remove(original)?;
-        self.replies.remove(&entry.reply);
+        self.forget_reply(&entry);
         Some(entry)
     }
 
@@ -257,63 +209,17 @@ impl<V> Conntrack<V> {
             .tcp
             .pop_expired(now)
             .or_else(|| self.non_tcp.pop_expired(now))?;
-        self.replies.remove(&entry.reply);
+        self.forget_reply(&entry);
         Some(entry)
     }
-}
 
-/// Fold a packet's flags into the entry's state (Cilium's `__ct_lookup`);
-/// whether a SYN reopened a closing connection.
-fn track<V>(entry: &mut Entry<V>, direction: Direction, flags: TcpFlags) -> bool {
-    if entry.original.protocol != Protocol::Tcp {
-        return false;
-    }
-    let d = direction.index();
-    let syn = flags.contains(TcpFlags::SYN);
-    let closes = flags.contains(TcpFlags::FIN) || flags.contains(TcpFlags::RST);
-    if closes {
-        if flags.contains(TcpFlags::RST) && !(entry.syn_seen[0] && entry.syn_seen[1]) {
-            entry.closing = [true, true];
-        } else {
-            entry.closing[d] = true;
+    /// Drop the reply index of `entry`, unless a later connection with the
+    /// same reply tuple took it over.
+    fn forget_reply(&mut self, entry: &Entry<V>) {
+        if self.replies.get(&entry.reply) == Some(&entry.original) {
+            self.replies.remove(&entry.reply);
         }
-        return false;
     }
-    entry.syn_seen[d] |= syn;
-    let reopened = syn && (entry.closing[0] || entry.closing[1]);
-    if reopened {
-        entry.closing = [false, false];
-    }
-    reopened
-}
-
-/// The entry's new lifetime after a packet with `flags`, or `None` when the
-/// packet does not extend it (both directions closing, not reopened).
-fn lifetime<V>(
-    entry: &mut Entry<V>,
-    timeouts: &Timeouts,
-    flags: TcpFlags,
-    reopened: bool,
-) -> Option<Duration> {
-    if entry.original.protocol != Protocol::Tcp {
-        return Some(timeouts.non_tcp);
-    }
-    let closes = flags.contains(TcpFlags::FIN) || flags.contains(TcpFlags::RST);
-    if !entry.alive() {
-        return closes.then_some(timeouts.tcp_closing);
-    }
-    if closes && !reopened {
-        // One direction closing: the connection stays up; the packet still
-        // counts as activity.
-        entry.seen_non_syn = true;
-        return Some(timeouts.tcp_established);
-    }
-    entry.seen_non_syn |= !flags.contains(TcpFlags::SYN);
-    Some(if entry.seen_non_syn {
-        timeouts.tcp_established
-    } else {
-        timeouts.tcp_syn
-    })
 }
 
 #[cfg(test)]
@@ -417,7 +323,7 @@ mod tests {
             "closed at 2 s + 10 s"
         );
         let found = ct.lookup(at(5), &t, TcpFlags::SYN).unwrap();
-        assert!(found.reopened && found.entry.alive());
+        assert!(found.entry.alive());
         assert!(live_at(&mut ct, 60, Protocol::Tcp));
     }
 

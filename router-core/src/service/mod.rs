@@ -18,6 +18,8 @@
 //! - [`maglev`]: building a Maglev lookup table from backends and the
 //!   cluster-wide hash seed.
 //! - [`table`]: one node's service table: frontends → backends.
+//! - [`lifetime`]: a connection's TCP state and which of Cilium's lifetimes
+//!   it gets (allocation-free, shared with eBPF).
 //! - [`conntrack`]: connection tracking with Cilium's per-state lifetimes;
 //!   [`affinity`]: `sessionAffinity: ClientIP`.
 //! - [`nat`]: source NAT to the node address and its port allocation.
@@ -39,6 +41,7 @@ pub mod datapath;
 mod expiring;
 #[cfg(feature = "serde")]
 pub mod frontend;
+pub mod lifetime;
 pub mod lookup;
 #[cfg(feature = "alloc")]
 pub mod maglev;
