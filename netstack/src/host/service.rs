@@ -12,7 +12,7 @@
 
 use router_core::hash::splitmix64;
 use router_core::service::conntrack::TcpFlags;
-use router_core::service::datapath::{self, Config, DropReason, Packet, Service};
+use router_core::service::datapath::{self, Config, DropReason, Service};
 pub use router_core::service::datapath::{Counters, Origin};
 use router_core::service::packet;
 use router_core::service::table::{L3n4, ServiceTable};
@@ -103,28 +103,12 @@ impl Services {
         let Some(ip) = frame.get_mut(ETH..) else {
             return Verdict::Untouched;
         };
-        let Some(parsed) = packet::parse(ip) else {
-            return Verdict::Untouched;
-        };
-        let packet = Packet {
-            tuple: parsed.tuple,
-            flags: TcpFlags(parsed.flags),
-            origin,
-        };
         let random = splitmix64(&mut self.rng) as u32;
-        match self.service.process(now, &packet, random) {
+        match self.service.translate(now, origin, ip, random) {
             datapath::Verdict::NotService => Verdict::Untouched,
-            datapath::Verdict::Translated(to) | datapath::Verdict::Reply(to) => {
-                packet::rewrite(ip, &parsed, &to);
-                Verdict::Translated
-            }
-            datapath::Verdict::Dispatch {
-                tuple,
-                node,
-                service,
-            } => match (node, service.addr) {
+            datapath::Verdict::Translated(_) | datapath::Verdict::Reply(_) => Verdict::Translated,
+            datapath::Verdict::Dispatch { node, service, .. } => match (node, service.addr) {
                 (IpAddr::V4(node), IpAddr::V4(addr)) => {
-                    packet::rewrite(ip, &parsed, &tuple);
                     let service = DsrOption {
                         addr,
                         port: service.port,

@@ -14,9 +14,10 @@
 //! to a backend on another node is source-NATed to the node's address
 //! (`loadBalancer.mode: snat`).
 //!
-//! It does not parse or rewrite packets: the caller hands in the 5-tuple and
-//! TCP flags and applies the [`Verdict`]'s tuple (addresses, ports,
-//! checksums). Routing the result is the pipeline's.
+//! [`Service::process`] takes a packet's 5-tuple and TCP flags;
+//! [`Service::translate`] reads them from an IP packet and applies the
+//! [`Verdict`]'s tuple to it (addresses, ports, checksums). Routing the
+//! result is the pipeline's.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use smoltcp::time::{Duration, Instant};
@@ -24,21 +25,13 @@ use smoltcp::time::{Duration, Instant};
 use super::Tuple;
 use super::affinity::{self, Affinity};
 use super::conntrack::{self, Conntrack, Direction, TcpFlags};
-use super::lookup::{NO_BACKEND, flow_hash_v4, flow_hash_v6, maglev_backend};
+pub use super::lookup::Algorithm;
+use super::lookup::{self, NO_BACKEND};
 use super::maglev;
 use super::nat::Snat;
+use super::packet;
 use super::table::{BackendSet, BackendState, L3n4, ServiceTable};
 use crate::hash::splitmix64;
-
-/// How a new flow picks its backend (`loadBalancer.algorithm`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Algorithm {
-    /// A random active backend (Cilium's default).
-    #[default]
-    Random,
-    /// Maglev consistent hashing: every node picks the same backend.
-    Maglev,
-}
 
 /// How a request from outside reaches a backend on another node
 /// (`loadBalancer.mode`).
@@ -254,6 +247,37 @@ impl Service {
         verdict
     }
 
+    /// Run the IP packet `ip` (from its IP header on) through the stage
+    /// in place: read its 5-tuple (`packet::parse`), decide as
+    /// [`Service::process`] does, and rewrite it to the verdict's tuple with
+    /// its checksums (`packet::rewrite`). A packet that is not an
+    /// unfragmented TCP or UDP packet is [`Verdict::NotService`] and left
+    /// alone. Both runtimes' reference for the service stage.
+    pub fn translate(
+        &mut self,
+        now: Instant,
+        origin: Origin,
+        ip: &mut [u8],
+        random: u32,
+    ) -> Verdict {
+        let Some(parsed) = packet::parse(ip) else {
+            return Verdict::NotService;
+        };
+        let packet = Packet {
+            tuple: parsed.tuple,
+            flags: TcpFlags(parsed.flags),
+            origin,
+        };
+        let verdict = self.process(now, &packet, random);
+        match verdict {
+            Verdict::Translated(to) | Verdict::Reply(to) | Verdict::Dispatch { tuple: to, .. } => {
+                packet::rewrite(ip, &parsed, &to);
+            }
+            Verdict::NotService | Verdict::Drop(_) => {}
+        }
+        verdict
+    }
+
     /// A request the service's load-balancing node dispatched here (DSR:
     /// the frame came in Geneve with Cilium's DSR option naming `service`):
     /// track its flow so that the backend's replies leave from `service`
@@ -463,36 +487,22 @@ impl Service {
 
     /// A backend ID from `set` for a new flow, or [`NO_BACKEND`].
     fn select(&self, set: &BackendSet, tuple: &Tuple, affinity: bool, random: u32) -> u32 {
-        match self.config.algorithm {
-            Algorithm::Random => match set.active.len() {
-                0 => NO_BACKEND,
-                n => set.active[random as usize % n],
-            },
-            Algorithm::Maglev => {
-                // With affinity Cilium hashes client port 0, so all of a
-                // client's connections land alike.
-                let client_port = if affinity { 0 } else { tuple.src_port };
-                let protocol = tuple.protocol.number();
-                let seeds = &self.config.maglev;
-                let hash = match tuple.src {
-                    IpAddr::V4(client) => flow_hash_v4(
-                        seeds.seed_jhash0,
-                        client,
-                        client_port,
-                        tuple.dst_port,
-                        protocol,
-                    ),
-                    IpAddr::V6(client) => flow_hash_v6(
-                        seeds.seed_jhash1,
-                        client,
-                        client_port,
-                        tuple.dst_port,
-                        protocol,
-                    ),
-                };
-                maglev_backend(&set.maglev[..], hash)
-            }
-        }
+        let seeds = &self.config.maglev;
+        let flow = lookup::Flow {
+            client: tuple.src,
+            client_port: tuple.src_port,
+            service_port: tuple.dst_port,
+            protocol: tuple.protocol.number(),
+            affinity,
+        };
+        lookup::select(
+            self.config.algorithm,
+            &set.active[..],
+            &set.maglev[..],
+            [seeds.seed_jhash0, seeds.seed_jhash1],
+            &flow,
+            random,
+        )
     }
 
     /// Refresh or record `client`'s affinity to `backend`, if the frontend has it.

@@ -1,6 +1,7 @@
 //! The allocation-free half of backend selection, shared with eBPF: the flow
-//! hash Cilium's datapath computes for a service flow, and the Maglev lookup
-//! `table[hash % M]`.
+//! hash Cilium's datapath computes for a service flow, the Maglev lookup
+//! `table[hash % M]`, and [`select`], which picks a new flow's backend by
+//! `random` or Maglev.
 //!
 //! Owns the hash (Bob Jenkins' `jhash` as the Linux kernel and Cilium's
 //! `bpf/lib/jhash.h` define it), the fields Cilium feeds it
@@ -26,7 +27,7 @@
 //! (`HASH_WORD32_LE`/`HASH_WORD16_LE`), so the result is the same on every
 //! host and equals what the eBPF program computes.
 
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `JHASH_INITVAL`, the golden-ratio start value of `jhash`.
 pub const JHASH_INITVAL: u32 = 0xdead_beef;
@@ -157,6 +158,74 @@ pub fn maglev_backend<L: Lut + ?Sized>(lut: &L, hash: u32) -> u32 {
     }
 }
 
+/// How a new flow picks its backend (`loadBalancer.algorithm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Algorithm {
+    /// A random active backend (Cilium's default).
+    #[default]
+    Random,
+    /// Maglev consistent hashing: every node picks the same backend.
+    Maglev,
+}
+
+/// What [`select`] knows about a new flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    /// The client's address.
+    pub client: IpAddr,
+    /// The client's port (Maglev hashes 0 instead under session affinity,
+    /// so all of a client's connections land alike).
+    pub client_port: u16,
+    /// The frontend's port.
+    pub service_port: u16,
+    /// The IP protocol number.
+    pub protocol: u8,
+    /// Whether the frontend has session affinity.
+    pub affinity: bool,
+}
+
+/// The backend ID a new `flow` gets from a backend set: `active` holds the
+/// set's active IDs (the slots `random` picks from, as
+/// `lb4_select_backend_id_random`: `random % count`), `maglev` its Maglev
+/// table (hashed with `seeds`: `HASH_INIT4_SEED`, `HASH_INIT6_SEED`).
+/// [`NO_BACKEND`] when the set is empty.
+#[inline(always)]
+pub fn select<A: Lut + ?Sized, M: Lut + ?Sized>(
+    algorithm: Algorithm,
+    active: &A,
+    maglev: &M,
+    seeds: [u32; 2],
+    flow: &Flow,
+    random: u32,
+) -> u32 {
+    match algorithm {
+        Algorithm::Random => match active.size() {
+            0 => NO_BACKEND,
+            n => active.entry(random % n).unwrap_or(NO_BACKEND),
+        },
+        Algorithm::Maglev => {
+            let client_port = if flow.affinity { 0 } else { flow.client_port };
+            let hash = match flow.client {
+                IpAddr::V4(client) => flow_hash_v4(
+                    seeds[0],
+                    client,
+                    client_port,
+                    flow.service_port,
+                    flow.protocol,
+                ),
+                IpAddr::V6(client) => flow_hash_v6(
+                    seeds[1],
+                    client,
+                    client_port,
+                    flow.service_port,
+                    flow.protocol,
+                ),
+            };
+            maglev_backend(maglev, hash)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +272,34 @@ mod tests {
             table[(u32::MAX % 7) as usize]
         );
         assert_eq!(maglev_backend(&[][..], 5), NO_BACKEND);
+    }
+
+    #[test]
+    fn random_takes_random_mod_count_and_maglev_ignores_it() {
+        let active: [u32; 3] = [4, 7, 9];
+        let lut: [u32; 7] = [4, 7, 9, 4, 7, 9, 4];
+        let flow = Flow {
+            client: IpAddr::from([10, 0, 0, 1]),
+            client_port: 40000,
+            service_port: 80,
+            protocol: 6,
+            affinity: false,
+        };
+        let pick = |algorithm, random| {
+            select(algorithm, &active[..], &lut[..], [0xcafe, 0], &flow, random)
+        };
+        assert_eq!(pick(Algorithm::Random, 4), 7);
+        assert_eq!(
+            pick(Algorithm::Random, u32::MAX),
+            active[(u32::MAX % 3) as usize]
+        );
+        let hash = flow_hash_v4(0xcafe, Ipv4Addr::new(10, 0, 0, 1), 40000, 80, 6);
+        assert_eq!(pick(Algorithm::Maglev, 1), lut[(hash % 7) as usize]);
+        assert_eq!(pick(Algorithm::Maglev, 1), pick(Algorithm::Maglev, 2));
+        let empty: [u32; 0] = [];
+        assert_eq!(
+            select(Algorithm::Random, &empty[..], &empty[..], [0, 0], &flow, 3),
+            NO_BACKEND
+        );
     }
 }

@@ -22,7 +22,8 @@
 //!   it gets (allocation-free, shared with eBPF).
 //! - [`conntrack`]: connection tracking with Cilium's per-state lifetimes;
 //!   [`affinity`]: `sessionAffinity: ClientIP`.
-//! - [`nat`]: source NAT to the node address and its port allocation.
+//! - [`nat`]: source NAT to the node address and its port allocation (the
+//!   order ports are tried in is allocation-free, shared with eBPF).
 //! - [`packet`]: a packet's 5-tuple and rewriting it with its checksums
 //!   (allocation-free, shared with eBPF).
 //! - [`datapath`]: a flow's verdict: no service, translated, or dropped.
@@ -45,7 +46,6 @@ pub mod lifetime;
 pub mod lookup;
 #[cfg(feature = "alloc")]
 pub mod maglev;
-#[cfg(feature = "alloc")]
 pub mod nat;
 #[cfg(feature = "serde")]
 pub mod nodeport;

@@ -21,9 +21,12 @@
 //! (`__snat_try_keep_port`), its high half the second (first retry), where
 //! Cilium draws `get_prandom_u32()` twice.
 
+#[cfg(feature = "alloc")]
 use alloc::collections::BTreeSet;
+#[cfg(feature = "alloc")]
 use core::net::IpAddr;
 
+#[cfg(feature = "alloc")]
 use super::Tuple;
 
 /// First source port for SNAT (`NODEPORT_PORT_MIN_NAT`, one above the NodePort range).
@@ -38,36 +41,77 @@ pub const COLLISION_RETRIES: u32 = 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exhausted;
 
-/// The ports in use, as the reply tuples they produce.
-#[derive(Clone, Debug)]
-pub struct Snat {
-    used: BTreeSet<Tuple>,
+/// The source ports SNAT hands out, `min..=max`, and the order it tries
+/// them in (allocation-free, shared with eBPF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
     min: u16,
     max: u16,
 }
 
-impl Default for Snat {
+impl Default for PortRange {
     fn default() -> Self {
-        Snat::new(PORT_MIN, PORT_MAX)
+        PortRange::new(PORT_MIN, PORT_MAX)
     }
 }
 
-impl Snat {
-    /// An allocator over ports `min..=max` (`min < max`; the arguments are
-    /// swapped if not).
+impl PortRange {
+    /// Ports `min..=max` (swapped if `min > max`).
     pub fn new(min: u16, max: u16) -> Self {
-        Snat {
-            used: BTreeSet::new(),
+        PortRange {
             min: min.min(max),
             max: max.max(min),
         }
     }
 
     /// `__snat_clamp_port_range`: `val % (max - min) + min`.
-    fn clamp(&self, val: u16) -> u16 {
+    #[inline(always)]
+    fn clamp(self, val: u16) -> u16 {
         match self.max - self.min {
             0 => self.min,
             span => val % span + self.min,
+        }
+    }
+
+    /// The first port tried: the client's own if in the range, else the
+    /// low half of `random`.
+    #[inline(always)]
+    pub fn first(self, client_port: u16, random: u32) -> u16 {
+        if (self.min..=self.max).contains(&client_port) {
+            client_port
+        } else {
+            self.clamp(random as u16)
+        }
+    }
+
+    /// The port tried after `port` collided on try `retry` (from 0): the
+    /// high half of `random` after the first, then the following ports.
+    #[inline(always)]
+    pub fn next(self, port: u16, retry: u32, random: u32) -> u16 {
+        self.clamp(if retry == 0 {
+            (random >> 16) as u16
+        } else {
+            port.wrapping_add(1)
+        })
+    }
+}
+
+/// The ports in use, as the reply tuples they produce.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug, Default)]
+pub struct Snat {
+    used: BTreeSet<Tuple>,
+    range: PortRange,
+}
+
+#[cfg(feature = "alloc")]
+impl Snat {
+    /// An allocator over ports `min..=max` (`min < max`; the arguments are
+    /// swapped if not).
+    pub fn new(min: u16, max: u16) -> Self {
+        Snat {
+            used: BTreeSet::new(),
+            range: PortRange::new(min, max),
         }
     }
 
@@ -79,12 +123,7 @@ impl Snat {
         node: IpAddr,
         random: u32,
     ) -> Result<Tuple, Exhausted> {
-        let [lo, hi] = [random as u16, (random >> 16) as u16];
-        let mut port = if (self.min..=self.max).contains(&flow.src_port) {
-            flow.src_port
-        } else {
-            self.clamp(lo)
-        };
+        let mut port = self.range.first(flow.src_port, random);
         for retry in 0..COLLISION_RETRIES {
             let translated = Tuple {
                 src: node,
@@ -94,7 +133,7 @@ impl Snat {
             if self.used.insert(translated.reversed()) {
                 return Ok(translated);
             }
-            port = self.clamp(if retry == 0 { hi } else { port.wrapping_add(1) });
+            port = self.range.next(port, retry, random);
         }
         Err(Exhausted)
     }
