@@ -195,6 +195,18 @@ impl<V> Conntrack<V> {
         Ok(())
     }
 
+    /// Whether a tracked connection has `reply` as its reply tuple (what
+    /// makes a SNAT port taken).
+    pub fn has_reply(&self, reply: &Tuple) -> bool {
+        self.replies.contains_key(reply)
+    }
+
+    /// Every tracked connection and its deadline, TCP first, each table in
+    /// tuple order (some may have expired and not been popped yet).
+    pub fn entries(&self) -> impl Iterator<Item = (&Entry<V>, Instant)> {
+        self.tcp.iter().chain(self.non_tcp.iter())
+    }
+
     /// Stop tracking the connection whose original tuple is `original`.
     pub fn remove(&mut self, original: &Tuple) -> Option<Entry<V>> {
         let entry = self.table(original.protocol).remove(original)?;

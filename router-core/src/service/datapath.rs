@@ -28,7 +28,7 @@ use super::conntrack::{self, Conntrack, Direction, TcpFlags};
 pub use super::lookup::Algorithm;
 use super::lookup::{self, NO_BACKEND};
 use super::maglev;
-use super::nat::Snat;
+use super::nat::PortRange;
 use super::packet;
 use super::table::{BackendSet, BackendState, L3n4, ServiceTable};
 use crate::hash::splitmix64;
@@ -183,7 +183,6 @@ pub struct Service {
     table: ServiceTable,
     conntrack: Conntrack<Flow>,
     affinity: Affinity<L3n4, L3n4>,
-    snat: Snat,
     counters: Counters,
 }
 
@@ -193,7 +192,6 @@ impl Service {
         Service {
             conntrack: Conntrack::new(config.limits, config.timeouts),
             affinity: Affinity::new(config.affinity_entries),
-            snat: Snat::default(),
             counters: Counters::default(),
             config,
             table,
@@ -226,9 +224,12 @@ impl Service {
         self.conntrack.len()
     }
 
-    /// SNAT ports held.
+    /// Connections source-NATed to a node address (each holds a port).
     pub fn nat_mappings(&self) -> usize {
-        self.snat.len()
+        self.conntrack
+            .entries()
+            .filter(|(e, _)| e.value.translated.src != e.original.src)
+            .count()
     }
 
     /// The verdict for `packet` at `now`; `random` is the packet's random
@@ -427,7 +428,9 @@ impl Service {
             };
             let mut state = u64::from(random);
             let nat_random = splitmix64(&mut state) as u32;
-            match self.snat.allocate(&dnat, node, nat_random) {
+            let conntrack = &self.conntrack;
+            match PortRange::default().allocate(&dnat, node, nat_random, |r| conntrack.has_reply(r))
+            {
                 Ok(t) => t,
                 Err(_) => return Verdict::Drop(DropReason::NatExhausted),
             }
@@ -445,7 +448,6 @@ impl Service {
             .insert(now, tuple, translated.reversed(), flow, packet.flags)
             .is_err()
         {
-            self.release(&tuple, &translated);
             return Verdict::Drop(DropReason::ConntrackFull);
         }
         self.remember(now, &frontend_addr, tuple.src, backend.addr);
@@ -518,25 +520,14 @@ impl Service {
         }
     }
 
-    /// Free a translation's SNAT port, if it has one.
-    fn release(&mut self, original: &Tuple, translated: &Tuple) {
-        if translated.src != original.src || translated.src_port != original.src_port {
-            self.snat.release(translated);
-        }
-    }
-
     /// Stop tracking the flow `original` opened.
     fn forget(&mut self, original: &Tuple) {
-        if let Some(entry) = self.conntrack.remove(original) {
-            self.release(&entry.original, &entry.value.translated);
-        }
+        self.conntrack.remove(original);
     }
 
     /// Drop the flows and affinities whose time ran out.
     fn expire(&mut self, now: Instant) {
-        while let Some(entry) = self.conntrack.pop_expired(now) {
-            self.release(&entry.original, &entry.value.translated);
-        }
+        while self.conntrack.pop_expired(now).is_some() {}
         self.affinity.expire(now);
     }
 }

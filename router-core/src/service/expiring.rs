@@ -31,6 +31,11 @@ impl<K: Ord + Copy, V> Expiring<K, V> {
         self.entries.len()
     }
 
+    /// Every value and its deadline, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&V, Instant)> {
+        self.entries.values().map(|(deadline, v)| (v, *deadline))
+    }
+
     /// The entry under `key` and its deadline, if it is still live at `now`.
     pub(crate) fn get_mut(&mut self, key: &K, now: Instant) -> Option<(Instant, &mut V)> {
         match self.entries.get_mut(key) {

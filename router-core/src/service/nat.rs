@@ -8,8 +8,9 @@
 //! serves many remote endpoints; on a collision try a random port, then the
 //! following ones, up to `SNAT_COLLISION_RETRIES` (128) tries. Ports come
 //! from `NODEPORT_PORT_MIN_NAT..=NODEPORT_PORT_MAX_NAT` (32768–65535).
-//! Mappings live as long as their connection: the datapath releases them
-//! when the conntrack entry expires. Rewriting packets is the datapath's.
+//! A mapping is its connection's reply tuple: a port is free again when no
+//! tracked connection has that reply tuple (the caller answers `in_use`
+//! from its conntrack table). Rewriting packets is the datapath's.
 //!
 //! ```text
 //!  original  client:cport → backend:bport
@@ -21,12 +22,8 @@
 //! (`__snat_try_keep_port`), its high half the second (first retry), where
 //! Cilium draws `get_prandom_u32()` twice.
 
-#[cfg(feature = "alloc")]
-use alloc::collections::BTreeSet;
-#[cfg(feature = "alloc")]
 use core::net::IpAddr;
 
-#[cfg(feature = "alloc")]
 use super::Tuple;
 
 /// First source port for SNAT (`NODEPORT_PORT_MIN_NAT`, one above the NodePort range).
@@ -94,63 +91,31 @@ impl PortRange {
             port.wrapping_add(1)
         })
     }
-}
-
-/// The ports in use, as the reply tuples they produce.
-#[cfg(feature = "alloc")]
-#[derive(Clone, Debug, Default)]
-pub struct Snat {
-    used: BTreeSet<Tuple>,
-    range: PortRange,
-}
-
-#[cfg(feature = "alloc")]
-impl Snat {
-    /// An allocator over ports `min..=max` (`min < max`; the arguments are
-    /// swapped if not).
-    pub fn new(min: u16, max: u16) -> Self {
-        Snat {
-            used: BTreeSet::new(),
-            range: PortRange::new(min, max),
-        }
-    }
 
     /// Source-NAT `flow` (client → backend, after DNAT) to `node`: the
-    /// rewritten tuple, its source port now reserved.
+    /// rewritten tuple with the first port tried whose reply tuple (backend
+    /// → node:port) is not `in_use` by a tracked connection.
+    #[inline(always)]
     pub fn allocate(
-        &mut self,
+        self,
         flow: &Tuple,
         node: IpAddr,
         random: u32,
+        mut in_use: impl FnMut(&Tuple) -> bool,
     ) -> Result<Tuple, Exhausted> {
-        let mut port = self.range.first(flow.src_port, random);
+        let mut port = self.first(flow.src_port, random);
         for retry in 0..COLLISION_RETRIES {
             let translated = Tuple {
                 src: node,
                 src_port: port,
                 ..*flow
             };
-            if self.used.insert(translated.reversed()) {
+            if !in_use(&translated.reversed()) {
                 return Ok(translated);
             }
-            port = self.range.next(port, retry, random);
+            port = self.next(port, retry, random);
         }
         Err(Exhausted)
-    }
-
-    /// Free the port `translated` (as [`Snat::allocate`] returned it) holds.
-    pub fn release(&mut self, translated: &Tuple) {
-        self.used.remove(&translated.reversed());
-    }
-
-    /// Mappings held.
-    pub fn len(&self) -> usize {
-        self.used.len()
-    }
-
-    /// Whether no mapping is held.
-    pub fn is_empty(&self) -> bool {
-        self.used.is_empty()
     }
 }
 
@@ -158,6 +123,7 @@ impl Snat {
 mod tests {
     use super::*;
     use crate::service::Protocol;
+    use alloc::collections::BTreeSet;
 
     fn flow(client_port: u16, backend: [u8; 4]) -> Tuple {
         Tuple {
@@ -171,48 +137,57 @@ mod tests {
 
     const NODE: IpAddr = IpAddr::V4(core::net::Ipv4Addr::new(192, 168, 10, 1));
 
+    /// Allocate from `range`, holding the result's reply tuple in `used`.
+    fn take(
+        range: PortRange,
+        used: &mut BTreeSet<Tuple>,
+        f: &Tuple,
+        random: u32,
+    ) -> Result<Tuple, Exhausted> {
+        let t = range.allocate(f, NODE, random, |reply| used.contains(reply))?;
+        used.insert(t.reversed());
+        Ok(t)
+    }
+
     #[test]
     fn keeps_the_client_port_when_in_range_else_a_random_one() {
-        let mut nat = Snat::default();
-        let t = nat
-            .allocate(&flow(40000, [10, 244, 1, 5]), NODE, 0)
-            .unwrap();
+        let mut used = BTreeSet::new();
+        let range = PortRange::default();
+        let t = take(range, &mut used, &flow(40000, [10, 244, 1, 5]), 0).unwrap();
         assert_eq!((t.src, t.src_port, t.dst_port), (NODE, 40000, 80));
-        let t = nat.allocate(&flow(1234, [10, 244, 1, 5]), NODE, 5).unwrap();
+        let t = take(range, &mut used, &flow(1234, [10, 244, 1, 5]), 5).unwrap();
         assert_eq!(t.src_port, 32768 + 5);
     }
 
     #[test]
     fn a_port_is_reused_for_another_remote_and_skipped_for_the_same_one() {
-        let mut nat = Snat::default();
-        let a = nat
-            .allocate(&flow(40000, [10, 244, 1, 5]), NODE, 0)
-            .unwrap();
+        let mut used = BTreeSet::new();
+        let range = PortRange::default();
+        let a = take(range, &mut used, &flow(40000, [10, 244, 1, 5]), 0).unwrap();
         // Same port, different backend: no collision.
-        let b = nat
-            .allocate(&flow(40000, [10, 244, 2, 5]), NODE, 0)
-            .unwrap();
+        let b = take(range, &mut used, &flow(40000, [10, 244, 2, 5]), 0).unwrap();
         assert_eq!((a.src_port, b.src_port), (40000, 40000));
         // Another client with the same port to the same backend: the random
         // retry (high half: 7) takes 32768 + 7.
         let mut other = flow(40000, [10, 244, 1, 5]);
         other.src = IpAddr::from([203, 0, 113, 8]);
-        let c = nat.allocate(&other, NODE, 7 << 16).unwrap();
+        let c = take(range, &mut used, &other, 7 << 16).unwrap();
         assert_eq!(c.src_port, 32768 + 7);
-        nat.release(&a);
-        let d = nat.allocate(&other, NODE, 0).unwrap();
+        used.remove(&a.reversed());
+        let d = take(range, &mut used, &other, 0).unwrap();
         assert_eq!(d.src_port, 40000, "released ports are free again");
-        assert_eq!(nat.len(), 3);
+        assert_eq!(used.len(), 3);
     }
 
     #[test]
     fn exhaustion_is_an_error_not_a_panic() {
-        let mut nat = Snat::new(40000, 40002);
+        let mut used = BTreeSet::new();
+        let range = PortRange::new(40000, 40002);
         let mut ok = 0;
         for client in 0..10u8 {
             let mut f = flow(40000, [10, 244, 1, 5]);
             f.src = IpAddr::from([203, 0, 113, client]);
-            if let Ok(t) = nat.allocate(&f, NODE, u32::from(client)) {
+            if let Ok(t) = take(range, &mut used, &f, u32::from(client)) {
                 assert!((40000..=40002).contains(&t.src_port));
                 ok += 1;
             }
@@ -220,7 +195,7 @@ mod tests {
         // 40000 kept once, then the clamp only reaches 40000..=40001.
         assert_eq!(ok, 2);
         assert_eq!(
-            nat.allocate(&flow(40000, [10, 244, 1, 5]), NODE, 1),
+            take(range, &mut used, &flow(40000, [10, 244, 1, 5]), 1),
             Err(Exhausted)
         );
     }
