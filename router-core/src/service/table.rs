@@ -232,6 +232,11 @@ impl ServiceTable {
     pub fn backend_id(&self, addr: &L3n4) -> Option<u32> {
         self.ids.get(addr).copied()
     }
+
+    /// Every backend by ID (IDs run from 1 without gaps).
+    pub fn backends(&self) -> impl Iterator<Item = (u32, &Backend)> {
+        self.backends.iter().map(|(id, b)| (*id, b))
+    }
 }
 
 #[cfg(test)]
