@@ -49,21 +49,22 @@ pub struct Parsed {
 /// The 5-tuple of the IP packet `ip` (starting at the IP header), if it is
 /// an unfragmented TCP or UDP packet whose headers are all there.
 pub fn parse(ip: &[u8]) -> Option<Parsed> {
-    let (src, dst, protocol, l4) = match ip.first()? >> 4 {
+    let first = *ip.first()?;
+    let (src, dst, protocol, l4) = match first >> 4 {
         4 => {
-            let l4 = usize::from(ip[0] & 0x0f) * 4;
+            let l4 = usize::from(first & 0x0f) * 4;
             let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
             if l4 < 20 || fragment != 0 {
                 return None;
             }
             let src = Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?);
             let dst = Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?);
-            (IpAddr::V4(src), IpAddr::V4(dst), ip[9], l4)
+            (IpAddr::V4(src), IpAddr::V4(dst), *ip.get(9)?, l4)
         }
         6 => {
             let src = Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?);
             let dst = Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?);
-            (IpAddr::V6(src), IpAddr::V6(dst), ip[6], 40)
+            (IpAddr::V6(src), IpAddr::V6(dst), *ip.get(6)?, 40)
         }
         _ => return None,
     };
@@ -72,17 +73,19 @@ pub fn parse(ip: &[u8]) -> Option<Parsed> {
         UDP => (Protocol::Udp, 8),
         _ => return None,
     };
-    let transport = ip.get(l4..l4 + header)?;
+    if ip.len() < l4 + header {
+        return None;
+    }
     Some(Parsed {
         tuple: Tuple {
             src,
             dst,
-            src_port: u16::from_be_bytes([transport[0], transport[1]]),
-            dst_port: u16::from_be_bytes([transport[2], transport[3]]),
+            src_port: read16(ip, l4)?,
+            dst_port: read16(ip, l4 + 2)?,
             protocol,
         },
         flags: if protocol == Protocol::Tcp {
-            transport[13]
+            *ip.get(l4 + 13)?
         } else {
             0
         },
@@ -109,9 +112,8 @@ pub fn rewrite(ip: &mut [u8], parsed: &Parsed, to: &Tuple) -> bool {
             _ => 6,
         };
     // A UDP/IPv4 packet sent without a checksum keeps none.
-    let l4_has_check = !(from.protocol == Protocol::Udp
-        && from.src.is_ipv4()
-        && ip[l4_check..l4_check + 2] == [0, 0]);
+    let l4_has_check =
+        !(from.protocol == Protocol::Udp && from.src.is_ipv4() && read16(ip, l4_check) == Some(0));
     let mut words = Changes {
         ip,
         header_check,
@@ -121,11 +123,27 @@ pub fn rewrite(ip: &mut [u8], parsed: &Parsed, to: &Tuple) -> bool {
     words.address(dst_at, to.dst);
     words.word(parsed.l4, to.src_port, false);
     words.word(parsed.l4 + 2, to.dst_port, false);
-    if to.protocol == Protocol::Udp && l4_has_check && words.ip[l4_check..l4_check + 2] == [0, 0] {
+    if to.protocol == Protocol::Udp && l4_has_check && read16(words.ip, l4_check) == Some(0) {
         // RFC 768: a computed zero is sent as all ones.
-        words.ip[l4_check..l4_check + 2].copy_from_slice(&[0xff, 0xff]);
+        write16(words.ip, l4_check, 0xffff);
     }
     true
+}
+
+/// The big-endian word at `at`, if the packet has it.
+#[inline(always)]
+fn read16(ip: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*ip.get(at)?, *ip.get(at + 1)?]))
+}
+
+/// Set the big-endian word at `at`, if the packet has it.
+#[inline(always)]
+fn write16(ip: &mut [u8], at: usize, value: u16) {
+    let [hi, lo] = value.to_be_bytes();
+    if let (Some(_), Some(_)) = (ip.get(at), ip.get(at + 1)) {
+        ip[at] = hi;
+        ip[at + 1] = lo;
+    }
 }
 
 /// Word-by-word changes to a packet and the checksums that cover them.
@@ -139,6 +157,7 @@ struct Changes<'a> {
 
 impl Changes<'_> {
     /// Set the address at `at` (4 or 16 bytes), a pseudo-header field.
+    #[inline(always)]
     fn address(&mut self, at: usize, addr: IpAddr) {
         match addr {
             IpAddr::V4(a) => self.words(at, &a.octets(), true),
@@ -146,6 +165,7 @@ impl Changes<'_> {
         }
     }
 
+    #[inline(always)]
     fn words(&mut self, at: usize, bytes: &[u8], in_ip_header: bool) {
         for (i, pair) in bytes.chunks_exact(2).enumerate() {
             self.word(
@@ -158,17 +178,20 @@ impl Changes<'_> {
 
     /// Set the 16-bit word at `at`; the transport checksum always covers
     /// it, the IPv4 header checksum when it is in the header.
+    #[inline(always)]
     fn word(&mut self, at: usize, new: u16, in_ip_header: bool) {
-        let old = u16::from_be_bytes([self.ip[at], self.ip[at + 1]]);
+        let Some(old) = read16(self.ip, at) else {
+            return;
+        };
         if old == new {
             return;
         }
-        self.ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        write16(self.ip, at, new);
         let checks = [self.header_check.filter(|_| in_ip_header), self.l4_check];
         for at in checks.into_iter().flatten() {
-            let check = u16::from_be_bytes([self.ip[at], self.ip[at + 1]]);
-            let updated = checksum::update16(check, old, new);
-            self.ip[at..at + 2].copy_from_slice(&updated.to_be_bytes());
+            if let Some(check) = read16(self.ip, at) {
+                write16(self.ip, at, checksum::update16(check, old, new));
+            }
         }
     }
 }
