@@ -103,8 +103,11 @@ impl Services {
         let Some(ip) = frame.get_mut(ETH..) else {
             return Verdict::Untouched;
         };
-        let random = splitmix64(&mut self.rng) as u32;
-        match self.service.translate(now, origin, ip, random) {
+        let rng = &mut self.rng;
+        match self
+            .service
+            .translate(now, origin, ip, || splitmix64(rng) as u32)
+        {
             datapath::Verdict::NotService => Verdict::Untouched,
             datapath::Verdict::Translated(_) | datapath::Verdict::Reply(_) => Verdict::Translated,
             datapath::Verdict::Dispatch { node, service, .. } => match (node, service.addr) {

@@ -253,17 +253,20 @@ impl Service {
     /// [`Service::process`] does, and rewrite it to the verdict's tuple with
     /// its checksums (`packet::rewrite`). A packet that is not an
     /// unfragmented TCP or UDP packet is [`Verdict::NotService`] and left
-    /// alone. Both runtimes' reference for the service stage.
+    /// alone. `random` is asked for the packet's random number once its
+    /// 5-tuple is read (so other packets draw none). Both runtimes'
+    /// reference for the service stage.
     pub fn translate(
         &mut self,
         now: Instant,
         origin: Origin,
         ip: &mut [u8],
-        random: u32,
+        random: impl FnOnce() -> u32,
     ) -> Verdict {
         let Some(parsed) = packet::parse(ip) else {
             return Verdict::NotService;
         };
+        let random = random();
         let packet = Packet {
             tuple: parsed.tuple,
             flags: TcpFlags(parsed.flags),
