@@ -65,8 +65,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let held = checksums_hold(data, &parsed);
     let mut rewritten = data.to_vec();
-    assert!(packet::rewrite(&mut rewritten, &parsed, &to));
-    let again = packet::parse(&rewritten).expect("still a service packet");
+    assert!(packet::rewrite(&mut rewritten[..], &parsed, &to));
+    let again = packet::parse(&rewritten[..]).expect("still a service packet");
     assert_eq!(again.tuple, to);
     if held {
         assert!(checksums_hold(&rewritten, &again), "checksums broke");

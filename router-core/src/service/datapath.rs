@@ -25,6 +25,7 @@ use smoltcp::time::{Duration, Instant};
 use super::Tuple;
 use super::affinity::{self, Affinity};
 use super::conntrack::{self, Conntrack, Direction, TcpFlags};
+use super::lifetime::State;
 pub use super::lookup::Algorithm;
 use super::lookup::{self, NO_BACKEND};
 use super::maglev;
@@ -158,6 +159,21 @@ struct Flow {
     dispatch: Option<IpAddr>,
 }
 
+/// One tracked connection as [`Service::tracked`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    /// Its tuple as the client sent it.
+    pub original: Tuple,
+    /// Its tuple in the reply direction (the request as sent on, reversed).
+    pub reply: Tuple,
+    /// The frontend the client asked for.
+    pub frontend: L3n4,
+    /// Its state, as far as its lifetime depends on it.
+    pub state: State,
+    /// When it expires.
+    pub deadline: Instant,
+}
+
 /// What the datapath did so far, for statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -222,6 +238,20 @@ impl Service {
     /// Connections tracked.
     pub fn connections(&self) -> usize {
         self.conntrack.len()
+    }
+
+    /// Every connection tracked and live at `now`, in tuple order (TCP first).
+    pub fn tracked(&self, now: Instant) -> impl Iterator<Item = Tracked> + '_ {
+        self.conntrack
+            .entries()
+            .filter(move |(_, deadline)| *deadline > now)
+            .map(|(e, deadline)| Tracked {
+                original: e.original,
+                reply: e.reply,
+                frontend: e.value.frontend,
+                state: e.state,
+                deadline,
+            })
     }
 
     /// Connections source-NATed to a node address (each holds a port).

@@ -35,6 +35,28 @@ use crate::datapath::checksum;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
+/// Byte access to a packet's headers: a slice here, a fixed buffer with
+/// masked indices in eBPF (where the verifier must see every index bounded).
+pub trait Bytes {
+    /// Byte `at`, or `None` past the packet's end.
+    fn byte(&self, at: usize) -> Option<u8>;
+    /// Set byte `at`; nothing past the packet's end.
+    fn set_byte(&mut self, at: usize, value: u8);
+}
+
+impl Bytes for [u8] {
+    #[inline(always)]
+    fn byte(&self, at: usize) -> Option<u8> {
+        self.get(at).copied()
+    }
+    #[inline(always)]
+    fn set_byte(&mut self, at: usize, value: u8) {
+        if let Some(b) = self.get_mut(at) {
+            *b = value;
+        }
+    }
+}
+
 /// A service packet's 5-tuple and where its transport header starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed {
@@ -48,23 +70,23 @@ pub struct Parsed {
 
 /// The 5-tuple of the IP packet `ip` (starting at the IP header), if it is
 /// an unfragmented TCP or UDP packet whose headers are all there.
-pub fn parse(ip: &[u8]) -> Option<Parsed> {
-    let first = *ip.first()?;
+pub fn parse<B: Bytes + ?Sized>(ip: &B) -> Option<Parsed> {
+    let first = ip.byte(0)?;
     let (src, dst, protocol, l4) = match first >> 4 {
         4 => {
             let l4 = usize::from(first & 0x0f) * 4;
-            let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
+            let fragment = read16(ip, 6)? & 0x3fff;
             if l4 < 20 || fragment != 0 {
                 return None;
             }
-            let src = Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?);
-            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?);
-            (IpAddr::V4(src), IpAddr::V4(dst), *ip.get(9)?, l4)
+            let src = Ipv4Addr::from(read::<4, B>(ip, 12)?);
+            let dst = Ipv4Addr::from(read::<4, B>(ip, 16)?);
+            (IpAddr::V4(src), IpAddr::V4(dst), ip.byte(9)?, l4)
         }
         6 => {
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?);
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?);
-            (IpAddr::V6(src), IpAddr::V6(dst), *ip.get(6)?, 40)
+            let src = Ipv6Addr::from(read::<16, B>(ip, 8)?);
+            let dst = Ipv6Addr::from(read::<16, B>(ip, 24)?);
+            (IpAddr::V6(src), IpAddr::V6(dst), ip.byte(6)?, 40)
         }
         _ => return None,
     };
@@ -73,9 +95,7 @@ pub fn parse(ip: &[u8]) -> Option<Parsed> {
         UDP => (Protocol::Udp, 8),
         _ => return None,
     };
-    if ip.len() < l4 + header {
-        return None;
-    }
+    ip.byte(l4 + header - 1)?;
     Some(Parsed {
         tuple: Tuple {
             src,
@@ -85,7 +105,7 @@ pub fn parse(ip: &[u8]) -> Option<Parsed> {
             protocol,
         },
         flags: if protocol == Protocol::Tcp {
-            *ip.get(l4 + 13)?
+            ip.byte(l4 + 13)?
         } else {
             0
         },
@@ -97,7 +117,7 @@ pub fn parse(ip: &[u8]) -> Option<Parsed> {
 /// ports, updating its checksums. `to` must be of the packet's family and
 /// protocol (what the service datapath hands back); a mismatch leaves the
 /// packet as it was and returns false.
-pub fn rewrite(ip: &mut [u8], parsed: &Parsed, to: &Tuple) -> bool {
+pub fn rewrite<B: Bytes + ?Sized>(ip: &mut B, parsed: &Parsed, to: &Tuple) -> bool {
     let from = parsed.tuple;
     if from.protocol != to.protocol || from.src.is_ipv4() != to.src.is_ipv4() {
         return false;
@@ -116,46 +136,74 @@ pub fn rewrite(ip: &mut [u8], parsed: &Parsed, to: &Tuple) -> bool {
         !(from.protocol == Protocol::Udp && from.src.is_ipv4() && read16(ip, l4_check) == Some(0));
     let mut words = Changes {
         ip,
-        header_check,
-        l4_check: l4_has_check.then_some(l4_check),
+        header: 0,
+        l4: 0,
     };
     words.address(src_at, to.src);
     words.address(dst_at, to.dst);
     words.word(parsed.l4, to.src_port, false);
     words.word(parsed.l4 + 2, to.dst_port, false);
-    if to.protocol == Protocol::Udp && l4_has_check && read16(words.ip, l4_check) == Some(0) {
-        // RFC 768: a computed zero is sent as all ones.
-        write16(words.ip, l4_check, 0xffff);
+    let Changes { ip, header, l4 } = words;
+    if let Some(at) = header_check {
+        adjust(ip, at, header);
+    }
+    if l4_has_check {
+        let check = adjust(ip, l4_check, l4);
+        if to.protocol == Protocol::Udp && check == Some(0) {
+            // RFC 768: a computed zero is sent as all ones.
+            write16(ip, l4_check, 0xffff);
+        }
     }
     true
 }
 
+/// Add the one's complement sum of changes `delta` to the checksum at `at`
+/// (RFC 1624 eqn. 3 over all changed words at once); the new checksum.
+#[inline(always)]
+fn adjust<B: Bytes + ?Sized>(ip: &mut B, at: usize, delta: u32) -> Option<u16> {
+    let check = read16(ip, at)?;
+    let updated = !checksum::fold(u32::from(!check) + delta);
+    write16(ip, at, updated);
+    Some(updated)
+}
+
+/// The `N` bytes at `at`, if the packet has them.
+#[inline(always)]
+fn read<const N: usize, B: Bytes + ?Sized>(ip: &B, at: usize) -> Option<[u8; N]> {
+    let mut out = [0; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = ip.byte(at + i)?;
+    }
+    Some(out)
+}
+
 /// The big-endian word at `at`, if the packet has it.
 #[inline(always)]
-fn read16(ip: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*ip.get(at)?, *ip.get(at + 1)?]))
+fn read16<B: Bytes + ?Sized>(ip: &B, at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(read::<2, B>(ip, at)?))
 }
 
 /// Set the big-endian word at `at`, if the packet has it.
 #[inline(always)]
-fn write16(ip: &mut [u8], at: usize, value: u16) {
+fn write16<B: Bytes + ?Sized>(ip: &mut B, at: usize, value: u16) {
     let [hi, lo] = value.to_be_bytes();
-    if let (Some(_), Some(_)) = (ip.get(at), ip.get(at + 1)) {
-        ip[at] = hi;
-        ip[at + 1] = lo;
-    }
+    ip.set_byte(at, hi);
+    ip.set_byte(at + 1, lo);
 }
 
-/// Word-by-word changes to a packet and the checksums that cover them.
-struct Changes<'a> {
-    ip: &'a mut [u8],
-    /// The IPv4 header checksum's offset (covers the addresses).
-    header_check: Option<usize>,
-    /// The transport checksum's offset, if the packet has one.
-    l4_check: Option<usize>,
+/// Word-by-word changes to a packet, and the one's complement sums of the
+/// changes each checksum covers. Every word is written and summed (an
+/// unchanged word adds `!old + old`, one's complement zero), so the rewrite
+/// has no data-dependent branch: the eBPF verifier follows one path.
+struct Changes<'a, B: Bytes + ?Sized> {
+    ip: &'a mut B,
+    /// Changes the IPv4 header checksum covers (the addresses).
+    header: u32,
+    /// Changes the transport checksum covers (pseudo-header and ports).
+    l4: u32,
 }
 
-impl Changes<'_> {
+impl<B: Bytes + ?Sized> Changes<'_, B> {
     /// Set the address at `at` (4 or 16 bytes), a pseudo-header field.
     #[inline(always)]
     fn address(&mut self, at: usize, addr: IpAddr) {
@@ -183,15 +231,11 @@ impl Changes<'_> {
         let Some(old) = read16(self.ip, at) else {
             return;
         };
-        if old == new {
-            return;
-        }
         write16(self.ip, at, new);
-        let checks = [self.header_check.filter(|_| in_ip_header), self.l4_check];
-        for at in checks.into_iter().flatten() {
-            if let Some(check) = read16(self.ip, at) {
-                write16(self.ip, at, checksum::update16(check, old, new));
-            }
+        let delta = u32::from(!old) + u32::from(new);
+        self.l4 += delta;
+        if in_ip_header {
+            self.header += delta;
         }
     }
 }
@@ -310,9 +354,9 @@ mod tests {
         ) {
             let (a, b) = (tuple(v6, tcp, from), tuple(v6, tcp, to));
             let mut p = packet(&a, &payload);
-            let parsed = parse(&p).expect("a service packet");
+            let parsed = parse(&p[..]).expect("a service packet");
             prop_assert_eq!(parsed.tuple, a);
-            prop_assert!(rewrite(&mut p, &parsed, &b));
+            prop_assert!(rewrite(&mut p[..], &parsed, &b));
             prop_assert_eq!(p, packet(&b, &payload));
         }
     }
@@ -321,14 +365,14 @@ mod tests {
     fn syn_flags_are_read_and_fragments_are_not_service_packets() {
         let t = tuple(false, true, [1, 2, 40000, 80]);
         let mut p = packet(&t, b"");
-        assert_eq!(parse(&p).map(|x| x.flags), Some(0x02));
+        assert_eq!(parse(&p[..]).map(|x| x.flags), Some(0x02));
         p[6] = 0x20; // more fragments
-        assert_eq!(parse(&p), None);
+        assert_eq!(parse(&p[..]), None);
         let u = packet(&tuple(false, false, [1, 2, 3, 4]), b"x");
         assert_eq!(parse(&u[..20 + 7]), None, "truncated UDP header");
         let mut other = u.clone();
         other[9] = 132;
-        assert_eq!(parse(&other), None, "SCTP is not handled here");
+        assert_eq!(parse(&other[..]), None, "SCTP is not handled here");
     }
 
     #[test]
@@ -339,11 +383,11 @@ mod tests {
         );
         let mut p = packet(&a, b"abc");
         p[26..28].fill(0);
-        let parsed = parse(&p).unwrap();
-        assert!(rewrite(&mut p, &parsed, &b));
+        let parsed = parse(&p[..]).unwrap();
+        assert!(rewrite(&mut p[..], &parsed, &b));
         assert_eq!(&p[26..28], &[0, 0]);
         assert!(Ipv4Packet::new_checked(&p[..]).unwrap().verify_checksum());
         let mixed = tuple(true, false, [5, 6, 7, 8]);
-        assert!(!rewrite(&mut p, &parsed, &mixed), "another family");
+        assert!(!rewrite(&mut p[..], &parsed, &mixed), "another family");
     }
 }
