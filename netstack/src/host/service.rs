@@ -97,9 +97,12 @@ impl Services {
         self.service.counters()
     }
 
-    /// Translate an Ethernet frame from `origin` in place if it belongs to a
-    /// service flow.
+    /// Translate an Ethernet frame from `origin` in place if it is an IPv4
+    /// or IPv6 frame of a service flow.
     pub fn translate(&mut self, now: Instant, origin: Origin, frame: &mut [u8]) -> Verdict {
+        if !matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd])) {
+            return Verdict::Untouched;
+        }
         let Some(ip) = frame.get_mut(ETH..) else {
             return Verdict::Untouched;
         };
