@@ -47,6 +47,15 @@ use router_core::datapath::Reason;
 use crate::object::object;
 use crate::snapshot::{Snapshot, Trie};
 
+mod services;
+
+use nexthop_offload_bpf_common::service::{
+    AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
+    DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,
+    FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, Work, counter,
+};
+use services::ServiceMapsSync;
+
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "nexthop";
 /// Name of the program the pipeline tail-calls for the inner frame of a decap.
@@ -58,6 +67,12 @@ pub const FULL_PROGRAM: &str = "nexthop_full";
 pub const V6_PROGRAM: &str = "nexthop_v6";
 /// Name of the part the IPv6 part tail-calls for neighbour discovery.
 pub const NDP_PROGRAM: &str = "nexthop_ndp";
+/// Name of the service stage program (tail-called by [`PROGRAM`]).
+pub const SERVICE_PROGRAM: &str = "nexthop_service";
+/// Name of the service stage's program for new flows.
+pub const SERVICE_OPEN_PROGRAM: &str = "nexthop_service_open";
+/// Name of the service stage's program that rewrites the packet.
+pub const SERVICE_APPLY_PROGRAM: &str = "nexthop_service_apply";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
 
@@ -92,6 +107,20 @@ pub struct Capacity {
     pub local: u32,
     /// Source identities.
     pub identities: u32,
+    /// Service frontends (per scope).
+    pub frontends: u32,
+    /// Service backends.
+    pub backends: u32,
+    /// Backend slots of all backend sets together.
+    pub slots: u32,
+    /// Maglev tables.
+    pub maglev_tables: u32,
+    /// Entries of each Maglev table (`maglev.tableSize`, M).
+    pub maglev_size: u32,
+    /// Tracked connections.
+    pub connections: u32,
+    /// Clients remembered for session affinity.
+    pub affinity: u32,
 }
 
 impl Default for Capacity {
@@ -104,6 +133,13 @@ impl Default for Capacity {
             neighbours: DEFAULT_NEIGHBOURS,
             local: DEFAULT_LOCAL,
             identities: DEFAULT_IDENTITIES,
+            frontends: DEFAULT_FRONTENDS,
+            backends: DEFAULT_BACKENDS,
+            slots: DEFAULT_SLOTS,
+            maglev_tables: DEFAULT_MAGLEV_SETS,
+            maglev_size: router_core::service::maglev::DEFAULT_TABLE_SIZE,
+            connections: DEFAULT_CONNECTIONS,
+            affinity: DEFAULT_AFFINITY,
         }
     }
 }
@@ -130,7 +166,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 21] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 33] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -164,8 +200,29 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 21] {
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
         ("NDP_ADDRS", shape::<NdpKey, u8>(c.local)),
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
-        ("PROGRAMS", shape::<u32, u32>(4)),
+        ("PROGRAMS", shape::<u32, u32>(7)),
         ("REASONS", shape::<u32, u64>(REASONS)),
+        ("SVC_CONFIG", shape::<u32, ServiceConfig>(HALVES)),
+        (
+            "SVC_FRONTENDS",
+            shape::<FrontendKey, BackendSet>(2 * HALVES * c.frontends),
+        ),
+        ("SVC_SLOTS", shape::<u32, u32>(HALVES * c.slots)),
+        (
+            "SVC_MAGLEV",
+            shape::<u32, u32>(HALVES * c.maglev_tables * c.maglev_size),
+        ),
+        ("SVC_IDS", shape::<u32, L3n4Key>(HALVES * c.backends)),
+        (
+            "SVC_BACKENDS",
+            shape::<BackendKey, Backend>(HALVES * c.backends),
+        ),
+        ("CT", shape::<FlowKey, Connection>(c.connections)),
+        ("CT_REPLY", shape::<FlowKey, FlowKey>(c.connections)),
+        ("AFFINITY", shape::<AffinityKey, AffinityEntry>(c.affinity)),
+        ("SVC_INPUTS", shape::<u32, Inputs>(1)),
+        ("SVC_COUNTERS", shape::<u32, u64>(counter::COUNT)),
+        ("SVC_WORK", shape::<u32, Work>(1)),
     ]
 }
 
@@ -206,6 +263,14 @@ pub enum Error {
     GracePeriod(std::io::Error),
     /// Turning off a veth peer's transmit checksum offload failed.
     Offload(String, std::io::Error),
+    /// The service table's Maglev tables have another size than the maps
+    /// were loaded for.
+    MaglevSize {
+        /// The table's M.
+        table: u32,
+        /// The M of the loaded maps.
+        loaded: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -236,6 +301,10 @@ impl fmt::Display for Error {
             Error::Offload(interface, e) => write!(
                 f,
                 "turning off transmit checksum offload on {interface} (ETHTOOL_STXCSUM): {e}"
+            ),
+            Error::MaglevSize { table, loaded } => write!(
+                f,
+                "the service table's Maglev tables have {table} entries, the maps were loaded for {loaded} (Capacity::maglev_size)"
             ),
             Error::GracePeriod(e) => write!(
                 f,
@@ -397,13 +466,18 @@ struct Maps {
     arp: HashMapSync<ArpKey, u8>,
     ndp: HashMapSync<NdpKey, u8>,
     identities: HashMapSync<IpKey, u32>,
+    services: ServiceMapsSync,
     reasons: PerCpuArray<MapData, u64>,
     /// Holds the tail call target installed.
     _programs: ProgramArray<MapData>,
 }
 
 impl Maps {
-    fn take(ebpf: &mut Ebpf, programs: ProgramArray<MapData>) -> Result<Self, Error> {
+    fn take(
+        ebpf: &mut Ebpf,
+        programs: ProgramArray<MapData>,
+        maglev_size: u32,
+    ) -> Result<Self, Error> {
         let active = Array::try_from(ebpf.take_map("ACTIVE").ok_or(Error::Missing("ACTIVE"))?)?;
         let half = active.get(&0, 0)? & 1;
         let reasons = ebpf.take_map("REASONS").ok_or(Error::Missing("REASONS"))?;
@@ -424,6 +498,7 @@ impl Maps {
             arp: HashMapSync::take(ebpf, "ARP_ADDRS")?,
             ndp: HashMapSync::take(ebpf, "NDP_ADDRS")?,
             identities: HashMapSync::take(ebpf, "IDENTITIES")?,
+            services: ServiceMapsSync::take(ebpf, maglev_size)?,
             reasons: PerCpuArray::try_from(reasons)?,
             _programs: programs,
         })
@@ -451,7 +526,8 @@ impl Maps {
             + self.nexthops.sync(half, &s.nexthops)?
             + self.groups.sync(half, &groups)?
             + self.v4.sync(half, &s.v4)?
-            + self.v6.sync(half, &s.v6)?)
+            + self.v6.sync(half, &s.v6)?
+            + self.services.write_half(half, s.services.as_ref())?)
     }
 
     /// New and changed hash map entries, before a flip.
@@ -478,12 +554,13 @@ impl Maps {
     fn sync(&mut self, s: &Snapshot) -> Result<usize, Error> {
         let h = Hashed::of(s);
         let next = self.half ^ 1;
-        let mut n = self.upsert(s, &h)?;
+        let services = self.services.wanted(next, s.services.as_ref())?;
+        let mut n = self.upsert(s, &h)? + self.services.upsert(&services)?;
         n += self.write_half(next, s)?;
         self.active.set(0, next, 0)?;
         self.half = next;
         grace_period()?;
-        n += self.prune(s, &h)?;
+        n += self.prune(s, &h)? + self.services.prune(&services)?;
         Ok(n)
     }
 }
@@ -691,12 +768,22 @@ impl Datapath {
             .override_global("LEAVES_CAP", &capacity.leaves, true)
             .override_global("GROUPS_CAP", &capacity.groups, true)
             .override_global("NEXTHOPS_CAP", &capacity.nexthops, true)
+            .override_global("SVC_SLOTS_CAP", &capacity.slots, true)
+            .override_global("SVC_IDS_CAP", &capacity.backends, true)
+            .override_global(
+                "SVC_MAGLEV_CAP",
+                &(capacity.maglev_tables * capacity.maglev_size),
+                true,
+            )
             .load(object())?;
         for name in [
             PROGRAM,
             FULL_PROGRAM,
             V6_PROGRAM,
             NDP_PROGRAM,
+            SERVICE_PROGRAM,
+            SERVICE_OPEN_PROGRAM,
+            SERVICE_APPLY_PROGRAM,
             INNER_PROGRAM,
             PEER_PROGRAM,
         ] {
@@ -710,19 +797,23 @@ impl Datapath {
             ebpf.take_map("PROGRAMS")
                 .ok_or(Error::Missing("PROGRAMS"))?,
         )?;
-        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2, NDP 3.
+        // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2, NDP 3,
+        // SERVICE 4, SERVICE_OPEN 5, SERVICE_APPLY 6.
         let slots = [
             (0, INNER_PROGRAM),
             (1, FULL_PROGRAM),
             (2, V6_PROGRAM),
             (3, NDP_PROGRAM),
+            (4, SERVICE_PROGRAM),
+            (5, SERVICE_OPEN_PROGRAM),
+            (6, SERVICE_APPLY_PROGRAM),
         ];
         for (slot, name) in slots {
             let program: &Xdp = ebpf.program(name).ok_or(Error::Missing(name))?.try_into()?;
             programs.set(slot, program.fd()?, 0)?;
         }
         Ok(Datapath {
-            maps: Maps::take(&mut ebpf, programs)?,
+            maps: Maps::take(&mut ebpf, programs, capacity.maglev_size)?,
             ebpf,
             pins: pins.map(Path::to_path_buf),
         })
@@ -823,6 +914,40 @@ impl Datapath {
     /// Packets counted per exit reason, summed over CPUs (index: `Reason as usize`).
     pub fn reason_counts(&self) -> Result<[u64; Reason::COUNT], Error> {
         sum_per_cpu(&self.maps.reasons)
+    }
+
+    /// The clock (nanoseconds) and random number the service stage uses
+    /// from now on: `Some` replays these for every packet (the differential
+    /// harness), `None` goes back to the kernel's.
+    pub fn set_service_inputs(&mut self, given: Option<(u64, u32)>) -> Result<(), Error> {
+        self.maps.services.set_inputs(given)
+    }
+
+    /// The service stage's connection entries (some may have expired and
+    /// not been evicted yet: compare their deadlines with the clock).
+    pub fn connections(&self) -> Result<BTreeMap<FlowKey, Connection>, Error> {
+        self.maps.services.connections()
+    }
+
+    /// The reply index: reply tuple → original tuple.
+    pub fn connection_replies(&self) -> Result<BTreeMap<FlowKey, FlowKey>, Error> {
+        self.maps.services.replies()
+    }
+
+    /// The session affinity entries.
+    pub fn affinity(&self) -> Result<BTreeMap<AffinityKey, AffinityEntry>, Error> {
+        self.maps.services.affinity()
+    }
+
+    /// Forget every tracked connection and affinity.
+    pub fn clear_connections(&mut self) -> Result<(), Error> {
+        self.maps.services.clear()
+    }
+
+    /// The service stage's counters summed over CPUs (index: `counter::*`
+    /// of the common crate, as router-core's `service::datapath::Counters`).
+    pub fn service_counts(&self) -> Result<[u64; counter::COUNT as usize], Error> {
+        self.maps.services.counters()
     }
 }
 

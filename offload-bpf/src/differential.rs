@@ -212,7 +212,7 @@ fn route(hosts: Vec<IpAddr>) -> impl Strategy<Value = (ipnet::IpNet, Vec<Nexthop
     })
 }
 
-fn mac_of(addr: IpAddr) -> EthernetAddress {
+pub(crate) fn mac_of(addr: IpAddr) -> EthernetAddress {
     let o = match addr {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets()[12..].to_vec(),
@@ -401,7 +401,7 @@ impl Oddity {
     };
 }
 
-fn oddity() -> impl Strategy<Value = Oddity> {
+pub(crate) fn oddity() -> impl Strategy<Value = Oddity> {
     let rare = |n: u32| prop::bool::weighted(1.0 / f64::from(n));
     (
         prop_oneof![16 => Just(0u8), 1 => 1u8..4],

@@ -4,6 +4,7 @@
 //!
 //! - [`object`]: the XDP object `build.rs` builds from `ebpf/` and embeds.
 //! - [`snapshot`]: router-core tables → map contents (pure, no kernel needed).
+//! - [`services`]: router-core's service table → the service maps' contents.
 //! - [`datapath`]: load the object, sync snapshots into its maps, test-run
 //!   frames and read the per-reason counters.
 //!
@@ -16,7 +17,10 @@
 
 pub mod datapath;
 pub mod object;
+pub mod services;
 pub mod snapshot;
 
 #[cfg(test)]
 mod differential;
+#[cfg(test)]
+mod service_differential;

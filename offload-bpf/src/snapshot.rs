@@ -21,6 +21,8 @@ use router_core::fib::poptrie::{Key, LEAF_FLAG, NO_ROUTE, Poptrie};
 use router_core::fib::{Encap, Fib, GroupId, NexthopKind};
 use router_core::neighbour;
 
+use crate::services::ServiceMaps;
+
 /// Tables the XDP program cannot hold (the loader refuses them rather than
 /// let the program disagree with router-core).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub struct Snapshot {
     pub identities: BTreeMap<IpKey, u32>,
     /// Settings.
     pub config: Config,
+    /// The service stage's tables (`None`: the stage is off).
+    pub services: Option<ServiceMaps>,
 }
 
 /// The map key of an address.

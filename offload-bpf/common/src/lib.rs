@@ -28,6 +28,8 @@
 
 use router_core::lpm;
 
+pub mod service;
+
 /// Buckets per nexthop group: the same as router-core's `ecmp::BUCKETS`.
 pub const BUCKETS: usize = 256;
 
@@ -273,6 +275,18 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::ArpKey {}
     unsafe impl aya::Pod for super::NdpKey {}
+    unsafe impl aya::Pod for super::service::FlowKey {}
+    unsafe impl aya::Pod for super::service::L3n4Key {}
+    unsafe impl aya::Pod for super::service::FrontendKey {}
+    unsafe impl aya::Pod for super::service::BackendSet {}
+    unsafe impl aya::Pod for super::service::BackendKey {}
+    unsafe impl aya::Pod for super::service::Backend {}
+    unsafe impl aya::Pod for super::service::Connection {}
+    unsafe impl aya::Pod for super::service::AffinityKey {}
+    unsafe impl aya::Pod for super::service::AffinityEntry {}
+    unsafe impl aya::Pod for super::service::ServiceConfig {}
+    unsafe impl aya::Pod for super::service::Inputs {}
+    unsafe impl aya::Pod for super::service::Work {}
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //! they behave as the one pipeline (the differential harness runs them as
 //! attached): the attached [`Part::Fast`] forwards routed IPv4 frames and
 //! hands ARP and tunnel frames, untouched, to [`Part::Full`] and IPv6 frames
-//! to [`Part::V6`], which hands neighbour discovery to [`Part::NDP`]. The
+//! to [`Part::V6`], which hands neighbour discovery to [`Part::NDP`]. When
+//! the node serves services, IP frames first go through the service stage
+//! (`service`, its own program), which hands them on to the full or IPv6
+//! part. The
 //! common case then runs in a program with a third of the code and half the
 //! stack of the whole pipeline.
 //!
@@ -31,7 +34,7 @@ use router_core::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_UDP_AT, UDP_HEADER_LEN,
 };
 
-use crate::maps::{FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, V6};
+use crate::maps::{FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, SERVICE, V6};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, Outer};
 use crate::{arp, fib, ndp};
@@ -121,6 +124,13 @@ fn process<const PART: u8>(ctx: &XdpContext) -> (Reason, u32) {
     let (Some(dst_mac), Some(ethertype)) = (read::<[u8; 6]>(ctx, 0), be16(ctx, 12)) else {
         return exit(Reason::Malformed);
     };
+    // The service stage goes first, as in router-core's node.
+    if PART == Part::FAST
+        && matches!(ethertype, 0x0800 | 0x86dd)
+        && half.service_config().is_some_and(|c| c.enabled != 0)
+    {
+        return hand_over(ctx, SERVICE);
+    }
     // Group bit: broadcast and multicast.
     if dst_mac != port.mac && dst_mac[0] & 1 == 0 {
         return exit(Reason::OtherHost);

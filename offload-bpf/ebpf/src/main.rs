@@ -7,6 +7,8 @@
 //! - [`arp`]: replies to ARP requests for owned and announced addresses.
 //! - [`ndp`]: replies to neighbour solicitations for owned and announced addresses.
 //! - [`tunnel`]: VXLAN/Geneve decapsulation and outer headers.
+//! - [`service`]: the service stage (load-balancing to backends, SNAT,
+//!   connection tracking) ahead of the pipeline.
 #![no_std]
 #![no_main]
 
@@ -16,6 +18,7 @@ mod forward;
 mod maps;
 mod ndp;
 mod packet;
+mod service;
 mod tunnel;
 
 use aya_ebpf::macros::xdp;
@@ -47,6 +50,28 @@ pub fn nexthop_v6(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn nexthop_ndp(ctx: XdpContext) -> u32 {
     forward::run::<{ Part::NDP }>(&ctx)
+}
+
+/// The service stage, tail-called by [`nexthop`] for IP frames when the
+/// node serves services; it hands the frame on to [`nexthop_full`] or
+/// [`nexthop_v6`], or drops it.
+#[xdp]
+pub fn nexthop_service(ctx: XdpContext) -> u32 {
+    service::run::<{ service::Step::TRACKED }>(&ctx)
+}
+
+/// The service stage's new flows, tail-called by [`nexthop_service`] (its
+/// own 512-byte stack).
+#[xdp]
+pub fn nexthop_service_open(ctx: XdpContext) -> u32 {
+    service::run::<{ service::Step::OPEN }>(&ctx)
+}
+
+/// The service stage's rewrite of the packet to its translation,
+/// tail-called by [`nexthop_service`] and [`nexthop_service_open`].
+#[xdp]
+pub fn nexthop_service_apply(ctx: XdpContext) -> u32 {
+    service::apply(&ctx)
 }
 
 /// The datapath's second pass over the inner frame of a decapsulated tunnel

@@ -12,7 +12,12 @@
 
 use aya_ebpf::Global;
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, PerCpuArray, ProgramArray};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray};
+use nexthop_offload_bpf_common::service::{
+    AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
+    DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,
+    FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, Work, counter,
+};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
@@ -84,7 +89,7 @@ pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_I
 /// neighbour discovery part the IPv6 part hands solicitations and
 /// advertisements to.
 #[map]
-pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(7, 0);
 /// Slot of the `nexthop_inner` program in [`PROGRAMS`].
 pub const INNER: u32 = 0;
 /// Slot of the `nexthop_full` program in [`PROGRAMS`].
@@ -93,6 +98,54 @@ pub const FULL: u32 = 1;
 pub const V6: u32 = 2;
 /// Slot of the `nexthop_ndp` program in [`PROGRAMS`].
 pub const NDP: u32 = 3;
+/// Slot of the `nexthop_service` program in [`PROGRAMS`].
+pub const SERVICE: u32 = 4;
+/// Slot of the `nexthop_service_open` program in [`PROGRAMS`].
+pub const SERVICE_OPEN: u32 = 5;
+/// Slot of the `nexthop_service_apply` program in [`PROGRAMS`].
+pub const SERVICE_APPLY: u32 = 6;
+/// Service stage settings, one entry per half.
+#[map]
+pub static SVC_CONFIG: Array<ServiceConfig> = Array::with_max_entries(HALVES, 0);
+/// Frontends: (half, frontend, scope) → backend set.
+#[map]
+pub static SVC_FRONTENDS: HashMap<FrontendKey, BackendSet> =
+    HashMap::with_max_entries(2 * HALVES * DEFAULT_FRONTENDS, 0);
+/// The sets' active backend IDs, ascending per set, per half.
+#[map]
+pub static SVC_SLOTS: Array<u32> = Array::with_max_entries(HALVES * DEFAULT_SLOTS, 0);
+/// Maglev tables, M entries each, per half.
+#[map]
+pub static SVC_MAGLEV: Array<u32> =
+    Array::with_max_entries(HALVES * DEFAULT_MAGLEV_SETS * 16381, 0);
+/// Backend ID → address, per half.
+#[map]
+pub static SVC_IDS: Array<L3n4Key> = Array::with_max_entries(HALVES * DEFAULT_BACKENDS, 0);
+/// Backends: (half, address) → ID, state, locality, node.
+#[map]
+pub static SVC_BACKENDS: HashMap<BackendKey, Backend> =
+    HashMap::with_max_entries(HALVES * DEFAULT_BACKENDS, 0);
+/// Tracked connections by original tuple.
+#[map]
+pub static CT: LruHashMap<FlowKey, Connection> =
+    LruHashMap::with_max_entries(DEFAULT_CONNECTIONS, 0);
+/// Reply tuple → original tuple of the connection it belongs to.
+#[map]
+pub static CT_REPLY: LruHashMap<FlowKey, FlowKey> =
+    LruHashMap::with_max_entries(DEFAULT_CONNECTIONS, 0);
+/// Session affinity: (frontend, client) → backend.
+#[map]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityEntry> =
+    LruHashMap::with_max_entries(DEFAULT_AFFINITY, 0);
+/// The clock and random number, when the loader gives them (entry 0).
+#[map]
+pub static SVC_INPUTS: Array<Inputs> = Array::with_max_entries(1, 0);
+/// The service stage's scratch space for the packet in flight, per CPU.
+#[map]
+pub static SVC_WORK: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
+/// Service stage counters, per CPU (index: `counter::*`).
+#[map]
+pub static SVC_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);
@@ -109,6 +162,15 @@ static GROUPS_CAP: Global<u32> = Global::new(DEFAULT_GROUPS);
 /// Nexthop slots per half (set by the loader).
 #[unsafe(no_mangle)]
 static NEXTHOPS_CAP: Global<u32> = Global::new(DEFAULT_NEXTHOPS);
+/// Backend slots per half (set by the loader).
+#[unsafe(no_mangle)]
+static SVC_SLOTS_CAP: Global<u32> = Global::new(DEFAULT_SLOTS);
+/// Backend IDs per half (set by the loader).
+#[unsafe(no_mangle)]
+static SVC_IDS_CAP: Global<u32> = Global::new(DEFAULT_BACKENDS);
+/// Maglev entries per half: tables × M (set by the loader).
+#[unsafe(no_mangle)]
+static SVC_MAGLEV_CAP: Global<u32> = Global::new(DEFAULT_MAGLEV_SETS * 16381);
 
 /// The half of the double-buffered maps one packet reads, fixed when its
 /// processing starts.
@@ -198,5 +260,35 @@ impl Half {
     #[inline(always)]
     pub fn leaf(self, map: &'static Array<u32>, i: u32) -> Option<u32> {
         self.get(map, i, LEAVES_CAP.load()).copied()
+    }
+
+    /// The half's byte in the service maps' keys.
+    #[inline(always)]
+    pub fn key(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// The service stage settings.
+    #[inline(always)]
+    pub fn service_config(self) -> Option<&'static ServiceConfig> {
+        self.get(&SVC_CONFIG, 0, 1)
+    }
+
+    /// Backend slot `i` (a backend ID).
+    #[inline(always)]
+    pub fn slot(self, i: u32) -> Option<u32> {
+        self.get(&SVC_SLOTS, i, SVC_SLOTS_CAP.load()).copied()
+    }
+
+    /// Maglev entry `i` (set × M + index).
+    #[inline(always)]
+    pub fn maglev(self, i: u32) -> Option<u32> {
+        self.get(&SVC_MAGLEV, i, SVC_MAGLEV_CAP.load()).copied()
+    }
+
+    /// The address of backend `id`.
+    #[inline(always)]
+    pub fn backend_addr(self, id: u32) -> Option<L3n4Key> {
+        self.get(&SVC_IDS, id, SVC_IDS_CAP.load()).copied()
     }
 }
