@@ -94,6 +94,13 @@ fn start(
 /// Sync `t` with rtr's ifindexes, attach the datapath natively to rtr's ports
 /// and the pass program to their peers (which also turns off the peers'
 /// transmit checksum offload); kernel forwarding off on rtr.
+/// The map contents of rtr's tables.
+fn snapshot(lab: &Lab, rtr: &str, ports: &[RtrPort], t: &OwnedTables) -> Snapshot {
+    let ifindex: Vec<u32> = ports.iter().map(|p| lab.ifindex(rtr, p.dev)).collect();
+    Snapshot::new(&t.tables(), |id| ifindex.get(usize::from(id.0)).copied())
+        .expect("rtr's tables fit the maps")
+}
+
 fn bring_up(
     mut dp: Datapath,
     lab: &Lab,
@@ -103,10 +110,7 @@ fn bring_up(
     t: &OwnedTables,
 ) -> Datapath {
     lab.sh(rtr, "sysctl -qw net.ipv4.ip_forward=0");
-    let ifindex: Vec<u32> = ports.iter().map(|p| lab.ifindex(rtr, p.dev)).collect();
-    let snapshot = Snapshot::new(&t.tables(), |id| ifindex.get(usize::from(id.0)).copied())
-        .expect("rtr's tables fit the maps");
-    dp.sync(&snapshot).expect("maps sync");
+    dp.sync(&snapshot(lab, rtr, ports, t)).expect("maps sync");
     {
         let _inside = Entered::new(rtr);
         for p in ports {
@@ -726,4 +730,155 @@ fn pinned_datapath_forwards_while_its_owner_restarts() {
         !gone.status.success(),
         "rtr still forwards after the pins are removed"
     );
+}
+
+/// A TCP server on `addr` in `ns` that answers every connection with what
+/// it read, after a line naming the peer it saw (`RemoteAddr: IP:PORT`),
+/// for `connections` connections.
+fn whoami(ns: &str, addr: &str, connections: usize) -> std::thread::JoinHandle<()> {
+    let listener = in_ns(ns, || TcpListener::bind(addr).unwrap());
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (mut conn, peer) = listener.accept().unwrap();
+            let mut data = Vec::new();
+            conn.read_to_end(&mut data).unwrap();
+            conn.write_all(format!("RemoteAddr: {peer}\n").as_bytes())
+                .unwrap();
+            conn.write_all(&data).unwrap();
+        }
+    })
+}
+
+/// Send `data` to `addr` from `ns`, half-close, read the answer.
+fn exchange(ns: &str, addr: &str, data: Vec<u8>) -> Vec<u8> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    in_ns(ns, move || {
+        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(&data).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        conn.read_to_end(&mut back).unwrap();
+        back
+    })
+}
+
+#[test]
+fn service_stage_balances_tcp_to_a_backend_behind_another_port_with_snat() {
+    use nexthop_offload_bpf::services::ServiceMaps;
+    use router_core::service::Protocol as L4;
+    use router_core::service::datapath;
+    use router_core::service::table::{
+        BackendSpec, BackendState, FrontendKind, FrontendSpec, L3n4, ServiceTable,
+    };
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new("svc");
+    let (src, rtr, dst) = line(&mut lab);
+    let ports = rtr_ports();
+    let t = rtr_tables(
+        &lab,
+        &rtr,
+        &ports,
+        vec![
+            ("10.71.1.0/24", vec![Nexthop::connected(PortId(0))]),
+            ("10.71.2.0/24", vec![Nexthop::connected(PortId(1))]),
+        ],
+        &[
+            (Ipv4Addr::new(10, 71, 1, 2), lab.mac(&src, "s0")),
+            (Ipv4Addr::new(10, 71, 2, 2), lab.mac(&dst, "d0")),
+        ],
+        Config::default(),
+    );
+    let dp = start(&lab, &rtr, &ports, &[(&src, "s0"), (&dst, "d0")], &t);
+
+    // A LoadBalancer address rtr's kernel knows nothing of, and a NodePort
+    // on r0's own address, both to the backend on dst (another node's pod:
+    // outside traffic to it is source-NATed to r1's address).
+    let frontend = |addr: [u8; 4], port, kind| {
+        let backend = BackendSpec {
+            addr: L3n4 {
+                addr: IpAddr::from([10, 71, 2, 2]),
+                port: 5001,
+                protocol: L4::Tcp,
+            },
+            state: BackendState::Active,
+            local: false,
+            weight: 100,
+            node: Some(IpAddr::from([10, 71, 2, 2])),
+        };
+        let spec = FrontendSpec {
+            service: ("default".into(), "whoami".into()),
+            kind,
+            external_local: false,
+            internal_local: false,
+            affinity_seconds: None,
+            backends: vec![backend],
+        };
+        let addr = L3n4 {
+            addr: IpAddr::from(addr),
+            port,
+            protocol: L4::Tcp,
+        };
+        (addr, spec)
+    };
+    let config = datapath::Config {
+        snat_v4: Some(Ipv4Addr::new(10, 71, 2, 1)),
+        ..datapath::Config::default()
+    };
+    let table = ServiceTable::new(
+        &config.maglev,
+        [
+            frontend([172, 16, 1, 1], 80, FrontendKind::LoadBalancer),
+            frontend([10, 71, 1, 1], 30080, FrontendKind::NodePort),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let mut with_services = snapshot(&lab, &rtr, &ports, &t);
+    with_services.services = Some(
+        ServiceMaps::new(&config, &table, &Default::default()).expect("the table fits the maps"),
+    );
+    let mut dp = dp;
+    dp.sync(&with_services).expect("maps sync");
+
+    let connections = 10;
+    let server = whoami(&dst, "10.71.2.2:5001", connections + 1);
+    for i in 0..connections {
+        let to = if i % 2 == 0 {
+            "172.16.1.1:80"
+        } else {
+            "10.71.1.1:30080"
+        };
+        let back = exchange(&src, to, b"hello".to_vec());
+        let text = String::from_utf8_lossy(&back);
+        assert!(
+            text.starts_with("RemoteAddr: 10.71.2.1:") && text.ends_with("hello"),
+            "the backend sees rtr's SNAT address, the client its answer: {text}"
+        );
+    }
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 251) as u8).collect();
+    let back = exchange(&src, "172.16.1.1:80", data.clone());
+    server.join().unwrap();
+    assert!(back.ends_with(&data), "1 MiB echoed through the LB address");
+    let counts = dp.service_counts().unwrap();
+    let conns = dp.connections().unwrap();
+    eprintln!(
+        "service stage: opened {} snat {} replies {}; {} connections tracked; {} frames forwarded",
+        counts[0],
+        counts[1],
+        counts[4],
+        conns.len(),
+        count(&dp, Reason::Forwarded)
+    );
+    assert_eq!(
+        counts[0],
+        connections as u64 + 1,
+        "one flow opened per connection"
+    );
+    assert_eq!(counts[1], counts[0], "every flow source-NATed");
+    assert!(counts[4] > 100, "replies translated back: {}", counts[4]);
+    assert_eq!(conns.len(), connections + 1);
 }
