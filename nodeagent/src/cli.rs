@@ -24,10 +24,13 @@ use crate::l2::{Announced, L2Config};
 use crate::lease_store::{self, Clock, LeaseStore, StoreConfig};
 use crate::offload;
 use crate::output;
+use crate::services::{self, Served};
 use crate::status::{NodeConfigObject, Request, Table};
 use router_core::cilium::l2announce::Entry;
 use router_core::cilium::node::NodeOptions;
 use router_core::lease::Timings;
+use router_core::service::datapath::{Algorithm, Mode};
+use router_core::service::maglev;
 
 /// The default query socket.
 pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
@@ -84,7 +87,7 @@ enum Command {
         #[command(flatten)]
         l2: L2Args,
         #[command(flatten)]
-        datapath: AgentDatapath,
+        datapath: Box<AgentDatapath>,
     },
     /// The addresses a running agent answers ARP for, as Cilium's
     /// `cilium-dbg shell -- db/show l2-announce` prints them.
@@ -164,6 +167,69 @@ struct AgentDatapath {
     /// Attach in generic (skb) mode instead of the driver's native mode.
     #[arg(long = "datapath-generic")]
     generic: bool,
+    /// Serve the node's services in the XDP datapath (Cilium's
+    /// `kubeProxyReplacement`): LoadBalancer, NodePort and ExternalIP
+    /// traffic arriving on the datapath's interfaces is load-balanced to
+    /// the backends, source-NATed to the node's InternalIP when they run
+    /// elsewhere.
+    #[arg(long)]
+    kube_proxy_replacement: bool,
+    /// How new flows pick their backend: `random` or `maglev`.
+    #[arg(long, default_value = "random", value_parser = parse_algorithm)]
+    bpf_lb_algorithm: Algorithm,
+    /// How a request reaches a backend on another node: `snat` (the XDP
+    /// datapath carries out this one), `dsr` or `hybrid`.
+    #[arg(long, default_value = "snat", value_parser = parse_lb_mode)]
+    bpf_lb_mode: Mode,
+    /// Maglev table size M, one of Cilium's primes.
+    #[arg(long, default_value_t = maglev::DEFAULT_TABLE_SIZE)]
+    bpf_lb_maglev_table_size: u32,
+    /// Maglev hash seed: 12 bytes in base64, the same on every node.
+    #[arg(long, default_value = maglev::DEFAULT_HASH_SEED)]
+    bpf_lb_maglev_hash_seed: String,
+}
+
+impl AgentDatapath {
+    /// The load-balancing settings the flags ask for; a bad table size or
+    /// seed, or a mode the XDP datapath does not carry out, is an error
+    /// naming the flag.
+    fn service_options(&self) -> Result<services::Options, String> {
+        let maglev =
+            maglev::Config::new(self.bpf_lb_maglev_table_size, &self.bpf_lb_maglev_hash_seed)
+                .map_err(|e| {
+                    format!("--bpf-lb-maglev-table-size/--bpf-lb-maglev-hash-seed: {e}")
+                })?;
+        if self.kube_proxy_replacement && self.bpf_lb_mode != Mode::Snat {
+            return Err(format!(
+                "--bpf-lb-mode {:?}: the XDP datapath carries out snat only",
+                self.bpf_lb_mode
+            ));
+        }
+        Ok(services::Options {
+            algorithm: self.bpf_lb_algorithm,
+            mode: self.bpf_lb_mode,
+            maglev,
+        })
+    }
+}
+
+/// `--bpf-lb-algorithm` as Cilium writes it.
+fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+    match text {
+        "random" => Ok(Algorithm::Random),
+        "maglev" => Ok(Algorithm::Maglev),
+        _ => Err(format!("{text:?}: expected random or maglev")),
+    }
+}
+
+/// `--bpf-lb-mode` as Cilium writes it.
+fn parse_lb_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "snat" => Ok(Mode::Snat),
+        "dsr" => Ok(Mode::Dsr),
+        "hybrid" => Ok(Mode::Hybrid),
+        _ => Err(format!("{text:?}: expected snat, dsr or hybrid")),
+    }
 }
 
 /// A duration as Cilium's flags write it (`15s`, `200ms`, `1.5s`), read by
@@ -354,6 +420,12 @@ pub fn main() -> ExitCode {
                 // The datapath follows the announcements while L2 runs; it
                 // withdraws them once the controller (and its sender) is gone.
                 let led = l2.as_ref().map(|_| led);
+                let service_options = datapath.service_options()?;
+                if datapath.kube_proxy_replacement && datapath.interfaces.is_empty() {
+                    return Err("--kube-proxy-replacement needs --datapath-interface: the XDP program serves the services".into());
+                }
+                let (served, serving) = watch::channel(None);
+                let served = datapath.kube_proxy_replacement.then_some(served);
                 let datapath = (!datapath.interfaces.is_empty()).then(|| {
                     let opts = offload::RunOptions {
                         interfaces: datapath.interfaces,
@@ -364,12 +436,20 @@ pub fn main() -> ExitCode {
                         } else {
                             XdpMode::Driver
                         },
-                        capacity: Capacity::default(),
+                        capacity: Capacity {
+                            maglev_size: service_options.maglev.table_size,
+                            ..Capacity::default()
+                        },
                         metrics: None,
                     };
-                    (opts, led)
+                    let feeds = offload::Feeds {
+                        announced: led,
+                        services: served.as_ref().map(|_| serving),
+                    };
+                    (opts, feeds)
                 });
-                run(source, options, l2, datapath, &socket, metrics).await
+                let services = (service_options, served);
+                run(source, options, l2, services, datapath, &socket, metrics).await
             })
         }
         Command::L2Announce { common } => runtime.block_on(l2_announce(common)),
@@ -420,7 +500,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
                 },
                 metrics,
             };
-            runtime.block_on(offload::run(&opts, None))
+            runtime.block_on(offload::run(&opts, offload::Feeds::default()))
         }
         DatapathCommand::Stats { pin_dir, output } => {
             print!("{}", offload::stats(&pin_dir, output == Format::Json)?);
@@ -514,7 +594,8 @@ async fn run(
     source: Source,
     options: NodeOptions,
     l2: Option<L2Config>,
-    datapath: Option<(offload::RunOptions, Option<watch::Receiver<Announced>>)>,
+    (service_options, served): (services::Options, Option<watch::Sender<Option<Served>>>),
+    datapath: Option<(offload::RunOptions, offload::Feeds)>,
     socket: &Path,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
@@ -522,10 +603,10 @@ async fn run(
     let listener =
         api::bind(socket).map_err(|e| format!("query socket {}: {e}", socket.display()))?;
     let datapath = datapath
-        .map(|(opts, led)| offload::spawn(opts, led))
+        .map(|(opts, feeds)| offload::spawn(opts, feeds))
         .transpose()
         .map_err(|e| format!("cannot start the datapath's thread: {e}"))?;
-    let (controller, driver) = Controller::spawn(options, l2);
+    let (controller, driver) = Controller::spawn(options, l2, service_options, served);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
     let (dir, mut snapshots) = match &source {
         Source::Directory(dir) => (Some(dir.as_path()), None),

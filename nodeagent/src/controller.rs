@@ -1,8 +1,9 @@
 //! The node controller: one tokio task that owns the node's control planes
 //! — BGP (router-core's [`NodeBgp`]), carried out over kernel TCP
 //! ([`crate::connection`]): dials, writes, TTLs, closes; and, when enabled,
-//! L2 announcements ([`crate::l2`]) — its service table ([`crate::services`])
-//! and the passing of time. Objects to reconcile, status queries and the exit arrive as
+//! L2 announcements ([`crate::l2`]) — its service table ([`crate::services`],
+//! handed to the XDP datapath when it serves services) and the passing of
+//! time. Objects to reconcile, status queries and the exit arrive as
 //! commands through a [`Controller`] handle; the connection tasks only move
 //! bytes and report what their sockets saw. No state is shared: status
 //! queries are answered by the task between two events.
@@ -16,13 +17,14 @@ use router_core::cilium::Objects;
 use router_core::cilium::node::{InstanceAction, NodeBgp, NodeOptions};
 use router_core::cilium::status::{NodeConfigStatus, PeerStatus, RouteStatus};
 use smoltcp::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::connection::{self, Connection, Io, Key};
 use crate::l2::{self, Answer, L2, L2Config};
 use crate::lease_store::Clock;
+use crate::services::{self, Served};
 use router_core::cilium::l2announce::Entry;
 use router_core::cilium::table::{self, ServiceRow};
 use router_core::service::table::ServiceTable;
@@ -47,11 +49,17 @@ pub struct Controller {
 
 impl Controller {
     /// Start the controller of a node ([`node_options`]), with L2
-    /// announcements if `l2` says how; the task ends after
-    /// [`Controller::shutdown`].
-    pub fn spawn(options: NodeOptions, l2: Option<L2Config>) -> (Controller, JoinHandle<()>) {
+    /// announcements if `l2` says how, its service table built with
+    /// `services` and handed to `served` (the datapath) when given; the task
+    /// ends after [`Controller::shutdown`].
+    pub fn spawn(
+        options: NodeOptions,
+        l2: Option<L2Config>,
+        services: services::Options,
+        served: Option<watch::Sender<Option<Served>>>,
+    ) -> (Controller, JoinHandle<()>) {
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(Driver::new(options, l2).run(rx));
+        let task = tokio::spawn(Driver::new(options, l2, services, served).run(rx));
         (Controller { commands }, task)
     }
 
@@ -140,10 +148,19 @@ struct Driver {
     services: ServiceTable,
     /// What it could not serve, as last logged.
     service_problems: Vec<String>,
+    /// How the table is built.
+    service_options: services::Options,
+    /// Where the datapath reads what it serves, if it serves services.
+    served: Option<watch::Sender<Option<Served>>>,
 }
 
 impl Driver {
-    fn new(options: NodeOptions, l2: Option<L2Config>) -> Driver {
+    fn new(
+        options: NodeOptions,
+        l2: Option<L2Config>,
+        service_options: services::Options,
+        served: Option<watch::Sender<Option<Served>>>,
+    ) -> Driver {
         let (reports, report_rx) = mpsc::unbounded_channel();
         let (answer_tx, answers) = mpsc::unbounded_channel();
         let clock = l2.as_ref().map_or_else(Clock::start, |c| c.store.clock());
@@ -159,6 +176,8 @@ impl Driver {
             flushing: Vec::new(),
             services: ServiceTable::default(),
             service_problems: Vec::new(),
+            service_options,
+            served,
         }
     }
 
@@ -247,13 +266,22 @@ impl Driver {
         if let Some(l2) = &mut self.l2 {
             l2.reconcile(now, objects);
         }
-        let (services, problems) = crate::services::table(objects, &self.node.options().name);
+        let node = &self.node.options().name;
+        let (table, problems) = services::table(objects, node, &self.service_options);
         for problem in &problems {
             if !self.service_problems.contains(problem) {
-                warn!(node = %self.node.options().name, "{problem}");
+                warn!(node = %node, "{problem}");
             }
         }
-        self.services = services;
+        if let Some(served) = &self.served {
+            let now = services::served(objects, node, &self.service_options, table.clone());
+            served.send_if_modified(|was| {
+                let changed = was.as_ref() != Some(&now);
+                *was = Some(now);
+                changed
+            });
+        }
+        self.services = table;
         self.service_problems = problems;
     }
 

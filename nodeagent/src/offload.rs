@@ -6,9 +6,12 @@
 //! itself never shows packets a mix of old and new tables), attaches it to the
 //! interfaces once the first sync succeeded, and exits leaving it attached:
 //! forwarding continues until the next `run` takes over the pinned maps and
-//! links, or `remove` detaches it. `stats` reads the per-reason counters of
+//! links, or `remove` detaches it. Inside `nexthop-agent run` it also serves
+//! the node's services (`--kube-proxy-replacement`: the XDP service stage,
+//! fed the controller's table). `stats` reads the per-reason counters of
 //! the pinned datapath. Owns the loop and the two queries, not the tables.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +24,8 @@ use tracing::{info, warn};
 
 use crate::kernel::{HostTables, KernelState};
 use crate::l2::Announced;
+use crate::services::Served;
+use nexthop_offload_bpf::services::ServiceMaps;
 use tokio::sync::watch;
 
 /// The default pin directory.
@@ -43,16 +48,35 @@ pub struct RunOptions {
     pub metrics: Option<SocketAddr>,
 }
 
+/// What the controller feeds the datapath loop inside `nexthop-agent run`.
+#[derive(Debug, Default)]
+pub struct Feeds {
+    /// The addresses L2 announcements lead.
+    pub announced: Option<watch::Receiver<Announced>>,
+    /// The service table and settings (`--kube-proxy-replacement`); `None`
+    /// inside until the controller first read the objects.
+    pub services: Option<watch::Receiver<Option<Served>>>,
+}
+
 /// The snapshot of the kernel state now, with the addresses L2
-/// announcements lead answered on their interfaces.
-fn snapshot(interfaces: &[String], announced: &Announced) -> Result<(Snapshot, usize), String> {
+/// announcements lead answered on their interfaces and the services served.
+fn snapshot(
+    interfaces: &[String],
+    announced: &Announced,
+    served: Option<&Served>,
+) -> Result<(Snapshot, usize), String> {
     let state = KernelState::read()?;
     let mut tables = HostTables::new(&state, interfaces)?;
     tables.announce(interfaces, announced);
-    let snapshot = Snapshot::new(&tables.owned.tables(), |id| {
+    let mut snapshot = Snapshot::new(&tables.owned.tables(), |id| {
         tables.ifindex.get(&id).copied()
     })
     .map_err(|e| e.to_string())?;
+    // The agent runs no pods yet: every port is an uplink.
+    snapshot.services = served
+        .map(|s| ServiceMaps::new(&s.config, &s.table, &BTreeSet::new()))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     Ok((snapshot, state.routes.len()))
 }
 
@@ -61,9 +85,10 @@ fn sync(
     dp: &mut Datapath,
     interfaces: &[String],
     announced: &Announced,
+    served: Option<&Served>,
     last: &mut Option<Snapshot>,
 ) -> Result<Option<(usize, usize)>, String> {
-    let (snapshot, routes) = snapshot(interfaces, announced)?;
+    let (snapshot, routes) = snapshot(interfaces, announced, served)?;
     if last.as_ref() == Some(&snapshot) {
         return Ok(None);
     }
@@ -72,16 +97,31 @@ fn sync(
     Ok(Some((routes, written)))
 }
 
-/// `datapath run`; inside `nexthop-agent run`, `announced` carries the
-/// addresses L2 announcements lead, synced as soon as they change, and
-/// withdrawn when the loop ends (the sender dropped, or a signal).
-pub async fn run(
-    opts: &RunOptions,
-    mut announced: Option<watch::Receiver<Announced>>,
-) -> Result<(), String> {
+/// `datapath run`; inside `nexthop-agent run`, `feeds.announced` carries
+/// the addresses L2 announcements lead, synced as soon as they change, and
+/// withdrawn when the loop ends (the sender dropped, or a signal);
+/// `feeds.services` the services to serve, synced as soon as they change
+/// and left in place when the loop ends (the pinned datapath goes on
+/// serving them, its connections included, until the next run).
+pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
+    let Feeds {
+        mut announced,
+        mut services,
+    } = feeds;
     let led = |a: &Option<watch::Receiver<Announced>>| {
         a.as_ref().map(|r| r.borrow().clone()).unwrap_or_default()
     };
+    let served =
+        |s: &Option<watch::Receiver<Option<Served>>>| s.as_ref().and_then(|r| r.borrow().clone());
+    // A datapath taken over from an earlier run serves its services and
+    // their connections meanwhile: wait for the table rather than sync none.
+    if let Some(rx) = &mut services {
+        while rx.borrow().is_none() {
+            if rx.changed().await.is_err() {
+                return Err("the controller stopped before it read the objects".into());
+            }
+        }
+    }
     let root = Path::new("/sys/fs/bpf");
     if opts.pin_dir.starts_with(root) {
         datapath::mount_bpffs(root).map_err(|e| e.to_string())?;
@@ -89,8 +129,14 @@ pub async fn run(
     let mut dp = Datapath::load_pinned(&opts.capacity, &opts.pin_dir).map_err(|e| e.to_string())?;
     info!(pin_dir = %opts.pin_dir.display(), half = dp.active_half(), "datapath loaded");
     let mut last = None;
-    let (routes, written) = sync(&mut dp, &opts.interfaces, &led(&announced), &mut last)?
-        .expect("a first sync always writes");
+    let (routes, written) = sync(
+        &mut dp,
+        &opts.interfaces,
+        &led(&announced),
+        served(&services).as_ref(),
+        &mut last,
+    )?
+    .expect("a first sync always writes");
     info!(routes, written, "kernel state mirrored");
     for interface in &opts.interfaces {
         dp.attach(interface, opts.mode)
@@ -120,6 +166,12 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let table = async {
+            match &mut services {
+                Some(s) => s.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let cause = tokio::select! {
             _ = interval.tick() => "kernel state",
             following = changed => if following {
@@ -127,10 +179,22 @@ pub async fn run(
             } else {
                 break;
             },
+            following = table => if following {
+                "the service table"
+            } else {
+                break;
+            },
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         };
-        match sync(&mut dp, &opts.interfaces, &led(&announced), &mut last) {
+        let serving = served(&services);
+        match sync(
+            &mut dp,
+            &opts.interfaces,
+            &led(&announced),
+            serving.as_ref(),
+            &mut last,
+        ) {
             Ok(Some((routes, written))) => info!(
                 routes,
                 written,
@@ -149,7 +213,14 @@ pub async fn run(
     if announced.is_some() {
         // Nobody renews the leases once the agent is gone: the datapath
         // that stays attached must not go on answering for their addresses.
-        match sync(&mut dp, &opts.interfaces, &Announced::new(), &mut last) {
+        let serving = served(&services);
+        match sync(
+            &mut dp,
+            &opts.interfaces,
+            &Announced::new(),
+            serving.as_ref(),
+            &mut last,
+        ) {
             Ok(_) => info!("L2 announcements withdrawn from the datapath"),
             Err(e) => warn!("L2 announcements not withdrawn from the datapath: {e}"),
         }
@@ -170,11 +241,11 @@ pub async fn run(
 /// [`run`] inside `nexthop-agent run`, on a thread of its own with its own
 /// runtime: writing the maps (a first sync writes hundreds of thousands of
 /// entries, a second second) must never stall the task that renews leases
-/// and keeps BGP sessions alive. With L2 announcements it ends when their
-/// sender is dropped (the controller stopped), withdrawing them first.
+/// and keeps BGP sessions alive. With feeds it ends when their senders are
+/// dropped (the controller stopped), withdrawing L2 announcements first.
 pub fn spawn(
     opts: RunOptions,
-    announced: Option<watch::Receiver<Announced>>,
+    feeds: Feeds,
 ) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
     std::thread::Builder::new()
         .name("datapath".into())
@@ -183,7 +254,7 @@ pub fn spawn(
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the datapath's runtime: {e}"))?;
-            runtime.block_on(run(&opts, announced))
+            runtime.block_on(run(&opts, feeds))
         })
 }
 

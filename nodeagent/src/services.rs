@@ -1,15 +1,17 @@
 //! The node's service table: router-core's frontends and backends for this
 //! node from the cluster's objects (`router_core::service::frontend::node_table`,
-//! as the simulator's nodes derive theirs), with Cilium's defaults (random
-//! selection, Maglev M = 16381, NodePorts 30000–32767).
+//! as the simulator's nodes derive theirs), with the load-balancing settings
+//! of Cilium's `--bpf-lb-*` flags ([`Options`]; Cilium's defaults: random
+//! selection, Maglev M = 16381) and NodePorts from 30000–32767.
 //!
 //! NodePorts a Service does not fix are allocated by router-core from
 //! [`NODE_PORT_SEED`]: the same on every agent, so all nodes agree. (On a
-//! cluster with an API server, Kubernetes fixes every NodePort.) The
-//! datapath that serves the table is not on the agent yet; the table is
-//! what `service list` prints.
+//! cluster with an API server, Kubernetes fixes every NodePort.) With
+//! `--kube-proxy-replacement` the XDP datapath serves what [`served`]
+//! returns (`crate::offload`); `service list` prints the table either way.
 
 use router_core::cilium::Objects;
+use router_core::service::datapath::{self, Algorithm, Mode};
 use router_core::service::frontend;
 use router_core::service::maglev;
 use router_core::service::nodeport::{self, PortRange};
@@ -18,17 +20,61 @@ use router_core::service::table::ServiceTable;
 /// The seed NodePorts are allocated from when a Service does not fix one.
 pub const NODE_PORT_SEED: u64 = 0;
 
+/// How new flows pick their backends (Cilium's `--bpf-lb-algorithm`,
+/// `--bpf-lb-mode`, `--bpf-lb-maglev-table-size`, `--bpf-lb-maglev-hash-seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `random` or `maglev`.
+    pub algorithm: Algorithm,
+    /// `snat` (the one mode the XDP datapath carries out), `dsr`, `hybrid`.
+    pub mode: Mode,
+    /// The Maglev table size and seeds.
+    pub maglev: maglev::Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            algorithm: Algorithm::Random,
+            mode: Mode::Snat,
+            maglev: maglev::Config::default(),
+        }
+    }
+}
+
+/// What the node's datapath serves: its settings and its table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The settings, with the node's InternalIP as the SNAT address.
+    pub config: datapath::Config,
+    /// The frontends and backends.
+    pub table: ServiceTable,
+}
+
 /// `node`'s service table and what could not be served, each problem named
 /// after its service.
-pub fn table(objects: &Objects, node: &str) -> (ServiceTable, Vec<String>) {
+pub fn table(objects: &Objects, node: &str, options: &Options) -> (ServiceTable, Vec<String>) {
     let (node_ports, port_problems) =
         nodeport::allocate(objects, PortRange::DEFAULT, NODE_PORT_SEED);
-    let (table, problems) =
-        frontend::node_table(objects, node, &node_ports, &maglev::Config::default());
+    let (table, problems) = frontend::node_table(objects, node, &node_ports, &options.maglev);
     let problems = port_problems
         .iter()
         .map(ToString::to_string)
         .chain(problems.iter().map(ToString::to_string))
         .collect();
     (table, problems)
+}
+
+/// What `node`'s datapath serves for `table`: outside traffic to a backend
+/// on another node is source-NATed to the node's first IPv4 InternalIP, as
+/// the simulator's nodes in native routing do.
+pub fn served(objects: &Objects, node: &str, options: &Options, table: ServiceTable) -> Served {
+    let config = datapath::Config {
+        algorithm: options.algorithm,
+        mode: options.mode,
+        maglev: options.maglev,
+        snat_v4: objects.nodes.get(node).and_then(|n| n.internal_ipv4()),
+        ..datapath::Config::default()
+    };
+    Served { config, table }
 }

@@ -576,7 +576,8 @@ fn through_agent(dir: &Path, spec: &Spec) -> BTreeMap<String, String> {
                 ..nexthop_agent::controller::node_options(&name, None, true)
             });
             node.reconcile(Instant::ZERO, &objects);
-            let (services, _) = nexthop_agent::services::table(&objects, &name);
+            let (services, _) =
+                nexthop_agent::services::table(&objects, &name, &Default::default());
             (name, view(&node) + &service_view(&services))
         })
         .collect()

@@ -5,8 +5,16 @@
 //! the kernel is picked up by the next agent, which takes over the pinned
 //! datapath; its Prometheus page counts them too. `datapath remove` detaches
 //! it. Needs root; skips with the reason.
+//!
+//! With `--kube-proxy-replacement`, `nexthop-agent run` serves a
+//! LoadBalancer service from its config directory in the same datapath:
+//! clients in src reach the backend in dst through an address rtr's kernel
+//! knows nothing of, source-NATed to rtr's InternalIP, and a connection
+//! opened through it outlives `kill -9` of the agent and its restart.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -266,4 +274,186 @@ fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
         .unwrap();
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("REASONS"));
+}
+
+/// A `nexthop-agent run` in rtr serving services from `config`; killed on drop.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(ns: &Namespaces, pins: &Pins, config: &Path, n: u32) -> Agent {
+        let log = ns.dir.join(format!("agent-{n}.log"));
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", ns.name("rtr")))
+            .args([AGENT, "run", "--node", "rtr", "--config-dir"])
+            .arg(config)
+            .arg("--socket")
+            .arg(ns.dir.join("agent.sock"))
+            .args(["--datapath-interface", "r0", "--datapath-interface", "r1"])
+            .arg("--datapath-pin-dir")
+            .arg(&pins.0)
+            .arg("--kube-proxy-replacement")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let agent = Agent { child, log };
+        wait_for(
+            "the agent's datapath to attach",
+            Duration::from_secs(20),
+            || agent.log().contains("datapath attached").then_some(()),
+            || agent.log(),
+        );
+        agent
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: nothing gets to clean up.
+    fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// rtr's Node (InternalIP 10.72.2.1) and another, webpod as a LoadBalancer
+/// service on 172.16.7.1:80 (LB-IPAM's first address of its pool) and its
+/// one endpoint, 10.72.2.2:5001 on the other node.
+fn service_config(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let objects = "apiVersion: v1\nkind: Node\nmetadata: {name: rtr}\nspec: {podCIDRs: [10.244.0.0/24]}\n\
+status:\n  addresses: [{type: InternalIP, address: 10.72.2.1}]\n---\n\
+apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDRs: [10.244.1.0/24]}\n\
+status:\n  addresses: [{type: InternalIP, address: 10.72.2.2}]\n---\n\
+apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: pool}\n\
+spec:\n  allowFirstLastIPs: \"No\"\n  blocks: [{cidr: 172.16.7.0/24}]\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {name: webpod, namespace: default}\n\
+spec:\n  type: LoadBalancer\n  ports: [{protocol: TCP, port: 80, targetPort: 5001, nodePort: 30285}]\n\
+status:\n  loadBalancer:\n    ingress: [{ip: 172.16.7.1}]\n---\n\
+apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+metadata: {name: webpod-abcde, namespace: default, labels: {kubernetes.io/service-name: webpod}}\n\
+addressType: IPv4\nports: [{name: \"\", port: 5001, protocol: TCP}]\n\
+endpoints:\n- {addresses: [10.72.2.2], conditions: {ready: true, serving: true, terminating: false}, nodeName: other}\n";
+    fs::write(dir.join("objects.yaml"), objects).unwrap();
+}
+
+#[test]
+fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
+    if skips(&["ip", "nsenter", "ping"]) {
+        return;
+    }
+    let ns = Namespaces::new(&["src", "rtr", "dst"]);
+    let pins = match Pins::new(&ns.name("pins")) {
+        Ok(p) => p,
+        Err(why) => {
+            nexthop_testkit::skip(&why);
+            return;
+        }
+    };
+    ns.veth("src", "s0", "rtr", "r0");
+    ns.veth("rtr", "r1", "dst", "d0");
+    ns.exec("src", &["ip", "addr", "add", "10.72.1.2/24", "dev", "s0"]);
+    ns.exec("rtr", &["ip", "addr", "add", "10.72.1.1/24", "dev", "r0"]);
+    ns.exec("rtr", &["ip", "addr", "add", "10.72.2.1/24", "dev", "r1"]);
+    ns.exec("dst", &["ip", "addr", "add", "10.72.2.2/24", "dev", "d0"]);
+    ns.exec(
+        "src",
+        &["ip", "route", "add", "default", "via", "10.72.1.1"],
+    );
+    ns.exec(
+        "dst",
+        &["ip", "route", "add", "default", "via", "10.72.2.1"],
+    );
+    let _peers = Peers::attach(&ns, &[("src", "s0"), ("dst", "d0")]);
+    ns.wait_carrier("rtr", &["r0", "r1"]);
+    // rtr's kernel knows both neighbours and nothing of 172.16.7.1: only the
+    // XDP service stage can carry a connection to it.
+    ns.exec("rtr", &["ping", "-c", "1", "-W", "2", "10.72.1.2"]);
+    ns.exec("rtr", &["ping", "-c", "1", "-W", "2", "10.72.2.2"]);
+    let config = ns.dir.join("config");
+    service_config(&config);
+    let agent = Agent::start(&ns, &pins, &config, 1);
+
+    let listener = in_ns(&ns.name("dst"), || {
+        TcpListener::bind("10.72.2.2:5001").unwrap()
+    });
+    let connections = 6;
+    let server = std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (mut conn, peer) = listener.accept().unwrap();
+            let mut data = Vec::new();
+            conn.read_to_end(&mut data).unwrap();
+            conn.write_all(format!("RemoteAddr: {peer}\n").as_bytes())
+                .unwrap();
+            conn.write_all(&data).unwrap();
+        }
+    });
+    let lb: SocketAddr = "172.16.7.1:80".parse().unwrap();
+    let connect = || {
+        wait_for(
+            "a connection to the LoadBalancer address",
+            Duration::from_secs(10),
+            || {
+                in_ns(&ns.name("src"), || {
+                    TcpStream::connect_timeout(&lb, Duration::from_secs(1)).ok()
+                })
+            },
+            || agent.log(),
+        )
+    };
+    for _ in 0..connections - 1 {
+        let mut conn = connect();
+        conn.write_all(b"hello").unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = String::new();
+        conn.read_to_string(&mut back).unwrap();
+        assert!(
+            back.starts_with("RemoteAddr: 10.72.2.1:") && back.ends_with("hello"),
+            "the backend sees rtr's InternalIP: {back}"
+        );
+    }
+    let list = sh(&[
+        AGENT,
+        "service",
+        "list",
+        "--socket",
+        ns.dir.join("agent.sock").to_str().unwrap(),
+    ]);
+    assert!(
+        list.contains("172.16.7.1:80/TCP") && list.contains("10.72.2.2:5001/TCP"),
+        "{list}"
+    );
+
+    // One more connection, written to across kill -9 and a restart.
+    let mut long = connect();
+    long.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    long.write_all(b"before ").unwrap();
+    let log = agent.kill();
+    assert!(log.contains("datapath attached"), "{log}");
+    long.write_all(b"unowned ").unwrap();
+    let agent = Agent::start(&ns, &pins, &config, 2);
+    long.write_all(b"after").unwrap();
+    long.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = String::new();
+    long.read_to_string(&mut back).unwrap();
+    server.join().unwrap();
+    assert!(
+        back.starts_with("RemoteAddr: 10.72.2.1:") && back.ends_with("before unowned after"),
+        "one connection across the agent's death and restart: {back}\n{}",
+        agent.log()
+    );
 }
