@@ -911,6 +911,17 @@ impl Datapath {
         test_run(&self.ebpf, frame, out)
     }
 
+    /// Run `frame` through the program `repeat` times as [`Datapath::test_run`]
+    /// does; the verdict and the kernel-reported mean duration of one run.
+    pub fn timed_run(
+        &self,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), Error> {
+        timed_run(&self.ebpf, frame, out, repeat)
+    }
+
     /// Packets counted per exit reason, summed over CPUs (index: `Reason as usize`).
     pub fn reason_counts(&self) -> Result<[u64; Reason::COUNT], Error> {
         sum_per_cpu(&self.maps.reasons)
@@ -953,6 +964,18 @@ impl Datapath {
 
 /// See [`Datapath::test_run`].
 fn test_run(ebpf: &Ebpf, frame: &[u8], out: &mut Vec<u8>) -> Result<u32, Error> {
+    let (verdict, _) = timed_run(ebpf, frame, out, 1)?;
+    Ok(verdict)
+}
+
+/// Run `frame` through the program `repeat` times; the verdict and the
+/// kernel-reported mean duration of one run.
+fn timed_run(
+    ebpf: &Ebpf,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+    repeat: u32,
+) -> Result<(u32, std::time::Duration), Error> {
     out.clear();
     // Room for the outer headers of an encapsulation.
     out.resize(frame.len() + 64, 0);
@@ -963,10 +986,11 @@ fn test_run(ebpf: &Ebpf, frame: &[u8], out: &mut Vec<u8>) -> Result<u32, Error> 
     let result = program.test_run(TestRunOptions {
         data_in: Some(frame),
         data_out: Some(&mut out[..]),
+        repeat,
         ..TestRunOptions::new()
     })?;
     out.truncate(result.data_size_out as usize);
-    Ok(result.return_value)
+    Ok((result.return_value, result.duration))
 }
 
 /// Packets counted per exit reason by the datapath pinned under `dir`, summed

@@ -127,8 +127,13 @@ fn headers(ctx: &XdpContext) -> Option<(&'static mut Work, usize)> {
     let work = SVC_WORK.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch entry, used by one program run at a time.
     let work = unsafe { &mut *work };
-    // Byte by byte, each read bounds-checked against the packet's end (a
-    // variable-length `bpf_xdp_load_bytes` is one the verifier cannot follow).
+    // All of them in one read when the packet has them (the common case);
+    // else byte by byte, each read bounds-checked against the packet's end
+    // (a variable-length `bpf_xdp_load_bytes` is one the verifier cannot follow).
+    if let Some(all) = read::<[u8; HEADERS]>(ctx, ETH) {
+        work.headers[..HEADERS].copy_from_slice(&all);
+        return Some((work, HEADERS));
+    }
     let mut len = 0;
     for i in 0..HEADERS {
         let Some(byte) = read::<u8>(ctx, ETH + i) else {
@@ -151,6 +156,13 @@ fn note(work: &mut Work, parsed: &packet::Parsed, len: usize) {
 /// Write the first `len` bytes of `headers` back over the packet's.
 #[inline(always)]
 fn store(ctx: &XdpContext, headers: &[u8; HEADER_BUFFER], len: usize) {
+    if len == HEADERS {
+        let mut all = [0u8; HEADERS];
+        all.copy_from_slice(&headers[..HEADERS]);
+        if write(ctx, ETH, all).is_some() {
+            return;
+        }
+    }
     for (i, &byte) in headers.iter().take(HEADERS).enumerate() {
         if i >= len || write(ctx, ETH + i, byte).is_none() {
             break;
@@ -260,7 +272,7 @@ fn is_pod_port(c: &ServiceConfig, port: u16) -> bool {
 /// The time in nanoseconds and this packet's random number: given by the
 /// loader (the differential harness replays router-core's), or the kernel's.
 #[inline(always)]
-fn inputs() -> (u64, u32) {
+pub(crate) fn inputs() -> (u64, u32) {
     match SVC_INPUTS.get(0) {
         Some(i) if i.given != 0 => (i.now, i.random),
         // SAFETY: helpers without arguments.
@@ -353,7 +365,12 @@ fn tracked(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
         Direction::Original
     };
     let Some(conn) = live(&w.original, cx.now) else {
-        return decided::OPEN;
+        return if is_frontend(cx, p) {
+            decided::OPEN
+        } else {
+            // What the open step would decide, without its tail call.
+            decided::NOT_SERVICE
+        };
     };
     // SAFETY: a map value, valid while this program runs; this CPU's update.
     let conn = unsafe { &mut *conn };
@@ -378,6 +395,20 @@ fn tracked(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
     }
     forget(&w.original, &conn.reply);
     decided::OPEN
+}
+
+/// Whether the packet's destination is a frontend (in any scope).
+#[inline(always)]
+fn is_frontend(cx: &Cx, p: &Packet) -> bool {
+    let t = p.tuple();
+    let key = FrontendKey {
+        frontend: l3n4(t.dst, t.dst_port, t),
+        half: cx.half.key(),
+        scope: scope::INTERNAL,
+        pad: [0; 2],
+    };
+    // SAFETY: only presence is read.
+    unsafe { SVC_FRONTENDS.get(&key) }.is_some()
 }
 
 /// Whether a tracked request keeps its backend: the frontend is still
@@ -454,9 +485,9 @@ fn affinity_key(frontend: &L3n4Key, t: &Tuple) -> AffinityKey {
 }
 
 /// A set's active backend IDs in `SVC_SLOTS`.
-struct Slots {
-    half: Half,
-    set: BackendSet,
+pub(crate) struct Slots {
+    pub(crate) half: Half,
+    pub(crate) set: BackendSet,
 }
 
 impl Lut for Slots {
