@@ -32,9 +32,10 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, MapData, MapError, MapInfo, PerCpuArray, ProgramArray};
 use aya::pin::PinError;
+use aya::programs::cgroup_sock_addr::CgroupSockAddrLinkId;
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::xdp::{XdpLink, XdpLinkId};
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{CgroupSockAddr, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
@@ -48,11 +49,13 @@ use crate::object::object;
 use crate::snapshot::{Snapshot, Trie};
 
 mod services;
+mod sockets;
 
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
     DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,
-    FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, Work, counter,
+    DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, SocketKey, Work,
+    counter,
 };
 use services::ServiceMapsSync;
 
@@ -75,6 +78,15 @@ pub const SERVICE_OPEN_PROGRAM: &str = "nexthop_service_open";
 pub const SERVICE_APPLY_PROGRAM: &str = "nexthop_service_apply";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
+/// Names of the socket-level balancer's programs (cgroup `connect4`,
+/// `sendmsg4`, `recvmsg4`, `getpeername4`), attached by
+/// [`Datapath::attach_sockets`].
+pub const SOCKET_PROGRAMS: [&str; 4] = [
+    "nexthop_sock_connect4",
+    "nexthop_sock_sendmsg4",
+    "nexthop_sock_recvmsg4",
+    "nexthop_sock_getpeername4",
+];
 
 /// One attachment made by [`Datapath::attach`] or [`Datapath::attach_peer`].
 #[derive(Debug)]
@@ -85,6 +97,13 @@ pub enum Attachment {
         program: &'static str,
         /// Its link.
         link: XdpLinkId,
+    },
+    /// A socket program owned by this process, attached to a cgroup.
+    OwnedSocket {
+        /// The program attached.
+        program: &'static str,
+        /// Its link.
+        link: CgroupSockAddrLinkId,
     },
     /// Pinned at this path: stays attached until [`Datapath::detach`] or [`remove_pins`].
     Pinned(PathBuf),
@@ -121,6 +140,8 @@ pub struct Capacity {
     pub connections: u32,
     /// Clients remembered for session affinity.
     pub affinity: u32,
+    /// Sockets the socket-level balancer sent to a backend.
+    pub sockets: u32,
 }
 
 impl Default for Capacity {
@@ -140,6 +161,7 @@ impl Default for Capacity {
             maglev_size: router_core::service::maglev::DEFAULT_TABLE_SIZE,
             connections: DEFAULT_CONNECTIONS,
             affinity: DEFAULT_AFFINITY,
+            sockets: DEFAULT_SOCKETS,
         }
     }
 }
@@ -166,7 +188,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 33] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 34] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -220,6 +242,7 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 33] {
         ("CT", shape::<FlowKey, Connection>(c.connections)),
         ("CT_REPLY", shape::<FlowKey, FlowKey>(c.connections)),
         ("AFFINITY", shape::<AffinityKey, AffinityEntry>(c.affinity)),
+        ("SOCK_REVNAT", shape::<SocketKey, L3n4Key>(c.sockets)),
         ("SVC_INPUTS", shape::<u32, Inputs>(1)),
         ("SVC_COUNTERS", shape::<u32, u64>(counter::COUNT)),
         ("SVC_WORK", shape::<u32, Work>(1)),
@@ -261,6 +284,8 @@ pub enum Error {
     Pin(PathBuf, String),
     /// Waiting for the RCU grace period after a flip failed.
     GracePeriod(std::io::Error),
+    /// The cgroup directory to attach the socket programs to could not be opened.
+    Cgroup(PathBuf, std::io::Error),
     /// Turning off a veth peer's transmit checksum offload failed.
     Offload(String, std::io::Error),
     /// The service table's Maglev tables have another size than the maps
@@ -306,6 +331,7 @@ impl fmt::Display for Error {
                 f,
                 "the service table's Maglev tables have {table} entries, the maps were loaded for {loaded} (Capacity::maglev_size)"
             ),
+            Error::Cgroup(path, e) => write!(f, "cgroup {}: {e}", path.display()),
             Error::GracePeriod(e) => write!(
                 f,
                 "membarrier(MEMBARRIER_CMD_GLOBAL) (an RCU grace period) failed: {e} \
@@ -793,6 +819,13 @@ impl Datapath {
                 .try_into()?;
             program.load()?;
         }
+        for name in SOCKET_PROGRAMS {
+            let program: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or(Error::Missing(name))?
+                .try_into()?;
+            program.load()?;
+        }
         let mut programs = ProgramArray::try_from(
             ebpf.take_map("PROGRAMS")
                 .ok_or(Error::Missing("PROGRAMS"))?,
@@ -898,6 +931,9 @@ impl Datapath {
     pub fn detach(&mut self, attachment: Attachment) -> Result<(), Error> {
         match attachment {
             Attachment::Owned { program, link } => Ok(self.program_mut(program)?.detach(link)?),
+            Attachment::OwnedSocket { program, link } => {
+                Ok(self.socket_program(program)?.detach(link)?)
+            }
             Attachment::Pinned(path) => {
                 std::fs::remove_file(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))
             }

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use nexthop_netstack::apps::{CurlOptions, PingOptions};
+use router_core::service::datapath::Connect;
 use serde::Serialize;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::EthernetAddress;
@@ -659,9 +660,15 @@ fn resolve(
             .node_mut(node)
             .host
             .services_mut()
-            .connect(&frontend, IpAddr::V4(client.ip))
-            .ok_or_else(|| format!("service {name} has no endpoints"))?;
-        return Ok(SocketAddr::new(backend.addr, backend.port));
+            .connect(&frontend);
+        return match backend {
+            Connect::Backend(b) => Ok(SocketAddr::new(b.addr, b.port)),
+            Connect::Unreachable => Err(format!("service {name} has no endpoints")),
+            Connect::NotService => Err(format!(
+                "service {name}: {}:{} is not in {}'s service table",
+                frontend.addr, frontend.port, client.node
+            )),
+        };
     }
     let ip = cluster
         .address_of(target)

@@ -12,7 +12,7 @@
 
 use router_core::hash::splitmix64;
 use router_core::service::conntrack::TcpFlags;
-use router_core::service::datapath::{self, Config, DropReason, Service};
+use router_core::service::datapath::{self, Config, Connect, DropReason, Service};
 pub use router_core::service::datapath::{Counters, Origin};
 use router_core::service::packet;
 use router_core::service::table::{L3n4, ServiceTable};
@@ -80,11 +80,13 @@ impl Services {
         self.service.table()
     }
 
-    /// The backend a pod's `connect()` from `client` to `frontend` gets
-    /// (router-core's socket-level choice, with this node's random numbers).
-    pub fn connect(&mut self, frontend: &L3n4, client: IpAddr) -> Option<L3n4> {
-        let random = splitmix64(&mut self.rng) as u32;
-        self.service.connect(frontend, client, random)
+    /// What a pod's `connect()` to `frontend` becomes (router-core's
+    /// socket-level choice). Each call is a new socket, so its slot is a
+    /// random number of this node's, for TCP and UDP alike (a fresh UDP
+    /// socket's cookie is as unforeseeable).
+    pub fn connect(&mut self, frontend: &L3n4) -> Connect {
+        let slot = u64::from(splitmix64(&mut self.rng) as u32);
+        self.service.connect(frontend, slot)
     }
 
     /// Nothing to do: no frontends and no flows.

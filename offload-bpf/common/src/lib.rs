@@ -286,6 +286,7 @@ mod pod {
     unsafe impl aya::Pod for super::service::AffinityEntry {}
     unsafe impl aya::Pod for super::service::ServiceConfig {}
     unsafe impl aya::Pod for super::service::Inputs {}
+    unsafe impl aya::Pod for super::service::SocketKey {}
     unsafe impl aya::Pod for super::service::Work {}
 }
 

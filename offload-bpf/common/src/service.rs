@@ -43,6 +43,9 @@ pub const DEFAULT_CONNECTIONS: u32 = 1 << 16;
 /// Default clients remembered for session affinity
 /// (`CILIUM_LB_AFFINITY_MAP_MAX_ENTRIES`).
 pub const DEFAULT_AFFINITY: u32 = 1 << 16;
+/// Default sockets remembered as talking to a backend in a frontend's
+/// stead (`CILIUM_LB4_REVERSE_NAT_SK_MAP_MAX_ENTRIES`).
+pub const DEFAULT_SOCKETS: u32 = 1 << 16;
 /// A set without a Maglev table.
 pub const NO_MAGLEV: u32 = u32::MAX;
 
@@ -383,6 +386,21 @@ pub struct Inputs {
     pub now: u64,
 }
 
+/// Key of `SOCK_REVNAT`: a socket (its cookie) and the backend the
+/// socket-level balancer gave it (Cilium's `ipv4_revnat_tuple`). The value
+/// is the frontend the socket asked for, which `recvmsg()` and
+/// `getpeername()` show in the backend's place.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SocketKey {
+    /// The socket's cookie (`SO_COOKIE`).
+    pub cookie: u64,
+    /// The backend.
+    pub backend: L3n4Key,
+    /// Zero.
+    pub pad: [u8; 4],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +419,7 @@ mod tests {
         assert_eq!(size_of::<AffinityEntry>(), 32);
         assert_eq!(size_of::<ServiceConfig>(), 4 + 4 + 8 + 16 + 4 + 16 + 4 + 32);
         assert_eq!(size_of::<Inputs>(), 16);
+        assert_eq!(size_of::<SocketKey>(), 32);
         assert_eq!(size_of::<Work>(), HEADER_BUFFER + 3 * 40 + 72 + 8);
     }
 

@@ -9,6 +9,7 @@
 //! - [`tunnel`]: VXLAN/Geneve decapsulation and outer headers.
 //! - [`service`]: the service stage (load-balancing to backends, SNAT,
 //!   connection tracking) ahead of the pipeline.
+//! - [`sock`]: socket-level load-balancing on a cgroup's socket hooks.
 #![no_std]
 #![no_main]
 
@@ -19,10 +20,11 @@ mod maps;
 mod ndp;
 mod packet;
 mod service;
+mod sock;
 mod tunnel;
 
-use aya_ebpf::macros::xdp;
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::macros::{cgroup_sock_addr, xdp};
+use aya_ebpf::programs::{SockAddrContext, XdpContext};
 use forward::Part;
 
 /// The datapath, attached to every port: routed IPv4 frames; ARP and tunnel
@@ -72,6 +74,31 @@ pub fn nexthop_service_open(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn nexthop_service_apply(ctx: XdpContext) -> u32 {
     service::apply(&ctx)
+}
+
+/// Socket-level load-balancing of `connect()` to a service address, in
+/// the cgroups the loader attaches it to.
+#[cgroup_sock_addr(connect4)]
+pub fn nexthop_sock_connect4(ctx: SockAddrContext) -> i32 {
+    sock::forward(&ctx)
+}
+
+/// Socket-level load-balancing of `sendmsg()` (UDP) to a service address.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn nexthop_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock::forward(&ctx)
+}
+
+/// A datagram from a backend a socket was sent to reads as from the service.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn nexthop_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx)
+}
+
+/// A socket sent to a backend has the service as its peer.
+#[cgroup_sock_addr(getpeername4)]
+pub fn nexthop_sock_getpeername4(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx)
 }
 
 /// The datapath's second pass over the inner frame of a decapsulated tunnel

@@ -16,7 +16,8 @@ use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
     DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,
-    FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, Work, counter,
+    DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, SocketKey, Work,
+    counter,
 };
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
@@ -137,6 +138,11 @@ pub static CT_REPLY: LruHashMap<FlowKey, FlowKey> =
 #[map]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityEntry> =
     LruHashMap::with_max_entries(DEFAULT_AFFINITY, 0);
+/// Sockets the socket-level balancer sent to a backend → the frontend
+/// they asked for.
+#[map]
+pub static SOCK_REVNAT: LruHashMap<SocketKey, L3n4Key> =
+    LruHashMap::with_max_entries(DEFAULT_SOCKETS, 0);
 /// The clock and random number, when the loader gives them (entry 0).
 #[map]
 pub static SVC_INPUTS: Array<Inputs> = Array::with_max_entries(1, 0);

@@ -12,7 +12,7 @@ use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, FlowKey, FrontendKey,
-    Inputs, L3n4Key, ServiceConfig, counter,
+    Inputs, L3n4Key, ServiceConfig, SocketKey, counter,
 };
 
 use super::{Error, HalvedArray, HashMapSync};
@@ -35,6 +35,7 @@ pub(super) struct ServiceMapsSync {
     connections: HashMap<MapData, FlowKey, Connection>,
     replies: HashMap<MapData, FlowKey, FlowKey>,
     affinity: HashMap<MapData, AffinityKey, AffinityEntry>,
+    sockets: HashMap<MapData, SocketKey, L3n4Key>,
     inputs: Array<MapData, Inputs>,
     counters: PerCpuArray<MapData, u64>,
     /// The Maglev table size M the maps were sized for.
@@ -62,6 +63,7 @@ impl ServiceMapsSync {
             connections: take(ebpf, "CT")?,
             replies: take(ebpf, "CT_REPLY")?,
             affinity: take(ebpf, "AFFINITY")?,
+            sockets: take(ebpf, "SOCK_REVNAT")?,
             inputs: take(ebpf, "SVC_INPUTS")?,
             counters: take(ebpf, "SVC_COUNTERS")?,
             maglev_size,
@@ -162,6 +164,21 @@ impl ServiceMapsSync {
     /// Every affinity entry.
     pub(super) fn affinity(&self) -> Result<BTreeMap<AffinityKey, AffinityEntry>, Error> {
         Ok(self.affinity.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Every socket the socket-level balancer sent to a backend → the
+    /// frontend it asked for.
+    pub(super) fn sockets(&self) -> Result<BTreeMap<SocketKey, L3n4Key>, Error> {
+        Ok(self.sockets.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// The frontend of one socket's translation, if any.
+    pub(super) fn socket(&self, key: &SocketKey) -> Result<Option<L3n4Key>, Error> {
+        match self.sockets.get(key, 0) {
+            Ok(frontend) => Ok(Some(frontend)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Forget every connection and affinity.

@@ -148,6 +148,19 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// What a socket's `connect()` or `sendmsg()` to an address becomes
+/// ([`Service::connect`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connect {
+    /// Not a frontend: the call goes on to the address as given.
+    NotService,
+    /// The socket talks to this backend instead.
+    Backend(L3n4),
+    /// A frontend without a backend for in-cluster traffic: the call fails
+    /// with `EHOSTUNREACH`, as Cilium's `sock4_connect` makes it.
+    Unreachable,
+}
+
 /// What conntrack keeps about a service connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Flow {
@@ -498,25 +511,23 @@ impl Service {
         }
     }
 
-    /// The backend a pod's `connect()` to `frontend` gets from Cilium's
-    /// socket-level balancer (`sock4_connect`): the one this datapath picks
-    /// for a new in-cluster flow from `client`, chosen before any packet
-    /// (so the client port is not known; Maglev hashes it as 0, as with
-    /// affinity). No conntrack entry is made (the socket carries the
-    /// backend's address) and affinity is not consulted. `None`: not a
-    /// frontend, or no backend for in-cluster traffic.
-    pub fn connect(&self, frontend: &L3n4, client: IpAddr, random: u32) -> Option<L3n4> {
-        let set = &self.table.frontend(frontend)?.internal;
-        let tuple = Tuple {
-            src: client,
-            dst: frontend.addr,
-            src_port: 0,
-            dst_port: frontend.port,
-            protocol: frontend.protocol,
+    /// What Cilium's socket-level balancer (`cgroup/connect4`, `sendmsg4`)
+    /// makes of a pod's `connect()` or `sendmsg()` to `frontend`, before any
+    /// packet: the in-cluster backend at slot `slot` ([`lookup::socket_slot`]:
+    /// a random number for TCP, the socket's cookie for UDP), whatever the
+    /// algorithm (Maglev needs the flow's source, which the socket does not
+    /// have yet). No conntrack entry is made (the socket carries the
+    /// backend's address) and affinity is not consulted.
+    pub fn connect(&self, frontend: &L3n4, slot: u64) -> Connect {
+        let Some(f) = self.table.frontend(frontend) else {
+            return Connect::NotService;
         };
-        match self.select(set, &tuple, true, random) {
-            NO_BACKEND => None,
-            id => Some(self.table.backend(id)?.addr),
+        match lookup::select_for_socket(&f.internal.active[..], slot) {
+            NO_BACKEND => Connect::Unreachable,
+            id => self
+                .table
+                .backend(id)
+                .map_or(Connect::Unreachable, |b| Connect::Backend(b.addr)),
         }
     }
 

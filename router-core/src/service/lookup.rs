@@ -1,7 +1,7 @@
 //! The allocation-free half of backend selection, shared with eBPF: the flow
 //! hash Cilium's datapath computes for a service flow, the Maglev lookup
 //! `table[hash % M]`, and [`select`], which picks a new flow's backend by
-//! `random` or Maglev.
+//! `random` or Maglev, and [`select_for_socket`], the socket-level choice.
 //!
 //! Owns the hash (Bob Jenkins' `jhash` as the Linux kernel and Cilium's
 //! `bpf/lib/jhash.h` define it), the fields Cilium feeds it
@@ -226,6 +226,35 @@ pub fn select<A: Lut + ?Sized, M: Lut + ?Sized>(
     }
 }
 
+/// The slot number of a socket's `connect()` or `sendmsg()` to a frontend
+/// (Cilium's `sock_select_slot` in `bpf/bpf_sock.c`): the call's random
+/// number for TCP, the socket's cookie for UDP, so that every datagram one
+/// UDP socket sends to the service reaches the same backend.
+#[inline(always)]
+pub fn socket_slot(protocol: u8, random: u32, cookie: u64) -> u64 {
+    const TCP: u8 = 6;
+    if protocol == TCP {
+        u64::from(random)
+    } else {
+        cookie
+    }
+}
+
+/// The backend ID Cilium's socket-level balancer gives a socket with slot
+/// number `slot` ([`socket_slot`]): the active backend at `slot % count`,
+/// whatever the algorithm. Maglev is for packets: at `connect()` the
+/// socket has no source address yet to hash. [`NO_BACKEND`] when no
+/// backend is active.
+#[inline(always)]
+pub fn select_for_socket<A: Lut + ?Sized>(active: &A, slot: u64) -> u32 {
+    match active.size() {
+        0 => NO_BACKEND,
+        n => active
+            .entry((slot % u64::from(n)) as u32)
+            .unwrap_or(NO_BACKEND),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +330,17 @@ mod tests {
             select(Algorithm::Random, &empty[..], &empty[..], [0, 0], &flow, 3),
             NO_BACKEND
         );
+    }
+
+    #[test]
+    fn a_socket_takes_the_active_backend_at_its_slot() {
+        let active: [u32; 3] = [3, 7, 9];
+        // TCP: the random number; UDP: the cookie, all 64 bits of it.
+        assert_eq!(socket_slot(6, 4, 1 << 40), 4);
+        assert_eq!(socket_slot(17, 4, (1 << 40) + 2), (1 << 40) + 2);
+        assert_eq!(select_for_socket(&active[..], 4), 7);
+        assert_eq!(select_for_socket(&active[..], (1 << 40) + 2), 3);
+        let empty: [u32; 0] = [];
+        assert_eq!(select_for_socket(&empty[..], 4), NO_BACKEND);
     }
 }

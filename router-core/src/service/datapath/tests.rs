@@ -566,17 +566,20 @@ fn hybrid_mode_dispatches_tcp_and_snats_udp() {
 fn a_socket_connect_gets_a_backend_without_tracking_it() {
     let random = service(Algorithm::Random, Svc::default());
     let frontend = l3n4(CLUSTER_IP, 80);
-    let client = IpAddr::from(POD);
-    // random 1 of 3 active backends, as for a packet-level flow.
-    let picked = random.connect(&frontend, client, 1).unwrap();
-    assert_eq!(picked, l3n4(REMOTE[0], 8080));
+    // slot 1 of 3 active backends, as for a packet-level flow.
+    assert_eq!(
+        random.connect(&frontend, 1),
+        Connect::Backend(l3n4(REMOTE[0], 8080))
+    );
     assert_eq!(random.connections(), 0, "the socket carries the backend");
-    assert_eq!(random.connect(&l3n4(CLUSTER_IP, 81), client, 1), None);
-    // Maglev: one client, one backend, whatever the random number.
+    assert_eq!(
+        random.connect(&l3n4(CLUSTER_IP, 81), 1),
+        Connect::NotService
+    );
+    // Maglev plays no part at the socket: the slot picks, as with random.
     let maglev = service(Algorithm::Maglev, Svc::default());
-    let first = maglev.connect(&frontend, client, 0);
-    assert!((1..50).all(|r| maglev.connect(&frontend, client, r) == first));
-    // No active backend: nothing to connect to.
+    assert!((0..50).all(|slot| maglev.connect(&frontend, slot) == random.connect(&frontend, slot)));
+    // No active backend: the connect fails.
     let none = service(
         Algorithm::Random,
         Svc {
@@ -584,5 +587,5 @@ fn a_socket_connect_gets_a_backend_without_tracking_it() {
             ..Svc::default()
         },
     );
-    assert_eq!(none.connect(&frontend, client, 1), None);
+    assert_eq!(none.connect(&frontend, 1), Connect::Unreachable);
 }
