@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use aya::programs::XdpMode;
-use nexthop_offload_bpf::datapath::Capacity;
+use nexthop_offload_bpf::datapath::{self, Capacity};
 
 use crate::api;
 use crate::config::Directory;
@@ -187,6 +187,12 @@ struct AgentDatapath {
     /// Maglev hash seed: 12 bytes in base64, the same on every node.
     #[arg(long, default_value = maglev::DEFAULT_HASH_SEED)]
     bpf_lb_maglev_hash_seed: String,
+    /// The cgroup (v2) directory whose processes' sockets are
+    /// load-balanced at `connect()` with `--kube-proxy-replacement`
+    /// (Cilium's socket LB, for ClusterIP); default: the root of the
+    /// mounted cgroup2 hierarchy, every process of the node.
+    #[arg(long)]
+    cgroup_root: Option<PathBuf>,
 }
 
 impl AgentDatapath {
@@ -210,6 +216,21 @@ impl AgentDatapath {
             mode: self.bpf_lb_mode,
             maglev,
         })
+    }
+
+    /// The cgroup socket-level load-balancing attaches to, with
+    /// `--kube-proxy-replacement`.
+    fn socket_cgroup(&self) -> Result<Option<PathBuf>, String> {
+        if !self.kube_proxy_replacement {
+            return Ok(None);
+        }
+        match &self.cgroup_root {
+            Some(path) => Ok(Some(path.clone())),
+            None => datapath::cgroup2_mount().map(Some).ok_or_else(|| {
+                "--kube-proxy-replacement: no cgroup2 hierarchy is mounted; mount one or give --cgroup-root"
+                    .to_string()
+            }),
+        }
     }
 }
 
@@ -424,6 +445,7 @@ pub fn main() -> ExitCode {
                 if datapath.kube_proxy_replacement && datapath.interfaces.is_empty() {
                     return Err("--kube-proxy-replacement needs --datapath-interface: the XDP program serves the services".into());
                 }
+                let cgroup = datapath.socket_cgroup()?;
                 let (served, serving) = watch::channel(None);
                 let served = datapath.kube_proxy_replacement.then_some(served);
                 let datapath = (!datapath.interfaces.is_empty()).then(|| {
@@ -441,6 +463,7 @@ pub fn main() -> ExitCode {
                             ..Capacity::default()
                         },
                         metrics: None,
+                        cgroup,
                     };
                     let feeds = offload::Feeds {
                         announced: led,
@@ -499,6 +522,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
                     ..Capacity::default()
                 },
                 metrics,
+                cgroup: None,
             };
             runtime.block_on(offload::run(&opts, offload::Feeds::default()))
         }

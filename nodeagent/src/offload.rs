@@ -46,6 +46,10 @@ pub struct RunOptions {
     pub capacity: Capacity,
     /// Serve Prometheus metrics (packets per exit reason) on this address.
     pub metrics: Option<SocketAddr>,
+    /// Attach socket-level load-balancing to this cgroup (v2) directory:
+    /// a `connect()` or `sendmsg()` to a service from a process in it goes
+    /// to a backend (`--kube-proxy-replacement`).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What the controller feeds the datapath loop inside `nexthop-agent run`.
@@ -143,6 +147,11 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
             .map_err(|e| format!("attaching to {interface}: {e}"))?;
     }
     info!(interfaces = ?opts.interfaces, "datapath attached");
+    if let Some(cgroup) = &opts.cgroup {
+        dp.attach_sockets(cgroup)
+            .map_err(|e| format!("attaching socket-level load-balancing: {e}"))?;
+        info!(cgroup = %cgroup.display(), "socket-level load-balancing attached");
+    }
     let metrics = opts.metrics.map(|addr| {
         let pin_dir = opts.pin_dir.clone();
         tokio::spawn(async move {

@@ -51,6 +51,8 @@ use crate::snapshot::{Snapshot, Trie};
 mod services;
 mod sockets;
 
+pub use sockets::cgroup2_mount;
+
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
     DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use nexthop_offload_bpf::datapath::{Capacity, Datapath, privileged};
+use nexthop_offload_bpf::datapath::{Capacity, Datapath, cgroup2_mount, privileged};
 use nexthop_offload_bpf::services::ServiceMaps;
 use nexthop_offload_bpf::snapshot::Snapshot;
 use nexthop_offload_bpf_common::service::{L3n4Key, SocketKey};
@@ -190,7 +190,7 @@ impl World {
             let status = Command::new("ip").args(args).status().expect("ip runs");
             assert!(status.success(), "ip {args:?}");
         }
-        let root = cgroup2_root().expect("a cgroup2 hierarchy is mounted");
+        let root = cgroup2_mount().expect("a cgroup2 hierarchy is mounted");
         let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
         let path = own
             .lines()
@@ -295,17 +295,6 @@ impl Drop for World {
         let _ = std::fs::write(self.home.join("cgroup.procs"), "0");
         let _ = std::fs::remove_dir(&self.cgroup);
     }
-}
-
-/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` on a unified
-/// system, `/sys/fs/cgroup/unified` on a hybrid one).
-fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mounts.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let at = left.split(' ').nth(4)?;
-        (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(at))
-    })
 }
 
 /// A socket made with `socket(2)` in this cgroup.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, mount_bpffs};
+use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, cgroup2_mount, mount_bpffs};
 use nexthop_testkit::{Namespaces, in_ns, sh, skips, wait_for};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent-under-test");
@@ -276,6 +276,42 @@ fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("REASONS"));
 }
 
+/// A cgroup (v2) of the test's own, removed on drop (once its processes are gone).
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new(tag: &str) -> Result<Cgroup, String> {
+        let root = cgroup2_mount().ok_or("no cgroup2 hierarchy is mounted")?;
+        let path = root.join(tag);
+        fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Cgroup(path))
+    }
+
+    /// Run `script` with `sh` in rtr's namespace, from inside this cgroup
+    /// (so its sockets are the cgroup's); its standard output.
+    fn run(&self, ns: &Namespaces, script: &str) -> String {
+        let procs = self.0.join("cgroup.procs");
+        let inside = format!("echo $$ > {} && exec {script}", procs.display());
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", ns.name("rtr")))
+            .args(["sh", "-c", &inside])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
 /// A `nexthop-agent run` in rtr serving services from `config`; killed on drop.
 struct Agent {
     child: Child,
@@ -283,7 +319,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(ns: &Namespaces, pins: &Pins, config: &Path, n: u32) -> Agent {
+    fn start(ns: &Namespaces, pins: &Pins, cgroup: &Cgroup, config: &Path, n: u32) -> Agent {
         let log = ns.dir.join(format!("agent-{n}.log"));
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", ns.name("rtr")))
@@ -295,6 +331,8 @@ impl Agent {
             .arg("--datapath-pin-dir")
             .arg(&pins.0)
             .arg("--kube-proxy-replacement")
+            .arg("--cgroup-root")
+            .arg(&cgroup.0)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -304,7 +342,12 @@ impl Agent {
         wait_for(
             "the agent's datapath to attach",
             Duration::from_secs(20),
-            || agent.log().contains("datapath attached").then_some(()),
+            || {
+                agent
+                    .log()
+                    .contains("socket-level load-balancing attached")
+                    .then_some(())
+            },
             || agent.log(),
         );
         agent
@@ -330,8 +373,9 @@ impl Drop for Agent {
 }
 
 /// rtr's Node (InternalIP 10.72.2.1) and another, webpod as a LoadBalancer
-/// service on 172.16.7.1:80 (LB-IPAM's first address of its pool) and its
-/// one endpoint, 10.72.2.2:5001 on the other node.
+/// service on 172.16.7.1:80 (LB-IPAM's first address of its pool) with
+/// cluster IP 10.96.0.10, and its one endpoint, 10.72.2.2:5001 on the other
+/// node.
 fn service_config(dir: &Path) {
     fs::create_dir_all(dir).unwrap();
     let objects = "apiVersion: v1\nkind: Node\nmetadata: {name: rtr}\nspec: {podCIDRs: [10.244.0.0/24]}\n\
@@ -341,7 +385,7 @@ status:\n  addresses: [{type: InternalIP, address: 10.72.2.2}]\n---\n\
 apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: pool}\n\
 spec:\n  allowFirstLastIPs: \"No\"\n  blocks: [{cidr: 172.16.7.0/24}]\n---\n\
 apiVersion: v1\nkind: Service\nmetadata: {name: webpod, namespace: default}\n\
-spec:\n  type: LoadBalancer\n  ports: [{protocol: TCP, port: 80, targetPort: 5001, nodePort: 30285}]\n\
+spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n  ports: [{protocol: TCP, port: 80, targetPort: 5001, nodePort: 30285}]\n\
 status:\n  loadBalancer:\n    ingress: [{ip: 172.16.7.1}]\n---\n\
 apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
 metadata: {name: webpod-abcde, namespace: default, labels: {kubernetes.io/service-name: webpod}}\n\
@@ -383,9 +427,16 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
     // XDP service stage can carry a connection to it.
     ns.exec("rtr", &["ping", "-c", "1", "-W", "2", "10.72.1.2"]);
     ns.exec("rtr", &["ping", "-c", "1", "-W", "2", "10.72.2.2"]);
+    let cgroup = match Cgroup::new(&ns.name("cgroup")) {
+        Ok(c) => c,
+        Err(why) => {
+            nexthop_testkit::skip(&why);
+            return;
+        }
+    };
     let config = ns.dir.join("config");
     service_config(&config);
-    let agent = Agent::start(&ns, &pins, &config, 1);
+    let agent = Agent::start(&ns, &pins, &cgroup, &config, 1);
 
     let listener = in_ns(&ns.name("dst"), || {
         TcpListener::bind("10.72.2.2:5001").unwrap()
@@ -445,7 +496,7 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
     let log = agent.kill();
     assert!(log.contains("datapath attached"), "{log}");
     long.write_all(b"unowned ").unwrap();
-    let agent = Agent::start(&ns, &pins, &config, 2);
+    let agent = Agent::start(&ns, &pins, &cgroup, &config, 2);
     long.write_all(b"after").unwrap();
     long.shutdown(std::net::Shutdown::Write).unwrap();
     let mut back = String::new();
@@ -454,6 +505,25 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
     assert!(
         back.starts_with("RemoteAddr: 10.72.2.1:") && back.ends_with("before unowned after"),
         "one connection across the agent's death and restart: {back}\n{}",
+        agent.log()
+    );
+
+    // The cluster IP, from a process of the cgroup the restarted agent
+    // took the socket programs over in: rtr's kernel has no route to
+    // 10.96.0.10, so only connect()'s translation reaches the backend.
+    let listener = in_ns(&ns.name("dst"), || {
+        TcpListener::bind("10.72.2.2:5001").unwrap()
+    });
+    let server = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        conn.write_all(format!("RemoteAddr: {peer}\n").as_bytes())
+            .unwrap();
+    });
+    let got = cgroup.run(&ns, "bash -c 'cat < /dev/tcp/10.96.0.10/80'");
+    server.join().unwrap();
+    assert!(
+        got.starts_with("RemoteAddr: 10.72.2.1:"),
+        "connect() to the cluster IP reaches the backend from rtr's own address: {got}\n{}",
         agent.log()
     );
 }

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::pin::PinError;
 use aya::programs::CgroupSockAddr;
@@ -85,6 +85,18 @@ impl Datapath {
     pub fn socket_translation(&self, key: &SocketKey) -> Result<Option<L3n4Key>, Error> {
         self.maps.services.socket(key)
     }
+}
+
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` on a unified
+/// system, `/sys/fs/cgroup/unified` on a hybrid one), from
+/// `/proc/self/mountinfo`; `None` when it is not mounted.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mounts.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let at = left.split(' ').nth(4)?;
+        (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(at))
+    })
 }
 
 /// `BPF_OBJ_GET`: a descriptor of the object pinned at `path`.
