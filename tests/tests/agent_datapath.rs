@@ -12,9 +12,10 @@
 //! knows nothing of, source-NATed to rtr's InternalIP, and a connection
 //! opened through it outlives `kill -9` of the agent and its restart.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -108,7 +109,7 @@ impl Drop for Run {
 struct Peers(Datapath, Vec<Attachment>);
 
 impl Peers {
-    fn attach(ns: &Namespaces, ends: &[(&str, &'static str)]) -> Peers {
+    fn attach(ns: &Namespaces, ends: &[(&str, &str)]) -> Peers {
         let mut dp = Datapath::load(&Capacity::default()).expect("the XDP object loads");
         let mut attached = Vec::new();
         for &(name, interface) in ends {
@@ -312,27 +313,67 @@ impl Drop for Cgroup {
     }
 }
 
-/// A `nexthop-agent run` in rtr serving services from `config`; killed on drop.
+/// A node an agent runs on: its namespace (and Node object) name, its
+/// datapath interfaces and further arguments.
+struct Node {
+    name: &'static str,
+    interfaces: &'static [&'static str],
+    args: &'static [&'static str],
+}
+
+impl Node {
+    /// The agent's query socket.
+    fn socket(&self, ns: &Namespaces) -> PathBuf {
+        ns.dir.join(format!("agent-{}.sock", self.name))
+    }
+}
+
+/// A `nexthop-agent run` serving services; killed on drop.
 struct Agent {
     child: Child,
     log: PathBuf,
 }
 
 impl Agent {
+    /// rtr's agent, as the single-node tests run it.
     fn start(ns: &Namespaces, pins: &Pins, cgroup: &Cgroup, config: &Path, n: u32) -> Agent {
-        let log = ns.dir.join(format!("agent-{n}.log"));
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", ns.name("rtr")))
-            .args([AGENT, "run", "--node", "rtr", "--config-dir"])
+        let node = Node {
+            name: "rtr",
+            interfaces: &["r0", "r1"],
+            args: &[],
+        };
+        Agent::start_on(ns, &node, pins, cgroup, config, n)
+    }
+
+    /// The agent of `node` (in the namespace of its name) serving services
+    /// from `config` with `--kube-proxy-replacement`, socket-level
+    /// load-balancing in `cgroup`; started `n`-th (its log's name).
+    fn start_on(
+        ns: &Namespaces,
+        node: &Node,
+        pins: &Pins,
+        cgroup: &Cgroup,
+        config: &Path,
+        n: u32,
+    ) -> Agent {
+        let log = ns.dir.join(format!("agent-{}-{n}.log", node.name));
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/var/run/netns/{}", ns.name(node.name)))
+            .args([AGENT, "run", "--node", node.name, "--config-dir"])
             .arg(config)
             .arg("--socket")
-            .arg(ns.dir.join("agent.sock"))
-            .args(["--datapath-interface", "r0", "--datapath-interface", "r1"])
+            .arg(node.socket(ns));
+        for interface in node.interfaces {
+            command.args(["--datapath-interface", interface]);
+        }
+        let child = command
             .arg("--datapath-pin-dir")
             .arg(&pins.0)
             .arg("--kube-proxy-replacement")
             .arg("--cgroup-root")
             .arg(&cgroup.0)
+            .args(node.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -481,7 +522,7 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
         "service",
         "list",
         "--socket",
-        ns.dir.join("agent.sock").to_str().unwrap(),
+        ns.dir.join("agent-rtr.sock").to_str().unwrap(),
     ]);
     assert!(
         list.contains("172.16.7.1:80/TCP") && list.contains("10.72.2.2:5001/TCP"),
@@ -526,4 +567,344 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
         "connect() to the cluster IP reaches the backend from rtr's own address: {got}\n{}",
         agent.log()
     );
+}
+
+/// The three-node lab's objects: nodes n1–n3 (InternalIP 10.73.10.k),
+/// the node `w` the backends run on (so every ingress node source-NATs),
+/// and `dns` as a UDP LoadBalancer service on 172.16.8.1:53 (NodePort
+/// 30053) with the backends `hosts` of b1–b4 (10.73.10.1x:5353).
+fn three_node_objects(hosts: &[u8]) -> String {
+    let mut objects = String::new();
+    for (name, addr) in [
+        ("n1", "10.73.10.1"),
+        ("n2", "10.73.10.2"),
+        ("n3", "10.73.10.3"),
+        ("w", "10.73.10.20"),
+    ] {
+        objects += &format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n\
+             status:\n  addresses: [{{type: InternalIP, address: {addr}}}]\n---\n"
+        );
+    }
+    objects += "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: pool}\n\
+spec:\n  allowFirstLastIPs: \"No\"\n  blocks: [{cidr: 172.16.8.0/24}]\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: default}\n\
+spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.53\n  ports: [{protocol: UDP, port: 53, targetPort: 5353, nodePort: 30053}]\n\
+status:\n  loadBalancer:\n    ingress: [{ip: 172.16.8.1}]\n---\n\
+apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+metadata: {name: dns-abcde, namespace: default, labels: {kubernetes.io/service-name: dns}}\n\
+addressType: IPv4\nports: [{name: \"\", port: 5353, protocol: UDP}]\nendpoints:\n";
+    for h in hosts {
+        objects += &format!(
+            "- {{addresses: [10.73.10.1{h}], conditions: {{ready: true, serving: true, terminating: false}}, nodeName: w}}\n"
+        );
+    }
+    objects
+}
+
+/// UDP servers on b1–b4 answering every datagram with their name, until dropped.
+struct Backends {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Backends {
+    fn start(ns: &Namespaces) -> Backends {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (1..=4u8)
+            .map(|h| {
+                let socket = in_ns(&ns.name(&format!("b{h}")), || {
+                    UdpSocket::bind(format!("10.73.10.1{h}:5353")).unwrap()
+                });
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                            let _ = socket.send_to(format!("b{h}").as_bytes(), from);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Backends { stop, threads }
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Flows from `client` (its source ports `ports`) to `to` through node
+/// `via` (1–3): the backend each reached, checking every reply comes from `to`.
+fn flows(
+    ns: &Namespaces,
+    client: &str,
+    via: u8,
+    to: SocketAddr,
+    ports: std::ops::Range<u16>,
+) -> BTreeMap<u16, String> {
+    ns.exec(
+        "client",
+        &[
+            "ip",
+            "route",
+            "replace",
+            &format!("{}/32", to.ip()),
+            "via",
+            &format!("10.73.{via}.1"),
+        ],
+    );
+    in_ns(&ns.name("client"), || {
+        ports
+            .map(|port| {
+                let socket = UdpSocket::bind((client, port)).unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                let mut answer = None;
+                for _ in 0..3 {
+                    socket.send_to(b"?", to).unwrap();
+                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        answer = Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+                        break;
+                    }
+                }
+                let (name, from) = answer
+                    .unwrap_or_else(|| panic!("no answer to {client}:{port} → {to} via n{via}"));
+                assert_eq!(from, to, "the reply comes from the service address");
+                (port, name)
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn three_agents_balance_a_service_with_maglev_alike_and_a_removed_backend_moves_only_its_flows() {
+    if skips(&["ip", "nsenter", "ping"]) {
+        return;
+    }
+    let names = ["client", "n1", "n2", "n3", "fabric", "b1", "b2", "b3", "b4"];
+    let ns = Namespaces::new(&names);
+    let (mut pins, mut cgroups) = (Vec::new(), Vec::new());
+    for k in 1..=3 {
+        match (
+            Pins::new(&ns.name(&format!("pins{k}"))),
+            Cgroup::new(&ns.name(&format!("cgroup{k}"))),
+        ) {
+            (Ok(p), Ok(c)) => {
+                pins.push(p);
+                cgroups.push(c);
+            }
+            (Err(why), _) | (_, Err(why)) => {
+                nexthop_testkit::skip(&why);
+                return;
+            }
+        }
+    }
+    // client —(10.73.k.0/24)— nk —(10.73.10.0/24, a bridge in fabric)— b1..b4
+    ns.exec("fabric", &["ip", "link", "add", "br0", "type", "bridge"]);
+    ns.exec("fabric", &["ip", "link", "set", "br0", "up"]);
+    for k in 1..=3u8 {
+        let node = format!("n{k}");
+        let (up, fab) = (format!("n{k}u"), format!("n{k}f"));
+        ns.veth("client", &format!("c{k}"), &node, &up);
+        ns.veth(&node, &fab, "fabric", &format!("p{k}"));
+        ns.exec(
+            "fabric",
+            &["ip", "link", "set", &format!("p{k}"), "master", "br0"],
+        );
+        ns.exec(
+            "client",
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.73.{k}.2/24"),
+                "dev",
+                &format!("c{k}"),
+            ],
+        );
+        ns.exec(
+            &node,
+            &["ip", "addr", "add", &format!("10.73.{k}.1/24"), "dev", &up],
+        );
+        ns.exec(
+            &node,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.73.10.{k}/24"),
+                "dev",
+                &fab,
+            ],
+        );
+        ns.exec(
+            &node,
+            &[
+                "ip",
+                "route",
+                "add",
+                "10.73.9.0/24",
+                "via",
+                &format!("10.73.{k}.2"),
+            ],
+        );
+        ns.exec(
+            "client",
+            &[
+                "ip",
+                "route",
+                "add",
+                &format!("10.73.10.{k}/32"),
+                "via",
+                &format!("10.73.{k}.1"),
+            ],
+        );
+    }
+    for h in 1..=4u8 {
+        let b = format!("b{h}");
+        ns.veth(&b, "eth0", "fabric", &format!("q{h}"));
+        ns.exec(
+            "fabric",
+            &["ip", "link", "set", &format!("q{h}"), "master", "br0"],
+        );
+        ns.exec(
+            &b,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.73.10.1{h}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
+    }
+    for a in ["10.73.9.1/32", "10.73.9.2/32"] {
+        ns.exec("client", &["ip", "addr", "add", a, "dev", "lo"]);
+    }
+    // The veth ends facing the nodes take XDP_PASS, so redirects reach them.
+    let peer_ends: Vec<(String, String)> = (1..=3)
+        .flat_map(|k| {
+            [
+                ("client".to_string(), format!("c{k}")),
+                ("fabric".to_string(), format!("p{k}")),
+            ]
+        })
+        .collect();
+    let peer_ends: Vec<(&str, &str)> = peer_ends
+        .iter()
+        .map(|(n, i)| (n.as_str(), i.as_str()))
+        .collect();
+    let peers = Peers::attach(&ns, &peer_ends);
+    for k in 1..=3u8 {
+        let node = format!("n{k}");
+        ns.wait_carrier(&node, &[&format!("n{k}u"), &format!("n{k}f")]);
+        ns.exec(
+            &node,
+            &["ping", "-c", "1", "-W", "2", &format!("10.73.{k}.2")],
+        );
+        for h in 1..=4u8 {
+            ns.exec(
+                &node,
+                &["ping", "-c", "1", "-W", "2", &format!("10.73.10.1{h}")],
+            );
+        }
+    }
+    let config = ns.dir.join("config");
+    fs::create_dir_all(&config).unwrap();
+    fs::write(
+        config.join("objects.yaml"),
+        three_node_objects(&[1, 2, 3, 4]),
+    )
+    .unwrap();
+    let nodes = [
+        Node {
+            name: "n1",
+            interfaces: &["n1u", "n1f"],
+            args: &["--bpf-lb-algorithm", "maglev"],
+        },
+        Node {
+            name: "n2",
+            interfaces: &["n2u", "n2f"],
+            args: &["--bpf-lb-algorithm", "maglev"],
+        },
+        Node {
+            name: "n3",
+            interfaces: &["n3u", "n3f"],
+            args: &["--bpf-lb-algorithm", "maglev"],
+        },
+    ];
+    let agents: Vec<Agent> = nodes
+        .iter()
+        .zip(pins.iter().zip(&cgroups))
+        .map(|(node, (pins, cgroup))| Agent::start_on(&ns, node, pins, cgroup, &config, 1))
+        .collect();
+    let _backends = Backends::start(&ns);
+    let lb: SocketAddr = "172.16.8.1:53".parse().unwrap();
+
+    // Every node reaches every backend, through the LB address and its NodePort.
+    let through: Vec<BTreeMap<u16, String>> = (1..=3)
+        .map(|k| flows(&ns, "10.73.9.1", k, lb, 20000..20200))
+        .collect();
+    for k in 1..=3u8 {
+        let nodeport: SocketAddr = format!("10.73.10.{k}:30053").parse().unwrap();
+        let by_nodeport = flows(&ns, "10.73.9.1", k, nodeport, 21000..21100);
+        for seen in [&through[usize::from(k - 1)], &by_nodeport] {
+            let reached: BTreeSet<&String> = seen.values().collect();
+            assert_eq!(reached.len(), 4, "n{k} reaches every backend: {reached:?}");
+        }
+    }
+    // Maglev with one seed: a flow reaches one backend whichever node it enters.
+    assert_eq!(through[0], through[1], "n1 and n2 pick alike");
+    assert_eq!(through[0], through[2], "n1 and n3 pick alike");
+
+    // Remove b4: flows measured before through n1 and after through n2
+    // (which never saw this client, so Maglev alone decides).
+    let before = flows(&ns, "10.73.9.2", 1, lb, 22000..22400);
+    let synced = |a: &Agent| a.log().matches("the service table changed: synced").count();
+    let counts: Vec<usize> = agents.iter().map(synced).collect();
+    fs::write(config.join("objects.yaml"), three_node_objects(&[1, 2, 3])).unwrap();
+    for (a, &n) in agents.iter().zip(&counts) {
+        wait_for(
+            "the agents to serve the table without b4",
+            Duration::from_secs(20),
+            || (synced(a) > n).then_some(()),
+            || a.log(),
+        );
+    }
+    let after = flows(&ns, "10.73.9.2", 2, lb, 22000..22400);
+    let of_b4 = before.values().filter(|b| *b == "b4").count();
+    let moved_b4 = before
+        .iter()
+        .filter(|(p, b)| *b == "b4" && after[*p] != "b4")
+        .count();
+    let others = before.len() - of_b4;
+    let moved_others = before
+        .iter()
+        .filter(|(p, b)| *b != "b4" && after[*p] != **b)
+        .count();
+    println!(
+        "removing 1 of 4 backends (Maglev, M 16381): {moved_b4} of b4's {of_b4} flows moved; \
+         {moved_others} of the other {others} flows moved ({:.1}%)",
+        100.0 * moved_others as f64 / others as f64
+    );
+    assert_eq!(moved_b4, of_b4, "every flow of the removed backend moves");
+    assert!(of_b4 > 0, "some flows reached b4 before");
+    assert!(
+        moved_others * 10 <= others,
+        "Maglev keeps the other flows where they were: {moved_others} of {others} moved"
+    );
+    drop(peers);
 }
