@@ -80,14 +80,18 @@ pub const SERVICE_OPEN_PROGRAM: &str = "nexthop_service_open";
 pub const SERVICE_APPLY_PROGRAM: &str = "nexthop_service_apply";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
-/// Names of the socket-level balancer's programs (cgroup `connect4`,
-/// `sendmsg4`, `recvmsg4`, `getpeername4`), attached by
+/// Names of the socket-level balancer's programs (cgroup `connect`,
+/// `sendmsg`, `recvmsg` and `getpeername`, IPv4 and IPv6), attached by
 /// [`Datapath::attach_sockets`].
-pub const SOCKET_PROGRAMS: [&str; 4] = [
+pub const SOCKET_PROGRAMS: [&str; 8] = [
     "nexthop_sock_connect4",
+    "nexthop_sock_connect6",
     "nexthop_sock_sendmsg4",
+    "nexthop_sock_sendmsg6",
     "nexthop_sock_recvmsg4",
+    "nexthop_sock_recvmsg6",
     "nexthop_sock_getpeername4",
+    "nexthop_sock_getpeername6",
 ];
 
 /// One attachment made by [`Datapath::attach`] or [`Datapath::attach_peer`].

@@ -13,14 +13,14 @@
 //! disagree.
 //!
 //! Everything happens in a network namespace of the test's own where every
-//! IPv4 address is local (`local 0.0.0.0/0 dev lo`), so each backend
-//! address is reachable and nothing leaves. `harness = false`: one thread,
+//! IPv4 address and every address of fd00::/16 is local (`local 0.0.0.0/0
+//! dev lo`), so each backend address is reachable and nothing leaves. `harness = false`: one thread,
 //! so the process itself moves into that namespace and cgroup.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,9 +52,13 @@ const BACKEND_PORTS: [u16; 2] = [8080, 8081];
 /// `ECONNREFUSED`.
 const ECONNREFUSED: i32 = 111;
 
-/// Backend host `host`'s address.
-fn backend_ip(host: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 1, host)
+/// Backend host `host`'s address in the family `v6` says.
+fn backend_ip(host: u8, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, host.into()))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 1, host))
+    }
 }
 
 /// One generated service table and how it is served.
@@ -76,7 +80,7 @@ struct Call {
     random: u32,
 }
 
-fn backend(protocol: Protocol) -> impl Strategy<Value = BackendSpec> {
+fn backend(protocol: Protocol, v6: bool) -> impl Strategy<Value = BackendSpec> {
     (
         1u8..6,
         prop::sample::select(BACKEND_PORTS.to_vec()),
@@ -85,7 +89,7 @@ fn backend(protocol: Protocol) -> impl Strategy<Value = BackendSpec> {
     )
         .prop_map(move |(host, port, active, local)| BackendSpec {
             addr: L3n4 {
-                addr: IpAddr::V4(backend_ip(host)),
+                addr: backend_ip(host, v6),
                 port,
                 protocol,
             },
@@ -101,17 +105,27 @@ fn backend(protocol: Protocol) -> impl Strategy<Value = BackendSpec> {
 }
 
 fn frontend() -> impl Strategy<Value = (L3n4, FrontendSpec)> {
-    (1u8..4, prop::sample::select(vec![80u16, 53]), any::<bool>())
-        .prop_flat_map(|(host, port, udp)| {
+    (
+        1u8..4,
+        prop::sample::select(vec![80u16, 53]),
+        any::<bool>(),
+        prop::bool::weighted(0.3),
+    )
+        .prop_flat_map(|(host, port, udp, v6)| {
             let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
+            let addr = if v6 {
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, host.into()))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(10, 96, 0, host))
+            };
             (
                 Just(L3n4 {
-                    addr: IpAddr::V4(Ipv4Addr::new(10, 96, 0, host)),
+                    addr,
                     port,
                     protocol,
                 }),
                 prop::bool::weighted(0.2),
-                prop::collection::vec(backend(protocol), 0..5),
+                prop::collection::vec(backend(protocol, v6), 0..5),
             )
         })
         .prop_map(|(addr, internal_local, backends)| {
@@ -186,10 +200,15 @@ impl World {
         for args in [
             &["link", "set", "lo", "up"][..],
             &["route", "add", "local", "0.0.0.0/0", "dev", "lo"][..],
+            &["-6", "route", "add", "local", "fd00::/16", "dev", "lo"][..],
+            &["addr", "add", "fd00:ffff::1/128", "dev", "lo", "nodad"][..],
         ] {
             let status = Command::new("ip").args(args).status().expect("ip runs");
             assert!(status.success(), "ip {args:?}");
         }
+        // IPv6 binds an address only if it is assigned, or with this.
+        std::fs::write("/proc/sys/net/ipv6/ip_nonlocal_bind", "1")
+            .expect("net.ipv6.ip_nonlocal_bind of the test's namespace");
         let root = cgroup2_mount().expect("a cgroup2 hierarchy is mounted");
         let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
         let path = own
@@ -205,13 +224,15 @@ impl World {
             tcp: BACKEND_PORTS
                 .iter()
                 .map(|&p| {
-                    let l = TcpListener::bind(("0.0.0.0", p)).expect("a listener");
+                    // Dual-stack: IPv4 connections arrive as mapped addresses.
+                    let l = TcpListener::bind(("::", p)).expect("a listener");
                     l.set_nonblocking(true).unwrap();
                     l
                 })
                 .collect(),
             udp: (1..6)
-                .flat_map(|host| BACKEND_PORTS.map(|p| (backend_ip(host), p)))
+                .flat_map(|host| [backend_ip(host, false), backend_ip(host, true)])
+                .flat_map(|ip| BACKEND_PORTS.map(|p| SocketAddr::new(ip, p)))
                 .map(|at| {
                     let l = UdpSocket::bind(at).expect("a datagram listener");
                     l.set_nonblocking(true).unwrap();
@@ -235,7 +256,7 @@ impl World {
     }
 
     fn tcp(&self, to: SocketAddr) -> (u64, Outcome) {
-        let socket = Socket::new(libc::SOCK_STREAM);
+        let socket = Socket::new(to, libc::SOCK_STREAM);
         let cookie = socket.cookie();
         if let Err(e) = socket.connect(to) {
             return (cookie, Outcome::Failed(e.raw_os_error().unwrap_or(0)));
@@ -247,6 +268,7 @@ impl World {
                 match l.accept() {
                     Ok((accepted, _)) => {
                         let at = accepted.local_addr().unwrap();
+                        let at = SocketAddr::new(at.ip().to_canonical(), at.port());
                         return (cookie, Outcome::Reached { at, shown });
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -259,7 +281,7 @@ impl World {
     }
 
     fn udp(&self, to: SocketAddr, connected: bool) -> (u64, Outcome) {
-        let socket = Socket::new(libc::SOCK_DGRAM);
+        let socket = Socket::new(to, libc::SOCK_DGRAM);
         let cookie = socket.cookie();
         let udp = UdpSocket::from(socket.0);
         udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -301,9 +323,15 @@ impl Drop for World {
 struct Socket(std::os::fd::OwnedFd);
 
 impl Socket {
-    fn new(kind: libc::c_int) -> Socket {
+    /// A socket of `kind` for talking to `to`'s family.
+    fn new(to: SocketAddr, kind: libc::c_int) -> Socket {
+        let family = if to.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
         // SAFETY: plain syscall; the descriptor is owned from here on.
-        let fd = unsafe { libc::socket(libc::AF_INET, kind, 0) };
+        let fd = unsafe { libc::socket(family, kind, 0) };
         assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
         // SAFETY: a fresh descriptor nobody else owns.
         Socket(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
@@ -327,24 +355,41 @@ impl Socket {
     }
 
     fn connect(&self, to: SocketAddr) -> std::io::Result<()> {
-        let SocketAddr::V4(v4) = to else {
-            unreachable!("the test speaks IPv4")
-        };
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(v4.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: connect reads a sockaddr_in of the length given.
+        // SAFETY: connect reads a socket address of the length given.
         let rc = unsafe {
-            libc::connect(
-                self.0.as_raw_fd(),
-                (&sin as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
+            match to {
+                SocketAddr::V4(v4) => {
+                    let sin = libc::sockaddr_in {
+                        sin_family: libc::AF_INET as libc::sa_family_t,
+                        sin_port: v4.port().to_be(),
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                        },
+                        sin_zero: [0; 8],
+                    };
+                    libc::connect(
+                        self.0.as_raw_fd(),
+                        (&sin as *const libc::sockaddr_in).cast(),
+                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                }
+                SocketAddr::V6(v6) => {
+                    let sin6 = libc::sockaddr_in6 {
+                        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                        sin6_port: v6.port().to_be(),
+                        sin6_flowinfo: 0,
+                        sin6_addr: libc::in6_addr {
+                            s6_addr: v6.ip().octets(),
+                        },
+                        sin6_scope_id: 0,
+                    };
+                    libc::connect(
+                        self.0.as_raw_fd(),
+                        (&sin6 as *const libc::sockaddr_in6).cast(),
+                        size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    )
+                }
+            }
         };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
@@ -387,7 +432,8 @@ fn destination(c: &Call, frontends: &[L3n4]) -> (SocketAddr, bool) {
         None if c.other.is_multiple_of(2) => {
             let host = 1 + c.other / 2 % 5;
             let port = BACKEND_PORTS[usize::from(c.other / 10 % 2)];
-            (SocketAddr::new(IpAddr::V4(backend_ip(host)), port), c.udp)
+            let v6 = c.other / 20 % 2 == 1;
+            (SocketAddr::new(backend_ip(host, v6), port), c.udp)
         }
         None => {
             let f = &frontends[usize::from(c.other) % frontends.len()];
@@ -413,7 +459,8 @@ fn expected(service: &Service, to: SocketAddr, udp: bool, slot: u64) -> (Connect
         },
         Connect::Unreachable => Outcome::Failed(EHOSTUNREACH),
         Connect::NotService => {
-            let listened = matches!(to.ip(), IpAddr::V4(ip) if (1..6).any(|h| backend_ip(h) == ip))
+            let listened = (1..6)
+                .any(|h| [backend_ip(h, false), backend_ip(h, true)].contains(&to.ip()))
                 && BACKEND_PORTS.contains(&to.port());
             if listened {
                 Outcome::Reached { at: to, shown: to }
@@ -468,10 +515,12 @@ fn compare(
                         "call {i}: SOCK_REVNAT holds {remembered:?} for {key:?}, not {asked:?}"
                     ));
                 }
-                match (udp, c.connected) {
-                    (false, _) => "tcp to a backend",
-                    (true, true) => "udp connected to a backend",
-                    (true, false) => "udp sent to a backend",
+                match (udp, c.connected, to.is_ipv6()) {
+                    (false, _, false) => "tcp to a backend",
+                    (true, true, false) => "udp connected to a backend",
+                    (true, false, false) => "udp sent to a backend",
+                    (false, _, true) => "tcp over ipv6 to a backend",
+                    (true, _, true) => "udp over ipv6 to a backend",
                 }
             }
             Connect::Unreachable => "no backend: EHOSTUNREACH",
@@ -511,6 +560,8 @@ fn main() {
         "tcp to a backend",
         "udp connected to a backend",
         "udp sent to a backend",
+        "tcp over ipv6 to a backend",
+        "udp over ipv6 to a backend",
         "no backend: EHOSTUNREACH",
         "not a service",
     ] {

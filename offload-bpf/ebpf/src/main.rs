@@ -80,25 +80,49 @@ pub fn nexthop_service_apply(ctx: XdpContext) -> u32 {
 /// the cgroups the loader attaches it to.
 #[cgroup_sock_addr(connect4)]
 pub fn nexthop_sock_connect4(ctx: SockAddrContext) -> i32 {
-    sock::forward(&ctx)
+    sock::forward::<false>(&ctx)
+}
+
+/// [`nexthop_sock_connect4`] for IPv6 sockets.
+#[cgroup_sock_addr(connect6)]
+pub fn nexthop_sock_connect6(ctx: SockAddrContext) -> i32 {
+    sock::forward::<true>(&ctx)
 }
 
 /// Socket-level load-balancing of `sendmsg()` (UDP) to a service address.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn nexthop_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
-    sock::forward(&ctx)
+    sock::forward::<false>(&ctx)
+}
+
+/// [`nexthop_sock_sendmsg4`] for IPv6 sockets.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn nexthop_sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::forward::<true>(&ctx)
 }
 
 /// A datagram from a backend a socket was sent to reads as from the service.
 #[cgroup_sock_addr(recvmsg4)]
 pub fn nexthop_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
-    sock::reverse(&ctx)
+    sock::reverse::<false>(&ctx)
+}
+
+/// [`nexthop_sock_recvmsg4`] for IPv6 sockets.
+#[cgroup_sock_addr(recvmsg6)]
+pub fn nexthop_sock_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::reverse::<true>(&ctx)
 }
 
 /// A socket sent to a backend has the service as its peer.
 #[cgroup_sock_addr(getpeername4)]
 pub fn nexthop_sock_getpeername4(ctx: SockAddrContext) -> i32 {
-    sock::reverse(&ctx)
+    sock::reverse::<false>(&ctx)
+}
+
+/// [`nexthop_sock_getpeername4`] for IPv6 sockets.
+#[cgroup_sock_addr(getpeername6)]
+pub fn nexthop_sock_getpeername6(ctx: SockAddrContext) -> i32 {
+    sock::reverse::<true>(&ctx)
 }
 
 /// The datapath's second pass over the inner frame of a decapsulated tunnel

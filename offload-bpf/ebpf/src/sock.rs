@@ -1,6 +1,6 @@
 //! Socket-level load-balancing (Cilium's socket LB, `bpf/bpf_sock.c`):
-//! programs on a cgroup's `connect4`, `sendmsg4`, `recvmsg4` and
-//! `getpeername4` hooks that translate a pod's IPv4 socket to a service
+//! programs on a cgroup's `connect`, `sendmsg`, `recvmsg` and
+//! `getpeername` hooks (IPv4 and IPv6) that translate a pod's socket to a service
 //! *before* any packet exists, with router-core's
 //! `service::datapath::Service::connect` decision.
 //!
@@ -19,7 +19,7 @@
 
 use aya_ebpf::helpers::{bpf_get_socket_cookie, bpf_set_retval};
 use aya_ebpf::programs::SockAddrContext;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use nexthop_offload_bpf_common::family;
 use nexthop_offload_bpf_common::service::{FrontendKey, L3n4Key, SocketKey, scope};
 use router_core::service::Protocol;
@@ -34,48 +34,71 @@ const PROCEED: i32 = 1;
 const REJECT: i32 = 0;
 /// `AF_INET`.
 const AF_INET: u32 = 2;
+/// `AF_INET6`.
+const AF_INET6: u32 = 10;
 /// `EHOSTUNREACH`.
 const EHOSTUNREACH: i32 = 113;
 
-/// The call's address as a key (`None`: not IPv4, or not TCP or UDP).
+/// The call's address as a key (`None`: not of the hook's family, `V6`,
+/// or not TCP or UDP), and the socket's cookie. One family per program:
+/// the verifier wants every context field read at a constant offset.
 #[inline(always)]
-fn address(ctx: &SockAddrContext) -> Option<(L3n4Key, u64)> {
+fn address<const V6: bool>(ctx: &SockAddrContext) -> Option<(L3n4Key, u64)> {
     // SAFETY: the context the kernel ran us with.
     let sa = unsafe { &*ctx.sock_addr };
-    if sa.user_family != AF_INET {
-        return None;
-    }
     let protocol = Protocol::from_number(u8::try_from(sa.protocol).ok()?)?;
-    // Both fields hold network byte order in their first bytes.
-    let ip = Ipv4Addr::from(sa.user_ip4.to_ne_bytes());
+    // Addresses and the port hold network byte order in their first bytes.
+    let ip = match (V6, sa.user_family) {
+        (false, AF_INET) => IpAddr::V4(Ipv4Addr::from(sa.user_ip4.to_ne_bytes())),
+        (true, AF_INET6) => {
+            let w = sa.user_ip6;
+            let mut b = [0u8; 16];
+            b[0..4].copy_from_slice(&w[0].to_ne_bytes());
+            b[4..8].copy_from_slice(&w[1].to_ne_bytes());
+            b[8..12].copy_from_slice(&w[2].to_ne_bytes());
+            b[12..16].copy_from_slice(&w[3].to_ne_bytes());
+            IpAddr::V6(Ipv6Addr::from(b))
+        }
+        _ => return None,
+    };
     let port = u16::from_be(sa.user_port as u16);
-    let key = L3n4Key::new(IpAddr::V4(ip), port, protocol);
+    let key = L3n4Key::new(ip, port, protocol);
     // SAFETY: the helper reads the socket of the context it is given.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     Some((key, cookie))
 }
 
-/// Point the call at `to` (an IPv4 address).
+/// Point the call at `to`, an address of the hook's family.
 #[inline(always)]
-fn set_address(ctx: &SockAddrContext, to: &L3n4Key) {
-    // SAFETY: the context the kernel ran us with; these hooks may write both fields.
+fn set_address<const V6: bool>(ctx: &SockAddrContext, to: &L3n4Key) {
+    // SAFETY: the context the kernel ran us with; these hooks may write these fields.
     let sa = unsafe { &mut *ctx.sock_addr };
-    let mut ip = [0u8; 4];
-    ip.copy_from_slice(&to.addr[..4]);
-    sa.user_ip4 = u32::from_ne_bytes(ip);
+    let word = |i: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&to.addr[i * 4..i * 4 + 4]);
+        u32::from_ne_bytes(w)
+    };
+    if !V6 {
+        sa.user_ip4 = word(0);
+    } else {
+        sa.user_ip6[0] = word(0);
+        sa.user_ip6[1] = word(1);
+        sa.user_ip6[2] = word(2);
+        sa.user_ip6[3] = word(3);
+    }
     sa.user_port = u32::from(to.port.to_be());
 }
 
-/// `connect4` and `sendmsg4`: a frontend becomes one of its in-cluster
+/// `connect4`/`6` and `sendmsg4`/`6`: a frontend becomes one of its in-cluster
 /// backends (router-core's `Service::connect`).
 #[inline(always)]
-pub fn forward(ctx: &SockAddrContext) -> i32 {
+pub fn forward<const V6: bool>(ctx: &SockAddrContext) -> i32 {
     let half = Half::active();
     match half.service_config() {
         Some(c) if c.enabled != 0 => {}
         _ => return PROCEED,
     }
-    let Some((frontend, cookie)) = address(ctx) else {
+    let Some((frontend, cookie)) = address::<V6>(ctx) else {
         return PROCEED;
     };
     let key = FrontendKey {
@@ -94,7 +117,7 @@ pub fn forward(ctx: &SockAddrContext) -> i32 {
         NO_BACKEND => None,
         id => half.backend_addr(id),
     };
-    let Some(backend) = backend.filter(|b| b.family == family::V4) else {
+    let Some(backend) = backend.filter(|b| b.family == frontend.family) else {
         // SAFETY: a helper of cgroup programs, given an errno.
         unsafe { bpf_set_retval(-EHOSTUNREACH) };
         return REJECT;
@@ -108,15 +131,15 @@ pub fn forward(ctx: &SockAddrContext) -> i32 {
     // for want of room, and a socket without its entry still talks to the
     // backend (only its peer address reads as the backend's).
     let _ = SOCK_REVNAT.insert(&rev, &frontend, 0);
-    set_address(ctx, &backend);
+    set_address::<V6>(ctx, &backend);
     PROCEED
 }
 
-/// `recvmsg4` and `getpeername4`: a backend the socket was sent to reads
+/// `recvmsg4`/`6` and `getpeername4`/`6`: a backend the socket was sent to reads
 /// as the frontend it asked for, while that is still a frontend.
 #[inline(always)]
-pub fn reverse(ctx: &SockAddrContext) -> i32 {
-    let Some((backend, cookie)) = address(ctx) else {
+pub fn reverse<const V6: bool>(ctx: &SockAddrContext) -> i32 {
+    let Some((backend, cookie)) = address::<V6>(ctx) else {
         return PROCEED;
     };
     let rev = SocketKey {
@@ -139,6 +162,6 @@ pub fn reverse(ctx: &SockAddrContext) -> i32 {
         let _ = SOCK_REVNAT.remove(&rev);
         return PROCEED;
     }
-    set_address(ctx, &frontend);
+    set_address::<V6>(ctx, &frontend);
     PROCEED
 }

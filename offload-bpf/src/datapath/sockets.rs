@@ -1,6 +1,6 @@
 //! The socket-level balancer's attachments: the eBPF crate's `sock`
-//! programs on a cgroup's `connect4`, `sendmsg4`, `recvmsg4` and
-//! `getpeername4` hooks, and the sockets they sent to a backend.
+//! programs on a cgroup's `connect`, `sendmsg`, `recvmsg` and
+//! `getpeername` hooks (IPv4 and IPv6), and the sockets they sent to a backend.
 //!
 //! A pinned datapath pins each link as `PROGRAM@cgroup-INODE` beside its XDP
 //! links; a later run swaps its own programs into those links with
@@ -35,7 +35,7 @@ impl Datapath {
     }
 
     /// Attach the socket-level balancer to the cgroup (v2) directory
-    /// `cgroup`: `connect()` and `sendmsg()` of IPv4 sockets created in it
+    /// `cgroup`: `connect()` and `sendmsg()` of IPv4 and IPv6 sockets created in it
     /// or below it go to a backend when they name a service, and
     /// `recvmsg()` and `getpeername()` show the service again. Until
     /// [`Datapath::detach`], and until this object is dropped unless pinned.
