@@ -78,6 +78,9 @@ pub const SERVICE_PROGRAM: &str = "nexthop_service";
 pub const SERVICE_OPEN_PROGRAM: &str = "nexthop_service_open";
 /// Name of the service stage's program that rewrites the packet.
 pub const SERVICE_APPLY_PROGRAM: &str = "nexthop_service_apply";
+/// Name of the program that dispatches a service request to its backend's
+/// node in Geneve (DSR).
+pub const DISPATCH_PROGRAM: &str = "nexthop_dispatch";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
 /// Names of the socket-level balancer's programs (cgroup `connect`,
@@ -228,7 +231,7 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 34] {
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
         ("NDP_ADDRS", shape::<NdpKey, u8>(c.local)),
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
-        ("PROGRAMS", shape::<u32, u32>(7)),
+        ("PROGRAMS", shape::<u32, u32>(8)),
         ("REASONS", shape::<u32, u64>(REASONS)),
         ("SVC_CONFIG", shape::<u32, ServiceConfig>(HALVES)),
         (
@@ -816,6 +819,7 @@ impl Datapath {
             SERVICE_PROGRAM,
             SERVICE_OPEN_PROGRAM,
             SERVICE_APPLY_PROGRAM,
+            DISPATCH_PROGRAM,
             INNER_PROGRAM,
             PEER_PROGRAM,
         ] {
@@ -837,7 +841,7 @@ impl Datapath {
                 .ok_or(Error::Missing("PROGRAMS"))?,
         )?;
         // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2, NDP 3,
-        // SERVICE 4, SERVICE_OPEN 5, SERVICE_APPLY 6.
+        // SERVICE 4, SERVICE_OPEN 5, SERVICE_APPLY 6, DISPATCH 7.
         let slots = [
             (0, INNER_PROGRAM),
             (1, FULL_PROGRAM),
@@ -846,6 +850,7 @@ impl Datapath {
             (4, SERVICE_PROGRAM),
             (5, SERVICE_OPEN_PROGRAM),
             (6, SERVICE_APPLY_PROGRAM),
+            (7, DISPATCH_PROGRAM),
         ];
         for (slot, name) in slots {
             let program: &Xdp = ebpf.program(name).ok_or(Error::Missing(name))?.try_into()?;

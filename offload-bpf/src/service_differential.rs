@@ -24,17 +24,19 @@ use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use router_core::PortId;
 use router_core::datapath::Reason;
 use router_core::datapath::checksum;
-use router_core::datapath::pipeline::{Config, Verdict, process};
+use router_core::datapath::pipeline::{Config, TunnelConfig, Verdict, dispatch, process};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::Nexthop;
 use router_core::service::Protocol;
-use router_core::service::datapath::{self, Algorithm, Origin, Service};
+use router_core::service::datapath::{self, Algorithm, Mode, Origin, Service};
 use router_core::service::maglev;
 use router_core::service::table::{
     BackendSpec, BackendState, FrontendKind, FrontendSpec, L3n4, ServiceTable,
 };
+use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::EthernetAddress;
 
 use crate::datapath::{Capacity, Datapath, privileged};
 use crate::differential::{Lab, Oddity, expected_action, hex, ipv4_frame, mac_of, port};
@@ -45,6 +47,8 @@ use crate::snapshot::Snapshot;
 const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 /// Maglev table size of the generated tables (the smallest Cilium allows).
 const MAGLEV_SIZE: u32 = 251;
+/// The MAC of encapsulated inner frames.
+const INNER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0x0d, 0x5e]);
 /// Gateways: clients behind port 0, backends behind port 1.
 const CLIENT_GW: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
 const BACKEND_GW: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 2);
@@ -135,24 +139,29 @@ fn frontend() -> impl Strategy<Value = (L3n4, FrontendSpec)> {
 fn services() -> impl Strategy<Value = Services> {
     let algorithm = prop_oneof![Just(Algorithm::Random), Just(Algorithm::Maglev)];
     let snat = prop_oneof![6 => Just(Some(NODE)), 1 => Just(None)];
+    let mode = prop_oneof![2 => Just(Mode::Snat), 1 => Just(Mode::Dsr), 1 => Just(Mode::Hybrid)];
     (
         prop::collection::vec(frontend(), 1..5)
             .prop_map(|fs| fs.into_iter().collect::<BTreeMap<_, _>>()),
         algorithm,
         snat,
         any::<bool>(),
+        mode,
     )
-        .prop_map(|(frontends, algorithm, snat_v4, pod_ingress)| Services {
-            config: datapath::Config {
-                algorithm,
-                maglev: maglev::Config::new(MAGLEV_SIZE, maglev::DEFAULT_HASH_SEED)
-                    .expect("a supported size"),
-                snat_v4,
-                ..datapath::Config::default()
+        .prop_map(
+            |(frontends, algorithm, snat_v4, pod_ingress, mode)| Services {
+                config: datapath::Config {
+                    algorithm,
+                    maglev: maglev::Config::new(MAGLEV_SIZE, maglev::DEFAULT_HASH_SEED)
+                        .expect("a supported size"),
+                    snat_v4,
+                    mode,
+                    ..datapath::Config::default()
+                },
+                frontends,
+                pod_ingress,
             },
-            frontends,
-            pod_ingress,
-        })
+        )
 }
 
 /// Where a generated packet goes and what it carries.
@@ -364,6 +373,11 @@ fn lab() -> Lab {
             "10.0.0.0/16".parse().unwrap(),
             vec![Nexthop::gateway(IpAddr::V4(BACKEND_GW), PortId(1))],
         ),
+        // The backends' nodes, which DSR dispatches requests to.
+        (
+            "192.168.0.0/24".parse().unwrap(),
+            vec![Nexthop::gateway(IpAddr::V4(BACKEND_GW), PortId(1))],
+        ),
     ];
     let neighbours = [CLIENT_GW, BACKEND_GW]
         .into_iter()
@@ -377,7 +391,7 @@ fn lab() -> Lab {
         config: Config {
             hash_policy: HashPolicy::L4,
             hash_seed: 7,
-            tunnel: None,
+            tunnel: Some(TunnelConfig::new(NODE, INNER_MAC)),
         },
     }
 }
@@ -471,6 +485,17 @@ fn compare(
                 datapath::Verdict::Drop(_) => {
                     want = translated.clone();
                     (1, None)
+                }
+                datapath::Verdict::Dispatch { node, service, .. } => {
+                    let (IpAddr::V4(node), IpAddr::V4(addr)) = (node, service.addr) else {
+                        return Err(format!("router-core dispatched over IPv6: {decided:?}"));
+                    };
+                    let dsr = DsrOption {
+                        addr,
+                        port: service.port,
+                    };
+                    let v = dispatch(&tables, &translated, node, dsr, &mut want);
+                    (expected_action(&v), Some(v))
                 }
                 _ => {
                     let v = process(&tables, PortId(0), &translated, &mut want);
@@ -600,13 +625,15 @@ fn xdp_service_stage_matches_router_core_over_packet_sequences() {
         .collect();
     eprintln!(
         "{sequences} sequences over {TABLES} service tables in {:?}, 0 mismatches; \
-         opened {} snat {} no-backend {} other drops {} replies {}; pipeline exits {exits:?}",
+         opened {} snat {} no-backend {} other drops {} replies {} dispatched {}; \
+         pipeline exits {exits:?}",
         start.elapsed(),
         counts[0],
         counts[1],
         counts[2],
         counts[3],
-        counts[4]
+        counts[4],
+        counts[5]
     );
     for (what, n) in [
         ("opened", 0),
@@ -614,6 +641,7 @@ fn xdp_service_stage_matches_router_core_over_packet_sequences() {
         ("no backend", 2),
         ("other drops", 3),
         ("replies", 4),
+        ("dispatched", 5),
     ] {
         assert!(counts[n] > 0, "no generated packet counted as {what}");
     }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use nexthop_offload_bpf_common::service::{
-    Backend, BackendSet, L3n4Key, NO_MAGLEV, ServiceConfig, scope,
+    Backend, BackendSet, L3n4Key, NO_MAGLEV, ServiceConfig, mode, scope,
 };
 use nexthop_offload_bpf_common::{MAX_PORTS, family};
 use router_core::PortId;
@@ -24,8 +24,6 @@ use router_core::service::table::{BackendState, L3n4, ServiceTable};
 /// them rather than let the program disagree with router-core).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unsupported {
-    /// `loadBalancer.mode` other than `snat`.
-    Mode(Mode),
     /// A pod port's `PortId` is at least [`MAX_PORTS`].
     PodPort(PortId),
 }
@@ -33,10 +31,6 @@ pub enum Unsupported {
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unsupported::Mode(m) => write!(
-                f,
-                "loadBalancer.mode {m:?}: the XDP service datapath carries out snat only"
-            ),
             Unsupported::PodPort(p) => {
                 write!(f, "pod port {p}: port ids must be below {MAX_PORTS}")
             }
@@ -79,9 +73,6 @@ impl ServiceMaps {
         table: &ServiceTable,
         pod_ports: &BTreeSet<PortId>,
     ) -> Result<Self, Unsupported> {
-        if config.mode != Mode::Snat {
-            return Err(Unsupported::Mode(config.mode));
-        }
         let mut maps = ServiceMaps {
             config: settings(config, pod_ports)?,
             ..ServiceMaps::default()
@@ -174,7 +165,12 @@ fn settings(config: &Config, pod_ports: &BTreeSet<PortId>) -> Result<ServiceConf
         ],
         snat_v4: config.snat_v4.map_or([0; 4], |a| a.octets()),
         snat_v6: config.snat_v6.map_or([0; 16], |a| a.octets()),
-        pad: [0; 4],
+        mode: match config.mode {
+            Mode::Snat => mode::SNAT,
+            Mode::Dsr => mode::DSR,
+            Mode::Hybrid => mode::HYBRID,
+        },
+        pad: [0; 3],
         pod_ports: pods,
     })
 }
@@ -301,18 +297,12 @@ mod tests {
     }
 
     #[test]
-    fn random_needs_no_tables_and_dsr_is_refused() {
+    fn random_needs_no_tables_and_a_high_pod_port_is_refused() {
         let config = Config::default();
         let t = table(&config.maglev);
         let maps = ServiceMaps::new(&config, &t, &BTreeSet::new()).unwrap();
         assert!(maps.maglev.is_empty());
         assert!(maps.frontends.values().all(|s| s.maglev == NO_MAGLEV));
-        let dsr = Config {
-            mode: Mode::Dsr,
-            ..config
-        };
-        let err = ServiceMaps::new(&dsr, &t, &BTreeSet::new()).unwrap_err();
-        assert!(err.to_string().contains("snat only"), "{err}");
         let err = ServiceMaps::new(&config, &t, &BTreeSet::from([PortId(300)])).unwrap_err();
         assert!(err.to_string().contains("pod port"), "{err}");
     }

@@ -123,7 +123,7 @@ impl Services {
                     };
                     Verdict::Dispatch { node, service }
                 }
-                // Cilium's DSR option carries IPv4 only.
+                // Never: router-core dispatches IPv4 only (`NoBackendNode`).
                 _ => Verdict::Dropped(DropReason::NoBackendNode),
             },
             datapath::Verdict::Drop(why) => Verdict::Dropped(why),

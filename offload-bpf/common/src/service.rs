@@ -57,6 +57,16 @@ pub mod scope {
     pub const EXTERNAL: u8 = 1;
 }
 
+/// `ServiceConfig::mode` (router-core's `service::datapath::Mode`).
+pub mod mode {
+    /// Requests to a backend elsewhere are source-NATed to the node.
+    pub const SNAT: u8 = 0;
+    /// Requests to a backend elsewhere are dispatched to its node in Geneve.
+    pub const DSR: u8 = 1;
+    /// TCP as [`DSR`], the rest as [`SNAT`].
+    pub const HYBRID: u8 = 2;
+}
+
 /// Entries of `SVC_COUNTERS`, as router-core's `service::datapath::Counters`.
 pub mod counter {
     /// Flows opened to a frontend.
@@ -283,6 +293,11 @@ pub struct Connection {
     pub state: u8,
     /// Zero.
     pub pad: [u8; 3],
+    /// The backend's node its requests are dispatched to in Geneve (DSR),
+    /// IPv4; zero when they are not.
+    pub dispatch: [u8; 4],
+    /// Zero.
+    pub pad2: [u8; 4],
     /// When it expires, in the clock's nanoseconds.
     pub deadline: u64,
 }
@@ -335,8 +350,10 @@ pub struct ServiceConfig {
     pub snat_v4: [u8; 4],
     /// The node's IPv6 address outside traffic is source-NATed to.
     pub snat_v6: [u8; 16],
+    /// `loadBalancer.mode`: 0 snat, 1 dsr, 2 hybrid (router-core's `Mode`).
+    pub mode: u8,
     /// Zero.
-    pub pad: [u8; 4],
+    pub pad: [u8; 3],
     /// Which ports face this node's pods (bit `port % 64` of word
     /// `port / 64`): their traffic is in-cluster.
     pub pod_ports: [u64; 4],
@@ -369,8 +386,9 @@ pub struct Work {
     pub len: u16,
     /// Where the transport header starts in them.
     pub l4: u16,
-    /// Zero.
-    pub pad: [u8; 4],
+    /// The node the rewritten packet is dispatched to (DSR), IPv4; zero
+    /// when it is routed on.
+    pub dispatch: [u8; 4],
 }
 
 /// Value of `SVC_INPUTS`: where the clock and the random numbers come from.
@@ -414,13 +432,13 @@ mod tests {
         assert_eq!(size_of::<BackendSet>(), 16);
         assert_eq!(size_of::<BackendKey>(), 24);
         assert_eq!(size_of::<Backend>(), 24);
-        assert_eq!(size_of::<Connection>(), 40 + 20 + 4 + 8);
+        assert_eq!(size_of::<Connection>(), 40 + 20 + 4 + 8 + 8);
         assert_eq!(size_of::<AffinityKey>(), 40);
         assert_eq!(size_of::<AffinityEntry>(), 32);
         assert_eq!(size_of::<ServiceConfig>(), 4 + 4 + 8 + 16 + 4 + 16 + 4 + 32);
         assert_eq!(size_of::<Inputs>(), 16);
         assert_eq!(size_of::<SocketKey>(), 32);
-        assert_eq!(size_of::<Work>(), HEADER_BUFFER + 3 * 40 + 72 + 8);
+        assert_eq!(size_of::<Work>(), HEADER_BUFFER + 3 * 40 + 80 + 8);
     }
 
     #[test]

@@ -24,17 +24,21 @@
 use aya_ebpf::bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 use aya_ebpf::helpers::{bpf_redirect, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::XdpContext;
+use nexthop_offload_bpf_common::service::FlowKey;
 use nexthop_offload_bpf_common::{
     Config, IDENTITY_WORLD, IpKey, Nexthop, Port, VNI_FROM_IDENTITY, encap, family, kind,
 };
 use router_core::datapath::checksum;
 use router_core::datapath::{Action, Reason};
 use router_core::ecmp::{HashPolicy, hash};
+use router_core::wire::geneve::{self, DSR_OPTION_LEN};
 use router_core::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_UDP_AT, UDP_HEADER_LEN,
 };
 
-use crate::maps::{FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, SERVICE, V6};
+use crate::maps::{
+    FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, SERVICE, SVC_WORK, V6,
+};
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, Outer};
 use crate::{arp, fib, ndp};
@@ -427,34 +431,64 @@ fn redirect(egress: &Port, ingress_ifindex: u32) -> u32 {
     }
 }
 
-/// Route the tunnel endpoint, then wrap the frame in outer headers towards it.
+/// Where and how a frame is encapsulated.
+struct Tunnel {
+    /// The remote endpoint, network order.
+    remote: [u8; 4],
+    /// `encap::GENEVE` or VXLAN.
+    encap: u8,
+    /// The VNI.
+    vni: u32,
+    /// Cilium's DSR option (Geneve only).
+    dsr: Option<[u8; DSR_OPTION_LEN]>,
+}
+
+/// The VNI of `src`'s traffic: its identity.
+#[inline(always)]
+fn identity_vni(src: &IpKey) -> u32 {
+    // SAFETY: the identity is copied out at once.
+    (unsafe { IDENTITIES.get(src) })
+        .copied()
+        .unwrap_or(IDENTITY_WORLD)
+}
+
+/// Encapsulate towards a tunnel route's endpoint.
 #[inline(always)]
 fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> (Reason, u32) {
-    let config = half.config();
-    if config.tunnel == 0 || tunnel.addr.family != family::V4 {
+    if tunnel.addr.family != family::V4 {
         return exit(Reason::TunnelLoop);
     }
-    let remote = [
-        tunnel.addr.addr[0],
-        tunnel.addr.addr[1],
-        tunnel.addr.addr[2],
-        tunnel.addr.addr[3],
-    ];
     let vni = if tunnel.vni == VNI_FROM_IDENTITY {
-        // SAFETY: the identity is copied out at once.
-        (unsafe { IDENTITIES.get(&pkt.src) })
-            .copied()
-            .unwrap_or(IDENTITY_WORLD)
+        identity_vni(&pkt.src)
     } else {
         tunnel.vni
     };
+    let a = &tunnel.addr.addr;
+    let to = Tunnel {
+        remote: [a[0], a[1], a[2], a[3]],
+        encap: tunnel.encap,
+        vni,
+        dsr: None,
+    };
+    encapsulate_to(ctx, half, pkt, &to)
+}
+
+/// Route the tunnel endpoint, then wrap the frame in outer headers towards
+/// it (router-core's `pipeline::encapsulate`).
+#[inline(always)]
+fn encapsulate_to(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Tunnel) -> (Reason, u32) {
+    let config = half.config();
+    if config.tunnel == 0 {
+        return exit(Reason::TunnelLoop);
+    }
+    let remote = tunnel.remote;
     let group = fib::lookup_v4(half, u32::from_be_bytes(remote));
     let Some(underlay) = group.and_then(|g| fib::select(half, g, pkt.hash)) else {
         return exit(Reason::NoRoute);
     };
     let neighbour = match underlay.kind {
         kind::GATEWAY => underlay.addr,
-        kind::CONNECTED => tunnel.addr,
+        kind::CONNECTED => IpKey::v4(remote),
         kind::BLACKHOLE => return exit(Reason::Blackhole),
         _ => return exit(Reason::TunnelLoop),
     };
@@ -462,16 +496,21 @@ fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> 
     if egress.ifindex == 0 {
         return exit(Reason::UnknownPort);
     }
-    if pkt.len + ENCAP_OVERHEAD - ETH > usize::from(egress.mtu) {
+    let options = if tunnel.dsr.is_some() {
+        DSR_OPTION_LEN
+    } else {
+        0
+    };
+    if pkt.len + ENCAP_OVERHEAD - ETH + options > usize::from(egress.mtu) {
         return exit(Reason::FragmentationNeeded);
     }
     let Some(mac) = neighbour_mac(underlay, &neighbour) else {
         return exit(Reason::NeighbourMiss);
     };
     let (dport, header) = if tunnel.encap == encap::GENEVE {
-        (config.geneve_port, tunnel::geneve_header(vni))
+        (config.geneve_port, tunnel::geneve_header(tunnel.vni))
     } else {
-        (config.vxlan_port, tunnel::vxlan_header(vni))
+        (config.vxlan_port, tunnel::vxlan_header(tunnel.vni))
     };
     let outer = Outer {
         dst_mac: mac,
@@ -482,15 +521,84 @@ fn encapsulate(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Nexthop) -> 
         dport,
         tunnel: header,
     };
-    if transmit(ctx, pkt.len, egress, config.inner_mac).is_none()
-        || tunnel::push_outer(ctx, &outer).is_none()
-    {
+    if transmit(ctx, pkt.len, egress, config.inner_mac).is_none() {
+        return exit(Reason::Malformed);
+    }
+    let pushed = match &tunnel.dsr {
+        Some(option) => tunnel::push_outer(ctx, &outer, option),
+        None => tunnel::push_outer(ctx, &outer, &[]),
+    };
+    if pushed.is_none() {
         return exit(Reason::Malformed);
     }
     (
         Reason::Encapsulated,
         redirect(egress, ctx.ingress_ifindex() as u32),
     )
+}
+
+/// Dispatch a service request to its backend's node (DSR, router-core's
+/// `pipeline::dispatch`): the frame, rewritten to the backend by the
+/// service stage, goes TTL decremented in Geneve to the node the stage
+/// left in its scratch space, with Cilium's DSR option naming the service.
+#[inline(always)]
+pub fn run_dispatch(ctx: &XdpContext) -> u32 {
+    count(dispatch(ctx))
+}
+
+#[inline(always)]
+fn dispatch(ctx: &XdpContext) -> (Reason, u32) {
+    let Some(work) = SVC_WORK.get(0) else {
+        return (Reason::Malformed, XDP_ABORTED);
+    };
+    let (node, service) = (work.dispatch, work.conn.frontend);
+    let half = Half::active();
+    let pkt = match dispatched_v4(ctx, &half.config(), &work.to) {
+        Ok(pkt) => pkt,
+        Err(reason) => return exit(reason),
+    };
+    let mut dsr = [0u8; DSR_OPTION_LEN];
+    dsr[0..2].copy_from_slice(&geneve::DSR_CLASS.to_be_bytes());
+    dsr[2] = geneve::DSR_TYPE;
+    dsr[3] = ((DSR_OPTION_LEN - 4) / 4) as u8;
+    dsr[4..8].copy_from_slice(&service.addr[..4]);
+    dsr[8..10].copy_from_slice(&service.port.to_be_bytes());
+    let tunnel = Tunnel {
+        remote: node,
+        encap: encap::GENEVE,
+        vni: identity_vni(&pkt.src),
+        dsr: Some(dsr),
+    };
+    encapsulate_to(ctx, half, &pkt, &tunnel)
+}
+
+/// The length and flow hash of the IPv4 packet being dispatched, whose
+/// 5-tuple the service stage rewrote to `to` (its header checked as
+/// smoltcp's `Ipv4Packet::new_checked` does, its TTL above 1). The stage
+/// takes unfragmented TCP and UDP only, so the ports are the tuple's.
+#[inline(always)]
+fn dispatched_v4(ctx: &XdpContext, config: &Config, to: &FlowKey) -> Result<Routed, Reason> {
+    let ip_len = ctx.data_end() - ctx.data() - ETH;
+    let header = read::<[u8; IPV4_HEADER_LEN]>(ctx, ETH).ok_or(Reason::Malformed)?;
+    let header_len = usize::from(header[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if ip_len < header_len || header_len > total_len || ip_len < total_len {
+        return Err(Reason::Malformed);
+    }
+    if header[8] <= 1 {
+        return Err(Reason::TtlExceeded);
+    }
+    let src = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+    let dst = u32::from_be_bytes([header[16], header[17], header[18], header[19]]);
+    let l4 = (to.protocol, to.src_port, to.dst_port);
+    let (policy, seed) = hash_config(config);
+    Ok(Routed {
+        src: IpKey::v4(src.to_be_bytes()),
+        dst: IpKey::v4(dst.to_be_bytes()),
+        group: None,
+        len: total_len,
+        hash: hash::hash_v4(policy, seed, src, dst, l4),
+    })
 }
 
 /// Trim Ethernet padding after the IP packet, decrement the TTL or hop limit

@@ -125,6 +125,14 @@ pub fn nexthop_sock_getpeername6(ctx: SockAddrContext) -> i32 {
     sock::reverse::<true>(&ctx)
 }
 
+/// A service request rewritten to a backend on another node, in Geneve to
+/// that node with Cilium's DSR option, tail-called by
+/// [`nexthop_service_apply`].
+#[xdp]
+pub fn nexthop_dispatch(ctx: XdpContext) -> u32 {
+    forward::run_dispatch(&ctx)
+}
+
 /// The datapath's second pass over the inner frame of a decapsulated tunnel
 /// frame, tail-called by [`nexthop_full`] (a fresh 512-byte stack).
 #[xdp]

@@ -90,7 +90,7 @@ pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_I
 /// neighbour discovery part the IPv6 part hands solicitations and
 /// advertisements to.
 #[map]
-pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(7, 0);
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(8, 0);
 /// Slot of the `nexthop_inner` program in [`PROGRAMS`].
 pub const INNER: u32 = 0;
 /// Slot of the `nexthop_full` program in [`PROGRAMS`].
@@ -105,6 +105,8 @@ pub const SERVICE: u32 = 4;
 pub const SERVICE_OPEN: u32 = 5;
 /// Slot of the `nexthop_service_apply` program in [`PROGRAMS`].
 pub const SERVICE_APPLY: u32 = 6;
+/// Slot of the dispatch of a service request to its backend's node (DSR).
+pub const DISPATCH: u32 = 7;
 /// Service stage settings, one entry per half.
 #[map]
 pub static SVC_CONFIG: Array<ServiceConfig> = Array::with_max_entries(HALVES, 0);

@@ -24,17 +24,21 @@
 //!                     traffic to another node) ─> CT + CT_REPLY ─> rewrite
 //! ```
 //!
-//! Load-balancing mode `snat` only: the loader refuses `dsr` and `hybrid`
-//! for this datapath. A packet that is not an unfragmented TCP or UDP
-//! packet, or matches no connection and no frontend, goes on untouched.
+//! Load-balancing modes `snat`, `dsr` and `hybrid`: outside traffic to a
+//! backend on another node is source-NATed, or (DSR) rewritten to the
+//! backend and dispatched to its node in Geneve by the `nexthop_dispatch`
+//! program (`forward::run_dispatch`, router-core's `pipeline::dispatch`).
+//! A packet that is not an unfragmented TCP or UDP packet, or matches no
+//! connection and no frontend, goes on untouched.
 
 use aya_ebpf::bindings::xdp_action::{XDP_ABORTED, XDP_DROP};
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use aya_ebpf::programs::XdpContext;
 use core::net::IpAddr;
+use nexthop_offload_bpf_common::family;
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, BackendKey, BackendSet, Connection, FlowKey, FrontendKey,
-    HEADER_BUFFER, HEADERS, L3n4Key, NO_MAGLEV, ServiceConfig, Work, counter, scope,
+    HEADER_BUFFER, HEADERS, L3n4Key, NO_MAGLEV, ServiceConfig, Work, counter, mode, scope,
 };
 use router_core::hash::splitmix64;
 use router_core::service::lifetime::{Direction, Lifetime, State, TcpFlags};
@@ -45,8 +49,8 @@ use router_core::service::{Protocol, Tuple};
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 
 use crate::maps::{
-    AFFINITY, CT, CT_REPLY, FULL, Half, PROGRAMS, SERVICE_APPLY, SERVICE_OPEN, SVC_BACKENDS,
-    SVC_COUNTERS, SVC_FRONTENDS, SVC_INPUTS, SVC_WORK, V6,
+    AFFINITY, CT, CT_REPLY, DISPATCH, FULL, Half, PROGRAMS, SERVICE_APPLY, SERVICE_OPEN,
+    SVC_BACKENDS, SVC_COUNTERS, SVC_FRONTENDS, SVC_INPUTS, SVC_WORK, V6,
 };
 use crate::packet::{read, write};
 
@@ -62,6 +66,9 @@ mod decided {
     pub const OPEN: u32 = 2;
     /// Source NAT the destination-NATed tuple written out.
     pub const SNAT: u32 = 3;
+    /// Rewrite to the tuple written out and dispatch the packet to the
+    /// backend's node (DSR, `Work::dispatch`).
+    pub const DISPATCH: u32 = 4;
     /// Drop, counted under `counter` `code - DROP`.
     pub const DROP: u32 = 16;
 }
@@ -197,6 +204,7 @@ pub fn run<const STEP: u8>(ctx: &XdpContext) -> u32 {
         external: !is_pod_port(config, ingress),
     };
     note(work, &packet.parsed, len);
+    work.dispatch = [0; 4];
     let (now, random) = inputs();
     let cx = Cx {
         config,
@@ -213,6 +221,10 @@ pub fn run<const STEP: u8>(ctx: &XdpContext) -> u32 {
         decided::NOT_SERVICE => return route(ctx),
         decided::OPEN => SERVICE_OPEN,
         decided::REWRITE => SERVICE_APPLY,
+        decided::DISPATCH => {
+            count(counter::DISPATCHED);
+            SERVICE_APPLY
+        }
         code => {
             count(code - decided::DROP);
             return XDP_DROP;
@@ -243,6 +255,11 @@ pub fn apply(ctx: &XdpContext) -> u32 {
     };
     packet::rewrite(&mut Parsed(&mut work.headers), &parsed, &to);
     store(ctx, &work.headers, usize::from(work.len));
+    if work.dispatch != [0; 4] {
+        // SAFETY: on success the call does not return; the context is the one we run with.
+        unsafe { PROGRAMS.tail_call(ctx, DISPATCH) };
+        return XDP_ABORTED;
+    }
     route(ctx)
 }
 
@@ -391,6 +408,11 @@ fn tracked(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
     }
     if keeps(cx, p, conn) {
         w.to = conn.reply.reversed();
+        if conn.dispatch != [0; 4] {
+            w.dispatch = conn.dispatch;
+            w.conn.frontend = conn.frontend;
+            return decided::DISPATCH;
+        }
         return decided::REWRITE;
     }
     forget(&w.original, &conn.reply);
@@ -577,7 +599,7 @@ fn open(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
         code = snat(cx, w);
     }
     match code {
-        decided::REWRITE => track(cx, p, set, w),
+        decided::REWRITE | decided::DISPATCH => track(cx, p, set, w),
         code => code,
     }
 }
@@ -648,8 +670,8 @@ fn translate(cx: &Cx, p: &Packet, id: u32, w: &mut Work) -> u32 {
         half: half.key(),
         pad: [0; 3],
     };
-    // SAFETY: only a byte is read.
-    let Some(local) = (unsafe { SVC_BACKENDS.get(&key) }).map(|b| b.local) else {
+    // SAFETY: copied out at once.
+    let Some(b) = (unsafe { SVC_BACKENDS.get(&key) }).copied() else {
         return decided::DROP + counter::NO_BACKEND;
     };
     let Some(addr) = backend.ip() else {
@@ -661,10 +683,23 @@ fn translate(cx: &Cx, p: &Packet, id: u32, w: &mut Work) -> u32 {
         ..*p.tuple()
     };
     w.to.set(&dnat);
-    if !p.external || local != 0 {
+    if !p.external || b.local != 0 {
         return decided::REWRITE;
     }
-    decided::SNAT
+    let dsr = match cx.config.mode {
+        mode::DSR => true,
+        mode::HYBRID => dnat.protocol == Protocol::Tcp,
+        _ => false,
+    };
+    if !dsr {
+        return decided::SNAT;
+    }
+    // Cilium's DSR option and its Geneve underlay carry IPv4 only.
+    if b.node_family != family::V4 || !matches!(dnat.src, IpAddr::V4(_)) {
+        return decided::DROP + counter::OTHER_DROPS;
+    }
+    w.dispatch = [b.node[0], b.node[1], b.node[2], b.node[3]];
+    decided::DISPATCH
 }
 
 /// Source NAT of `w.to` to the node's address: the first free port, as
@@ -718,6 +753,8 @@ fn track(cx: &Cx, p: &Packet, set: &BackendSet, w: &mut Work) -> u32 {
     w.conn.frontend = l3n4(t.dst, t.dst_port, t);
     w.conn.state = state.0;
     w.conn.pad = [0; 3];
+    w.conn.dispatch = w.dispatch;
+    w.conn.pad2 = [0; 4];
     w.conn.deadline = deadline(cx.config, cx.now, lifetime);
     if CT.insert(&w.key, &w.conn, 0).is_err() || CT_REPLY.insert(&w.conn.reply, &w.key, 0).is_err()
     {
@@ -733,6 +770,9 @@ fn track(cx: &Cx, p: &Packet, set: &BackendSet, w: &mut Work) -> u32 {
     count(counter::OPENED);
     if w.to.src != w.key.src {
         count(counter::SNAT);
+    }
+    if w.dispatch != [0; 4] {
+        return decided::DISPATCH;
     }
     decided::REWRITE
 }

@@ -140,21 +140,34 @@ pub fn geneve_header(vni: u32) -> [u8; 8] {
     [0, 0, p[0], p[1], v[1], v[2], v[3], 0]
 }
 
-/// Grow the frame by [`ENCAP_OVERHEAD`] bytes at the front and write `outer`
-/// there: Ethernet, IPv4 (DF, TTL 64, ID 0), UDP (checksum 0), tunnel header.
-/// Written field by field into the packet (the BPF stack is small).
+/// Grow the frame by [`ENCAP_OVERHEAD`] + `N` bytes at the front and write
+/// `outer` there: Ethernet, IPv4 (DF, TTL 64, ID 0), UDP (checksum 0),
+/// tunnel header, then `options` (Geneve options, marked critical in the
+/// header when there are any, as router-core's `pipeline::encapsulate`
+/// marks the DSR option). Written field by field into the packet (the BPF
+/// stack is small).
 #[inline(always)]
-pub fn push_outer(ctx: &XdpContext, outer: &Outer) -> Option<()> {
+pub fn push_outer<const N: usize>(
+    ctx: &XdpContext,
+    outer: &Outer,
+    options: &[u8; N],
+) -> Option<()> {
     let inner_len = ctx.data_end() - ctx.data();
-    let udp_len = (UDP_HEADER_LEN + outer.tunnel.len() + inner_len) as u16;
+    let udp_len = (UDP_HEADER_LEN + outer.tunnel.len() + N + inner_len) as u16;
     let total = (IPV4_HEADER_LEN as u16 + udp_len).to_be_bytes();
     // Version/IHL, DSCP, total length, ID 0, DF, TTL, UDP: the first 10 bytes.
     let ip_start = [0x45, 0, total[0], total[1], 0, 0, 0x40, 0, OUTER_TTL, 17];
     let mut acc = checksum::sum(&ip_start) + checksum::sum(&outer.src) + checksum::sum(&outer.dst);
     acc = u32::from(!checksum::fold(acc));
     // SAFETY: grows the headroom side; later accesses re-check bounds.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(ENCAP_OVERHEAD as i32)) } != 0 {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -((ENCAP_OVERHEAD + N) as i32)) } != 0 {
         return None;
+    }
+    let mut tunnel = outer.tunnel;
+    if N > 0 {
+        // Opt Len in 4-byte words; C: a critical option follows.
+        tunnel[0] = (N / 4) as u8;
+        tunnel[1] = 0x40;
     }
     write(ctx, 0, outer.dst_mac)?;
     write(ctx, 6, outer.src_mac)?;
@@ -167,5 +180,9 @@ pub fn push_outer(ctx: &XdpContext, outer: &Outer) -> Option<()> {
     write(ctx, OUTER_UDP_AT + 2, outer.dport.to_be_bytes())?;
     write(ctx, OUTER_UDP_AT + 4, udp_len.to_be_bytes())?;
     write(ctx, OUTER_UDP_AT + 6, [0u8; 2])?;
-    write(ctx, OUTER_TUNNEL_AT, outer.tunnel)
+    write(ctx, OUTER_TUNNEL_AT, tunnel)?;
+    if N > 0 {
+        write(ctx, OUTER_TUNNEL_AT + 8, *options)?;
+    }
+    Some(())
 }

@@ -118,7 +118,8 @@ pub enum DropReason {
     NatExhausted,
     /// SNAT was needed but the node has no address of the flow's family.
     NoNodeAddress,
-    /// DSR was needed but the backend's node address is unknown.
+    /// DSR was needed but the backend's node address is unknown, or it or
+    /// the service is not IPv4 (Cilium's DSR option carries IPv4 only).
     NoBackendNode,
 }
 
@@ -455,9 +456,10 @@ impl Service {
             Mode::Hybrid => tuple.protocol == super::Protocol::Tcp,
         };
         let dispatch = if packet.origin == Origin::External && !backend.local && dsr {
-            match backend.node {
-                Some(node) => Some(node),
-                None => return Verdict::Drop(DropReason::NoBackendNode),
+            // Cilium's DSR option and its Geneve underlay carry IPv4 only.
+            match (backend.node, frontend_addr.addr) {
+                (Some(node @ IpAddr::V4(_)), IpAddr::V4(_)) => Some(node),
+                _ => return Verdict::Drop(DropReason::NoBackendNode),
             }
         } else {
             None
