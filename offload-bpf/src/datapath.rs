@@ -81,6 +81,9 @@ pub const SERVICE_APPLY_PROGRAM: &str = "nexthop_service_apply";
 /// Name of the program that dispatches a service request to its backend's
 /// node in Geneve (DSR).
 pub const DISPATCH_PROGRAM: &str = "nexthop_dispatch";
+/// Name of the service stage's program that tracks a request dispatched
+/// to this node (DSR).
+pub const SERVICE_ACCEPT_PROGRAM: &str = "nexthop_service_accept";
 /// Name of the `XDP_PASS` program for the peer end of veth ports.
 pub const PEER_PROGRAM: &str = "nexthop_peer";
 /// Names of the socket-level balancer's programs (cgroup `connect`,
@@ -231,7 +234,7 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 34] {
         ("ARP_ADDRS", shape::<ArpKey, u8>(c.local)),
         ("NDP_ADDRS", shape::<NdpKey, u8>(c.local)),
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
-        ("PROGRAMS", shape::<u32, u32>(8)),
+        ("PROGRAMS", shape::<u32, u32>(9)),
         ("REASONS", shape::<u32, u64>(REASONS)),
         ("SVC_CONFIG", shape::<u32, ServiceConfig>(HALVES)),
         (
@@ -820,6 +823,7 @@ impl Datapath {
             SERVICE_OPEN_PROGRAM,
             SERVICE_APPLY_PROGRAM,
             DISPATCH_PROGRAM,
+            SERVICE_ACCEPT_PROGRAM,
             INNER_PROGRAM,
             PEER_PROGRAM,
         ] {
@@ -841,7 +845,8 @@ impl Datapath {
                 .ok_or(Error::Missing("PROGRAMS"))?,
         )?;
         // Slots as in the eBPF crate's `maps`: INNER 0, FULL 1, V6 2, NDP 3,
-        // SERVICE 4, SERVICE_OPEN 5, SERVICE_APPLY 6, DISPATCH 7.
+        // SERVICE 4, SERVICE_OPEN 5, SERVICE_APPLY 6, DISPATCH 7,
+        // SERVICE_ACCEPT 8.
         let slots = [
             (0, INNER_PROGRAM),
             (1, FULL_PROGRAM),
@@ -851,6 +856,7 @@ impl Datapath {
             (5, SERVICE_OPEN_PROGRAM),
             (6, SERVICE_APPLY_PROGRAM),
             (7, DISPATCH_PROGRAM),
+            (8, SERVICE_ACCEPT_PROGRAM),
         ];
         for (slot, name) in slots {
             let program: &Xdp = ebpf.program(name).ok_or(Error::Missing(name))?.try_into()?;

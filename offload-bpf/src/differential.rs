@@ -24,6 +24,7 @@ use router_core::datapath::{
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
 use router_core::neighbour::{self, arp::PortAddrs, ndp, ndp::PortAddrsV6};
+use router_core::wire::geneve::DsrOption;
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
@@ -232,10 +233,13 @@ fn lab() -> impl Strategy<Value = (Lab, Vec<IpAddr>)> {
     let policy = prop_oneof![Just(HashPolicy::L3), Just(HashPolicy::L4)];
     let tunnel = prop_oneof![
         1 => Just(None),
-        4 => prop::sample::select(vec![8472u16, 4789]).prop_map(|vxlan_port| Some(TunnelConfig {
-            vxlan_port,
-            ..TunnelConfig::new(TUNNEL_LOCAL, INNER_MAC)
-        })),
+        4 => (prop::sample::select(vec![8472u16, 4789]), any::<bool>()).prop_map(
+            |(vxlan_port, dsr)| Some(TunnelConfig {
+                vxlan_port,
+                dsr,
+                ..TunnelConfig::new(TUNNEL_LOCAL, INNER_MAC)
+            })
+        ),
     ];
     (
         prop::collection::vec(host(), 2..10),
@@ -642,6 +646,8 @@ struct TunnelOddity {
     /// Geneve options: (type, data words) each; the declared length's delta.
     options: Vec<(u8, u8)>,
     options_delta: i8,
+    /// Where Cilium's DSR option goes among them (`None`: nowhere).
+    dsr_at: Option<usize>,
 }
 
 fn tunnel_oddity() -> impl Strategy<Value = TunnelOddity> {
@@ -666,6 +672,7 @@ fn tunnel_oddity() -> impl Strategy<Value = TunnelOddity> {
             1 => prop::collection::vec(option, 14..19),
         ],
         prop_oneof![20 => Just(0i8), 1 => -3i8..3],
+        prop_oneof![2 => Just(None), 1 => (0usize..4).prop_map(Some)],
     )
         .prop_map(
             |(
@@ -680,6 +687,7 @@ fn tunnel_oddity() -> impl Strategy<Value = TunnelOddity> {
                 protocol,
                 options,
                 options_delta,
+                dsr_at,
             )| TunnelOddity {
                 dst,
                 dport,
@@ -692,9 +700,16 @@ fn tunnel_oddity() -> impl Strategy<Value = TunnelOddity> {
                 protocol,
                 options,
                 options_delta,
+                dsr_at,
             },
         )
 }
+
+/// The DSR option generated Geneve frames may carry.
+const DSR: DsrOption = DsrOption {
+    addr: Ipv4Addr::new(172, 16, 0, 80),
+    port: 80,
+};
 
 /// An inner frame in Ethernet/IPv4/UDP/VXLAN-or-Geneve to (mostly) our
 /// tunnel endpoint, the tunnel header valid or not.
@@ -705,9 +720,15 @@ fn tunnel_frame(inner: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = 
         let v = vni.to_be_bytes();
         if dport == 6081 {
             let mut options = Vec::new();
-            for &(kind, words) in &odd.options {
+            for (i, &(kind, words)) in odd.options.iter().enumerate() {
+                if odd.dsr_at == Some(i) {
+                    options.extend_from_slice(&DSR.emit());
+                }
                 options.extend_from_slice(&[0x01, 0x02, kind, words]);
                 options.extend(std::iter::repeat_n(0xabu8, 4 * usize::from(words & 0x1f)));
+            }
+            if odd.dsr_at.is_some_and(|i| i >= odd.options.len()) {
+                options.extend_from_slice(&DSR.emit());
             }
             let declared = (options.len() / 4) as i16 + i16::from(odd.options_delta);
             tunnel.push((odd.version << 6) | (declared.clamp(0, 63) as u8));

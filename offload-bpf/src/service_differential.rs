@@ -69,6 +69,9 @@ struct Services {
     frontends: BTreeMap<L3n4, FrontendSpec>,
     /// Port 0 (the test run's ingress) faces pods: in-cluster traffic.
     pod_ingress: bool,
+    /// Geneve frames carrying Cilium's DSR option are accepted (requests
+    /// other nodes dispatch here).
+    accept_dsr: bool,
 }
 
 fn backend() -> impl Strategy<Value = BackendSpec> {
@@ -147,9 +150,10 @@ fn services() -> impl Strategy<Value = Services> {
         snat,
         any::<bool>(),
         mode,
+        prop::bool::weighted(0.8),
     )
         .prop_map(
-            |(frontends, algorithm, snat_v4, pod_ingress, mode)| Services {
+            |(frontends, algorithm, snat_v4, pod_ingress, mode, accept_dsr)| Services {
                 config: datapath::Config {
                     algorithm,
                     maglev: maglev::Config::new(MAGLEV_SIZE, maglev::DEFAULT_HASH_SEED)
@@ -160,6 +164,7 @@ fn services() -> impl Strategy<Value = Services> {
                 },
                 frontends,
                 pod_ingress,
+                accept_dsr,
             },
         )
 }
@@ -187,6 +192,20 @@ enum Step {
     /// A reply to the output of the `of`-th packet before (modulo those
     /// sent so far), from its destination back to its source.
     Reply { of: usize, flags: u8 },
+    /// A client's request to the `index`-th frontend, dispatched here by
+    /// another node (DSR): in Geneve from 192.168.0.2 to this node with
+    /// Cilium's DSR option, the request rewritten to backend host
+    /// `backend`. `options`: 0 the DSR option alone, 1 a non-critical
+    /// option before it, 2 an unknown critical option too, 3 a DSR-like
+    /// option of the wrong length, 4 none.
+    Dispatched {
+        index: usize,
+        client: u8,
+        client_port: u16,
+        backend: u8,
+        flags: u8,
+        options: u8,
+    },
 }
 
 /// One packet of a sequence: what, when (seconds after the previous one),
@@ -236,6 +255,17 @@ fn step() -> impl Strategy<Value = Step> {
                 index, client, client_port, flags,
             }),
         3 => (any::<usize>(), flags()).prop_map(|(of, flags)| Step::Reply { of, flags }),
+        2 => (
+            any::<usize>(),
+            0u8..3,
+            prop::sample::select(vec![40000u16, 40001, 1234]),
+            1u8..5,
+            flags(),
+            prop_oneof![8 => Just(0u8), 1 => 1u8..5],
+        )
+            .prop_map(|(index, client, client_port, backend, flags, options)| {
+                Step::Dispatched { index, client, client_port, backend, flags, options }
+            }),
     ]
 }
 
@@ -285,6 +315,84 @@ fn transport(src: Ipv4Addr, dst: Ipv4Addr, udp: bool, ports: (u16, u16), flags: 
     l4
 }
 
+/// A client's request as dispatched to a backend.
+struct Request {
+    client: (Ipv4Addr, u16),
+    backend: Ipv4Addr,
+    flags: u8,
+}
+
+/// `request` to frontend `f`, rewritten to its backend (port 8080) and
+/// dispatched here in Geneve from 192.168.0.2 with Cilium's DSR option
+/// (`options` as [`Step::Dispatched`] says); `odd` spoils the inner packet.
+fn dispatched_frame(f: &L3n4, request: &Request, options: u8, odd: Oddity) -> Vec<u8> {
+    let IpAddr::V4(service) = f.addr else {
+        return Vec::new();
+    };
+    let udp = f.protocol == Protocol::Udp;
+    let (client, client_port) = request.client;
+    let l4 = transport(
+        client,
+        request.backend,
+        udp,
+        (client_port, 8080),
+        request.flags,
+    );
+    let mut inner = ipv4_frame(
+        client,
+        request.backend,
+        63,
+        if udp { 17 } else { 6 },
+        &l4,
+        odd,
+    );
+    inner[0..6].copy_from_slice(&INNER_MAC.0);
+    let dsr = DsrOption {
+        addr: service,
+        port: f.port,
+    }
+    .emit();
+    let other = [0x01, 0x02, 0x03, 0x01, 0xab, 0xab, 0xab, 0xab];
+    let unknown_critical = [0x01, 0x02, 0x83, 0x00];
+    let mut opts: Vec<u8> = match options {
+        0 => dsr.to_vec(),
+        1 => [&other[..], &dsr[..]].concat(),
+        2 => [&dsr[..], &unknown_critical[..]].concat(),
+        3 => {
+            let mut long = dsr.to_vec();
+            long[3] = 3;
+            long.extend_from_slice(&[0; 4]);
+            long
+        }
+        _ => Vec::new(),
+    };
+    let mut geneve = vec![
+        (opts.len() / 4) as u8,
+        if opts.is_empty() { 0 } else { 0x40 },
+        0x65,
+        0x58,
+        0,
+        0,
+        1,
+        0,
+    ];
+    geneve.append(&mut opts);
+    let udp_len = (8 + geneve.len() + inner.len()) as u16;
+    let mut payload = vec![0xc0, 0x01, 0x17, 0xc1];
+    payload.extend_from_slice(&udp_len.to_be_bytes());
+    payload.extend_from_slice(&[0, 0]);
+    payload.extend(geneve);
+    payload.extend(inner);
+    ipv4_frame(
+        Ipv4Addr::new(192, 168, 0, 2),
+        NODE,
+        64,
+        17,
+        &payload,
+        Oddity::NONE,
+    )
+}
+
 /// The frame of packet `p`, given the table's frontends and the outputs of
 /// the packets before it (a reply to nothing becomes a client's packet to a
 /// backend directly).
@@ -297,6 +405,26 @@ fn frame(p: &Packet, frontends: &[L3n4], outputs: &[Vec<u8>]) -> Vec<u8> {
         SYN,
     );
     let (src, dst, udp, ports, flags) = match p.step {
+        Step::Dispatched {
+            index,
+            client,
+            client_port,
+            backend,
+            flags,
+            options,
+        } => {
+            let f = frontends[index % frontends.len().max(1)];
+            let request = Request {
+                client: (Ipv4Addr::new(203, 0, 113, client + 1), client_port),
+                backend: Ipv4Addr::new(10, 0, backend % 2, backend),
+                flags,
+            };
+            let mut f = dispatched_frame(&f, &request, options, p.odd);
+            if let Some(n) = p.truncate {
+                f.truncate(n);
+            }
+            return f;
+        }
         Step::Request {
             client,
             client_port,
@@ -362,7 +490,7 @@ fn frame(p: &Packet, frontends: &[L3n4], outputs: &[Vec<u8>]) -> Vec<u8> {
 
 /// The forwarding tables every case routes with: clients behind port 0,
 /// backends behind port 1.
-fn lab() -> Lab {
+fn lab(accept_dsr: bool) -> Lab {
     let ports = [port(0, 1500), port(1, 1500)].into_iter().collect();
     let routes = vec![
         (
@@ -391,7 +519,10 @@ fn lab() -> Lab {
         config: Config {
             hash_policy: HashPolicy::L4,
             hash_seed: 7,
-            tunnel: Some(TunnelConfig::new(NODE, INNER_MAC)),
+            tunnel: Some(TunnelConfig {
+                dsr: accept_dsr,
+                ..TunnelConfig::new(NODE, INNER_MAC)
+            }),
         },
     }
 }
@@ -442,7 +573,7 @@ fn compare(
     sequences: &[Vec<Packet>],
     reference: Reference,
 ) -> Result<(), String> {
-    let lab = lab();
+    let lab = lab(services.accept_dsr);
     let built = lab.build();
     let tables = built.tables();
     let table = ServiceTable::new(&services.config.maglev, services.frontends.clone());
@@ -499,6 +630,10 @@ fn compare(
                 }
                 _ => {
                     let v = process(&tables, PortId(0), &translated, &mut want);
+                    // As a node does: a request dispatched here is tracked.
+                    if let (Some(dsr), Some(ip)) = (v.dsr, want.get(ETH..)) {
+                        service.accept_dispatched_packet(now, ip, dsr);
+                    }
                     (expected_action(&v), Some(v))
                 }
             };

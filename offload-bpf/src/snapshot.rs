@@ -138,6 +138,8 @@ impl Snapshot {
                 tunnel_local: tunnel.map_or([0; 4], |t| t.local.octets()),
                 geneve_port: tunnel.map_or(0, |t| t.geneve_port),
                 inner_mac: tunnel.map_or([0; 6], |t| t.inner_mac.0),
+                dsr: u8::from(tunnel.is_some_and(|t| t.dsr)),
+                pad: [0; 3],
             },
             identities: t.identities.iter().map(|(&a, &v)| (ip_key(a), v)).collect(),
             ..Snapshot::default()

@@ -11,10 +11,8 @@
 //! simulator builds it with `router_core::service::frontend`).
 
 use router_core::hash::splitmix64;
-use router_core::service::conntrack::TcpFlags;
 use router_core::service::datapath::{self, Config, Connect, DropReason, Service};
 pub use router_core::service::datapath::{Counters, Origin};
-use router_core::service::packet;
 use router_core::service::table::{L3n4, ServiceTable};
 use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
@@ -134,16 +132,8 @@ impl Services {
     /// decapsulated to `frame`: track it, so that the backend's replies
     /// leave from the service address.
     pub fn accept_dispatched(&mut self, now: Instant, frame: &[u8], service: DsrOption) {
-        let Some(parsed) = frame.get(ETH..).and_then(packet::parse) else {
-            return;
-        };
-        let frontend = L3n4 {
-            addr: IpAddr::V4(service.addr),
-            port: service.port,
-            protocol: parsed.tuple.protocol,
-        };
-        let flags = TcpFlags(parsed.flags);
-        self.service
-            .accept_dispatched(now, &parsed.tuple, flags, frontend);
+        if let Some(ip) = frame.get(ETH..) {
+            self.service.accept_dispatched_packet(now, ip, service);
+        }
     }
 }

@@ -260,6 +260,11 @@ pub struct Config {
     pub geneve_port: u16,
     /// Destination MAC of encapsulated inner frames.
     pub inner_mac: [u8; 6],
+    /// 1 when Geneve frames carrying Cilium's DSR option are accepted
+    /// (service requests dispatched to this node), else 0.
+    pub dsr: u8,
+    /// Zero.
+    pub pad: [u8; 3],
 }
 
 #[cfg(feature = "user")]
@@ -303,7 +308,7 @@ mod tests {
         assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20 + 6 + 1 + 1 + 12);
         assert_eq!(size_of::<Mac>(), 6);
         assert_eq!(size_of::<Port>(), 4 + 6 + 2);
-        assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6);
+        assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6 + 4);
         assert_eq!(size_of::<ArpKey>(), 8);
         assert_eq!(size_of::<NdpKey>(), 20);
     }

@@ -389,6 +389,15 @@ pub struct Work {
     /// The node the rewritten packet is dispatched to (DSR), IPv4; zero
     /// when it is routed on.
     pub dispatch: [u8; 4],
+    /// The service of a request dispatched to this node (the DSR option of
+    /// the tunnel frame just decapsulated), IPv4, and its port.
+    pub accept: [u8; 4],
+    /// The port of `accept`.
+    pub accept_port: u16,
+    /// 1 while the decapsulated frame's request is still to be tracked.
+    pub accept_pending: u8,
+    /// Zero.
+    pub pad: u8,
 }
 
 /// Value of `SVC_INPUTS`: where the clock and the random numbers come from.
@@ -438,7 +447,7 @@ mod tests {
         assert_eq!(size_of::<ServiceConfig>(), 4 + 4 + 8 + 16 + 4 + 16 + 4 + 32);
         assert_eq!(size_of::<Inputs>(), 16);
         assert_eq!(size_of::<SocketKey>(), 32);
-        assert_eq!(size_of::<Work>(), HEADER_BUFFER + 3 * 40 + 80 + 8);
+        assert_eq!(size_of::<Work>(), HEADER_BUFFER + 3 * 40 + 80 + 8 + 8);
     }
 
     #[test]

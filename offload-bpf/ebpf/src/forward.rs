@@ -37,7 +37,8 @@ use router_core::wire::layout::{
 };
 
 use crate::maps::{
-    FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, SERVICE, SVC_WORK, V6,
+    FULL, Half, IDENTITIES, INNER, NDP, NEIGHBOURS, PROGRAMS, REASONS, SERVICE, SERVICE_ACCEPT,
+    SVC_WORK, V6,
 };
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, Outer};
@@ -147,7 +148,7 @@ fn process<const PART: u8>(ctx: &XdpContext) -> (Reason, u32) {
         0x0800 => match ipv4(ctx, half, &config, false) {
             Ok(Step::Route(routed)) => Ok(routed),
             Ok(Step::Decap(_)) if PART == Part::FAST => return hand_over(ctx, FULL),
-            Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan),
+            Ok(Step::Decap(is_vxlan)) => return decap(ctx, is_vxlan, config.dsr != 0),
             Err(reason) => Err(reason),
         },
         0x86dd if PART == Part::FAST || PART == Part::FULL => return hand_over(ctx, V6),
@@ -175,11 +176,24 @@ fn hand_over(ctx: &XdpContext, part: u32) -> (Reason, u32) {
 }
 
 /// Strip the tunnel headers and continue with the inner frame in the
-/// `INNER` program (a tail call: a fresh stack for the second pass).
+/// `INNER` program (a tail call: a fresh stack for the second pass). A
+/// DSR option (accepted with `dsr`) is left in the service stage's
+/// scratch space for the second pass to track its request.
 #[inline(always)]
-fn decap(ctx: &XdpContext, is_vxlan: bool) -> (Reason, u32) {
-    if let Err(reason) = tunnel::decap(ctx, is_vxlan) {
-        return exit(reason);
+fn decap(ctx: &XdpContext, is_vxlan: bool, dsr: bool) -> (Reason, u32) {
+    let option = match tunnel::decap(ctx, is_vxlan, dsr) {
+        Ok(option) => option,
+        Err(reason) => return exit(reason),
+    };
+    let Some(work) = SVC_WORK.get_ptr_mut(0) else {
+        return (Reason::Malformed, XDP_ABORTED);
+    };
+    // SAFETY: this CPU's scratch entry, used by one program run at a time.
+    let work = unsafe { &mut *work };
+    work.accept_pending = u8::from(option.is_some());
+    if let Some((addr, port)) = option {
+        work.accept = addr;
+        work.accept_port = port;
     }
     // SAFETY: on success the call does not return; the context is the one we run with.
     unsafe { PROGRAMS.tail_call(ctx, INNER) };
@@ -187,9 +201,14 @@ fn decap(ctx: &XdpContext, is_vxlan: bool) -> (Reason, u32) {
     (Reason::Malformed, XDP_ABORTED)
 }
 
-/// The inner frame's IP checks and route lookup, then forwarding.
+/// The inner frame's IP checks and route lookup, then forwarding; a
+/// request dispatched here (DSR) is first tracked by the service stage's
+/// `nexthop_service_accept`, which comes back here.
 #[inline(always)]
 fn inner(ctx: &XdpContext) -> (Reason, u32) {
+    if SVC_WORK.get(0).is_some_and(|w| w.accept_pending != 0) {
+        return hand_over(ctx, SERVICE_ACCEPT);
+    }
     let half = Half::active();
     let config = half.config();
     let routed = match be16(ctx, 12) {

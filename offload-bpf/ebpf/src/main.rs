@@ -133,6 +133,14 @@ pub fn nexthop_dispatch(ctx: XdpContext) -> u32 {
     forward::run_dispatch(&ctx)
 }
 
+/// A request dispatched to this node (DSR) tracked so that its replies
+/// leave from the service address, tail-called by [`nexthop_inner`],
+/// which it hands the frame back to.
+#[xdp]
+pub fn nexthop_service_accept(ctx: XdpContext) -> u32 {
+    service::accept(&ctx)
+}
+
 /// The datapath's second pass over the inner frame of a decapsulated tunnel
 /// frame, tail-called by [`nexthop_full`] (a fresh 512-byte stack).
 #[xdp]

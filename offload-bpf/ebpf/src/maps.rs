@@ -90,7 +90,7 @@ pub static IDENTITIES: HashMap<IpKey, u32> = HashMap::with_max_entries(DEFAULT_I
 /// neighbour discovery part the IPv6 part hands solicitations and
 /// advertisements to.
 #[map]
-pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(8, 0);
+pub static PROGRAMS: ProgramArray = ProgramArray::with_max_entries(9, 0);
 /// Slot of the `nexthop_inner` program in [`PROGRAMS`].
 pub const INNER: u32 = 0;
 /// Slot of the `nexthop_full` program in [`PROGRAMS`].
@@ -107,6 +107,8 @@ pub const SERVICE_OPEN: u32 = 5;
 pub const SERVICE_APPLY: u32 = 6;
 /// Slot of the dispatch of a service request to its backend's node (DSR).
 pub const DISPATCH: u32 = 7;
+/// Slot of the tracking of a request dispatched to this node (DSR).
+pub const SERVICE_ACCEPT: u32 = 8;
 /// Service stage settings, one entry per half.
 #[map]
 pub static SVC_CONFIG: Array<ServiceConfig> = Array::with_max_entries(HALVES, 0);

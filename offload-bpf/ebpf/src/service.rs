@@ -49,7 +49,7 @@ use router_core::service::{Protocol, Tuple};
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 
 use crate::maps::{
-    AFFINITY, CT, CT_REPLY, DISPATCH, FULL, Half, PROGRAMS, SERVICE_APPLY, SERVICE_OPEN,
+    AFFINITY, CT, CT_REPLY, DISPATCH, FULL, Half, INNER, PROGRAMS, SERVICE_APPLY, SERVICE_OPEN,
     SVC_BACKENDS, SVC_COUNTERS, SVC_FRONTENDS, SVC_INPUTS, SVC_WORK, V6,
 };
 use crate::packet::{read, write};
@@ -261,6 +261,81 @@ pub fn apply(ctx: &XdpContext) -> u32 {
         return XDP_ABORTED;
     }
     route(ctx)
+}
+
+/// The tracking of a request dispatched to this node (DSR; router-core's
+/// `Service::accept_dispatched`): the decapsulated frame's flow, tracked
+/// with the service of the DSR option the decap left in the scratch space
+/// as its frontend, so that the backend's replies leave from it. The frame
+/// itself goes back, untouched, to the pipeline's second pass.
+#[inline(always)]
+pub fn accept(ctx: &XdpContext) -> u32 {
+    if let Some((work, copied)) = headers(ctx) {
+        work.accept_pending = 0;
+        // Within the packet's own length, as router-core reads it.
+        let available = (ctx.data_end() - ctx.data()).saturating_sub(ETH);
+        let whole = Headers {
+            buf: &mut work.headers,
+            len: copied,
+        };
+        let len = packet::ip_len(&whole, available).map_or(0, |l| l.min(copied));
+        let headers = Headers {
+            buf: &mut work.headers,
+            len,
+        };
+        if let (Some(parsed), Some(config)) =
+            (packet::parse(&headers), Half::active().service_config())
+        {
+            let (now, _) = inputs();
+            accept_dispatched(config, now, &parsed, work);
+        }
+    } else if let Some(work) = SVC_WORK.get_ptr_mut(0) {
+        // SAFETY: this CPU's scratch entry, used by one program run at a time.
+        unsafe { (*work).accept_pending = 0 };
+    }
+    // SAFETY: on success the call does not return; the context is the one we run with.
+    unsafe { PROGRAMS.tail_call(ctx, INNER) };
+    XDP_ABORTED
+}
+
+/// Track the flow of `parsed`, dispatched here for the service in
+/// `w.accept`, unless a live connection has it already (which the packet
+/// then moves on, as router-core's conntrack lookup does).
+#[inline(never)]
+fn accept_dispatched(c: &ServiceConfig, now: u64, parsed: &packet::Parsed, w: &mut Work) {
+    let t = &parsed.tuple;
+    let flags = TcpFlags(parsed.flags);
+    let tcp = t.protocol == Protocol::Tcp;
+    w.key.set(t);
+    w.original = w.key;
+    let direction = if original_of(&w.key, now, &mut w.original) {
+        Direction::Reply
+    } else {
+        Direction::Original
+    };
+    if let Some(conn) = live(&w.original, now) {
+        // SAFETY: a map value, valid while this program runs; this CPU's update.
+        let conn = unsafe { &mut *conn };
+        let mut state = State(conn.state);
+        if let Some(l) = state.packet(tcp, direction, flags) {
+            conn.deadline = deadline(c, now, l);
+        }
+        conn.state = state.0;
+        return;
+    }
+    let (state, lifetime) = State::opened(tcp, flags);
+    let service = IpAddr::from(w.accept);
+    w.conn.reply = w.key.reversed();
+    w.conn.frontend = L3n4Key::new(service, w.accept_port, t.protocol);
+    w.conn.state = state.0;
+    w.conn.pad = [0; 3];
+    w.conn.dispatch = [0; 4];
+    w.conn.pad2 = [0; 4];
+    w.conn.deadline = deadline(c, now, lifetime);
+    if CT.insert(&w.key, &w.conn, 0).is_err() || CT_REPLY.insert(&w.conn.reply, &w.key, 0).is_err()
+    {
+        count(counter::OTHER_DROPS);
+    }
 }
 
 /// Go on with the pipeline: IPv4 in the full part, IPv6 in the IPv6 part.

@@ -9,6 +9,7 @@ use aya_ebpf::helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::XdpContext;
 use router_core::datapath::Reason;
 use router_core::datapath::checksum;
+use router_core::wire::geneve::DSR_OPTION_LEN;
 use router_core::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_TTL, OUTER_TUNNEL_AT,
     OUTER_UDP_AT, UDP_HEADER_LEN,
@@ -17,24 +18,32 @@ use router_core::wire::{geneve, vxlan};
 
 use crate::packet::{be16, read, write};
 
+/// Cilium's DSR option of a dispatched request: the service's IPv4
+/// address and port.
+pub type Dsr = ([u8; 4], u16);
+
 /// Remove the outer headers of the VXLAN (`is_vxlan`) or Geneve frame in
 /// `ctx`, whose outer IPv4 and UDP headers the caller checked, and trim the
-/// inner frame to the UDP length. On success the context holds the inner frame.
+/// inner frame to the UDP length. On success the context holds the inner
+/// frame; with `dsr`, a Geneve frame may carry Cilium's DSR option, which
+/// is returned.
 #[inline(always)]
-pub fn decap(ctx: &XdpContext, is_vxlan: bool) -> Result<(), Reason> {
+pub fn decap(ctx: &XdpContext, is_vxlan: bool, dsr: bool) -> Result<Option<Dsr>, Reason> {
     let udp_len = usize::from(be16(ctx, OUTER_UDP_AT + 4).ok_or(Reason::Malformed)?);
     let udp_end = OUTER_UDP_AT + udp_len;
     if udp_end < OUTER_TUNNEL_AT + vxlan::HEADER_LEN {
         return Err(Reason::Malformed);
     }
     let header = read::<[u8; 8]>(ctx, OUTER_TUNNEL_AT).ok_or(Reason::Malformed)?;
-    let inner_at = if is_vxlan {
+    let (inner_at, option) = if is_vxlan {
         if header[0] & vxlan::FLAG_VNI == 0 {
             return Err(Reason::BadTunnelHeader);
         }
-        OUTER_TUNNEL_AT + vxlan::HEADER_LEN
+        (OUTER_TUNNEL_AT + vxlan::HEADER_LEN, None)
+    } else if dsr {
+        geneve_inner_dsr(ctx, &header, udp_end)?
     } else {
-        geneve_inner(ctx, &header, udp_end)?
+        (geneve_inner(ctx, &header, udp_end)?, None)
     };
     if udp_end < inner_at + ETH {
         return Err(Reason::Malformed);
@@ -48,7 +57,7 @@ pub fn decap(ctx: &XdpContext, is_vxlan: bool) -> Result<(), Reason> {
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, inner_at as i32) } != 0 {
         return Err(Reason::Malformed);
     }
-    Ok(())
+    Ok(option)
 }
 
 /// Check a Geneve header (`header`: its fixed part) ending before `udp_end`
@@ -71,6 +80,93 @@ fn geneve_inner(ctx: &XdpContext, header: &[u8; 8], udp_end: usize) -> Result<us
         return Err(Reason::BadTunnelHeader);
     }
     Ok(inner_at)
+}
+
+/// As [`geneve_inner`] where DSR dispatch is accepted (router-core's
+/// `geneve::Repr::parse_with_dsr`): the DSR option is looked for first (a
+/// malformed TLV before it refuses the frame), critical options are
+/// counted over every whole TLV, and the frame is refused when one other
+/// than the DSR option is critical. The fixed header's C bit is not
+/// looked at.
+#[inline(always)]
+fn geneve_inner_dsr(
+    ctx: &XdpContext,
+    header: &[u8; 8],
+    udp_end: usize,
+) -> Result<(usize, Option<Dsr>), Reason> {
+    let options_len = usize::from(header[0] & 0x3f) * 4;
+    let inner_at = OUTER_TUNNEL_AT + geneve::HEADER_LEN + options_len;
+    if udp_end < inner_at {
+        return Err(Reason::Malformed);
+    }
+    let dsr = dsr_option(ctx, options_len)?;
+    if header[0] >> 6 != 0 {
+        return Err(Reason::BadTunnelHeader);
+    }
+    if critical_options(ctx, options_len) > usize::from(dsr.is_some()) {
+        return Err(Reason::BadTunnelHeader);
+    }
+    if header[1] & 0x80 != 0 {
+        return Err(Reason::SlowPath);
+    }
+    if u16::from_be_bytes([header[2], header[3]]) != geneve::PROTOCOL_ETHERNET {
+        return Err(Reason::BadTunnelHeader);
+    }
+    Ok((inner_at, dsr))
+}
+
+/// The first whole DSR option among the `options_len` option bytes
+/// (router-core's `geneve::DsrOption::find`): at most
+/// `geneve::MAX_OPTIONS` TLVs are walked; one running past the end is
+/// malformed, more are refused.
+#[inline(always)]
+fn dsr_option(ctx: &XdpContext, options_len: usize) -> Result<Option<Dsr>, Reason> {
+    let base = OUTER_TUNNEL_AT + geneve::HEADER_LEN;
+    let mut offset = 0usize;
+    for _ in 0..geneve::MAX_OPTIONS {
+        if offset >= options_len {
+            return Ok(None);
+        }
+        if options_len - offset < 4 {
+            return Err(Reason::Malformed);
+        }
+        let at = base + (offset & 0xff);
+        let option = read::<[u8; 4]>(ctx, at).ok_or(Reason::Malformed)?;
+        let len = 4 + usize::from(option[3] & 0x1f) * 4;
+        if options_len - offset < len {
+            return Err(Reason::Malformed);
+        }
+        let class = u16::from_be_bytes([option[0], option[1]]);
+        if class == geneve::DSR_CLASS && option[2] == geneve::DSR_TYPE && len == DSR_OPTION_LEN {
+            let data = read::<[u8; 8]>(ctx, at + 4).ok_or(Reason::Malformed)?;
+            let addr = [data[0], data[1], data[2], data[3]];
+            return Ok(Some((addr, u16::from_be_bytes([data[4], data[5]]))));
+        }
+        offset += len;
+    }
+    Err(Reason::BadTunnelHeader)
+}
+
+/// How many whole option TLVs among the `options_len` option bytes have
+/// their critical bit set (a TLV running past the end ends the walk).
+#[inline(always)]
+fn critical_options(ctx: &XdpContext, options_len: usize) -> usize {
+    let base = OUTER_TUNNEL_AT + geneve::HEADER_LEN;
+    let (mut offset, mut critical) = (0usize, 0usize);
+    // Options take at most 63 words, a TLV at least one.
+    for _ in 0..63 {
+        if options_len < offset + 4 {
+            break;
+        }
+        let Some(option) = read::<[u8; 4]>(ctx, base + (offset & 0xff)) else {
+            break;
+        };
+        if option[2] & 0x80 != 0 {
+            critical += 1;
+        }
+        offset += 4 + usize::from(option[3] & 0x1f) * 4;
+    }
+    critical
 }
 
 /// Walk at most `geneve::MAX_OPTIONS` option TLVs in the `options_len` bytes

@@ -33,6 +33,7 @@ use super::nat::PortRange;
 use super::packet;
 use super::table::{BackendSet, BackendState, L3n4, ServiceTable};
 use crate::hash::splitmix64;
+use crate::wire::geneve::DsrOption;
 
 /// How a request from outside reaches a backend on another node
 /// (`loadBalancer.mode`).
@@ -324,6 +325,27 @@ impl Service {
             Verdict::NotService | Verdict::Drop(_) => {}
         }
         verdict
+    }
+
+    /// [`Service::accept_dispatched`] for the IP packet `ip` (from its IP
+    /// header on) a Geneve frame with Cilium's DSR option `dsr` carried
+    /// here: its 5-tuple read with `packet::parse` within the packet's own
+    /// length (padding after it, which forwarding trims, is not looked
+    /// at); a packet it does not take is left alone.
+    pub fn accept_dispatched_packet(&mut self, now: Instant, ip: &[u8], dsr: DsrOption) {
+        let Some(len) = packet::ip_len(ip, ip.len()) else {
+            return;
+        };
+        let Some(parsed) = packet::parse(&ip[..len]) else {
+            return;
+        };
+        let frontend = L3n4 {
+            addr: IpAddr::V4(dsr.addr),
+            port: dsr.port,
+            protocol: parsed.tuple.protocol,
+        };
+        let flags = TcpFlags(parsed.flags);
+        self.accept_dispatched(now, &parsed.tuple, flags, frontend);
     }
 
     /// A request the service's load-balancing node dispatched here (DSR:

@@ -113,6 +113,18 @@ pub fn parse<B: Bytes + ?Sized>(ip: &B) -> Option<Parsed> {
     })
 }
 
+/// The length the IP packet `ip` says it has (IPv4's total length, IPv6's
+/// 40 + payload length), at most the bytes there are; `None` when its
+/// header is cut short or of another version. What follows is padding.
+pub fn ip_len<B: Bytes + ?Sized>(ip: &B, available: usize) -> Option<usize> {
+    let said = match ip.byte(0)? >> 4 {
+        4 => usize::from(read16(ip, 2)?),
+        6 => 40 + usize::from(read16(ip, 4)?),
+        _ => return None,
+    };
+    Some(said.min(available))
+}
+
 /// Rewrite the packet `parsed` came from to carry `to`'s addresses and
 /// ports, updating its checksums. `to` must be of the packet's family and
 /// protocol (what the service datapath hands back); a mismatch leaves the
