@@ -177,8 +177,10 @@ struct AgentDatapath {
     /// How new flows pick their backend: `random` or `maglev`.
     #[arg(long, default_value = "random", value_parser = parse_algorithm)]
     bpf_lb_algorithm: Algorithm,
-    /// How a request reaches a backend on another node: `snat` (the XDP
-    /// datapath carries out this one), `dsr` or `hybrid`.
+    /// How a request reaches a backend on another node: `snat` (source-NATed
+    /// to this node), `dsr` (dispatched to the backend's node in Geneve,
+    /// which answers the client directly) or `hybrid` (TCP as dsr, the rest
+    /// as snat).
     #[arg(long, default_value = "snat", value_parser = parse_lb_mode)]
     bpf_lb_mode: Mode,
     /// Maglev table size M, one of Cilium's primes.
@@ -205,12 +207,6 @@ impl AgentDatapath {
                 .map_err(|e| {
                     format!("--bpf-lb-maglev-table-size/--bpf-lb-maglev-hash-seed: {e}")
                 })?;
-        if self.kube_proxy_replacement && self.bpf_lb_mode != Mode::Snat {
-            return Err(format!(
-                "--bpf-lb-mode {:?}: the XDP datapath carries out snat only",
-                self.bpf_lb_mode
-            ));
-        }
         Ok(services::Options {
             algorithm: self.bpf_lb_algorithm,
             mode: self.bpf_lb_mode,

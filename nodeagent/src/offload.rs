@@ -72,6 +72,7 @@ fn snapshot(
     let state = KernelState::read()?;
     let mut tables = HostTables::new(&state, interfaces)?;
     tables.announce(interfaces, announced);
+    tables.owned.config.tunnel = served.and_then(|s| s.tunnel);
     let mut snapshot = Snapshot::new(&tables.owned.tables(), |id| {
         tables.ifindex.get(&id).copied()
     })

@@ -11,6 +11,7 @@
 //! returns (`crate::offload`); `service list` prints the table either way.
 
 use router_core::cilium::Objects;
+use router_core::datapath::pipeline::TunnelConfig;
 use router_core::service::datapath::{self, Algorithm, Mode};
 use router_core::service::frontend;
 use router_core::service::maglev;
@@ -26,7 +27,7 @@ pub const NODE_PORT_SEED: u64 = 0;
 pub struct Options {
     /// `random` or `maglev`.
     pub algorithm: Algorithm,
-    /// `snat` (the one mode the XDP datapath carries out), `dsr`, `hybrid`.
+    /// `snat`, `dsr` or `hybrid` (DSR dispatched in Geneve).
     pub mode: Mode,
     /// The Maglev table size and seeds.
     pub maglev: maglev::Config,
@@ -49,6 +50,9 @@ pub struct Served {
     pub config: datapath::Config,
     /// The frontends and backends.
     pub table: ServiceTable,
+    /// The node's tunnel endpoint for DSR's Geneve dispatch (modes `dsr`
+    /// and `hybrid`), at its InternalIP.
+    pub tunnel: Option<TunnelConfig>,
 }
 
 /// `node`'s service table and what could not be served, each problem named
@@ -66,15 +70,22 @@ pub fn table(objects: &Objects, node: &str, options: &Options) -> (ServiceTable,
 }
 
 /// What `node`'s datapath serves for `table`: outside traffic to a backend
-/// on another node is source-NATed to the node's first IPv4 InternalIP, as
-/// the simulator's nodes in native routing do.
+/// on another node is source-NATed to the node's first IPv4 InternalIP, or
+/// (`dsr`, `hybrid`) dispatched in Geneve from it, as the simulator's nodes
+/// in native routing do.
 pub fn served(objects: &Objects, node: &str, options: &Options, table: ServiceTable) -> Served {
+    let internal = objects.nodes.get(node).and_then(|n| n.internal_ipv4());
     let config = datapath::Config {
         algorithm: options.algorithm,
         mode: options.mode,
         maglev: options.maglev,
-        snat_v4: objects.nodes.get(node).and_then(|n| n.internal_ipv4()),
+        snat_v4: internal,
         ..datapath::Config::default()
     };
-    Served { config, table }
+    let tunnel = internal.and_then(|local| TunnelConfig::for_node(local, false, options.mode));
+    Served {
+        config,
+        table,
+        tunnel,
+    }
 }

@@ -569,11 +569,219 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
     );
 }
 
-/// The three-node lab's objects: nodes n1–n3 (InternalIP 10.73.10.k),
-/// the node `w` the backends run on (so every ingress node source-NATs),
-/// and `dns` as a UDP LoadBalancer service on 172.16.8.1:53 (NodePort
-/// 30053) with the backends `hosts` of b1–b4 (10.73.10.1x:5353).
-fn three_node_objects(hosts: &[u8]) -> String {
+/// Run `command` (words separated by spaces) in namespace `name`.
+fn run_in(ns: &Namespaces, name: &str, command: &str) {
+    ns.exec(name, &command.split(' ').collect::<Vec<_>>());
+}
+
+/// Where the three-node lab's backends run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backends {
+    /// b1–b4 on the fabric (10.73.10.1h), on a node `w` no agent runs:
+    /// every backend is remote to every ingress node.
+    Fabric,
+    /// b1–b3 as pods behind n1–n3 (10.73.2k.2, the node's pod port n{k}p).
+    Pods,
+}
+
+impl Backends {
+    /// Each backend's namespace, address and node.
+    fn all(self) -> Vec<(String, String, String)> {
+        match self {
+            Backends::Fabric => (1..=4)
+                .map(|h| (format!("b{h}"), format!("10.73.10.1{h}"), "w".into()))
+                .collect(),
+            Backends::Pods => (1..=3)
+                .map(|k| (format!("b{k}"), format!("10.73.2{k}.2"), format!("n{k}")))
+                .collect(),
+        }
+    }
+}
+
+/// Three nodes n1–n3 between a client and the fabric, each with the pins
+/// and cgroup of its agent:
+///
+/// ```text
+/// client ─(10.73.k.0/24: ck—nku)─ nk ─(nkf)─ br0 in fabric (10.73.10.0/24, nk = .k)
+///   lo: 10.73.9.1, .2                └─(nkp, 10.73.2k.0/24)─ bk   (Backends::Pods)
+/// ```
+struct ThreeNodes {
+    /// The XDP_PASS programs on the far ends of the nodes' ports.
+    _peers: Peers,
+    pins: Vec<Pins>,
+    cgroups: Vec<Cgroup>,
+    config: PathBuf,
+    backends: Backends,
+    ns: Namespaces,
+}
+
+impl ThreeNodes {
+    /// The lab; `None` when the test must skip (said why).
+    fn build(backends: Backends) -> Option<ThreeNodes> {
+        if skips(&["ip", "nsenter", "ping"]) {
+            return None;
+        }
+        let mut names = vec!["client", "n1", "n2", "n3", "fabric"];
+        let hosts = backends.all();
+        names.extend(hosts.iter().map(|(b, _, _)| b.as_str()));
+        let ns = Namespaces::new(&names);
+        let (mut pins, mut cgroups) = (Vec::new(), Vec::new());
+        for k in 1..=3 {
+            let pin = Pins::new(&ns.name(&format!("pins{k}")));
+            let cgroup = Cgroup::new(&ns.name(&format!("cgroup{k}")));
+            match (pin, cgroup) {
+                (Ok(p), Ok(c)) => {
+                    pins.push(p);
+                    cgroups.push(c);
+                }
+                (Err(why), _) | (_, Err(why)) => {
+                    nexthop_testkit::skip(&why);
+                    return None;
+                }
+            }
+        }
+        run_in(&ns, "fabric", "ip link add br0 type bridge");
+        run_in(&ns, "fabric", "ip link set br0 up");
+        // Replies of DSR come back on another link than their requests left.
+        run_in(&ns, "client", "sysctl -qw net.ipv4.conf.all.rp_filter=0");
+        run_in(&ns, "client", "ip addr add 10.73.9.1/32 dev lo");
+        run_in(&ns, "client", "ip addr add 10.73.9.2/32 dev lo");
+        let mut far_ends = Vec::new();
+        for k in 1..=3u8 {
+            let n = format!("n{k}");
+            ns.veth("client", &format!("c{k}"), &n, &format!("n{k}u"));
+            ns.veth(&n, &format!("n{k}f"), "fabric", &format!("p{k}"));
+            run_in(&ns, "fabric", &format!("ip link set p{k} master br0"));
+            run_in(
+                &ns,
+                "client",
+                &format!("sysctl -qw net.ipv4.conf.c{k}.rp_filter=0"),
+            );
+            run_in(
+                &ns,
+                "client",
+                &format!("ip addr add 10.73.{k}.2/24 dev c{k}"),
+            );
+            run_in(
+                &ns,
+                "client",
+                &format!("ip route add 10.73.10.{k}/32 via 10.73.{k}.1"),
+            );
+            run_in(&ns, &n, &format!("ip addr add 10.73.{k}.1/24 dev n{k}u"));
+            run_in(&ns, &n, &format!("ip addr add 10.73.10.{k}/24 dev n{k}f"));
+            run_in(
+                &ns,
+                &n,
+                &format!("ip route add 10.73.9.0/24 via 10.73.{k}.2"),
+            );
+            far_ends.push(("client".to_string(), format!("c{k}")));
+            far_ends.push(("fabric".to_string(), format!("p{k}")));
+        }
+        for (k, (b, addr, _)) in hosts.iter().enumerate() {
+            let k = k + 1;
+            match backends {
+                Backends::Fabric => {
+                    ns.veth(b, "eth0", "fabric", &format!("q{k}"));
+                    run_in(&ns, "fabric", &format!("ip link set q{k} master br0"));
+                    run_in(&ns, b, &format!("ip addr add {addr}/24 dev eth0"));
+                }
+                Backends::Pods => {
+                    ns.veth(b, "eth0", &format!("n{k}"), &format!("n{k}p"));
+                    run_in(
+                        &ns,
+                        &format!("n{k}"),
+                        &format!("ip addr add 10.73.2{k}.1/24 dev n{k}p"),
+                    );
+                    run_in(&ns, b, &format!("ip addr add {addr}/24 dev eth0"));
+                    run_in(&ns, b, &format!("ip route add default via 10.73.2{k}.1"));
+                    far_ends.push((b.clone(), "eth0".to_string()));
+                }
+            }
+        }
+        let ends: Vec<(&str, &str)> = far_ends
+            .iter()
+            .map(|(n, i)| (n.as_str(), i.as_str()))
+            .collect();
+        let peers = Peers::attach(&ns, &ends);
+        for k in 1..=3u8 {
+            let n = format!("n{k}");
+            let mut ports = vec![format!("n{k}u"), format!("n{k}f")];
+            if backends == Backends::Pods {
+                ports.push(format!("n{k}p"));
+            }
+            ns.wait_carrier(&n, &ports.iter().map(String::as_str).collect::<Vec<_>>());
+            // The kernel's neighbours, which the agents mirror.
+            let mut near = vec![format!("10.73.{k}.2")];
+            near.extend((1..=3).filter(|&j| j != k).map(|j| format!("10.73.10.{j}")));
+            match backends {
+                Backends::Fabric => near.extend(hosts.iter().map(|(_, a, _)| a.clone())),
+                Backends::Pods => near.push(format!("10.73.2{k}.2")),
+            }
+            for addr in near {
+                run_in(&ns, &n, &format!("ping -c 1 -W 2 {addr}"));
+            }
+        }
+        let config = ns.dir.join("config");
+        fs::create_dir_all(&config).unwrap();
+        Some(ThreeNodes {
+            _peers: peers,
+            pins,
+            cgroups,
+            config,
+            backends,
+            ns,
+        })
+    }
+
+    /// The objects with the service's endpoints on the backends `serving`
+    /// (their indexes, from 0).
+    fn objects(&self, serving: &[usize]) -> String {
+        three_node_objects(&self.backends.all(), serving)
+    }
+
+    /// Agents on n1–n3 serving `objects` with `args`.
+    fn start(&self, objects: &str, args: &'static [&'static str]) -> Vec<Agent> {
+        fs::write(self.config.join("objects.yaml"), objects).unwrap();
+        let nodes = [
+            Node {
+                name: "n1",
+                interfaces: &["n1u", "n1f", "n1p"],
+                args,
+            },
+            Node {
+                name: "n2",
+                interfaces: &["n2u", "n2f", "n2p"],
+                args,
+            },
+            Node {
+                name: "n3",
+                interfaces: &["n3u", "n3f", "n3p"],
+                args,
+            },
+        ];
+        nodes
+            .iter()
+            .zip(self.pins.iter().zip(&self.cgroups))
+            .map(|(node, (pins, cgroup))| {
+                let node = Node {
+                    interfaces: if self.backends == Backends::Pods {
+                        node.interfaces
+                    } else {
+                        &node.interfaces[..2]
+                    },
+                    ..*node
+                };
+                Agent::start_on(&self.ns, &node, pins, cgroup, &self.config, 1)
+            })
+            .collect()
+    }
+}
+
+/// The three-node lab's objects: nodes n1–n3 (InternalIP 10.73.10.k) and
+/// `w`, and `dns` as a UDP LoadBalancer service on 172.16.8.1:53 (NodePort
+/// 30053) with the backends `serving` of `hosts` (namespace, address, node)
+/// listening on 5353.
+fn three_node_objects(hosts: &[(String, String, String)], serving: &[usize]) -> String {
     let mut objects = String::new();
     for (name, addr) in [
         ("n1", "10.73.10.1"),
@@ -594,27 +802,32 @@ status:\n  loadBalancer:\n    ingress: [{ip: 172.16.8.1}]\n---\n\
 apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
 metadata: {name: dns-abcde, namespace: default, labels: {kubernetes.io/service-name: dns}}\n\
 addressType: IPv4\nports: [{name: \"\", port: 5353, protocol: UDP}]\nendpoints:\n";
-    for h in hosts {
+    for &i in serving {
+        let (_, addr, node) = &hosts[i];
         objects += &format!(
-            "- {{addresses: [10.73.10.1{h}], conditions: {{ready: true, serving: true, terminating: false}}, nodeName: w}}\n"
+            "- {{addresses: [{addr}], conditions: {{ready: true, serving: true, terminating: false}}, nodeName: {node}}}\n"
         );
     }
     objects
 }
 
-/// UDP servers on b1–b4 answering every datagram with their name, until dropped.
-struct Backends {
+/// UDP servers on the lab's backends answering every datagram with their
+/// name and the address it came from, until dropped.
+struct Servers {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-impl Backends {
-    fn start(ns: &Namespaces) -> Backends {
+impl Servers {
+    fn start(lab: &ThreeNodes) -> Servers {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let threads = (1..=4u8)
-            .map(|h| {
-                let socket = in_ns(&ns.name(&format!("b{h}")), || {
-                    UdpSocket::bind(format!("10.73.10.1{h}:5353")).unwrap()
+        let threads = lab
+            .backends
+            .all()
+            .into_iter()
+            .map(|(name, addr, _)| {
+                let socket = in_ns(&lab.ns.name(&name), || {
+                    UdpSocket::bind(format!("{addr}:5353")).unwrap()
                 });
                 socket
                     .set_read_timeout(Some(Duration::from_millis(100)))
@@ -624,17 +837,18 @@ impl Backends {
                     let mut buf = [0u8; 64];
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         if let Ok((_, from)) = socket.recv_from(&mut buf) {
-                            let _ = socket.send_to(format!("b{h}").as_bytes(), from);
+                            let answer = format!("{name} {}", from.ip());
+                            let _ = socket.send_to(answer.as_bytes(), from);
                         }
                     }
                 })
             })
             .collect();
-        Backends { stop, threads }
+        Servers { stop, threads }
     }
 }
 
-impl Drop for Backends {
+impl Drop for Servers {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in self.threads.drain(..) {
@@ -644,7 +858,8 @@ impl Drop for Backends {
 }
 
 /// Flows from `client` (its source ports `ports`) to `to` through node
-/// `via` (1–3): the backend each reached, checking every reply comes from `to`.
+/// `via` (1–3): each one's answer (the backend's name and the source it
+/// saw), checking every reply comes from `to`.
 fn flows(
     ns: &Namespaces,
     client: &str,
@@ -652,16 +867,10 @@ fn flows(
     to: SocketAddr,
     ports: std::ops::Range<u16>,
 ) -> BTreeMap<u16, String> {
-    ns.exec(
+    run_in(
+        ns,
         "client",
-        &[
-            "ip",
-            "route",
-            "replace",
-            &format!("{}/32", to.ip()),
-            "via",
-            &format!("10.73.{via}.1"),
-        ],
+        &format!("ip route replace {}/32 via 10.73.{via}.1", to.ip()),
     );
     in_ns(&ns.name("client"), || {
         ports
@@ -679,203 +888,79 @@ fn flows(
                         break;
                     }
                 }
-                let (name, from) = answer
+                let (answer, from) = answer
                     .unwrap_or_else(|| panic!("no answer to {client}:{port} → {to} via n{via}"));
                 assert_eq!(from, to, "the reply comes from the service address");
-                (port, name)
+                (port, answer)
             })
             .collect()
     })
 }
 
+/// The backends named in `answers`.
+fn reached(answers: &BTreeMap<u16, String>) -> BTreeSet<&str> {
+    answers
+        .values()
+        .filter_map(|a| a.split(' ').next())
+        .collect()
+}
+
 #[test]
 fn three_agents_balance_a_service_with_maglev_alike_and_a_removed_backend_moves_only_its_flows() {
-    if skips(&["ip", "nsenter", "ping"]) {
+    let Some(lab) = ThreeNodes::build(Backends::Fabric) else {
         return;
-    }
-    let names = ["client", "n1", "n2", "n3", "fabric", "b1", "b2", "b3", "b4"];
-    let ns = Namespaces::new(&names);
-    let (mut pins, mut cgroups) = (Vec::new(), Vec::new());
-    for k in 1..=3 {
-        match (
-            Pins::new(&ns.name(&format!("pins{k}"))),
-            Cgroup::new(&ns.name(&format!("cgroup{k}"))),
-        ) {
-            (Ok(p), Ok(c)) => {
-                pins.push(p);
-                cgroups.push(c);
-            }
-            (Err(why), _) | (_, Err(why)) => {
-                nexthop_testkit::skip(&why);
-                return;
-            }
-        }
-    }
-    // client —(10.73.k.0/24)— nk —(10.73.10.0/24, a bridge in fabric)— b1..b4
-    ns.exec("fabric", &["ip", "link", "add", "br0", "type", "bridge"]);
-    ns.exec("fabric", &["ip", "link", "set", "br0", "up"]);
-    for k in 1..=3u8 {
-        let node = format!("n{k}");
-        let (up, fab) = (format!("n{k}u"), format!("n{k}f"));
-        ns.veth("client", &format!("c{k}"), &node, &up);
-        ns.veth(&node, &fab, "fabric", &format!("p{k}"));
-        ns.exec(
-            "fabric",
-            &["ip", "link", "set", &format!("p{k}"), "master", "br0"],
-        );
-        ns.exec(
-            "client",
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.73.{k}.2/24"),
-                "dev",
-                &format!("c{k}"),
-            ],
-        );
-        ns.exec(
-            &node,
-            &["ip", "addr", "add", &format!("10.73.{k}.1/24"), "dev", &up],
-        );
-        ns.exec(
-            &node,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.73.10.{k}/24"),
-                "dev",
-                &fab,
-            ],
-        );
-        ns.exec(
-            &node,
-            &[
-                "ip",
-                "route",
-                "add",
-                "10.73.9.0/24",
-                "via",
-                &format!("10.73.{k}.2"),
-            ],
-        );
-        ns.exec(
-            "client",
-            &[
-                "ip",
-                "route",
-                "add",
-                &format!("10.73.10.{k}/32"),
-                "via",
-                &format!("10.73.{k}.1"),
-            ],
-        );
-    }
-    for h in 1..=4u8 {
-        let b = format!("b{h}");
-        ns.veth(&b, "eth0", "fabric", &format!("q{h}"));
-        ns.exec(
-            "fabric",
-            &["ip", "link", "set", &format!("q{h}"), "master", "br0"],
-        );
-        ns.exec(
-            &b,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.73.10.1{h}/24"),
-                "dev",
-                "eth0",
-            ],
-        );
-    }
-    for a in ["10.73.9.1/32", "10.73.9.2/32"] {
-        ns.exec("client", &["ip", "addr", "add", a, "dev", "lo"]);
-    }
-    // The veth ends facing the nodes take XDP_PASS, so redirects reach them.
-    let peer_ends: Vec<(String, String)> = (1..=3)
-        .flat_map(|k| {
-            [
-                ("client".to_string(), format!("c{k}")),
-                ("fabric".to_string(), format!("p{k}")),
-            ]
-        })
-        .collect();
-    let peer_ends: Vec<(&str, &str)> = peer_ends
-        .iter()
-        .map(|(n, i)| (n.as_str(), i.as_str()))
-        .collect();
-    let peers = Peers::attach(&ns, &peer_ends);
-    for k in 1..=3u8 {
-        let node = format!("n{k}");
-        ns.wait_carrier(&node, &[&format!("n{k}u"), &format!("n{k}f")]);
-        ns.exec(
-            &node,
-            &["ping", "-c", "1", "-W", "2", &format!("10.73.{k}.2")],
-        );
-        for h in 1..=4u8 {
-            ns.exec(
-                &node,
-                &["ping", "-c", "1", "-W", "2", &format!("10.73.10.1{h}")],
-            );
-        }
-    }
-    let config = ns.dir.join("config");
-    fs::create_dir_all(&config).unwrap();
-    fs::write(
-        config.join("objects.yaml"),
-        three_node_objects(&[1, 2, 3, 4]),
-    )
-    .unwrap();
-    let nodes = [
-        Node {
-            name: "n1",
-            interfaces: &["n1u", "n1f"],
-            args: &["--bpf-lb-algorithm", "maglev"],
-        },
-        Node {
-            name: "n2",
-            interfaces: &["n2u", "n2f"],
-            args: &["--bpf-lb-algorithm", "maglev"],
-        },
-        Node {
-            name: "n3",
-            interfaces: &["n3u", "n3f"],
-            args: &["--bpf-lb-algorithm", "maglev"],
-        },
-    ];
-    let agents: Vec<Agent> = nodes
-        .iter()
-        .zip(pins.iter().zip(&cgroups))
-        .map(|(node, (pins, cgroup))| Agent::start_on(&ns, node, pins, cgroup, &config, 1))
-        .collect();
-    let _backends = Backends::start(&ns);
+    };
+    let agents = lab.start(
+        &lab.objects(&[0, 1, 2, 3]),
+        &["--bpf-lb-algorithm", "maglev"],
+    );
+    let _servers = Servers::start(&lab);
     let lb: SocketAddr = "172.16.8.1:53".parse().unwrap();
 
     // Every node reaches every backend, through the LB address and its NodePort.
     let through: Vec<BTreeMap<u16, String>> = (1..=3)
-        .map(|k| flows(&ns, "10.73.9.1", k, lb, 20000..20200))
+        .map(|k| flows(&lab.ns, "10.73.9.1", k, lb, 20000..20200))
         .collect();
     for k in 1..=3u8 {
         let nodeport: SocketAddr = format!("10.73.10.{k}:30053").parse().unwrap();
-        let by_nodeport = flows(&ns, "10.73.9.1", k, nodeport, 21000..21100);
+        let by_nodeport = flows(&lab.ns, "10.73.9.1", k, nodeport, 21000..21100);
         for seen in [&through[usize::from(k - 1)], &by_nodeport] {
-            let reached: BTreeSet<&String> = seen.values().collect();
-            assert_eq!(reached.len(), 4, "n{k} reaches every backend: {reached:?}");
+            assert_eq!(
+                reached(seen).len(),
+                4,
+                "n{k} reaches every backend: {seen:?}"
+            );
+            assert!(
+                seen.values()
+                    .all(|a| a.ends_with(&format!(" 10.73.10.{k}"))),
+                "the backends see n{k}'s SNAT address: {seen:?}"
+            );
         }
     }
-    // Maglev with one seed: a flow reaches one backend whichever node it enters.
-    assert_eq!(through[0], through[1], "n1 and n2 pick alike");
-    assert_eq!(through[0], through[2], "n1 and n3 pick alike");
+    // Maglev with one seed: a flow reaches one backend whichever node it
+    // enters (the source each backend sees is that node's; the names agree).
+    let names = |m: &BTreeMap<u16, String>| -> Vec<String> {
+        m.values()
+            .map(|a| a.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&through[0]),
+        names(&through[1]),
+        "n1 and n2 pick alike"
+    );
+    assert_eq!(
+        names(&through[0]),
+        names(&through[2]),
+        "n1 and n3 pick alike"
+    );
 
     // Remove b4: flows measured before through n1 and after through n2
     // (which never saw this client, so Maglev alone decides).
-    let before = flows(&ns, "10.73.9.2", 1, lb, 22000..22400);
+    let before = flows(&lab.ns, "10.73.9.2", 1, lb, 22000..22400);
     let synced = |a: &Agent| a.log().matches("the service table changed: synced").count();
     let counts: Vec<usize> = agents.iter().map(synced).collect();
-    fs::write(config.join("objects.yaml"), three_node_objects(&[1, 2, 3])).unwrap();
+    fs::write(lab.config.join("objects.yaml"), lab.objects(&[0, 1, 2])).unwrap();
     for (a, &n) in agents.iter().zip(&counts) {
         wait_for(
             "the agents to serve the table without b4",
@@ -884,16 +969,17 @@ fn three_agents_balance_a_service_with_maglev_alike_and_a_removed_backend_moves_
             || a.log(),
         );
     }
-    let after = flows(&ns, "10.73.9.2", 2, lb, 22000..22400);
-    let of_b4 = before.values().filter(|b| *b == "b4").count();
+    let after = flows(&lab.ns, "10.73.9.2", 2, lb, 22000..22400);
+    let name = |a: &String| a.split(' ').next().unwrap().to_string();
+    let of_b4 = before.values().filter(|b| name(b) == "b4").count();
     let moved_b4 = before
         .iter()
-        .filter(|(p, b)| *b == "b4" && after[*p] != "b4")
+        .filter(|(p, b)| name(b) == "b4" && name(&after[*p]) != "b4")
         .count();
     let others = before.len() - of_b4;
     let moved_others = before
         .iter()
-        .filter(|(p, b)| *b != "b4" && after[*p] != **b)
+        .filter(|(p, b)| name(b) != "b4" && name(&after[*p]) != name(b))
         .count();
     println!(
         "removing 1 of 4 backends (Maglev, M 16381): {moved_b4} of b4's {of_b4} flows moved; \
@@ -906,5 +992,66 @@ fn three_agents_balance_a_service_with_maglev_alike_and_a_removed_backend_moves_
         moved_others * 10 <= others,
         "Maglev keeps the other flows where they were: {moved_others} of {others} moved"
     );
-    drop(peers);
+}
+
+/// Packets the client received on each of c1–c3.
+fn client_rx(ns: &Namespaces) -> Vec<u64> {
+    (1..=3)
+        .map(|k| {
+            // `ip netns exec` mounts the namespace's own sysfs.
+            let path = format!("/sys/class/net/c{k}/statistics/rx_packets");
+            ns.exec("client", &["cat", &path]).trim().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn three_agents_in_dsr_mode_dispatch_to_the_backends_node_which_answers_the_client_directly() {
+    let Some(lab) = ThreeNodes::build(Backends::Pods) else {
+        return;
+    };
+    let _agents = lab.start(&lab.objects(&[0, 1, 2]), &["--bpf-lb-mode", "dsr"]);
+    let _servers = Servers::start(&lab);
+    let lb: SocketAddr = "172.16.8.1:53".parse().unwrap();
+    let rx_before = client_rx(&lab.ns);
+    let answers = flows(&lab.ns, "10.73.9.1", 1, lb, 23000..23300);
+    let rx_after = client_rx(&lab.ns);
+    assert_eq!(
+        reached(&answers).len(),
+        3,
+        "n1 reaches every backend: {answers:?}"
+    );
+    assert!(
+        answers.values().all(|a| a.ends_with(" 10.73.9.1")),
+        "every backend sees the client's own address: {answers:?}"
+    );
+    let per_backend: Vec<u64> = (1..=3)
+        .map(|k| {
+            answers
+                .values()
+                .filter(|a| a.starts_with(&format!("b{k} ")))
+                .count() as u64
+        })
+        .collect();
+    let got: Vec<u64> = rx_after
+        .iter()
+        .zip(&rx_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    println!(
+        "DSR through n1: answers per backend (b1 on n1, b2 on n2, b3 on n3) {per_backend:?}; \
+         packets the client received on its links to n1, n2, n3 {got:?}"
+    );
+    for k in 1..3 {
+        assert!(
+            got[k] >= per_backend[k],
+            "b{}'s answers come straight from its node n{}: {got:?} vs {per_backend:?}",
+            k + 1,
+            k + 1
+        );
+    }
+    assert!(
+        got[0] < per_backend.iter().sum::<u64>(),
+        "answers of the other nodes' backends bypass n1: {got:?} vs {per_backend:?}"
+    );
 }

@@ -30,6 +30,7 @@ use crate::ecmp::{HashPolicy, hash};
 use crate::fib::{Encap, Fib, NexthopKind};
 use crate::neighbour::{self, arp, ndp};
 use crate::port::PortId;
+use crate::service::datapath::Mode;
 use crate::wire::geneve::DsrOption;
 use crate::wire::layout::{
     ENCAP_OVERHEAD, ETHERNET_HEADER_LEN as ETH, IPV4_HEADER_LEN, OUTER_TTL, OUTER_TUNNEL_AT,
@@ -80,7 +81,24 @@ impl TunnelConfig {
             dsr: false,
         }
     }
+
+    /// A Cilium node's tunnel endpoint at `local`, if it has one: in tunnel
+    /// routing mode (`tunnel_routing`), and for DSR's Geneve dispatch
+    /// (`loadBalancer.mode` dsr or hybrid), which also accepts the requests
+    /// other nodes dispatch to it. Inner frames go to [`NODE_TUNNEL_MAC`].
+    pub fn for_node(local: Ipv4Addr, tunnel_routing: bool, lb_mode: Mode) -> Option<Self> {
+        let dsr = lb_mode != Mode::Snat;
+        (tunnel_routing || dsr).then(|| TunnelConfig {
+            dsr,
+            ..TunnelConfig::new(local, NODE_TUNNEL_MAC)
+        })
+    }
 }
+
+/// The MAC inner frames are addressed to on every node's tunnel endpoint
+/// (a locally administered address, as Cilium's `cilium_vxlan` device's is
+/// of no account to the receiver).
+pub const NODE_TUNNEL_MAC: EthernetAddress = EthernetAddress([0x02, 0xc1, 0x11, 0x00, 0x00, 0x01]);
 
 /// Datapath-wide settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

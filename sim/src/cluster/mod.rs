@@ -29,7 +29,6 @@ use router_core::datapath::{Config as DatapathConfig, TunnelConfig};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Nexthop, Protocol, Route};
 use router_core::hash::Fnv1a;
-use router_core::service::datapath::Mode;
 use smoltcp::wire::EthernetAddress;
 
 pub use host::{Role, SimHost};
@@ -48,8 +47,6 @@ use crate::show::RouteNote;
 pub const CILIUM_HOST: &str = "cilium_host";
 /// Latency of the veth pair between a pod and its node.
 const POD_LINK_LATENCY_US: u64 = 10;
-/// MAC every node's tunnel device uses as the inner destination.
-const TUNNEL_MAC: EthernetAddress = EthernetAddress([0x02, 0xc1, 0x11, 0x00, 0x00, 0x01]);
 
 /// A deterministic, locally administered MAC for `host`'s `port`.
 pub fn mac_for(host: &str, port: &str) -> EthernetAddress {
@@ -182,15 +179,14 @@ impl Cluster {
                 IpNet::V4(a) if !a.addr().is_loopback() => Some(a.addr()),
                 _ => None,
             });
-            // A tunnel endpoint in tunnel mode, and for DSR's Geneve dispatch.
-            let dsr = values.services.mode != Mode::Snat;
-            let tunnel = (spec.kind == NodeKind::K8sNode
-                && (values.routing_mode == RoutingMode::Tunnel || dsr))
-                .then_some(underlay)
-                .flatten()
-                .map(|local| TunnelConfig {
-                    dsr,
-                    ..TunnelConfig::new(local, TUNNEL_MAC)
+            let tunnel = underlay
+                .filter(|_| spec.kind == NodeKind::K8sNode)
+                .and_then(|local| {
+                    TunnelConfig::for_node(
+                        local,
+                        values.routing_mode == RoutingMode::Tunnel,
+                        values.services.mode,
+                    )
                 });
             let mut config = HostConfig::new(name);
             config.ports = ports;
