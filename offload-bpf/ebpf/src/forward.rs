@@ -268,10 +268,11 @@ fn tunnel_port(ctx: &XdpContext, c: &Config, proto: u8, payload: usize) -> Optio
     (port == c.vxlan_port || port == c.geneve_port).then_some(port == c.vxlan_port)
 }
 
-/// IPv4 checks, local delivery, tunnel detection and the route lookup.
-/// `decapsulated`: the inner packet of a tunnel frame (never decapsulated again).
+/// The first 20 bytes of the IPv4 header, its length and the packet's
+/// total length, checked against each other and the frame as smoltcp's
+/// `Ipv4Packet::new_checked` does.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Result<Step, Reason> {
+fn ipv4_header(ctx: &XdpContext) -> Result<([u8; IPV4_HEADER_LEN], usize, usize), Reason> {
     let ip_len = ctx.data_end() - ctx.data() - ETH;
     let header = read::<[u8; IPV4_HEADER_LEN]>(ctx, ETH).ok_or(Reason::Malformed)?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
@@ -279,6 +280,14 @@ fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Re
     if ip_len < header_len || header_len > total_len || ip_len < total_len {
         return Err(Reason::Malformed);
     }
+    Ok((header, header_len, total_len))
+}
+
+/// IPv4 checks, local delivery, tunnel detection and the route lookup.
+/// `decapsulated`: the inner packet of a tunnel frame (never decapsulated again).
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, half: Half, config: &Config, decapsulated: bool) -> Result<Step, Reason> {
+    let (header, header_len, total_len) = ipv4_header(ctx)?;
     if header[0] >> 4 != 4 {
         return Err(Reason::Malformed);
     }
@@ -597,13 +606,7 @@ fn dispatch(ctx: &XdpContext) -> (Reason, u32) {
 /// takes unfragmented TCP and UDP only, so the ports are the tuple's.
 #[inline(always)]
 fn dispatched_v4(ctx: &XdpContext, config: &Config, to: &FlowKey) -> Result<Routed, Reason> {
-    let ip_len = ctx.data_end() - ctx.data() - ETH;
-    let header = read::<[u8; IPV4_HEADER_LEN]>(ctx, ETH).ok_or(Reason::Malformed)?;
-    let header_len = usize::from(header[0] & 0x0f) * 4;
-    let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    if ip_len < header_len || header_len > total_len || ip_len < total_len {
-        return Err(Reason::Malformed);
-    }
+    let (header, _, total_len) = ipv4_header(ctx)?;
     if header[8] <= 1 {
         return Err(Reason::TtlExceeded);
     }
