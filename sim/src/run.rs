@@ -1055,7 +1055,7 @@ fn check_lines(lines: &[String], expect: &Expect, report: &mut StepReport) {
     let unwanted = expect.not_contains.iter().map(|w| (w, false));
     for (line, want) in wanted.chain(unwanted) {
         let w = show::normalise(line);
-        let present = have.contains(&w);
+        let present = have.iter().any(|h| show::matches(&w, h));
         report.checks.push(Check {
             expected: format!("{}line {w:?}", if want { "" } else { "no " }),
             actual: match (present, want) {

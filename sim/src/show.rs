@@ -120,6 +120,21 @@ pub fn normalise(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Whether the (normalised) `line` is what the expected line `pattern`
+/// says: the same fields, where a field `{n}` in the pattern stands for
+/// any number (a counter whose value depends on the seed).
+pub fn matches(pattern: &str, line: &str) -> bool {
+    let (mut want, mut have) = (pattern.split(' '), line.split(' '));
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return true,
+            (Some("{n}"), Some(h)) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()) => {}
+            (Some(w), Some(h)) if w == h => {}
+            _ => return false,
+        }
+    }
+}
+
 /// An age as `kubectl` prints it (`AGE`): `45s`, `2m56s`, `19m`, `3h17m`,
 /// `2d4h` (apimachinery's `HumanDuration`).
 pub fn age(d: Duration) -> String {
@@ -147,6 +162,25 @@ pub fn age(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_placeholder_matches_any_number_and_nothing_else() {
+        let line = "192.168.20.100 4 0 14 13 0 0 0 never Idle 0 N/A";
+        assert!(matches(
+            "192.168.20.100 4 0 {n} {n} 0 0 0 never Idle 0 N/A",
+            line
+        ));
+        assert!(matches(line, line));
+        assert!(!matches(
+            "192.168.20.100 4 0 {n} {n} 0 0 0 never Active 0 N/A",
+            line
+        ));
+        assert!(!matches(
+            "192.168.20.100 4 0 {n} 0 0 0 never Idle 0 N/A",
+            line
+        ));
+        assert!(!matches("{n} Idle", "never Idle"));
+    }
 
     #[test]
     fn ages_read_as_kubectl_prints_them() {

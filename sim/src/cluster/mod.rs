@@ -612,7 +612,11 @@ impl Cluster {
             )
             .map_err(|e| e.to_string())?;
 
-        let lxc = format!("lxc{}", &format!("{:08x}", pod.ip.to_bits())[..8]);
+        // Named after the pod, not its address: a stopped pod's port stays
+        // on the node, and its address may go to a new pod.
+        let mut h = Fnv1a::new();
+        h.write(pod.name.as_bytes());
+        let lxc = format!("lxc{:012x}", h.finish() >> 16);
         let lxc_mac = mac_for(&pod.node, &lxc);
         let identity = self.identity(&pod.labels);
         let node = self.engine.node_mut(node_id);

@@ -68,6 +68,8 @@ pub struct PodInfo {
     pub app: App,
     /// The Deployment that owns it.
     pub owner: Option<String>,
+    /// When it started, in the order pods started (newer is larger).
+    pub started: u64,
 }
 
 /// The backends' port of a service port: `targetPort`, else `port` (the
@@ -114,6 +116,8 @@ pub struct Workloads {
     pool: ClusterPool,
     rng: SimRng,
     next_service_ip: u32,
+    /// Pods started so far (each pod's `started`).
+    pods_started: u64,
 }
 
 /// Kubernetes' safe alphabet for generated names (no vowels, no look-alikes).
@@ -132,6 +136,7 @@ impl Workloads {
             pool,
             rng,
             next_service_ip: 0,
+            pods_started: 0,
         }
     }
 
@@ -356,7 +361,8 @@ impl Workloads {
             .map(|(k, _)| k.clone())
             .collect();
         while mine.len() > d.replicas as usize {
-            let k = mine.pop().expect("more pods than replicas");
+            let k = self.to_remove(&mine).expect("more pods than replicas");
+            mine.retain(|m| *m != k);
             changes.extend(self.stop(&k));
         }
         for _ in mine.len()..d.replicas as usize {
@@ -397,9 +403,25 @@ impl Workloads {
             ip,
             app: App::of(spec),
             owner,
+            started: self.pods_started,
         };
+        self.pods_started += 1;
         self.pods.insert((pod.namespace.clone(), name), pod.clone());
         Ok(pod)
+    }
+
+    /// The pod of `pods` (all running and ready) a scale-down removes
+    /// first, as Kubernetes' ReplicaSet controller ranks them
+    /// (`ActivePodsWithRanks`): one doubled up on a node with more of
+    /// them, then the newest.
+    fn to_remove(&self, pods: &[(String, String)]) -> Option<(String, String)> {
+        let on_node = |node: &str| pods.iter().filter(|k| self.pods[*k].node == node).count();
+        pods.iter()
+            .max_by_key(|k| {
+                let p = &self.pods[*k];
+                (on_node(&p.node), p.started)
+            })
+            .cloned()
     }
 
     fn stop(&mut self, key: &(String, String)) -> Option<Change> {
