@@ -66,9 +66,9 @@ use nexthop_offload_bpf::snapshot::Snapshot;
 use nexthop_offload_bpf_common::service::counter;
 use nexthop_testkit::Entered;
 use router_core::PortId;
-use router_core::datapath::{Config, OwnedTables, PortConfig};
+use router_core::datapath::{Config, OwnedTables};
 use router_core::fib::{Fib, Nexthop, Protocol as RouteProtocol, Route};
-use router_core::neighbour::{self, arp::PortAddrs};
+use router_core::neighbour;
 use router_core::service::Protocol;
 use router_core::service::datapath;
 use router_core::service::table::{
@@ -76,7 +76,7 @@ use router_core::service::table::{
 };
 
 use live::{
-    DST, Generator, R0, R1, Rates, SRC, Scatter, Topology, attach_rtr, attach_sink, blast,
+    DST, Generator, R1, Rates, SRC, Scatter, Topology, attach_rtr, attach_sink, blast,
     generator_kind, in_situ, mpps, pin_dst_neighbour, prog, sys, topology, udp,
 };
 
@@ -128,22 +128,10 @@ fn rtr_tables(topo: &Topology) -> OwnedTables {
     let forever = smoltcp::time::Instant::from_secs(1_i64 << 40);
     neighbours.insert_reachable(IpAddr::from(SRC), PortId(0), topo.s0, forever);
     neighbours.insert_reachable(IpAddr::from(DST), PortId(1), topo.d0, forever);
-    let port = |mac, owned: [u8; 4]| PortConfig {
-        addrs: PortAddrs {
-            mac,
-            owned: vec![owned.into()],
-            announced: vec![],
-        },
-        ipv6: Default::default(),
-        mtu: 1500,
-    };
     OwnedTables {
         fib,
         neighbours,
-        ports: BTreeMap::from([
-            (PortId(0), port(topo.r0, R0)),
-            (PortId(1), port(topo.r1, R1)),
-        ]),
+        ports: live::rtr_ports(topo),
         identities: BTreeMap::new(),
         config: Config::default(),
     }

@@ -54,12 +54,10 @@ use ipnet::{IpNet, Ipv4Net};
 use nexthop_offload_bpf::datapath::{Attachment, Capacity, Datapath, privileged};
 use nexthop_offload_bpf::snapshot::Snapshot;
 use router_core::PortId;
-use router_core::datapath::{
-    Config, OwnedTables, PortConfig, Reason, Tables, TunnelConfig, process,
-};
+use router_core::datapath::{Config, OwnedTables, Reason, Tables, TunnelConfig, process};
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
-use router_core::neighbour::{self, arp::PortAddrs};
+use router_core::neighbour;
 use smoltcp::wire::EthernetAddress;
 
 use live::{
@@ -200,22 +198,10 @@ impl RtrTables {
         for (addr, port, mac) in known {
             neighbours.insert_reachable(addr, port, mac, forever);
         }
-        let port = |mac, owned: [u8; 4]| PortConfig {
-            addrs: PortAddrs {
-                mac,
-                owned: vec![owned.into()],
-                announced: vec![],
-            },
-            ipv6: Default::default(),
-            mtu: 1500,
-        };
         let owned = OwnedTables {
             fib,
             neighbours,
-            ports: BTreeMap::from([
-                (PortId(0), port(topo.r0, R0)),
-                (PortId(1), port(topo.r1, R1)),
-            ]),
+            ports: live::rtr_ports(topo),
             identities: BTreeMap::new(),
             config: Config {
                 hash_policy: HashPolicy::L4,

@@ -5,6 +5,7 @@
 //! program, the src — rtr — dst topology on veths, and one measurement:
 //! frames the generator sends from src, counted as they arrive on dst.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::{Attachment, Datapath};
 use nexthop_testkit::{Entered, in_ns};
+use router_core::PortId;
+use router_core::datapath::PortConfig;
+use router_core::neighbour::arp::PortAddrs;
 use smoltcp::wire::EthernetAddress;
 
 use crate::netns::Lab;
@@ -433,6 +437,24 @@ pub fn topology(name: &str) -> Topology {
         rtr,
         dst,
     }
+}
+
+/// rtr's ports in router-core's terms: r0 (port 0) and r1 (port 1), their
+/// MACs and addresses, MTU 1500.
+pub fn rtr_ports(topo: &Topology) -> BTreeMap<PortId, PortConfig> {
+    let port = |mac, owned: [u8; 4]| PortConfig {
+        addrs: PortAddrs {
+            mac,
+            owned: vec![owned.into()],
+            announced: vec![],
+        },
+        ipv6: Default::default(),
+        mtu: 1500,
+    };
+    BTreeMap::from([
+        (PortId(0), port(topo.r0, R0)),
+        (PortId(1), port(topo.r1, R1)),
+    ])
 }
 
 /// rtr's kernel knows dst's MAC for good: dst drops everything in XDP,
