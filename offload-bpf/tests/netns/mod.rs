@@ -1,5 +1,6 @@
-//! The namespace lab of the live tests and the XDP benchmark (included by
-//! both: `tests/live.rs` as a module, `benches/xdp.rs` by path), on
+//! The namespace lab of the live tests and the benchmarks (included by
+//! each: `tests/live.rs` as a module, `benches/xdp.rs` and `benches/lb.rs`
+//! by path), on
 //! `nexthop-testkit`'s namespaces: namespaces with IPv6 and reverse-path
 //! filtering off, veths with addresses, shell commands and sysfs reads inside
 //! them, and the XDP program attached to a device.
