@@ -216,29 +216,32 @@ impl World {
             .find_map(|l| l.strip_prefix("0::"))
             .expect("this process's cgroup2 path");
         let home = root.join(path.trim_start_matches('/'));
+        let tcp = BACKEND_PORTS
+            .iter()
+            .map(|&p| {
+                // Dual-stack: IPv4 connections arrive as mapped addresses.
+                let l = TcpListener::bind(("::", p)).expect("a listener");
+                l.set_nonblocking(true).unwrap();
+                l
+            })
+            .collect();
+        let udp = (1..6)
+            .flat_map(|host| [backend_ip(host, false), backend_ip(host, true)])
+            .flat_map(|ip| BACKEND_PORTS.map(|p| SocketAddr::new(ip, p)))
+            .map(|at| {
+                let l = UdpSocket::bind(at).expect("a datagram listener");
+                l.set_nonblocking(true).unwrap();
+                l
+            })
+            .collect();
+        // Last, so that from its creation on the world's drop removes it.
         let cgroup = root.join(format!("nexthop-sockets-{}", std::process::id()));
         std::fs::create_dir(&cgroup).expect("a cgroup of the test's own");
         let world = World {
             cgroup,
             home,
-            tcp: BACKEND_PORTS
-                .iter()
-                .map(|&p| {
-                    // Dual-stack: IPv4 connections arrive as mapped addresses.
-                    let l = TcpListener::bind(("::", p)).expect("a listener");
-                    l.set_nonblocking(true).unwrap();
-                    l
-                })
-                .collect(),
-            udp: (1..6)
-                .flat_map(|host| [backend_ip(host, false), backend_ip(host, true)])
-                .flat_map(|ip| BACKEND_PORTS.map(|p| SocketAddr::new(ip, p)))
-                .map(|at| {
-                    let l = UdpSocket::bind(at).expect("a datagram listener");
-                    l.set_nonblocking(true).unwrap();
-                    l
-                })
-                .collect(),
+            tcp,
+            udp,
         };
         dp.attach_sockets(&world.cgroup)
             .expect("the socket programs attach");
