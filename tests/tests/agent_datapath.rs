@@ -165,6 +165,19 @@ fn ping(ns: &Namespaces, to: &str) -> bool {
         .success()
 }
 
+/// src 10.72.1.2 — r0 10.72.1.1 [rtr] r1 10.72.2.1 — dst 10.72.2.2, src and
+/// dst routing everything through rtr.
+fn src_rtr_dst(ns: &Namespaces) {
+    ns.veth("src", "s0", "rtr", "r0");
+    ns.veth("rtr", "r1", "dst", "d0");
+    run_in(ns, "src", "ip addr add 10.72.1.2/24 dev s0");
+    run_in(ns, "rtr", "ip addr add 10.72.1.1/24 dev r0");
+    run_in(ns, "rtr", "ip addr add 10.72.2.1/24 dev r1");
+    run_in(ns, "dst", "ip addr add 10.72.2.2/24 dev d0");
+    run_in(ns, "src", "ip route add default via 10.72.1.1");
+    run_in(ns, "dst", "ip route add default via 10.72.2.1");
+}
+
 #[test]
 fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
     if skips(&["ip", "ping", "nsenter", "curl"]) {
@@ -178,21 +191,8 @@ fn agent_mirrors_kernel_routes_into_xdp_and_survives_restarts() {
             return;
         }
     };
-    ns.veth("src", "s0", "rtr", "r0");
-    ns.veth("rtr", "r1", "dst", "d0");
-    ns.exec("src", &["ip", "addr", "add", "10.72.1.2/24", "dev", "s0"]);
-    ns.exec("rtr", &["ip", "addr", "add", "10.72.1.1/24", "dev", "r0"]);
-    ns.exec("rtr", &["ip", "addr", "add", "10.72.2.1/24", "dev", "r1"]);
-    ns.exec("dst", &["ip", "addr", "add", "10.72.2.2/24", "dev", "d0"]);
+    src_rtr_dst(&ns);
     ns.exec("dst", &["ip", "addr", "add", "10.72.9.1/32", "dev", "lo"]);
-    ns.exec(
-        "src",
-        &["ip", "route", "add", "default", "via", "10.72.1.1"],
-    );
-    ns.exec(
-        "dst",
-        &["ip", "route", "add", "default", "via", "10.72.2.1"],
-    );
     // The kernel forwards what the datapath passes up (first packets, before
     // a neighbour is known).
     ns.exec("rtr", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -448,20 +448,7 @@ fn agent_serves_a_loadbalancer_service_in_xdp_and_connections_outlive_it() {
             return;
         }
     };
-    ns.veth("src", "s0", "rtr", "r0");
-    ns.veth("rtr", "r1", "dst", "d0");
-    ns.exec("src", &["ip", "addr", "add", "10.72.1.2/24", "dev", "s0"]);
-    ns.exec("rtr", &["ip", "addr", "add", "10.72.1.1/24", "dev", "r0"]);
-    ns.exec("rtr", &["ip", "addr", "add", "10.72.2.1/24", "dev", "r1"]);
-    ns.exec("dst", &["ip", "addr", "add", "10.72.2.2/24", "dev", "d0"]);
-    ns.exec(
-        "src",
-        &["ip", "route", "add", "default", "via", "10.72.1.1"],
-    );
-    ns.exec(
-        "dst",
-        &["ip", "route", "add", "default", "via", "10.72.2.1"],
-    );
+    src_rtr_dst(&ns);
     let _peers = Peers::attach(&ns, &[("src", "s0"), ("dst", "d0")]);
     ns.wait_carrier("rtr", &["r0", "r1"]);
     // rtr's kernel knows both neighbours and nothing of 172.16.7.1: only the
