@@ -12,7 +12,11 @@
 //! sees a new SYN, picks again; a terminating backend keeps its other
 //! packets (Cilium drains, it does not cut). Traffic from outside the node
 //! to a backend on another node is source-NATed to the node's address
-//! (`loadBalancer.mode: snat`).
+//! (`loadBalancer.mode: snat`). With [`Service::set_masquerade`], a new
+//! flow that is not a service's gets `masquerade::action`'s treatment: a
+//! local pod's traffic to the world is source-NATed to the node's address
+//! the same way (its replies reversed like a service's), a connection from
+//! outside to a local pod is tracked untranslated so its replies are not.
 //!
 //! [`Service::process`] takes a packet's 5-tuple and TCP flags;
 //! [`Service::translate`] reads them from an IP packet and applies the
@@ -29,7 +33,8 @@ use super::lifetime::State;
 pub use super::lookup::Algorithm;
 use super::lookup::{self, NO_BACKEND};
 use super::maglev;
-use super::nat::PortRange;
+use super::masquerade::{self, Masquerade};
+use super::nat::{Exhausted, PortRange};
 use super::packet;
 use super::table::{BackendSet, BackendState, L3n4, ServiceTable};
 use crate::hash::splitmix64;
@@ -163,9 +168,23 @@ pub enum Connect {
     Unreachable,
 }
 
-/// What conntrack keeps about a service connection.
+/// What a tracked connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A flow to a frontend.
+    Service,
+    /// A local pod's flow to the world, source-NATed to the node's address.
+    Masquerade,
+    /// A flow from outside to a local pod, tracked untranslated.
+    Inbound,
+}
+
+/// What conntrack keeps about a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Flow {
+    kind: Kind,
+    /// The frontend the client asked for (the original destination, for
+    /// flows that are not a service's: what replies come from).
     frontend: L3n4,
     backend: L3n4,
     /// The request as sent on (after DNAT, and SNAT if any).
@@ -205,6 +224,8 @@ pub struct Counters {
     pub replies: u64,
     /// Requests dispatched to a backend's node (DSR).
     pub dispatched: u64,
+    /// Flows of local pods masqueraded to the node's address.
+    pub masqueraded: u64,
 }
 
 /// The service datapath of one node: its table and the state of its flows.
@@ -214,6 +235,7 @@ pub struct Service {
     table: ServiceTable,
     conntrack: Conntrack<Flow>,
     affinity: Affinity<L3n4, L3n4>,
+    masquerade: Option<Masquerade>,
     counters: Counters,
 }
 
@@ -223,6 +245,7 @@ impl Service {
         Service {
             conntrack: Conntrack::new(config.limits, config.timeouts),
             affinity: Affinity::new(config.affinity_entries),
+            masquerade: None,
             counters: Counters::default(),
             config,
             table,
@@ -248,6 +271,17 @@ impl Service {
     /// The table served.
     pub fn table(&self) -> &ServiceTable {
         &self.table
+    }
+
+    /// Masquerade local pods' traffic as `masquerade` says from now on
+    /// (`None`: not at all); flows tracked so far keep their translation.
+    pub fn set_masquerade(&mut self, masquerade: Option<Masquerade>) {
+        self.masquerade = masquerade;
+    }
+
+    /// The masquerading in force.
+    pub fn masquerade(&self) -> Option<&Masquerade> {
+        self.masquerade.as_ref()
     }
 
     /// Connections tracked.
@@ -364,6 +398,7 @@ impl Service {
             return;
         }
         let flow = Flow {
+            kind: Kind::Service,
             frontend: service,
             backend: L3n4 {
                 addr: tuple.dst,
@@ -388,6 +423,9 @@ impl Service {
         let stale = match self.conntrack.lookup(now, &tuple, packet.flags) {
             Some(found) if found.direction == Direction::Reply => {
                 let flow = found.entry.value;
+                if flow.kind == Kind::Inbound {
+                    return Verdict::NotService;
+                }
                 let client = found.entry.original;
                 return Verdict::Reply(Tuple {
                     src: flow.frontend.addr,
@@ -399,6 +437,11 @@ impl Service {
             }
             Some(found) => {
                 let flow = found.entry.value;
+                match flow.kind {
+                    Kind::Masquerade => return Verdict::Translated(flow.translated),
+                    Kind::Inbound => return Verdict::NotService,
+                    Kind::Service => {}
+                }
                 let state = self
                     .table
                     .backend_id(&flow.backend)
@@ -441,7 +484,7 @@ impl Service {
             protocol: tuple.protocol,
         };
         let Some(frontend) = self.table.frontend(&frontend_addr) else {
-            return Verdict::NotService;
+            return self.unserved(now, packet, random);
         };
         let set = match packet.origin {
             Origin::Local => &frontend.internal,
@@ -496,18 +539,15 @@ impl Service {
             let Some(node) = node else {
                 return Verdict::Drop(DropReason::NoNodeAddress);
             };
-            let mut state = u64::from(random);
-            let nat_random = splitmix64(&mut state) as u32;
-            let conntrack = &self.conntrack;
-            match PortRange::default().allocate(&dnat, node, nat_random, |r| conntrack.has_reply(r))
-            {
+            match self.snat(&dnat, node, random) {
                 Ok(t) => t,
-                Err(_) => return Verdict::Drop(DropReason::NatExhausted),
+                Err(Exhausted) => return Verdict::Drop(DropReason::NatExhausted),
             }
         } else {
             dnat
         };
         let flow = Flow {
+            kind: Kind::Service,
             frontend: frontend_addr,
             backend: backend.addr,
             translated,
@@ -533,6 +573,60 @@ impl Service {
             },
             None => Verdict::Translated(translated),
         }
+    }
+
+    /// A new flow to no frontend: masqueraded, tracked or passed as
+    /// `masquerade::action` decides.
+    fn unserved(&mut self, now: Instant, packet: &Packet, random: u32) -> Verdict {
+        let tuple = packet.tuple;
+        let Some(m) = &self.masquerade else {
+            return Verdict::NotService;
+        };
+        let external = packet.origin == Origin::External;
+        let (kind, translated) = match m.action(external, tuple.src, tuple.dst) {
+            masquerade::Action::Pass => return Verdict::NotService,
+            masquerade::Action::TrackInbound => (Kind::Inbound, tuple),
+            masquerade::Action::Masquerade => {
+                match self.snat(&tuple, IpAddr::V4(m.addr()), random) {
+                    Ok(t) => (Kind::Masquerade, t),
+                    Err(Exhausted) => return Verdict::Drop(DropReason::NatExhausted),
+                }
+            }
+        };
+        let destination = L3n4 {
+            addr: tuple.dst,
+            port: tuple.dst_port,
+            protocol: tuple.protocol,
+        };
+        let flow = Flow {
+            kind,
+            frontend: destination,
+            backend: destination,
+            translated,
+            dispatch: None,
+        };
+        if self
+            .conntrack
+            .insert(now, tuple, translated.reversed(), flow, packet.flags)
+            .is_err()
+        {
+            return Verdict::Drop(DropReason::ConntrackFull);
+        }
+        if kind == Kind::Inbound {
+            return Verdict::NotService;
+        }
+        self.counters.masqueraded += 1;
+        Verdict::Translated(translated)
+    }
+
+    /// `tuple` source-NATed to `node` on the first free port (the packet's
+    /// `random` number stirred once, as the service SNAT and masquerade
+    /// both draw it).
+    fn snat(&self, tuple: &Tuple, node: IpAddr, random: u32) -> Result<Tuple, Exhausted> {
+        let mut state = u64::from(random);
+        let nat_random = splitmix64(&mut state) as u32;
+        let conntrack = &self.conntrack;
+        PortRange::default().allocate(tuple, node, nat_random, |r| conntrack.has_reply(r))
     }
 
     /// What Cilium's socket-level balancer (`cgroup/connect4`, `sendmsg4`)

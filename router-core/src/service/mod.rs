@@ -24,6 +24,8 @@
 //!   [`affinity`]: `sessionAffinity: ClientIP`.
 //! - [`nat`]: source NAT to the node address and its port allocation (the
 //!   order ports are tried in is allocation-free, shared with eBPF).
+//! - [`masquerade`]: which pod traffic leaving the node is source-NATed to
+//!   its address (the decision is allocation-free, shared with eBPF).
 //! - [`packet`]: a packet's 5-tuple and rewriting it with its checksums
 //!   (allocation-free, shared with eBPF).
 //! - [`datapath`]: a flow's verdict: no service, translated, or dropped.
@@ -46,6 +48,7 @@ pub mod lifetime;
 pub mod lookup;
 #[cfg(feature = "alloc")]
 pub mod maglev;
+pub mod masquerade;
 pub mod nat;
 #[cfg(feature = "serde")]
 pub mod nodeport;

@@ -589,3 +589,119 @@ fn a_socket_connect_gets_a_backend_without_tracking_it() {
     );
     assert_eq!(none.connect(&frontend, 1), Connect::Unreachable);
 }
+
+/// Node A's masquerading: pods 10.244.1.0/24, the cluster's pods and
+/// 10.244.0.0/16 natively routed, node B's address excluded.
+fn masquerading() -> Masquerade {
+    use super::masquerade::{NodeAddresses, Settings};
+    let settings = Settings {
+        native_routing_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        non_masquerade: Vec::new(),
+        tunnel: false,
+    };
+    let nodes = [
+        NodeAddresses {
+            local: true,
+            addrs: alloc::vec![Ipv4Addr::from(NODE_A)],
+            pods: alloc::vec!["10.244.1.0/24".parse().unwrap()],
+        },
+        NodeAddresses {
+            local: false,
+            addrs: alloc::vec![Ipv4Addr::from(NODE_B)],
+            pods: alloc::vec!["10.244.2.0/24".parse().unwrap()],
+        },
+    ];
+    Masquerade::for_node(Ipv4Addr::from(NODE_A), &settings, &nodes)
+}
+
+#[test]
+fn pods_talking_to_the_world_are_masqueraded_and_their_replies_reversed() {
+    let mut svc = service(Algorithm::Random, Svc::default());
+    let outside = l3n4(CLIENT, 443);
+    let syn = packet(POD, 40000, outside, TcpFlags::SYN, Origin::Local);
+    assert_eq!(
+        svc.process(at(0), &syn, 7),
+        Verdict::NotService,
+        "off by default"
+    );
+    svc.set_masquerade(Some(masquerading()));
+    let t = translated(svc.process(at(1), &syn, 7));
+    assert_eq!(
+        (t.src, t.dst, t.dst_port),
+        (IpAddr::from(NODE_A), IpAddr::from(CLIENT), 443)
+    );
+    assert_eq!(
+        t.src_port, 40000,
+        "the pod's port is kept when it is in the range"
+    );
+    // A second pod on the same port to the same server gets another port.
+    let other = packet(
+        [10, 244, 1, 21],
+        40000,
+        outside,
+        TcpFlags::SYN,
+        Origin::Local,
+    );
+    let u = translated(svc.process(at(1), &other, 7));
+    assert_ne!(u.src_port, t.src_port);
+    let reply = Packet {
+        tuple: t.reversed(),
+        flags: TcpFlags::SYN.with(TcpFlags::ACK),
+        origin: Origin::External,
+    };
+    assert_eq!(
+        svc.process(at(2), &reply, 0),
+        Verdict::Reply(syn.tuple.reversed())
+    );
+    let ack = packet(POD, 40000, outside, TcpFlags::ACK, Origin::Local);
+    assert_eq!(svc.process(at(3), &ack, 0), Verdict::Translated(t));
+    assert_eq!(svc.counters().masqueraded, 2);
+    assert_eq!(svc.nat_mappings(), 2);
+    // In-cluster destinations and the service stage itself are untouched.
+    let pod_b = packet(
+        POD,
+        40001,
+        l3n4(REMOTE[0], 80),
+        TcpFlags::SYN,
+        Origin::Local,
+    );
+    assert_eq!(svc.process(at(4), &pod_b, 0), Verdict::NotService);
+    let node_b = packet(POD, 40002, l3n4(NODE_B, 22), TcpFlags::SYN, Origin::Local);
+    assert_eq!(svc.process(at(4), &node_b, 0), Verdict::NotService);
+    let vip = packet(
+        POD,
+        40003,
+        l3n4(CLUSTER_IP, 80),
+        TcpFlags::SYN,
+        Origin::Local,
+    );
+    let v = translated(svc.process(at(4), &vip, 0));
+    assert_eq!(
+        v.src,
+        IpAddr::from(POD),
+        "a service flow from a pod keeps its source"
+    );
+}
+
+#[test]
+fn replies_to_connections_from_outside_are_not_masqueraded() {
+    let mut svc = service(Algorithm::Random, Svc::default());
+    svc.set_masquerade(Some(masquerading()));
+    let pod = l3n4(POD, 8080);
+    let syn = packet(CLIENT, 5555, pod, TcpFlags::SYN, Origin::External);
+    assert_eq!(svc.process(at(0), &syn, 0), Verdict::NotService);
+    assert_eq!(svc.connections(), 1, "tracked");
+    let reply = Packet {
+        tuple: syn.tuple.reversed(),
+        flags: TcpFlags::SYN.with(TcpFlags::ACK),
+        origin: Origin::Local,
+    };
+    assert_eq!(svc.process(at(1), &reply, 0), Verdict::NotService);
+    assert_eq!(svc.counters().masqueraded, 0);
+    // Once the connection is forgotten (60 s half-open), the pod's packet
+    // to the client opens a masqueraded flow, as Cilium's would.
+    assert!(matches!(
+        svc.process(at(62), &reply, 0),
+        Verdict::Translated(_)
+    ));
+}
