@@ -300,21 +300,29 @@ fn execute(
             target,
             count,
             port,
-        } => curl(
-            cluster,
-            from,
-            target,
-            *count,
-            *port,
-            &step.expect,
-            report,
-            events,
-        ),
+        } => {
+            curl(
+                cluster,
+                from,
+                target,
+                *count,
+                *port,
+                &step.expect,
+                report,
+                events,
+            )?;
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::Ping {
             from,
             target,
             count,
-        } => ping(cluster, from, target, *count, &step.expect, report, events),
+        } => {
+            ping(cluster, from, target, *count, &step.expect, report, events)?;
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::ShowRoutes(host) => {
             let h = cluster
                 .host(host)

@@ -6,13 +6,14 @@
 //! and rewriting it (`router_core::service::packet`), where the frame came
 //! from ([`Origin`]: a pod port is local, anything else is outside), and
 //! the random number each packet gets, from the host's seed. Which
-//! frontends exist, which backend a flow gets, conntrack, affinity and SNAT
-//! are router-core's; the table comes from whoever runs the node (the
+//! frontends exist, which backend a flow gets, conntrack, affinity, SNAT
+//! and masquerading are router-core's; the table comes from whoever runs the node (the
 //! simulator builds it with `router_core::service::frontend`).
 
 use router_core::hash::splitmix64;
 use router_core::service::datapath::{self, Config, Connect, DropReason, Service};
 pub use router_core::service::datapath::{Counters, Origin};
+use router_core::service::masquerade::Masquerade;
 use router_core::service::table::{L3n4, ServiceTable};
 use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
@@ -73,6 +74,12 @@ impl Services {
         self.service.set_table(table);
     }
 
+    /// Masquerade pods' traffic leaving the node as `masquerade` says
+    /// (`None`: not at all).
+    pub fn set_masquerade(&mut self, masquerade: Option<Masquerade>) {
+        self.service.set_masquerade(masquerade);
+    }
+
     /// The table served.
     pub fn table(&self) -> &ServiceTable {
         self.service.table()
@@ -87,9 +94,11 @@ impl Services {
         self.service.connect(frontend, slot)
     }
 
-    /// Nothing to do: no frontends and no flows.
+    /// Nothing to do: no frontends, no masquerading and no flows.
     pub fn is_idle(&self) -> bool {
-        self.service.table().frontends().next().is_none() && self.service.connections() == 0
+        self.service.table().frontends().next().is_none()
+            && self.service.masquerade().is_none()
+            && self.service.connections() == 0
     }
 
     /// Flows opened, SNATed and packets dropped so far.

@@ -235,6 +235,9 @@ impl Cluster {
                 route.metric = r.metric;
                 sim_host.host.add_route(r.dst, &route);
             }
+            for &port in &spec.serve_http {
+                sim_host.host.serve_http(port);
+            }
             let id = engine.add_node(name, sim_host).map_err(|e| e.to_string())?;
             hosts.insert(name.clone(), id);
         }

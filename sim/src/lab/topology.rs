@@ -13,6 +13,7 @@
 //!   router:
 //!     kind: router
 //!     frr: frr.conf                # optional: run FRR's `router bgp` from this file
+//!     serve-http: [80]             # optional: whoami on these TCP ports
 //!     interfaces:
 //!       eth1: { ipv4: 192.168.10.200/24 }
 //!       loop1: { ipv4: 10.10.1.200/24, loopback: true }
@@ -99,6 +100,10 @@ pub struct NodeSpec {
     /// A k8s-node installs the routes its BGP peers send (Cilium does not).
     #[serde(default)]
     pub import_bgp_routes: bool,
+    /// TCP ports a router or external host serves `whoami` on (a web
+    /// server outside the cluster, which shows who reached it).
+    #[serde(default)]
+    pub serve_http: Vec<u16>,
 }
 
 /// A link between two endpoints `node:interface`.
@@ -239,6 +244,13 @@ impl Topology {
                     format!("nodes.{name}.import-bgp-routes"),
                     "import-bgp-routes",
                     "only a k8s-node runs Cilium's BGP control plane".into(),
+                ));
+            }
+            if !node.serve_http.is_empty() && node.kind == NodeKind::Bridge {
+                return Err(err(
+                    format!("nodes.{name}.serve-http"),
+                    "serve-http",
+                    "a bridge has no address to serve on".into(),
                 ));
             }
             if node.multipath_hash_policy > 1 {

@@ -11,6 +11,7 @@ use ipnet::Ipv4Net;
 use router_core::lease::Timings;
 use router_core::service::datapath::{Algorithm, Mode};
 use router_core::service::maglev;
+use router_core::service::masquerade;
 use router_core::service::nodeport::PortRange;
 use serde::Deserialize;
 
@@ -209,6 +210,35 @@ pub struct NodePort {
     pub range: Option<String>,
 }
 
+/// `bpf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bpf {
+    /// `masquerade`: masquerade in eBPF rather than with iptables (the same
+    /// behaviour here).
+    #[serde(default)]
+    pub masquerade: bool,
+}
+
+/// `ipMasqAgent.config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct IpMasqAgentConfig {
+    /// `nonMasqueradeCIDRs`.
+    #[serde(rename = "nonMasqueradeCIDRs", default)]
+    pub non_masquerade_cidrs: Vec<Ipv4Net>,
+}
+
+/// `ipMasqAgent`: destinations pods reach without masquerading.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct IpMasqAgent {
+    /// `enabled`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `config`.
+    #[serde(default)]
+    pub config: IpMasqAgentConfig,
+}
+
 /// The honoured subset of Cilium's Helm values.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -228,6 +258,15 @@ pub struct Values {
     /// `ipv4NativeRoutingCIDR`.
     #[serde(rename = "ipv4NativeRoutingCIDR")]
     pub ipv4_native_routing_cidr: Option<Ipv4Net>,
+    /// `enableIPv4Masquerade` (on by default, as in Cilium's chart).
+    #[serde(rename = "enableIPv4Masquerade", default = "enabled")]
+    pub enable_ipv4_masquerade: bool,
+    /// `bpf`.
+    #[serde(default)]
+    pub bpf: Bpf,
+    /// `ipMasqAgent`.
+    #[serde(default)]
+    pub ip_masq_agent: IpMasqAgent,
     /// `bgpControlPlane`.
     #[serde(default)]
     pub bgp_control_plane: BgpControlPlane,
@@ -259,6 +298,9 @@ impl Default for Values {
             tunnel_protocol: TunnelProtocol::Vxlan,
             auto_direct_node_routes: false,
             ipv4_native_routing_cidr: None,
+            enable_ipv4_masquerade: true,
+            bpf: Bpf::default(),
+            ip_masq_agent: IpMasqAgent::default(),
             bgp_control_plane: BgpControlPlane::default(),
             l2announcements: L2Announcements::default(),
             load_balancer: LoadBalancer::default(),
@@ -271,7 +313,7 @@ impl Default for Values {
 }
 
 /// The dotted keys this module honours (everything else is reported as ignored).
-const HONOURED: [&str; 19] = [
+const HONOURED: [&str; 23] = [
     "ipam.mode",
     "ipam.operator.clusterPoolIPv4PodCIDRList",
     "ipam.operator.clusterPoolIPv4MaskSize",
@@ -279,6 +321,10 @@ const HONOURED: [&str; 19] = [
     "tunnelProtocol",
     "autoDirectNodeRoutes",
     "ipv4NativeRoutingCIDR",
+    "enableIPv4Masquerade",
+    "bpf.masquerade",
+    "ipMasqAgent.enabled",
+    "ipMasqAgent.config.nonMasqueradeCIDRs",
     "kubeProxyReplacement",
     "bgpControlPlane.statusReport.enabled",
     "l2announcements.enabled",
@@ -319,6 +365,19 @@ impl Default for ServiceValues {
 }
 
 impl Values {
+    /// What masquerading the values ask for (`None`: off).
+    pub fn masquerade(&self) -> Option<masquerade::Settings> {
+        self.enable_ipv4_masquerade.then(|| masquerade::Settings {
+            native_routing_cidr: self.ipv4_native_routing_cidr,
+            non_masquerade: if self.ip_masq_agent.enabled {
+                self.ip_masq_agent.config.non_masquerade_cidrs.clone()
+            } else {
+                Vec::new()
+            },
+            tunnel: self.routing_mode == RoutingMode::Tunnel,
+        })
+    }
+
     /// Parse a values file.
     pub fn parse(file: &Path, text: &str) -> Result<Self, LabError> {
         let raw: serde_norway::Value =
@@ -381,6 +440,17 @@ impl Values {
                     "DSR dispatch {:?} is not simulated; set loadBalancer.dsrDispatch: geneve",
                     dispatch.unwrap_or("opt")
                 ),
+            ));
+        }
+        if values.routing_mode == RoutingMode::Native
+            && values.enable_ipv4_masquerade
+            && values.ipv4_native_routing_cidr.is_none()
+        {
+            return Err(err(
+                "routingMode",
+                "native routing with masquerading needs ipv4NativeRoutingCIDR \
+                 (or enableIPv4Masquerade: false), as Cilium's agent refuses to start without it"
+                    .to_string(),
             ));
         }
         let size = values
@@ -494,5 +564,33 @@ hubble: { enabled: true, relay: { enabled: true } }
                 .unwrap()
                 .starts_with("ipam.operator.clusterPoolIPv4PodCIDRList")
         );
+    }
+
+    #[test]
+    fn masquerading_follows_ciliums_keys() {
+        let parse = |text: &str| Values::parse(Path::new("values.yaml"), text);
+        let e = parse("routingMode: native\n").unwrap_err().to_string();
+        assert!(
+            e.contains("ipv4NativeRoutingCIDR") && e.contains("routingMode"),
+            "{e}"
+        );
+        let off = parse("routingMode: native\nenableIPv4Masquerade: false\n").unwrap();
+        assert_eq!(off.masquerade(), None);
+        let on = parse(
+            "ipv4NativeRoutingCIDR: 10.0.0.0/16\nbpf: { masquerade: true }\n\
+             ipMasqAgent: { enabled: true, config: { nonMasqueradeCIDRs: [10.1.0.0/16] } }\n",
+        )
+        .unwrap();
+        let settings = on.masquerade().expect("on by default");
+        assert_eq!(
+            settings.native_routing_cidr,
+            Some("10.0.0.0/16".parse().unwrap())
+        );
+        assert_eq!(
+            settings.non_masquerade,
+            vec!["10.1.0.0/16".parse().unwrap()]
+        );
+        assert!(settings.tunnel);
+        assert!(on.ignored.is_empty(), "{:?}", on.ignored);
     }
 }
