@@ -30,6 +30,7 @@ use std::fmt;
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
+use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap, MapData, MapError, MapInfo, PerCpuArray, ProgramArray};
 use aya::pin::PinError;
 use aya::programs::cgroup_sock_addr::CgroupSockAddrLinkId;
@@ -55,9 +56,9 @@ pub use sockets::cgroup2_mount;
 
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
-    DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,
-    DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, SocketKey, Work,
-    counter,
+    DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS,
+    DEFAULT_MASQ_EXCLUSIONS, DEFAULT_SLOTS, DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key,
+    ServiceConfig, SocketKey, Work, counter,
 };
 use services::ServiceMapsSync;
 
@@ -154,6 +155,8 @@ pub struct Capacity {
     pub affinity: u32,
     /// Sockets the socket-level balancer sent to a backend.
     pub sockets: u32,
+    /// Destinations never masqueraded.
+    pub masquerade_exclusions: u32,
 }
 
 impl Default for Capacity {
@@ -174,6 +177,7 @@ impl Default for Capacity {
             connections: DEFAULT_CONNECTIONS,
             affinity: DEFAULT_AFFINITY,
             sockets: DEFAULT_SOCKETS,
+            masquerade_exclusions: DEFAULT_MASQ_EXCLUSIONS,
         }
     }
 }
@@ -200,7 +204,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 34] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 35] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -257,6 +261,10 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 34] {
         ("SOCK_REVNAT", shape::<SocketKey, L3n4Key>(c.sockets)),
         ("SVC_INPUTS", shape::<u32, Inputs>(1)),
         ("SVC_COUNTERS", shape::<u32, u64>(counter::COUNT)),
+        (
+            "MASQ_EXCLUDE",
+            shape::<Key<[u8; 8]>, u8>(HALVES * c.masquerade_exclusions),
+        ),
         ("SVC_WORK", shape::<u32, Work>(1)),
     ]
 }

@@ -13,7 +13,9 @@
 //!
 //! Replies are built from what came out earlier in the sequence (the
 //! reference's output, which the program's matched), so they hit the
-//! connections the sequence opened.
+//! connections the sequence opened. Masquerading is drawn too: one of the
+//! clients is a local pod, and the world (198.51.100.0/24) lies beyond the
+//! native routing CIDR, partly in a non-masquerade CIDR.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,6 +32,7 @@ use router_core::fib::Nexthop;
 use router_core::service::Protocol;
 use router_core::service::datapath::{self, Algorithm, Mode, Origin, Service};
 use router_core::service::maglev;
+use router_core::service::masquerade::{Masquerade, NodeAddresses, Settings};
 use router_core::service::table::{
     BackendSpec, BackendState, FrontendKind, FrontendSpec, L3n4, ServiceTable,
 };
@@ -72,6 +75,53 @@ struct Services {
     /// Geneve frames carrying Cilium's DSR option are accepted (requests
     /// other nodes dispatch here).
     accept_dsr: bool,
+    /// Pods' traffic leaving the node is masqueraded.
+    masquerade: Option<Masquerade>,
+}
+
+/// A client's address: three outside the cluster, the fourth a pod of
+/// this node (10.0.1.0/24).
+fn client_addr(client: u8) -> Ipv4Addr {
+    match client {
+        0..3 => Ipv4Addr::new(203, 0, 113, client + 1),
+        _ => Ipv4Addr::new(10, 0, 1, 9),
+    }
+}
+
+/// This node's masquerading (its pods 10.0.1.0/24, node 192.168.0.2's
+/// 10.0.0.0/24), with or without the native routing CIDR 10.0.0.0/16 and
+/// the non-masquerade CIDR 198.51.100.0/25, in native or tunnel mode.
+fn masquerade() -> impl Strategy<Value = Option<Masquerade>> {
+    let settings =
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(native, nonmasq, tunnel)| {
+            Settings {
+                native_routing_cidr: native.then(|| "10.0.0.0/16".parse().unwrap()),
+                non_masquerade: if nonmasq {
+                    vec!["198.51.100.0/25".parse().unwrap()]
+                } else {
+                    Vec::new()
+                },
+                tunnel,
+            }
+        });
+    prop_oneof![
+        1 => Just(None),
+        2 => settings.prop_map(|settings| {
+            let nodes = [
+                NodeAddresses {
+                    local: true,
+                    addrs: vec![NODE],
+                    pods: vec!["10.0.1.0/24".parse().unwrap()],
+                },
+                NodeAddresses {
+                    local: false,
+                    addrs: vec![Ipv4Addr::new(192, 168, 0, 2)],
+                    pods: vec!["10.0.0.0/24".parse().unwrap()],
+                },
+            ];
+            Some(Masquerade::for_node(NODE, &settings, &nodes))
+        }),
+    ]
 }
 
 fn backend() -> impl Strategy<Value = BackendSpec> {
@@ -151,9 +201,10 @@ fn services() -> impl Strategy<Value = Services> {
         any::<bool>(),
         mode,
         prop::bool::weighted(0.8),
+        masquerade(),
     )
         .prop_map(
-            |(frontends, algorithm, snat_v4, pod_ingress, mode, accept_dsr)| Services {
+            |(frontends, algorithm, snat_v4, pod_ingress, mode, accept_dsr, masquerade)| Services {
                 config: datapath::Config {
                     algorithm,
                     maglev: maglev::Config::new(MAGLEV_SIZE, maglev::DEFAULT_HASH_SEED)
@@ -165,6 +216,7 @@ fn services() -> impl Strategy<Value = Services> {
                 frontends,
                 pod_ingress,
                 accept_dsr,
+                masquerade,
             },
         )
 }
@@ -243,14 +295,16 @@ fn step() -> impl Strategy<Value = Step> {
         NODE,
         frontend_addr(FrontendKind::LoadBalancer),
         Ipv4Addr::new(10, 0, 1, 3),
+        Ipv4Addr::new(198, 51, 100, 7),
+        Ipv4Addr::new(198, 51, 100, 200),
     ]);
     prop_oneof![
-        3 => (0u8..3, prop::sample::select(vec![40000u16, 40001, 1234]), dst,
+        3 => (0u8..4, prop::sample::select(vec![40000u16, 40001, 1234]), dst,
               prop::sample::select(vec![80u16, 80, 30080, 30080, 8080]), prop::bool::weighted(0.25), flags())
             .prop_map(|(client, client_port, dst, dst_port, udp, flags)| Step::Request {
                 client, client_port, dst, dst_port, udp, flags,
             }),
-        4 => (any::<usize>(), 0u8..3, prop::sample::select(vec![40000u16, 40001, 1234]), flags())
+        4 => (any::<usize>(), 0u8..4, prop::sample::select(vec![40000u16, 40001, 1234]), flags())
             .prop_map(|(index, client, client_port, flags)| Step::Frontend {
                 index, client, client_port, flags,
             }),
@@ -433,7 +487,7 @@ fn frame(p: &Packet, frontends: &[L3n4], outputs: &[Vec<u8>]) -> Vec<u8> {
             udp,
             flags,
         } => (
-            Ipv4Addr::new(203, 0, 113, client + 1),
+            client_addr(client),
             dst,
             udp,
             (client_port, dst_port),
@@ -450,7 +504,7 @@ fn frame(p: &Packet, frontends: &[L3n4], outputs: &[Vec<u8>]) -> Vec<u8> {
                 return Vec::new();
             };
             (
-                Ipv4Addr::new(203, 0, 113, client + 1),
+                client_addr(client),
                 dst,
                 f.protocol == Protocol::Udp,
                 (client_port, f.port),
@@ -506,6 +560,11 @@ fn lab(accept_dsr: bool) -> Lab {
             "192.168.0.0/24".parse().unwrap(),
             vec![Nexthop::gateway(IpAddr::V4(BACKEND_GW), PortId(1))],
         ),
+        // The world beyond the cluster, which pods' traffic is masqueraded to.
+        (
+            "198.51.100.0/24".parse().unwrap(),
+            vec![Nexthop::gateway(IpAddr::V4(BACKEND_GW), PortId(1))],
+        ),
     ];
     let neighbours = [CLIENT_GW, BACKEND_GW]
         .into_iter()
@@ -533,6 +592,8 @@ enum Reference {
     Exact,
     /// Every packet's random number off by one.
     ShiftedRandom,
+    /// Masquerading left out.
+    NoMasquerade,
 }
 
 /// The live connections of the program's maps at `now`, as router-core lists them.
@@ -583,8 +644,11 @@ fn compare(
         .into_iter()
         .collect();
     let mut snapshot = Snapshot::new(&tables, Lab::ifindex).map_err(|e| e.to_string())?;
-    snapshot.services =
-        Some(ServiceMaps::new(&services.config, &table, &pods).map_err(|e| e.to_string())?);
+    let mut maps = ServiceMaps::new(&services.config, &table, &pods).map_err(|e| e.to_string())?;
+    if let Some(m) = &services.masquerade {
+        maps = maps.with_masquerade(m).map_err(|e| e.to_string())?;
+    }
+    snapshot.services = Some(maps);
     dp.sync(&snapshot).map_err(|e| e.to_string())?;
     let addresses: Vec<L3n4> = services.frontends.keys().copied().collect();
     let origin = if services.pod_ingress {
@@ -596,6 +660,9 @@ fn compare(
         dp.clear_connections().map_err(|e| e.to_string())?;
         let counts_before = dp.service_counts().map_err(|e| e.to_string())?;
         let mut service = Service::new(services.config, table.clone());
+        if reference != Reference::NoMasquerade {
+            service.set_masquerade(services.masquerade.clone());
+        }
         // A fresh clock per sequence, far from zero.
         let mut now = Instant::from_secs(1_000_000 + 100_000 * n as i64);
         let mut outputs: Vec<Vec<u8>> = Vec::new();
@@ -605,7 +672,7 @@ fn compare(
             let input = frame(p, &addresses, &outputs);
             let mut translated = input.clone();
             let random = match reference {
-                Reference::Exact => p.random,
+                Reference::Exact | Reference::NoMasquerade => p.random,
                 Reference::ShiftedRandom => p.random.wrapping_add(1),
             };
             let decided = match translated.get_mut(ETH..) {
@@ -684,6 +751,7 @@ fn compare(
             c.other_drops,
             c.replies,
             c.dispatched,
+            c.masqueraded,
         ];
         if got_counts != want_counts {
             return Err(format!(
@@ -723,9 +791,9 @@ fn load() -> Option<Datapath> {
 fn run(
     tables: u32,
     reference: Reference,
-) -> Result<(usize, [u64; 6], [u64; Reason::COUNT]), String> {
+) -> Result<(usize, [u64; 7], [u64; Reason::COUNT]), String> {
     let Some(dp) = load() else {
-        return Ok((0, [0; 6], [0; Reason::COUNT]));
+        return Ok((0, [0; 7], [0; Reason::COUNT]));
     };
     let dp = std::cell::RefCell::new(dp);
     let mut runner = TestRunner::new(RunnerConfig {
@@ -760,15 +828,16 @@ fn xdp_service_stage_matches_router_core_over_packet_sequences() {
         .collect();
     eprintln!(
         "{sequences} sequences over {TABLES} service tables in {:?}, 0 mismatches; \
-         opened {} snat {} no-backend {} other drops {} replies {} dispatched {}; \
-         pipeline exits {exits:?}",
+         opened {} snat {} no-backend {} other drops {} replies {} dispatched {} \
+         masqueraded {}; pipeline exits {exits:?}",
         start.elapsed(),
         counts[0],
         counts[1],
         counts[2],
         counts[3],
         counts[4],
-        counts[5]
+        counts[5],
+        counts[6]
     );
     for (what, n) in [
         ("opened", 0),
@@ -777,18 +846,35 @@ fn xdp_service_stage_matches_router_core_over_packet_sequences() {
         ("other drops", 3),
         ("replies", 4),
         ("dispatched", 5),
+        ("masqueraded", 6),
     ] {
         assert!(counts[n] > 0, "no generated packet counted as {what}");
     }
 }
 
-#[test]
-fn negative_control_a_shifted_random_number_is_caught() {
-    let Err(e) = run(20, Reference::ShiftedRandom) else {
+/// A perturbed reference must be caught within 20 tables.
+fn assert_caught(reference: Reference, what: &str) {
+    let Err(e) = run(20, reference) else {
         if privileged().is_ok() {
-            panic!("a reference drawing other random numbers went unnoticed");
+            panic!("{what} went unnoticed");
         }
         return;
     };
     assert!(e.contains("mismatch") || e.contains("differ"), "{e}");
+}
+
+#[test]
+fn negative_control_a_shifted_random_number_is_caught() {
+    assert_caught(
+        Reference::ShiftedRandom,
+        "a reference drawing other random numbers",
+    );
+}
+
+#[test]
+fn negative_control_a_reference_without_masquerading_is_caught() {
+    assert_caught(
+        Reference::NoMasquerade,
+        "a reference that does not masquerade",
+    );
 }

@@ -4,20 +4,22 @@
 //!
 //! Owns the translation only: frontends and their two scopes as backend
 //! sets (identical sets share their slots and Maglev table), backend IDs
-//! and addresses, the settings. Writing them into the kernel, into the half
+//! and addresses, the settings, masquerading's pods and exclusions. Writing them into the kernel, into the half
 //! packets do not read, is [`crate::datapath`]'s job.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use ipnet::Ipv4Net;
 use nexthop_offload_bpf_common::service::{
-    Backend, BackendSet, L3n4Key, NO_MAGLEV, ServiceConfig, mode, scope,
+    Backend, BackendSet, L3n4Key, MASQ_PODS, NO_MAGLEV, ServiceConfig, mode, scope,
 };
 use nexthop_offload_bpf_common::{MAX_PORTS, family};
 use router_core::PortId;
 use router_core::service::datapath::{Config, Mode};
 use router_core::service::lookup::Algorithm;
+use router_core::service::masquerade::Masquerade;
 use router_core::service::table::{BackendState, L3n4, ServiceTable};
 
 /// Service settings the XDP program cannot carry out (the loader refuses
@@ -26,6 +28,8 @@ use router_core::service::table::{BackendState, L3n4, ServiceTable};
 pub enum Unsupported {
     /// A pod port's `PortId` is at least [`MAX_PORTS`].
     PodPort(PortId),
+    /// Masquerading names more pod CIDRs of this node than [`MASQ_PODS`].
+    MasqueradePods(Vec<Ipv4Net>),
 }
 
 impl fmt::Display for Unsupported {
@@ -34,6 +38,11 @@ impl fmt::Display for Unsupported {
             Unsupported::PodPort(p) => {
                 write!(f, "pod port {p}: port ids must be below {MAX_PORTS}")
             }
+            Unsupported::MasqueradePods(pods) => write!(
+                f,
+                "masquerading for {} pod CIDRs ({pods:?}): the datapath holds {MASQ_PODS}",
+                pods.len()
+            ),
         }
     }
 }
@@ -55,6 +64,8 @@ pub struct ServiceMaps {
     pub ids: Vec<L3n4Key>,
     /// `SVC_BACKENDS` without the half.
     pub backends: BTreeMap<L3n4Key, Backend>,
+    /// `MASQ_EXCLUDE` without the half: destinations never masqueraded.
+    pub exclusions: Vec<Ipv4Net>,
 }
 
 /// A backend set as its active IDs and Maglev table.
@@ -139,6 +150,27 @@ impl ServiceMaps {
     }
 }
 
+impl ServiceMaps {
+    /// The same maps masquerading local pods' traffic as `masquerade` says
+    /// (router-core's `Service::set_masquerade`).
+    pub fn with_masquerade(mut self, masquerade: &Masquerade) -> Result<Self, Unsupported> {
+        let pods = masquerade.pods();
+        if pods.len() > MASQ_PODS {
+            return Err(Unsupported::MasqueradePods(pods.to_vec()));
+        }
+        let c = &mut self.config;
+        c.masquerade = 1;
+        c.masq_addr = masquerade.addr().octets();
+        c.masq_pod_count = pods.len() as u8;
+        for (i, p) in pods.iter().enumerate() {
+            c.masq_pods[i] = p.network().octets();
+            c.masq_pod_lens[i] = p.prefix_len();
+        }
+        self.exclusions = masquerade.exclusions().to_vec();
+        Ok(self)
+    }
+}
+
 /// `SVC_CONFIG` for `config`.
 fn settings(config: &Config, pod_ports: &BTreeSet<PortId>) -> Result<ServiceConfig, Unsupported> {
     let mut pods = [0u64; 4];
@@ -170,8 +202,8 @@ fn settings(config: &Config, pod_ports: &BTreeSet<PortId>) -> Result<ServiceConf
             Mode::Dsr => mode::DSR,
             Mode::Hybrid => mode::HYBRID,
         },
-        pad: [0; 3],
         pod_ports: pods,
+        ..ServiceConfig::default()
     })
 }
 

@@ -11,6 +11,7 @@
 //!  SVC_MAGLEV[half][set * M + hash % M] ──> backend ID
 //!  SVC_IDS[half][backend ID] ──> backend address, port, protocol
 //!  SVC_BACKENDS[half, backend] ──> ID, state, local, node address
+//!  MASQ_EXCLUDE[half, IPv4 prefix] ──> destinations never masqueraded (LPM)
 //!
 //!  CT[original tuple] ──> reply tuple, frontend, state, deadline (LRU)
 //!  CT_REPLY[reply tuple] ──> original tuple (LRU)
@@ -81,8 +82,41 @@ pub mod counter {
     pub const REPLIES: u32 = 4;
     /// Requests dispatched to a backend's node (DSR).
     pub const DISPATCHED: u32 = 5;
+    /// Flows of local pods masqueraded to the node's address.
+    pub const MASQUERADED: u32 = 6;
     /// Entries of the map.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
+}
+
+/// `Connection::kind` (router-core's `service::datapath` flow kinds).
+pub mod kind {
+    /// A flow to a frontend.
+    pub const SERVICE: u8 = 0;
+    /// A local pod's flow to the world, source-NATed to the node's address.
+    pub const MASQUERADE: u8 = 1;
+    /// A flow from outside to a local pod, tracked untranslated.
+    pub const INBOUND: u8 = 2;
+}
+
+/// Pod CIDRs of this node `ServiceConfig` holds (masquerading's local pods).
+pub const MASQ_PODS: usize = 4;
+
+/// Default destinations never masqueraded (per half).
+pub const DEFAULT_MASQ_EXCLUSIONS: u32 = 1 << 12;
+
+/// Key data of `MASQ_EXCLUDE`, an LPM trie whose prefix length counts the
+/// half's byte too (8 + the prefix's length):
+///
+/// ```text
+///  0        1        2        3        4        5        8
+/// +--------+--------+--------+--------+--------+--------+
+/// |  half  |         IPv4 address (prefix)     |  zero  |
+/// +--------+--------+--------+--------+--------+--------+
+/// ```
+#[inline(always)]
+pub fn masq_key(half: u8, addr: Ipv4Addr) -> [u8; 8] {
+    let o = addr.octets();
+    [half, o[0], o[1], o[2], o[3], 0, 0, 0]
 }
 
 /// Encode an address: family and 16 bytes.
@@ -291,8 +325,10 @@ pub struct Connection {
     pub frontend: L3n4Key,
     /// router-core's `service::lifetime::State`.
     pub state: u8,
+    /// What it is ([`kind`]).
+    pub kind: u8,
     /// Zero.
-    pub pad: [u8; 3],
+    pub pad: [u8; 2],
     /// The backend's node its requests are dispatched to in Geneve (DSR),
     /// IPv4; zero when they are not.
     pub dispatch: [u8; 4],
@@ -352,11 +388,22 @@ pub struct ServiceConfig {
     pub snat_v6: [u8; 16],
     /// `loadBalancer.mode`: 0 snat, 1 dsr, 2 hybrid (router-core's `Mode`).
     pub mode: u8,
+    /// 1 when pods' traffic is masqueraded (router-core's
+    /// `Service::set_masquerade`; the exclusions are in `MASQ_EXCLUDE`).
+    pub masquerade: u8,
+    /// Entries of `masq_pods` in use.
+    pub masq_pod_count: u8,
     /// Zero.
-    pub pad: [u8; 3],
+    pub pad: u8,
     /// Which ports face this node's pods (bit `port % 64` of word
     /// `port / 64`): their traffic is in-cluster.
     pub pod_ports: [u64; 4],
+    /// The address pods' traffic is masqueraded to.
+    pub masq_addr: [u8; 4],
+    /// This node's pod CIDRs (masquerading's local pods): their addresses.
+    pub masq_pods: [[u8; 4]; MASQ_PODS],
+    /// Their prefix lengths.
+    pub masq_pod_lens: [u8; MASQ_PODS],
 }
 
 /// Bytes of a packet's IP and transport headers the service stage copies:
@@ -444,7 +491,10 @@ mod tests {
         assert_eq!(size_of::<Connection>(), 40 + 20 + 4 + 8 + 8);
         assert_eq!(size_of::<AffinityKey>(), 40);
         assert_eq!(size_of::<AffinityEntry>(), 32);
-        assert_eq!(size_of::<ServiceConfig>(), 4 + 4 + 8 + 16 + 4 + 16 + 4 + 32);
+        assert_eq!(
+            size_of::<ServiceConfig>(),
+            4 + 4 + 8 + 16 + 4 + 16 + 4 + 32 + 4 + 16 + 4
+        );
         assert_eq!(size_of::<Inputs>(), 16);
         assert_eq!(size_of::<SocketKey>(), 32);
         assert_eq!(size_of::<Work>(), HEADER_BUFFER + 3 * 40 + 80 + 8 + 8);

@@ -12,11 +12,12 @@
 
 use aya_ebpf::Global;
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray};
+use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
-    DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS, DEFAULT_SLOTS,
-    DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, SocketKey, Work,
+    DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS,
+    DEFAULT_MASQ_EXCLUSIONS, DEFAULT_SLOTS, DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, SocketKey, Work,
     counter,
 };
 use nexthop_offload_bpf_common::{
@@ -130,6 +131,11 @@ pub static SVC_IDS: Array<L3n4Key> = Array::with_max_entries(HALVES * DEFAULT_BA
 #[map]
 pub static SVC_BACKENDS: HashMap<BackendKey, Backend> =
     HashMap::with_max_entries(HALVES * DEFAULT_BACKENDS, 0);
+/// Destinations never masqueraded: (half, IPv4 prefix), longest match
+/// (`service::masq_key`).
+#[map]
+pub static MASQ_EXCLUDE: LpmTrie<[u8; 8], u8> =
+    LpmTrie::with_max_entries(HALVES * DEFAULT_MASQ_EXCLUSIONS, BPF_F_NO_PREALLOC);
 /// Tracked connections by original tuple.
 #[map]
 pub static CT: LruHashMap<FlowKey, Connection> =

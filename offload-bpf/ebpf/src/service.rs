@@ -28,29 +28,38 @@
 //! backend on another node is source-NATed, or (DSR) rewritten to the
 //! backend and dispatched to its node in Geneve by the `nexthop_dispatch`
 //! program (`forward::run_dispatch`, router-core's `pipeline::dispatch`).
+//! Masquerading (router-core's `service::masquerade`): a new flow to no
+//! frontend gets `masquerade::action`'s treatment, with this node's pod
+//! CIDRs from the settings and the destinations never masqueraded from the
+//! `MASQ_EXCLUDE` trie: a local pod's flow to the world is source-NATed to
+//! the node's address like a service's, a flow from outside to a local pod
+//! is tracked untranslated (`Connection::kind` tells them apart).
 //! A packet that is not an unfragmented TCP or UDP packet, or matches no
-//! connection and no frontend, goes on untouched.
+//! connection, no frontend and no masquerading, goes on untouched.
 
 use aya_ebpf::bindings::xdp_action::{XDP_ABORTED, XDP_DROP};
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
+use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::programs::XdpContext;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use nexthop_offload_bpf_common::family;
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, BackendKey, BackendSet, Connection, FlowKey, FrontendKey,
-    HEADER_BUFFER, HEADERS, L3n4Key, NO_MAGLEV, ServiceConfig, Work, counter, mode, scope,
+    HEADER_BUFFER, HEADERS, L3n4Key, MASQ_PODS, NO_MAGLEV, ServiceConfig, Work, counter, kind,
+    masq_key, mode, scope,
 };
 use router_core::hash::splitmix64;
 use router_core::service::lifetime::{Direction, Lifetime, State, TcpFlags};
 use router_core::service::lookup::{self, Algorithm, Lut, NO_BACKEND};
+use router_core::service::masquerade::{self, Action};
 use router_core::service::nat::PortRange;
 use router_core::service::packet::{self, Bytes};
 use router_core::service::{Protocol, Tuple};
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
 
 use crate::maps::{
-    AFFINITY, CT, CT_REPLY, DISPATCH, FULL, Half, INNER, PROGRAMS, SERVICE_APPLY, SERVICE_OPEN,
-    SVC_BACKENDS, SVC_COUNTERS, SVC_FRONTENDS, SVC_INPUTS, SVC_WORK, V6,
+    AFFINITY, CT, CT_REPLY, DISPATCH, FULL, Half, INNER, MASQ_EXCLUDE, PROGRAMS, SERVICE_APPLY,
+    SERVICE_OPEN, SVC_BACKENDS, SVC_COUNTERS, SVC_FRONTENDS, SVC_INPUTS, SVC_WORK, V6,
 };
 use crate::packet::{read, write};
 
@@ -69,6 +78,8 @@ mod decided {
     /// Rewrite to the tuple written out and dispatch the packet to the
     /// backend's node (DSR, `Work::dispatch`).
     pub const DISPATCH: u32 = 4;
+    /// A new flow to no frontend: masquerading decides.
+    pub const UNSERVED: u32 = 5;
     /// Drop, counted under `counter` `code - DROP`.
     pub const DROP: u32 = 16;
 }
@@ -212,11 +223,15 @@ pub fn run<const STEP: u8>(ctx: &XdpContext) -> u32 {
         now,
         random,
     };
-    let verdict = if STEP == Step::OPEN {
+    let mut verdict = if STEP == Step::OPEN {
         open(&cx, &packet, work)
     } else {
         tracked(&cx, &packet, work)
     };
+    if verdict == decided::UNSERVED {
+        // Called from here rather than from `open`: a call less deep.
+        verdict = unserved(&cx, &packet, work);
+    }
     let next = match verdict {
         decided::NOT_SERVICE => return route(ctx),
         decided::OPEN => SERVICE_OPEN,
@@ -298,6 +313,80 @@ pub fn accept(ctx: &XdpContext) -> u32 {
     XDP_ABORTED
 }
 
+/// What masquerading makes of a new flow to no frontend
+/// (`masquerade::action` over this node's pod CIDRs and `MASQ_EXCLUDE`).
+#[inline(never)]
+fn unserved_action(cx: &Cx, p: &Packet) -> Action {
+    let c = cx.config;
+    if c.masquerade == 0 {
+        return Action::Pass;
+    }
+    let half = cx.half.key();
+    let t = p.tuple();
+    let excluded = |a: Ipv4Addr| {
+        let key = Key::new(8 + 32, masq_key(half, a));
+        MASQ_EXCLUDE.get(&key).is_some()
+    };
+    masquerade::action(p.external, t.src, t.dst, |a| is_local_pod(c, a), excluded)
+}
+
+/// Whether `addr` lies in one of this node's pod CIDRs.
+#[inline(always)]
+fn is_local_pod(c: &ServiceConfig, addr: Ipv4Addr) -> bool {
+    let a = u32::from(addr);
+    for i in 0..MASQ_PODS {
+        if i >= usize::from(c.masq_pod_count) {
+            break;
+        }
+        let len = u32::from(c.masq_pod_lens[i]).min(32);
+        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        if a & mask == u32::from_be_bytes(c.masq_pods[i]) & mask {
+            return true;
+        }
+    }
+    false
+}
+
+/// A new flow to no frontend (router-core's `Service::unserved`):
+/// masqueraded to the node's address, tracked untranslated, or passed on.
+#[inline(never)]
+fn unserved(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
+    let conn_kind = match unserved_action(cx, p) {
+        Action::Pass => return decided::NOT_SERVICE,
+        Action::TrackInbound => {
+            w.to = w.key;
+            kind::INBOUND
+        }
+        Action::Masquerade => {
+            w.to = w.key;
+            let code = snat(cx, w, IpAddr::from(cx.config.masq_addr));
+            if code != decided::REWRITE {
+                return code;
+            }
+            kind::MASQUERADE
+        }
+    };
+    let t = p.tuple();
+    let (state, lifetime) = State::opened(t.protocol == Protocol::Tcp, p.flags());
+    w.conn.reply = w.to.reversed();
+    w.conn.frontend = l3n4(t.dst, t.dst_port, t);
+    w.conn.state = state.0;
+    w.conn.kind = conn_kind;
+    w.conn.pad = [0; 2];
+    w.conn.dispatch = [0; 4];
+    w.conn.pad2 = [0; 4];
+    w.conn.deadline = deadline(cx.config, cx.now, lifetime);
+    if CT.insert(&w.key, &w.conn, 0).is_err() || CT_REPLY.insert(&w.conn.reply, &w.key, 0).is_err()
+    {
+        return decided::DROP + counter::OTHER_DROPS;
+    }
+    if conn_kind == kind::INBOUND {
+        return decided::NOT_SERVICE;
+    }
+    count(counter::MASQUERADED);
+    decided::REWRITE
+}
+
 /// Track the flow of `parsed`, dispatched here for the service in
 /// `w.accept`, unless a live connection has it already (which the packet
 /// then moves on, as router-core's conntrack lookup does).
@@ -328,7 +417,8 @@ fn accept_dispatched(c: &ServiceConfig, now: u64, parsed: &packet::Parsed, w: &m
     w.conn.reply = w.key.reversed();
     w.conn.frontend = L3n4Key::new(service, w.accept_port, t.protocol);
     w.conn.state = state.0;
-    w.conn.pad = [0; 3];
+    w.conn.kind = kind::SERVICE;
+    w.conn.pad = [0; 2];
     w.conn.dispatch = [0; 4];
     w.conn.pad2 = [0; 4];
     w.conn.deadline = deadline(c, now, lifetime);
@@ -457,7 +547,7 @@ fn tracked(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
         Direction::Original
     };
     let Some(conn) = live(&w.original, cx.now) else {
-        return if is_frontend(cx, p) {
+        return if is_frontend(cx, p) || unserved_action(cx, p) != Action::Pass {
             decided::OPEN
         } else {
             // What the open step would decide, without its tail call.
@@ -472,6 +562,9 @@ fn tracked(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
         conn.deadline = deadline(cx.config, cx.now, l);
     }
     conn.state = state.0;
+    if conn.kind == kind::INBOUND {
+        return decided::NOT_SERVICE;
+    }
     if direction == Direction::Reply {
         count(counter::REPLIES);
         w.to = w.original;
@@ -481,7 +574,7 @@ fn tracked(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
         w.to.dst_port = w.original.src_port;
         return decided::REWRITE;
     }
-    if keeps(cx, p, conn) {
+    if conn.kind == kind::MASQUERADE || keeps(cx, p, conn) {
         w.to = conn.reply.reversed();
         if conn.dispatch != [0; 4] {
             w.dispatch = conn.dispatch;
@@ -656,7 +749,7 @@ fn open(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
     };
     // SAFETY: only presence is read.
     if unsafe { SVC_FRONTENDS.get(&fkey) }.is_none() {
-        return decided::NOT_SERVICE;
+        return decided::UNSERVED;
     }
     if p.external {
         fkey.scope = scope::EXTERNAL;
@@ -671,7 +764,15 @@ fn open(cx: &Cx, p: &Packet, w: &mut Work) -> u32 {
     }
     let mut code = translate(cx, p, id, w);
     if code == decided::SNAT {
-        code = snat(cx, w);
+        code = match w.to.tuple().map(|t| t.dst) {
+            Some(IpAddr::V4(_)) if cx.config.has_snat_v4 != 0 => {
+                snat(cx, w, IpAddr::from(cx.config.snat_v4))
+            }
+            Some(IpAddr::V6(_)) if cx.config.has_snat_v6 != 0 => {
+                snat(cx, w, IpAddr::from(cx.config.snat_v6))
+            }
+            _ => decided::DROP + counter::OTHER_DROPS,
+        };
     }
     match code {
         decided::REWRITE | decided::DISPATCH => track(cx, p, set, w),
@@ -777,18 +878,12 @@ fn translate(cx: &Cx, p: &Packet, id: u32, w: &mut Work) -> u32 {
     decided::DISPATCH
 }
 
-/// Source NAT of `w.to` to the node's address: the first free port, as
-/// router-core's `nat::PortRange` orders them.
+/// Source NAT of `w.to` to the node's address `node`: the first free
+/// port, as router-core's `nat::PortRange` orders them.
 #[inline(never)]
-fn snat(cx: &Cx, w: &mut Work) -> u32 {
-    let c = cx.config;
+fn snat(cx: &Cx, w: &mut Work, node: IpAddr) -> u32 {
     let Some(dnat) = w.to.tuple() else {
         return decided::DROP + counter::OTHER_DROPS;
-    };
-    let node = match dnat.dst {
-        IpAddr::V4(_) if c.has_snat_v4 != 0 => IpAddr::from(c.snat_v4),
-        IpAddr::V6(_) if c.has_snat_v6 != 0 => IpAddr::from(c.snat_v6),
-        _ => return decided::DROP + counter::OTHER_DROPS,
     };
     let mut state = u64::from(cx.random);
     let nat_random = splitmix64(&mut state) as u32;
@@ -827,7 +922,8 @@ fn track(cx: &Cx, p: &Packet, set: &BackendSet, w: &mut Work) -> u32 {
     w.conn.reply = w.to.reversed();
     w.conn.frontend = l3n4(t.dst, t.dst_port, t);
     w.conn.state = state.0;
-    w.conn.pad = [0; 3];
+    w.conn.kind = kind::SERVICE;
+    w.conn.pad = [0; 2];
     w.conn.dispatch = w.dispatch;
     w.conn.pad2 = [0; 4];
     w.conn.deadline = deadline(cx.config, cx.now, lifetime);

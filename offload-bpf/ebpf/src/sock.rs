@@ -20,7 +20,6 @@
 use aya_ebpf::helpers::{bpf_get_socket_cookie, bpf_set_retval};
 use aya_ebpf::programs::SockAddrContext;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use nexthop_offload_bpf_common::family;
 use nexthop_offload_bpf_common::service::{FrontendKey, L3n4Key, SocketKey, scope};
 use router_core::service::Protocol;
 use router_core::service::lookup::{self, NO_BACKEND};

@@ -2,17 +2,18 @@
 //! part of [`super::Datapath::sync`]), and reading the connection state the
 //! program keeps.
 //!
-//! The table's hash maps carry the half in their keys, so a sync upserts
-//! the next half's entries beside the active half's, flips, and prunes
-//! what neither half holds any more.
+//! The table's hash maps and the masquerade exclusions' trie carry the half
+//! in their keys, so a sync upserts the next half's entries beside the
+//! active half's, flips, and prunes what neither half holds any more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aya::Ebpf;
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, FlowKey, FrontendKey,
-    Inputs, L3n4Key, ServiceConfig, SocketKey, counter,
+    Inputs, L3n4Key, ServiceConfig, SocketKey, counter, masq_key,
 };
 
 use super::{Error, HalvedArray, HashMapSync};
@@ -22,6 +23,47 @@ use crate::services::ServiceMaps;
 pub(super) struct Wanted {
     frontends: BTreeMap<FrontendKey, BackendSet>,
     backends: BTreeMap<BackendKey, Backend>,
+    exclusions: BTreeSet<Exclusion>,
+}
+
+/// An entry of `MASQ_EXCLUDE`: its prefix length (the half's byte
+/// included) and key data (`masq_key`).
+type Exclusion = (u32, [u8; 8]);
+
+/// `MASQ_EXCLUDE` and the entries it holds.
+struct ExclusionSync {
+    map: LpmTrie<MapData, [u8; 8], u8>,
+    held: BTreeSet<Exclusion>,
+}
+
+impl ExclusionSync {
+    /// Take the map, learning what it holds (a pinned map keeps its entries).
+    fn take(ebpf: &mut Ebpf) -> Result<Self, Error> {
+        let map: LpmTrie<MapData, [u8; 8], u8> = take(ebpf, "MASQ_EXCLUDE")?;
+        let held = map
+            .keys()
+            .map(|k| k.map(|k| (k.prefix_len(), k.data())))
+            .collect::<Result<_, _>>()?;
+        Ok(ExclusionSync { map, held })
+    }
+
+    fn upsert(&mut self, want: &BTreeSet<Exclusion>) -> Result<usize, Error> {
+        let new: Vec<Exclusion> = want.difference(&self.held).copied().collect();
+        for &(len, data) in &new {
+            self.map.insert(&Key::new(len, data), 1, 0)?;
+            self.held.insert((len, data));
+        }
+        Ok(new.len())
+    }
+
+    fn prune(&mut self, want: &BTreeSet<Exclusion>) -> Result<usize, Error> {
+        let gone: Vec<Exclusion> = self.held.difference(want).copied().collect();
+        for &(len, data) in &gone {
+            self.map.remove(&Key::new(len, data))?;
+            self.held.remove(&(len, data));
+        }
+        Ok(gone.len())
+    }
 }
 
 /// The service stage's maps.
@@ -32,6 +74,7 @@ pub(super) struct ServiceMapsSync {
     maglev: HalvedArray<u32>,
     ids: HalvedArray<L3n4Key>,
     backends: HashMapSync<BackendKey, Backend>,
+    exclusions: ExclusionSync,
     connections: HashMap<MapData, FlowKey, Connection>,
     replies: HashMap<MapData, FlowKey, FlowKey>,
     affinity: HashMap<MapData, AffinityKey, AffinityEntry>,
@@ -60,6 +103,7 @@ impl ServiceMapsSync {
             maglev: HalvedArray::take(ebpf, "SVC_MAGLEV")?,
             ids: HalvedArray::take(ebpf, "SVC_IDS")?,
             backends: HashMapSync::take(ebpf, "SVC_BACKENDS")?,
+            exclusions: ExclusionSync::take(ebpf)?,
             connections: take(ebpf, "CT")?,
             replies: take(ebpf, "CT_REPLY")?,
             affinity: take(ebpf, "AFFINITY")?,
@@ -82,6 +126,10 @@ impl ServiceMapsSync {
             backends: (self.backends.held.iter())
                 .filter(|(k, _)| k.half == active)
                 .map(|(k, v)| (*k, *v))
+                .collect(),
+            exclusions: (self.exclusions.held.iter())
+                .filter(|(_, data)| data[0] == active)
+                .copied()
                 .collect(),
         };
         let Some(maps) = maps else { return Ok(w) };
@@ -109,12 +157,18 @@ impl ServiceMapsSync {
             };
             w.backends.insert(key, b);
         }
+        for net in &maps.exclusions {
+            let len = 8 + u32::from(net.prefix_len());
+            w.exclusions.insert((len, masq_key(half, net.network())));
+        }
         Ok(w)
     }
 
     /// New and changed hash map entries, before the flip.
     pub(super) fn upsert(&mut self, w: &Wanted) -> Result<usize, Error> {
-        Ok(self.backends.upsert(&w.backends)? + self.frontends.upsert(&w.frontends)?)
+        Ok(self.backends.upsert(&w.backends)?
+            + self.frontends.upsert(&w.frontends)?
+            + self.exclusions.upsert(&w.exclusions)?)
     }
 
     /// The arrays of half `next`, before the flip.
@@ -134,7 +188,9 @@ impl ServiceMapsSync {
 
     /// Hash map entries neither half holds any more, after the grace period.
     pub(super) fn prune(&mut self, w: &Wanted) -> Result<usize, Error> {
-        Ok(self.frontends.prune(&w.frontends)? + self.backends.prune(&w.backends)?)
+        Ok(self.frontends.prune(&w.frontends)?
+            + self.backends.prune(&w.backends)?
+            + self.exclusions.prune(&w.exclusions)?)
     }
 
     /// The clock and random number the program uses from now on: `Some`
