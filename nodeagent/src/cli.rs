@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
 use router_core::cilium::Objects;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -31,6 +32,7 @@ use router_core::cilium::node::NodeOptions;
 use router_core::lease::Timings;
 use router_core::service::datapath::{Algorithm, Mode};
 use router_core::service::maglev;
+use router_core::service::masquerade;
 
 /// The default query socket.
 pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
@@ -161,6 +163,12 @@ struct AgentDatapath {
     /// and the ones L2 announcements lead.
     #[arg(long = "datapath-interface")]
     interfaces: Vec<String>,
+    /// An interface facing this node's pods (repeatable), attached like
+    /// `--datapath-interface`: traffic arriving on it is in-cluster
+    /// (`internalTrafficPolicy`) and, with `--enable-bpf-masquerade`,
+    /// masqueraded when it leaves the cluster.
+    #[arg(long = "datapath-pod-interface")]
+    pod_interfaces: Vec<String>,
     /// Where the datapath's maps and links are pinned (on a bpffs).
     #[arg(long = "datapath-pin-dir", default_value = offload::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
@@ -195,6 +203,21 @@ struct AgentDatapath {
     /// mounted cgroup2 hierarchy, every process of the node.
     #[arg(long)]
     cgroup_root: Option<PathBuf>,
+    /// Masquerade pods' traffic leaving the cluster to the node's
+    /// InternalIP in the XDP datapath (Cilium's `bpf.masquerade`; needs
+    /// `--kube-proxy-replacement` and `--ipv4-native-routing-cidr`).
+    #[arg(long)]
+    enable_bpf_masquerade: bool,
+    /// The natively routed range pods reach unmasqueraded.
+    #[arg(long = "ipv4-native-routing-cidr")]
+    ipv4_native_routing_cidr: Option<Ipv4Net>,
+    /// Read ip-masq-agent's `nonMasqueradeCIDRs` (more destinations pods
+    /// reach unmasqueraded) from `--ip-masq-agent-config-path`.
+    #[arg(long)]
+    enable_ip_masq_agent: bool,
+    /// ip-masq-agent's configuration (YAML or JSON with `nonMasqueradeCIDRs`).
+    #[arg(long, default_value = "/etc/config/ip-masq-agent")]
+    ip_masq_agent_config_path: PathBuf,
 }
 
 impl AgentDatapath {
@@ -211,7 +234,39 @@ impl AgentDatapath {
             algorithm: self.bpf_lb_algorithm,
             mode: self.bpf_lb_mode,
             maglev,
+            masquerade: self.masquerade()?,
         })
+    }
+
+    /// Masquerading as the flags ask for it; a combination Cilium's agent
+    /// refuses, or an unreadable ip-masq-agent file, is an error naming
+    /// the flag.
+    fn masquerade(&self) -> Result<Option<masquerade::Settings>, String> {
+        if !self.enable_bpf_masquerade {
+            return Ok(None);
+        }
+        if !self.kube_proxy_replacement {
+            return Err(
+                "--enable-bpf-masquerade needs --kube-proxy-replacement (the XDP service stage masquerades)"
+                    .into(),
+            );
+        }
+        let Some(native) = self.ipv4_native_routing_cidr else {
+            return Err(
+                "--enable-bpf-masquerade needs --ipv4-native-routing-cidr: the agent routes natively"
+                    .into(),
+            );
+        };
+        let non_masquerade = if self.enable_ip_masq_agent {
+            services::non_masquerade_cidrs(&self.ip_masq_agent_config_path)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(masquerade::Settings {
+            native_routing_cidr: Some(native),
+            non_masquerade,
+            tunnel: false,
+        }))
     }
 
     /// The cgroup socket-level load-balancing attaches to, with
@@ -438,15 +493,18 @@ pub fn main() -> ExitCode {
                 // withdraws them once the controller (and its sender) is gone.
                 let led = l2.as_ref().map(|_| led);
                 let service_options = datapath.service_options()?;
-                if datapath.kube_proxy_replacement && datapath.interfaces.is_empty() {
+                let mut interfaces = datapath.interfaces.clone();
+                interfaces.extend(datapath.pod_interfaces.iter().cloned());
+                if datapath.kube_proxy_replacement && interfaces.is_empty() {
                     return Err("--kube-proxy-replacement needs --datapath-interface: the XDP program serves the services".into());
                 }
                 let cgroup = datapath.socket_cgroup()?;
                 let (served, serving) = watch::channel(None);
                 let served = datapath.kube_proxy_replacement.then_some(served);
-                let datapath = (!datapath.interfaces.is_empty()).then(|| {
+                let datapath = (!interfaces.is_empty()).then(|| {
                     let opts = offload::RunOptions {
-                        interfaces: datapath.interfaces,
+                        interfaces,
+                        pod_interfaces: datapath.pod_interfaces,
                         pin_dir: datapath.pin_dir,
                         interval: Duration::from_secs(1),
                         mode: if datapath.generic {
@@ -505,6 +563,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
             init_logging();
             let opts = offload::RunOptions {
                 interfaces,
+                pod_interfaces: Vec::new(),
                 pin_dir,
                 interval: Duration::from_millis(interval_ms.max(10)),
                 mode: if generic {
@@ -1064,5 +1123,54 @@ mod tests {
                 query: BgpQuery::Routes { .. }
             }
         ));
+    }
+
+    #[test]
+    fn masquerade_flags_are_checked_as_ciliums_agent_checks_them() {
+        let masquerade = |args: &[&str]| {
+            let common = [
+                "nexthop-agent",
+                "run",
+                "--node",
+                "n1",
+                "--kubernetes",
+                "--enable-bpf-masquerade",
+            ];
+            match Cli::try_parse_from(common.iter().chain(args))
+                .unwrap()
+                .command
+            {
+                Command::Run { datapath, .. } => datapath.masquerade(),
+                _ => unreachable!("a run command"),
+            }
+        };
+        let e = masquerade(&["--ipv4-native-routing-cidr", "10.0.0.0/16"]).unwrap_err();
+        assert!(e.contains("--kube-proxy-replacement"), "{e}");
+        let e = masquerade(&["--kube-proxy-replacement"]).unwrap_err();
+        assert!(e.contains("--ipv4-native-routing-cidr"), "{e}");
+        let dir = std::env::temp_dir().join(format!("nexthop-ipmasq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config");
+        std::fs::write(&file, "nonMasqueradeCIDRs: [10.1.0.0/16, 192.0.2.0/24]\n").unwrap();
+        let path = file.to_str().unwrap();
+        let base = [
+            "--kube-proxy-replacement",
+            "--ipv4-native-routing-cidr",
+            "10.0.0.0/16",
+            "--enable-ip-masq-agent",
+            "--ip-masq-agent-config-path",
+        ];
+        let settings = masquerade(&[&base[..], &[path]].concat()).unwrap().unwrap();
+        assert_eq!(
+            settings.native_routing_cidr,
+            Some("10.0.0.0/16".parse().unwrap())
+        );
+        assert_eq!(settings.non_masquerade.len(), 2);
+        std::fs::write(&file, "nonMasqueradeCIDRs: [10.1.0.0/33]\n").unwrap();
+        let e = masquerade(&[&base[..], &[path]].concat()).unwrap_err();
+        assert!(e.contains(path), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = masquerade(&[&base[..], &["/nonexistent/ip-masq-agent"]].concat()).unwrap_err();
+        assert!(e.contains("/nonexistent/ip-masq-agent"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::{self, Capacity, Datapath, pinned_reason_counts, remove_pins};
 use nexthop_offload_bpf::snapshot::Snapshot;
+use router_core::PortId;
 use router_core::datapath::Reason;
 use tracing::{info, warn};
 
@@ -36,6 +37,8 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/nexthop";
 pub struct RunOptions {
     /// Interfaces to attach to, in port order.
     pub interfaces: Vec<String>,
+    /// Those of them that face this node's pods (in-cluster traffic).
+    pub pod_interfaces: Vec<String>,
     /// Where maps and links are pinned.
     pub pin_dir: PathBuf,
     /// How often the kernel state is read.
@@ -66,6 +69,7 @@ pub struct Feeds {
 /// announcements lead answered on their interfaces and the services served.
 fn snapshot(
     interfaces: &[String],
+    pod_interfaces: &[String],
     announced: &Announced,
     served: Option<&Served>,
 ) -> Result<(Snapshot, usize), String> {
@@ -77,9 +81,18 @@ fn snapshot(
         tables.ifindex.get(&id).copied()
     })
     .map_err(|e| e.to_string())?;
-    // The agent runs no pods yet: every port is an uplink.
+    let pods: BTreeSet<PortId> = (interfaces.iter().enumerate())
+        .filter(|(_, name)| pod_interfaces.contains(name))
+        .map(|(i, _)| PortId(i as u16))
+        .collect();
     snapshot.services = served
-        .map(|s| ServiceMaps::new(&s.config, &s.table, &BTreeSet::new()))
+        .map(|s| {
+            let maps = ServiceMaps::new(&s.config, &s.table, &pods)?;
+            match &s.masquerade {
+                Some(m) => maps.with_masquerade(m),
+                None => Ok(maps),
+            }
+        })
         .transpose()
         .map_err(|e| e.to_string())?;
     Ok((snapshot, state.routes.len()))
@@ -88,12 +101,12 @@ fn snapshot(
 /// Sync when the kernel state changed; the number of entries written.
 fn sync(
     dp: &mut Datapath,
-    interfaces: &[String],
+    opts: &RunOptions,
     announced: &Announced,
     served: Option<&Served>,
     last: &mut Option<Snapshot>,
 ) -> Result<Option<(usize, usize)>, String> {
-    let (snapshot, routes) = snapshot(interfaces, announced, served)?;
+    let (snapshot, routes) = snapshot(&opts.interfaces, &opts.pod_interfaces, announced, served)?;
     if last.as_ref() == Some(&snapshot) {
         return Ok(None);
     }
@@ -136,7 +149,7 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
     let mut last = None;
     let (routes, written) = sync(
         &mut dp,
-        &opts.interfaces,
+        opts,
         &led(&announced),
         served(&services).as_ref(),
         &mut last,
@@ -198,13 +211,7 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
             _ = terminate.recv() => break,
         };
         let serving = served(&services);
-        match sync(
-            &mut dp,
-            &opts.interfaces,
-            &led(&announced),
-            serving.as_ref(),
-            &mut last,
-        ) {
+        match sync(&mut dp, opts, &led(&announced), serving.as_ref(), &mut last) {
             Ok(Some((routes, written))) => info!(
                 routes,
                 written,
@@ -226,7 +233,7 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
         let serving = served(&services);
         match sync(
             &mut dp,
-            &opts.interfaces,
+            opts,
             &Announced::new(),
             serving.as_ref(),
             &mut last,

@@ -10,11 +10,15 @@
 //! `--kube-proxy-replacement` the XDP datapath serves what [`served`]
 //! returns (`crate::offload`); `service list` prints the table either way.
 
+use std::path::Path;
+
+use ipnet::Ipv4Net;
 use router_core::cilium::Objects;
 use router_core::datapath::pipeline::TunnelConfig;
 use router_core::service::datapath::{self, Algorithm, Mode};
 use router_core::service::frontend;
 use router_core::service::maglev;
+use router_core::service::masquerade::{self, Masquerade};
 use router_core::service::nodeport::{self, PortRange};
 use router_core::service::table::ServiceTable;
 
@@ -22,8 +26,9 @@ use router_core::service::table::ServiceTable;
 pub const NODE_PORT_SEED: u64 = 0;
 
 /// How new flows pick their backends (Cilium's `--bpf-lb-algorithm`,
-/// `--bpf-lb-mode`, `--bpf-lb-maglev-table-size`, `--bpf-lb-maglev-hash-seed`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `--bpf-lb-mode`, `--bpf-lb-maglev-table-size`, `--bpf-lb-maglev-hash-seed`),
+/// and which pod traffic is masqueraded (`--enable-bpf-masquerade`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// `random` or `maglev`.
     pub algorithm: Algorithm,
@@ -31,6 +36,8 @@ pub struct Options {
     pub mode: Mode,
     /// The Maglev table size and seeds.
     pub maglev: maglev::Config,
+    /// Masquerading of pods' traffic leaving the node (`None`: off).
+    pub masquerade: Option<masquerade::Settings>,
 }
 
 impl Default for Options {
@@ -39,6 +46,7 @@ impl Default for Options {
             algorithm: Algorithm::Random,
             mode: Mode::Snat,
             maglev: maglev::Config::default(),
+            masquerade: None,
         }
     }
 }
@@ -53,6 +61,9 @@ pub struct Served {
     /// The node's tunnel endpoint for DSR's Geneve dispatch (modes `dsr`
     /// and `hybrid`), at its InternalIP.
     pub tunnel: Option<TunnelConfig>,
+    /// Its pods' traffic leaving the cluster is masqueraded to its
+    /// InternalIP as this says.
+    pub masquerade: Option<Masquerade>,
 }
 
 /// `node`'s service table and what could not be served, each problem named
@@ -71,8 +82,9 @@ pub fn table(objects: &Objects, node: &str, options: &Options) -> (ServiceTable,
 
 /// What `node`'s datapath serves for `table`: outside traffic to a backend
 /// on another node is source-NATed to the node's first IPv4 InternalIP, or
-/// (`dsr`, `hybrid`) dispatched in Geneve from it, as the simulator's nodes
-/// in native routing do.
+/// (`dsr`, `hybrid`) dispatched in Geneve from it, and pods' traffic
+/// leaving the cluster masqueraded to it, as the simulator's nodes in
+/// native routing do.
 pub fn served(objects: &Objects, node: &str, options: &Options, table: ServiceTable) -> Served {
     let internal = objects.nodes.get(node).and_then(|n| n.internal_ipv4());
     let config = datapath::Config {
@@ -83,9 +95,31 @@ pub fn served(objects: &Objects, node: &str, options: &Options, table: ServiceTa
         ..datapath::Config::default()
     };
     let tunnel = internal.and_then(|local| TunnelConfig::for_node(local, false, options.mode));
+    let masquerade = (options.masquerade.as_ref())
+        .and_then(|settings| Masquerade::for_objects(objects, node, settings));
     Served {
         config,
         table,
         tunnel,
+        masquerade,
     }
+}
+
+/// ip-masq-agent's configuration file, as Cilium reads it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IpMasqAgentConfig {
+    #[serde(rename = "nonMasqueradeCIDRs", default)]
+    non_masquerade_cidrs: Vec<Ipv4Net>,
+}
+
+/// The `nonMasqueradeCIDRs` of ip-masq-agent's configuration at `path`
+/// (YAML, or JSON, which is YAML too); an unreadable file or a bad entry is
+/// an error naming the file.
+pub fn non_masquerade_cidrs(path: &Path) -> Result<Vec<Ipv4Net>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--ip-masq-agent-config-path {}: {e}", path.display()))?;
+    let config: IpMasqAgentConfig = serde_norway::from_str(&text)
+        .map_err(|e| format!("--ip-masq-agent-config-path {}: {e}", path.display()))?;
+    Ok(config.non_masquerade_cidrs)
 }

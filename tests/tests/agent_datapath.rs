@@ -314,10 +314,12 @@ impl Drop for Cgroup {
 }
 
 /// A node an agent runs on: its namespace (and Node object) name, its
-/// datapath interfaces and further arguments.
+/// datapath interfaces (uplinks, then those facing its pods) and further
+/// arguments.
 struct Node {
     name: &'static str,
     interfaces: &'static [&'static str],
+    pods: &'static [&'static str],
     args: &'static [&'static str],
 }
 
@@ -340,6 +342,7 @@ impl Agent {
         let node = Node {
             name: "rtr",
             interfaces: &["r0", "r1"],
+            pods: &[],
             args: &[],
         };
         Agent::start_on(ns, &node, pins, cgroup, config, n)
@@ -366,6 +369,9 @@ impl Agent {
             .arg(node.socket(ns));
         for interface in node.interfaces {
             command.args(["--datapath-interface", interface]);
+        }
+        for interface in node.pods {
+            command.args(["--datapath-pod-interface", interface]);
         }
         let child = command
             .arg("--datapath-pin-dir")
@@ -732,17 +738,20 @@ impl ThreeNodes {
         let nodes = [
             Node {
                 name: "n1",
-                interfaces: &["n1u", "n1f", "n1p"],
+                interfaces: &["n1u", "n1f"],
+                pods: &["n1p"],
                 args,
             },
             Node {
                 name: "n2",
-                interfaces: &["n2u", "n2f", "n2p"],
+                interfaces: &["n2u", "n2f"],
+                pods: &["n2p"],
                 args,
             },
             Node {
                 name: "n3",
-                interfaces: &["n3u", "n3f", "n3p"],
+                interfaces: &["n3u", "n3f"],
+                pods: &["n3p"],
                 args,
             },
         ];
@@ -751,10 +760,10 @@ impl ThreeNodes {
             .zip(self.pins.iter().zip(&self.cgroups))
             .map(|(node, (pins, cgroup))| {
                 let node = Node {
-                    interfaces: if self.backends == Backends::Pods {
-                        node.interfaces
+                    pods: if self.backends == Backends::Pods {
+                        node.pods
                     } else {
-                        &node.interfaces[..2]
+                        &[]
                     },
                     ..*node
                 };
@@ -764,20 +773,20 @@ impl ThreeNodes {
     }
 }
 
-/// The three-node lab's objects: nodes n1–n3 (InternalIP 10.73.10.k) and
-/// `w`, and `dns` as a UDP LoadBalancer service on 172.16.8.1:53 (NodePort
+/// The three-node lab's objects: nodes n1–n3 (InternalIP 10.73.10.k, pods
+/// 10.73.2k.0/24) and `w`, and `dns` as a UDP LoadBalancer service on 172.16.8.1:53 (NodePort
 /// 30053) with the backends `serving` of `hosts` (namespace, address, node)
 /// listening on 5353.
 fn three_node_objects(hosts: &[(String, String, String)], serving: &[usize]) -> String {
     let mut objects = String::new();
-    for (name, addr) in [
-        ("n1", "10.73.10.1"),
-        ("n2", "10.73.10.2"),
-        ("n3", "10.73.10.3"),
-        ("w", "10.73.10.20"),
+    for (name, addr, pods) in [
+        ("n1", "10.73.10.1", "[10.73.21.0/24]"),
+        ("n2", "10.73.10.2", "[10.73.22.0/24]"),
+        ("n3", "10.73.10.3", "[10.73.23.0/24]"),
+        ("w", "10.73.10.20", "[]"),
     ] {
         objects += &format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n\
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{podCIDRs: {pods}}}\n\
              status:\n  addresses: [{{type: InternalIP, address: {addr}}}]\n---\n"
         );
     }
@@ -1040,5 +1049,110 @@ fn three_agents_in_dsr_mode_dispatch_to_the_backends_node_which_answers_the_clie
     assert!(
         got[0] < per_backend.iter().sum::<u64>(),
         "answers of the other nodes' backends bypass n1: {got:?} vs {per_backend:?}"
+    );
+}
+
+/// A UDP server in the client's namespace on `at`, answering every
+/// datagram with the address it came from, until dropped.
+fn outside_server(ns: &Namespaces, at: SocketAddr) -> Servers {
+    let socket = in_ns(&ns.name("client"), || UdpSocket::bind(at).unwrap());
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while !running.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(from.ip().to_string().as_bytes(), from);
+            }
+        }
+    });
+    Servers {
+        stop,
+        threads: vec![thread],
+    }
+}
+
+/// What the outside server `to` says it saw, asked from pod `pod` (its
+/// namespace and address) on source port `port`; `None` without an answer.
+fn ask_from_pod(ns: &Namespaces, pod: (&str, &str), port: u16, to: SocketAddr) -> Option<String> {
+    in_ns(&ns.name(pod.0), || {
+        let socket = UdpSocket::bind((pod.1, port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..3 {
+            socket.send_to(b"?", to).unwrap();
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                assert_eq!(from, to, "the answer comes from the server's own address");
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    })
+}
+
+#[test]
+fn pods_reaching_outside_the_native_routing_cidr_are_masqueraded_and_their_inbound_flows_are_not() {
+    let Some(lab) = ThreeNodes::build(Backends::Pods) else {
+        return;
+    };
+    let server: SocketAddr = "10.73.9.1:6000".parse().unwrap();
+    let _server = outside_server(&lab.ns, server);
+    let pods = [
+        ("b1", "10.73.21.2"),
+        ("b2", "10.73.22.2"),
+        ("b3", "10.73.23.2"),
+    ];
+    // Without masquerading the outside sees the pods' own addresses, which
+    // it has no route back to.
+    let agents = lab.start(&lab.objects(&[0, 1, 2]), &[]);
+    for (k, pod) in pods.iter().enumerate() {
+        assert_eq!(
+            ask_from_pod(&lab.ns, *pod, 41000 + k as u16, server),
+            None,
+            "{pod:?} is not masqueraded"
+        );
+    }
+    drop(agents);
+    let _agents = lab.start(
+        &lab.objects(&[0, 1, 2]),
+        &[
+            "--enable-bpf-masquerade",
+            "--ipv4-native-routing-cidr",
+            "10.73.16.0/20",
+        ],
+    );
+    let mut seen = Vec::new();
+    for (k, pod) in pods.iter().enumerate() {
+        for port in [42000, 42001] {
+            let answer = ask_from_pod(&lab.ns, *pod, port + 10 * k as u16, server);
+            assert_eq!(
+                answer.as_deref(),
+                Some(format!("10.73.10.{}", k + 1).as_str()),
+                "{pod:?} is masqueraded to its node's InternalIP"
+            );
+            seen.push(answer.unwrap());
+        }
+    }
+    // Someone outside reaching a pod directly: the pod's answers keep its
+    // address (the connection was tracked when it came in).
+    let _backends = Servers::start(&lab);
+    let answers = flows(
+        &lab.ns,
+        "10.73.9.2",
+        1,
+        "10.73.21.2:5353".parse().unwrap(),
+        43000..43020,
+    );
+    assert!(
+        answers.values().all(|a| a == "b1 10.73.9.2"),
+        "b1 sees the client and answers from its own address: {answers:?}"
+    );
+    println!(
+        "masquerading: the outside saw {seen:?} from b1–b3; 20 flows from outside to b1 answered unmasqueraded"
     );
 }

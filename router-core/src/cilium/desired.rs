@@ -184,12 +184,7 @@ pub fn desired(objects: &Objects, node: &str) -> DesiredNode {
         ));
     }
     out.cluster_config = Some(config.metadata.name.clone());
-    let pod_cidrs = objects
-        .cilium_nodes
-        .get(node)
-        .map(|c| c.spec.ipam.pod_cidrs.clone())
-        .filter(|cidrs| !cidrs.is_empty())
-        .unwrap_or_else(|| k8s_node.spec.pod_cidrs.clone());
+    let pod_cidrs = objects.pod_cidrs(node);
     let local_endpoints = local_endpoints(objects, node);
     let context = Context {
         objects,

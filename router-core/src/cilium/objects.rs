@@ -3,6 +3,8 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
+use ipnet::IpNet;
 
 use serde::{Deserialize, Deserializer};
 
@@ -217,6 +219,17 @@ pub struct Objects {
 }
 
 impl Objects {
+    /// `node`'s pod CIDRs: its CiliumNode's (Cilium's own IPAM), else its
+    /// Node's `spec.podCIDRs`.
+    pub fn pod_cidrs(&self, node: &str) -> Vec<IpNet> {
+        self.cilium_nodes
+            .get(node)
+            .map(|c| c.spec.ipam.pod_cidrs.clone())
+            .filter(|cidrs| !cidrs.is_empty())
+            .or_else(|| self.nodes.get(node).map(|n| n.spec.pod_cidrs.clone()))
+            .unwrap_or_default()
+    }
+
     /// Add (or replace) an object.
     pub fn insert(&mut self, object: Object) {
         match object {

@@ -159,6 +159,38 @@ impl Masquerade {
     }
 }
 
+#[cfg(feature = "serde")]
+impl Masquerade {
+    /// `node`'s masquerading in the cluster `objects` describe (every
+    /// Node's IPv4 InternalIPs, its pod CIDRs as `Objects::pod_cidrs`
+    /// gives them), to its first IPv4 InternalIP; `None` when it has none.
+    pub fn for_objects(
+        objects: &crate::cilium::Objects,
+        node: &str,
+        settings: &Settings,
+    ) -> Option<Self> {
+        let addr = objects.nodes.get(node)?.internal_ipv4()?;
+        let nodes: Vec<NodeAddresses> = objects
+            .nodes
+            .iter()
+            .map(|(name, n)| NodeAddresses {
+                local: name == node,
+                addrs: (n.status.addresses.iter())
+                    .filter(|a| a.kind == "InternalIP")
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect(),
+                pods: (objects.pod_cidrs(name).into_iter())
+                    .filter_map(|c| match c {
+                        ipnet::IpNet::V4(c) => Some(c),
+                        ipnet::IpNet::V6(_) => None,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Some(Masquerade::for_node(addr, settings, &nodes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use router_core::cilium::Objects;
 use router_core::cilium::table::KubeProxyReplacement;
 use router_core::service::datapath::{self, Counters};
 use router_core::service::frontend;
-use router_core::service::masquerade::{Masquerade, NodeAddresses};
+use router_core::service::masquerade::Masquerade;
 use router_core::service::nodeport;
 
 use super::Cluster;
@@ -48,21 +48,7 @@ impl Cluster {
             .collect();
         let tunnel = self.lab.values.routing_mode == RoutingMode::Tunnel;
         let masquerade = self.lab.values.masquerade();
-        let members: Vec<NodeAddresses> = self
-            .workloads
-            .nodes()
-            .iter()
-            .map(|n| NodeAddresses {
-                local: false,
-                addrs: self
-                    .address_of(&n.name)
-                    .into_iter()
-                    .chain([n.router_ip])
-                    .collect(),
-                pods: vec![n.ipam.cidr()],
-            })
-            .collect();
-        for (i, node) in nodes.into_iter().enumerate() {
+        for node in nodes {
             // Outside traffic to a remote backend is SNATed to the node's
             // InternalIP in native routing, to its cilium_host address in
             // tunnel mode (as seed 002 §2.7 observes), so replies come back
@@ -88,11 +74,8 @@ impl Cluster {
             services.set_table(table);
             // Pod traffic leaving through the node's InternalIP device is
             // masqueraded to that address (Cilium's IPV4_MASQUERADE).
-            let masquerade = masquerade.as_ref().zip(address).map(|(settings, addr)| {
-                let mut members = members.clone();
-                members[i].local = true;
-                Masquerade::for_node(addr, settings, &members)
-            });
+            let masquerade = (masquerade.as_ref())
+                .and_then(|settings| Masquerade::for_objects(objects, &node, settings));
             services.set_masquerade(masquerade);
         }
         self.node_ports = node_ports;
