@@ -9,8 +9,9 @@
 //! simulator's pod addresses), in process and without sockets. For every
 //! node the desired peers (`bgp peers`), originated routes (`bgp routes
 //! available`), what each peer is to be sent with its attributes, the
-//! problems reported and the service table (`service list`) must be
-//! identical.
+//! problems reported, the service table (`service list`) and the
+//! masquerading (the simulator's from the Helm values, the agent's from
+//! `--enable-bpf-masquerade --ipv4-native-routing-cidr`) must be identical.
 //! A mismatch prints both directories' YAML so the case can be replayed.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use router_core::cilium::node::{NodeBgp, NodeOptions};
 use router_core::cilium::status::Table;
 use router_core::cilium::table;
+use router_core::service::masquerade::{Masquerade, Settings};
 use router_core::service::table::ServiceTable;
 use smoltcp::time::Instant;
 
@@ -527,9 +529,9 @@ fn view(node: &NodeBgp) -> String {
     out
 }
 
-/// A node's `service list`.
-fn service_view(services: &ServiceTable) -> String {
-    table::service_list(&table::service_rows(services))
+/// A node's `service list` and masquerading.
+fn service_view(services: &ServiceTable, masquerade: Option<&Masquerade>) -> String {
+    table::service_list(&table::service_rows(services)) + &format!("{masquerade:?}\n")
 }
 
 /// Each node's view through the simulator and its pods' addresses, or the
@@ -550,7 +552,8 @@ fn through_sim(dir: &Path, spec: &Spec) -> SimOutcome {
                 .bgp()
                 .and_then(|b| b.node())
                 .ok_or_else(|| format!("{name} runs no BGP control plane"))?;
-            let services = service_view(host.host.services().table());
+            let stage = host.host.services();
+            let services = service_view(stage.table(), stage.masquerade());
             Ok((name, view(node) + &services))
         })
         .collect::<Result<_, String>>()?;
@@ -576,9 +579,17 @@ fn through_agent(dir: &Path, spec: &Spec) -> BTreeMap<String, String> {
                 ..nexthop_agent::controller::node_options(&name, None, true)
             });
             node.reconcile(Instant::ZERO, &objects);
-            let (services, _) =
-                nexthop_agent::services::table(&objects, &name, &Default::default());
-            (name, view(&node) + &service_view(&services))
+            let options = nexthop_agent::services::Options {
+                masquerade: Some(Settings {
+                    native_routing_cidr: Some("10.0.0.0/16".parse().unwrap()),
+                    ..Settings::default()
+                }),
+                ..Default::default()
+            };
+            let (table, _) = nexthop_agent::services::table(&objects, &name, &options);
+            let served = nexthop_agent::services::served(&objects, &name, &options, table);
+            let services = service_view(&served.table, served.masquerade.as_ref());
+            (name, view(&node) + &services)
         })
         .collect()
 }

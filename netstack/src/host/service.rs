@@ -80,6 +80,11 @@ impl Services {
         self.service.set_masquerade(masquerade);
     }
 
+    /// The masquerading in force.
+    pub fn masquerade(&self) -> Option<&Masquerade> {
+        self.service.masquerade()
+    }
+
     /// The table served.
     pub fn table(&self) -> &ServiceTable {
         self.service.table()
