@@ -362,11 +362,21 @@ impl Bgp {
                 (data.len(), ())
             });
         }
-        let gone = match socket.state() {
-            tcp::State::Closed | tcp::State::TimeWait | tcp::State::Closing => true,
-            tcp::State::CloseWait | tcp::State::LastAck => !socket.can_recv(),
-            _ => false,
-        };
+        // An accepted socket whose handshake was reset goes back to Listen
+        // (RFC 9293 §3.10.7.3) and would take the next SYN, from anyone:
+        // its connection to `peer` is over.
+        let other = socket
+            .remote_endpoint()
+            .is_some_and(|e| IpAddr::from(e.addr) != peer);
+        let gone = other
+            || match socket.state() {
+                tcp::State::Closed
+                | tcp::State::Listen
+                | tcp::State::TimeWait
+                | tcp::State::Closing => true,
+                tcp::State::CloseWait | tcp::State::LastAck => !socket.can_recv(),
+                _ => false,
+            };
         if !received.is_empty() {
             self.input(now, sockets, instance, Input::Received(peer, received));
             acted = true;
