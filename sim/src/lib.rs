@@ -70,6 +70,7 @@ pub mod clock;
 pub mod cluster;
 pub mod engine;
 pub mod error;
+pub mod explore;
 pub mod frr;
 pub mod lab;
 pub mod node;

@@ -1,12 +1,14 @@
 //! `nexthop-sim`: run a lab directory on virtual time and check its expectations.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nexthop_sim::EngineConfig;
 use nexthop_sim::cluster::Cluster;
-use nexthop_sim::lab::Lab;
+use nexthop_sim::explore::{self, FaultKind, Schedule};
+use nexthop_sim::lab::{Dur, Lab};
 use nexthop_sim::run::{self, Report};
 use nexthop_sim::tap::{self, TapSpec};
 
@@ -48,6 +50,43 @@ enum Command {
     Check {
         /// The lab directory.
         lab: PathBuf,
+    },
+    /// Run a lab many times, each with a random fault schedule, checking
+    /// invariants (no loops, convergence back to the fault-free state, the
+    /// lab's own expectations once the faults are over); exit 1 on a
+    /// violation, printing its seed and shrunk schedule.
+    Explore {
+        /// The lab directory.
+        lab: PathBuf,
+        /// Runs.
+        #[arg(long, default_value_t = 100)]
+        runs: u32,
+        /// The campaign's seed (every run's schedule derives from it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Kinds of faults, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "link,loss,latency,partition,crash,restart,router-restart"
+        )]
+        faults: Vec<String>,
+        /// Most faults per run.
+        #[arg(long, default_value_t = 3)]
+        max_faults: usize,
+        /// Runs in parallel (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// How long the network is left alone once the faults are over.
+        #[arg(long, default_value = "300s")]
+        quiet: String,
+        /// Replay the run with this seed (printed with a failure) and print
+        /// its report.
+        #[arg(long)]
+        replay: Option<u64>,
+        /// With --replay: write one pcap file per segment into this directory.
+        #[arg(long, requires = "replay")]
+        pcap: Option<PathBuf>,
     },
 }
 
@@ -94,8 +133,80 @@ fn check(dir: &std::path::Path) -> Result<String, String> {
     Ok(summary)
 }
 
+/// `explore`: a campaign, or the replay of one run.
+fn explore(command: Command) -> Result<bool, String> {
+    let Command::Explore {
+        lab,
+        runs,
+        seed,
+        faults,
+        max_faults,
+        jobs,
+        quiet,
+        replay,
+        pcap,
+    } = command
+    else {
+        unreachable!("called for explore");
+    };
+    let lab = Lab::load(&lab).map_err(|e| e.to_string())?;
+    let faults = (faults.iter())
+        .map(|f| FaultKind::parse(f).map_err(|e| format!("--faults: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quiet = Dur::parse(&quiet).map_err(|e| format!("--quiet: {e}"))?;
+    let opts = explore::Options {
+        runs,
+        seed,
+        lab_seed: lab.scenario.seed.unwrap_or(1),
+        faults,
+        max_faults,
+        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        quiet: quiet.0,
+    };
+    if let Some(run_seed) = replay {
+        let baseline = explore::baseline(&lab, &opts)?;
+        let schedule = Schedule::draw(&lab, run_seed, &opts.faults, opts.max_faults);
+        let out = explore::run_schedule(&lab, &opts, &schedule, Some(&baseline), pcap)?;
+        print!("{}", out.report.render());
+        println!("\nschedule (seed {run_seed}):\n{schedule}");
+        for v in &out.violations {
+            println!("violated: {v}");
+        }
+        println!(
+            "{} invariant checks, {} violated",
+            out.checks,
+            out.violations.len()
+        );
+        return Ok(out.violations.is_empty());
+    }
+    let started = std::time::Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let name = lab.topology.name.clone();
+    let summary = explore::explore(&lab, &opts, |done, failed| {
+        if tty {
+            eprint!("\rexplore {name}: {done}/{runs} runs, {failed} failed");
+        } else if done % (runs / 10).max(1) == 0 || done == runs {
+            eprintln!("explore {name}: {done}/{runs} runs, {failed} failed");
+        }
+    })?;
+    if tty {
+        eprintln!();
+    }
+    print!("{}", summary.table(started.elapsed().as_secs_f64()));
+    print!("{}", summary.failures());
+    Ok(summary.failures.is_empty())
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        command @ Command::Explore { .. } => match explore(command) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Check { lab } => match check(&lab) {
             Ok(summary) => {
                 println!("{summary}");

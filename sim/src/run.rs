@@ -208,7 +208,9 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::Arping { from, .. } if !is_host(from) => {
                 return Err(at(format!("no host named {from:?}")));
             }
-            Action::Link { endpoint, .. } | Action::Loss { endpoint, .. }
+            Action::Link { endpoint, .. }
+            | Action::Loss { endpoint, .. }
+            | Action::Latency { endpoint, .. }
                 if cluster.interface(endpoint).is_none() =>
             {
                 return Err(at(format!(
@@ -226,27 +228,36 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
 pub fn run(cluster: &mut Cluster, seed: u64) -> Report {
     let steps = cluster.lab.scenario.steps.clone();
     let mut events = 0;
-    let mut reports = Vec::new();
-    for step in &steps {
-        let mut report = StepReport {
-            name: step.name.clone(),
-            line: step.line,
-            time: String::new(),
-            output: Vec::new(),
-            checks: Vec::new(),
-            error: None,
-        };
-        match execute(cluster, step, &mut report, &mut events) {
-            Ok(()) => {}
-            Err(e) => report.error = Some(e),
-        }
-        report.time = format!("{:.3}", secs(cluster.engine.now()));
-        reports.push(report);
+    let reports = steps
+        .iter()
+        .map(|step| run_step(cluster, step, &mut events))
+        .collect();
+    report(cluster, seed, reports, events)
+}
+
+/// Run one step on `cluster`, counting the engine's events in `events`.
+pub fn run_step(cluster: &mut Cluster, step: &Step, events: &mut u64) -> StepReport {
+    let mut report = StepReport {
+        name: step.name.clone(),
+        line: step.line,
+        time: String::new(),
+        output: Vec::new(),
+        checks: Vec::new(),
+        error: None,
+    };
+    if let Err(e) = execute(cluster, step, &mut report, events) {
+        report.error = Some(e);
     }
+    report.time = format!("{:.3}", secs(cluster.engine.now()));
+    report
+}
+
+/// The run's report: `steps` as they ran on `cluster` with `seed`.
+pub fn report(cluster: &Cluster, seed: u64, steps: Vec<StepReport>, events: u64) -> Report {
     Report {
         lab: cluster.lab.topology.name.clone(),
         seed,
-        steps: reports,
+        steps,
         ignored_values: cluster.lab.values.ignored.clone(),
         virtual_seconds: secs(cluster.engine.now()),
         frames: cluster.engine.trace().records().len() as u64,
@@ -601,27 +612,35 @@ fn execute(
         Action::Loss {
             endpoint,
             probability,
-        } => {
-            let e = cluster.interface(endpoint).ok_or_else(|| {
-                format!(
-                    "{}:{} is not a linked interface",
-                    endpoint.node, endpoint.interface
-                )
-            })?;
-            let seg = cluster
-                .engine
-                .segment_of(e)
-                .ok_or("interface has no segment")?;
-            let params = crate::segment::SegmentParams {
-                loss: *probability,
-                ..cluster.engine.segment_params(seg)
-            };
-            cluster
-                .engine
-                .set_segment_params(seg, params)
-                .map_err(|e| e.to_string())
+        } => set_segment(cluster, endpoint, |p| p.loss = *probability),
+        Action::Latency { endpoint, latency } => {
+            set_segment(cluster, endpoint, |p| p.latency = latency.0)
         }
     }
+}
+
+/// Change the parameters of the segment `endpoint` is on.
+fn set_segment(
+    cluster: &mut Cluster,
+    endpoint: &crate::lab::topology::EndpointRef,
+    change: impl FnOnce(&mut crate::segment::SegmentParams),
+) -> Result<(), String> {
+    let e = cluster.interface(endpoint).ok_or_else(|| {
+        format!(
+            "{}:{} is not a linked interface",
+            endpoint.node, endpoint.interface
+        )
+    })?;
+    let seg = cluster
+        .engine
+        .segment_of(e)
+        .ok_or("interface has no segment")?;
+    let mut params = cluster.engine.segment_params(seg);
+    change(&mut params);
+    cluster
+        .engine
+        .set_segment_params(seg, params)
+        .map_err(|e| e.to_string())
 }
 
 /// Where a curl from `from` goes: a service (translated at the client's

@@ -122,16 +122,37 @@ pub fn normalise(line: &str) -> String {
 
 /// Whether the (normalised) `line` is what the expected line `pattern`
 /// says: the same fields, where a field `{n}` in the pattern stands for
-/// any number (a counter whose value depends on the seed).
+/// any number (a counter whose value depends on the seed) and `{age}` for
+/// any age or uptime (`4s`, `2m56s`, `3h17m`, FRR's `00:00:02`), which
+/// depends on when the step runs. A field may end in a comma after either.
 pub fn matches(pattern: &str, line: &str) -> bool {
     let (mut want, mut have) = (pattern.split(' '), line.split(' '));
     loop {
         match (want.next(), have.next()) {
             (None, None) => return true,
-            (Some("{n}"), Some(h)) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()) => {}
+            (Some(w), Some(h)) if placeholder(w, h) => {}
             (Some(w), Some(h)) if w == h => {}
             _ => return false,
         }
+    }
+}
+
+/// Whether the pattern field `want` is a placeholder `have` fills.
+fn placeholder(want: &str, have: &str) -> bool {
+    let (want, have) = match (want.strip_suffix(','), have.strip_suffix(',')) {
+        (Some(w), Some(h)) => (w, h),
+        _ => (want, have),
+    };
+    let digits = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit());
+    match want {
+        "{n}" => digits(have),
+        "{age}" => {
+            have.starts_with(|c: char| c.is_ascii_digit())
+                && have
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b"smhdwy:".contains(&b))
+        }
+        _ => false,
     }
 }
 
@@ -180,6 +201,27 @@ mod tests {
             line
         ));
         assert!(!matches("{n} Idle", "never Idle"));
+    }
+
+    #[test]
+    fn an_age_placeholder_matches_any_age_or_uptime() {
+        let pattern = "k8s-w0 65001 established {age} ipv4/unicast";
+        for age in ["4s", "2m56s", "3h17m", "00:00:02", "1d02h03m"] {
+            assert!(matches(
+                pattern,
+                &format!("k8s-w0 65001 established {age} ipv4/unicast")
+            ));
+        }
+        assert!(!matches(
+            pattern,
+            "k8s-w0 65001 established never ipv4/unicast"
+        ));
+        assert!(!matches(pattern, "k8s-w0 65001 established - ipv4/unicast"));
+        assert!(matches(
+            "* via 10.0.0.1, eth1, {age}",
+            "* via 10.0.0.1, eth1, 00:05:02"
+        ));
+        assert!(matches("weight 1, {age}, x", "weight 1, 00:00:02, x"));
     }
 
     #[test]

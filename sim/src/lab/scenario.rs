@@ -22,7 +22,7 @@
 //! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
 //! `drain NODE`; `uncordon NODE`; `scale DEPLOYMENT --replicas N`; `restart ROUTER`;
 //! `hash-policy ROUTER 0|1`;
-//! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`;
+//! `link down|up NODE:IF`; `loss NODE:IF PROBABILITY`; `latency NODE:IF DURATION`;
 //! `arping FROM IPV4 [--count N]`; `ndisc6 FROM IPV6 [--count N]`; `show leases`; `show l2-announce NODE`;
 //! `show service-list NODE`; `show bpf-lb-list NODE`; `show kube-proxy-replacement NODE`;
 //! `apiserver down|up [--from NODE]|latency DURATION` (the leases' store;
@@ -192,6 +192,13 @@ pub enum Action {
         /// Loss probability 0..1.
         probability: f64,
     },
+    /// Set the one-way latency of the link an interface is on.
+    Latency {
+        /// The interface.
+        endpoint: EndpointRef,
+        /// The latency.
+        latency: Dur,
+    },
     /// `arping TARGET` from a host: ARP requests, one a second.
     Arping {
         /// The host asking.
@@ -277,6 +284,7 @@ struct RawStep {
     hash_policy: Option<String>,
     link: Option<String>,
     loss: Option<String>,
+    latency: Option<String>,
     arping: Option<String>,
     ndisc6: Option<String>,
     apiserver: Option<String>,
@@ -341,6 +349,7 @@ impl Scenario {
                 ("hash-policy", s.hash_policy),
                 ("link", s.link),
                 ("loss", s.loss),
+                ("latency", s.latency),
                 ("arping", s.arping),
                 ("ndisc6", s.ndisc6),
                 ("apiserver", s.apiserver),
@@ -579,6 +588,10 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
                 probability,
             })
         }
+        ("latency", [ep, d]) => Ok(Action::Latency {
+            endpoint: endpoint(ep)?,
+            latency: Dur::parse(d)?,
+        }),
         _ => Err(format!(
             "cannot read {verb:?} arguments {args:?}; see docs/labs.md for the verbs"
         )),

@@ -261,6 +261,16 @@ impl Topology {
                 ));
             }
             for (i, r) in node.routes.iter().enumerate() {
+                if let Some(j) = node.routes[..i].iter().position(|o| o.dst == r.dst) {
+                    return Err(err(
+                        format!("nodes.{name}.routes[{i}]"),
+                        &r.dst.to_string(),
+                        format!(
+                            "{} is already routed by routes[{j}]: one route per prefix (the simulator keeps one per protocol, a second metric does not add a backup)",
+                            r.dst
+                        ),
+                    ));
+                }
                 if r.via.is_none() && r.dev.is_none() {
                     return Err(err(
                         format!("nodes.{name}.routes[{i}]"),
@@ -410,6 +420,13 @@ links:
         assert!(e.message.contains("no interface"), "{e}");
         let e = parse(&GOOD.replace("\"sw:p2\"", "\"sw:p1\"")).unwrap_err();
         assert!(e.message.contains("already used"), "{e}");
+        let path = Path::new("topology.yaml");
+        let twice = "name: t\nnodes:\n  a:\n    kind: router\n    interfaces:\n      eth0: {ipv4: 10.0.0.1/24}\n    routes:\n      - {dst: 10.9.0.0/16, via: 10.0.0.2}\n      - {dst: 10.9.0.0/16, via: 10.0.0.3, metric: 100}\nlinks: []\n";
+        let e = Topology::parse(path, twice).unwrap_err().to_string();
+        assert!(
+            e.contains("nodes.a.routes[1]") && e.contains("already routed by routes[0]"),
+            "{e}"
+        );
     }
 
     #[test]
