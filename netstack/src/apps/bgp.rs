@@ -315,7 +315,14 @@ impl Bgp {
                 match taker {
                     Some(key) => {
                         let conn = self.conns.entry(key).or_default();
-                        conn.socket = Some(h);
+                        // A handshake of the peer's still under way (not
+                        // yet reported connected) gives way to the newer
+                        // one; left alone it would go back to listening,
+                        // unpolled, and swallow a later SYN.
+                        if let Some(old) = conn.socket.replace(h) {
+                            sockets.get_mut::<tcp::Socket>(old).abort();
+                            self.closing.push(old);
+                        }
                         conn.established = false;
                         conn.outbox.clear();
                     }
