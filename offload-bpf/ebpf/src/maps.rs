@@ -11,14 +11,14 @@
 //! Hash maps change entry by entry (each update is atomic) and are shared.
 
 use aya_ebpf::Global;
-use aya_ebpf::macros::map;
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
+use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
     DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS,
-    DEFAULT_MASQ_EXCLUSIONS, DEFAULT_SLOTS, DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key, ServiceConfig, SocketKey, Work,
-    counter,
+    DEFAULT_MASQ_EXCLUSIONS, DEFAULT_SLOTS, DEFAULT_SOCKETS, FlowKey, FrontendKey, Inputs, L3n4Key,
+    ServiceConfig, SocketKey, Work, counter,
 };
 use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
