@@ -150,6 +150,36 @@ fn a_healthy_lab_passes_a_short_campaign_with_every_kind_of_fault() {
     assert!(summary.checks > 100);
 }
 
+/// `probability` loss on `endpoint`'s link before step `at` (from 0),
+/// healed before step `until`.
+fn loss_fault(endpoint: &str, probability: f64, at: usize, until: usize) -> Fault {
+    let endpoint = EndpointRef::parse(endpoint).unwrap();
+    let loss = |probability| Action::Loss {
+        endpoint: endpoint.clone(),
+        probability,
+    };
+    Fault {
+        kind: FaultKind::Loss,
+        at,
+        until,
+        inject: vec![loss(probability)],
+        heal: vec![loss(0.0)],
+        what: format!(
+            "loss {probability} on {}:{}",
+            endpoint.node, endpoint.interface
+        ),
+    }
+}
+
+/// Whether the bgp-dsr lab with `schedule` converges as without it.
+fn bgp_dsr_recovers_from(schedule: &Schedule) {
+    let lab = Lab::load(&bundled("bgp-dsr")).unwrap();
+    let opts = options(1);
+    let baseline = explore::baseline(&lab, &opts).unwrap();
+    let run = explore::run_schedule(&lab, &opts, schedule, Some(&baseline), None).unwrap();
+    assert!(run.violations.is_empty(), "{:#?}", run.violations);
+}
+
 /// Found by `explore` (bgp-dsr, run 106 of seed 1): with 60% loss on the
 /// upper subnet a SYN of k8s-w1's was accepted by the router and reset
 /// during the handshake, the accepted socket went back to listening and
@@ -157,26 +187,9 @@ fn a_healthy_lab_passes_a_short_campaign_with_every_kind_of_fault() {
 /// k8s-w1's: k8s-w1 stayed Active for good.
 #[test]
 fn a_handshake_reset_under_loss_does_not_give_one_peer_anothers_session() {
-    let lab = Lab::load(&bundled("bgp-dsr")).unwrap();
-    let opts = options(1);
-    let baseline = explore::baseline(&lab, &opts).unwrap();
-    let upper = EndpointRef::parse("k8s-ctr:eth1").unwrap();
-    let loss = |probability| Action::Loss {
-        endpoint: upper.clone(),
-        probability,
-    };
-    let schedule = Schedule {
-        faults: vec![Fault {
-            kind: FaultKind::Loss,
-            at: 12,
-            until: 16,
-            inject: vec![loss(0.6)],
-            heal: vec![loss(0.0)],
-            what: "loss 0.6 on k8s-ctr:eth1".into(),
-        }],
-    };
-    let run = explore::run_schedule(&lab, &opts, &schedule, Some(&baseline), None).unwrap();
-    assert!(run.violations.is_empty(), "{:#?}", run.violations);
+    bgp_dsr_recovers_from(&Schedule {
+        faults: vec![loss_fault("k8s-ctr:eth1", 0.6, 12, 16)],
+    });
 }
 
 /// Found by `explore` (bgp-dsr, run 100 of seed 1): under 60% loss on the
@@ -186,37 +199,18 @@ fn a_handshake_reset_under_loss_does_not_give_one_peer_anothers_session() {
 /// and swallowed k8s-w0's next SYN: the session never came back.
 #[test]
 fn a_second_handshake_from_one_peer_does_not_leave_a_socket_listening_unpolled() {
-    let lab = Lab::load(&bundled("bgp-dsr")).unwrap();
-    let opts = options(1);
-    let baseline = explore::baseline(&lab, &opts).unwrap();
-    let lower = EndpointRef::parse("router:eth2").unwrap();
-    let loss = |probability| Action::Loss {
-        endpoint: lower.clone(),
-        probability,
+    let restart = Fault {
+        kind: FaultKind::Restart,
+        at: 15,
+        until: 16,
+        inject: vec![Action::Down {
+            node: "k8s-w0".into(),
+            down_for: Some(nexthop_sim::lab::Dur::parse("1s").unwrap()),
+        }],
+        heal: Vec::new(),
+        what: "k8s-w0's agent restarted".into(),
     };
-    let schedule = Schedule {
-        faults: vec![
-            Fault {
-                kind: FaultKind::Loss,
-                at: 9,
-                until: 16,
-                inject: vec![loss(0.6)],
-                heal: vec![loss(0.0)],
-                what: "loss 0.6 on router:eth2".into(),
-            },
-            Fault {
-                kind: FaultKind::Restart,
-                at: 15,
-                until: 16,
-                inject: vec![Action::Down {
-                    node: "k8s-w0".into(),
-                    down_for: Some(nexthop_sim::lab::Dur::parse("1s").unwrap()),
-                }],
-                heal: Vec::new(),
-                what: "k8s-w0's agent restarted".into(),
-            },
-        ],
-    };
-    let run = explore::run_schedule(&lab, &opts, &schedule, Some(&baseline), None).unwrap();
-    assert!(run.violations.is_empty(), "{:#?}", run.violations);
+    bgp_dsr_recovers_from(&Schedule {
+        faults: vec![loss_fault("router:eth2", 0.6, 9, 16), restart],
+    });
 }
