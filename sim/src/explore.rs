@@ -11,10 +11,10 @@
 //! after the last), on interfaces, nodes and routers the scenario itself
 //! never touches. Then:
 //!
-//! - before every step: no forwarding loop (a walk of the FIBs from every
-//!   forwarding host towards every prefix it routes never comes back to a
-//!   host it passed; a service address counts as reached at a node that
-//!   serves it) and never two nodes answering ARP for one address;
+//! - before every step: no forwarding loop (a walk of the FIBs,
+//!   [`crate::paths`], from every forwarding host towards every prefix it
+//!   routes never comes back to a host it passed) and never two nodes
+//!   answering ARP for one address;
 //! - the lab's own expectations hold for the steps before the first fault
 //!   (the later ones run unchecked: labs tie steps to what happened just
 //!   before, which faults shift);
@@ -34,15 +34,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ipnet::IpNet;
-use router_core::fib::NexthopKind;
 use router_core::hash::splitmix64;
 use smoltcp::time::Duration;
 
 use crate::EngineConfig;
 use crate::cluster::Cluster;
-use crate::cluster::host::Role;
 use crate::lab::topology::{EndpointRef, NodeKind};
 use crate::lab::{Action, Dur, Expect, Lab, Step};
+use crate::paths::{self, End};
 use crate::run::{self, Report};
 
 /// A kind of fault.
@@ -130,6 +129,43 @@ impl Schedule {
     /// The first step a fault precedes; `None` without faults.
     fn first(&self) -> Option<usize> {
         self.faults.iter().map(|f| f.at).min()
+    }
+}
+
+impl Schedule {
+    /// The scenario's `steps` with the faults' injections and healings
+    /// between them, then a `quiet` period; each step with whether its
+    /// expectations count (before the first fault only).
+    pub fn interleave(&self, steps: &[Step], quiet: Duration) -> Vec<(Step, bool)> {
+        let n = steps.len();
+        let first = self.first().unwrap_or(n);
+        let extra = |name: String, action: Action| Step {
+            name,
+            action,
+            expect: Expect::default(),
+            line: 0,
+        };
+        let mut plan = Vec::new();
+        for i in 0..=n {
+            for f in self.faults.iter().filter(|f| f.until == i) {
+                for a in &f.heal {
+                    plan.push((extra(format!("fault over: {}", f.what), a.clone()), false));
+                }
+            }
+            for f in self.faults.iter().filter(|f| f.at == i) {
+                for a in &f.inject {
+                    plan.push((extra(format!("fault: {}", f.what), a.clone()), false));
+                }
+            }
+            if let Some(step) = steps.get(i) {
+                plan.push((step.clone(), i < first));
+            }
+        }
+        plan.push((
+            extra("quiet period".into(), Action::Wait(Dur(quiet))),
+            false,
+        ));
+        plan
     }
 }
 
@@ -433,48 +469,34 @@ impl Converged {
     }
 }
 
-/// A forwarding loop: the hosts a walk towards `dst` passed, ending at one
-/// it had passed before.
+/// A forwarding loop: from every forwarding host, towards every prefix it
+/// routes ([`paths`]), the first walk that comes back to a host it passed.
 fn loops(cluster: &Cluster) -> Vec<String> {
-    let mut owners: BTreeMap<IpAddr, BTreeSet<&str>> = BTreeMap::new();
-    for name in cluster.host_names() {
-        if let Some(h) = cluster.host(name) {
-            for port in h.host.ports() {
-                for a in &port.addrs {
-                    owners.entry(a.addr()).or_default().insert(name);
-                }
-            }
-        }
-    }
-    let mut found = Vec::new();
     for name in cluster.host_names() {
         let Some(h) = cluster.host(name) else {
             continue;
         };
-        if !forwards(&h.role) {
+        if !paths::forwards(&h.role) {
             continue;
         }
-        for route in h.host.fib().routes() {
-            if route.prefix.prefix_len() == 0 {
-                continue;
-            }
-            let dst = representative(route.prefix);
-            let mut path = vec![name.as_str()];
-            if let Some(l) = walk(cluster, &owners, dst, &mut path) {
-                found.push(format!(
-                    "forwarding loop towards {dst} ({}): {}",
-                    route.prefix,
-                    l.join(" → ")
-                ));
-                return found;
+        let prefixes: Vec<IpNet> = (h.host.fib().routes())
+            .map(|r| r.prefix)
+            .filter(|p| p.prefix_len() > 0)
+            .collect();
+        let dsts: Vec<IpAddr> = prefixes.iter().map(|p| representative(*p)).collect();
+        for ((dst, walks), prefix) in paths::paths_to(cluster, name, &dsts)
+            .into_iter()
+            .zip(&prefixes)
+        {
+            if let Some(l) = walks.iter().find(|w| w.end == End::Loop) {
+                return vec![format!(
+                    "forwarding loop towards {dst} ({prefix}): {}",
+                    l.hosts.join(" → ")
+                )];
             }
         }
     }
-    found
-}
-
-fn forwards(role: &Role) -> bool {
-    matches!(role, Role::K8sNode | Role::Router)
+    Vec::new()
 }
 
 /// An address inside `prefix` to walk towards (its first host address).
@@ -484,56 +506,6 @@ fn representative(prefix: IpNet) -> IpAddr {
         IpNet::V6(p) if p.prefix_len() < 127 => IpAddr::V6((u128::from(p.network()) + 1).into()),
         p => p.network(),
     }
-}
-
-/// Follow the FIBs from the last host of `path` towards `dst`; the looping
-/// path if one comes back to a host already on it.
-fn walk<'a>(
-    cluster: &'a Cluster,
-    owners: &BTreeMap<IpAddr, BTreeSet<&'a str>>,
-    dst: IpAddr,
-    path: &mut Vec<&'a str>,
-) -> Option<Vec<String>> {
-    let here = *path.last()?;
-    let h = cluster.host(here)?;
-    let owned = owners.get(&dst).is_some_and(|o| o.contains(here));
-    let served = h
-        .host
-        .services()
-        .table()
-        .frontends()
-        .any(|(f, _)| f.addr == dst);
-    if owned || served || !forwards(&h.role) || path.len() > 32 {
-        return None;
-    }
-    let fib = h.host.fib();
-    let group = fib.lookup(dst).and_then(|g| fib.group(g))?;
-    let mut next: BTreeSet<&'a str> = BTreeSet::new();
-    for member in group.members() {
-        let towards = match member.kind {
-            NexthopKind::Gateway { addr, .. } => addr,
-            NexthopKind::Connected { .. } => dst,
-            NexthopKind::Tunnel { endpoint, .. } => endpoint,
-            NexthopKind::Blackhole => continue,
-        };
-        next.extend(owners.get(&towards).into_iter().flatten().copied());
-    }
-    // A gateway of this host's own (`cilium_host`) delivers to itself.
-    next.remove(here);
-    for n in next {
-        if path.contains(&n) {
-            let mut l: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-            l.push(n.to_string());
-            return Some(l);
-        }
-        path.push(n);
-        let found = walk(cluster, owners, dst, path);
-        path.pop();
-        if found.is_some() {
-            return found;
-        }
-    }
-    None
 }
 
 /// Two nodes answering ARP for one address.
@@ -609,35 +581,7 @@ pub fn run_schedule(
         ..EngineConfig::new(opts.lab_seed)
     };
     let mut cluster = Cluster::build(lab.clone(), config)?;
-    let scenario = lab.scenario.steps.clone();
-    let n = scenario.len();
-    let first = schedule.first().unwrap_or(n);
-    let mut plan: Vec<(Step, bool)> = Vec::new();
-    let extra = |name: String, action: Action| Step {
-        name,
-        action,
-        expect: Expect::default(),
-        line: 0,
-    };
-    for i in 0..=n {
-        for f in schedule.faults.iter().filter(|f| f.until == i) {
-            for a in &f.heal {
-                plan.push((extra(format!("fault over: {}", f.what), a.clone()), false));
-            }
-        }
-        for f in schedule.faults.iter().filter(|f| f.at == i) {
-            for a in &f.inject {
-                plan.push((extra(format!("fault: {}", f.what), a.clone()), false));
-            }
-        }
-        if let Some(step) = scenario.get(i) {
-            plan.push((step.clone(), i < first));
-        }
-    }
-    plan.push((
-        extra("quiet period".into(), Action::Wait(Dur(opts.quiet))),
-        false,
-    ));
+    let plan = schedule.interleave(&lab.scenario.steps, opts.quiet);
     let (mut events, mut checks, mut violations) = (0, 0u64, Vec::new());
     let mut steps = Vec::new();
     for (k, (step, checked)) in plan.iter().enumerate() {
