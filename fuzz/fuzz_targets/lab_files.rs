@@ -14,12 +14,17 @@ use libfuzzer_sys::fuzz_target;
 use nexthop_sim::lab::error::LabError;
 use nexthop_sim::lab::{Scenario, Topology, Values, kube};
 
+/// Lines as YAML counts them: `\n`, `\r\n` and a lone `\r` each end one.
+fn yaml_lines(text: &str) -> usize {
+    text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 1
+}
+
 /// The refusal names `name` and a line no later than the text's last.
 fn named(e: &LabError, name: &str, text: &str) {
     let shown = e.to_string();
     assert!(shown.contains(name), "{shown}");
     if let Some(line) = e.line {
-        assert!(line <= text.lines().count().max(1) + 1, "line {line}: {shown}");
+        assert!(line <= yaml_lines(text) + 1, "line {line}: {shown}");
     }
 }
 
