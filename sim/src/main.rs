@@ -194,6 +194,14 @@ fn explore(command: Command) -> Result<bool, String> {
     }
     print!("{}", summary.table(started.elapsed().as_secs_f64()));
     print!("{}", summary.failures());
+    if !summary.failures.is_empty() {
+        let kinds: Vec<&str> = opts.faults.iter().map(|k| k.name()).collect();
+        println!(
+            "replay one with: nexthop-sim explore LAB --replay SEED --faults {} --max-faults {} [--pcap DIR]",
+            kinds.join(","),
+            opts.max_faults
+        );
+    }
     Ok(summary.failures.is_empty())
 }
 
