@@ -12,8 +12,8 @@
 //! never touches. Then:
 //!
 //! - before every step: no forwarding loop (a walk of the FIBs,
-//!   [`crate::paths`], from every forwarding host towards every prefix it
-//!   routes never comes back to a host it passed) and never two nodes
+//!   [`crate::paths`], from every forwarding host towards every prefix any
+//!   host routes never comes back to a host it passed) and never two nodes
 //!   answering ARP for one address;
 //! - the lab's own expectations hold for the steps before the first fault
 //!   (the later ones run unchecked: labs tie steps to what happened just
@@ -469,25 +469,27 @@ impl Converged {
     }
 }
 
-/// A forwarding loop: from every forwarding host, towards every prefix it
-/// routes ([`paths`]), the first walk that comes back to a host it passed.
+/// A forwarding loop: from every forwarding host, towards every prefix any
+/// host routes ([`paths`]), the first walk that comes back to a host it
+/// passed.
 fn loops(cluster: &Cluster) -> Vec<String> {
+    let mut prefixes = BTreeSet::new();
     for name in cluster.host_names() {
-        let Some(h) = cluster.host(name) else {
-            continue;
-        };
-        if !paths::forwards(&h.role) {
+        if let Some(h) = cluster.host(name) {
+            prefixes.extend(h.host.fib().routes().map(|r| r.prefix));
+        }
+    }
+    let prefixes: Vec<IpNet> = prefixes
+        .into_iter()
+        .filter(|p| p.prefix_len() > 0)
+        .collect();
+    let dsts: Vec<IpAddr> = prefixes.iter().map(|p| representative(*p)).collect();
+    for name in cluster.host_names() {
+        if !cluster.host(name).is_some_and(|h| paths::forwards(&h.role)) {
             continue;
         }
-        let prefixes: Vec<IpNet> = (h.host.fib().routes())
-            .map(|r| r.prefix)
-            .filter(|p| p.prefix_len() > 0)
-            .collect();
-        let dsts: Vec<IpAddr> = prefixes.iter().map(|p| representative(*p)).collect();
-        for ((dst, walks), prefix) in paths::paths_to(cluster, name, &dsts)
-            .into_iter()
-            .zip(&prefixes)
-        {
+        let walks = paths::paths_to(cluster, name, &dsts);
+        for ((dst, walks), prefix) in walks.into_iter().zip(&prefixes) {
             if let Some(l) = walks.iter().find(|w| w.end == End::Loop) {
                 return vec![format!(
                     "forwarding loop towards {dst} ({prefix}): {}",

@@ -29,18 +29,18 @@ fn options(runs: u32) -> Options {
 }
 
 /// A copy of bundled lab `name` in a directory of the test's own, with
-/// `edit` applied to its topology.
+/// `edit` applied to its `file`.
 struct Copy(PathBuf);
 
 impl Copy {
-    fn of(name: &str, test: &str, edit: impl Fn(String) -> String) -> Copy {
+    fn of(name: &str, test: &str, file: &str, edit: impl Fn(String) -> String) -> Copy {
         let dir =
             std::env::temp_dir().join(format!("nexthop-explore-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         copy_dir(&bundled(name), &dir);
-        let topology = dir.join("topology.yaml");
-        let text = std::fs::read_to_string(&topology).unwrap();
-        std::fs::write(&topology, edit(text)).unwrap();
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
         Copy(dir)
     }
 }
@@ -68,7 +68,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn a_lab_with_a_forwarding_loop_is_caught_naming_the_loop() {
     // The router sends k8s-w0's pod CIDR to k8s-w1, which sends the whole
     // pod range back to the router.
-    let lab = Copy::of("native-routing-static", "loop", |t| {
+    let lab = Copy::of("native-routing-static", "loop", "topology.yaml", |t| {
         t.replace(
             "{ dst: 172.20.2.0/24, via: 192.168.20.100 }",
             "{ dst: 172.20.2.0/24, via: 192.168.10.101 }",
@@ -77,8 +77,52 @@ fn a_lab_with_a_forwarding_loop_is_caught_naming_the_loop() {
     let lab = Lab::load(&lab.0).unwrap();
     let e = explore::explore(&lab, &options(4), |_, _| {}).unwrap_err();
     assert!(
-        e.contains("forwarding loop towards 172.20.2.1 (172.20.2.0/24): router → k8s-w1 → router"),
+        e.contains(
+            "forwarding loop towards 172.20.2.1 (172.20.2.0/24): k8s-ctr → router → k8s-w1 → router"
+        ),
         "{e}"
+    );
+}
+
+/// A lab broken only under faults: once BGP is up, a summary route each way
+/// between the router and k8s-ctr, which only the router's more specific
+/// BGP routes keep from looping. A fault that takes another node's routes
+/// away (for the hold and restart times) makes the loop; `explore` finds
+/// it and shrinks each failing schedule to the one fault.
+#[test]
+fn a_lab_that_loops_only_under_faults_is_caught_and_shrunk() {
+    let lab = Copy::of("bgp-dsr", "summary", "scenario.yaml", |t| {
+        t.replacen(
+            "  - converge: 8s\n",
+            "  - converge: 8s\n  - route: add router 172.20.0.0/16 via 192.168.10.100\n  \
+             - route: add k8s-ctr 172.20.0.0/16 via 192.168.10.200\n",
+            1,
+        )
+    });
+    let lab = Lab::load(&lab.0).unwrap();
+    let opts = Options {
+        faults: vec![FaultKind::Crash, FaultKind::Partition, FaultKind::Link],
+        ..options(12)
+    };
+    let summary = explore::explore(&lab, &opts, |_, _| {}).unwrap();
+    assert!(!summary.failures.is_empty(), "no run found the loop");
+    for f in summary.failures.values() {
+        assert_eq!(f.shrunk.faults.len(), 1, "{}", summary.failures());
+        assert!(
+            f.violations
+                .iter()
+                .any(|v| v.contains("forwarding loop") && v.contains("k8s-ctr → router → k8s-ctr")),
+            "{:#?}",
+            f.violations
+        );
+    }
+    assert!(
+        summary
+            .failures
+            .values()
+            .any(|f| f.schedule.faults.len() > 1),
+        "some failure shrank: {}",
+        summary.failures()
     );
 }
 
