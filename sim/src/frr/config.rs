@@ -232,10 +232,16 @@ impl FrrConfig {
         if let Some(bgp) = &cfg.bgp {
             for (addr, n) in &bgp.neighbors {
                 if bgp.effective(*addr).and_then(|s| s.remote_as).is_none() {
+                    // The first line naming it, read as the parser reads
+                    // lines (words, the address in any spelling it takes).
                     let at = text
                         .lines()
-                        .position(|l| l.contains(&format!("neighbor {addr}")))
-                        .map_or(0, |p| p + 1);
+                        .position(|l| {
+                            let mut words = l.split_whitespace();
+                            words.next() == Some("neighbor")
+                                && words.next().and_then(|w| w.parse().ok()) == Some(*addr)
+                        })
+                        .map_or(1, |p| p + 1);
                     return Err(ConfigError {
                         line: at,
                         text: format!("neighbor {addr}"),
@@ -472,6 +478,17 @@ mod tests {
         let n = b.effective("192.168.20.100".parse().unwrap()).unwrap();
         assert_eq!(n.remote_as, Some(RemoteAs::External));
         assert_eq!(n.peer_group.as_deref(), Some("CILIUM"));
+    }
+
+    /// Found by fuzzing (`frr_conf`): a neighbor without a remote-as whose
+    /// line separates its words with other whitespace than a space was
+    /// reported at line 0.
+    #[test]
+    fn a_neighbor_without_remote_as_is_reported_at_its_line_however_spaced() {
+        let text = "router bgp 65000\n  neighbor G peer-group\n  neighbor\x0b\t192.168.10.100  peer-group G\n";
+        let e = FrrConfig::parse(text).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("has no remote-as"), "{e}");
     }
 
     #[test]
