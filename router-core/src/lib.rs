@@ -14,6 +14,8 @@
 //! - [`hash`]: FNV-1a and SplitMix64, for stable seed-derived numbers.
 //! - [`neighbour`]: the ARP neighbour table and the ARP responder.
 //! - [`datapath`]: the reference packet pipeline, exit reasons, checksums.
+//! - [`flow`]: flow events (Hubble's observation points, verdicts, drop
+//!   reasons) and `hubble observe`'s filters and layouts.
 //! - [`ipam`]: LB-IPAM (LoadBalancer addresses from pools).
 //! - [`lease`]: a lease elector (one holder at a time) over a shared store.
 //! - [`service`]: service load-balancing (Cilium's kube-proxy replacement):
@@ -45,6 +47,7 @@ pub mod datapath;
 pub mod ecmp;
 #[cfg(feature = "alloc")]
 pub mod fib;
+pub mod flow;
 pub mod hash;
 #[cfg(feature = "alloc")]
 pub mod ipam;
