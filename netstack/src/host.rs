@@ -21,6 +21,7 @@ use router_core::PortId;
 use router_core::datapath::pipeline::{self, PortConfig, Tables};
 use router_core::datapath::{self, Reason};
 use router_core::fib::{self, Fib, Nexthop, NexthopKind, Protocol, Route};
+use router_core::flow::Side;
 use router_core::neighbour::{self, Event, Output, arp, ndp};
 use router_core::wire::geneve::DsrOption;
 use router_core::wire::layout::ETHERNET_HEADER_LEN as ETH;
@@ -37,7 +38,10 @@ use crate::device::IpDevice;
 use crate::icmp;
 
 mod bgp;
+mod flows;
 pub mod service;
+
+pub use flows::FlowLog;
 
 use service::{Origin, Services, Verdict};
 
@@ -221,6 +225,8 @@ pub struct Host {
     local_ports: BTreeSet<PortId>,
     /// Sockets of a stopped BGP whose resets are still to go out.
     bgp_closing: Vec<SocketHandle>,
+    /// Flow events, when kept ([`Host::enable_flows`]).
+    flows: Option<FlowLog>,
     outbox: Vec<(PortId, Vec<u8>)>,
     /// The address an `arping` (or `ndisc6`) asks for, and the replies seen for it.
     arping: Option<(IpAddr, Vec<(Instant, EthernetAddress)>)>,
@@ -327,6 +333,7 @@ impl Host {
             services: Services::new(config.seed ^ 0x5e41_1ce5),
             local_ports: BTreeSet::new(),
             bgp_closing: Vec::new(),
+            flows: None,
             outbox: Vec::new(),
             arping: None,
             now: Instant::ZERO,
@@ -684,6 +691,41 @@ impl Host {
         self.local_ports.insert(port);
     }
 
+    /// Keep flow events from now on (a Cilium node's Hubble).
+    pub fn enable_flows(&mut self) {
+        self.flows.get_or_insert_with(FlowLog::default);
+    }
+
+    /// The flow events recorded since the last call (none unless enabled).
+    pub fn take_flows(&mut self) -> Vec<router_core::flow::Flow> {
+        self.flows.as_mut().map(FlowLog::take).unwrap_or_default()
+    }
+
+    /// Record a flow event made outside the datapath (a socket's service
+    /// translation), if flows are kept.
+    pub fn record_flow(&mut self, flow: router_core::flow::Flow) {
+        if let Some(log) = &mut self.flows {
+            log.push(flow);
+        }
+    }
+
+    /// Which side of the node a port leads to: a pod, or the network.
+    fn side(&self, port: PortId) -> Side {
+        if self.local_ports.contains(&port) {
+            Side::Endpoint
+        } else {
+            Side::Network
+        }
+    }
+
+    /// Record the flow event of a datapath exit, if flows are kept.
+    fn observe(&mut self, now: Instant, from: Side, verdict: &pipeline::Verdict, ip: &[u8]) {
+        let to = verdict.egress.map(|p| self.side(p));
+        if let Some(log) = &mut self.flows {
+            log.exit(now, (from, to), verdict.reason, verdict.decapsulated, ip);
+        }
+    }
+
     /// Run a received frame through service translation and the datapath and
     /// carry out the verdict.
     fn run_received(&mut self, now: Instant, ingress: PortId, frame: &[u8]) {
@@ -696,7 +738,12 @@ impl Host {
             let mut translated = frame.to_vec();
             match self.services.translate(now, origin, &mut translated) {
                 Verdict::Untouched => {}
-                Verdict::Dropped(_) => return,
+                Verdict::Dropped(why) => {
+                    if let (Some(log), Some(ip)) = (&mut self.flows, frame.get(ETH..)) {
+                        log.service_drop(now, router_core::flow::DropReason::of_service(why), ip);
+                    }
+                    return;
+                }
                 Verdict::Translated => return self.route_received(now, ingress, &translated),
                 Verdict::Dispatch { node, service } => {
                     return self.dispatch(now, ingress, frame, &translated, node, service);
@@ -721,6 +768,12 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::dispatch(&self.tables(), translated, node, service, &mut out);
         self.counters.received[v.reason as usize] += 1;
+        self.observe(
+            now,
+            self.side(ingress),
+            &v,
+            translated.get(ETH..).unwrap_or_default(),
+        );
         match v.reason {
             Reason::Encapsulated => {
                 let egress = v.egress.expect("transmit verdicts name a port");
@@ -740,6 +793,19 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::process(&self.tables(), ingress, frame, &mut out);
         self.counters.received[v.reason as usize] += 1;
+        // An encapsulated packet is observed as it went in; anything else
+        // as it comes out (rewritten, or the inner frame of a decap).
+        let seen = if v.reason == Reason::Encapsulated {
+            frame
+        } else {
+            &out
+        };
+        self.observe(
+            now,
+            self.side(ingress),
+            &v,
+            seen.get(ETH..).unwrap_or_default(),
+        );
         if let Some(service) = v.dsr {
             self.services.accept_dispatched(now, &out, service);
         }
@@ -806,6 +872,7 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::originate(&self.tables(), &packet, &mut out);
         self.counters.originated[v.reason as usize] += 1;
+        self.observe(now, Side::Host, &v, &packet);
         match v.reason {
             Reason::Forwarded | Reason::Encapsulated => {
                 let egress = v.egress.expect("transmit verdicts name a port");

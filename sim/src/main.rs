@@ -45,6 +45,10 @@ enum Command {
         /// (not deterministic); repeatable.
         #[arg(long, value_name = "HOST:PORT=TAPNAME")]
         tap: Vec<TapSpec>,
+        /// Write every flow the nodes observed to this file, one JSON object
+        /// per line (`hubble observe -o json`'s layout).
+        #[arg(long)]
+        flows: Option<PathBuf>,
     },
     /// Read and check a lab's files without running it.
     Check {
@@ -95,6 +99,7 @@ fn run_once(
     seed: u64,
     pcap: Option<PathBuf>,
     taps: &[TapSpec],
+    flows: Option<&std::path::Path>,
 ) -> Result<Report, String> {
     let config = EngineConfig {
         pcap_dir: pcap,
@@ -111,8 +116,20 @@ fn run_once(
             );
         }
     }
+    if flows.is_some() {
+        cluster.flows.all = Some(Vec::new());
+    }
     let report = run::run(&mut cluster, seed);
     cluster.engine.flush_captures().map_err(|e| e.to_string())?;
+    if let (Some(path), Some(all)) = (flows, &cluster.flows.all) {
+        let mut text = String::new();
+        for o in all {
+            let json = router_core::flow::hubble::Json::of(o);
+            text.push_str(&serde_json::to_string(&json).expect("flows serialise"));
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|e| format!("--flows {}: {e}", path.display()))?;
+    }
     Ok(report)
 }
 
@@ -232,6 +249,7 @@ fn main() -> ExitCode {
             pcap,
             check_determinism,
             tap,
+            flows,
         } => {
             if check_determinism && !tap.is_empty() {
                 eprintln!("error: --check-determinism cannot be used with --tap (real time)");
@@ -252,7 +270,7 @@ fn main() -> ExitCode {
                 }
             };
             let seed = seed.or(lab.scenario.seed).unwrap_or(1);
-            let report = match run_once(&lab, seed, pcap.clone(), &tap) {
+            let report = match run_once(&lab, seed, pcap.clone(), &tap, flows.as_deref()) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {e} (seed {seed})");
@@ -270,7 +288,7 @@ fn main() -> ExitCode {
             let mut ok = report.passed();
             if check_determinism {
                 let pcap_again = pcap.as_ref().map(|p| p.join("second-run"));
-                match run_once(&lab, seed, pcap_again.clone(), &[]) {
+                match run_once(&lab, seed, pcap_again.clone(), &[], None) {
                     Ok(again)
                         if again == report && same_captures(pcap.as_ref(), pcap_again.as_ref()) =>
                     {

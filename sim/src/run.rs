@@ -248,6 +248,9 @@ pub fn run_step(cluster: &mut Cluster, step: &Step, events: &mut u64) -> StepRep
     if let Err(e) = execute(cluster, step, &mut report, events) {
         report.error = Some(e);
     }
+    if !matches!(step.action, Action::Observe(_)) {
+        cluster.close_step_flows();
+    }
     report.time = format!("{:.3}", secs(cluster.engine.now()));
     report
 }
@@ -600,6 +603,14 @@ fn execute(
             cluster.set_api_server(*reachable, latency.map(|d| d.0), node.as_deref());
             Ok(())
         }
+        Action::Observe(filter) => {
+            let lines = filter.print(&cluster.flows.last, |json| {
+                serde_json::to_string(json).expect("flows serialize")
+            });
+            report.output.extend(lines);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
         Action::Down { node, down_for } => {
             let until = down_for.map(|d| cluster.engine.now() + d.0);
             cluster.node_down(node, until)?;
@@ -689,7 +700,13 @@ fn resolve(
             .services_mut()
             .connect(&frontend);
         return match backend {
-            Connect::Backend(b) => Ok(SocketAddr::new(b.addr, b.port)),
+            Connect::Backend(b) => {
+                let backend = SocketAddr::new(b.addr, b.port);
+                let frontend = SocketAddr::new(frontend.addr, frontend.port);
+                let udp = protocol == router_core::service::Protocol::Udp;
+                cluster.record_socket_translation(&client, frontend, backend, udp);
+                Ok(backend)
+            }
             Connect::Unreachable => Err(format!("service {name} has no endpoints")),
             Connect::NotService => Err(format!(
                 "service {name}: {}:{} is not in {}'s service table",

@@ -121,37 +121,50 @@ pub fn normalise(line: &str) -> String {
 }
 
 /// Whether the (normalised) `line` is what the expected line `pattern`
-/// says: the same fields, where a field `{n}` in the pattern stands for
-/// any number (a counter whose value depends on the seed) and `{age}` for
-/// any age or uptime (`4s`, `2m56s`, `3h17m`, FRR's `00:00:02`), which
-/// depends on when the step runs. A field may end in a comma after either.
+/// says: the same fields, where a pattern field may hold placeholders
+/// among its literal text: `{n}` stands for any number (a counter whose
+/// value depends on the seed), `{age}` for any age or uptime (`4s`,
+/// `2m56s`, `3h17m`, FRR's `00:00:02`), which depends on when the step
+/// runs, and `{*}` for any text within the field (a generated pod name's
+/// suffix, a time of day): `default/curl-pod:{n}`, `webpod-{*}:80`.
 pub fn matches(pattern: &str, line: &str) -> bool {
     let (mut want, mut have) = (pattern.split(' '), line.split(' '));
     loop {
         match (want.next(), have.next()) {
             (None, None) => return true,
-            (Some(w), Some(h)) if placeholder(w, h) => {}
-            (Some(w), Some(h)) if w == h => {}
+            (Some(w), Some(h)) if field(w, h) => {}
             _ => return false,
         }
     }
 }
 
-/// Whether the pattern field `want` is a placeholder `have` fills.
-fn placeholder(want: &str, have: &str) -> bool {
-    let (want, have) = match (want.strip_suffix(','), have.strip_suffix(',')) {
-        (Some(w), Some(h)) => (w, h),
-        _ => (want, have),
-    };
-    let digits = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit());
-    match want {
-        "{n}" => digits(have),
-        "{age}" => {
-            have.starts_with(|c: char| c.is_ascii_digit())
-                && have
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || b"smhdwy:".contains(&b))
+/// Whether the pattern field `want` (literals and placeholders) matches
+/// all of `have`.
+fn field(want: &str, have: &str) -> bool {
+    let digit = |c: char| c.is_ascii_digit();
+    let age = |c: char| c.is_ascii_digit() || "smhdwy:".contains(c);
+    // (placeholder, smallest match, which characters it takes)
+    let placeholders: [(&str, usize, &dyn Fn(char) -> bool); 3] = [
+        ("{n}", 1, &digit),
+        ("{age}", 1, &age),
+        ("{*}", 0, &|_| true),
+    ];
+    for (name, least, takes) in placeholders {
+        if let Some(rest) = want.strip_prefix(name) {
+            // An age starts with a digit.
+            if name == "{age}" && !have.starts_with(digit) {
+                return false;
+            }
+            let longest = have.find(|c: char| !takes(c)).unwrap_or(have.len());
+            return (least..=longest)
+                .rev()
+                .filter(|&n| have.is_char_boundary(n))
+                .any(|n| field(rest, &have[n..]));
         }
+    }
+    match (want.chars().next(), have.chars().next()) {
+        (None, None) => true,
+        (Some(w), Some(h)) if w == h => field(&want[w.len_utf8()..], &have[h.len_utf8()..]),
         _ => false,
     }
 }
@@ -222,6 +235,22 @@ mod tests {
             "* via 10.0.0.1, eth1, 00:05:02"
         ));
         assert!(matches("weight 1, {age}, x", "weight 1, 00:00:02, x"));
+    }
+
+    #[test]
+    fn placeholders_match_within_a_field() {
+        let line = "Jan 1 00:00:17.190: default/curl-pod:52104 (ID:257) -> default/webpod-kfps5nfdjx-shcj4:80 (ID:256) to-network FORWARDED (TCP Flags: SYN)";
+        let pattern = "{*} {*} {*}: default/curl-pod:{n} (ID:{n}) -> default/webpod-{*}:80 (ID:{n}) to-network FORWARDED (TCP Flags: SYN)";
+        assert!(matches(pattern, line));
+        assert!(!matches(&pattern.replace(":80", ":8080"), line));
+        assert!(!matches(&pattern.replace("SYN)", "SYN, ACK)"), line));
+        assert!(
+            !matches("curl-pod:{n}", "curl-pod:"),
+            "a number has a digit"
+        );
+        assert!(!matches("curl-pod:{n}", "curl-pod:12a"));
+        assert!(matches("a{*}b{*}c", "abbbc"));
+        assert!(matches("{*}", ""));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Running scenario steps is [`crate::run`]'s job.
 
 pub mod bgp;
+mod flows;
 pub mod host;
 pub mod ipam;
 pub mod l2;
@@ -99,6 +100,8 @@ pub struct Cluster {
     node_ports: router_core::service::nodeport::NodePorts,
     /// What the service tables could not serve.
     service_problems: Vec<String>,
+    /// The nodes' flow events, as steps close them.
+    pub flows: flows::Flows,
 }
 
 impl Cluster {
@@ -208,6 +211,9 @@ impl Cluster {
                 _ => Role::External,
             };
             let mut sim_host = SimHost::new(host, role);
+            if sim_host.role == Role::K8sNode {
+                sim_host.host.enable_flows();
+            }
             for i in spec.interfaces.values() {
                 if let Some(a) = i.ipv4 {
                     sim_host.notes.insert(
@@ -310,6 +316,7 @@ impl Cluster {
             service_problems: Vec::new(),
             timeline: BTreeMap::new(),
             not_ready: std::collections::BTreeSet::new(),
+            flows: flows::Flows::default(),
         };
         cluster.install_agent_routes();
         cluster.start_routers()?;

@@ -28,7 +28,11 @@
 //! `apiserver down|up [--from NODE]|latency DURATION` (the leases' store;
 //! `--from`: only that node's requests, a partition);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
-//! `crash NODE` (down for good).
+//! `crash NODE` (down for good);
+//! `observe [FLAGS]` (the previous step's flows as `hubble observe` prints
+//! them; its flags `--pod`, `--from-pod`, `--to-pod`, `--namespace`, `--ip`,
+//! `--port`, `--protocol`, `--verdict`, `--type`, `--node-name`, `--last N`,
+//! `--print-node-name`, `-o json`).
 //! Unknown keys, verbs and arguments are errors naming the file, line and key.
 
 use std::path::{Path, PathBuf};
@@ -238,6 +242,9 @@ pub enum Action {
         /// Only from this node (a partition); `None`: from every node.
         node: Option<String>,
     },
+    /// Print the flows of the previous step (`hubble observe` with its
+    /// filter flags).
+    Observe(router_core::flow::hubble::Filter),
     /// Take a node down: for a while (`reboot`), or for good (`crash`).
     Down {
         /// The node.
@@ -290,6 +297,8 @@ struct RawStep {
     apiserver: Option<String>,
     reboot: Option<String>,
     crash: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    observe: Option<Option<String>>,
     #[serde(default)]
     expect: Expect,
 }
@@ -355,6 +364,7 @@ impl Scenario {
                 ("apiserver", s.apiserver),
                 ("reboot", s.reboot),
                 ("crash", s.crash),
+                ("observe", s.observe.map(|o| o.unwrap_or_default())),
             ]
             .into_iter()
             .filter_map(|(verb, args)| args.map(|a| (verb, Some(a))))
@@ -523,6 +533,14 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             node: node.to_string(),
             down_for: Some(Dur::parse(d)?),
         }),
+        ("observe", flags) => {
+            let filter = router_core::flow::hubble::Filter::parse(flags.iter().copied())
+                .map_err(|e| e.to_string())?;
+            if filter.follow {
+                return Err("--follow is the agent's: a step observes the previous step".into());
+            }
+            Ok(Action::Observe(filter))
+        }
         ("crash", [node]) => Ok(Action::Down {
             node: node.to_string(),
             down_for: None,

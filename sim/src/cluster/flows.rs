@@ -1,0 +1,140 @@
+//! Hubble for the lab: the Kubernetes nodes' flow events, named as each
+//! node's ipcache would name their addresses.
+//!
+//! Owns collecting the nodes' events (in time order, ties in node-name
+//! order), resolving addresses to pods and reserved identities from the
+//! observing node's point of view, the socket load-balancer's translation
+//! events, and keeping the previous step's flows (for `observe`) and, when
+//! asked, all of them (for `--flows`). What makes an event and how it is
+//! printed are router-core's ([`router_core::flow`]).
+
+use std::net::{IpAddr, SocketAddr};
+
+use router_core::flow::hubble::{Endpoint, Observed, identity};
+use router_core::flow::{Flow, L4, Observation, Packet, Point, Verdict};
+
+use super::workloads::PodInfo;
+use super::{Cluster, Role};
+
+/// The flows a run keeps.
+#[derive(Debug, Default)]
+pub struct Flows {
+    /// The flows of the last step that was not an `observe`.
+    pub last: Vec<Observed>,
+    /// Every flow of the run, when recorded (`--flows FILE`).
+    pub all: Option<Vec<Observed>>,
+}
+
+impl Cluster {
+    /// Close a step's flows: the nodes' events since the previous step
+    /// become the ones `observe` shows (and are added to the record).
+    pub fn close_step_flows(&mut self) {
+        let flows = self.take_flows();
+        if let Some(all) = &mut self.flows.all {
+            all.extend(flows.iter().cloned());
+        }
+        self.flows.last = flows;
+    }
+
+    /// The Kubernetes nodes' flow events since the last call, named.
+    fn take_flows(&mut self) -> Vec<Observed> {
+        let nodes: Vec<(String, crate::node::NodeId)> = self
+            .hosts
+            .iter()
+            .filter(|&(_, &id)| self.engine.node(id).role == Role::K8sNode)
+            .map(|(name, &id)| (name.clone(), id))
+            .collect();
+        let mut flows = Vec::new();
+        for (name, id) in nodes {
+            for flow in self.engine.node_mut(id).host.take_flows() {
+                flows.push(self.named(&name, flow));
+            }
+        }
+        flows.sort_by_key(|o| o.flow.micros);
+        flows
+    }
+
+    fn named(&self, node: &str, flow: Flow) -> Observed {
+        Observed {
+            node: node.to_string(),
+            source: self.endpoint(node, flow.packet.src),
+            destination: self.endpoint(node, flow.packet.dst),
+            flow,
+        }
+    }
+
+    /// What `node` knows of `addr`: a pod with its identity, the node
+    /// itself (`host`), another node (`remote-node`), or `world`.
+    fn endpoint(&self, node: &str, addr: IpAddr) -> Endpoint {
+        if let Some(pod) = self.workloads.pods().find(|p| IpAddr::V4(p.ip) == addr) {
+            return self.pod_endpoint(pod);
+        }
+        let owner = self.hosts.iter().find(|&(_, &id)| {
+            let h = self.engine.node(id);
+            h.role == Role::K8sNode && h.host.addresses().any(|a| a == addr)
+        });
+        match owner {
+            Some((name, _)) if name == node => Endpoint::reserved(identity::HOST),
+            Some(_) => Endpoint::reserved(identity::REMOTE_NODE),
+            None => Endpoint::reserved(identity::WORLD),
+        }
+    }
+
+    fn pod_endpoint(&self, pod: &PodInfo) -> Endpoint {
+        let mut labels: Vec<String> = pod
+            .labels
+            .iter()
+            .map(|(k, v)| format!("k8s:{k}={v}"))
+            .collect();
+        labels.push(format!("k8s:io.kubernetes.pod.namespace={}", pod.namespace));
+        Endpoint {
+            identity: self.identities.get(&pod.labels).copied().unwrap_or(0),
+            namespace: pod.namespace.clone(),
+            pod: pod.name.clone(),
+            labels,
+        }
+    }
+
+    /// The socket load-balancer's events for `client`'s connect to the
+    /// service `frontend`, translated to `backend`: `pre-xlate-fwd TRACED`
+    /// and `post-xlate-fwd TRANSLATED`, on the client's node.
+    pub fn record_socket_translation(
+        &mut self,
+        client: &PodInfo,
+        frontend: SocketAddr,
+        backend: SocketAddr,
+        udp: bool,
+    ) {
+        let Some(id) = self.host_id(&client.node) else {
+            return;
+        };
+        let micros = self.engine.now().total_micros();
+        let event = |point, verdict, to: SocketAddr| Flow {
+            micros,
+            observation: Observation {
+                point: Some(point),
+                verdict,
+            },
+            packet: Packet {
+                src: IpAddr::V4(client.ip),
+                dst: to.ip(),
+                l4: if udp {
+                    L4::Udp {
+                        src: 0,
+                        dst: to.port(),
+                    }
+                } else {
+                    L4::Tcp {
+                        src: 0,
+                        dst: to.port(),
+                        flags: 0,
+                    }
+                },
+            },
+            reply: None,
+        };
+        let host = &mut self.engine.node_mut(id).host;
+        host.record_flow(event(Point::PreXlateFwd, Verdict::Traced, frontend));
+        host.record_flow(event(Point::PostXlateFwd, Verdict::Translated, backend));
+    }
+}
