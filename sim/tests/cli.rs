@@ -290,3 +290,70 @@ fn check_finds_frr_passwords_and_bad_pools_in_applied_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn flows_are_written_as_hubble_json_lines_and_are_the_same_for_a_seed() {
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-flows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let run = |file: &str| {
+        let path = dir.join(file);
+        let out = sim()
+            .args(["run", "--seed", "4", "--flows"])
+            .arg(&path)
+            .arg(lab("vxlan"))
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::fs::read_to_string(path).expect("flows written")
+    };
+    let (first, second) = (run("a.jsonl"), run("b.jsonl"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(first, second, "same seed, same flows");
+    let flows: Vec<serde_json::Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    // In tunnel mode the pods' traffic to other nodes goes into the overlay,
+    // is delivered to pods on the far side, and nothing leaves natively.
+    let points = |p: &str| {
+        flows
+            .iter()
+            .filter(|f| f["flow"]["trace_observation_point"] == p)
+            .count()
+    };
+    assert!(
+        points("TO_OVERLAY") > 0 && points("TO_ENDPOINT") > 0,
+        "{first}"
+    );
+    assert_eq!(points("TO_NETWORK"), 0, "{first}");
+    assert!(flows.iter().any(|f| f["flow"]["sock_xlate_point"]
+        == "SOCK_XLATE_POINT_POST_DIRECTION_FWD"
+        && f["flow"]["verdict"] == "TRANSLATED"));
+    let times: Vec<&str> = flows
+        .iter()
+        .map(|f| f["time"].as_str().expect("a time"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+}
+
+#[test]
+fn observe_flags_are_checked_when_the_lab_loads() {
+    let (code, stderr) = check_with_scenario(
+        "observe",
+        "steps:\n  - curl: curl-pod webpod\n  - observe: --verdict MAYBE\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("scenario.yaml:3"), "{stderr}");
+    assert!(
+        stderr.contains("--verdict: \"MAYBE\" is not FORWARDED, DROPPED, TRANSLATED or TRACED"),
+        "{stderr}"
+    );
+    let (code, stderr) = check_with_scenario("follow", "steps:\n  - observe: -f\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--follow is the agent's"), "{stderr}");
+}
