@@ -166,3 +166,43 @@ fn every_bundled_lab_holds_for_every_seed() {
         }
     });
 }
+
+/// Every bundled lab's full report (every step's output, the checks, the
+/// trace hash) at the seed `nexthop-sim run` uses is checked in as
+/// `report.golden` beside the lab, so a change in behaviour shows up as a
+/// reviewable diff. `NEXTHOP_BLESS=1` rewrites them.
+#[test]
+fn reports_match_their_golden_files() {
+    let bless = std::env::var_os("NEXTHOP_BLESS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for dir in labs() {
+        let lab = Lab::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let seed = lab.scenario.seed.unwrap_or(1);
+        let report = run_lab(&dir, seed, None).render();
+        let golden = dir.join("report.golden");
+        if bless {
+            std::fs::write(&golden, &report).expect("golden written");
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        if want != report {
+            let first = want
+                .lines()
+                .zip(report.lines())
+                .position(|(w, h)| w != h)
+                .unwrap_or(want.lines().count().min(report.lines().count()));
+            stale.push(format!(
+                "{}: line {}:\n  golden: {:?}\n  now:    {:?}",
+                golden.display(),
+                first + 1,
+                want.lines().nth(first).unwrap_or("(end)"),
+                report.lines().nth(first).unwrap_or("(end)")
+            ));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "reports differ from their golden files (review, then rewrite with NEXTHOP_BLESS=1):\n{}",
+        stale.join("\n")
+    );
+}
