@@ -678,3 +678,60 @@ fn a_load_balancer_address_reaches_local_and_remote_backends() {
     assert_eq!(c.opened, 12);
     assert!(c.snat > 0 && c.snat < 12, "{c:?}");
 }
+
+/// The router as a Cilium node whose eth0 leads to a pod (the client):
+/// its flow events for a ping that crosses, one whose TTL runs out and one
+/// with no route.
+#[test]
+fn a_node_records_its_pods_flows_and_its_drops() {
+    use router_core::flow::{DropReason, L4, Point, Verdict};
+    let mut lab = routed(true);
+    lab.hosts[ROUTER].set_pod_port(PortId(0));
+    lab.hosts[ROUTER].enable_flows();
+    let mut ping = |target: &str, ttl: u8| {
+        let options = PingOptions {
+            count: 1,
+            ttl,
+            ..PingOptions::default()
+        };
+        lab.hosts[CLIENT].ping(lab.now, v4(target), options);
+        lab.run_for(Duration::from_secs(2));
+        lab.hosts[ROUTER].take_flows()
+    };
+    let seen = |flows: &[router_core::flow::Flow]| -> Vec<(Option<Point>, Verdict, Option<bool>)> {
+        flows
+            .iter()
+            .map(|f| (f.observation.point, f.observation.verdict, f.reply))
+            .collect()
+    };
+    let crossed = ping("10.0.2.10", 64);
+    assert_eq!(
+        seen(&crossed),
+        [
+            (Some(Point::ToNetwork), Verdict::Forwarded, Some(false)),
+            (Some(Point::ToEndpoint), Verdict::Forwarded, Some(true)),
+        ]
+    );
+    assert_eq!(crossed[0].packet.l4, L4::Icmp4 { kind: 8, code: 0 });
+    assert_eq!(crossed[1].packet.src, IpAddr::V4(v4("10.0.2.10")));
+    // The error the node sends back is delivered to the pod too.
+    let expired = ping("10.0.2.10", 1);
+    assert_eq!(
+        seen(&expired),
+        [
+            (None, Verdict::Dropped(DropReason::TtlExceeded), Some(false)),
+            (Some(Point::ToEndpoint), Verdict::Forwarded, Some(true)),
+        ]
+    );
+    let unroutable = ping("192.0.2.1", 64);
+    assert_eq!(
+        seen(&unroutable)[0],
+        (
+            None,
+            Verdict::Dropped(DropReason::FibLookupFailed),
+            Some(false)
+        )
+    );
+    // A host that does not keep flows records none.
+    assert!(lab.hosts[CLIENT].take_flows().is_empty());
+}
