@@ -173,8 +173,11 @@ pub struct Counters {
     pub arp_requests: u64,
     /// Neighbour solicitations sent.
     pub neighbour_solicitations: u64,
-    /// ICMP errors sent (time exceeded, unreachable).
+    /// ICMP errors sent (time exceeded, unreachable, fragmentation needed).
     pub icmp_errors: u64,
+    /// Packets over the egress MTU without DF, dropped: the simulator does
+    /// not fragment.
+    pub not_fragmented: u64,
 }
 
 impl Counters {
@@ -616,7 +619,8 @@ impl Host {
         };
         let ident = self.next_ident;
         self.next_ident = self.next_ident.wrapping_add(1);
-        let ping = Ping::start(now, &mut self.sockets, src, target, ident, options);
+        let mtu = self.route_mtu(IpAddr::V4(target));
+        let ping = Ping::start(now, &mut self.sockets, (src, target), ident, options, mtu);
         let id = PingId(self.next_app_id());
         self.apps.pings.insert(id, ping);
         id
@@ -625,6 +629,23 @@ impl Host {
     /// What a `ping` run saw so far.
     pub fn ping_report(&self, id: PingId) -> Option<&PingReport> {
         self.apps.pings.get(&id).map(Ping::report)
+    }
+
+    /// The MTU of the route towards `dst`: its egress port's, less the
+    /// tunnel headers for a route into a tunnel; `None` without a route.
+    pub fn route_mtu(&self, dst: IpAddr) -> Option<u16> {
+        let group = self.fib.lookup(dst).and_then(|g| self.fib.group(g))?;
+        match group.members().first()?.kind {
+            NexthopKind::Gateway { port, .. } | NexthopKind::Connected { port } => {
+                Some(self.ports.get(usize::from(port.0))?.mtu)
+            }
+            NexthopKind::Tunnel { endpoint, .. } => {
+                let underlay = self.route_mtu(endpoint)?;
+                let overhead = router_core::wire::layout::ENCAP_OVERHEAD as u16;
+                Some(underlay.saturating_sub(overhead))
+            }
+            NexthopKind::Blackhole => None,
+        }
     }
 
     /// The source address the host uses towards `dst`: `dst` itself if it is ours,
@@ -863,7 +884,24 @@ impl Host {
                 let from = self.port_ipv4(ingress);
                 self.icmp_error(now, icmp::Error::NetUnreachable, from, &out[ETH..]);
             }
+            Reason::FragmentationNeeded => {
+                let from = self.port_ipv4(ingress);
+                self.too_big(now, v.mtu, from, &out[ETH..]);
+            }
             _ => {}
+        }
+    }
+
+    /// A packet over the way out's MTU: ICMP "fragmentation needed" with
+    /// the MTU when it has DF set (RFC 1191), else dropped and counted.
+    fn too_big(&mut self, now: Instant, mtu: Option<u16>, from: Option<Ipv4Addr>, ip: &[u8]) {
+        let df =
+            ip.first().is_some_and(|b| b >> 4 == 4) && ip.get(6).is_some_and(|f| f & 0x40 != 0);
+        match mtu {
+            Some(mtu) if df => {
+                self.icmp_error(now, icmp::Error::FragmentationNeeded { mtu }, from, ip);
+            }
+            _ => self.counters.not_fragmented += 1,
         }
     }
 
@@ -886,6 +924,10 @@ impl Host {
             Reason::NoRoute => {
                 let from = source_v4(&packet);
                 self.icmp_error(now, icmp::Error::NetUnreachable, from, &packet);
+            }
+            Reason::FragmentationNeeded => {
+                let from = source_v4(&packet);
+                self.too_big(now, v.mtu, from, &packet);
             }
             _ => {}
         }

@@ -24,6 +24,12 @@ pub enum Error {
     NetUnreachable,
     /// Type 3 code 1: the destination (or the nexthop) did not answer ARP.
     HostUnreachable,
+    /// Type 3 code 4: too big for the next hop with DF set; carries the
+    /// next hop's MTU (RFC 1191 §4).
+    FragmentationNeeded {
+        /// The largest packet the next hop takes.
+        mtu: u16,
+    },
 }
 
 impl Error {
@@ -32,6 +38,7 @@ impl Error {
             Error::TtlExceeded => (11, 0),
             Error::NetUnreachable => (3, 0),
             Error::HostUnreachable => (3, 1),
+            Error::FragmentationNeeded { .. } => (3, 4),
         }
     }
 }
@@ -73,6 +80,9 @@ pub fn error(error: Error, from: Ipv4Addr, original: &[u8]) -> Option<Vec<u8>> {
     let icmp = &mut packet[20..];
     icmp[0] = kind;
     icmp[1] = code;
+    if let Error::FragmentationNeeded { mtu } = error {
+        icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    }
     icmp[8..].copy_from_slice(quoted);
     let check = router_core::datapath::checksum::compute(icmp);
     icmp[2..4].copy_from_slice(&check.to_be_bytes());
@@ -126,6 +136,21 @@ mod tests {
             let bytes = error(e, from, &packet(6, 0)).unwrap();
             assert_eq!(&bytes[20..22], &[3, code]);
         }
+    }
+
+    #[test]
+    fn fragmentation_needed_carries_the_next_hops_mtu() {
+        let from = Ipv4Addr::new(10, 0, 1, 1);
+        let bytes = error(
+            Error::FragmentationNeeded { mtu: 1450 },
+            from,
+            &packet(6, 0),
+        )
+        .unwrap();
+        let icmp = Icmpv4Packet::new_checked(&bytes[20..]).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(&bytes[20..22], &[3, 4]);
+        assert_eq!(&bytes[26..28], &1450u16.to_be_bytes());
     }
 
     #[test]

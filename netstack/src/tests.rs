@@ -735,3 +735,45 @@ fn a_node_records_its_pods_flows_and_its_drops() {
     // A host that does not keep flows records none.
     assert!(lab.hosts[CLIENT].take_flows().is_empty());
 }
+
+/// A narrower link on the way answers a DF packet with "fragmentation
+/// needed" and its MTU (RFC 1191); a request over the sender's own route
+/// MTU never leaves.
+#[test]
+fn a_narrow_link_answers_df_packets_with_its_mtu() {
+    let mut config = host("router", 2, &["10.0.1.1/24", "10.0.2.1/24"], true);
+    config.ports[1].mtu = 1400;
+    let mut lab = routed(true);
+    lab.hosts[ROUTER] = Host::new(config).unwrap();
+    let options = |size, dont_fragment| PingOptions {
+        count: 1,
+        size,
+        dont_fragment,
+        ..PingOptions::default()
+    };
+    let big = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options(1472, true));
+    lab.run_for(Duration::from_secs(2));
+    let report = lab.hosts[CLIENT].ping_report(big).unwrap().clone();
+    assert!(report.replies.is_empty());
+    let e = report.errors[0];
+    assert_eq!(
+        (e.from, e.icmp_type, e.code, e.mtu),
+        (v4("10.0.1.1"), 3, 4, 1400)
+    );
+    assert_eq!(e.describe(), "Frag needed and DF set (mtu = 1400)");
+    let fits = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options(1372, true));
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(
+        lab.hosts[CLIENT].ping_report(fits).unwrap().replies.len(),
+        1
+    );
+    // Over the client's own 1500: refused before it is sent.
+    let huge = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options(1473, true));
+    lab.run_for(Duration::from_secs(2));
+    let report = lab.hosts[CLIENT].ping_report(huge).unwrap();
+    assert_eq!(
+        report.local_errors,
+        [(0, "sendmsg: Message too large".to_string())]
+    );
+    assert_eq!(lab.hosts[ROUTER].counters().icmp_errors, 1);
+}

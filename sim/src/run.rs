@@ -332,8 +332,16 @@ fn execute(
             from,
             target,
             count,
+            size,
+            dont_fragment,
         } => {
-            ping(cluster, from, target, *count, &step.expect, report, events)?;
+            let options = PingOptions {
+                count: u16::try_from(*count).map_err(|_| "too many pings")?,
+                size: size.unwrap_or(PingOptions::default().size),
+                dont_fragment: *dont_fragment,
+                ..PingOptions::default()
+            };
+            ping(cluster, from, target, options, &step.expect, report, events)?;
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
@@ -885,7 +893,7 @@ fn ping(
     cluster: &mut Cluster,
     from: &str,
     target: &str,
-    count: u32,
+    options: PingOptions,
     expect: &Expect,
     report: &mut StepReport,
     events: &mut u64,
@@ -896,10 +904,6 @@ fn ping(
     let dst = cluster
         .address_of(target)
         .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
-    let options = PingOptions {
-        count: u16::try_from(count).map_err(|_| "too many pings")?,
-        ..PingOptions::default()
-    };
     let now = cluster.engine.now();
     let ping = cluster.engine.node_mut(id).host.ping(now, dst, options);
     cluster.engine.wake_node(id);
@@ -924,12 +928,17 @@ fn ping(
         .ping_report(ping)
         .ok_or("ping vanished")?
         .clone();
-    report
-        .output
-        .push(format!("PING {target} ({dst}) from {from}"));
+    report.output.push(format!(
+        "PING {target} ({dst}) {}({}) bytes of data, from {from}",
+        options.size, r.packet_len
+    ));
+    for (_, why) in &r.local_errors {
+        report.output.push(format!("ping: {why}"));
+    }
     for reply in &r.replies {
         report.output.push(format!(
-            "64 bytes from {}: icmp_seq={} ttl={} time={:.2} ms",
+            "{} bytes from {}: icmp_seq={} ttl={} time={:.2} ms",
+            r.packet_len - 20,
             reply.from,
             reply.seq,
             reply.ttl,
@@ -947,8 +956,14 @@ fn ping(
     let received = r.replies.len() as u32;
     let loss = 100 * (u32::from(r.transmitted) - received.min(u32::from(r.transmitted)))
         / u32::from(r.transmitted.max(1));
+    let errors = r.errors.len() + r.local_errors.len();
+    let errors = if errors > 0 {
+        format!(", +{errors} errors")
+    } else {
+        String::new()
+    };
     report.output.push(format!(
-        "{} packets transmitted, {received} received, {loss}% packet loss",
+        "{} packets transmitted, {received} received{errors}, {loss}% packet loss",
         r.transmitted
     ));
     check_received(expect, received, report);

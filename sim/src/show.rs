@@ -138,21 +138,22 @@ pub fn matches(pattern: &str, line: &str) -> bool {
     }
 }
 
+/// The characters a placeholder takes.
+type CharClass = fn(char) -> bool;
+
 /// Whether the pattern field `want` (literals and placeholders) matches
 /// all of `have`.
 fn field(want: &str, have: &str) -> bool {
-    let digit = |c: char| c.is_ascii_digit();
-    let age = |c: char| c.is_ascii_digit() || "smhdwy:".contains(c);
-    // (placeholder, smallest match, which characters it takes)
-    let placeholders: [(&str, usize, &dyn Fn(char) -> bool); 3] = [
-        ("{n}", 1, &digit),
-        ("{age}", 1, &age),
-        ("{*}", 0, &|_| true),
+    // (placeholder, fewest characters it takes, which characters)
+    let placeholders: [(&str, usize, CharClass); 3] = [
+        ("{n}", 1, |c| c.is_ascii_digit()),
+        ("{age}", 1, |c| c.is_ascii_digit() || "smhdwy:".contains(c)),
+        ("{*}", 0, |_| true),
     ];
     for (name, least, takes) in placeholders {
         if let Some(rest) = want.strip_prefix(name) {
             // An age starts with a digit.
-            if name == "{age}" && !have.starts_with(digit) {
+            if name == "{age}" && !have.starts_with(|c: char| c.is_ascii_digit()) {
                 return false;
             }
             let longest = have.find(|c: char| !takes(c)).unwrap_or(have.len());

@@ -18,8 +18,10 @@ use smoltcp::wire::{
     Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, IpVersion, Ipv4Packet, Ipv4Repr,
 };
 
-/// Payload bytes of each request (iputils' default: 56, 84-byte packets).
-const PAYLOAD: usize = 56;
+/// Payload bytes of each request by default (iputils' `-s 56`: 84-byte packets).
+const PAYLOAD: u16 = 56;
+/// IPv4 and ICMP echo headers.
+const HEADERS: u16 = 28;
 
 /// What to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +36,13 @@ pub struct PingOptions {
     pub ttl: u8,
     /// Source address (`-I`); the host picks one from the route when `None`.
     pub source: Option<Ipv4Addr>,
+    /// Payload bytes (`-s`).
+    pub size: u16,
+    /// Path MTU discovery `do` (`-M do`): a request over the route's MTU
+    /// fails at once with `sendmsg: Message too large`. Without it the
+    /// kernel would fragment it, which the simulator does not do; such a
+    /// request fails too, saying so. Requests carry DF either way.
+    pub dont_fragment: bool,
 }
 
 impl Default for PingOptions {
@@ -45,6 +54,8 @@ impl Default for PingOptions {
             timeout: Duration::from_secs(1),
             ttl: 64,
             source: None,
+            size: PAYLOAD,
+            dont_fragment: false,
         }
     }
 }
@@ -73,18 +84,21 @@ pub struct PingError {
     pub icmp_type: u8,
     /// ICMP code.
     pub code: u8,
+    /// The next hop's MTU of a "fragmentation needed" (RFC 1191).
+    pub mtu: u16,
 }
 
 impl PingError {
     /// iputils' wording.
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         match (self.icmp_type, self.code) {
-            (11, _) => "Time to live exceeded",
-            (3, 0) => "Destination Net Unreachable",
-            (3, 1) => "Destination Host Unreachable",
-            (3, 3) => "Destination Port Unreachable",
-            (3, _) => "Destination Unreachable",
-            _ => "ICMP error",
+            (11, _) => "Time to live exceeded".into(),
+            (3, 0) => "Destination Net Unreachable".into(),
+            (3, 1) => "Destination Host Unreachable".into(),
+            (3, 3) => "Destination Port Unreachable".into(),
+            (3, 4) => format!("Frag needed and DF set (mtu = {})", self.mtu),
+            (3, _) => "Destination Unreachable".into(),
+            _ => "ICMP error".into(),
         }
     }
 }
@@ -100,6 +114,11 @@ pub struct PingReport {
     pub replies: Vec<PingReply>,
     /// ICMP errors, in arrival order.
     pub errors: Vec<PingError>,
+    /// Requests that could not be sent, with ping's message for each
+    /// (`sendmsg: Message too large`).
+    pub local_errors: Vec<(u16, String)>,
+    /// Bytes of each request's IP packet (`-s` plus 28).
+    pub packet_len: u16,
     /// Whether the run is over (all sent, and answered or timed out).
     pub done: bool,
 }
@@ -121,21 +140,26 @@ pub struct Ping {
     started: Instant,
     sent_at: BTreeMap<u16, Instant>,
     report: PingReport,
+    /// The route's MTU towards the target, if known.
+    mtu: Option<u16>,
 }
 
 impl Ping {
-    /// Start pinging `target` from `src` with echo identifier `ident` at `now`.
+    /// Start pinging `target` from `src` with echo identifier `ident` at
+    /// `now`, over a route whose MTU is `mtu`.
     pub fn start(
         now: Instant,
         sockets: &mut SocketSet<'static>,
-        src: Ipv4Addr,
-        target: Ipv4Addr,
+        (src, target): (Ipv4Addr, Ipv4Addr),
         ident: u16,
         options: PingOptions,
+        mtu: Option<u16>,
     ) -> Self {
         let slots = usize::from(options.count).clamp(1, 64);
+        let packet_len = options.size.saturating_add(HEADERS);
+        let room = usize::from(packet_len.max(576));
         let buffer =
-            |n| raw::PacketBuffer::new(vec![raw::PacketMetadata::EMPTY; n], vec![0; n * 600]);
+            move |n| raw::PacketBuffer::new(vec![raw::PacketMetadata::EMPTY; n], vec![0; n * room]);
         let socket = raw::Socket::new(IpVersion::Ipv4, IpProtocol::Icmp, buffer(16), buffer(slots));
         Ping {
             handle: Some(sockets.add(socket)),
@@ -149,8 +173,11 @@ impl Ping {
                 transmitted: 0,
                 replies: Vec::new(),
                 errors: Vec::new(),
+                local_errors: Vec::new(),
+                packet_len,
                 done: false,
             },
+            mtu,
         }
     }
 
@@ -193,14 +220,30 @@ impl Ping {
             && now >= self.send_time(self.report.transmitted)
         {
             let seq = self.report.transmitted;
-            if socket.send_slice(&self.request(seq)).is_err() {
-                break;
+            match self.mtu {
+                Some(mtu) if self.report.packet_len > mtu => {
+                    let why = if self.options.dont_fragment {
+                        "sendmsg: Message too large".to_string()
+                    } else {
+                        format!(
+                            "{} bytes over the route's mtu {mtu} would be fragmented, which the simulator does not do",
+                            self.report.packet_len
+                        )
+                    };
+                    self.report.local_errors.push((seq, why));
+                }
+                _ => {
+                    if socket.send_slice(&self.request(seq)).is_err() {
+                        break;
+                    }
+                    self.sent_at.insert(seq, now);
+                }
             }
-            self.sent_at.insert(seq, now);
             self.report.transmitted += 1;
             acted = true;
         }
-        let answered = self.report.replies.len() + self.report.errors.len();
+        let answered =
+            self.report.replies.len() + self.report.errors.len() + self.report.local_errors.len();
         let all_sent = self.report.transmitted == self.options.count;
         if all_sent && (answered >= usize::from(self.options.count) || now >= self.deadline()) {
             sockets.remove(handle);
@@ -213,7 +256,7 @@ impl Ping {
 
     /// The echo request with sequence number `seq`, as a whole IPv4 packet.
     fn request(&self, seq: u16) -> Vec<u8> {
-        let data = [0u8; PAYLOAD];
+        let data = vec![0u8; usize::from(self.options.size)];
         let icmp = Icmpv4Repr::EchoRequest {
             ident: self.ident,
             seq_no: seq,
@@ -273,6 +316,8 @@ impl Ping {
                     from,
                     icmp_type: icmp.msg_type().into(),
                     code: icmp.msg_code(),
+                    // RFC 1191: the next hop's MTU in the header's last two bytes.
+                    mtu: u16::from_be_bytes([ip.payload()[6], ip.payload()[7]]),
                 });
                 true
             }
@@ -302,10 +347,10 @@ mod tests {
         let p = Ping::start(
             Instant::ZERO,
             &mut sockets,
-            Ipv4Addr::new(10, 0, 1, 10),
-            Ipv4Addr::new(10, 0, 2, 10),
+            (Ipv4Addr::new(10, 0, 1, 10), Ipv4Addr::new(10, 0, 2, 10)),
             0x1234,
             PingOptions::default(),
+            Some(1500),
         );
         (sockets, p)
     }

@@ -529,7 +529,9 @@ fn encapsulate_to(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Tunnel) -
     } else {
         0
     };
-    if pkt.len + ENCAP_OVERHEAD - ETH + options > usize::from(egress.mtu) {
+    // The outer IP packet: outer IPv4, UDP and tunnel headers, the inner
+    // Ethernet header (together ENCAP_OVERHEAD), options, the packet.
+    if pkt.len + ENCAP_OVERHEAD + options > usize::from(egress.mtu) {
         return exit(Reason::FragmentationNeeded);
     }
     let Some(mac) = neighbour_mac(underlay, &neighbour) else {

@@ -170,6 +170,10 @@ pub struct Verdict {
     /// The verdict is the inner frame's, after a decapsulation (the output
     /// is the inner frame).
     pub decapsulated: bool,
+    /// For [`Reason::FragmentationNeeded`]: the largest packet the way out
+    /// takes (the egress MTU, less the tunnel headers when encapsulating),
+    /// what an ICMP "fragmentation needed" tells the sender.
+    pub mtu: Option<u16>,
 }
 
 impl Verdict {
@@ -180,15 +184,19 @@ impl Verdict {
             resolve: None,
             dsr: None,
             decapsulated: false,
+            mtu: None,
         }
     }
     fn transmit(reason: Reason, port: PortId) -> Self {
         Verdict {
-            reason,
             egress: Some(port),
-            resolve: None,
-            dsr: None,
-            decapsulated: false,
+            ..Verdict::of(reason)
+        }
+    }
+    fn too_big(mtu: usize) -> Self {
+        Verdict {
+            mtu: Some(u16::try_from(mtu).unwrap_or(u16::MAX)),
+            ..Verdict::of(Reason::FragmentationNeeded)
         }
     }
 }
@@ -490,7 +498,7 @@ fn to_neighbour(
         return Verdict::of(Reason::UnknownPort);
     };
     if pkt.len > usize::from(egress.mtu) {
-        return Verdict::of(Reason::FragmentationNeeded);
+        return Verdict::too_big(usize::from(egress.mtu));
     }
     let Some(mac) = t.neighbours.lookup(nexthop) else {
         return Verdict {
@@ -532,8 +540,11 @@ fn encapsulate(
     };
     let options = dsr.map(|d| d.emit());
     let options: &[u8] = options.as_ref().map_or(&[], |o| &o[..]);
-    if pkt.len + ENCAP_OVERHEAD - ETH + options.len() > usize::from(egress.mtu) {
-        return Verdict::of(Reason::FragmentationNeeded);
+    // The outer IP packet: outer IPv4, UDP and tunnel headers, the inner
+    // Ethernet header (together ENCAP_OVERHEAD), options, the packet.
+    let inner_mtu = usize::from(egress.mtu).saturating_sub(ENCAP_OVERHEAD + options.len());
+    if pkt.len > inner_mtu {
+        return Verdict::too_big(inner_mtu);
     }
     let Some(mac) = t.neighbours.lookup(nexthop) else {
         return Verdict {

@@ -321,7 +321,8 @@ fn too_big_needs_the_slow_path() {
     let mut h = k8s_ctr(Encap::Vxlan);
     h.ports.get_mut(&ETH1).unwrap().mtu = 39;
     let frame = ipv4_frame(ETH1_MAC, "192.168.10.200", "172.20.1.5", 17, 1, 64, 0);
-    assert_eq!(h.run(ETH1, &frame).0.reason, Reason::FragmentationNeeded);
+    let v = h.run(ETH1, &frame).0;
+    assert_eq!((v.reason, v.mtu), (Reason::FragmentationNeeded, Some(39)));
 }
 
 #[test]
@@ -488,12 +489,16 @@ fn vxlan_without_the_i_flag_is_dropped() {
 
 #[test]
 fn tunnel_needs_room_for_the_overhead() {
+    // A 40-byte packet is a 90-byte outer packet: outer IPv4, UDP, VXLAN
+    // and the inner Ethernet header are 50 bytes.
     let mut ctr = k8s_ctr(Encap::Vxlan);
-    ctr.ports.get_mut(&ETH1).unwrap().mtu = (40 + ENCAP_OVERHEAD - ETHERNET_HEADER_LEN - 1) as u16;
-    assert_eq!(
-        ctr.run(POD, &pod_frame("172.20.2.36", 1)).0.reason,
-        Reason::FragmentationNeeded
-    );
+    ctr.ports.get_mut(&ETH1).unwrap().mtu = (40 + ENCAP_OVERHEAD - 1) as u16;
+    let v = ctr.run(POD, &pod_frame("172.20.2.36", 1)).0;
+    assert_eq!((v.reason, v.mtu), (Reason::FragmentationNeeded, Some(39)));
+    ctr.ports.get_mut(&ETH1).unwrap().mtu = (40 + ENCAP_OVERHEAD) as u16;
+    let (v, out) = ctr.run(POD, &pod_frame("172.20.2.36", 1));
+    assert_eq!(v.reason, Reason::Encapsulated);
+    assert_eq!(out.len() - ETHERNET_HEADER_LEN, 40 + ENCAP_OVERHEAD);
 }
 
 /// The IP packet of an Ethernet frame built by the helpers above.

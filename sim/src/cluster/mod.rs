@@ -590,8 +590,16 @@ impl Cluster {
             .router_ip;
         let addr = IpNet::V4(Ipv4Net::new(pod.ip, 32).expect("/32"));
         let pod_mac = mac_for(&pod.name, "eth0");
+        // Cilium gives pods the MTU left inside a tunnel in tunnel mode.
+        let mtu = match self.lab.values.routing_mode {
+            RoutingMode::Tunnel => routes::TUNNEL_ROUTE_MTU,
+            _ => 1500,
+        };
         let mut config = HostConfig::new(&pod.name);
-        config.ports = vec![PortSpec::new("eth0", pod_mac, vec![addr])];
+        config.ports = vec![PortSpec {
+            mtu,
+            ..PortSpec::new("eth0", pod_mac, vec![addr])
+        }];
         config.forwarding = false;
         config.seed = self
             .engine
@@ -632,7 +640,7 @@ impl Cluster {
         let node = self.engine.node_mut(node_id);
         let lxc_port = node
             .host
-            .add_port(&lxc, lxc_mac, 1500)
+            .add_port(&lxc, lxc_mac, mtu)
             .map_err(|e| e.to_string())?;
         node.host.announce(lxc_port, router_ip.into());
         node.host.set_pod_port(lxc_port);

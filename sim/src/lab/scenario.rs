@@ -16,7 +16,7 @@
 //! `apply FILE`, `delete FILE` (Kubernetes manifests, relative to the lab);
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
-//! `ping FROM TARGET [--count N]`; `show routes|neighbours HOST`; `show pods`;
+//! `ping FROM TARGET [--count N] [-s SIZE] [-M do]`; `show routes|neighbours HOST`; `show pods`;
 //! `show ciliumnodes`; `show bgp peers`; `show bgp nodeconfig NODE`; `show bgp routes
 //! [available|advertised|received]`; `vtysh ROUTER show …` (FRR's `show` commands);
 //! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
@@ -114,6 +114,10 @@ pub enum Action {
         target: String,
         /// Echo requests.
         count: u32,
+        /// Payload bytes (`-s`; default 56).
+        size: Option<u16>,
+        /// `-M do`: refuse to send requests over the route's MTU.
+        dont_fragment: bool,
     },
     /// Print a host's routes (`ip route` style).
     ShowRoutes(String),
@@ -450,11 +454,28 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             })
         }
         ("ping", [from, target, rest @ ..]) => {
-            let opts = options(rest, &["--count"])?;
+            // `-M do|want|dont` (path MTU discovery) is the one word option.
+            let mut numeric = Vec::new();
+            let mut dont_fragment = false;
+            let mut words = rest.iter();
+            while let Some(&w) = words.next() {
+                if w == "-M" {
+                    dont_fragment = match words.next() {
+                        Some(&"do") => true,
+                        Some(&("want" | "dont")) => false,
+                        other => return Err(format!("-M {other:?}: not do, want or dont")),
+                    };
+                } else {
+                    numeric.push(w);
+                }
+            }
+            let opts = options(&numeric, &["--count", "-s"])?;
             Ok(Action::Ping {
                 from: from.to_string(),
                 target: target.to_string(),
                 count: opts.get("--count").copied().unwrap_or(3),
+                size: opts.get("-s").map(|&s| s as u16),
+                dont_fragment,
             })
         }
         ("show", ["routes", host]) => Ok(Action::ShowRoutes(host.to_string())),
