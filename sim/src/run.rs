@@ -173,7 +173,12 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::Curl { from, .. } | Action::Ping { from, .. } if !known(from, &pods) => {
                 return Err(at(format!("no host or pod named {from:?}")));
             }
-            Action::ShowRoutes(host) | Action::ShowNeighbours(host) if !known(host, &pods) => {
+            Action::ShowRoutes(host)
+            | Action::ShowNeighbours(host)
+            | Action::RouteGet { host, .. }
+            | Action::Tracepath { from: host, .. }
+                if !known(host, &pods) =>
+            {
                 return Err(at(format!("no host or pod named {host:?}")));
             }
             Action::Vtysh { host, .. } if !lab.frr.contains_key(host) => {
@@ -361,6 +366,19 @@ fn execute(
                     })
             };
             report.output = show::ip_route(h.host.fib(), &name, &h.notes, &hide);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::RouteGet { host, addr } => {
+            let h = cluster
+                .host(host)
+                .ok_or_else(|| format!("no host or pod named {host:?}"))?;
+            report.output = show::ip_route_get(&h.host, &h.notes, *addr);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::Tracepath { from, target } => {
+            tracepath(cluster, from, target, report, events)?;
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
@@ -904,30 +922,7 @@ fn ping(
     let dst = cluster
         .address_of(target)
         .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
-    let now = cluster.engine.now();
-    let ping = cluster.engine.node_mut(id).host.ping(now, dst, options);
-    cluster.engine.wake_node(id);
-    let give_up = now
-        + options.interval * u32::from(options.count)
-        + options.timeout
-        + Duration::from_secs(1);
-    while !cluster
-        .engine
-        .node(id)
-        .host
-        .ping_report(ping)
-        .is_some_and(|r| r.done)
-        && cluster.engine.now() < give_up
-    {
-        advance(cluster, SLICE, events)?;
-    }
-    let r = cluster
-        .engine
-        .node(id)
-        .host
-        .ping_report(ping)
-        .ok_or("ping vanished")?
-        .clone();
+    let r = run_ping(cluster, id, dst, options, events)?;
     report.output.push(format!(
         "PING {target} ({dst}) {}({}) bytes of data, from {from}",
         options.size, r.packet_len
@@ -979,6 +974,112 @@ fn ping(
             passed: !r.replies.is_empty() && r.replies.iter().all(|x| x.ttl == ttl),
         });
     }
+    Ok(())
+}
+
+/// Run one `ping` from the host `id` to `dst` until it is over.
+fn run_ping(
+    cluster: &mut Cluster,
+    id: crate::node::NodeId,
+    dst: std::net::Ipv4Addr,
+    options: PingOptions,
+    events: &mut u64,
+) -> Result<nexthop_netstack::apps::PingReport, String> {
+    let now = cluster.engine.now();
+    let ping = cluster.engine.node_mut(id).host.ping(now, dst, options);
+    cluster.engine.wake_node(id);
+    let give_up = now
+        + options.interval * u32::from(options.count)
+        + options.timeout
+        + Duration::from_secs(1);
+    while !cluster
+        .engine
+        .node(id)
+        .host
+        .ping_report(ping)
+        .is_some_and(|r| r.done)
+        && cluster.engine.now() < give_up
+    {
+        advance(cluster, SLICE, events)?;
+    }
+    let report = cluster
+        .engine
+        .node(id)
+        .host
+        .ping_report(ping)
+        .ok_or("ping vanished")?
+        .clone();
+    Ok(report)
+}
+
+/// `tracepath -n TARGET` from `from`: one probe per hop with the TTL one
+/// higher each time, each as large as the path MTU known so far, with DF
+/// set. A hop's "time exceeded" names it; a "fragmentation needed" lowers
+/// the path MTU and the hop is probed again; the target's echo reply ends
+/// the walk with `Resume: pmtu P hops H back B`.
+fn tracepath(
+    cluster: &mut Cluster,
+    from: &str,
+    target: &str,
+    report: &mut StepReport,
+    events: &mut u64,
+) -> Result<(), String> {
+    const MAX_HOPS: u8 = 30;
+    let id = cluster
+        .host_id(from)
+        .ok_or_else(|| format!("no host or pod named {from:?}"))?;
+    let dst = cluster
+        .address_of(target)
+        .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
+    let mut pmtu = cluster
+        .engine
+        .node(id)
+        .host
+        .route_mtu(IpAddr::V4(dst))
+        .ok_or_else(|| format!("{from} has no route to {dst}"))?;
+    let out = &mut report.output;
+    out.push(format!(" 1?: [LOCALHOST]{:>22}pmtu {pmtu}", ""));
+    let ms = |d: Duration| format!("{:.3}ms", d.total_micros() as f64 / 1000.0);
+    let mut ttl = 1;
+    while ttl <= MAX_HOPS {
+        let options = PingOptions {
+            count: 1,
+            ttl,
+            size: pmtu.saturating_sub(28),
+            dont_fragment: true,
+            ..PingOptions::default()
+        };
+        let r = run_ping(cluster, id, dst, options, events)?;
+        if let Some(reply) = r.replies.first() {
+            out.push(format!(
+                "{ttl:>2}:  {:<40}{} reached",
+                reply.from,
+                ms(reply.rtt)
+            ));
+            let back = 65 - i32::from(reply.ttl);
+            out.push(format!("     Resume: pmtu {pmtu} hops {ttl} back {back}"));
+            return Ok(());
+        }
+        match r.errors.first() {
+            Some(e) if (e.icmp_type, e.code) == (3, 4) && e.mtu < pmtu && e.mtu >= 68 => {
+                pmtu = e.mtu;
+                out.push(format!("{ttl:>2}:  pmtu {pmtu}"));
+                continue;
+            }
+            Some(e) if e.icmp_type == 11 => {
+                out.push(format!("{ttl:>2}:  {:<40}{}", e.from, ms(e.rtt)));
+            }
+            Some(e) => {
+                out.push(format!("{ttl:>2}:  {:<40}{}", e.from, e.describe()));
+                out.push(format!("     Resume: pmtu {pmtu}"));
+                return Ok(());
+            }
+            None => out.push(format!("{ttl:>2}:  no reply")),
+        }
+        ttl += 1;
+    }
+    out.push(format!("     Too many hops: pmtu {pmtu}"));
+    out.push(format!("     Resume: pmtu {pmtu}"));
     Ok(())
 }
 

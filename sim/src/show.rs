@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
 use router_core::PortId;
-use router_core::fib::{Fib, Installed};
+use router_core::fib::{Fib, Installed, NexthopKind};
 use router_core::neighbour::{self, State};
 use smoltcp::time::Duration;
 use smoltcp::wire::EthernetAddress;
@@ -68,6 +68,63 @@ pub fn ip_route(
             line
         })
         .collect()
+}
+
+/// `ip route get ADDR` on `host`: the route the kernel would take (the
+/// longest prefix, its first nexthop), with the preferred source and, on a
+/// second line, the route's MTU (`cache mtu 1450` for Cilium's tunnel
+/// routes).
+pub fn ip_route_get(
+    host: &nexthop_netstack::Host,
+    notes: &BTreeMap<IpNet, RouteNote>,
+    addr: std::net::IpAddr,
+) -> Vec<String> {
+    let name = |p: PortId| host.ports()[usize::from(p.0)].name.clone();
+    if host.addresses().any(|a| a == addr) {
+        return vec![
+            format!("local {addr} dev lo src {addr} uid 0"),
+            "    cache <local>".into(),
+        ];
+    }
+    let Some(route) = host
+        .fib()
+        .routes()
+        .filter(|r| r.prefix.contains(&addr))
+        .max_by_key(|r| r.prefix.prefix_len())
+    else {
+        return vec!["RTNETLINK answers: Network is unreachable".into()];
+    };
+    let note = notes.get(&route.prefix).cloned().unwrap_or_default();
+    let src = note
+        .src
+        .map(std::net::IpAddr::V4)
+        .or_else(|| host.source_address(addr));
+    let member = route.group.members().first().map(|m| m.kind);
+    let mut line = match (member, &note.shown_as) {
+        // A route shown through another device (Cilium's tunnel routes via
+        // cilium_host): the kernel names that device.
+        (_, Some(shown)) => {
+            let dev = shown.split_once("dev ").map_or("", |(_, d)| d);
+            format!("{addr} dev {}", dev.split(' ').next().unwrap_or(dev))
+        }
+        (Some(NexthopKind::Gateway { addr: gw, port }), None) => {
+            format!("{addr} via {gw} dev {}", name(port))
+        }
+        (Some(NexthopKind::Connected { port }), None) => format!("{addr} dev {}", name(port)),
+        (Some(NexthopKind::Blackhole), None) => {
+            return vec!["RTNETLINK answers: Invalid argument".into()];
+        }
+        (Some(NexthopKind::Tunnel { .. }) | None, None) => format!("{addr}"),
+    };
+    if let Some(src) = src {
+        line.push_str(&format!(" src {src}"));
+    }
+    line.push_str(" uid 0");
+    let cache = match note.mtu {
+        Some(mtu) => format!("    cache mtu {mtu}"),
+        None => "    cache".into(),
+    };
+    vec![line, cache]
 }
 
 /// `ip neigh` lines for `table`.

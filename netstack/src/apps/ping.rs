@@ -86,6 +86,8 @@ pub struct PingError {
     pub code: u8,
     /// The next hop's MTU of a "fragmentation needed" (RFC 1191).
     pub mtu: u16,
+    /// Time from the request to the error.
+    pub rtt: Duration,
 }
 
 impl PingError {
@@ -318,6 +320,7 @@ impl Ping {
                     code: icmp.msg_code(),
                     // RFC 1191: the next hop's MTU in the header's last two bytes.
                     mtu: u16::from_be_bytes([ip.payload()[6], ip.payload()[7]]),
+                    rtt: now - self.sent_at[&seq],
                 });
                 true
             }

@@ -16,7 +16,8 @@
 //! `apply FILE`, `delete FILE` (Kubernetes manifests, relative to the lab);
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
-//! `ping FROM TARGET [--count N] [-s SIZE] [-M do]`; `show routes|neighbours HOST`; `show pods`;
+//! `ping FROM TARGET [--count N] [-s SIZE] [-M do]`; `tracepath FROM TARGET`;
+//! `show routes|neighbours HOST`; `show route-get HOST ADDR`; `show pods`;
 //! `show ciliumnodes`; `show bgp peers`; `show bgp nodeconfig NODE`; `show bgp routes
 //! [available|advertised|received]`; `vtysh ROUTER show …` (FRR's `show` commands);
 //! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
@@ -123,6 +124,20 @@ pub enum Action {
     ShowRoutes(String),
     /// Print a host's neighbours (`ip neigh` style).
     ShowNeighbours(String),
+    /// `ip route get ADDR` on a host.
+    RouteGet {
+        /// The host.
+        host: String,
+        /// The address.
+        addr: std::net::IpAddr,
+    },
+    /// `tracepath -n TARGET` from a host or pod.
+    Tracepath {
+        /// Source pod or host.
+        from: String,
+        /// Destination.
+        target: String,
+    },
     /// Print the pods (`kubectl get pod -o wide` style).
     ShowPods,
     /// Print the nodes with their pod CIDRs (`kubectl get ciliumnode` style).
@@ -301,6 +316,7 @@ struct RawStep {
     apiserver: Option<String>,
     reboot: Option<String>,
     crash: Option<String>,
+    tracepath: Option<String>,
     #[serde(default, deserialize_with = "present")]
     observe: Option<Option<String>>,
     #[serde(default)]
@@ -368,6 +384,7 @@ impl Scenario {
                 ("apiserver", s.apiserver),
                 ("reboot", s.reboot),
                 ("crash", s.crash),
+                ("tracepath", s.tracepath),
                 ("observe", s.observe.map(|o| o.unwrap_or_default())),
             ]
             .into_iter()
@@ -565,6 +582,16 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
         ("crash", [node]) => Ok(Action::Down {
             node: node.to_string(),
             down_for: None,
+        }),
+        ("show", ["route-get", host, addr]) => Ok(Action::RouteGet {
+            host: host.to_string(),
+            addr: addr
+                .parse()
+                .map_err(|_| format!("{addr:?} is not an IP address"))?,
+        }),
+        ("tracepath", [from, target]) => Ok(Action::Tracepath {
+            from: from.to_string(),
+            target: target.to_string(),
         }),
         ("show", ["neighbours" | "neighbors", host]) => {
             Ok(Action::ShowNeighbours(host.to_string()))
