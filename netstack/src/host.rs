@@ -515,6 +515,11 @@ impl Host {
         self.datapath.hash_policy = policy;
     }
 
+    /// Set (or take down) the host's tunnel endpoint.
+    pub fn set_tunnel(&mut self, tunnel: Option<router_core::datapath::TunnelConfig>) {
+        self.datapath.tunnel = tunnel;
+    }
+
     /// Whether the host forwards transit packets.
     pub fn forwarding(&self) -> bool {
         self.forwarding

@@ -287,21 +287,12 @@ impl AgentDatapath {
 
 /// `--bpf-lb-algorithm` as Cilium writes it.
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
-    match text {
-        "random" => Ok(Algorithm::Random),
-        "maglev" => Ok(Algorithm::Maglev),
-        _ => Err(format!("{text:?}: expected random or maglev")),
-    }
+    Algorithm::from_name(text).ok_or_else(|| format!("{text:?}: expected random or maglev"))
 }
 
 /// `--bpf-lb-mode` as Cilium writes it.
 fn parse_lb_mode(text: &str) -> Result<Mode, String> {
-    match text {
-        "snat" => Ok(Mode::Snat),
-        "dsr" => Ok(Mode::Dsr),
-        "hybrid" => Ok(Mode::Hybrid),
-        _ => Err(format!("{text:?}: expected snat, dsr or hybrid")),
-    }
+    Mode::from_name(text).ok_or_else(|| format!("{text:?}: expected snat, dsr or hybrid"))
 }
 
 /// A duration as Cilium's flags write it (`15s`, `200ms`, `1.5s`), read by

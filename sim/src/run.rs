@@ -160,6 +160,8 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             .get(name)
             .is_some_and(|n| n.kind == crate::lab::topology::NodeKind::K8sNode)
     };
+    // The values as the scenario's `helm upgrade`s leave them.
+    let mut values = lab.values.clone();
     for step in &lab.scenario.steps {
         let at = |message: String| format!("scenario.yaml:{}: {message}", step.line);
         let known = |name: &str, pods: &std::collections::BTreeSet<String>| {
@@ -172,6 +174,9 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             }
             Action::Curl { from, .. } | Action::Ping { from, .. } if !known(from, &pods) => {
                 return Err(at(format!("no host or pod named {from:?}")));
+            }
+            Action::HelmUpgrade(sets) => {
+                values = values.upgrade(sets).map_err(at)?;
             }
             Action::ShowRoutes(host)
             | Action::ShowNeighbours(host)
@@ -627,6 +632,34 @@ fn execute(
             node,
         } => {
             cluster.set_api_server(*reachable, latency.map(|d| d.0), node.as_deref());
+            Ok(())
+        }
+        Action::HelmUpgrade(sets) => {
+            cluster.helm_upgrade(sets)?;
+            report
+                .output
+                .push("Release \"cilium\" has been upgraded. Happy Helming!".into());
+            Ok(())
+        }
+        Action::RolloutRestart => {
+            cluster.restart_agents()?;
+            report.output.push("daemonset.apps/cilium restarted".into());
+            Ok(())
+        }
+        Action::ShowConfig => {
+            report.output = cluster
+                .lab
+                .values
+                .config_view()
+                .into_iter()
+                .map(|(k, v)| format!("{k:<40}{v}"))
+                .collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowStatus(node) => {
+            report.output = cluster.cilium_status(node)?;
+            check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
         Action::Observe(filter) => {

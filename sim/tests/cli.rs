@@ -357,3 +357,32 @@ fn observe_flags_are_checked_when_the_lab_loads() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--follow is the agent's"), "{stderr}");
 }
+
+#[test]
+fn helm_upgrades_are_checked_when_the_lab_loads() {
+    let (code, stderr) = check_with_scenario(
+        "helm",
+        "steps:\n  - helm: upgrade --set routingMode=tunnel\n  - helm: upgrade --reuse-values --set ipam.mode=kubernetes\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("scenario.yaml:3"), "{stderr}");
+    assert!(
+        stderr.contains("--set ipam.mode=kubernetes: changing ipam.mode mid-run is not simulated"),
+        "{stderr}"
+    );
+    let (code, stderr) = check_with_scenario(
+        "helm-value",
+        "steps:\n  - helm: upgrade --set loadBalancer.mode=sideways\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"sideways\" is not snat, dsr or hybrid"),
+        "{stderr}"
+    );
+    let (code, stderr) = check_with_scenario(
+        "rollout",
+        "steps:\n  - rollout: restart deployment/webpod\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("scenario.yaml:2"), "{stderr}");
+}

@@ -206,3 +206,56 @@ fn reports_match_their_golden_files() {
         stale.join("\n")
     );
 }
+
+/// The seed 002 lab switches native → VXLAN → Geneve mid-run: on the
+/// underlay between the nodes UDP 8472 frames carry VXLAN, then UDP 6081
+/// frames carry Geneve, each with the source pod's security identity as VNI.
+#[test]
+fn seed_002_goes_from_native_to_vxlan_to_geneve_on_the_wire() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        nexthop_testkit::skip("tshark is not installed (scripts/test-all.sh installs it)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nexthop-sim-seed-002-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/labs/seed-002");
+    let report = run_lab(&lab, 1, Some(dir.clone()));
+    assert!(report.passed(), "{}", report.render());
+    let out = Command::new("tshark")
+        .args(["-n", "-d", "udp.port==8472,vxlan", "-r"])
+        .arg(dir.join("upper.pcap"))
+        .args(["-Y", "vxlan || geneve", "-T", "fields"])
+        .args(["-e", "frame.number", "-e", "udp.dstport"])
+        .args(["-e", "vxlan.vni", "-e", "geneve.vni"])
+        .output()
+        .expect("tshark runs");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<(u64, u16, u32)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let vni = match f[1] {
+                "8472" => f[2].parse().expect("a VXLAN VNI"),
+                _ => u32::from_str_radix(f[3].trim_start_matches("0x"), 16).expect("a Geneve VNI"),
+            };
+            (
+                f[0].parse().expect("frame"),
+                f[1].parse().expect("port"),
+                vni,
+            )
+        })
+        .collect();
+    let vxlan: Vec<_> = frames.iter().filter(|f| f.1 == 8472).collect();
+    let geneve: Vec<_> = frames.iter().filter(|f| f.1 == 6081).collect();
+    assert!(vxlan.len() > 10 && geneve.len() > 10, "{text}");
+    assert_eq!(vxlan.len() + geneve.len(), frames.len(), "{text}");
+    assert!(
+        vxlan.last().unwrap().0 < geneve.first().unwrap().0,
+        "VXLAN before Geneve:\n{text}"
+    );
+    assert!(
+        frames.iter().all(|f| f.2 >= 256),
+        "VNIs are pods' identities, not reserved ones:\n{text}"
+    );
+}

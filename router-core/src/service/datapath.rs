@@ -55,6 +55,24 @@ pub enum Mode {
     Hybrid,
 }
 
+impl Mode {
+    /// The name Cilium's `loadBalancer.mode` and `--bpf-lb-mode` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Snat => "snat",
+            Mode::Dsr => "dsr",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+
+    /// The mode Cilium names `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Mode::Snat, Mode::Dsr, Mode::Hybrid]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
+
 /// The datapath's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {

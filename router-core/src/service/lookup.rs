@@ -168,6 +168,23 @@ pub enum Algorithm {
     Maglev,
 }
 
+impl Algorithm {
+    /// The name Cilium's `loadBalancer.algorithm` and `--bpf-lb-algorithm` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Random => "random",
+            Algorithm::Maglev => "maglev",
+        }
+    }
+
+    /// The algorithm Cilium names `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Algorithm::Random, Algorithm::Maglev]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+}
+
 /// What [`select`] knows about a new flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flow {

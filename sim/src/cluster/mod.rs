@@ -16,6 +16,7 @@ pub mod l2;
 pub mod lbipam;
 pub mod routes;
 mod services;
+mod upgrade;
 pub mod workloads;
 
 use std::cell::RefCell;
@@ -66,6 +67,14 @@ struct PodLink {
     node: NodeId,
 }
 
+/// A stopped pod's engine node and link, taken again by a pod of the same
+/// name (a bare Pod deleted and applied again): engine names are unique.
+#[derive(Debug, Clone, Copy)]
+struct Retired {
+    pod: NodeId,
+    link: PodLink,
+}
+
 /// The running lab.
 #[derive(Debug)]
 pub struct Cluster {
@@ -78,6 +87,7 @@ pub struct Cluster {
     hosts: BTreeMap<String, NodeId>,
     interfaces: BTreeMap<EndpointRef, Endpoint>,
     pods: BTreeMap<String, PodLink>,
+    retired: BTreeMap<String, Retired>,
     identities: BTreeMap<BTreeMap<String, String>, u32>,
     /// The Cilium objects applied (the BGP kinds and LB-IPAM pools), as
     /// router-core reads them.
@@ -102,6 +112,8 @@ pub struct Cluster {
     service_problems: Vec<String>,
     /// The nodes' flow events, as steps close them.
     pub flows: flows::Flows,
+    /// Values of a `helm upgrade` the agents have not restarted with yet.
+    pending_values: Option<crate::lab::Values>,
 }
 
 impl Cluster {
@@ -306,6 +318,7 @@ impl Cluster {
             hosts,
             interfaces,
             pods: BTreeMap::new(),
+            retired: BTreeMap::new(),
             identities: BTreeMap::new(),
             cilium: Objects::default(),
             lb: lbipam::LoadBalancers::default(),
@@ -317,6 +330,7 @@ impl Cluster {
             timeline: BTreeMap::new(),
             not_ready: std::collections::BTreeSet::new(),
             flows: flows::Flows::default(),
+            pending_values: None,
         };
         cluster.install_agent_routes();
         cluster.start_routers()?;
@@ -518,6 +532,34 @@ impl Cluster {
 
     /// Routes every node's agent installs (idempotent: re-run after membership changes).
     fn install_agent_routes(&mut self) {
+        for (id, routes) in self.agent_routes(&self.lab.values) {
+            let h = self.engine.node_mut(id);
+            for r in routes {
+                h.host.add_route(r.dst, &r.route);
+                let note = RouteNote {
+                    src: r.src,
+                    mtu: r.mtu,
+                    shown_as: r.shown_as,
+                };
+                h.notes.insert(r.dst, note);
+            }
+        }
+    }
+
+    /// Take out the routes every node's agent installed under `values`.
+    fn remove_agent_routes(&mut self, values: &crate::lab::Values) {
+        for (id, routes) in self.agent_routes(values) {
+            let h = self.engine.node_mut(id);
+            for r in routes {
+                h.host
+                    .remove_route(r.dst, r.route.protocol, r.route.distance);
+                h.notes.remove(&r.dst);
+            }
+        }
+    }
+
+    /// The routes each node's agent installs under `values`.
+    fn agent_routes(&self, values: &crate::lab::Values) -> Vec<(NodeId, Vec<routes::AgentRoute>)> {
         let peers: Vec<routes::PeerNode> = self
             .workloads
             .nodes()
@@ -532,6 +574,7 @@ impl Cluster {
                 })
             })
             .collect();
+        let mut out = Vec::new();
         for peer in &peers {
             let router_ip = self
                 .workloads
@@ -539,7 +582,7 @@ impl Cluster {
                 .expect("a joined node")
                 .router_ip;
             let id = self.hosts[&peer.name];
-            let h = self.engine.node_mut(id);
+            let h = self.engine.node(id);
             let ports: Vec<(u16, Ipv4Net)> = h
                 .host
                 .ports()
@@ -557,23 +600,10 @@ impl Cluster {
                 .port_id(CILIUM_HOST)
                 .expect("k8s nodes have cilium_host")
                 .0;
-            for r in routes::agent_routes(
-                &self.lab.values,
-                peer,
-                router_ip,
-                &ports,
-                cilium_host,
-                &peers,
-            ) {
-                h.host.add_route(r.dst, &r.route);
-                let note = RouteNote {
-                    src: r.src,
-                    mtu: r.mtu,
-                    shown_as: r.shown_as,
-                };
-                h.notes.insert(r.dst, note);
-            }
+            let routes = routes::agent_routes(values, peer, router_ip, &ports, cilium_host, &peers);
+            out.push((id, routes));
         }
+        out
     }
 
     fn identity(&mut self, labels: &BTreeMap<String, String>) -> u32 {
@@ -617,18 +647,27 @@ impl Cluster {
         if pod.app == App::Whoami {
             host.serve_http(80);
         }
-        let pod_id = self
-            .engine
-            .add_node(
-                &pod.name,
-                SimHost::new(
-                    host,
-                    Role::Pod {
-                        node: pod.node.clone(),
-                    },
-                ),
-            )
-            .map_err(|e| e.to_string())?;
+        let sim_host = SimHost::new(
+            host,
+            Role::Pod {
+                node: pod.node.clone(),
+            },
+        );
+        let retired = self
+            .retired
+            .remove(&pod.name)
+            .filter(|r| r.link.node == node_id);
+        let pod_id = match retired {
+            Some(r) => {
+                *self.engine.node_mut(r.pod) = sim_host;
+                self.engine.wake_node(r.pod);
+                r.pod
+            }
+            None => self
+                .engine
+                .add_node(&pod.name, sim_host)
+                .map_err(|e| e.to_string())?,
+        };
 
         // Named after the pod, not its address: a stopped pod's port stays
         // on the node, and its address may go to a new pod.
@@ -638,10 +677,13 @@ impl Cluster {
         let lxc_mac = mac_for(&pod.node, &lxc);
         let identity = self.identity(&pod.labels);
         let node = self.engine.node_mut(node_id);
-        let lxc_port = node
-            .host
-            .add_port(&lxc, lxc_mac, mtu)
-            .map_err(|e| e.to_string())?;
+        let lxc_port = match retired {
+            Some(_) => node.host.port_id(&lxc).expect("a retired pod's port stays"),
+            None => node
+                .host
+                .add_port(&lxc, lxc_mac, mtu)
+                .map_err(|e| e.to_string())?,
+        };
         node.host.announce(lxc_port, router_ip.into());
         node.host.set_pod_port(lxc_port);
         node.host
@@ -652,6 +694,37 @@ impl Cluster {
             &Route::new(Protocol::Kernel, vec![Nexthop::connected(lxc_port)]),
         );
 
+        let segment = match retired {
+            Some(r) => {
+                // The same engine ports as before: eth0 is the pod's port 0.
+                self.engine
+                    .node_mut(pod_id)
+                    .attached(eth0, crate::node::PortId(0));
+                self.engine.set_segment_up(r.link.segment, true);
+                r.link.segment
+            }
+            None => self.link_pod(pod, pod_id, node_id, &lxc, (eth0, lxc_port))?,
+        };
+        self.hosts.insert(pod.name.clone(), pod_id);
+        self.pods.insert(
+            pod.name.clone(),
+            PodLink {
+                segment,
+                node: node_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// The link between a new pod and its node.
+    fn link_pod(
+        &mut self,
+        pod: &PodInfo,
+        pod_id: NodeId,
+        node_id: NodeId,
+        lxc: &str,
+        (eth0, lxc_port): (router_core::PortId, router_core::PortId),
+    ) -> Result<SegmentId, String> {
         let params = SegmentParams {
             latency: smoltcp::time::Duration::from_micros(POD_LINK_LATENCY_US),
             ..SegmentParams::default()
@@ -671,18 +744,10 @@ impl Cluster {
         self.engine.node_mut(pod_id).attached(eth0, p);
         let p = self
             .engine
-            .attach(segment, node_id, &lxc)
+            .attach(segment, node_id, lxc)
             .map_err(|e| e.to_string())?;
         self.engine.node_mut(node_id).attached(lxc_port, p);
-        self.hosts.insert(pod.name.clone(), pod_id);
-        self.pods.insert(
-            pod.name.clone(),
-            PodLink {
-                segment,
-                node: node_id,
-            },
-        );
-        Ok(())
+        Ok(segment)
     }
 
     fn stop_pod(&mut self, pod: &PodInfo) {
@@ -690,6 +755,11 @@ impl Cluster {
             return;
         };
         self.engine.set_segment_up(link.segment, false);
+        if let Some(&pod_id) = self.hosts.get(&pod.name) {
+            self.engine.node_mut(pod_id).down = true;
+            self.retired
+                .insert(pod.name.clone(), Retired { pod: pod_id, link });
+        }
         let addr = IpNet::V4(Ipv4Net::new(pod.ip, 32).expect("/32"));
         self.engine
             .node_mut(link.node)

@@ -30,6 +30,8 @@
 //! `--from`: only that node's requests, a partition);
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good);
+//! `helm upgrade [--reuse-values] --set KEY=VALUE …` (staged until)
+//! `rollout restart [-n kube-system] ds/cilium`; `show config`; `show status NODE`;
 //! `observe [FLAGS]` (the previous step's flows as `hubble observe` prints
 //! them; its flags `--pod`, `--from-pod`, `--to-pod`, `--namespace`, `--ip`,
 //! `--port`, `--protocol`, `--verdict`, `--type`, `--node-name`, `--last N`,
@@ -261,6 +263,15 @@ pub enum Action {
         /// Only from this node (a partition); `None`: from every node.
         node: Option<String>,
     },
+    /// `helm upgrade cilium --reuse-values --set KEY=VALUE …`: stage new
+    /// Helm values (the agents take them on `rollout restart ds/cilium`).
+    HelmUpgrade(Vec<(String, String)>),
+    /// `kubectl rollout restart -n kube-system ds/cilium`.
+    RolloutRestart,
+    /// `cilium config view` (the honoured keys).
+    ShowConfig,
+    /// The `Routing` and `Masquerading` lines of `cilium status` on a node.
+    ShowStatus(String),
     /// Print the flows of the previous step (`hubble observe` with its
     /// filter flags).
     Observe(router_core::flow::hubble::Filter),
@@ -317,6 +328,8 @@ struct RawStep {
     reboot: Option<String>,
     crash: Option<String>,
     tracepath: Option<String>,
+    helm: Option<String>,
+    rollout: Option<String>,
     #[serde(default, deserialize_with = "present")]
     observe: Option<Option<String>>,
     #[serde(default)]
@@ -385,6 +398,8 @@ impl Scenario {
                 ("reboot", s.reboot),
                 ("crash", s.crash),
                 ("tracepath", s.tracepath),
+                ("helm", s.helm),
+                ("rollout", s.rollout),
                 ("observe", s.observe.map(|o| o.unwrap_or_default())),
             ]
             .into_iter()
@@ -589,6 +604,51 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
                 .parse()
                 .map_err(|_| format!("{addr:?} is not an IP address"))?,
         }),
+        ("helm", ["upgrade", rest @ ..]) => {
+            let mut sets = Vec::new();
+            let mut words = rest.iter();
+            while let Some(&w) = words.next() {
+                match w {
+                    "--set" => {
+                        let kv = words.next().ok_or("--set needs KEY=VALUE")?;
+                        for kv in kv.split(',') {
+                            let (k, v) = kv
+                                .split_once('=')
+                                .ok_or_else(|| format!("--set {kv:?} is not KEY=VALUE"))?;
+                            sets.push((k.to_string(), v.to_string()));
+                        }
+                    }
+                    "--namespace" | "-n" | "--version" => {
+                        words.next();
+                    }
+                    "--reuse-values" | "cilium" | "cilium/cilium" => {}
+                    other => {
+                        return Err(format!(
+                            "helm upgrade: {other:?} is not simulated (--set KEY=VALUE, --reuse-values)"
+                        ));
+                    }
+                }
+            }
+            if sets.is_empty() {
+                return Err("helm upgrade needs at least one --set KEY=VALUE".into());
+            }
+            Ok(Action::HelmUpgrade(sets))
+        }
+        ("rollout", ["restart", rest @ ..])
+            if matches!(
+                rest,
+                ["ds/cilium" | "daemonset/cilium"]
+                    | [
+                        "-n" | "--namespace",
+                        "kube-system",
+                        "ds/cilium" | "daemonset/cilium"
+                    ]
+            ) =>
+        {
+            Ok(Action::RolloutRestart)
+        }
+        ("show", ["config"]) => Ok(Action::ShowConfig),
+        ("show", ["status", node]) => Ok(Action::ShowStatus(node.to_string())),
         ("tracepath", [from, target]) => Ok(Action::Tracepath {
             from: from.to_string(),
             target: target.to_string(),

@@ -288,6 +288,10 @@ pub struct Values {
     /// Keys present in the file that the simulator does not use, as dotted paths.
     #[serde(skip)]
     pub ignored: Vec<String>,
+    /// The values as written (the file, then any `helm upgrade --set`s), for
+    /// the next upgrade.
+    #[serde(skip)]
+    pub source: String,
 }
 
 impl Default for Values {
@@ -308,6 +312,7 @@ impl Default for Values {
             node_port: NodePort::default(),
             services: ServiceValues::default(),
             ignored: Vec::new(),
+            source: String::new(),
         }
     }
 }
@@ -412,25 +417,22 @@ impl Values {
             }
         }
         values.services.algorithm = match values.load_balancer.algorithm.as_deref() {
-            None | Some("random") => Algorithm::Random,
-            Some("maglev") => Algorithm::Maglev,
-            Some(other) => {
-                return Err(err(
+            None => Algorithm::Random,
+            Some(name) => Algorithm::from_name(name).ok_or_else(|| {
+                err(
                     "loadBalancer.algorithm",
-                    format!("{other:?} is neither random nor maglev"),
-                ));
-            }
+                    format!("{name:?} is neither random nor maglev"),
+                )
+            })?,
         };
         values.services.mode = match values.load_balancer.mode.as_deref() {
-            None | Some("snat") => Mode::Snat,
-            Some("dsr") => Mode::Dsr,
-            Some("hybrid") => Mode::Hybrid,
-            Some(other) => {
-                return Err(err(
+            None => Mode::Snat,
+            Some(name) => Mode::from_name(name).ok_or_else(|| {
+                err(
                     "loadBalancer.mode",
-                    format!("{other:?} is not snat, dsr or hybrid"),
-                ));
-            }
+                    format!("{name:?} is not snat, dsr or hybrid"),
+                )
+            })?,
         };
         let dispatch = values.load_balancer.dsr_dispatch.as_deref();
         if values.services.mode != Mode::Snat && dispatch != Some("geneve") {
@@ -483,9 +485,111 @@ impl Values {
             .into_iter()
             .filter(|k| !HONOURED.contains(&k.as_str()))
             .collect();
+        values.source = text.to_string();
         Ok(values)
     }
+
+    /// The agent's configuration these values give, as `cilium config
+    /// view` lists it (its keys, sorted), for the keys the simulator honours.
+    pub fn config_view(&self) -> Vec<(String, String)> {
+        let on = |b: bool| b.to_string();
+        let mut keys = vec![
+            ("auto-direct-node-routes", on(self.auto_direct_node_routes)),
+            (
+                "bpf-lb-algorithm",
+                self.services.algorithm.name().to_string(),
+            ),
+            ("bpf-lb-mode", self.services.mode.name().to_string()),
+            ("enable-bpf-masquerade", on(self.bpf.masquerade)),
+            ("enable-ipv4-masquerade", on(self.enable_ipv4_masquerade)),
+            ("enable-l2-announcements", on(self.l2announcements.enabled)),
+            ("ipam", self.ipam.mode.clone()),
+            (
+                "routing-mode",
+                match self.routing_mode {
+                    RoutingMode::Native => "native",
+                    RoutingMode::Tunnel => "tunnel",
+                }
+                .to_string(),
+            ),
+            (
+                "tunnel-protocol",
+                match self.tunnel_protocol {
+                    TunnelProtocol::Vxlan => "vxlan",
+                    TunnelProtocol::Geneve => "geneve",
+                }
+                .to_string(),
+            ),
+            ("tunnel-source-port-range", "0-0".to_string()),
+        ];
+        if let Some(cidr) = self.ipv4_native_routing_cidr {
+            keys.push(("ipv4-native-routing-cidr", cidr.to_string()));
+        }
+        keys.sort();
+        keys.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// One key of [`Values::config_view`] (empty if it has none).
+    pub fn config_view_value(&self, key: &str) -> String {
+        self.config_view()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    /// These values with `sets` applied, as `helm upgrade --reuse-values
+    /// --set KEY=VALUE` makes them (a value reads as YAML: `true`, `1450`,
+    /// `tunnel`). A key the simulator honours but cannot change mid-run
+    /// ([`UPGRADABLE`] lists those it can), or a bad value, is an error
+    /// naming the `--set`.
+    pub fn upgrade(&self, sets: &[(String, String)]) -> Result<Values, String> {
+        let mut raw: serde_norway::Value = match serde_norway::from_str(&self.source) {
+            Ok(serde_norway::Value::Mapping(m)) => serde_norway::Value::Mapping(m),
+            _ => serde_norway::Value::Mapping(Default::default()),
+        };
+        for (key, value) in sets {
+            let at = |m: String| format!("--set {key}={value}: {m}");
+            if HONOURED.contains(&key.as_str()) && !UPGRADABLE.contains(&key.as_str()) {
+                return Err(at(format!(
+                    "changing {key} mid-run is not simulated (these are: {})",
+                    UPGRADABLE.join(", ")
+                )));
+            }
+            let scalar: serde_norway::Value =
+                serde_norway::from_str(value).map_err(|e| at(e.to_string()))?;
+            let mut node = &mut raw;
+            for part in key.split('.') {
+                let serde_norway::Value::Mapping(map) = node else {
+                    return Err(at(format!("{part:?} is under a key that is not a map")));
+                };
+                node = map
+                    .entry(serde_norway::Value::String(part.to_string()))
+                    .or_insert(serde_norway::Value::Null);
+                if node.is_null() {
+                    *node = serde_norway::Value::Mapping(Default::default());
+                }
+            }
+            *node = scalar;
+        }
+        let text = serde_norway::to_string(&raw).map_err(|e| e.to_string())?;
+        Values::parse(Path::new("helm upgrade --set"), &text).map_err(|e| e.to_string())
+    }
 }
+
+/// The keys `helm upgrade --set` may change mid-run: the nodes reconfigure
+/// when the agents restart (`rollout restart ds/cilium`).
+pub const UPGRADABLE: [&str; 9] = [
+    "routingMode",
+    "tunnelProtocol",
+    "autoDirectNodeRoutes",
+    "ipv4NativeRoutingCIDR",
+    "enableIPv4Masquerade",
+    "bpf.masquerade",
+    "loadBalancer.algorithm",
+    "loadBalancer.mode",
+    "loadBalancer.dsrDispatch",
+];
 
 /// `"30000,32767"` (Cilium's `nodePort.range`; `-` is accepted too).
 fn parse_range(range: &str) -> Option<PortRange> {
@@ -564,6 +668,45 @@ hubble: { enabled: true, relay: { enabled: true } }
                 .unwrap()
                 .starts_with("ipam.operator.clusterPoolIPv4PodCIDRList")
         );
+    }
+
+    #[test]
+    fn upgrades_set_keys_and_refuse_what_cannot_change_mid_run() {
+        let values = Values::parse(
+            Path::new("values.yaml"),
+            "routingMode: native\nautoDirectNodeRoutes: true\nipv4NativeRoutingCIDR: 172.20.0.0/16\nhubble:\n  enabled: true\n",
+        )
+        .unwrap();
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let mut sets = set("routingMode", "tunnel");
+        sets.extend(set("tunnelProtocol", "geneve"));
+        sets.extend(set("autoDirectNodeRoutes", "false"));
+        sets.extend(set("installNoConntrackIptablesRules", "false"));
+        let up = values.upgrade(&sets).unwrap();
+        assert_eq!(up.routing_mode, RoutingMode::Tunnel);
+        assert_eq!(up.tunnel_protocol, TunnelProtocol::Geneve);
+        assert!(!up.auto_direct_node_routes);
+        assert_eq!(up.ipv4_native_routing_cidr, values.ipv4_native_routing_cidr);
+        assert!(
+            up.ignored
+                .contains(&"installNoConntrackIptablesRules".to_string())
+        );
+        // The next upgrade starts from this one.
+        let back = up.upgrade(&set("routingMode", "native")).unwrap();
+        assert_eq!(back.tunnel_protocol, TunnelProtocol::Geneve);
+        let err = values
+            .upgrade(&set("routingMode", "carrier-pigeon"))
+            .unwrap_err();
+        assert!(err.contains("routingMode"), "{err}");
+        let err = values.upgrade(&set("ipam.mode", "kubernetes")).unwrap_err();
+        assert!(
+            err.starts_with(
+                "--set ipam.mode=kubernetes: changing ipam.mode mid-run is not simulated"
+            ),
+            "{err}"
+        );
+        let err = values.upgrade(&set("hubble.enabled.x", "1")).unwrap_err();
+        assert!(err.contains("not a map"), "{err}");
     }
 
     #[test]
