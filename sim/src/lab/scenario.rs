@@ -634,19 +634,16 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             }
             Ok(Action::HelmUpgrade(sets))
         }
-        ("rollout", ["restart", rest @ ..])
-            if matches!(
-                rest,
-                ["ds/cilium" | "daemonset/cilium"]
-                    | [
-                        "-n" | "--namespace",
-                        "kube-system",
-                        "ds/cilium" | "daemonset/cilium"
-                    ]
-            ) =>
-        {
-            Ok(Action::RolloutRestart)
-        }
+        ("rollout", ["restart", "ds/cilium" | "daemonset/cilium"])
+        | (
+            "rollout",
+            [
+                "restart",
+                "-n" | "--namespace",
+                "kube-system",
+                "ds/cilium" | "daemonset/cilium",
+            ],
+        ) => Ok(Action::RolloutRestart),
         ("show", ["config"]) => Ok(Action::ShowConfig),
         ("show", ["status", node]) => Ok(Action::ShowStatus(node.to_string())),
         ("tracepath", [from, target]) => Ok(Action::Tracepath {
