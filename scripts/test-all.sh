@@ -12,7 +12,8 @@ step() { printf '\n==> %s\n' "$*"; }
 # etcd-server runs the agent's etcd lease store tests; protobuf-compiler (protoc)
 # builds the etcd-client crate's gRPC code.
 # ndisc6 asks for the IPv6 service address in the agent L2 test.
-APT_PACKAGES=(tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ndisc6 ethtool etcd-server protobuf-compiler ipvsadm iptables conntrack)
+# chromium (headless) loads the simulator's HTML report in its test.
+APT_PACKAGES=(chromium tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ndisc6 ethtool etcd-server protobuf-compiler ipvsadm iptables conntrack)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -230,6 +230,8 @@ pub struct Host {
     bgp_closing: Vec<SocketHandle>,
     /// Flow events, when kept ([`Host::enable_flows`]).
     flows: Option<FlowLog>,
+    /// Events of a stopped BGP not taken yet.
+    bgp_stopped_events: Vec<(Instant, crate::apps::bgp::BgpEvent)>,
     outbox: Vec<(PortId, Vec<u8>)>,
     /// The address an `arping` (or `ndisc6`) asks for, and the replies seen for it.
     arping: Option<(IpAddr, Vec<(Instant, EthernetAddress)>)>,
@@ -337,6 +339,7 @@ impl Host {
             local_ports: BTreeSet::new(),
             bgp_closing: Vec::new(),
             flows: None,
+            bgp_stopped_events: Vec::new(),
             outbox: Vec::new(),
             arping: None,
             now: Instant::ZERO,

@@ -72,6 +72,7 @@ pub mod engine;
 pub mod error;
 pub mod explore;
 pub mod frr;
+pub mod html;
 pub mod kit;
 pub mod lab;
 pub mod node;

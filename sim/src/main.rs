@@ -49,6 +49,10 @@ enum Command {
         /// per line (`hubble observe -o json`'s layout).
         #[arg(long)]
         flows: Option<PathBuf>,
+        /// Write the run as one self-contained HTML page: topology, steps,
+        /// routing-table changes, BGP timeline, flows.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Read and check a lab's files without running it.
     Check {
@@ -94,13 +98,21 @@ enum Command {
     },
 }
 
+/// Where a run writes besides its report.
+#[derive(Default)]
+struct Outputs<'a> {
+    flows: Option<&'a std::path::Path>,
+    html: Option<&'a std::path::Path>,
+}
+
 fn run_once(
     lab: &Lab,
     seed: u64,
     pcap: Option<PathBuf>,
     taps: &[TapSpec],
-    flows: Option<&std::path::Path>,
+    outputs: Outputs,
 ) -> Result<Report, String> {
+    let flows = outputs.flows;
     let config = EngineConfig {
         pcap_dir: pcap,
         ..EngineConfig::new(seed)
@@ -119,7 +131,15 @@ fn run_once(
     if flows.is_some() {
         cluster.flows.all = Some(Vec::new());
     }
-    let report = run::run(&mut cluster, seed);
+    let report = match outputs.html {
+        Some(path) => {
+            let (report, recording) = nexthop_sim::html::run_recorded(&mut cluster, seed);
+            let page = nexthop_sim::html::render(&report, &recording);
+            std::fs::write(path, page).map_err(|e| format!("--report {}: {e}", path.display()))?;
+            report
+        }
+        None => run::run(&mut cluster, seed),
+    };
     cluster.engine.flush_captures().map_err(|e| e.to_string())?;
     if let (Some(path), Some(all)) = (flows, &cluster.flows.all) {
         let mut text = String::new();
@@ -250,6 +270,7 @@ fn main() -> ExitCode {
             check_determinism,
             tap,
             flows,
+            report: html,
         } => {
             if check_determinism && !tap.is_empty() {
                 eprintln!("error: --check-determinism cannot be used with --tap (real time)");
@@ -270,7 +291,16 @@ fn main() -> ExitCode {
                 }
             };
             let seed = seed.or(lab.scenario.seed).unwrap_or(1);
-            let report = match run_once(&lab, seed, pcap.clone(), &tap, flows.as_deref()) {
+            let report = match run_once(
+                &lab,
+                seed,
+                pcap.clone(),
+                &tap,
+                Outputs {
+                    flows: flows.as_deref(),
+                    html: html.as_deref(),
+                },
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {e} (seed {seed})");
@@ -288,7 +318,7 @@ fn main() -> ExitCode {
             let mut ok = report.passed();
             if check_determinism {
                 let pcap_again = pcap.as_ref().map(|p| p.join("second-run"));
-                match run_once(&lab, seed, pcap_again.clone(), &[], None) {
+                match run_once(&lab, seed, pcap_again.clone(), &[], Outputs::default()) {
                     Ok(again)
                         if again == report && same_captures(pcap.as_ref(), pcap_again.as_ref()) =>
                     {

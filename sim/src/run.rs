@@ -259,7 +259,7 @@ pub fn run_step(cluster: &mut Cluster, step: &Step, events: &mut u64) -> StepRep
         report.error = Some(e);
     }
     if !matches!(step.action, Action::Observe(_)) {
-        cluster.close_step_flows();
+        cluster.close_step();
     }
     report.time = format!("{:.3}", secs(cluster.engine.now()));
     report
@@ -359,18 +359,7 @@ fn execute(
             let h = cluster
                 .host(host)
                 .ok_or_else(|| format!("no host or pod named {host:?}"))?;
-            let name = |p: router_core::PortId| h.host.ports()[usize::from(p.0)].name.clone();
-            let is_node = h.role == Role::K8sNode;
-            let hide = |r: &router_core::fib::Installed| {
-                is_node
-                    && r.group.members().iter().any(|n| match n.kind {
-                        router_core::fib::NexthopKind::Connected { port } => {
-                            Cluster::is_endpoint_port(&name(port))
-                        }
-                        _ => false,
-                    })
-            };
-            report.output = show::ip_route(h.host.fib(), &name, &h.notes, &hide);
+            report.output = route_lines(h);
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
@@ -690,6 +679,23 @@ fn execute(
 }
 
 /// Change the parameters of the segment `endpoint` is on.
+/// A host's `ip route`: a node's routes to its own pods' `lxc` ports are
+/// left out, as Cilium keeps them in eBPF maps rather than the table.
+pub fn route_lines(h: &crate::cluster::host::SimHost) -> Vec<String> {
+    let name = |p: router_core::PortId| h.host.ports()[usize::from(p.0)].name.clone();
+    let is_node = h.role == Role::K8sNode;
+    let hide = |r: &router_core::fib::Installed| {
+        is_node
+            && r.group.members().iter().any(|n| match n.kind {
+                router_core::fib::NexthopKind::Connected { port } => {
+                    Cluster::is_endpoint_port(&name(port))
+                }
+                _ => false,
+            })
+    };
+    show::ip_route(h.host.fib(), &name, &h.notes, &hide)
+}
+
 fn set_segment(
     cluster: &mut Cluster,
     endpoint: &crate::lab::topology::EndpointRef,

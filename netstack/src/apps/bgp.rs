@@ -107,6 +107,30 @@ struct Conn {
 
 type Key = (String, IpAddr);
 
+/// Most events kept until someone takes them (older ones are dropped).
+const EVENTS: usize = 10_000;
+
+/// What BGP did, for a timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BgpEvent {
+    /// A session's report (state change, UPDATE counts, End-of-RIB, …).
+    Session {
+        /// The instance (a router's speaker: `router`).
+        instance: String,
+        /// The peer.
+        peer: IpAddr,
+        /// What happened.
+        report: router_core::bgp::speaker::Report,
+    },
+    /// A route BGP installed (its next hops) or removed (none).
+    Route {
+        /// The prefix.
+        prefix: IpNet,
+        /// Next hops; empty when the route left the FIB.
+        via: Vec<IpAddr>,
+    },
+}
+
 /// BGP on a host: the control plane and its sockets.
 #[derive(Debug)]
 pub struct Bgp {
@@ -117,6 +141,7 @@ pub struct Bgp {
     closing: Vec<SocketHandle>,
     connects: Vec<Connect>,
     fib: Vec<(IpNet, Option<BgpRoute>)>,
+    events: VecDeque<(Instant, BgpEvent)>,
     now: Instant,
 }
 
@@ -130,6 +155,7 @@ impl Bgp {
             closing: Vec::new(),
             connects: Vec::new(),
             fib: Vec::new(),
+            events: VecDeque::new(),
             now: Instant::ZERO,
         }
     }
@@ -153,6 +179,18 @@ impl Bgp {
             Control::Node(n) => Some(n),
             Control::Router(_) => None,
         }
+    }
+
+    /// The events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<(Instant, BgpEvent)> {
+        self.events.drain(..).collect()
+    }
+
+    fn event(&mut self, now: Instant, event: BgpEvent) {
+        if self.events.len() == EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back((now, event));
     }
 
     /// Feed the router's speaker (configuration: peers, routes).
@@ -457,8 +495,25 @@ impl Bgp {
                         conn.established = false;
                     }
                 }
-                Action::Fib { prefix, route } => self.fib.push((prefix, route)),
-                Action::Report { .. } => {}
+                Action::Fib { prefix, route } => {
+                    let via = route
+                        .as_ref()
+                        .map(|r| r.nexthops.clone())
+                        .unwrap_or_default();
+                    self.event(now, BgpEvent::Route { prefix, via });
+                    self.fib.push((prefix, route));
+                }
+                Action::Report { peer, report } => {
+                    let instance = instance.clone();
+                    self.event(
+                        now,
+                        BgpEvent::Session {
+                            instance,
+                            peer,
+                            report,
+                        },
+                    );
+                }
             }
         }
     }

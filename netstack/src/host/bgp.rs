@@ -40,13 +40,22 @@ impl Host {
     /// routes leave the FIB.
     pub fn bgp_stop(&mut self, now: Instant) {
         self.advance(now);
-        if let Some(bgp) = self.bgp.take() {
+        if let Some(mut bgp) = self.bgp.take() {
+            self.bgp_stopped_events.extend(bgp.take_events());
             let installed = bgp.installed();
             self.bgp_closing.extend(bgp.abort(&mut self.sockets));
             for prefix in installed {
                 self.install_bgp(prefix, None);
             }
         }
+    }
+
+    /// What BGP did since the last call (sessions' reports, routes in and
+    /// out of the FIB), oldest first.
+    pub fn take_bgp_events(&mut self) -> Vec<(Instant, crate::apps::bgp::BgpEvent)> {
+        let mut events = std::mem::take(&mut self.bgp_stopped_events);
+        events.extend(self.bgp.as_mut().map(Bgp::take_events).unwrap_or_default());
+        events
     }
 
     /// BGP on this host, if it runs.

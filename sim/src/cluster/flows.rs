@@ -1,5 +1,5 @@
 //! Hubble for the lab: the Kubernetes nodes' flow events, named as each
-//! node's ipcache would name their addresses.
+//! node's ipcache would name their addresses; and each step's BGP events.
 //!
 //! Owns collecting the nodes' events (in time order, ties in node-name
 //! order), resolving addresses to pods and reserved identities from the
@@ -23,17 +23,33 @@ pub struct Flows {
     pub last: Vec<Observed>,
     /// Every flow of the run, when recorded (`--flows FILE`).
     pub all: Option<Vec<Observed>>,
+    /// What BGP did on every host during the last step (time, host, event).
+    pub bgp: Vec<(
+        smoltcp::time::Instant,
+        String,
+        nexthop_netstack::apps::bgp::BgpEvent,
+    )>,
 }
 
 impl Cluster {
-    /// Close a step's flows: the nodes' events since the previous step
-    /// become the ones `observe` shows (and are added to the record).
-    pub fn close_step_flows(&mut self) {
+    /// Close a step: the nodes' flow events since the previous step become
+    /// the ones `observe` shows (and are added to the record), and every
+    /// host's BGP events the step's.
+    pub fn close_step(&mut self) {
         let flows = self.take_flows();
         if let Some(all) = &mut self.flows.all {
             all.extend(flows.iter().cloned());
         }
         self.flows.last = flows;
+        let hosts: Vec<(String, crate::node::NodeId)> =
+            self.hosts.iter().map(|(n, &id)| (n.clone(), id)).collect();
+        self.flows.bgp.clear();
+        for (name, id) in hosts {
+            for (at, event) in self.engine.node_mut(id).host.take_bgp_events() {
+                self.flows.bgp.push((at, name.clone(), event));
+            }
+        }
+        self.flows.bgp.sort_by_key(|e| e.0);
     }
 
     /// The Kubernetes nodes' flow events since the last call, named.
