@@ -39,11 +39,18 @@ struct StepRecord {
     flows: Vec<Observed>,
 }
 
+/// One host as drawn: its name, row and the lines under the name.
+#[derive(Debug, Clone)]
+struct HostBox {
+    name: String,
+    row: usize,
+    lines: Vec<String>,
+}
+
 /// The lab's hosts and links as drawn.
 #[derive(Debug, Clone, Default)]
 struct Topology {
-    /// (name, row, lines under the name).
-    boxes: Vec<(String, usize, Vec<String>)>,
+    boxes: Vec<HostBox>,
     /// Pairs of box names.
     links: Vec<(String, String)>,
 }
@@ -166,7 +173,11 @@ fn topology(cluster: &Cluster) -> Topology {
                 format!("{i} {}", addrs.join(" "))
             })
             .collect();
-        t.boxes.push((name.clone(), row, lines));
+        t.boxes.push(HostBox {
+            name: name.clone(),
+            row,
+            lines,
+        });
     }
     for link in &cluster.lab.topology.links {
         let ends: Vec<String> = link
@@ -179,8 +190,11 @@ fn topology(cluster: &Cluster) -> Topology {
     let mut pods: Vec<_> = cluster.workloads.pods().collect();
     pods.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
     for pod in pods {
-        t.boxes
-            .push((pod.name.clone(), 3, vec![format!("eth0 {}", pod.ip)]));
+        t.boxes.push(HostBox {
+            name: pod.name.clone(),
+            row: 3,
+            lines: vec![format!("eth0 {}", pod.ip)],
+        });
         t.links.push((pod.node.clone(), pod.name.clone()));
     }
     t
@@ -199,18 +213,18 @@ const ROW_H: usize = 150;
 
 /// The topology as an SVG drawing.
 fn svg(t: &Topology) -> String {
-    let mut rows: BTreeMap<usize, Vec<&(String, usize, Vec<String>)>> = BTreeMap::new();
+    let mut rows: BTreeMap<usize, Vec<&HostBox>> = BTreeMap::new();
     for b in &t.boxes {
-        rows.entry(b.1).or_default().push(b);
+        rows.entry(b.row).or_default().push(b);
     }
     let widest = rows.values().map(Vec::len).max().unwrap_or(1);
     let width = widest * (BOX_W + 20) + 20;
     let mut at: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     for (r, (_, boxes)) in rows.iter().enumerate() {
-        for (i, (name, _, lines)) in boxes.iter().enumerate() {
+        for (i, b) in boxes.iter().enumerate() {
             let x = (2 * i + 1) * width / (2 * boxes.len());
-            let h = 24 + 14 * lines.len();
-            at.insert(name, (x, 30 + r * ROW_H, h));
+            let h = 24 + 14 * b.lines.len();
+            at.insert(&b.name, (x, 30 + r * ROW_H, h));
         }
     }
     let height = 10 + rows.len() * ROW_H;
@@ -228,7 +242,7 @@ fn svg(t: &Topology) -> String {
             );
         }
     }
-    for (name, row, lines) in &t.boxes {
+    for HostBox { name, row, lines } in &t.boxes {
         let (x, y, h) = at[name.as_str()];
         let _ = write!(
             s,
