@@ -210,6 +210,8 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             | Action::ShowServiceList(node)
             | Action::ShowBpfLbList(node)
             | Action::ShowKubeProxyReplacement(node)
+            | Action::ShowEndpoints(node)
+            | Action::ShowStatus(node)
             | Action::Down { node, .. }
                 if !is_node(node) =>
             {
@@ -643,6 +645,13 @@ fn execute(
                 .into_iter()
                 .map(|(k, v)| format!("{k:<40}{v}"))
                 .collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowEndpoints(node) => {
+            let rows = cluster.endpoint_rows(node)?;
+            let text = router_core::cilium::table::endpoint_list(&rows);
+            report.output = text.lines().map(str::to_string).collect();
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }

@@ -1,5 +1,5 @@
 //! Tables in the layout of `cilium bgp peers`, `cilium bgp routes`,
-//! `cilium-dbg service list` and `db/show l2-announce`:
+//! `cilium-dbg service list`, `cilium-dbg endpoint list` and `db/show l2-announce`:
 //! columns separated by at least three spaces, durations as Go prints them.
 //! The agent's CLI and the simulator's `bgp` steps print these.
 
@@ -48,6 +48,74 @@ pub fn go_duration(secs: u64) -> String {
         (0, _) => format!("{m}m{s}s"),
         _ => format!("{h}h{m}m{s}s"),
     }
+}
+
+/// One endpoint (a pod, or the node's own `reserved:host` endpoint) as
+/// `cilium-dbg endpoint list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRow {
+    /// Endpoint ID.
+    pub id: u16,
+    /// Security identity.
+    pub identity: u32,
+    /// Labels (`k8s:app=webpod`), one per line.
+    pub labels: Vec<String>,
+    /// IPv4 address, if any.
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address, if any.
+    pub ipv6: Option<Ipv6Addr>,
+    /// `ready`, `waiting-for-identity`, …
+    pub status: String,
+}
+
+/// `cilium-dbg endpoint list`: ENDPOINT, POLICY (ingress/egress)
+/// ENFORCEMENT, IDENTITY, LABELS (one per line, the first on the
+/// endpoint's line), IPv6, IPv4, STATUS; sorted by endpoint ID. Policy is
+/// not enforced here (`Disabled`).
+pub fn endpoint_list(rows: &[EndpointRow]) -> String {
+    let mut rows: Vec<&EndpointRow> = rows.iter().collect();
+    rows.sort_by_key(|r| r.id);
+    let mut lines: Vec<Vec<String>> = vec![vec![
+        String::new(),
+        "ENFORCEMENT".into(),
+        "ENFORCEMENT".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]];
+    for r in rows {
+        let mut labels = r.labels.iter();
+        lines.push(vec![
+            r.id.to_string(),
+            "Disabled".into(),
+            "Disabled".into(),
+            r.identity.to_string(),
+            labels.next().cloned().unwrap_or_default(),
+            r.ipv6.map(|a| a.to_string()).unwrap_or_default(),
+            r.ipv4.map(|a| a.to_string()).unwrap_or_default(),
+            r.status.clone(),
+        ]);
+        for l in labels {
+            let mut line = vec![String::new(); 8];
+            line[4] = l.clone();
+            lines.push(line);
+        }
+    }
+    tabulate(
+        &[
+            "ENDPOINT",
+            "POLICY (ingress)",
+            "POLICY (egress)",
+            "IDENTITY",
+            "LABELS (source:key[=value])",
+            "IPv6",
+            "IPv4",
+            "STATUS",
+        ],
+        &lines,
+    )
 }
 
 /// `l2-announce` (Cilium's `cilium-dbg shell -- db/show l2-announce`):
@@ -364,6 +432,58 @@ pub fn routes(table: Table, routes: &[&RouteStatus]) -> String {
 mod tests {
     use super::*;
     use crate::cilium::status::{FamilyStatus, MessageCounts};
+
+    #[test]
+    fn endpoint_list_puts_each_label_on_a_line_of_its_own() {
+        let rows = [
+            EndpointRow {
+                id: 3012,
+                identity: 21500,
+                labels: vec![
+                    "k8s:app=curl".into(),
+                    "k8s:io.kubernetes.pod.namespace=default".into(),
+                ],
+                ipv4: Some(Ipv4Addr::new(172, 20, 0, 89)),
+                ipv6: None,
+                status: "ready".into(),
+            },
+            EndpointRow {
+                id: 212,
+                identity: 1,
+                labels: vec!["reserved:host".into()],
+                ipv4: None,
+                ipv6: None,
+                status: "ready".into(),
+            },
+        ];
+        let text = endpoint_list(&rows);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0][0], "ENDPOINT");
+        assert_eq!(lines[1], ["ENFORCEMENT", "ENFORCEMENT"]);
+        assert_eq!(
+            lines[2],
+            ["212", "Disabled", "Disabled", "1", "reserved:host", "ready"]
+        );
+        assert_eq!(
+            lines[3],
+            [
+                "3012",
+                "Disabled",
+                "Disabled",
+                "21500",
+                "k8s:app=curl",
+                "172.20.0.89",
+                "ready"
+            ]
+        );
+        assert_eq!(lines[4], ["k8s:io.kubernetes.pod.namespace=default"]);
+        // The labels column lines up under its header.
+        let col = text.lines().next().unwrap().find("LABELS").unwrap();
+        assert_eq!(text.lines().nth(4).unwrap().find("k8s:io"), Some(col));
+    }
 
     #[test]
     fn service_list_matches_the_seed_layout() {

@@ -1,5 +1,6 @@
 //! Hubble for the lab: the Kubernetes nodes' flow events, named as each
-//! node's ipcache would name their addresses; and each step's BGP events.
+//! node's ipcache would name their addresses (and the endpoints a node
+//! lists, `cilium-dbg endpoint list`); and each step's BGP events.
 //!
 //! Owns collecting the nodes' events (in time order, ties in node-name
 //! order), resolving addresses to pods and reserved identities from the
@@ -10,6 +11,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use router_core::cilium::table::EndpointRow;
 use router_core::flow::hubble::{Endpoint, Observed, identity};
 use router_core::flow::{Flow, L4, Observation, Packet, Point, Verdict};
 
@@ -109,6 +111,45 @@ impl Cluster {
             pod: pod.name.clone(),
             labels,
         }
+    }
+
+    /// `node`'s endpoints as `cilium-dbg endpoint list` lists them: its
+    /// pods and its own `reserved:host` endpoint. IDs are stable per pod
+    /// name (Cilium draws them at random), distinct on the node.
+    pub fn endpoint_rows(&self, node: &str) -> Result<Vec<EndpointRow>, String> {
+        if self.workloads.node(node).is_none() {
+            return Err(format!("no k8s-node named {node:?}"));
+        }
+        let mut used = std::collections::BTreeSet::new();
+        let mut id_for = |name: &str| {
+            let mut h = router_core::hash::Fnv1a::new();
+            h.write(name.as_bytes());
+            let mut id = (h.finish() % 4000) as u16 + 1;
+            while !used.insert(id) {
+                id = id % 4000 + 1;
+            }
+            id
+        };
+        let mut rows = vec![EndpointRow {
+            id: id_for(&format!("{node}/host")),
+            identity: identity::HOST,
+            labels: vec!["reserved:host".into()],
+            ipv4: None,
+            ipv6: None,
+            status: "ready".into(),
+        }];
+        for pod in self.workloads.pods().filter(|p| p.node == node) {
+            let e = self.pod_endpoint(pod);
+            rows.push(EndpointRow {
+                id: id_for(&pod.name),
+                identity: e.identity,
+                labels: e.labels,
+                ipv4: Some(pod.ip),
+                ipv6: None,
+                status: "ready".into(),
+            });
+        }
+        Ok(rows)
     }
 
     /// The socket load-balancer's events for `client`'s connect to the

@@ -31,7 +31,7 @@
 //! `reboot NODE [--for DURATION]` (down, then back; default 30s);
 //! `crash NODE` (down for good);
 //! `helm upgrade [--reuse-values] --set KEY=VALUE …` (staged until)
-//! `rollout restart [-n kube-system] ds/cilium`; `show config`; `show status NODE`;
+//! `rollout restart [-n kube-system] ds/cilium`; `show config`; `show status NODE`; `show endpoints NODE`;
 //! `observe [FLAGS]` (the previous step's flows as `hubble observe` prints
 //! them; its flags `--pod`, `--from-pod`, `--to-pod`, `--namespace`, `--ip`,
 //! `--port`, `--protocol`, `--verdict`, `--type`, `--node-name`, `--last N`,
@@ -270,6 +270,8 @@ pub enum Action {
     RolloutRestart,
     /// `cilium config view` (the honoured keys).
     ShowConfig,
+    /// `cilium-dbg endpoint list` on a node.
+    ShowEndpoints(String),
     /// The `Routing` and `Masquerading` lines of `cilium status` on a node.
     ShowStatus(String),
     /// Print the flows of the previous step (`hubble observe` with its
@@ -645,6 +647,9 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             ],
         ) => Ok(Action::RolloutRestart),
         ("show", ["config"]) => Ok(Action::ShowConfig),
+        ("show", ["endpoints" | "endpoint-list", node]) => {
+            Ok(Action::ShowEndpoints(node.to_string()))
+        }
         ("show", ["status", node]) => Ok(Action::ShowStatus(node.to_string())),
         ("tracepath", [from, target]) => Ok(Action::Tracepath {
             from: from.to_string(),
