@@ -16,6 +16,7 @@
 //! endpoints that stand for real devices, and [`Engine::connect_outside`] hands the clock and
 //! those devices to an [`Outside`] (see [`crate::outside`]); such a run is not deterministic.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -118,6 +119,9 @@ pub struct Engine<N> {
     nodes: Vec<NodeSlot<N>>,
     segments: Vec<Segment>,
     captures: Vec<Option<Capture>>,
+    /// Segments whose frames are kept in memory (as a `tcpdump` would see
+    /// them) until taken.
+    watched: BTreeMap<SegmentId, Vec<(Instant, Vec<u8>)>>,
     trace: Trace,
     outside: Option<Box<dyn Outside>>,
 }
@@ -132,6 +136,7 @@ impl<N: Node> Engine<N> {
             nodes: Vec::new(),
             segments: Vec::new(),
             captures: Vec::new(),
+            watched: BTreeMap::new(),
             trace: Trace::new(),
             outside: None,
         }
@@ -423,6 +428,21 @@ impl<N: Node> Engine<N> {
         )
     }
 
+    /// Keep the frames sent on `segment` in memory from now on, for
+    /// [`Engine::take_watched`].
+    pub fn watch(&mut self, segment: SegmentId) {
+        self.watched.entry(segment).or_default();
+    }
+
+    /// The frames sent on `segment` since the last call (with when they
+    /// were sent), if it is watched.
+    pub fn take_watched(&mut self, segment: SegmentId) -> Vec<(Instant, Vec<u8>)> {
+        self.watched
+            .get_mut(&segment)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Writes out buffered capture data; call before reading the pcap files.
     pub fn flush_captures(&mut self) -> Result<(), SimError> {
         for capture in self.captures.iter_mut().flatten() {
@@ -565,6 +585,11 @@ impl<N: Node> Engine<N> {
         let seg = &mut self.segments[segment.index()];
         let transmission = seg.transmit(from, &frame);
         let arrival = now + seg.params().latency;
+        if transmission.on_wire
+            && let Some(frames) = self.watched.get_mut(&segment)
+        {
+            frames.push((now, frame.clone()));
+        }
         if transmission.on_wire
             && let Some(capture) = &mut self.captures[segment.index()]
         {

@@ -18,7 +18,6 @@ use router_core::flow::hubble::{Observed, compact};
 use smoltcp::time::Instant;
 
 use crate::cluster::{Cluster, Role};
-use crate::lab::Action;
 use crate::lab::topology::NodeKind;
 use crate::run::{self, Report};
 
@@ -71,7 +70,7 @@ pub fn run_recorded(cluster: &mut Cluster, seed: u64) -> (Report, Recording) {
             ..StepRecord::default()
         };
         tables = now;
-        if !matches!(step.action, Action::Observe(_)) {
+        if !step.action.looks_back() {
             record.flows = cluster.flows.last.clone();
             record.bgp = cluster.flows.bgp.iter().map(bgp_line).collect();
         }

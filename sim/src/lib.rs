@@ -66,6 +66,7 @@
 //! # Ok::<(), nexthop_sim::SimError>(())
 //! ```
 
+pub mod capture;
 pub mod clock;
 pub mod cluster;
 pub mod engine;

@@ -178,6 +178,9 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             Action::HelmUpgrade(sets) => {
                 values = values.upgrade(sets).map_err(at)?;
             }
+            Action::Capture { target, .. } if cluster.capture_point(target).is_none() => {
+                return Err(at(format!("no segment or interface {target:?}")));
+            }
             Action::ShowRoutes(host)
             | Action::ShowNeighbours(host)
             | Action::RouteGet { host, .. }
@@ -260,7 +263,7 @@ pub fn run_step(cluster: &mut Cluster, step: &Step, events: &mut u64) -> StepRep
     if let Err(e) = execute(cluster, step, &mut report, events) {
         report.error = Some(e);
     }
-    if !matches!(step.action, Action::Observe(_)) {
+    if !step.action.looks_back() {
         cluster.close_step();
     }
     report.time = format!("{:.3}", secs(cluster.engine.now()));
@@ -645,6 +648,39 @@ fn execute(
                 .into_iter()
                 .map(|(k, v)| format!("{k:<40}{v}"))
                 .collect();
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::Capture {
+            target,
+            count,
+            filter,
+        } => {
+            let (seg, mac) = cluster
+                .capture_point(target)
+                .ok_or_else(|| format!("no segment or interface {target:?}"))?;
+            let seen = |frame: &[u8]| {
+                let (dst, src) = (frame.get(..6), frame.get(6..12));
+                mac.is_none_or(|m| {
+                    dst.is_some_and(|d| d == m.as_bytes() || d[0] & 1 == 1)
+                        || src == Some(m.as_bytes())
+                })
+            };
+            let frames: Vec<_> = cluster
+                .flows
+                .captures
+                .get(&seg)
+                .into_iter()
+                .flatten()
+                .filter(|(_, f)| seen(f) && filter.matches(f))
+                .take(count.unwrap_or(usize::MAX))
+                .collect();
+            for (at, frame) in &frames {
+                report.output.extend(crate::capture::lines(*at, frame));
+            }
+            report
+                .output
+                .push(format!("{} packets captured", frames.len()));
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }

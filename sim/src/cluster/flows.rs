@@ -25,6 +25,11 @@ pub struct Flows {
     pub last: Vec<Observed>,
     /// Every flow of the run, when recorded (`--flows FILE`).
     pub all: Option<Vec<Observed>>,
+    /// What the watched segments carried during the last step.
+    pub captures: std::collections::BTreeMap<
+        crate::segment::SegmentId,
+        Vec<(smoltcp::time::Instant, Vec<u8>)>,
+    >,
     /// What BGP did on every host during the last step (time, host, event).
     pub bgp: Vec<(
         smoltcp::time::Instant,
@@ -52,6 +57,45 @@ impl Cluster {
             }
         }
         self.flows.bgp.sort_by_key(|e| e.0);
+        let watched: Vec<_> = self.flows.captures.keys().copied().collect();
+        for seg in watched {
+            let frames = self.engine.take_watched(seg);
+            self.flows.captures.insert(seg, frames);
+        }
+    }
+
+    /// The segment a `capture` step names (a segment, or the one `HOST:IF`
+    /// is on) and, for an interface, its MAC: tcpdump on an interface sees
+    /// the frames to and from it and the broadcasts.
+    pub fn capture_point(
+        &self,
+        target: &str,
+    ) -> Option<(
+        crate::segment::SegmentId,
+        Option<smoltcp::wire::EthernetAddress>,
+    )> {
+        match crate::lab::topology::EndpointRef::parse(target) {
+            Some(e) => {
+                let endpoint = self.interface(&e)?;
+                let host = &self.host(&e.node)?.host;
+                let mac = host.ports().iter().find(|p| p.name == e.interface)?.mac;
+                Some((self.engine.segment_of(endpoint)?, Some(mac)))
+            }
+            None => Some((self.engine.segment_named(target)?, None)),
+        }
+    }
+
+    /// Start keeping the frames of every segment a `capture` step names.
+    pub(super) fn watch_captures(&mut self) {
+        let steps = self.lab.scenario.steps.clone();
+        for step in steps {
+            if let crate::lab::Action::Capture { target, .. } = &step.action
+                && let Some((seg, _)) = self.capture_point(target)
+            {
+                self.engine.watch(seg);
+                self.flows.captures.entry(seg).or_default();
+            }
+        }
     }
 
     /// The Kubernetes nodes' flow events since the last call, named.

@@ -344,6 +344,7 @@ impl Cluster {
             cluster.apply(&object)?;
         }
         cluster.check_bgp()?;
+        cluster.watch_captures();
         Ok(cluster)
     }
 

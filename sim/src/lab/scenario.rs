@@ -32,6 +32,7 @@
 //! `crash NODE` (down for good);
 //! `helm upgrade [--reuse-values] --set KEY=VALUE …` (staged until)
 //! `rollout restart [-n kube-system] ds/cilium`; `show config`; `show status NODE`; `show endpoints NODE`;
+//! `capture SEGMENT|HOST:IF [-c N] [FILTER]` (`tcpdump -nn` of the previous step);
 //! `observe [FLAGS]` (the previous step's flows as `hubble observe` prints
 //! them; its flags `--pod`, `--from-pod`, `--to-pod`, `--namespace`, `--ip`,
 //! `--port`, `--protocol`, `--verdict`, `--type`, `--node-name`, `--last N`,
@@ -272,6 +273,17 @@ pub enum Action {
     ShowConfig,
     /// `cilium-dbg endpoint list` on a node.
     ShowEndpoints(String),
+    /// `tcpdump -nn` of what a segment (a switch or link name, or the one
+    /// `HOST:IF` is on, seen from that interface) carried in the previous
+    /// step.
+    Capture {
+        /// Segment name or `HOST:IF`.
+        target: String,
+        /// `-c N`: the first N frames only.
+        count: Option<usize>,
+        /// The filter expression.
+        filter: crate::capture::Filter,
+    },
     /// The `Routing` and `Masquerading` lines of `cilium status` on a node.
     ShowStatus(String),
     /// Print the flows of the previous step (`hubble observe` with its
@@ -284,6 +296,14 @@ pub enum Action {
         /// How long a reboot keeps it down; `None`: a crash.
         down_for: Option<Dur>,
     },
+}
+
+impl Action {
+    /// Whether the step shows what the previous step did (`observe`,
+    /// `capture`): it runs nothing, and the previous step's events stay.
+    pub fn looks_back(&self) -> bool {
+        matches!(self, Action::Observe(_) | Action::Capture { .. })
+    }
 }
 
 /// A step: a title, an action and what its result must satisfy.
@@ -332,6 +352,7 @@ struct RawStep {
     tracepath: Option<String>,
     helm: Option<String>,
     rollout: Option<String>,
+    capture: Option<String>,
     #[serde(default, deserialize_with = "present")]
     observe: Option<Option<String>>,
     #[serde(default)]
@@ -402,6 +423,7 @@ impl Scenario {
                 ("tracepath", s.tracepath),
                 ("helm", s.helm),
                 ("rollout", s.rollout),
+                ("capture", s.capture),
                 ("observe", s.observe.map(|o| o.unwrap_or_default())),
             ]
             .into_iter()
@@ -646,6 +668,20 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
                 "ds/cilium" | "daemonset/cilium",
             ],
         ) => Ok(Action::RolloutRestart),
+        ("capture", [target, rest @ ..]) => {
+            let (count, rest) = match rest {
+                ["-c", n, rest @ ..] => (
+                    Some(n.parse().map_err(|_| format!("-c {n:?} is not a count"))?),
+                    rest,
+                ),
+                _ => (None, rest),
+            };
+            Ok(Action::Capture {
+                target: target.to_string(),
+                count,
+                filter: crate::capture::Filter::parse(rest)?,
+            })
+        }
         ("show", ["config"]) => Ok(Action::ShowConfig),
         ("show", ["endpoints" | "endpoint-list", node]) => {
             Ok(Action::ShowEndpoints(node.to_string()))
