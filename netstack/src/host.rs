@@ -47,6 +47,8 @@ use service::{Origin, Services, Verdict};
 
 /// Bound on stack/datapath rounds in one [`Host::poll`] (a safety net, never reached in practice).
 const MAX_ROUNDS: usize = 256;
+/// How long a learnt path MTU is kept (Linux's `net.ipv4.route.mtu_expires`).
+const PMTU_EXPIRES: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(600);
 /// First ephemeral port (IANA dynamic range, 49152–65535).
 const EPHEMERAL: u16 = 49152;
 
@@ -230,6 +232,9 @@ pub struct Host {
     bgp_closing: Vec<SocketHandle>,
     /// Flow events, when kept ([`Host::enable_flows`]).
     flows: Option<FlowLog>,
+    /// Path MTUs learnt from "fragmentation needed": destination → (MTU,
+    /// until when).
+    pmtu: BTreeMap<IpAddr, (u16, Instant)>,
     /// Events of a stopped BGP not taken yet.
     bgp_stopped_events: Vec<(Instant, crate::apps::bgp::BgpEvent)>,
     outbox: Vec<(PortId, Vec<u8>)>,
@@ -339,6 +344,7 @@ impl Host {
             local_ports: BTreeSet::new(),
             bgp_closing: Vec::new(),
             flows: None,
+            pmtu: BTreeMap::new(),
             bgp_stopped_events: Vec::new(),
             outbox: Vec::new(),
             arping: None,
@@ -628,7 +634,15 @@ impl Host {
         let ident = self.next_ident;
         self.next_ident = self.next_ident.wrapping_add(1);
         let mtu = self.route_mtu(IpAddr::V4(target));
-        let ping = Ping::start(now, &mut self.sockets, (src, target), ident, options, mtu);
+        let pmtu = self.path_mtu(now, IpAddr::V4(target)).map(|(mtu, _)| mtu);
+        let ping = Ping::start(
+            now,
+            &mut self.sockets,
+            (src, target),
+            ident,
+            options,
+            (mtu, pmtu),
+        );
         let id = PingId(self.next_app_id());
         self.apps.pings.insert(id, ping);
         id
@@ -653,6 +667,38 @@ impl Host {
                 Some(underlay.saturating_sub(overhead))
             }
             NexthopKind::Blackhole => None,
+        }
+    }
+
+    /// The path MTU the host learnt towards `dst` from an ICMP
+    /// "fragmentation needed" (RFC 1191), while it lasts: the MTU and how
+    /// long it is kept still (Linux's `mtu_expires`, 600 s).
+    pub fn path_mtu(&self, now: Instant, dst: IpAddr) -> Option<(u16, smoltcp::time::Duration)> {
+        let &(mtu, until) = self.pmtu.get(&dst)?;
+        (until > now).then(|| (mtu, until - now))
+    }
+
+    /// Learn a path MTU from an ICMP "fragmentation needed" about a packet
+    /// of ours (in `ip`, a packet the host receives).
+    fn learn_pmtu(&mut self, ip: &[u8]) {
+        let Some(icmp) = ip.get(usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4..) else {
+            return;
+        };
+        if ip.first().map(|b| b >> 4) != Some(4)
+            || ip.get(9) != Some(&1)
+            || icmp.get(..2) != Some(&[3, 4])
+        {
+            return;
+        }
+        let (Some(mtu), Some(quoted)) = (icmp.get(6..8), icmp.get(8..28)) else {
+            return;
+        };
+        let mtu = u16::from_be_bytes([mtu[0], mtu[1]]);
+        let src = IpAddr::from(<[u8; 4]>::try_from(&quoted[12..16]).expect("four bytes"));
+        let dst = IpAddr::from(<[u8; 4]>::try_from(&quoted[16..20]).expect("four bytes"));
+        if mtu >= 68 && self.addresses().any(|a| a == src) {
+            let until = self.now + PMTU_EXPIRES;
+            self.pmtu.insert(dst, (mtu, until));
         }
     }
 
@@ -924,7 +970,10 @@ impl Host {
                 let egress = v.egress.expect("transmit verdicts name a port");
                 self.outbox.push((egress, out));
             }
-            Reason::Local => self.device.deliver(packet),
+            Reason::Local => {
+                self.learn_pmtu(&packet);
+                self.device.deliver(packet);
+            }
             Reason::NeighbourMiss => {
                 let (addr, port) = v.resolve.expect("a miss names the nexthop");
                 self.enqueue(now, addr, port, Queued::Originated(packet));
@@ -948,6 +997,7 @@ impl Host {
             Some(6) if ip.len() >= 6 => 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
             _ => ip.len(),
         };
+        self.learn_pmtu(ip);
         self.device.deliver(ip[..len.min(ip.len())].to_vec());
     }
 

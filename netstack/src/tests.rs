@@ -745,14 +745,23 @@ fn a_narrow_link_answers_df_packets_with_its_mtu() {
     config.ports[1].mtu = 1400;
     let mut lab = routed(true);
     lab.hosts[ROUTER] = Host::new(config).unwrap();
-    let options = |size, dont_fragment| PingOptions {
-        count: 1,
+    let options = |count, size| PingOptions {
+        count,
         size,
-        dont_fragment,
+        dont_fragment: true,
         ..PingOptions::default()
     };
-    let big = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options(1472, true));
+    let server = v4("10.0.2.10");
+    // Over the client's own 1500: refused before it is sent.
+    let huge = lab.hosts[CLIENT].ping(lab.now, server, options(1, 1473));
     lab.run_for(Duration::from_secs(2));
+    let report = lab.hosts[CLIENT].ping_report(huge).unwrap();
+    assert_eq!(
+        report.local_errors,
+        [(0, "sendmsg: Message too large".to_string())]
+    );
+    let big = lab.hosts[CLIENT].ping(lab.now, server, options(2, 1472));
+    lab.run_for(Duration::from_secs(3));
     let report = lab.hosts[CLIENT].ping_report(big).unwrap().clone();
     assert!(report.replies.is_empty());
     let e = report.errors[0];
@@ -761,19 +770,32 @@ fn a_narrow_link_answers_df_packets_with_its_mtu() {
         (v4("10.0.1.1"), 3, 4, 1400)
     );
     assert_eq!(e.describe(), "Frag needed and DF set (mtu = 1400)");
-    let fits = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options(1372, true));
+    // The socket learnt the path MTU: its second request fails at home.
+    let local = "local error: message too long, mtu=1400".to_string();
+    assert_eq!(report.local_errors, [(1, local.clone())]);
+    // So did the host, for ten minutes: a new ping fails at once.
+    let (mtu, left) = lab.hosts[CLIENT]
+        .path_mtu(lab.now, IpAddr::V4(server))
+        .unwrap();
+    assert_eq!(mtu, 1400);
+    assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600));
+    let again = lab.hosts[CLIENT].ping(lab.now, server, options(1, 1472));
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(
+        lab.hosts[CLIENT].ping_report(again).unwrap().local_errors,
+        [(0, local)]
+    );
+    let fits = lab.hosts[CLIENT].ping(lab.now, server, options(1, 1372));
     lab.run_for(Duration::from_secs(2));
     assert_eq!(
         lab.hosts[CLIENT].ping_report(fits).unwrap().replies.len(),
         1
     );
-    // Over the client's own 1500: refused before it is sent.
-    let huge = lab.hosts[CLIENT].ping(lab.now, v4("10.0.2.10"), options(1473, true));
-    lab.run_for(Duration::from_secs(2));
-    let report = lab.hosts[CLIENT].ping_report(huge).unwrap();
-    assert_eq!(
-        report.local_errors,
-        [(0, "sendmsg: Message too large".to_string())]
-    );
     assert_eq!(lab.hosts[ROUTER].counters().icmp_errors, 1);
+    // Ten minutes on, the path MTU is forgotten.
+    lab.run_for(Duration::from_secs(600));
+    assert_eq!(
+        lab.hosts[CLIENT].path_mtu(lab.now, IpAddr::V4(server)),
+        None
+    );
 }

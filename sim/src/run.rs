@@ -372,7 +372,7 @@ fn execute(
             let h = cluster
                 .host(host)
                 .ok_or_else(|| format!("no host or pod named {host:?}"))?;
-            report.output = show::ip_route_get(&h.host, &h.notes, *addr);
+            report.output = show::ip_route_get(&h.host, &h.notes, *addr, cluster.engine.now());
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }
@@ -1011,27 +1011,31 @@ fn ping(
         "PING {target} ({dst}) {}({}) bytes of data, from {from}",
         options.size, r.packet_len
     ));
-    for (_, why) in &r.local_errors {
-        report.output.push(format!("ping: {why}"));
-    }
-    for reply in &r.replies {
-        report.output.push(format!(
+    // In the order of the requests, as ping prints them as they come.
+    let mut lines: Vec<(u16, String)> = r
+        .local_errors
+        .iter()
+        .map(|(seq, why)| (*seq, format!("ping: {why}")))
+        .collect();
+    lines.extend(r.replies.iter().map(|reply| {
+        let line = format!(
             "{} bytes from {}: icmp_seq={} ttl={} time={:.2} ms",
             r.packet_len - 20,
             reply.from,
             reply.seq,
             reply.ttl,
             reply.rtt.total_micros() as f64 / 1000.0
-        ));
-    }
-    for e in &r.errors {
-        report.output.push(format!(
-            "From {} icmp_seq={} {}",
-            e.from,
+        );
+        (reply.seq, line)
+    }));
+    lines.extend(r.errors.iter().map(|e| {
+        (
             e.seq,
-            e.describe()
-        ));
-    }
+            format!("From {} icmp_seq={} {}", e.from, e.seq, e.describe()),
+        )
+    }));
+    lines.sort_by_key(|(seq, _)| *seq);
+    report.output.extend(lines.into_iter().map(|(_, l)| l));
     let received = r.replies.len() as u32;
     let loss = 100 * (u32::from(r.transmitted) - received.min(u32::from(r.transmitted)))
         / u32::from(r.transmitted.max(1));
@@ -1115,12 +1119,12 @@ fn tracepath(
     let dst = cluster
         .address_of(target)
         .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
-    let mut pmtu = cluster
-        .engine
-        .node(id)
-        .host
+    let host = &cluster.engine.node(id).host;
+    let route_mtu = host
         .route_mtu(IpAddr::V4(dst))
         .ok_or_else(|| format!("{from} has no route to {dst}"))?;
+    let learnt = host.path_mtu(cluster.engine.now(), IpAddr::V4(dst));
+    let mut pmtu = learnt.map_or(route_mtu, |(m, _)| m.min(route_mtu));
     let out = &mut report.output;
     out.push(format!(" 1?: [LOCALHOST]{:>22}pmtu {pmtu}", ""));
     let ms = |d: Duration| format!("{:.3}ms", d.total_micros() as f64 / 1000.0);
@@ -1147,7 +1151,11 @@ fn tracepath(
         match r.errors.first() {
             Some(e) if (e.icmp_type, e.code) == (3, 4) && e.mtu < pmtu && e.mtu >= 68 => {
                 pmtu = e.mtu;
-                out.push(format!("{ttl:>2}:  pmtu {pmtu}"));
+                out.push(format!(
+                    "{ttl:>2}:  {:<40}{} pmtu {pmtu}",
+                    e.from,
+                    ms(e.rtt)
+                ));
                 continue;
             }
             Some(e) if e.icmp_type == 11 => {

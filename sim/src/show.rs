@@ -70,14 +70,16 @@ pub fn ip_route(
         .collect()
 }
 
-/// `ip route get ADDR` on `host`: the route the kernel would take (the
-/// longest prefix, its first nexthop), with the preferred source and, on a
-/// second line, the route's MTU (`cache mtu 1450` for Cilium's tunnel
-/// routes).
+/// `ip route get ADDR` on `host` at `now`: the route the kernel would take
+/// (the longest prefix, its first nexthop), with the preferred source and,
+/// on a second line, the route's MTU (`cache mtu 1450` for Cilium's tunnel
+/// routes) or a path MTU learnt from "fragmentation needed" (`cache
+/// expires 596sec mtu 1400`).
 pub fn ip_route_get(
     host: &nexthop_netstack::Host,
     notes: &BTreeMap<IpNet, RouteNote>,
     addr: std::net::IpAddr,
+    now: smoltcp::time::Instant,
 ) -> Vec<String> {
     let name = |p: PortId| host.ports()[usize::from(p.0)].name.clone();
     if host.addresses().any(|a| a == addr) {
@@ -120,9 +122,13 @@ pub fn ip_route_get(
         line.push_str(&format!(" src {src}"));
     }
     line.push_str(" uid 0");
-    let cache = match note.mtu {
-        Some(mtu) => format!("    cache mtu {mtu}"),
-        None => "    cache".into(),
+    let cache = match (host.path_mtu(now, addr), note.mtu) {
+        (Some((mtu, left)), _) => format!(
+            "    cache expires {}sec mtu {mtu}",
+            left.total_micros().div_ceil(1_000_000)
+        ),
+        (None, Some(mtu)) => format!("    cache mtu {mtu}"),
+        (None, None) => "    cache".into(),
     };
     vec![line, cache]
 }

@@ -144,18 +144,22 @@ pub struct Ping {
     report: PingReport,
     /// The route's MTU towards the target, if known.
     mtu: Option<u16>,
+    /// The path MTU towards the target, when smaller (the host's cache, then
+    /// what "fragmentation needed" errors say), as the socket learns it.
+    pmtu: Option<u16>,
 }
 
 impl Ping {
     /// Start pinging `target` from `src` with echo identifier `ident` at
-    /// `now`, over a route whose MTU is `mtu`.
+    /// `now`, over a route whose MTU is `mtu` (`pmtu`: the path MTU the
+    /// host has learnt, if smaller).
     pub fn start(
         now: Instant,
         sockets: &mut SocketSet<'static>,
         (src, target): (Ipv4Addr, Ipv4Addr),
         ident: u16,
         options: PingOptions,
-        mtu: Option<u16>,
+        (mtu, pmtu): (Option<u16>, Option<u16>),
     ) -> Self {
         let slots = usize::from(options.count).clamp(1, 64);
         let packet_len = options.size.saturating_add(HEADERS);
@@ -180,6 +184,7 @@ impl Ping {
                 done: false,
             },
             mtu,
+            pmtu,
         }
     }
 
@@ -222,8 +227,15 @@ impl Ping {
             && now >= self.send_time(self.report.transmitted)
         {
             let seq = self.report.transmitted;
-            match self.mtu {
-                Some(mtu) if self.report.packet_len > mtu => {
+            let len = self.report.packet_len;
+            match (self.mtu, self.pmtu) {
+                // Over a path MTU the socket learnt, with DF: Linux refuses
+                // locally and says what the path takes.
+                (_, Some(pmtu)) if self.options.dont_fragment && len > pmtu => {
+                    let why = format!("local error: message too long, mtu={pmtu}");
+                    self.report.local_errors.push((seq, why));
+                }
+                (Some(mtu), _) if len > mtu => {
                     let why = if self.options.dont_fragment {
                         "sendmsg: Message too large".to_string()
                     } else {
@@ -313,7 +325,7 @@ impl Ping {
                 let Some(seq) = self.quoted_seq(icmp.data()) else {
                     return false;
                 };
-                self.report.errors.push(PingError {
+                let error = PingError {
                     seq,
                     from,
                     icmp_type: icmp.msg_type().into(),
@@ -321,7 +333,11 @@ impl Ping {
                     // RFC 1191: the next hop's MTU in the header's last two bytes.
                     mtu: u16::from_be_bytes([ip.payload()[6], ip.payload()[7]]),
                     rtt: now - self.sent_at[&seq],
-                });
+                };
+                if (error.icmp_type, error.code) == (3, 4) && error.mtu >= 68 {
+                    self.pmtu = Some(self.pmtu.map_or(error.mtu, |p| p.min(error.mtu)));
+                }
+                self.report.errors.push(error);
                 true
             }
             _ => false,
@@ -353,7 +369,7 @@ mod tests {
             (Ipv4Addr::new(10, 0, 1, 10), Ipv4Addr::new(10, 0, 2, 10)),
             0x1234,
             PingOptions::default(),
-            Some(1500),
+            (Some(1500), None),
         );
         (sockets, p)
     }
