@@ -13,8 +13,10 @@
 //!
 //! - before every step: no forwarding loop (a walk of the FIBs,
 //!   [`crate::paths`], from every forwarding host towards every prefix any
-//!   host routes never comes back to a host it passed) and never two nodes
-//!   answering ARP for one address;
+//!   host routes never comes back to a host it passed), never two nodes
+//!   answering ARP for one address, and no tracked connection moved to
+//!   another backend (a connection a node's conntrack held at the previous
+//!   check and still holds keeps its backend);
 //! - the lab's own expectations hold for the steps before the first fault
 //!   (the later ones run unchecked: labs tie steps to what happened just
 //!   before, which faults shift);
@@ -530,6 +532,67 @@ fn double_answers(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// A tracked connection at a check: its backend (the reply's source) and
+/// whether it was still open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held {
+    backend: (IpAddr, u16),
+    open: bool,
+}
+
+/// Every node's tracked service connections, and the backends its service
+/// table has.
+#[derive(Clone, Debug, Default)]
+struct Tracked {
+    conns: BTreeMap<(String, router_core::service::Tuple), Held>,
+    served: BTreeSet<(String, (IpAddr, u16))>,
+}
+
+fn tracked(cluster: &Cluster) -> Tracked {
+    let now = cluster.engine.now();
+    let mut out = Tracked::default();
+    for node in cluster.workloads.nodes() {
+        let Some(h) = cluster.host(&node.name) else {
+            continue;
+        };
+        let services = h.host.services();
+        for (_, b) in services.table().backends() {
+            out.served
+                .insert((node.name.clone(), (b.addr.addr, b.addr.port)));
+        }
+        for t in services.tracked(now) {
+            let held = Held {
+                backend: (t.reply.src, t.reply.src_port),
+                open: t.state.alive(),
+            };
+            out.conns.insert((node.name.clone(), t.original), held);
+        }
+    }
+    out
+}
+
+/// Connections that moved to another backend between two checks although
+/// they were open at the first and their backend is still in the node's
+/// table: Cilium picks again only for a closed connection reopened with the
+/// same tuple, or when the backend is gone.
+fn moved(before: &Tracked, now: &Tracked) -> Vec<String> {
+    now.conns
+        .iter()
+        .filter_map(|(key, held)| {
+            let old = before.conns.get(key)?;
+            let (node, t) = key;
+            let still_there = now.served.contains(&(node.clone(), old.backend));
+            (old.open && still_there && old.backend != held.backend).then(|| {
+                let (a, b) = (old.backend, held.backend);
+                format!(
+                    "{node}: connection {}:{} -> {}:{} moved from backend {}:{} to {}:{}",
+                    t.src, t.src_port, t.dst, t.dst_port, a.0, a.1, b.0, b.1
+                )
+            })
+        })
+        .collect()
+}
+
 /// One run's result.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
@@ -586,11 +649,17 @@ pub fn run_schedule(
     let plan = schedule.interleave(&lab.scenario.steps, opts.quiet);
     let (mut events, mut checks, mut violations) = (0, 0u64, Vec::new());
     let mut steps = Vec::new();
+    let mut connections = Tracked::default();
     for (k, (step, checked)) in plan.iter().enumerate() {
-        for v in loops(&cluster).into_iter().chain(double_answers(&cluster)) {
+        let now = tracked(&cluster);
+        let found = (loops(&cluster).into_iter())
+            .chain(double_answers(&cluster))
+            .chain(moved(&connections, &now));
+        for v in found {
             violations.push(format!("before step {} ({}): {v}", k + 1, step.name));
         }
-        checks += 2;
+        connections = now;
+        checks += 3;
         let report = run::run_step(&mut cluster, step, &mut events);
         if *checked {
             checks += report.checks.len() as u64;
@@ -826,4 +895,39 @@ pub fn explore(
         return Err(e);
     }
     Ok(summary.into_inner().expect("not poisoned"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use router_core::service::{Protocol, Tuple};
+
+    #[test]
+    fn a_connection_that_changes_backend_is_caught() {
+        let t = Tuple {
+            src: "172.20.0.5".parse().unwrap(),
+            dst: "10.96.0.10".parse().unwrap(),
+            src_port: 40000,
+            dst_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let b1 = ("172.20.1.7".parse().unwrap(), 80);
+        let b2 = ("172.20.2.9".parse().unwrap(), 80);
+        let at = |backend, open, served: &[(IpAddr, u16)]| Tracked {
+            conns: [(("k8s-ctr".to_string(), t), Held { backend, open })].into(),
+            served: served.iter().map(|&b| ("k8s-ctr".to_string(), b)).collect(),
+        };
+        assert!(moved(&at(b1, true, &[b1, b2]), &at(b1, true, &[b1, b2])).is_empty());
+        assert_eq!(
+            moved(&at(b1, true, &[b1, b2]), &at(b2, true, &[b1, b2])),
+            [
+                "k8s-ctr: connection 172.20.0.5:40000 -> 10.96.0.10:80 moved from backend 172.20.1.7:80 to 172.20.2.9:80"
+            ]
+        );
+        // Legitimate: the old backend is gone, the connection was closed and
+        // is reopened, or it is a new connection.
+        assert!(moved(&at(b1, true, &[b1, b2]), &at(b2, true, &[b2])).is_empty());
+        assert!(moved(&at(b1, false, &[b1, b2]), &at(b2, true, &[b1, b2])).is_empty());
+        assert!(moved(&Tracked::default(), &at(b2, true, &[b2])).is_empty());
+    }
 }

@@ -11,7 +11,7 @@
 //! simulator builds it with `router_core::service::frontend`).
 
 use router_core::hash::splitmix64;
-use router_core::service::datapath::{self, Config, Connect, DropReason, Service};
+use router_core::service::datapath::{self, Config, Connect, DropReason, Service, Tracked};
 pub use router_core::service::datapath::{Counters, Origin};
 use router_core::service::masquerade::Masquerade;
 use router_core::service::table::{L3n4, ServiceTable};
@@ -104,6 +104,11 @@ impl Services {
         self.service.table().frontends().next().is_none()
             && self.service.masquerade().is_none()
             && self.service.connections() == 0
+    }
+
+    /// The connections tracked at `now`.
+    pub fn tracked(&self, now: Instant) -> impl Iterator<Item = Tracked> + '_ {
+        self.service.tracked(now)
     }
 
     /// Flows opened, SNATed and packets dropped so far.

@@ -6,9 +6,11 @@
 //! down) and its service datapath's settings. What stays as it was: pods and
 //! their interfaces (the CNI plugin sets their MTU when it creates them, so
 //! a pod started before a switch to tunnel mode keeps 1500 until it is
-//! recreated), connection tracking (Cilium's maps are pinned and outlive
-//! the agent), BGP sessions and L2 announcements (their keys cannot change
-//! mid-run, [`crate::lab::values::UPGRADABLE`]).
+//! recreated), connection tracking while the service datapath's settings
+//! stay the same (Cilium's maps are pinned and outlive the agent; a changed
+//! setting, such as the SNAT address of a switch to tunnel mode, starts the
+//! node's table afresh), BGP sessions and L2 announcements (their keys
+//! cannot change mid-run, [`crate::lab::values::UPGRADABLE`]).
 
 use router_core::datapath::TunnelConfig;
 
