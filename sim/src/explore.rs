@@ -532,20 +532,21 @@ fn double_answers(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
-/// A tracked connection at a check: its backend (the reply's source) and
-/// whether it was still open.
+/// A tracked connection at a check: when it was opened (which tells a
+/// connection from a later one with the same tuple) and its backend (the
+/// reply's source).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Held {
+    opened: smoltcp::time::Instant,
     backend: (IpAddr, u16),
-    open: bool,
 }
 
-/// Every node's tracked service connections, and the backends its service
-/// table has.
+/// Every node's tracked service connections at a check, and its service
+/// table's generation.
 #[derive(Clone, Debug, Default)]
 struct Tracked {
     conns: BTreeMap<(String, router_core::service::Tuple), Held>,
-    served: BTreeSet<(String, (IpAddr, u16))>,
+    generations: BTreeMap<String, u64>,
 }
 
 fn tracked(cluster: &Cluster) -> Tracked {
@@ -556,14 +557,12 @@ fn tracked(cluster: &Cluster) -> Tracked {
             continue;
         };
         let services = h.host.services();
-        for (_, b) in services.table().backends() {
-            out.served
-                .insert((node.name.clone(), (b.addr.addr, b.addr.port)));
-        }
+        out.generations
+            .insert(node.name.clone(), services.generation());
         for t in services.tracked(now) {
             let held = Held {
+                opened: t.opened,
                 backend: (t.reply.src, t.reply.src_port),
-                open: t.state.alive(),
             };
             out.conns.insert((node.name.clone(), t.original), held);
         }
@@ -571,18 +570,20 @@ fn tracked(cluster: &Cluster) -> Tracked {
     out
 }
 
-/// Connections that moved to another backend between two checks although
-/// they were open at the first and their backend is still in the node's
-/// table: Cilium picks again only for a closed connection reopened with the
-/// same tuple, or when the backend is gone.
+/// Connections tracked at both checks (the same entry: opened at the same
+/// time) whose backend changed in between, on a node whose service table
+/// stayed the same: Cilium picks a tracked connection's backend again only
+/// when its frontend or backend goes away, and router-core only by opening
+/// a new entry.
 fn moved(before: &Tracked, now: &Tracked) -> Vec<String> {
     now.conns
         .iter()
         .filter_map(|(key, held)| {
             let old = before.conns.get(key)?;
             let (node, t) = key;
-            let still_there = now.served.contains(&(node.clone(), old.backend));
-            (old.open && still_there && old.backend != held.backend).then(|| {
+            let same_table = before.generations.get(node) == now.generations.get(node);
+            let same_entry = old.opened == held.opened;
+            (same_table && same_entry && old.backend != held.backend).then(|| {
                 let (a, b) = (old.backend, held.backend);
                 format!(
                     "{node}: connection {}:{} -> {}:{} moved from backend {}:{} to {}:{}",
@@ -904,6 +905,7 @@ mod tests {
 
     #[test]
     fn a_connection_that_changes_backend_is_caught() {
+        use smoltcp::time::Instant;
         let t = Tuple {
             src: "172.20.0.5".parse().unwrap(),
             dst: "10.96.0.10".parse().unwrap(),
@@ -913,21 +915,29 @@ mod tests {
         };
         let b1 = ("172.20.1.7".parse().unwrap(), 80);
         let b2 = ("172.20.2.9".parse().unwrap(), 80);
-        let at = |backend, open, served: &[(IpAddr, u16)]| Tracked {
-            conns: [(("k8s-ctr".to_string(), t), Held { backend, open })].into(),
-            served: served.iter().map(|&b| ("k8s-ctr".to_string(), b)).collect(),
+        let node = || "k8s-ctr".to_string();
+        let at = |opened: i64, backend, generation: u64| Tracked {
+            conns: [(
+                (node(), t),
+                Held {
+                    opened: Instant::from_secs(opened),
+                    backend,
+                },
+            )]
+            .into(),
+            generations: [(node(), generation)].into(),
         };
-        assert!(moved(&at(b1, true, &[b1, b2]), &at(b1, true, &[b1, b2])).is_empty());
+        assert!(moved(&at(1, b1, 7), &at(1, b1, 7)).is_empty());
         assert_eq!(
-            moved(&at(b1, true, &[b1, b2]), &at(b2, true, &[b1, b2])),
+            moved(&at(1, b1, 7), &at(1, b2, 7)),
             [
                 "k8s-ctr: connection 172.20.0.5:40000 -> 10.96.0.10:80 moved from backend 172.20.1.7:80 to 172.20.2.9:80"
             ]
         );
-        // Legitimate: the old backend is gone, the connection was closed and
-        // is reopened, or it is a new connection.
-        assert!(moved(&at(b1, true, &[b1, b2]), &at(b2, true, &[b2])).is_empty());
-        assert!(moved(&at(b1, false, &[b1, b2]), &at(b2, true, &[b1, b2])).is_empty());
-        assert!(moved(&Tracked::default(), &at(b2, true, &[b2])).is_empty());
+        // Legitimate: a new connection with the same tuple, a table that
+        // changed in between, a connection not tracked before.
+        assert!(moved(&at(1, b1, 7), &at(5, b2, 7)).is_empty());
+        assert!(moved(&at(1, b1, 7), &at(1, b2, 8)).is_empty());
+        assert!(moved(&Tracked::default(), &at(1, b2, 7)).is_empty());
     }
 }

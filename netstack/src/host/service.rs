@@ -45,6 +45,8 @@ pub enum Verdict {
 pub struct Services {
     service: Service,
     rng: u64,
+    /// Counts the changes of the table or settings served.
+    generation: u64,
 }
 
 impl Services {
@@ -55,6 +57,7 @@ impl Services {
         Services {
             service: Service::new(config, table),
             rng: seed,
+            generation: 0,
         }
     }
 
@@ -65,13 +68,23 @@ impl Services {
         if *self.service.config() != config {
             let table = self.service.table().clone();
             self.service = Service::new(config, table);
+            self.generation += 1;
         }
     }
 
     /// Serve `table` from now on (tracked flows keep their backends while
     /// those exist).
     pub fn set_table(&mut self, table: ServiceTable) {
-        self.service.set_table(table);
+        if *self.service.table() != table {
+            self.service.set_table(table);
+            self.generation += 1;
+        }
+    }
+
+    /// How many times the table or the settings served have changed: while
+    /// it stays the same, every tracked connection keeps its backend.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Masquerade pods' traffic leaving the node as `masquerade` says

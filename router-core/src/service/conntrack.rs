@@ -95,6 +95,9 @@ pub struct Entry<V> {
     pub reply: Tuple,
     /// Its state, as far as its lifetime depends on it.
     pub state: State,
+    /// When it was opened (a connection reopened with the same tuple is a
+    /// new entry, opened later).
+    pub opened: Instant,
 }
 
 impl<V> Entry<V> {
@@ -186,6 +189,7 @@ impl<V> Conntrack<V> {
             original,
             reply,
             state,
+            opened: now,
         };
         let life = self.timeouts.of(lifetime);
         self.remove(&original);

@@ -222,6 +222,8 @@ pub struct Tracked {
     pub frontend: L3n4,
     /// Its state, as far as its lifetime depends on it.
     pub state: State,
+    /// When it was opened.
+    pub opened: Instant,
     /// When it expires.
     pub deadline: Instant,
 }
@@ -317,6 +319,7 @@ impl Service {
                 reply: e.reply,
                 frontend: e.value.frontend,
                 state: e.state,
+                opened: e.opened,
                 deadline,
             })
     }
