@@ -1000,12 +1000,7 @@ fn ping(
     report: &mut StepReport,
     events: &mut u64,
 ) -> Result<(), String> {
-    let id = cluster
-        .host_id(from)
-        .ok_or_else(|| format!("no host or pod named {from:?}"))?;
-    let dst = cluster
-        .address_of(target)
-        .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
+    let (id, dst) = probe_ends(cluster, from, target)?;
     let r = run_ping(cluster, id, dst, options, events)?;
     report.output.push(format!(
         "PING {target} ({dst}) {}({}) bytes of data, from {from}",
@@ -1065,6 +1060,21 @@ fn ping(
     Ok(())
 }
 
+/// The host a probe (ping, tracepath) leaves from and the address it goes to.
+fn probe_ends(
+    cluster: &Cluster,
+    from: &str,
+    target: &str,
+) -> Result<(crate::node::NodeId, std::net::Ipv4Addr), String> {
+    let id = cluster
+        .host_id(from)
+        .ok_or_else(|| format!("no host or pod named {from:?}"))?;
+    let dst = cluster
+        .address_of(target)
+        .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
+    Ok((id, dst))
+}
+
 /// Run one `ping` from the host `id` to `dst` until it is over.
 fn run_ping(
     cluster: &mut Cluster,
@@ -1113,12 +1123,7 @@ fn tracepath(
     events: &mut u64,
 ) -> Result<(), String> {
     const MAX_HOPS: u8 = 30;
-    let id = cluster
-        .host_id(from)
-        .ok_or_else(|| format!("no host or pod named {from:?}"))?;
-    let dst = cluster
-        .address_of(target)
-        .ok_or_else(|| format!("no pod, host or address {target:?}"))?;
+    let (id, dst) = probe_ends(cluster, from, target)?;
     let host = &cluster.engine.node(id).host;
     let route_mtu = host
         .route_mtu(IpAddr::V4(dst))
