@@ -113,7 +113,10 @@ fn build(case: &Case) -> Lab {
         .collect();
     let link_addr = |k: usize, end: u8| Ipv4Addr::new(10, k as u8, 0, end);
     let stub_addr = |i: usize, end: u8| Ipv4Addr::new(192, 168, i as u8, end);
-    let mut engine = Engine::new(EngineConfig::new(7));
+    let mut engine = Engine::new(EngineConfig {
+        trace_records: true,
+        ..EngineConfig::new(7)
+    });
     let params = SegmentParams {
         latency: Duration::from_micros(100),
         ..SegmentParams::default()

@@ -46,15 +46,19 @@ pub struct EngineConfig {
     pub event_budget: u64,
     /// If set, each segment is captured to `DIR/SEGMENT.pcap`.
     pub pcap_dir: Option<PathBuf>,
+    /// Keep every trace record ([`Trace::records`]), not only the hash and
+    /// the count.
+    pub trace_records: bool,
 }
 
 impl EngineConfig {
-    /// The default budget and no captures.
+    /// The default budget, no captures, no trace records kept.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
             event_budget: DEFAULT_EVENT_BUDGET,
             pcap_dir: None,
+            trace_records: false,
         }
     }
 }
@@ -129,6 +133,11 @@ pub struct Engine<N> {
 impl<N: Node> Engine<N> {
     /// An empty simulation at time zero.
     pub fn new(config: EngineConfig) -> Self {
+        let trace = if config.trace_records {
+            Trace::keeping_records()
+        } else {
+            Trace::new()
+        };
         Self {
             rng: SimRng::new(config.seed),
             config,
@@ -137,7 +146,7 @@ impl<N: Node> Engine<N> {
             segments: Vec::new(),
             captures: Vec::new(),
             watched: BTreeMap::new(),
-            trace: Trace::new(),
+            trace,
             outside: None,
         }
     }
@@ -709,6 +718,14 @@ fn check_name(
 
 #[cfg(test)]
 mod tests {
+    /// A configuration that keeps every trace record, as these tests read them.
+    fn traced(seed: u64) -> super::EngineConfig {
+        super::EngineConfig {
+            trace_records: true,
+            ..super::EngineConfig::new(seed)
+        }
+    }
+
     use smoltcp::time::{Duration, Instant};
 
     use std::cell::RefCell;
@@ -804,7 +821,7 @@ mod tests {
 
     #[test]
     fn outside_nodes_exchange_frames_with_the_outside_which_paces_the_run() {
-        let mut engine = Engine::new(EngineConfig::new(1));
+        let mut engine = Engine::new(traced(1));
         let b = engine.add_node("b", Probe::reflector(mac(2))).unwrap();
         let tap = engine.add_outside_node("tap0").unwrap();
         assert!(matches!(
@@ -844,7 +861,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "tap0 is an outside node")]
     fn an_outside_node_is_not_a_simulated_one() {
-        let mut engine: Engine<Probe> = Engine::new(EngineConfig::new(1));
+        let mut engine: Engine<Probe> = Engine::new(traced(1));
         let tap = engine.add_outside_node("tap0").unwrap();
         engine.wake_node(tap);
         engine.run_until_quiescent().unwrap();
@@ -853,7 +870,7 @@ mod tests {
 
     #[test]
     fn latency_adds_up_over_a_round_trip() {
-        let (mut engine, a, b, l) = pair(EngineConfig::new(1), link(1, 0.0), &[0, 5]);
+        let (mut engine, a, b, l) = pair(traced(1), link(1, 0.0), &[0, 5]);
         let stats = engine.run_until_quiescent().unwrap();
         assert_eq!(stats.now, ms(7));
         assert_eq!(engine.node(b).arrival_micros(), [1_000, 6_000]);
@@ -872,8 +889,8 @@ mod tests {
 
     #[test]
     fn forked_rngs_depend_on_seed_and_label_only() {
-        let mut one: Engine<Probe> = Engine::new(EngineConfig::new(3));
-        let two: Engine<Probe> = Engine::new(EngineConfig::new(3));
+        let mut one: Engine<Probe> = Engine::new(traced(3));
+        let two: Engine<Probe> = Engine::new(traced(3));
         one.add_segment("s", SegmentKind::Switch, SegmentParams::default())
             .unwrap();
         let seed_of = |e: &Engine<Probe>, label| e.fork_rng(label).seed();
@@ -887,7 +904,7 @@ mod tests {
 
     #[test]
     fn run_until_moves_the_clock_to_the_deadline() {
-        let (mut engine, _, b, _) = pair(EngineConfig::new(1), link(1, 0.0), &[0, 5]);
+        let (mut engine, _, b, _) = pair(traced(1), link(1, 0.0), &[0, 5]);
         let first = engine.run_until(ms(3)).unwrap();
         assert_eq!(first.now, ms(3));
         assert_eq!(engine.now(), ms(3));
@@ -904,7 +921,7 @@ mod tests {
         let times: Vec<i64> = (0..200).collect();
         let mut b_only = link(1, 0.3);
         b_only.latency = Duration::from_micros(10);
-        let (mut engine, _, b, l) = pair(EngineConfig::new(seed), b_only, &times);
+        let (mut engine, _, b, l) = pair(traced(seed), b_only, &times);
         engine.run_until_quiescent().unwrap();
         let stats = engine.segment_stats(l);
         let hash = engine.trace().hash();
@@ -933,7 +950,7 @@ mod tests {
     fn another_segment_does_not_perturb_a_segments_losses() {
         let arrivals = |with_extra: bool| {
             let times: Vec<i64> = (0..100).collect();
-            let (mut engine, _, b, _) = pair(EngineConfig::new(5), link(1, 0.5), &times);
+            let (mut engine, _, b, _) = pair(traced(5), link(1, 0.5), &times);
             if with_extra {
                 let c = engine.add_node("c", Probe::reflector(mac(3))).unwrap();
                 let s = engine
@@ -949,7 +966,7 @@ mod tests {
 
     #[test]
     fn a_down_link_drops_new_and_in_flight_frames() {
-        let (mut engine, a, b, l) = pair(EngineConfig::new(1), link(2, 0.0), &[0, 10, 20]);
+        let (mut engine, a, b, l) = pair(traced(1), link(2, 0.0), &[0, 10, 20]);
         // The first frame is in flight at 1 ms when the link goes down.
         engine.run_until(ms(1)).unwrap();
         engine.set_segment_up(l, false);
@@ -971,7 +988,7 @@ mod tests {
 
     #[test]
     fn a_down_switch_port_cuts_off_one_node() {
-        let mut engine = Engine::new(EngineConfig::new(1));
+        let mut engine = Engine::new(traced(1));
         let script = vec![
             (ms(0), P0, frame([0xff; 6], mac(1), 46, 0)),
             (ms(10), P0, frame([0xff; 6], mac(1), 46, 1)),
@@ -1010,7 +1027,7 @@ mod tests {
 
     #[test]
     fn frames_over_the_mtu_are_dropped_and_counted() {
-        let mut engine = Engine::new(EngineConfig::new(1));
+        let mut engine = Engine::new(traced(1));
         let script = vec![
             (ms(0), P0, frame(mac(2), mac(1), 1500, 0)),
             (ms(1), P0, frame(mac(2), mac(1), 1501, 1)),
@@ -1044,7 +1061,7 @@ mod tests {
 
     #[test]
     fn a_switch_floods_unknown_and_forwards_learned_macs() {
-        let mut engine = Engine::new(EngineConfig::new(1));
+        let mut engine = Engine::new(traced(1));
         let script = vec![
             (ms(0), P0, frame(mac(2), mac(1), 46, 0)),
             (ms(10), P0, frame(mac(2), mac(1), 46, 1)),
@@ -1070,7 +1087,7 @@ mod tests {
 
     #[test]
     fn a_later_poll_cancels_a_pending_wake_up() {
-        let mut engine = Engine::new(EngineConfig::new(1));
+        let mut engine = Engine::new(traced(1));
         let mut waiting = Probe::sender(mac(1), vec![(ms(10), P0, frame(mac(2), mac(1), 46, 0))]);
         waiting.forget_script_on_receive = true;
         let a = engine.add_node("a", waiting).unwrap();
@@ -1096,7 +1113,7 @@ mod tests {
     fn a_runaway_node_exhausts_the_event_budget() {
         let config = EngineConfig {
             event_budget: 1000,
-            ..EngineConfig::new(77)
+            ..traced(77)
         };
         let mut engine = Engine::new(config);
         let spinner = Probe {
@@ -1120,7 +1137,7 @@ mod tests {
 
     #[test]
     fn bad_topologies_and_bad_transmissions_are_named_errors() {
-        let mut engine: Engine<Probe> = Engine::new(EngineConfig::new(1));
+        let mut engine: Engine<Probe> = Engine::new(traced(1));
         let a = engine.add_node("a", Probe::default()).unwrap();
         let b = engine.add_node("b", Probe::default()).unwrap();
         let c = engine.add_node("c", Probe::default()).unwrap();
@@ -1182,7 +1199,7 @@ mod tests {
     fn small_lab(seed: u64, dir: &std::path::Path) -> (TraceHash, Vec<u8>, Vec<u8>) {
         let config = EngineConfig {
             pcap_dir: Some(dir.to_path_buf()),
-            ..EngineConfig::new(seed)
+            ..traced(seed)
         };
         let mut engine = Engine::new(config);
         let script_a = (0..50)
@@ -1241,7 +1258,7 @@ mod tests {
         let dir = scratch_dir("engine-pcap");
         let config = EngineConfig {
             pcap_dir: Some(dir.clone()),
-            ..EngineConfig::new(1)
+            ..traced(1)
         };
         let mut engine = Engine::new(config);
         let script = vec![

@@ -278,7 +278,7 @@ pub fn report(cluster: &Cluster, seed: u64, steps: Vec<StepReport>, events: u64)
         steps,
         ignored_values: cluster.lab.values.ignored.clone(),
         virtual_seconds: secs(cluster.engine.now()),
-        frames: cluster.engine.trace().records().len() as u64,
+        frames: cluster.engine.trace().count(),
         events,
         trace_hash: cluster.engine.trace().hash().to_string(),
     }

@@ -59,26 +59,38 @@ impl fmt::Display for TraceHash {
     }
 }
 
-/// Every record of a run, in the order the events happened, and the running hash.
+/// The running hash over every record of a run and their count; the
+/// records themselves, in the order the events happened, only when kept
+/// ([`Trace::keeping_records`]): a long run delivers millions of frames.
 #[derive(Debug, Clone)]
 pub struct Trace {
-    records: Vec<TraceRecord>,
+    records: Option<Vec<TraceRecord>>,
+    count: u64,
     hasher: Fnv1a,
 }
 
 impl Default for Trace {
     fn default() -> Self {
         Self {
-            records: Vec::new(),
+            records: None,
+            count: 0,
             hasher: Fnv1a::new(),
         }
     }
 }
 
 impl Trace {
-    /// An empty trace.
+    /// An empty trace that hashes and counts records without keeping them.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty trace that also keeps every record.
+    pub fn keeping_records() -> Self {
+        Self {
+            records: Some(Vec::new()),
+            ..Self::default()
+        }
     }
 
     /// Appends `record` for `frame` (whose length must be `record.len`).
@@ -101,12 +113,20 @@ impl Trace {
             Outcome::Dropped(reason) => reason.code(),
         }]);
         h.write(frame);
-        self.records.push(record);
+        self.count += 1;
+        if let Some(records) = &mut self.records {
+            records.push(record);
+        }
     }
 
-    /// All records so far, oldest first.
+    /// All records so far, oldest first (none unless kept).
     pub fn records(&self) -> &[TraceRecord] {
-        &self.records
+        self.records.as_deref().unwrap_or_default()
+    }
+
+    /// How many records there were, kept or not.
+    pub fn count(&self) -> u64 {
+        self.count
     }
 
     /// The hash over all records so far.
@@ -146,7 +166,7 @@ mod tests {
     }
 
     fn hash_of(records: &[(TraceRecord, [u8; 3])]) -> TraceHash {
-        let mut t = Trace::new();
+        let mut t = Trace::keeping_records();
         for (r, f) in records {
             t.record(*r, f);
         }
@@ -170,12 +190,18 @@ mod tests {
 
     #[test]
     fn records_keep_order_and_hash_prints_as_hex() {
-        let mut t = Trace::new();
+        let mut t = Trace::keeping_records();
+        let mut lean = Trace::new();
         assert_eq!(t.hash().to_string(), "cbf29ce484222325");
-        t.record(record(1, Outcome::Delivered), &[0; 3]);
-        t.record(record(2, Outcome::Dropped(DropReason::Mtu)), &[0; 3]);
+        for trace in [&mut t, &mut lean] {
+            trace.record(record(1, Outcome::Delivered), &[0; 3]);
+            trace.record(record(2, Outcome::Dropped(DropReason::Mtu)), &[0; 3]);
+        }
         let times: Vec<i64> = t.records().iter().map(|r| r.at.total_micros()).collect();
         assert_eq!(times, [1, 2]);
+        // Not keeping records changes neither the hash nor the count.
+        assert_eq!((lean.hash(), lean.count()), (t.hash(), 2));
+        assert!(lean.records().is_empty());
         assert_eq!(t.hash().to_string().len(), 16);
         assert_eq!(
             Outcome::Dropped(DropReason::LinkDown).to_string(),
