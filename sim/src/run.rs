@@ -183,6 +183,7 @@ pub fn check(cluster: &Cluster) -> Result<(), String> {
             }
             Action::ShowRoutes(host)
             | Action::ShowNeighbours(host)
+            | Action::ShowAddr(host)
             | Action::RouteGet { host, .. }
             | Action::Tracepath { from: host, .. }
                 if !known(host, &pods) =>
@@ -365,6 +366,43 @@ fn execute(
                 .host(host)
                 .ok_or_else(|| format!("no host or pod named {host:?}"))?;
             report.output = route_lines(h);
+            check_lines(&report.output.clone(), &step.expect, report);
+            Ok(())
+        }
+        Action::ShowAddr(host) => {
+            let id = cluster
+                .host_id(host)
+                .ok_or_else(|| format!("no host or pod named {host:?}"))?;
+            let h = cluster.engine.node(id);
+            let rows: Vec<(String, &str, Vec<ipnet::IpNet>)> = h
+                .host
+                .ports()
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let port = router_core::PortId(i as u16);
+                    let state = match h.engine_port(port) {
+                        Some(engine_port) => {
+                            let e = crate::node::Endpoint {
+                                node: id,
+                                port: engine_port,
+                            };
+                            let engine = &cluster.engine;
+                            let up = !h.down
+                                && engine.is_port_up(e) == Some(true)
+                                && engine
+                                    .segment_of(e)
+                                    .is_some_and(|s| engine.is_segment_up(s));
+                            if up { "UP" } else { "DOWN" }
+                        }
+                        // Loopbacks and cilium_host: never linked.
+                        None if p.name.starts_with("lo") => "UNKNOWN",
+                        None => "UP",
+                    };
+                    (p.name.clone(), state, p.addrs.clone())
+                })
+                .collect();
+            report.output = show::ip_br_addr(&rows);
             check_lines(&report.output.clone(), &step.expect, report);
             Ok(())
         }

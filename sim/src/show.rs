@@ -133,6 +133,19 @@ pub fn ip_route_get(
     vec![line, cache]
 }
 
+/// `ip -br addr` lines: each interface's name, state (`UP`, `DOWN`,
+/// `UNKNOWN`) and addresses, in iproute2's columns.
+pub fn ip_br_addr(rows: &[(String, &str, Vec<IpNet>)]) -> Vec<String> {
+    rows.iter()
+        .map(|(name, state, addrs)| {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            format!("{name:<16} {state:<14} {}", addrs.join(" "))
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
 /// `ip neigh` lines for `table`.
 pub fn ip_neigh(table: &neighbour::Table, name: &dyn Fn(PortId) -> String) -> Vec<String> {
     table

@@ -68,6 +68,11 @@ impl SimHost {
         }
     }
 
+    /// The engine's port for host port `port`, if it is attached.
+    pub fn engine_port(&self, port: router_core::PortId) -> Option<PortId> {
+        self.to_engine.get(&port).copied()
+    }
+
     /// Record that host port `port` was attached as the engine's port `engine`.
     pub fn attached(&mut self, port: router_core::PortId, engine: PortId) {
         debug_assert_eq!(

@@ -17,7 +17,7 @@
 //! `wait DURATION`; `converge [DURATION]` (run until nothing is pending, at most
 //! DURATION, default 60s); `curl FROM TARGET [--count N] [--port P]`;
 //! `ping FROM TARGET [--count N] [-s SIZE] [-M do]`; `tracepath FROM TARGET`;
-//! `show routes|neighbours HOST`; `show route-get HOST ADDR`; `show pods`;
+//! `show routes|neighbours|addr HOST`; `show route-get HOST ADDR`; `show pods`;
 //! `show ciliumnodes`; `show bgp peers`; `show bgp nodeconfig NODE`; `show bgp routes
 //! [available|advertised|received]`; `vtysh ROUTER show …` (FRR's `show` commands);
 //! `route add HOST PREFIX via GATEWAY`; `label NODE KEY=VALUE`; `unlabel NODE KEY`;
@@ -127,6 +127,8 @@ pub enum Action {
     ShowRoutes(String),
     /// Print a host's neighbours (`ip neigh` style).
     ShowNeighbours(String),
+    /// `ip -br addr` on a host.
+    ShowAddr(String),
     /// `ip route get ADDR` on a host.
     RouteGet {
         /// The host.
@@ -622,6 +624,7 @@ fn parse_action(verb: &str, args: &str) -> Result<Action, String> {
             node: node.to_string(),
             down_for: None,
         }),
+        ("show", ["addr" | "address", host]) => Ok(Action::ShowAddr(host.to_string())),
         ("show", ["route-get", host, addr]) => Ok(Action::RouteGet {
             host: host.to_string(),
             addr: addr
