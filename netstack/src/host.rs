@@ -794,7 +794,19 @@ impl Host {
     }
 
     /// Record the flow event of a datapath exit, if flows are kept.
-    fn observe(&mut self, now: Instant, from: Side, verdict: &pipeline::Verdict, ip: &[u8]) {
+    /// `ingress` is `None` for the host's own packets. Nothing is looked up
+    /// unless flows are kept: this runs for every packet.
+    fn observe(
+        &mut self,
+        now: Instant,
+        ingress: Option<PortId>,
+        verdict: &pipeline::Verdict,
+        ip: &[u8],
+    ) {
+        if self.flows.is_none() {
+            return;
+        }
+        let from = ingress.map_or(Side::Host, |p| self.side(p));
         let to = verdict.egress.map(|p| self.side(p));
         if let Some(log) = &mut self.flows {
             log.exit(now, (from, to), verdict.reason, verdict.decapsulated, ip);
@@ -845,7 +857,7 @@ impl Host {
         self.counters.received[v.reason as usize] += 1;
         self.observe(
             now,
-            self.side(ingress),
+            Some(ingress),
             &v,
             translated.get(ETH..).unwrap_or_default(),
         );
@@ -875,12 +887,7 @@ impl Host {
         } else {
             &out
         };
-        self.observe(
-            now,
-            self.side(ingress),
-            &v,
-            seen.get(ETH..).unwrap_or_default(),
-        );
+        self.observe(now, Some(ingress), &v, seen.get(ETH..).unwrap_or_default());
         if let Some(service) = v.dsr {
             self.services.accept_dispatched(now, &out, service);
         }
@@ -964,7 +971,7 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::originate(&self.tables(), &packet, &mut out);
         self.counters.originated[v.reason as usize] += 1;
-        self.observe(now, Side::Host, &v, &packet);
+        self.observe(now, None, &v, &packet);
         match v.reason {
             Reason::Forwarded | Reason::Encapsulated => {
                 let egress = v.egress.expect("transmit verdicts name a port");
