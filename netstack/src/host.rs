@@ -855,12 +855,7 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::dispatch(&self.tables(), translated, node, service, &mut out);
         self.counters.received[v.reason as usize] += 1;
-        self.observe(
-            now,
-            Some(ingress),
-            &v,
-            translated.get(ETH..).unwrap_or_default(),
-        );
+        self.observe(now, Some(ingress), &v, v.observed_ip(&out));
         match v.reason {
             Reason::Encapsulated => {
                 let egress = v.egress.expect("transmit verdicts name a port");
@@ -880,14 +875,7 @@ impl Host {
         let mut out = Vec::new();
         let v = pipeline::process(&self.tables(), ingress, frame, &mut out);
         self.counters.received[v.reason as usize] += 1;
-        // An encapsulated packet is observed as it went in; anything else
-        // as it comes out (rewritten, or the inner frame of a decap).
-        let seen = if v.reason == Reason::Encapsulated {
-            frame
-        } else {
-            &out
-        };
-        self.observe(now, Some(ingress), &v, seen.get(ETH..).unwrap_or_default());
+        self.observe(now, Some(ingress), &v, v.observed_ip(&out));
         if let Some(service) = v.dsr {
             self.services.accept_dispatched(now, &out, service);
         }

@@ -31,7 +31,7 @@ use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::Key;
-use aya::maps::{Array, HashMap, MapData, MapError, MapInfo, PerCpuArray, ProgramArray};
+use aya::maps::{Array, HashMap, MapData, MapError, MapInfo, PerCpuArray, ProgramArray, RingBuf};
 use aya::pin::PinError;
 use aya::programs::cgroup_sock_addr::CgroupSockAddrLinkId;
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
@@ -42,10 +42,11 @@ use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
     INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, NdpKey, Nexthop, Port, REASONS,
-    V4_DIRECT_BITS, V6_DIRECT_BITS,
+    V4_DIRECT_BITS, V6_DIRECT_BITS, flow,
 };
 use router_core::datapath::Reason;
 
+use crate::flows::{BadEvent, Counters, Event, FlowReader, Limit};
 use crate::object::object;
 use crate::snapshot::{Snapshot, Trie};
 
@@ -204,7 +205,7 @@ impl fmt::Display for MapShape {
 }
 
 /// Every map of the object and its shape for `c`.
-fn layout(c: &Capacity) -> [(&'static str, MapShape); 35] {
+fn layout(c: &Capacity) -> [(&'static str, MapShape); 39] {
     fn shape<K, V>(entries: u32) -> MapShape {
         MapShape {
             key: size_of::<K>() as u32,
@@ -240,6 +241,10 @@ fn layout(c: &Capacity) -> [(&'static str, MapShape); 35] {
         ("IDENTITIES", shape::<IpKey, u32>(c.identities)),
         ("PROGRAMS", shape::<u32, u32>(9)),
         ("REASONS", shape::<u32, u64>(REASONS)),
+        ("FLOWS", shape::<(), ()>(flow::RING_BYTES)),
+        ("FLOW_SETTINGS", shape::<u32, flow::Settings>(1)),
+        ("FLOW_STATE", shape::<u32, flow::State>(1)),
+        ("FLOW_COUNTERS", shape::<u32, u64>(flow::counter::COUNT)),
         ("SVC_CONFIG", shape::<u32, ServiceConfig>(HALVES)),
         (
             "SVC_FRONTENDS",
@@ -514,6 +519,10 @@ struct Maps {
     identities: HashMapSync<IpKey, u32>,
     services: ServiceMapsSync,
     reasons: PerCpuArray<MapData, u64>,
+    flow_settings: Array<MapData, flow::Settings>,
+    flow_counters: PerCpuArray<MapData, u64>,
+    /// The reading end of the flow events, until an owner takes it.
+    flows: Option<FlowReader>,
     /// Holds the tail call target installed.
     _programs: ProgramArray<MapData>,
 }
@@ -527,6 +536,7 @@ impl Maps {
         let active = Array::try_from(ebpf.take_map("ACTIVE").ok_or(Error::Missing("ACTIVE"))?)?;
         let half = active.get(&0, 0)? & 1;
         let reasons = ebpf.take_map("REASONS").ok_or(Error::Missing("REASONS"))?;
+        let take = |ebpf: &mut Ebpf, name| ebpf.take_map(name).ok_or(Error::Missing(name));
         Ok(Maps {
             active,
             half,
@@ -546,6 +556,9 @@ impl Maps {
             identities: HashMapSync::take(ebpf, "IDENTITIES")?,
             services: ServiceMapsSync::take(ebpf, maglev_size)?,
             reasons: PerCpuArray::try_from(reasons)?,
+            flow_settings: Array::try_from(take(ebpf, "FLOW_SETTINGS")?)?,
+            flow_counters: PerCpuArray::try_from(take(ebpf, "FLOW_COUNTERS")?)?,
+            flows: Some(FlowReader::new(RingBuf::try_from(take(ebpf, "FLOWS")?)?)),
             _programs: programs,
         })
     }
@@ -988,6 +1001,38 @@ impl Datapath {
         sum_per_cpu(&self.maps.reasons)
     }
 
+    /// Send flow events from now on, each CPU within `limit`; `None`
+    /// stops them (the default of a freshly loaded datapath).
+    pub fn set_flows(&mut self, limit: Option<Limit>) -> Result<(), Error> {
+        let settings = limit.map_or(flow::Settings::default(), |l| flow::Settings {
+            enabled: 1,
+            rate: l.rate,
+            burst: l.burst,
+        });
+        Ok(self.maps.flow_settings.set(0, settings, 0)?)
+    }
+
+    /// Flow events sent and lost so far, summed over CPUs.
+    pub fn flow_counters(&self) -> Result<Counters, Error> {
+        let [sent, rate_limited, ring_full] = sum_per_cpu(&self.maps.flow_counters)?;
+        Ok(Counters {
+            sent,
+            rate_limited,
+            ring_full,
+        })
+    }
+
+    /// The reading end of the flow events, to be read elsewhere (`None`
+    /// once taken).
+    pub fn take_flow_reader(&mut self) -> Option<FlowReader> {
+        self.maps.flows.take()
+    }
+
+    /// The flow events waiting, oldest first (`None` once the reader was taken).
+    pub fn flow_events(&mut self) -> Option<Vec<Result<Event, BadEvent>>> {
+        self.maps.flows.as_mut().map(FlowReader::drain)
+    }
+
     /// The clock (nanoseconds) and random number the service stage uses
     /// from now on: `Some` replays these for every packet (the differential
     /// harness), `None` goes back to the kernel's.
@@ -1062,10 +1107,10 @@ pub fn pinned_reason_counts(dir: &Path) -> Result<[u64; Reason::COUNT], Error> {
     sum_per_cpu(&PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))?)
 }
 
-fn sum_per_cpu(reasons: &PerCpuArray<MapData, u64>) -> Result<[u64; Reason::COUNT], Error> {
-    let mut counts = [0; Reason::COUNT];
+fn sum_per_cpu<const N: usize>(counters: &PerCpuArray<MapData, u64>) -> Result<[u64; N], Error> {
+    let mut counts = [0; N];
     for (i, c) in counts.iter_mut().enumerate() {
-        *c = reasons.get(&(i as u32), 0)?.iter().sum();
+        *c = counters.get(&(i as u32), 0)?.iter().sum();
     }
     Ok(counts)
 }
@@ -1162,6 +1207,7 @@ mod tests {
             ports: [port(0, 1500), port(1, 1500)].into_iter().collect(),
             identities: BTreeMap::new(),
             config: DpConfig::default(),
+            pods: Default::default(),
         }
     }
 

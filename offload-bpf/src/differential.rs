@@ -11,10 +11,11 @@
 //! each sometimes odd or truncated. A mismatch panics with the whole case:
 //! tables, frame hex, both verdicts and outputs, to be pasted into a regression test.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use nexthop_offload_bpf_common::flow::FLOW_BYTES;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use router_core::PortId;
@@ -23,12 +24,14 @@ use router_core::datapath::{
 };
 use router_core::ecmp::HashPolicy;
 use router_core::fib::{Encap, Fib, Nexthop, NexthopKind, Protocol, Route};
+use router_core::flow::{self, Observation, Point, Side};
 use router_core::neighbour::{self, arp::PortAddrs, ndp, ndp::PortAddrsV6};
 use router_core::wire::geneve::DsrOption;
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
 use crate::datapath::{Capacity, Datapath, privileged};
+use crate::flows::{BadEvent, Event, Limit};
 use crate::snapshot::Snapshot;
 
 /// Kernel interface index of the port frames arrive on (loopback under test-run).
@@ -48,6 +51,8 @@ pub(crate) struct Lab {
     pub(crate) ports: BTreeMap<PortId, PortConfig>,
     pub(crate) identities: BTreeMap<IpAddr, u32>,
     pub(crate) config: Config,
+    /// The ports that face pods (flow events' sides).
+    pub(crate) pods: BTreeSet<PortId>,
 }
 
 impl Lab {
@@ -67,6 +72,22 @@ impl Lab {
             ports: self.ports.clone(),
             identities: self.identities.clone(),
             config: self.config,
+        }
+    }
+
+    /// The maps for these tables.
+    pub(crate) fn snapshot(&self, tables: &Tables) -> Result<Snapshot, String> {
+        Ok(Snapshot::new(tables, Lab::ifindex)
+            .map_err(|e| e.to_string())?
+            .with_pod_ports(&self.pods))
+    }
+
+    /// The side of the node port `p` leads to.
+    fn side(&self, p: PortId) -> Side {
+        if self.pods.contains(&p) {
+            Side::Endpoint
+        } else {
+            Side::Network
         }
     }
 
@@ -248,54 +269,58 @@ fn lab() -> impl Strategy<Value = (Lab, Vec<IpAddr>)> {
         any::<u32>(),
         tunnel,
         any::<u32>(),
+        prop::collection::btree_set((0u16..3).prop_map(PortId), 0..=2),
     )
-        .prop_flat_map(|(hosts, ports, hash_policy, hash_seed, tunnel, identity)| {
-            let gateways: Vec<IpAddr> = (0u16..3)
-                .flat_map(|p| {
-                    (2u8..6).flat_map(move |h| {
-                        let v6 = Ipv6Addr::new(
-                            0xfd00,
-                            0xff,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0x100 * (p + 1) + u16::from(h),
-                        );
-                        [
-                            IpAddr::V4(Ipv4Addr::new(10, 255, p as u8, h)),
-                            IpAddr::V6(v6),
-                        ]
+        .prop_flat_map(
+            |(hosts, ports, hash_policy, hash_seed, tunnel, identity, pods)| {
+                let gateways: Vec<IpAddr> = (0u16..3)
+                    .flat_map(|p| {
+                        (2u8..6).flat_map(move |h| {
+                            let v6 = Ipv6Addr::new(
+                                0xfd00,
+                                0xff,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0x100 * (p + 1) + u16::from(h),
+                            );
+                            [
+                                IpAddr::V4(Ipv4Addr::new(10, 255, p as u8, h)),
+                                IpAddr::V6(v6),
+                            ]
+                        })
                     })
-                })
-                .chain(hosts.iter().copied())
-                .chain(endpoints())
-                .collect();
-            let known = prop::collection::vec(prop::bool::weighted(0.8), gateways.len());
-            // Every other host has an identity (the VNI of its encapsulated traffic).
-            let identities = hosts
-                .iter()
-                .step_by(2)
-                .zip(identity..)
-                .map(|(&h, id)| (h, id))
-                .collect();
-            (
-                prop::collection::vec(route(hosts.clone()), 1..16),
-                known,
-                Just(gateways),
-                Just(hosts),
-                Just(ports),
-                Just(identities),
-                Just(Config {
-                    hash_policy,
-                    hash_seed,
-                    tunnel,
-                }),
-            )
-        })
+                    .chain(hosts.iter().copied())
+                    .chain(endpoints())
+                    .collect();
+                let known = prop::collection::vec(prop::bool::weighted(0.8), gateways.len());
+                // Every other host has an identity (the VNI of its encapsulated traffic).
+                let identities = hosts
+                    .iter()
+                    .step_by(2)
+                    .zip(identity..)
+                    .map(|(&h, id)| (h, id))
+                    .collect();
+                (
+                    prop::collection::vec(route(hosts.clone()), 1..16),
+                    known,
+                    Just(gateways),
+                    Just(hosts),
+                    Just(ports),
+                    Just(identities),
+                    Just(Config {
+                        hash_policy,
+                        hash_seed,
+                        tunnel,
+                    }),
+                    Just(pods),
+                )
+            },
+        )
         .prop_map(
-            |(mut routes, known, gateways, hosts, ports, identities, config)| {
+            |(mut routes, known, gateways, hosts, ports, identities, config, pods)| {
                 let neighbours = gateways
                     .into_iter()
                     .zip(known)
@@ -309,6 +334,7 @@ fn lab() -> impl Strategy<Value = (Lab, Vec<IpAddr>)> {
                     ports,
                     identities,
                     config,
+                    pods,
                 };
                 (lab, hosts)
             },
@@ -865,20 +891,23 @@ pub(crate) fn reference(t: &Tables, frame: &[u8], out: &mut Vec<u8>) -> Verdict 
     process(t, PortId(0), frame, out)
 }
 
-/// Run every frame through both sides; `Err` describes the first mismatch.
+/// Run every frame through both sides; the flow events both made, or
+/// `Err` describing the first mismatch.
 fn compare(
     dp: &mut Datapath,
     lab: &Lab,
     frames: &[Vec<u8>],
     reference: Reference,
-) -> Result<(), String> {
+) -> Result<Vec<Observation>, String> {
     let built = lab.build();
     let tables = built.tables();
-    let snapshot = Snapshot::new(&tables, Lab::ifindex).map_err(|e| e.to_string())?;
-    dp.sync(&snapshot).map_err(|e| e.to_string())?;
+    dp.sync(&lab.snapshot(&tables)?)
+        .map_err(|e| e.to_string())?;
+    dp.set_flows(Some(UNLIMITED)).map_err(|e| e.to_string())?;
     let before = dp.reason_counts().map_err(|e| e.to_string())?;
     let mut want_counts = [0u64; Reason::COUNT];
     let (mut want, mut got) = (Vec::new(), Vec::new());
+    let mut observed = Vec::new();
     for frame in frames {
         let verdict = reference(&tables, frame, &mut want);
         want_counts[verdict.reason as usize] += 1;
@@ -894,6 +923,15 @@ fn compare(
                 hex(&got)
             ));
         }
+        let events = dp.flow_events().ok_or("the flow reader was taken")?;
+        let event = compare_flows(lab, &verdict, &want, events).map_err(|e| {
+            format!(
+                "flow events differ: {e}\n{}\nframe (port 0): {}\nrouter-core: {verdict:?}",
+                describe(lab),
+                hex(frame)
+            )
+        })?;
+        observed.extend(event);
     }
     let after = dp.reason_counts().map_err(|e| e.to_string())?;
     let got_counts: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
@@ -903,7 +941,55 @@ fn compare(
             describe(lab)
         ));
     }
-    Ok(())
+    Ok(observed)
+}
+
+/// Flow events without a rate limit.
+const UNLIMITED: Limit = Limit {
+    rate: u32::MAX,
+    burst: u32::MAX,
+};
+
+/// The program's flow events for one frame against router-core's: the
+/// event `flow::observe` makes of the reference verdict, about the packet
+/// the verdict's output holds (after an encapsulation, the inner one),
+/// byte for byte.
+fn compare_flows(
+    lab: &Lab,
+    verdict: &Verdict,
+    out: &[u8],
+    events: Vec<Result<Event, BadEvent>>,
+) -> Result<Option<Observation>, String> {
+    let events: Vec<Event> = events
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let want = flow::observe(
+        lab.side(PortId(0)),
+        verdict.egress.map(|p| lab.side(p)),
+        verdict.reason,
+        verdict.decapsulated,
+    );
+    let (want, event) = match (want, events.as_slice()) {
+        (None, []) => return Ok(None),
+        (Some(want), [event]) => (want, event),
+        (want, got) => return Err(format!("router-core {want:?}, xdp program {got:?}")),
+    };
+    let ip = verdict.observed_ip(out);
+    let expected_egress = verdict.egress.and_then(Lab::ifindex);
+    if event.observation != want
+        || event.ingress != INGRESS_IFINDEX
+        || event.egress != expected_egress
+        || event.decapsulated != verdict.decapsulated
+        || event.len as usize != ip.len()
+        || event.bytes != ip[..ip.len().min(FLOW_BYTES)]
+    {
+        return Err(format!(
+            "router-core {want:?} egress {expected_egress:?} about {}\nxdp program {event:?}",
+            hex(ip)
+        ));
+    }
+    Ok(Some(want))
 }
 
 fn describe(lab: &Lab) -> String {
@@ -956,12 +1042,29 @@ fn xdp_program_matches_router_core() {
         ..RunnerConfig::default()
     });
     let start = std::time::Instant::now();
+    let events = std::cell::RefCell::new(BTreeMap::<String, u64>::new());
     let result = runner.run(&cases(), |(lab, frames)| {
-        compare(&mut dp.borrow_mut(), &lab, &frames, reference).map_err(TestCaseError::fail)
+        let observed =
+            compare(&mut dp.borrow_mut(), &lab, &frames, reference).map_err(TestCaseError::fail)?;
+        for o in observed {
+            let kind = match (o.point, o.verdict) {
+                (Some(point), _) => point.name().to_string(),
+                (None, verdict) => format!("{verdict:?}"),
+            };
+            *events.borrow_mut().entry(kind).or_default() += 1;
+        }
+        Ok(())
     });
     if let Err(e) = result {
         panic!("{e}");
     }
+    let events = events.into_inner();
+    eprintln!("flow events, equal on both sides: {events:?}");
+    for point in ["to-endpoint", "to-network", "to-overlay", "to-stack"] {
+        assert!(events.contains_key(point), "no {point} event was made");
+    }
+    let drops = events.keys().filter(|k| k.starts_with("Dropped")).count();
+    assert!(drops >= 5, "only {drops} kinds of drop event were made");
     let counts = dp.borrow().reason_counts().expect("counters read");
     let exits: Vec<(Reason, u64)> = (0..Reason::COUNT as u8)
         .filter_map(|i| Some((Reason::from_index(i)?, counts[usize::from(i)])))
@@ -1018,6 +1121,7 @@ fn negative_control_catches_a_perturbed_reference() {
             hash_seed: 7,
             tunnel: None,
         },
+        pods: BTreeSet::new(),
     };
     let odd = Oddity {
         dst_mac: 0,
@@ -1050,6 +1154,78 @@ fn negative_control_catches_a_perturbed_reference() {
     );
 }
 
+/// The flow comparison objects to a missing event, an extra one, another
+/// point or other bytes.
+#[test]
+fn negative_control_flow_events_that_differ_are_caught() {
+    let mut lab = Lab {
+        routes: Vec::new(),
+        neighbours: Vec::new(),
+        ports: BTreeMap::from([port(0, 1500), port(1, 1500)]),
+        identities: BTreeMap::new(),
+        config: Config::default(),
+        pods: BTreeSet::new(),
+    };
+    let odd = Oddity {
+        dst_mac: 0,
+        version: 0,
+        ihl: 5,
+        length_delta: 0,
+        corrupt_checksum: false,
+        fragment: 0,
+        padding: 0,
+    };
+    let frame = ipv4_frame(
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 1, 0, 7),
+        64,
+        17,
+        &[0, 1, 0, 2, 0, 8, 0, 0],
+        odd,
+    );
+    let verdict = Verdict {
+        egress: Some(PortId(1)),
+        ..reference(&lab.build().tables(), &frame, &mut Vec::new())
+    };
+    let verdict = Verdict {
+        reason: Reason::Forwarded,
+        ..verdict
+    };
+    let ip = verdict.observed_ip(&frame).to_vec();
+    let event = |observation, bytes: &[u8]| Event {
+        ktime: 1,
+        ingress: INGRESS_IFINDEX,
+        egress: Lab::ifindex(PortId(1)),
+        reason: Reason::Forwarded,
+        decapsulated: false,
+        observation,
+        len: ip.len() as u32,
+        bytes: bytes.to_vec(),
+    };
+    let to_network = flow::observe(Side::Network, Some(Side::Network), Reason::Forwarded, false)
+        .expect("a forward makes an event");
+    let good = vec![Ok(event(to_network, &ip))];
+    assert!(compare_flows(&lab, &verdict, &frame, good.clone()).is_ok());
+    assert!(compare_flows(&lab, &verdict, &frame, Vec::new()).is_err());
+    assert!(
+        compare_flows(
+            &lab,
+            &verdict,
+            &frame,
+            [good.clone(), good.clone()].concat()
+        )
+        .is_err()
+    );
+    let mut other = ip.clone();
+    other[8] ^= 1;
+    assert!(compare_flows(&lab, &verdict, &frame, vec![Ok(event(to_network, &other))]).is_err());
+    lab.pods.insert(PortId(1));
+    assert!(
+        compare_flows(&lab, &verdict, &frame, good).is_err(),
+        "to-endpoint expected"
+    );
+}
+
 /// A frame encapsulated by one host and decapsulated by the next: both hops
 /// agree with router-core, and the paths they take are the tunnel ones.
 #[test]
@@ -1065,7 +1241,7 @@ fn tunnel_frames_encapsulate_then_decapsulate() {
         weight: 1,
     };
     let pod = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7));
-    let lab = |routes: Vec<(ipnet::IpNet, Vec<Nexthop>)>| Lab {
+    let lab = |routes: Vec<(ipnet::IpNet, Vec<Nexthop>)>, pod_port: u16| Lab {
         routes: [routes, underlay()].concat(),
         neighbours: vec![(endpoint, mac_of(endpoint)), (pod, mac_of(pod))],
         ports: BTreeMap::from([port(0, 1500), port(1, 1500)]),
@@ -1075,6 +1251,7 @@ fn tunnel_frames_encapsulate_then_decapsulate() {
             hash_seed: 1,
             tunnel: Some(TunnelConfig::new(TUNNEL_LOCAL, INNER_MAC)),
         },
+        pods: BTreeSet::from([PortId(pod_port)]),
     };
     let odd = Oddity {
         dst_mac: 0,
@@ -1095,8 +1272,14 @@ fn tunnel_frames_encapsulate_then_decapsulate() {
         odd,
     );
     for encap in [Encap::Vxlan, Encap::Geneve] {
-        let sender = lab(vec![("10.1.0.0/16".parse().unwrap(), vec![tunnel(encap)])]);
-        compare(&mut dp, &sender, std::slice::from_ref(&inner), reference).expect("encap agrees");
+        // The sender: the pod on port 0 sends into the tunnel.
+        let sender = lab(
+            vec![("10.1.0.0/16".parse().unwrap(), vec![tunnel(encap)])],
+            0,
+        );
+        let events = compare(&mut dp, &sender, std::slice::from_ref(&inner), reference)
+            .expect("encap agrees");
+        assert_eq!(events.first().and_then(|o| o.point), Some(Point::ToOverlay));
         let built = sender.build();
         let mut encapsulated = Vec::new();
         let v = reference(&built.tables(), &inner, &mut encapsulated);
@@ -1110,17 +1293,24 @@ fn tunnel_frames_encapsulate_then_decapsulate() {
             h
         });
         encapsulated[24..26].copy_from_slice(&check.to_be_bytes());
-        let receiver = lab(vec![(
-            "10.1.0.0/16".parse().unwrap(),
-            vec![Nexthop::connected(PortId(1))],
-        )]);
-        compare(
+        let receiver = lab(
+            vec![(
+                "10.1.0.0/16".parse().unwrap(),
+                vec![Nexthop::connected(PortId(1))],
+            )],
+            1,
+        );
+        let events = compare(
             &mut dp,
             &receiver,
             std::slice::from_ref(&encapsulated),
             reference,
         )
         .expect("decap agrees");
+        assert_eq!(
+            events.first().and_then(|o| o.point),
+            Some(Point::ToEndpoint)
+        );
         let mut out = Vec::new();
         let v = reference(&receiver.build().tables(), &encapsulated, &mut out);
         assert_eq!(v.reason, Reason::Forwarded, "{encap:?}");

@@ -7,6 +7,7 @@
 //! - [`services`]: router-core's service table → the service maps' contents.
 //! - [`datapath`]: load the object, sync snapshots into its maps, test-run
 //!   frames and read the per-reason counters.
+//! - [`flows`]: the programs' flow events, read from their ring buffer.
 //!
 //! The programs live in `ebpf/` (a workspace of their own, built for
 //! `bpfel-unknown-none` only) and the map layouts in `common/`.
@@ -16,6 +17,7 @@
 //! its owner restarts: see [`datapath`].
 
 pub mod datapath;
+pub mod flows;
 pub mod object;
 pub mod services;
 pub mod snapshot;

@@ -583,6 +583,7 @@ fn lab(accept_dsr: bool) -> Lab {
                 ..TunnelConfig::new(NODE, INNER_MAC)
             }),
         },
+        pods: BTreeSet::new(),
     }
 }
 

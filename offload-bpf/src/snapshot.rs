@@ -140,6 +140,7 @@ impl Snapshot {
                 inner_mac: tunnel.map_or([0; 6], |t| t.inner_mac.0),
                 dsr: u8::from(tunnel.is_some_and(|t| t.dsr)),
                 pad: [0; 3],
+                pod_ports: [0; MAX_PORTS as usize / 32],
             },
             identities: t.identities.iter().map(|(&a, &v)| (ip_key(a), v)).collect(),
             ..Snapshot::default()
@@ -191,6 +192,17 @@ impl Snapshot {
             s.local_filter[word as usize] |= bit;
         }
         Ok(s)
+    }
+
+    /// The same maps with `pods` the ports that face this node's pods
+    /// (flow events name their sides by it).
+    pub fn with_pod_ports(mut self, pods: &BTreeSet<PortId>) -> Self {
+        for p in pods {
+            if let Some(word) = self.config.pod_ports.get_mut(usize::from(p.0 / 32)) {
+                *word |= 1 << (p.0 % 32);
+            }
+        }
+        self
     }
 
     /// Flatten every group the tries reach into nexthop slots and bucket

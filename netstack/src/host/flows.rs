@@ -8,7 +8,7 @@
 
 use router_core::datapath::Reason;
 use router_core::flow::{
-    self, DropReason, Flow, Observation, Packet, Side, Verdict, direction::Directions,
+    self, DropReason, Flow, Observation, Side, Verdict, direction::Directions,
 };
 use smoltcp::time::Instant;
 
@@ -56,14 +56,8 @@ impl FlowLog {
     }
 
     fn observed(&mut self, now: Instant, observation: Observation, ip: &[u8]) {
-        if let Some(packet) = Packet::parse(ip) {
-            let reply = self.directions.reply(&packet);
-            self.records.push(Flow {
-                micros: now.total_micros(),
-                observation,
-                packet,
-                reply: Some(reply),
-            });
+        if let Some(flow) = self.directions.flow(now.total_micros(), observation, ip) {
+            self.records.push(flow);
         }
     }
 

@@ -18,6 +18,7 @@
 //!  NDP_ADDRS[port, IPv6] ──> answered by NDP
 //!  LOCAL_FILTER[low 16 bits of an address] ──> "may be in LOCAL"
 //!  REASONS[reason] ──> per-CPU packet counter
+//!  FLOW_SETTINGS[0] ──> flow events on?  FLOWS ──> flow events (ring buffer)
 //!  ACTIVE[0] ──> the half of the double-buffered maps packets read
 //! ```
 //!
@@ -28,6 +29,7 @@
 
 use router_core::lpm;
 
+pub mod flow;
 pub mod service;
 
 /// Buckets per nexthop group: the same as router-core's `ecmp::BUCKETS`.
@@ -265,6 +267,22 @@ pub struct Config {
     pub dsr: u8,
     /// Zero.
     pub pad: [u8; 3],
+    /// Which ports face this node's pods (Cilium's `lxc` devices): bit
+    /// `port % 32` of word `port / 32`. Flow events name their sides by it.
+    pub pod_ports: [u32; MAX_PORTS as usize / 32],
+}
+
+impl Config {
+    /// Whether port `id` faces this node's pods. Port ids are below
+    /// [`MAX_PORTS`] (the loader refuses others); a larger one reads as
+    /// `id % MAX_PORTS`.
+    #[inline(always)]
+    pub fn is_pod_port(&self, id: u16) -> bool {
+        // The mask, with no range check the compiler could fold it into,
+        // bounds the index for the verifier.
+        let word = usize::from(id / 32) & (self.pod_ports.len() - 1);
+        self.pod_ports[word] & (1 << (id % 32)) != 0
+    }
 }
 
 #[cfg(feature = "user")]
@@ -293,6 +311,9 @@ mod pod {
     unsafe impl aya::Pod for super::service::Inputs {}
     unsafe impl aya::Pod for super::service::SocketKey {}
     unsafe impl aya::Pod for super::service::Work {}
+    unsafe impl aya::Pod for super::flow::FlowEvent {}
+    unsafe impl aya::Pod for super::flow::Settings {}
+    unsafe impl aya::Pod for super::flow::State {}
 }
 
 #[cfg(test)]
@@ -308,7 +329,7 @@ mod tests {
         assert_eq!(size_of::<Nexthop>(), 1 + 1 + 2 + 4 + 20 + 6 + 1 + 1 + 12);
         assert_eq!(size_of::<Mac>(), 6);
         assert_eq!(size_of::<Port>(), 4 + 6 + 2);
-        assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6 + 4);
+        assert_eq!(size_of::<Config>(), 4 + 1 + 1 + 2 + 4 + 2 + 6 + 4 + 32);
         assert_eq!(size_of::<ArpKey>(), 8);
         assert_eq!(size_of::<NdpKey>(), 20);
     }

@@ -16,10 +16,11 @@
 //! common case then runs in a program with a third of the code and half the
 //! stack of the whole pipeline.
 //!
-//! Every exit counts its [`Reason`] and maps its [`Action`] to an XDP verdict:
-//! transmit is `XDP_TX` on the ingress port or `bpf_redirect` to the egress
-//! port's ifindex, pass is `XDP_PASS`, drop is `XDP_DROP`. The frame left in
-//! the context is router-core's output frame (after a decap, the inner one).
+//! Every exit counts its [`Reason`], sends its flow event (`flows`) and maps
+//! its [`Action`] to an XDP verdict: transmit is `XDP_TX` on the ingress port
+//! or `bpf_redirect` to the egress port's ifindex, pass is `XDP_PASS`, drop is
+//! `XDP_DROP`. The frame left in the context is router-core's output frame
+//! (after a decap, the inner one).
 
 use aya_ebpf::bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 use aya_ebpf::helpers::{bpf_redirect, bpf_xdp_adjust_tail};
@@ -42,7 +43,7 @@ use crate::maps::{
 };
 use crate::packet::{be16, ptr_at, read, write};
 use crate::tunnel::{self, Outer};
-use crate::{arp, fib, ndp};
+use crate::{arp, fib, flows, ndp};
 
 /// Most bytes of an IPv4 header (IHL 15).
 const MAX_IPV4_HEADER: usize = 60;
@@ -65,22 +66,25 @@ impl Part {
 /// Run the pipeline's part `PART` on one received frame and count its exit reason.
 #[inline(always)]
 pub fn run<const PART: u8>(ctx: &XdpContext) -> u32 {
-    count(process::<PART>(ctx))
+    count(ctx, process::<PART>(ctx), false)
 }
 
 /// Run the rest of the pipeline on the inner frame of a decapsulated tunnel
 /// frame (the tail call target of [`run`]) and count its exit reason.
 #[inline(always)]
 pub fn run_inner(ctx: &XdpContext) -> u32 {
-    count(inner(ctx))
+    count(ctx, inner(ctx), true)
 }
 
+/// Count the exit's reason and send its flow event, if it makes one;
+/// `decapsulated` when the frame is the inner one of a tunnel frame.
 #[inline(always)]
-fn count((reason, verdict): (Reason, u32)) -> u32 {
+fn count(ctx: &XdpContext, (reason, verdict): (Reason, u32), decapsulated: bool) -> u32 {
     if let Some(counter) = REASONS.get_ptr_mut(reason as u32) {
         // SAFETY: a per-CPU slot, written only by this CPU while this program runs.
         unsafe { *counter += 1 };
     }
+    flows::exit(ctx, reason, decapsulated);
     verdict
 }
 
@@ -451,6 +455,7 @@ fn neighbour_mac(nexthop: &Nexthop, neighbour: &IpKey) -> Option<[u8; 6]> {
 /// `XDP_TX` back out of the ingress port, or a redirect to the egress port.
 #[inline(always)]
 fn redirect(egress: &Port, ingress_ifindex: u32) -> u32 {
+    flows::sent_to(egress.ifindex);
     if egress.ifindex == ingress_ifindex {
         XDP_TX
     } else {
@@ -561,6 +566,7 @@ fn encapsulate_to(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Tunnel) -
     if pushed.is_none() {
         return exit(Reason::Malformed);
     }
+    flows::encapsulated(ETH + ENCAP_OVERHEAD + options);
     (
         Reason::Encapsulated,
         redirect(egress, ctx.ingress_ifindex() as u32),
@@ -573,7 +579,7 @@ fn encapsulate_to(ctx: &XdpContext, half: Half, pkt: &Routed, tunnel: &Tunnel) -
 /// left in its scratch space, with Cilium's DSR option naming the service.
 #[inline(always)]
 pub fn run_dispatch(ctx: &XdpContext) -> u32 {
-    count(dispatch(ctx))
+    count(ctx, dispatch(ctx), false)
 }
 
 #[inline(always)]

@@ -4,6 +4,7 @@
 //! - [`packet`]: bounds-checked packet access the verifier accepts.
 //! - [`fib`]: poptrie lookup and ECMP member choice, router-core's own code.
 //! - [`forward`]: the pipeline, exit reasons and XDP verdicts.
+//! - [`flows`]: flow events of the exits, to the loader through a ring buffer.
 //! - [`arp`]: replies to ARP requests for owned and announced addresses.
 //! - [`ndp`]: replies to neighbour solicitations for owned and announced addresses.
 //! - [`tunnel`]: VXLAN/Geneve decapsulation and outer headers.
@@ -15,6 +16,7 @@
 
 mod arp;
 mod fib;
+mod flows;
 mod forward;
 mod maps;
 mod ndp;

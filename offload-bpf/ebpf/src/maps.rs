@@ -13,7 +13,7 @@
 use aya_ebpf::Global;
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
 use nexthop_offload_bpf_common::service::{
     AffinityEntry, AffinityKey, Backend, BackendKey, BackendSet, Connection, DEFAULT_AFFINITY,
     DEFAULT_BACKENDS, DEFAULT_CONNECTIONS, DEFAULT_FRONTENDS, DEFAULT_MAGLEV_SETS,
@@ -24,7 +24,7 @@ use nexthop_offload_bpf_common::{
     ArpKey, Config, DEFAULT_GROUPS, DEFAULT_IDENTITIES, DEFAULT_LEAVES, DEFAULT_LOCAL,
     DEFAULT_NEIGHBOURS, DEFAULT_NEXTHOPS, DEFAULT_NODES, FibNode, GroupBuckets, HALVES,
     INGRESS_IFINDEXES, IpKey, LOCAL_FILTER_WORDS, MAX_PORTS, Mac, NdpKey, Nexthop, Port,
-    REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS, local_filter_bit,
+    REASONS as COUNT, V4_DIRECT_BITS, V6_DIRECT_BITS, flow, local_filter_bit,
 };
 
 /// Which half of the double-buffered maps packets read (entry 0: 0 or 1).
@@ -162,6 +162,18 @@ pub static SVC_WORK: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
 /// Service stage counters, per CPU (index: `counter::*`).
 #[map]
 pub static SVC_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+/// Flow events (`FlowEvent`), when `FLOW_SETTINGS` has them on.
+#[map]
+pub static FLOWS: RingBuf = RingBuf::with_byte_size(flow::RING_BYTES, 0);
+/// Whether flow events are sent, and at what rate (entry 0).
+#[map]
+pub static FLOW_SETTINGS: Array<flow::Settings> = Array::with_max_entries(1, 0);
+/// The rate limit's state and the frame in flight's egress, per CPU.
+#[map]
+pub static FLOW_STATE: PerCpuArray<flow::State> = PerCpuArray::with_max_entries(1, 0);
+/// Flow events sent and lost, per CPU (index: `flow::counter::*`).
+#[map]
+pub static FLOW_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(flow::counter::COUNT, 0);
 /// Packets per exit reason (index: `Reason as u8`).
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT, 0);
@@ -216,6 +228,13 @@ impl Half {
     #[inline(always)]
     pub fn config(self) -> Config {
         self.get(&CONFIG, 0, 1).copied().unwrap_or_default()
+    }
+
+    /// Whether port `id` faces this node's pods (read in place: the
+    /// verifier refuses variable offsets into a copy on the stack).
+    #[inline(always)]
+    pub fn is_pod_port(self, id: u16) -> bool {
+        self.get(&CONFIG, 0, 1).is_some_and(|c| c.is_pod_port(id))
     }
 
     /// The port a frame received on interface `ifindex` arrived on.

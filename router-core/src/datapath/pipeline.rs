@@ -174,6 +174,10 @@ pub struct Verdict {
     /// takes (the egress MTU, less the tunnel headers when encapsulating),
     /// what an ICMP "fragmentation needed" tells the sender.
     pub mtu: Option<u16>,
+    /// For [`Reason::Encapsulated`]: where the encapsulated IP packet
+    /// starts in the output frame (past the outer headers, options and the
+    /// inner Ethernet header).
+    pub inner_at: Option<usize>,
 }
 
 impl Verdict {
@@ -185,7 +189,15 @@ impl Verdict {
             dsr: None,
             decapsulated: false,
             mtu: None,
+            inner_at: None,
         }
+    }
+
+    /// The IP packet a flow event of this verdict is about, in the frame
+    /// `out` the datapath left: the frame's own, or after an encapsulation
+    /// the inner one (empty when `out` holds none).
+    pub fn observed_ip<'a>(&self, out: &'a [u8]) -> &'a [u8] {
+        out.get(self.inner_at.unwrap_or(ETH)..).unwrap_or_default()
     }
     fn transmit(reason: Reason, port: PortId) -> Self {
         Verdict {
@@ -588,8 +600,12 @@ fn encapsulate(
         dport,
     };
     let headers = outer.emit(out.len(), &tunnel_header);
+    let inner_at = headers.len() + ETH;
     out.splice(0..0, headers);
-    Verdict::transmit(Reason::Encapsulated, port)
+    Verdict {
+        inner_at: Some(inner_at),
+        ..Verdict::transmit(Reason::Encapsulated, port)
+    }
 }
 
 /// Outer UDP source port from the inner flow hash: 49152 + the hash's top 14 bits.

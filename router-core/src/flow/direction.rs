@@ -9,7 +9,7 @@
 use alloc::collections::{BTreeSet, VecDeque};
 use core::net::IpAddr;
 
-use super::{L4, Packet, tcp_flags};
+use super::{Flow, L4, Observation, Packet, tcp_flags};
 
 /// A connection as its opener sent it: protocol, source, destination.
 type Key = (u8, IpAddr, u16, IpAddr, u16);
@@ -30,6 +30,19 @@ impl Directions {
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
+    }
+
+    /// The flow event of an observation of the IP packet `ip` (its start
+    /// is enough), made at `micros`, with its direction; `None` when `ip`
+    /// is no IP packet.
+    pub fn flow(&mut self, micros: i64, observation: Observation, ip: &[u8]) -> Option<Flow> {
+        let packet = Packet::parse(ip)?;
+        Some(Flow {
+            micros,
+            observation,
+            packet,
+            reply: Some(self.reply(&packet)),
+        })
     }
 
     /// Whether `packet` is a reply of its connection, learning openers as
