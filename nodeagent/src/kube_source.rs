@@ -68,6 +68,7 @@ pub fn resources() -> Vec<Resource> {
             namespace: Some(BGP_SECRETS_NAMESPACE),
         },
         cilium("CiliumNode", "ciliumnodes"),
+        cilium("CiliumEndpoint", "ciliumendpoints"),
         cilium("CiliumBGPClusterConfig", "ciliumbgpclusterconfigs"),
         cilium("CiliumBGPPeerConfig", "ciliumbgppeerconfigs"),
         cilium("CiliumBGPAdvertisement", "ciliumbgpadvertisements"),
@@ -665,6 +666,18 @@ mod tests {
 
     fn dynamic(object: Value) -> DynamicObject {
         serde_json::from_value(object).unwrap()
+    }
+
+    #[test]
+    fn every_kind_router_core_reads_is_watched_once() {
+        let mut watched: Vec<String> = resources().into_iter().map(|r| r.api.kind).collect();
+        watched.sort();
+        let mut kinds: Vec<&str> = router_core::cilium::objects::Kind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        kinds.sort();
+        assert_eq!(watched, kinds);
     }
 
     #[test]

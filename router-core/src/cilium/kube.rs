@@ -1,11 +1,12 @@
-//! The core Kubernetes objects and Cilium's `CiliumNode` that the BGP control
-//! plane reads: nodes (labels, addresses, pod CIDRs), services (the addresses
-//! it may advertise) and secrets (TCP MD5 passwords).
+//! The core Kubernetes objects and Cilium's `CiliumNode` and
+//! `CiliumEndpoint` that the control plane reads: nodes (labels, addresses,
+//! pod CIDRs), services (the addresses it may advertise), secrets (TCP MD5
+//! passwords) and endpoints (pods' identities and addresses, for naming flows).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -89,6 +90,74 @@ pub struct CiliumNodeIpam {
     /// `spec.ipam.podCIDRs`.
     #[serde(default, rename = "podCIDRs", deserialize_with = "vec_from_str")]
     pub pod_cidrs: Vec<IpNet>,
+}
+
+/// A `CiliumEndpoint` (cilium.io/v2): a pod as its node's agent publishes
+/// it, with its security identity and addresses; what the other nodes name
+/// its traffic by (their ipcache).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CiliumEndpoint {
+    /// Named (and namespaced) after its pod.
+    pub metadata: ObjectMeta,
+    /// Identity and addresses.
+    #[serde(default)]
+    pub status: CiliumEndpointStatus,
+}
+
+/// `CiliumEndpoint.status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CiliumEndpointStatus {
+    /// `status.identity`.
+    #[serde(default)]
+    pub identity: EndpointIdentity,
+    /// `status.networking`.
+    #[serde(default)]
+    pub networking: EndpointNetworking,
+}
+
+/// `CiliumEndpoint.status.identity`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointIdentity {
+    /// The numeric security identity.
+    #[serde(default)]
+    pub id: u32,
+    /// Its labels (`k8s:app=webpod`).
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// `CiliumEndpoint.status.networking`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointNetworking {
+    /// The pod's addresses.
+    #[serde(default)]
+    pub addressing: Vec<EndpointAddressing>,
+    /// The address of the node the pod runs on.
+    #[serde(default, rename = "node")]
+    pub node_ip: Option<IpAddr>,
+}
+
+/// One entry of `status.networking.addressing`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointAddressing {
+    /// IPv4 address.
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl CiliumEndpoint {
+    /// The pod's addresses.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.status.networking.addressing.iter().flat_map(|a| {
+            a.ipv4
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(a.ipv6.map(IpAddr::V6))
+        })
+    }
 }
 
 /// A Kubernetes `Service` (core/v1): what a Service advertisement can

@@ -5,7 +5,8 @@
 //!
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`.
 //! - [`selector`]: label selectors.
-//! - [`kube`]: `Node`, `CiliumNode`, `Service`, `EndpointSlice`, `Secret`;
+//! - [`kube`]: `Node`, `CiliumNode`, `CiliumEndpoint`, `Service`,
+//!   `EndpointSlice`, `Secret`;
 //!   [`lbpool`]: `CiliumLoadBalancerIPPool`.
 //! - [`bgp`]: `CiliumBGPClusterConfig`, `CiliumBGPPeerConfig`, `CiliumBGPAdvertisement`.
 //! - [`objects`]: the kinds understood and the set of objects.
@@ -19,6 +20,8 @@
 //! - [`limits`]: bounds on YAML input (size, nesting) both runtimes apply.
 //! - [`node`]: one node's BGP control plane — reconciles its speakers with
 //!   the objects and reports their status; what both runtimes drive.
+//! - [`ipcache`]: what a node knows of an address (a pod with its identity,
+//!   a node, the world), the names flows are printed with.
 //! - [`status`]: what a control plane reports about peers and routes;
 //!   [`table`]: `bgp peers` / `bgp routes` tables of it.
 //!
@@ -30,6 +33,7 @@
 pub mod bgp;
 pub mod desired;
 pub mod export;
+pub mod ipcache;
 pub mod kube;
 pub mod l2announce;
 pub mod l2policy;

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use super::bgp::{Advertisement, ClusterConfig, NodeConfigOverride, PeerConfig};
-use super::kube::{CiliumNode, EndpointSlice, Node, Secret, Service};
+use super::kube::{CiliumEndpoint, CiliumNode, EndpointSlice, Node, Secret, Service};
 use super::l2policy::L2AnnouncementPolicy;
 use super::lbpool::LoadBalancerIPPool;
 use super::meta::{ObjectMeta, TypeMeta};
@@ -27,6 +27,8 @@ pub enum Kind {
     EndpointSlice,
     /// cilium.io/v2 `CiliumNode`.
     CiliumNode,
+    /// cilium.io/v2 `CiliumEndpoint`.
+    CiliumEndpoint,
     /// cilium.io/v2 or v2alpha1 `CiliumBGPClusterConfig`.
     ClusterConfig,
     /// cilium.io/v2 or v2alpha1 `CiliumBGPPeerConfig`.
@@ -43,12 +45,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind nexthop reads.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Node,
         Kind::Service,
         Kind::Secret,
         Kind::EndpointSlice,
         Kind::CiliumNode,
+        Kind::CiliumEndpoint,
         Kind::ClusterConfig,
         Kind::PeerConfig,
         Kind::Advertisement,
@@ -70,6 +73,7 @@ impl Kind {
             "Secret" if core => Kind::Secret,
             "EndpointSlice" if meta.api_version == "discovery.k8s.io/v1" => Kind::EndpointSlice,
             "CiliumNode" if meta.api_version == "cilium.io/v2" => Kind::CiliumNode,
+            "CiliumEndpoint" if meta.api_version == "cilium.io/v2" => Kind::CiliumEndpoint,
             "CiliumBGPClusterConfig" if cilium => Kind::ClusterConfig,
             "CiliumBGPPeerConfig" if cilium => Kind::PeerConfig,
             "CiliumBGPAdvertisement" if cilium => Kind::Advertisement,
@@ -88,6 +92,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::CiliumNode => "CiliumNode",
+            Kind::CiliumEndpoint => "CiliumEndpoint",
             Kind::ClusterConfig => "CiliumBGPClusterConfig",
             Kind::PeerConfig => "CiliumBGPPeerConfig",
             Kind::Advertisement => "CiliumBGPAdvertisement",
@@ -105,6 +110,7 @@ impl Kind {
             Kind::Secret => Object::Secret(Secret::deserialize(d)?),
             Kind::EndpointSlice => Object::EndpointSlice(EndpointSlice::deserialize(d)?),
             Kind::CiliumNode => Object::CiliumNode(CiliumNode::deserialize(d)?),
+            Kind::CiliumEndpoint => Object::CiliumEndpoint(CiliumEndpoint::deserialize(d)?),
             Kind::ClusterConfig => Object::ClusterConfig(ClusterConfig::deserialize(d)?),
             Kind::PeerConfig => Object::PeerConfig(PeerConfig::deserialize(d)?),
             Kind::Advertisement => Object::Advertisement(Advertisement::deserialize(d)?),
@@ -134,6 +140,8 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     /// A `CiliumNode`.
     CiliumNode(CiliumNode),
+    /// A `CiliumEndpoint`.
+    CiliumEndpoint(CiliumEndpoint),
     /// A `CiliumBGPClusterConfig`.
     ClusterConfig(ClusterConfig),
     /// A `CiliumBGPPeerConfig`.
@@ -157,6 +165,7 @@ impl Object {
             Object::Secret(_) => Kind::Secret,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::CiliumNode(_) => Kind::CiliumNode,
+            Object::CiliumEndpoint(_) => Kind::CiliumEndpoint,
             Object::ClusterConfig(_) => Kind::ClusterConfig,
             Object::PeerConfig(_) => Kind::PeerConfig,
             Object::Advertisement(_) => Kind::Advertisement,
@@ -174,6 +183,7 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::CiliumNode(o) => &o.metadata,
+            Object::CiliumEndpoint(o) => &o.metadata,
             Object::ClusterConfig(o) => &o.metadata,
             Object::PeerConfig(o) => &o.metadata,
             Object::Advertisement(o) => &o.metadata,
@@ -198,6 +208,8 @@ pub struct Objects {
     pub nodes: BTreeMap<String, Node>,
     /// Cilium nodes by name.
     pub cilium_nodes: BTreeMap<String, CiliumNode>,
+    /// Cilium endpoints (pods) by (namespace, name).
+    pub cilium_endpoints: BTreeMap<(String, String), CiliumEndpoint>,
     /// Services by (namespace, name).
     pub services: BTreeMap<(String, String), Service>,
     /// Secrets by (namespace, name).
@@ -256,6 +268,11 @@ impl Objects {
                 let key = (ns.into(), o.metadata.name.clone());
                 self.endpoint_slices.insert(key, o);
             }
+            Object::CiliumEndpoint(o) => {
+                let ns = o.metadata.namespace.as_deref().unwrap_or("default");
+                let key = (ns.into(), o.metadata.name.clone());
+                self.cilium_endpoints.insert(key, o);
+            }
             Object::ClusterConfig(o) => {
                 self.cluster_configs.insert(o.metadata.name.clone(), o);
             }
@@ -285,7 +302,7 @@ impl Objects {
     }
 
     /// Remove the object of `kind` named `name` (in `namespace` for services,
-    /// secrets and endpoint slices, `default` when `None`, as
+    /// secrets, endpoint slices and Cilium endpoints, `default` when `None`, as
     /// [`Objects::insert`] keys them); whether there was one.
     pub fn remove(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> bool {
         let key = || {
@@ -300,6 +317,7 @@ impl Objects {
             Kind::Service => self.services.remove(&key()).is_some(),
             Kind::Secret => self.secrets.remove(&key()).is_some(),
             Kind::EndpointSlice => self.endpoint_slices.remove(&key()).is_some(),
+            Kind::CiliumEndpoint => self.cilium_endpoints.remove(&key()).is_some(),
             Kind::ClusterConfig => self.cluster_configs.remove(name).is_some(),
             Kind::PeerConfig => self.peer_configs.remove(name).is_some(),
             Kind::Advertisement => self.advertisements.remove(name).is_some(),

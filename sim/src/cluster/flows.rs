@@ -3,14 +3,16 @@
 //! lists, `cilium-dbg endpoint list`); and each step's BGP events.
 //!
 //! Owns collecting the nodes' events (in time order, ties in node-name
-//! order), resolving addresses to pods and reserved identities from the
-//! observing node's point of view, the socket load-balancer's translation
-//! events, and keeping the previous step's flows (for `observe`) and, when
-//! asked, all of them (for `--flows`). What makes an event and how it is
-//! printed are router-core's ([`router_core::flow`]).
+//! order), filling the lab's ipcache (its pods and nodes), the socket
+//! load-balancer's translation events, and keeping the previous step's
+//! flows (for `observe`) and, when asked, all of them (for `--flows`).
+//! What makes an event, how an address is named from the observing node
+//! and how flows are printed are router-core's ([`router_core::flow`],
+//! [`router_core::cilium::ipcache`]).
 
 use std::net::{IpAddr, SocketAddr};
 
+use router_core::cilium::ipcache::IpCache;
 use router_core::cilium::table::EndpointRow;
 use router_core::flow::hubble::{Endpoint, Observed, identity};
 use router_core::flow::{Flow, L4, Observation, Packet, Point, Verdict};
@@ -107,39 +109,37 @@ impl Cluster {
             .map(|(name, &id)| (name.clone(), id))
             .collect();
         let mut flows = Vec::new();
+        let mut ipcache = None;
         for (name, id) in nodes {
             for flow in self.engine.node_mut(id).host.take_flows() {
-                flows.push(self.named(&name, flow));
+                let ipcache = ipcache.get_or_insert_with(|| self.ipcache());
+                flows.push(Observed {
+                    source: ipcache.endpoint(&name, flow.packet.src),
+                    destination: ipcache.endpoint(&name, flow.packet.dst),
+                    node: name.clone(),
+                    flow,
+                });
             }
         }
         flows.sort_by_key(|o| o.flow.micros);
         flows
     }
 
-    fn named(&self, node: &str, flow: Flow) -> Observed {
-        Observed {
-            node: node.to_string(),
-            source: self.endpoint(node, flow.packet.src),
-            destination: self.endpoint(node, flow.packet.dst),
-            flow,
+    /// The cluster's ipcache: its pods and its Kubernetes nodes' addresses.
+    fn ipcache(&self) -> IpCache {
+        let mut cache = IpCache::new();
+        for pod in self.workloads.pods() {
+            cache.insert_pod(IpAddr::V4(pod.ip), self.pod_endpoint(pod));
         }
-    }
-
-    /// What `node` knows of `addr`: a pod with its identity, the node
-    /// itself (`host`), another node (`remote-node`), or `world`.
-    fn endpoint(&self, node: &str, addr: IpAddr) -> Endpoint {
-        if let Some(pod) = self.workloads.pods().find(|p| IpAddr::V4(p.ip) == addr) {
-            return self.pod_endpoint(pod);
-        }
-        let owner = self.hosts.iter().find(|&(_, &id)| {
+        for (name, &id) in &self.hosts {
             let h = self.engine.node(id);
-            h.role == Role::K8sNode && h.host.addresses().any(|a| a == addr)
-        });
-        match owner {
-            Some((name, _)) if name == node => Endpoint::reserved(identity::HOST),
-            Some(_) => Endpoint::reserved(identity::REMOTE_NODE),
-            None => Endpoint::reserved(identity::WORLD),
+            if h.role == Role::K8sNode {
+                for addr in h.host.addresses() {
+                    cache.insert_node(addr, name);
+                }
+            }
         }
+        cache
     }
 
     fn pod_endpoint(&self, pod: &PodInfo) -> Endpoint {
