@@ -1,7 +1,8 @@
 //! The query socket: a Unix stream socket speaking line-delimited JSON, one
-//! [`Request`] per line, one [`Response`] per line. Requests are bounded
-//! ([`MAX_REQUEST_BYTES`]); a bad one gets a response naming the error, then
-//! the connection closes.
+//! [`Request`] per line, one [`Response`] per line (an `observe --follow`
+//! gets one more for every new flow, until the client closes). Requests are
+//! bounded ([`MAX_REQUEST_BYTES`]); a bad one gets a response naming the
+//! error, then the connection closes.
 
 use std::io;
 use std::path::Path;
@@ -9,11 +10,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 use crate::controller::Controller;
+use crate::hubble::{self, Hubble};
 use crate::status::{L2AnnounceEntry, Request, Response};
+use router_core::flow::hubble::{Filter, Observed};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
 
 /// The longest request line the socket reads; a longer one gets an error.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -46,7 +52,11 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 
 /// Answer queries on `listener` for as long as the agent runs. Failing to
 /// accept a connection is logged and retried with backoff, never fatal.
-pub async fn serve(listener: UnixListener, controller: Controller) -> io::Result<()> {
+pub async fn serve(
+    listener: UnixListener,
+    controller: Controller,
+    flows: Option<Hubble>,
+) -> io::Result<()> {
     let mut backoff = Duration::from_millis(10);
     loop {
         let stream = match listener.accept().await {
@@ -62,15 +72,20 @@ pub async fn serve(listener: UnixListener, controller: Controller) -> io::Result
             }
         };
         let controller = controller.clone();
+        let flows = flows.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, controller).await {
+            if let Err(e) = answer(stream, controller, flows).await {
                 debug!(error = %e, "query connection ended");
             }
         });
     }
 }
 
-async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    controller: Controller,
+    flows: Option<Hubble>,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -117,6 +132,23 @@ async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
                     .collect(),
                 ..Response::default()
             },
+            Ok(Request::Observe { flags }) => match observe(flows.as_ref(), &flags) {
+                Ok((filter, follow, lines)) => {
+                    let response = Response {
+                        flows: lines,
+                        ..Response::default()
+                    };
+                    send(&mut write, &response).await?;
+                    if let Some(rx) = follow {
+                        return follow_flows(&mut write, rx, &filter).await;
+                    }
+                    continue;
+                }
+                Err(error) => Response {
+                    error: Some(error),
+                    ..Response::default()
+                },
+            },
             Err(error) => {
                 warn!("{error}");
                 let response = Response {
@@ -129,14 +161,72 @@ async fn answer(stream: UnixStream, controller: Controller) -> io::Result<()> {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
         };
-        let mut text = serde_json::to_string(&response)?;
-        text.push('\n');
-        write.write_all(text.as_bytes()).await?;
+        send(&mut write, &response).await?;
     }
 }
 
-/// Send one query to the agent listening on `path`.
-pub async fn query(path: &Path, request: &Request) -> io::Result<Response> {
+async fn send(write: &mut OwnedWriteHalf, response: &Response) -> io::Result<()> {
+    let mut text = serde_json::to_string(response)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
+}
+
+/// The parsed flags of an `observe`, the new flows to follow (with
+/// `--follow`) and the kept flows the flags select; or why not.
+fn observe(
+    flows: Option<&Hubble>,
+    flags: &[String],
+) -> Result<(Filter, Option<Receiver<Observed>>, Vec<String>), String> {
+    let filter = Filter::parse(flags.iter().map(String::as_str)).map_err(|e| e.to_string())?;
+    let hubble = flows.ok_or(
+        "flow events are off: start the agent with --enable-hubble (and the XDP datapath)",
+    )?;
+    // Subscribed before the kept flows are read: a follower misses none.
+    let follow = filter.follow.then(|| hubble.subscribe());
+    let lines = hubble.lines(&filter);
+    Ok((filter, follow, lines))
+}
+
+/// Send every new flow `filter` selects, one answer each, until the client
+/// goes away.
+async fn follow_flows(
+    write: &mut OwnedWriteHalf,
+    mut rx: Receiver<Observed>,
+    filter: &Filter,
+) -> io::Result<()> {
+    let mut each = filter.clone();
+    each.last = None;
+    loop {
+        match rx.recv().await {
+            Ok(flow) => {
+                let lines = hubble::print(&each, std::slice::from_ref(&flow));
+                if !lines.is_empty() {
+                    send(
+                        write,
+                        &Response {
+                            flows: lines,
+                            ..Response::default()
+                        },
+                    )
+                    .await?;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                warn!(lost = n, "an observe --follow fell behind; flows skipped");
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+/// Send one query to the agent listening on `path` and hand its answers
+/// to `each` for as long as it asks for more (an `observe --follow`
+/// answers until the client closes) and the agent sends them.
+pub async fn query_each(
+    path: &Path,
+    request: &Request,
+    mut each: impl FnMut(Response) -> bool,
+) -> io::Result<()> {
     let stream = UnixStream::connect(path).await.map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -147,17 +237,29 @@ pub async fn query(path: &Path, request: &Request) -> io::Result<Response> {
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
-    let line = BufReader::new(read)
-        .lines()
-        .next_line()
-        .await?
-        .ok_or_else(|| {
+    let mut lines = BufReader::new(read).lines();
+    loop {
+        let line = lines.next_line().await?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "the agent closed the socket")
         })?;
-    let response: Response =
-        serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    match response.error {
-        Some(error) => Err(io::Error::new(io::ErrorKind::InvalidData, error)),
-        None => Ok(response),
+        let response: Response = serde_json::from_str(&line)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let Some(error) = response.error {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+        if !each(response) {
+            return Ok(());
+        }
     }
+}
+
+/// Send one query to the agent listening on `path`; its answer.
+pub async fn query(path: &Path, request: &Request) -> io::Result<Response> {
+    let mut answer = None;
+    query_each(path, request, |r| {
+        answer = Some(r);
+        false
+    })
+    .await?;
+    Ok(answer.expect("query_each returns Ok only after an answer"))
 }

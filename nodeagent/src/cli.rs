@@ -10,16 +10,19 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
 use router_core::cilium::Objects;
+use router_core::cilium::ipcache::IpCache;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::{self, Capacity};
+use nexthop_offload_bpf::flows::Limit;
 
 use crate::api;
 use crate::config::Directory;
 use crate::controller::Controller;
 use crate::controller::node_options;
+use crate::hubble::{self, Hubble};
 use crate::kube_source;
 use crate::l2::{Announced, L2Config};
 use crate::lease_store::{self, Clock, LeaseStore, StoreConfig};
@@ -96,6 +99,19 @@ enum Command {
     L2Announce {
         #[command(flatten)]
         common: QueryArgs,
+    },
+    /// The node's flows, as `hubble observe` prints them: the flags are
+    /// hubble's (`--pod`, `--namespace`, `--ip`, `--port`, each also as
+    /// `--from-…`/`--to-…`, `--protocol`, `--verdict`, `--type`,
+    /// `--last N`, `-f`/`--follow`, `-o json`, `--print-node-name`).
+    /// Needs an agent run with `--enable-hubble`.
+    Observe {
+        /// The agent's query socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// `hubble observe`'s flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
     },
     /// Query a running agent's service table.
     Service {
@@ -182,6 +198,19 @@ struct AgentDatapath {
     /// elsewhere.
     #[arg(long)]
     kube_proxy_replacement: bool,
+    /// Record the datapath's flow events for `nexthop-agent observe`
+    /// (Cilium's `hubble.enabled`); off by default.
+    #[arg(long)]
+    enable_hubble: bool,
+    /// Flows the agent keeps for `observe` (oldest dropped first).
+    #[arg(long, default_value_t = hubble::DEFAULT_CAPACITY)]
+    hubble_event_buffer_capacity: usize,
+    /// Flow events each CPU may send per second; the rest are counted as lost.
+    #[arg(long, default_value_t = Limit::default().rate)]
+    hubble_events_per_second: u32,
+    /// Flow events each CPU may send at once after a quiet spell.
+    #[arg(long, default_value_t = Limit::default().burst)]
+    hubble_events_burst: u32,
     /// How new flows pick their backend: `random` or `maglev`.
     #[arg(long, default_value = "random", value_parser = parse_algorithm)]
     bpf_lb_algorithm: Algorithm,
@@ -490,6 +519,19 @@ pub fn main() -> ExitCode {
                     return Err("--kube-proxy-replacement needs --datapath-interface: the XDP program serves the services".into());
                 }
                 let cgroup = datapath.socket_cgroup()?;
+                if datapath.enable_hubble && interfaces.is_empty() {
+                    return Err("--enable-hubble needs --datapath-interface: the XDP program makes the flow events".into());
+                }
+                let hubble = datapath
+                    .enable_hubble
+                    .then(|| Hubble::new(&node, datapath.hubble_event_buffer_capacity));
+                let flows = hubble.clone().map(|hubble| offload::Flows {
+                    hubble,
+                    limit: Limit {
+                        rate: datapath.hubble_events_per_second,
+                        burst: datapath.hubble_events_burst,
+                    },
+                });
                 let (served, serving) = watch::channel(None);
                 let served = datapath.kube_proxy_replacement.then_some(served);
                 let datapath = (!interfaces.is_empty()).then(|| {
@@ -509,6 +551,7 @@ pub fn main() -> ExitCode {
                         },
                         metrics: None,
                         cgroup,
+                        flows,
                     };
                     let feeds = offload::Feeds {
                         announced: led,
@@ -517,10 +560,16 @@ pub fn main() -> ExitCode {
                     (opts, feeds)
                 });
                 let services = (service_options, served);
-                run(source, options, l2, services, datapath, &socket, metrics).await
+                let serving = Serving {
+                    socket: &socket,
+                    metrics,
+                    hubble,
+                };
+                run(source, options, l2, services, datapath, serving).await
             })
         }
         Command::L2Announce { common } => runtime.block_on(l2_announce(common)),
+        Command::Observe { socket, flags } => runtime.block_on(observe(&socket, flags)),
         Command::Service {
             query: ServiceQuery::List { common },
         } => runtime.block_on(service_list(common)),
@@ -569,6 +618,7 @@ fn datapath(command: DatapathCommand, runtime: &tokio::runtime::Runtime) -> Resu
                 },
                 metrics,
                 cgroup: None,
+                flows: None,
             };
             runtime.block_on(offload::run(&opts, offload::Feeds::default()))
         }
@@ -660,15 +710,26 @@ enum Source {
     Kubernetes(Option<PathBuf>),
 }
 
+/// What a running agent serves: its query socket, its metrics page, its flows.
+struct Serving<'a> {
+    socket: &'a Path,
+    metrics: Option<SocketAddr>,
+    hubble: Option<Hubble>,
+}
+
 async fn run(
     source: Source,
     options: NodeOptions,
     l2: Option<L2Config>,
     (service_options, served): (services::Options, Option<watch::Sender<Option<Served>>>),
     datapath: Option<(offload::RunOptions, offload::Feeds)>,
-    socket: &Path,
-    metrics: Option<SocketAddr>,
+    serving: Serving<'_>,
 ) -> Result<(), String> {
+    let Serving {
+        socket,
+        metrics,
+        hubble,
+    } = serving;
     let node = options.name.clone();
     let listener =
         api::bind(socket).map_err(|e| format!("query socket {}: {e}", socket.display()))?;
@@ -696,7 +757,15 @@ async fn run(
     };
     let api = {
         let controller = controller.clone();
-        tokio::spawn(async move { api::serve(listener, controller).await })
+        let hubble = hubble.clone();
+        tokio::spawn(async move { api::serve(listener, controller, hubble).await })
+    };
+    // Flows are named by the cluster's objects as they are now.
+    let reconcile = |objects: Objects| {
+        if let Some(h) = &hubble {
+            h.set_ipcache(IpCache::of(&objects));
+        }
+        controller.reconcile(objects);
     };
     let metrics = metrics.map(|addr| {
         let controller = controller.clone();
@@ -713,7 +782,7 @@ async fn run(
                     let (current, read) = read_off_thread(current).await;
                     directory = Some(current);
                     match read {
-                        Ok(Some(objects)) => controller.reconcile(objects),
+                        Ok(Some(objects)) => reconcile(objects),
                         Ok(None) => {}
                         Err(e) => warn!(error = %e, "cannot read the configuration directory"),
                     }
@@ -731,7 +800,7 @@ async fn run(
                     advertisements = objects.advertisements.len(),
                     "objects from the Kubernetes API"
                 );
-                controller.reconcile(objects);
+                reconcile(objects);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -829,6 +898,23 @@ async fn service_list(common: QueryArgs) -> Result<(), String> {
         ),
     }
     Ok(())
+}
+
+async fn observe(socket: &Path, flags: Vec<String>) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let follow = flags.iter().any(|f| f == "-f" || f == "--follow");
+    api::query_each(socket, &Request::Observe { flags }, |response| {
+        for line in &response.flows {
+            // A closed pipe (`| head`) ends the loop below.
+            if writeln!(stdout, "{line}").is_err() {
+                return false;
+            }
+        }
+        follow && stdout.flush().is_ok()
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn l2_announce(common: QueryArgs) -> Result<(), String> {

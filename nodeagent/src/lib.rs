@@ -16,12 +16,14 @@
 //! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
 //!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
 //! - [`services`]: the node's service table (`service list`).
+//! - [`hubble`]: the datapath's flow events, named and kept (`observe`).
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod hubble;
 pub mod kernel;
 pub mod kube_source;
 pub mod l2;

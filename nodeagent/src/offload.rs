@@ -18,11 +18,13 @@ use std::time::Duration;
 
 use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::{self, Capacity, Datapath, pinned_reason_counts, remove_pins};
+use nexthop_offload_bpf::flows::Limit;
 use nexthop_offload_bpf::snapshot::Snapshot;
 use router_core::PortId;
 use router_core::datapath::Reason;
 use tracing::{info, warn};
 
+use crate::hubble::Hubble;
 use crate::kernel::{HostTables, KernelState};
 use crate::l2::Announced;
 use crate::services::Served;
@@ -53,6 +55,18 @@ pub struct RunOptions {
     /// a `connect()` or `sendmsg()` to a service from a process in it goes
     /// to a backend (`--kube-proxy-replacement`).
     pub cgroup: Option<PathBuf>,
+    /// Record flow events into this buffer (`--enable-hubble`); `None`
+    /// switches them off.
+    pub flows: Option<Flows>,
+}
+
+/// Where the datapath's flow events go, and at what rate.
+#[derive(Debug, Clone)]
+pub struct Flows {
+    /// The node's flow buffer.
+    pub hubble: Hubble,
+    /// Events each CPU may send.
+    pub limit: Limit,
 }
 
 /// What the controller feeds the datapath loop inside `nexthop-agent run`.
@@ -77,14 +91,15 @@ fn snapshot(
     let mut tables = HostTables::new(&state, interfaces)?;
     tables.announce(interfaces, announced);
     tables.owned.config.tunnel = served.and_then(|s| s.tunnel);
-    let mut snapshot = Snapshot::new(&tables.owned.tables(), |id| {
-        tables.ifindex.get(&id).copied()
-    })
-    .map_err(|e| e.to_string())?;
     let pods: BTreeSet<PortId> = (interfaces.iter().enumerate())
         .filter(|(_, name)| pod_interfaces.contains(name))
         .map(|(i, _)| PortId(i as u16))
         .collect();
+    let mut snapshot = Snapshot::new(&tables.owned.tables(), |id| {
+        tables.ifindex.get(&id).copied()
+    })
+    .map_err(|e| e.to_string())?
+    .with_pod_ports(&pods);
     snapshot.services = served
         .map(|s| {
             let maps = ServiceMaps::new(&s.config, &s.table, &pods)?;
@@ -146,6 +161,17 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
     }
     let mut dp = Datapath::load_pinned(&opts.capacity, &opts.pin_dir).map_err(|e| e.to_string())?;
     info!(pin_dir = %opts.pin_dir.display(), half = dp.active_half(), "datapath loaded");
+    // Set either way: a pinned datapath keeps an earlier run's setting.
+    dp.set_flows(opts.flows.as_ref().map(|f| f.limit))
+        .map_err(|e| format!("flow events: {e}"))?;
+    let reader = match (&opts.flows, dp.take_flow_reader()) {
+        (Some(flows), Some(reader)) => {
+            let hubble = flows.hubble.clone();
+            info!(limit = ?flows.limit, "flow events on");
+            Some(tokio::spawn(crate::hubble::read(reader, hubble)))
+        }
+        _ => None,
+    };
     let mut last = None;
     let (routes, written) = sync(
         &mut dp,
@@ -240,6 +266,13 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
         ) {
             Ok(_) => info!("L2 announcements withdrawn from the datapath"),
             Err(e) => warn!("L2 announcements not withdrawn from the datapath: {e}"),
+        }
+    }
+    if let Some(reader) = reader {
+        // Nobody reads them once the agent is gone.
+        reader.abort();
+        if let Err(e) = dp.set_flows(None) {
+            warn!("flow events not switched off: {e}");
         }
     }
     if let Some(m) = metrics

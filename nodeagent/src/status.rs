@@ -23,6 +23,12 @@ pub enum Request {
     /// The node's service table.
     #[serde(rename = "service-list")]
     ServiceList,
+    /// The node's flows, selected by `hubble observe`'s flags; with
+    /// `--follow`, one more answer for every new flow selected.
+    Observe {
+        /// The flags, e.g. `["--pod", "curl-pod", "-o", "json"]`.
+        flags: Vec<String>,
+    },
 }
 
 /// One row of `l2-announce`: an address led, on an interface.
@@ -52,6 +58,9 @@ pub struct Response {
     /// For [`Request::ServiceList`].
     #[serde(default)]
     pub services: Vec<router_core::cilium::table::ServiceRow>,
+    /// For [`Request::Observe`]: flows, printed as the flags asked.
+    #[serde(default)]
+    pub flows: Vec<String>,
     /// Why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -69,5 +78,12 @@ mod tests {
         );
         let r: Request = serde_json::from_str(r#"{"query":"routes"}"#).unwrap();
         assert_eq!(r, Request::Routes);
+        let observe = Request::Observe {
+            flags: vec!["--last".into(), "5".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&observe).unwrap(),
+            r#"{"query":"observe","flags":["--last","5"]}"#
+        );
     }
 }

@@ -120,12 +120,18 @@ status:
     fn pods_come_from_cilium_endpoints_and_nodes_from_their_addresses() {
         let cache = IpCache::of(&parse(OBJECTS).unwrap());
         let pod = cache.endpoint("k8s-w1", "172.20.0.88".parse().unwrap());
-        assert_eq!((pod.namespace.as_str(), pod.pod.as_str()), ("default", "curl-pod"));
+        assert_eq!(
+            (pod.namespace.as_str(), pod.pod.as_str()),
+            ("default", "curl-pod")
+        );
         assert_eq!(pod.identity, 21500);
         assert_eq!(pod.labels.len(), 2, "the namespace label is not doubled");
         let ctr = "192.168.10.100".parse().unwrap();
         assert_eq!(cache.endpoint("k8s-ctr", ctr).identity, identity::HOST);
-        assert_eq!(cache.endpoint("k8s-w1", ctr).identity, identity::REMOTE_NODE);
+        assert_eq!(
+            cache.endpoint("k8s-w1", ctr).identity,
+            identity::REMOTE_NODE
+        );
         let outside = "8.8.8.8".parse().unwrap();
         assert_eq!(cache.endpoint("k8s-w1", outside).identity, identity::WORLD);
     }
