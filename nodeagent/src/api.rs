@@ -171,12 +171,12 @@ async fn send(write: &mut OwnedWriteHalf, response: &Response) -> io::Result<()>
     write.write_all(text.as_bytes()).await
 }
 
-/// The parsed flags of an `observe`, the new flows to follow (with
-/// `--follow`) and the kept flows the flags select; or why not.
-fn observe(
-    flows: Option<&Hubble>,
-    flags: &[String],
-) -> Result<(Filter, Option<Receiver<Observed>>, Vec<String>), String> {
+/// What an `observe` is answered with: its parsed flags, the new flows to
+/// follow (with `--follow`) and the kept flows the flags select.
+type Observation = (Filter, Option<Receiver<Observed>>, Vec<String>);
+
+/// The answer to an `observe`, or why not.
+fn observe(flows: Option<&Hubble>, flags: &[String]) -> Result<Observation, String> {
     let filter = Filter::parse(flags.iter().map(String::as_str)).map_err(|e| e.to_string())?;
     let hubble = flows.ok_or(
         "flow events are off: start the agent with --enable-hubble (and the XDP datapath)",
