@@ -746,11 +746,18 @@ async fn run(
             (None, Some(kube_source::spawn(client)))
         }
     };
+    // Flows are named by the cluster's objects as they are now.
+    let reconcile = |objects: Objects| {
+        if let Some(h) = &hubble {
+            h.set_ipcache(IpCache::of(&objects));
+        }
+        controller.reconcile(objects);
+    };
     let mut directory = match dir {
         Some(dir) => {
             let (directory, read) = read_off_thread(Directory::new(dir)).await;
             let objects = read.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-            controller.reconcile(objects.unwrap_or_default());
+            reconcile(objects.unwrap_or_default());
             Some(directory)
         }
         None => None,
@@ -759,13 +766,6 @@ async fn run(
         let controller = controller.clone();
         let hubble = hubble.clone();
         tokio::spawn(async move { api::serve(listener, controller, hubble).await })
-    };
-    // Flows are named by the cluster's objects as they are now.
-    let reconcile = |objects: Objects| {
-        if let Some(h) = &hubble {
-            h.set_ipcache(IpCache::of(&objects));
-        }
-        controller.reconcile(objects);
     };
     let metrics = metrics.map(|addr| {
         let controller = controller.clone();

@@ -21,7 +21,7 @@ use router_core::flow::hubble::{Filter, Observed};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::broadcast;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Flows kept (Hubble's default `hubble-event-buffer-capacity`).
 pub const DEFAULT_CAPACITY: usize = 4095;
@@ -75,7 +75,15 @@ impl Hubble {
 
     /// Name flows from now on by `ipcache` (the cluster's objects changed).
     pub fn set_ipcache(&self, ipcache: IpCache) {
-        self.lock().ipcache = ipcache;
+        let mut state = self.lock();
+        if state.ipcache != ipcache {
+            state.ipcache = ipcache;
+            info!(
+                pods = state.ipcache.pods(),
+                nodes = state.ipcache.nodes(),
+                "flows named by the cluster's endpoints"
+            );
+        }
     }
 
     /// Keep the flow of one datapath event, seen at CLOCK_MONOTONIC `ktime`

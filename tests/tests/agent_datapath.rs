@@ -1156,3 +1156,190 @@ fn pods_reaching_outside_the_native_routing_cidr_are_masqueraded_and_their_inbou
         "masquerading: the outside saw {seen:?} from b1–b3; 20 flows from outside to b1 answered unmasqueraded"
     );
 }
+
+/// The simulator's flows of `tests/labs/flows` (one node, two pods and a
+/// router; pings pod to pod and pod to router), in Hubble's JSON layout.
+fn simulated_flows() -> Vec<serde_json::Value> {
+    use nexthop_sim::{cluster::Cluster, engine::EngineConfig, lab::Lab, run};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/flows");
+    let lab = Lab::load(&dir).expect("the flows lab loads");
+    let mut cluster = Cluster::build(lab, EngineConfig::new(1)).expect("the flows lab builds");
+    cluster.flows.all = Some(Vec::new());
+    let report = run::run(&mut cluster, 1);
+    assert!(
+        report.passed(),
+        "the simulator runs the lab:\n{}",
+        report.render()
+    );
+    let flows = cluster.flows.all.take().unwrap_or_default();
+    flows
+        .iter()
+        .map(|o| serde_json::to_value(router_core::flow::hubble::Json::of(o)).unwrap())
+        .collect()
+}
+
+/// A flow's JSON without its times: what both runtimes must agree on.
+fn timeless(mut flow: serde_json::Value) -> serde_json::Value {
+    let object = flow.as_object_mut().expect("a flow is an object");
+    object.remove("time");
+    if let Some(inner) = object.get_mut("flow").and_then(|f| f.as_object_mut()) {
+        inner.remove("time");
+    }
+    flow
+}
+
+/// The pods of the simulated flows: name → (address, identity, labels).
+fn pods_of(flows: &[serde_json::Value]) -> BTreeMap<String, (String, u64, Vec<String>)> {
+    let mut pods = BTreeMap::new();
+    for f in flows {
+        let f = &f["flow"];
+        for (end, ip) in [("source", "source"), ("destination", "destination")] {
+            let e = &f[end];
+            if let Some(name) = e["pod_name"].as_str() {
+                let labels = e["labels"].as_array().unwrap();
+                pods.insert(
+                    name.to_string(),
+                    (
+                        f["IP"][ip].as_str().unwrap().to_string(),
+                        e["identity"].as_u64().unwrap(),
+                        labels.iter().map(|l| l.as_str().unwrap().into()).collect(),
+                    ),
+                );
+            }
+        }
+    }
+    pods
+}
+
+/// The flows lab on namespaces: k8s-ctr's agent with `--enable-hubble`,
+/// its pods as namespaces behind `lxc-*` veths (addresses and identities as
+/// the simulator gave them, published as CiliumEndpoints), the router on
+/// eth1. The same pings as the lab's scenario; `nexthop-agent observe`
+/// shows the simulator's flows, field for field but the times.
+#[test]
+fn agent_observe_shows_the_simulators_flows_for_the_same_traffic() {
+    if skips(&["ip", "nsenter", "ping"]) {
+        return;
+    }
+    let simulated = simulated_flows();
+    let pods = pods_of(&simulated);
+    // Each pod's namespace and the node's end of its veth.
+    const LXC: [(&str, &str); 2] = [("curl-pod", "lxc-curl"), ("webpod", "lxc-web")];
+    assert!(
+        pods.keys().map(String::as_str).eq(LXC.map(|(pod, _)| pod)),
+        "{pods:?}"
+    );
+    let ns = Namespaces::new(&["k8s-ctr", "router", "curl-pod", "webpod"]);
+    let (pins, cgroup) = match (Pins::new(&ns.name("pins")), Cgroup::new(&ns.name("cgroup"))) {
+        (Ok(p), Ok(c)) => (p, c),
+        (Err(why), _) | (_, Err(why)) => return nexthop_testkit::skip(&why),
+    };
+    // No IPv6: router solicitations and MLD reports would be flows too.
+    for name in ["k8s-ctr", "router", "curl-pod", "webpod"] {
+        run_in(&ns, name, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+        run_in(&ns, name, "sysctl -qw net.ipv6.conf.default.disable_ipv6=1");
+    }
+    run_in(&ns, "k8s-ctr", "sysctl -qw net.ipv4.ip_forward=1");
+    ns.veth("k8s-ctr", "eth1", "router", "eth1");
+    run_in(&ns, "k8s-ctr", "ip addr add 192.168.10.100/24 dev eth1");
+    run_in(&ns, "router", "ip addr add 192.168.10.200/24 dev eth1");
+    run_in(
+        &ns,
+        "router",
+        "ip route add 172.20.0.0/16 via 192.168.10.100",
+    );
+    let gateway = "172.20.0.1";
+    let mut ends = vec![("router", "eth1")];
+    for (name, lxc) in LXC {
+        let ip = &pods[name].0;
+        ns.veth(name, "eth0", "k8s-ctr", lxc);
+        run_in(&ns, name, &format!("ip addr add {ip}/32 dev eth0"));
+        run_in(&ns, name, &format!("ip route add {gateway} dev eth0"));
+        run_in(&ns, name, &format!("ip route add default via {gateway}"));
+        run_in(
+            &ns,
+            "k8s-ctr",
+            &format!("ip addr add {gateway}/32 dev {lxc}"),
+        );
+        run_in(&ns, "k8s-ctr", &format!("ip route add {ip}/32 dev {lxc}"));
+        ends.push((name, "eth0"));
+    }
+    let _peers = Peers::attach(&ns, &ends);
+    ns.wait_carrier("k8s-ctr", &["eth1", "lxc-curl", "lxc-web"]);
+    // The kernel's neighbours, which the datapath mirrors.
+    for (_, (ip, _, _)) in &pods {
+        run_in(&ns, "k8s-ctr", &format!("ping -c 1 -W 2 {ip}"));
+    }
+    run_in(&ns, "k8s-ctr", "ping -c 1 -W 2 192.168.10.200");
+    let config = ns.dir.join("config");
+    fs::create_dir_all(&config).unwrap();
+    let mut objects = String::from(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: k8s-ctr}\nspec: {podCIDRs: [172.20.0.0/24]}\n\
+         status:\n  addresses: [{type: InternalIP, address: 192.168.10.100}]\n",
+    );
+    for (name, (ip, identity, labels)) in &pods {
+        objects += &format!(
+            "---\napiVersion: cilium.io/v2\nkind: CiliumEndpoint\n\
+             metadata: {{name: {name}, namespace: default}}\n\
+             status:\n  identity: {{id: {identity}, labels: {labels:?}}}\n\
+             \x20 networking: {{addressing: [{{ipv4: {ip}}}], node: 192.168.10.100}}\n"
+        );
+    }
+    fs::write(config.join("objects.yaml"), objects).unwrap();
+    let node = Node {
+        name: "k8s-ctr",
+        interfaces: &["eth1"],
+        pods: &["lxc-curl", "lxc-web"],
+        args: &["--enable-hubble"],
+    };
+    let agent = Agent::start_on(&ns, &node, &pins, &cgroup, &config, 1);
+    wait_for(
+        "the agent to name flows by the CiliumEndpoints",
+        Duration::from_secs(10),
+        || {
+            agent
+                .log()
+                .contains("flows named by the cluster's endpoints")
+                .then_some(())
+        },
+        || agent.log(),
+    );
+    let webpod = &pods["webpod"].0;
+    for target in [webpod.as_str(), "192.168.10.200"] {
+        run_in(&ns, "curl-pod", &format!("ping -c 2 -i 0.2 -W 2 {target}"));
+    }
+    let observe = |flags: &[&str]| {
+        let out = Command::new(AGENT)
+            .arg("observe")
+            .arg("--socket")
+            .arg(node.socket(&ns))
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "observe {flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let flows = || -> Vec<serde_json::Value> {
+        observe(&["-o", "json", "--last", "100"])
+            .lines()
+            .map(|l| timeless(serde_json::from_str(l).expect("observe prints JSON lines")))
+            .collect()
+    };
+    let got = wait_for(
+        "the agent to show the simulator's number of flows",
+        Duration::from_secs(5),
+        || Some(flows()).filter(|got| got.len() >= simulated.len()),
+        || format!("{:#?}", flows()),
+    );
+    let want: Vec<serde_json::Value> = simulated.into_iter().map(timeless).collect();
+    assert_eq!(got, want, "the agent's flows are the simulator's");
+    let compact = observe(&["--pod", "curl-pod"]);
+    println!("nexthop-agent observe --pod curl-pod:\n{compact}");
+    assert!(compact.contains("-> default/webpod"), "{compact}");
+    let counters = observe(&["--verdict", "DROPPED"]);
+    assert!(counters.is_empty(), "no drops: {counters}");
+}

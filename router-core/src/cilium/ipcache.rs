@@ -70,6 +70,16 @@ impl IpCache {
         cache
     }
 
+    /// Pod addresses known.
+    pub fn pods(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Node addresses known.
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// What node `observer` knows of `addr`: a pod with its identity, the
     /// node itself (`host`), another node (`remote-node`), or `world`.
     pub fn endpoint(&self, observer: &str, addr: IpAddr) -> Endpoint {
