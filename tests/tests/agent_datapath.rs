@@ -1267,7 +1267,7 @@ fn agent_observe_shows_the_simulators_flows_for_the_same_traffic() {
     let _peers = Peers::attach(&ns, &ends);
     ns.wait_carrier("k8s-ctr", &["eth1", "lxc-curl", "lxc-web"]);
     // The kernel's neighbours, which the datapath mirrors.
-    for (_, (ip, _, _)) in &pods {
+    for (ip, _, _) in pods.values() {
         run_in(&ns, "k8s-ctr", &format!("ping -c 1 -W 2 {ip}"));
     }
     run_in(&ns, "k8s-ctr", "ping -c 1 -W 2 192.168.10.200");
