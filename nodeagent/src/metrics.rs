@@ -1,6 +1,7 @@
 //! Prometheus metrics in the text exposition format, served over plain
 //! HTTP: for `run`, sessions by state, messages in and out, prefixes
-//! received and advertised; for `datapath run`, packets per exit reason.
+//! received and advertised; for `datapath run`, packets per exit reason
+//! and flow events sent and lost.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use nexthop_offload_bpf::flows::Counters;
 use router_core::datapath::Reason;
 
 use crate::controller::Controller;
@@ -63,9 +65,26 @@ pub fn render(peers: &[PeerStatus]) -> String {
     out
 }
 
-/// The datapath's metrics page for these per-reason counters (index: `Reason as usize`).
-pub fn render_datapath(counts: &[u64; Reason::COUNT]) -> String {
+/// The datapath's metrics page for these per-reason counters (index:
+/// `Reason as usize`) and flow event counters.
+pub fn render_datapath(counts: &[u64; Reason::COUNT], flows: &Counters) -> String {
     let mut out = String::new();
+    out.push_str("# HELP nexthop_flow_events_total Flow events of the XDP datapath: sent to the agent, or lost.
+");
+    out.push_str(
+        "# TYPE nexthop_flow_events_total counter
+",
+    );
+    for (outcome, n) in [
+        ("sent", flows.sent),
+        ("rate_limited", flows.rate_limited),
+        ("ring_full", flows.ring_full),
+    ] {
+        let _ = writeln!(
+            out,
+            "nexthop_flow_events_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
     out.push_str("# HELP nexthop_datapath_packets_total Packets the XDP datapath handled, by exit reason and action.\n");
     out.push_str("# TYPE nexthop_datapath_packets_total counter\n");
     for (i, n) in (0u8..).zip(counts) {
@@ -152,14 +171,20 @@ mod tests {
         let mut counts = [0; Reason::COUNT];
         counts[Reason::Forwarded as usize] = 12;
         counts[Reason::NoRoute as usize] = 3;
-        let page = render_datapath(&counts);
+        let flows = Counters {
+            sent: 5,
+            rate_limited: 2,
+            ring_full: 0,
+        };
+        let page = render_datapath(&counts, &flows);
+        assert!(page.contains("nexthop_flow_events_total{outcome=\"rate_limited\"} 2\n"));
         assert!(page.contains(
             "nexthop_datapath_packets_total{reason=\"forwarded\",action=\"transmit\"} 12\n"
         ));
         assert!(
             page.contains("nexthop_datapath_packets_total{reason=\"noroute\",action=\"pass\"} 3\n")
         );
-        assert_eq!(page.lines().count(), 2 + Reason::COUNT);
+        assert_eq!(page.lines().count(), 2 + 3 + 2 + Reason::COUNT);
     }
 
     #[test]

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aya::programs::XdpMode;
-use nexthop_offload_bpf::datapath::{self, Capacity, Datapath, pinned_reason_counts, remove_pins};
+use nexthop_offload_bpf::datapath::{
+    self, Capacity, Datapath, pinned_flow_counters, pinned_reason_counts, remove_pins,
+};
 use nexthop_offload_bpf::flows::Limit;
 use nexthop_offload_bpf::snapshot::Snapshot;
 use router_core::PortId;
@@ -196,8 +198,10 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
         let pin_dir = opts.pin_dir.clone();
         tokio::spawn(async move {
             crate::metrics::serve_page(addr, move || {
-                let page = match pinned_reason_counts(&pin_dir) {
-                    Ok(counts) => crate::metrics::render_datapath(&counts),
+                let counts = pinned_reason_counts(&pin_dir)
+                    .and_then(|c| Ok((c, pinned_flow_counters(&pin_dir)?)));
+                let page = match counts {
+                    Ok((counts, flows)) => crate::metrics::render_datapath(&counts, &flows),
                     Err(e) => format!("# counters unavailable: {e}\n"),
                 };
                 std::future::ready(page)
@@ -308,7 +312,8 @@ pub fn spawn(
         })
 }
 
-/// `datapath stats`: the per-reason counters as a table or JSON.
+/// `datapath stats`: the per-reason counters as a table (with the flow
+/// events sent and lost) or JSON.
 pub fn stats(pin_dir: &Path, json: bool) -> Result<String, String> {
     let counts = pinned_reason_counts(pin_dir).map_err(|e| e.to_string())?;
     let rows: Vec<(Reason, u64)> = (0..Reason::COUNT as u8)
@@ -329,6 +334,14 @@ pub fn stats(pin_dir: &Path, json: bool) -> Result<String, String> {
             format!("{reason:?}")
         ));
     }
+    let flows = pinned_flow_counters(pin_dir).map_err(|e| e.to_string())?;
+    out.push_str(&format!(
+        "Flow events: {} sent, {} lost ({} rate-limited, {} ring full)\n",
+        flows.sent,
+        flows.lost(),
+        flows.rate_limited,
+        flows.ring_full
+    ));
     Ok(out)
 }
 

@@ -1014,12 +1014,7 @@ impl Datapath {
 
     /// Flow events sent and lost so far, summed over CPUs.
     pub fn flow_counters(&self) -> Result<Counters, Error> {
-        let [sent, rate_limited, ring_full] = sum_per_cpu(&self.maps.flow_counters)?;
-        Ok(Counters {
-            sent,
-            rate_limited,
-            ring_full,
-        })
+        sum_per_cpu(&self.maps.flow_counters).map(Counters::from)
     }
 
     /// The reading end of the flow events, to be read elsewhere (`None`
@@ -1102,7 +1097,17 @@ fn timed_run(
 /// Packets counted per exit reason by the datapath pinned under `dir`, summed
 /// over CPUs (index: `Reason as usize`), without loading anything.
 pub fn pinned_reason_counts(dir: &Path) -> Result<[u64; Reason::COUNT], Error> {
-    let path = dir.join("maps").join("REASONS");
+    pinned_per_cpu(dir, "REASONS")
+}
+
+/// The flow event counters of the datapath pinned under `dir`.
+pub fn pinned_flow_counters(dir: &Path) -> Result<Counters, Error> {
+    pinned_per_cpu(dir, "FLOW_COUNTERS").map(Counters::from)
+}
+
+/// The per-CPU counter map `name` pinned under `dir`, summed over CPUs.
+fn pinned_per_cpu<const N: usize>(dir: &Path, name: &str) -> Result<[u64; N], Error> {
+    let path = dir.join("maps").join(name);
     let data = MapData::from_pin(&path).map_err(|e| Error::Pin(path.clone(), e.to_string()))?;
     sum_per_cpu(&PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))?)
 }

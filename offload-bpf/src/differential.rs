@@ -1226,6 +1226,69 @@ fn negative_control_flow_events_that_differ_are_caught() {
     );
 }
 
+/// Flow events are off until switched on; within the rate limit each CPU
+/// sends its burst and counts the rest as lost.
+#[test]
+fn flow_events_are_off_by_default_and_rate_limited() {
+    let Some(mut dp) = load() else { return };
+    let gw = IpAddr::V4(Ipv4Addr::new(10, 255, 1, 2));
+    let lab = Lab {
+        routes: vec![(
+            "10.1.0.0/16".parse().unwrap(),
+            vec![Nexthop::gateway(gw, PortId(1))],
+        )],
+        neighbours: vec![(gw, mac_of(gw))],
+        ports: BTreeMap::from([port(0, 1500), port(1, 1500)]),
+        identities: BTreeMap::new(),
+        config: Config::default(),
+        pods: BTreeSet::from([PortId(0)]),
+    };
+    dp.sync(&lab.snapshot(&lab.build().tables()).unwrap())
+        .unwrap();
+    let odd = Oddity {
+        dst_mac: 0,
+        version: 0,
+        ihl: 5,
+        length_delta: 0,
+        corrupt_checksum: false,
+        fragment: 0,
+        padding: 0,
+    };
+    let frame = ipv4_frame(
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 1, 0, 7),
+        64,
+        17,
+        &[0, 1, 0, 2, 0, 8, 0, 0],
+        odd,
+    );
+    let run = |dp: &mut Datapath, n: usize| {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            dp.test_run(&frame, &mut out).unwrap();
+        }
+        dp.flow_events().unwrap()
+    };
+    dp.set_flows(None).unwrap();
+    let before = dp.flow_counters().unwrap();
+    assert!(run(&mut dp, 10).is_empty(), "off: no events");
+    assert_eq!(dp.flow_counters().unwrap(), before, "off: nothing counted");
+    // One event a second, five at once: a test run is far quicker than a second.
+    dp.set_flows(Some(Limit { rate: 1, burst: 5 })).unwrap();
+    let events = run(&mut dp, 20);
+    let after = dp.flow_counters().unwrap();
+    // Test runs may move between CPUs, each with its own bucket.
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    let sent = after.sent - before.sent;
+    assert_eq!(events.len() as u64, sent);
+    assert!((5..=5 * cpus).contains(&sent), "{sent} sent");
+    assert_eq!(after.lost() - before.lost(), 20 - sent, "the rest are lost");
+    assert_eq!(after.ring_full, before.ring_full);
+    let first = events[0].as_ref().unwrap();
+    assert_eq!(first.observation.point, Some(Point::ToNetwork));
+    dp.set_flows(None).unwrap();
+}
+
 /// A frame encapsulated by one host and decapsulated by the next: both hops
 /// agree with router-core, and the paths they take are the tunnel ones.
 #[test]

@@ -12,7 +12,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use aya::maps::{MapData, RingBuf};
-use nexthop_offload_bpf_common::flow::{FLOW_BYTES, FlowEvent, side};
+use nexthop_offload_bpf_common::flow::{FLOW_BYTES, FlowEvent, counter, side};
 use router_core::datapath::Reason;
 use router_core::flow::{self, Observation, Side};
 
@@ -152,6 +152,17 @@ pub struct Counters {
     pub rate_limited: u64,
     /// Events not written: the ring was full.
     pub ring_full: u64,
+}
+
+impl From<[u64; counter::COUNT as usize]> for Counters {
+    /// The counters in `FLOW_COUNTERS` order.
+    fn from([sent, rate_limited, ring_full]: [u64; counter::COUNT as usize]) -> Self {
+        Counters {
+            sent,
+            rate_limited,
+            ring_full,
+        }
+    }
 }
 
 impl Counters {

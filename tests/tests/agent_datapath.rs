@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1340,6 +1340,41 @@ fn agent_observe_shows_the_simulators_flows_for_the_same_traffic() {
     let compact = observe(&["--pod", "curl-pod"]);
     println!("nexthop-agent observe --pod curl-pod:\n{compact}");
     assert!(compact.contains("-> default/webpod"), "{compact}");
-    let counters = observe(&["--verdict", "DROPPED"]);
-    assert!(counters.is_empty(), "no drops: {counters}");
+    let drops = observe(&["--verdict", "DROPPED"]);
+    assert!(drops.is_empty(), "no drops: {drops}");
+    // Following: the kept flows (the last one: once printed, the follower
+    // is subscribed), then each new one as it comes.
+    let mut follow = Command::new(AGENT)
+        .arg("observe")
+        .arg("--socket")
+        .arg(node.socket(&ns))
+        .args(["--follow", "--last", "1", "--to-ip", "192.168.10.200"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = |what| {
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("observe --follow printed no {what}"))
+    };
+    let kept = next("kept flow");
+    run_in(&ns, "curl-pod", "ping -c 1 -W 2 192.168.10.200");
+    let line = next("new flow");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_ne!(kept, line);
+    assert!(
+        line.ends_with("-> 192.168.10.200 (world) to-network FORWARDED (ICMPv4 EchoRequest)"),
+        "{line}"
+    );
 }
