@@ -2,11 +2,11 @@
 //!
 //! Owns the split of `clusterPoolIPv4PodCIDRList` into per-node pod CIDRs of
 //! `clusterPoolIPv4MaskSize` (in node-join order, like the operator), and each
-//! node's allocation of addresses inside its CIDR: first the router address
-//! (`cilium_host`), then one per pod, picked at random among the free ones from
-//! the node's seeded RNG, like the agent. Does not know about hosts or routes.
+//! node's RNG for its addresses inside its CIDR: first the router address
+//! (`cilium_host`), then one per pod, picked at random among the free ones
+//! (router-core's `ipam::node`, which the agent uses too). Does not know
+//! about hosts or routes.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -51,11 +51,11 @@ impl ClusterPool {
     }
 }
 
-/// One node's pod addresses.
+/// One node's pod addresses: router-core's allocator drawing from the
+/// node's seeded RNG.
 #[derive(Debug, Clone)]
 pub struct NodeIpam {
-    cidr: Ipv4Net,
-    used: BTreeSet<Ipv4Addr>,
+    addresses: router_core::ipam::node::NodeIpam,
     rng: SimRng,
 }
 
@@ -63,44 +63,25 @@ impl NodeIpam {
     /// Addresses of `cidr`, drawn with `rng`.
     pub fn new(cidr: Ipv4Net, rng: SimRng) -> Self {
         NodeIpam {
-            cidr,
-            used: BTreeSet::new(),
+            addresses: router_core::ipam::node::NodeIpam::new(cidr),
             rng,
         }
     }
 
     /// The node's pod CIDR.
     pub fn cidr(&self) -> Ipv4Net {
-        self.cidr
+        self.addresses.cidr()
     }
 
     /// A random free address (not the network or broadcast address), or `None` when full.
     pub fn allocate(&mut self) -> Option<Ipv4Addr> {
-        let first = self.cidr.network().to_bits() + 1;
-        let last = self.cidr.broadcast().to_bits() - 1;
-        let size = u64::from(last - first + 1);
-        let free = size - self.used.len() as u64;
-        if free == 0 {
-            return None;
-        }
-        let mut nth = self.rng.below(free);
-        for bits in first..=last {
-            let addr = Ipv4Addr::from_bits(bits);
-            if self.used.contains(&addr) {
-                continue;
-            }
-            if nth == 0 {
-                self.used.insert(addr);
-                return Some(addr);
-            }
-            nth -= 1;
-        }
-        None
+        let rng = &mut self.rng;
+        self.addresses.allocate(|free| rng.below(free))
     }
 
     /// Give an address back.
     pub fn release(&mut self, addr: Ipv4Addr) {
-        self.used.remove(&addr);
+        self.addresses.release(addr);
     }
 }
 
