@@ -14,7 +14,9 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
+use crate::cni::{CniError, code};
 use crate::controller::Controller;
+use crate::endpoints::{Endpoint, Endpoints};
 use crate::hubble::{self, Hubble};
 use crate::status::{L2AnnounceEntry, Request, Response};
 use router_core::flow::hubble::{Filter, Observed};
@@ -56,6 +58,7 @@ pub async fn serve(
     listener: UnixListener,
     controller: Controller,
     flows: Option<Hubble>,
+    endpoints: Option<Endpoints>,
 ) -> io::Result<()> {
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -73,8 +76,9 @@ pub async fn serve(
         };
         let controller = controller.clone();
         let flows = flows.clone();
+        let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, controller, flows).await {
+            if let Err(e) = answer(stream, controller, flows, endpoints).await {
                 debug!(error = %e, "query connection ended");
             }
         });
@@ -85,6 +89,7 @@ async fn answer(
     stream: UnixStream,
     controller: Controller,
     flows: Option<Hubble>,
+    endpoints: Option<Endpoints>,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -132,6 +137,20 @@ async fn answer(
                     .collect(),
                 ..Response::default()
             },
+            Ok(Request::EndpointAdd(r)) => {
+                on_endpoints(&endpoints, move |e| e.add(&r).map(Some)).await
+            }
+            Ok(Request::EndpointDel(r)) => {
+                on_endpoints(&endpoints, move |e| e.del(&r).map(|()| None)).await
+            }
+            Ok(Request::EndpointCheck(r)) => {
+                on_endpoints(&endpoints, move |e| e.check(&r).map(Some)).await
+            }
+            Ok(Request::CniStatus) => on_endpoints(&endpoints, |e| e.ready().map(|()| None)).await,
+            Ok(Request::EndpointList) => Response {
+                endpoints: endpoints.as_ref().map(Endpoints::rows).unwrap_or_default(),
+                ..Response::default()
+            },
             Ok(Request::Observe { flags }) => match observe(flows.as_ref(), &flags) {
                 Ok((filter, follow, lines)) => {
                     let response = Response {
@@ -169,6 +188,41 @@ async fn send(write: &mut OwnedWriteHalf, response: &Response) -> io::Result<()>
     let mut text = serde_json::to_string(response)?;
     text.push('\n');
     write.write_all(text.as_bytes()).await
+}
+
+/// The answer to a CNI request, carried out by `f` off the async threads
+/// (it runs `ip`); a refusal carries the specification's code.
+async fn on_endpoints(
+    endpoints: &Option<Endpoints>,
+    f: impl FnOnce(&Endpoints) -> Result<Option<Endpoint>, CniError> + Send + 'static,
+) -> Response {
+    let Some(endpoints) = endpoints.clone() else {
+        return Response {
+            cni_error: Some(CniError::new(
+                code::NOT_AVAILABLE,
+                "this agent sets up no pods: start it with --cni-state-dir",
+            )),
+            ..Response::default()
+        };
+    };
+    let result = tokio::task::spawn_blocking(move || f(&endpoints))
+        .await
+        .unwrap_or_else(|e| {
+            Err(CniError::new(
+                code::IO_FAILURE,
+                format!("the agent failed: {e}"),
+            ))
+        });
+    match result {
+        Ok(endpoint) => Response {
+            endpoint,
+            ..Response::default()
+        },
+        Err(e) => Response {
+            cni_error: Some(e),
+            ..Response::default()
+        },
+    }
 }
 
 /// What an `observe` is answered with: its parsed flags, the new flows to

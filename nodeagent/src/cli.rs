@@ -22,6 +22,7 @@ use crate::api;
 use crate::config::Directory;
 use crate::controller::Controller;
 use crate::controller::node_options;
+use crate::endpoints::Endpoints;
 use crate::hubble::{self, Hubble};
 use crate::kube_source;
 use crate::l2::{Announced, L2Config};
@@ -49,6 +50,15 @@ pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointQuery {
+    /// Every endpoint of the node.
+    List {
+        #[command(flatten)]
+        common: QueryArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +122,11 @@ enum Command {
         /// `hubble observe`'s flags.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
+    },
+    /// The pods the agent set up, as `cilium-dbg endpoint list` prints them.
+    Endpoint {
+        #[command(subcommand)]
+        query: EndpointQuery,
     },
     /// Query a running agent's service table.
     Service {
@@ -198,6 +213,11 @@ struct AgentDatapath {
     /// elsewhere.
     #[arg(long)]
     kube_proxy_replacement: bool,
+    /// Set up pods for the CNI plugin (`nexthop-cni`), keeping their
+    /// endpoints' state in this directory: addresses from the node's pod
+    /// CIDR, veth pairs, routes; the pods' interfaces join the XDP datapath.
+    #[arg(long)]
+    cni_state_dir: Option<PathBuf>,
     /// Record the datapath's flow events for `nexthop-agent observe`
     /// (Cilium's `hubble.enabled`); off by default.
     #[arg(long)]
@@ -532,6 +552,12 @@ pub fn main() -> ExitCode {
                         burst: datapath.hubble_events_burst,
                     },
                 });
+                let endpoints = datapath
+                    .cni_state_dir
+                    .as_deref()
+                    .map(|dir| Endpoints::open(dir, &node))
+                    .transpose()
+                    .map_err(|e| format!("--cni-state-dir: {e}"))?;
                 let (served, serving) = watch::channel(None);
                 let served = datapath.kube_proxy_replacement.then_some(served);
                 let datapath = (!interfaces.is_empty()).then(|| {
@@ -556,6 +582,7 @@ pub fn main() -> ExitCode {
                     let feeds = offload::Feeds {
                         announced: led,
                         services: served.as_ref().map(|_| serving),
+                        pods: endpoints.as_ref().map(Endpoints::interfaces),
                     };
                     (opts, feeds)
                 });
@@ -564,12 +591,16 @@ pub fn main() -> ExitCode {
                     socket: &socket,
                     metrics,
                     hubble,
+                    endpoints,
                 };
                 run(source, options, l2, services, datapath, serving).await
             })
         }
         Command::L2Announce { common } => runtime.block_on(l2_announce(common)),
         Command::Observe { socket, flags } => runtime.block_on(observe(&socket, flags)),
+        Command::Endpoint {
+            query: EndpointQuery::List { common },
+        } => runtime.block_on(endpoint_list(common)),
         Command::Service {
             query: ServiceQuery::List { common },
         } => runtime.block_on(service_list(common)),
@@ -710,11 +741,13 @@ enum Source {
     Kubernetes(Option<PathBuf>),
 }
 
-/// What a running agent serves: its query socket, its metrics page, its flows.
+/// What a running agent serves: its query socket, its metrics page, its
+/// flows, its pods.
 struct Serving<'a> {
     socket: &'a Path,
     metrics: Option<SocketAddr>,
     hubble: Option<Hubble>,
+    endpoints: Option<Endpoints>,
 }
 
 async fn run(
@@ -729,6 +762,7 @@ async fn run(
         socket,
         metrics,
         hubble,
+        endpoints,
     } = serving;
     let node = options.name.clone();
     let listener =
@@ -747,9 +781,13 @@ async fn run(
         }
     };
     // Flows are named by the cluster's objects as they are now.
+    // Pods get addresses from the node's pod CIDR as it is now.
     let reconcile = |objects: Objects| {
         if let Some(h) = &hubble {
             h.set_ipcache(IpCache::of(&objects));
+        }
+        if let Some(e) = &endpoints {
+            e.set_objects(&objects);
         }
         controller.reconcile(objects);
     };
@@ -765,7 +803,8 @@ async fn run(
     let api = {
         let controller = controller.clone();
         let hubble = hubble.clone();
-        tokio::spawn(async move { api::serve(listener, controller, hubble).await })
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move { api::serve(listener, controller, hubble, endpoints).await })
     };
     let metrics = metrics.map(|addr| {
         let controller = controller.clone();
@@ -915,6 +954,20 @@ async fn observe(socket: &Path, flags: Vec<String>) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+async fn endpoint_list(common: QueryArgs) -> Result<(), String> {
+    let response = api::query(&common.socket, &Request::EndpointList)
+        .await
+        .map_err(|e| e.to_string())?;
+    match common.output {
+        Format::Json => println!("{}", json(&response.endpoints)?),
+        Format::Table => print!(
+            "{}",
+            router_core::cilium::table::endpoint_list(&response.endpoints)
+        ),
+    }
+    Ok(())
 }
 
 async fn l2_announce(common: QueryArgs) -> Result<(), String> {

@@ -17,12 +17,16 @@
 //!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
 //! - [`services`]: the node's service table (`service list`).
 //! - [`hubble`]: the datapath's flow events, named and kept (`observe`).
+//! - [`cni`]: the CNI plugin (`nexthop-cni`); [`endpoints`]: the pods it
+//!   sets up through the agent (addresses, veths, routes; `endpoint list`).
 
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod endpoints;
 pub mod hubble;
 pub mod kernel;
 pub mod kube_source;

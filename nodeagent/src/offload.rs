@@ -79,19 +79,35 @@ pub struct Feeds {
     /// The service table and settings (`--kube-proxy-replacement`); `None`
     /// inside until the controller first read the objects.
     pub services: Option<watch::Receiver<Option<Served>>>,
+    /// The pods' `lxc` interfaces as the CNI plugin adds and deletes them:
+    /// attached as pod interfaces once they exist.
+    pub pods: Option<watch::Receiver<BTreeSet<String>>>,
 }
 
 /// The snapshot of the kernel state now, with the addresses L2
-/// announcements lead answered on their interfaces and the services served.
+/// announcements lead answered on their interfaces and the services served;
+/// the ports are `opts`' interfaces and those of `pods` that exist (a pod's
+/// interface may be gone before its CNI DEL). Also the number of routes and
+/// the ports.
 fn snapshot(
-    interfaces: &[String],
-    pod_interfaces: &[String],
+    opts: &RunOptions,
+    pods: &BTreeSet<String>,
     announced: &Announced,
     served: Option<&Served>,
-) -> Result<(Snapshot, usize), String> {
+) -> Result<(Snapshot, usize, Vec<String>), String> {
     let state = KernelState::read()?;
-    let mut tables = HostTables::new(&state, interfaces)?;
-    tables.announce(interfaces, announced);
+    let existing = pods
+        .iter()
+        .filter(|p| state.links.iter().any(|l| &l.name == *p));
+    let interfaces: Vec<String> = opts
+        .interfaces
+        .iter()
+        .chain(existing.clone())
+        .cloned()
+        .collect();
+    let pod_interfaces: Vec<&String> = opts.pod_interfaces.iter().chain(existing).collect();
+    let mut tables = HostTables::new(&state, &interfaces)?;
+    tables.announce(&interfaces, announced);
     tables.owned.config.tunnel = served.and_then(|s| s.tunnel);
     let pods: BTreeSet<PortId> = (interfaces.iter().enumerate())
         .filter(|(_, name)| pod_interfaces.contains(name))
@@ -112,24 +128,56 @@ fn snapshot(
         })
         .transpose()
         .map_err(|e| e.to_string())?;
-    Ok((snapshot, state.routes.len()))
+    Ok((snapshot, state.routes.len(), interfaces))
 }
 
-/// Sync when the kernel state changed; the number of entries written.
+/// The ports a datapath runs on and what is attached.
+struct Ports {
+    /// The pods' interfaces (the CNI's endpoints).
+    pods: BTreeSet<String>,
+    /// The interfaces the program is attached to.
+    attached: BTreeSet<String>,
+}
+
+/// Sync when the kernel state changed (the number of routes and entries
+/// written), then attach to the ports that have none yet and forget the
+/// pods' interfaces that are gone.
 fn sync(
     dp: &mut Datapath,
     opts: &RunOptions,
+    ports: &mut Ports,
     announced: &Announced,
     served: Option<&Served>,
     last: &mut Option<Snapshot>,
 ) -> Result<Option<(usize, usize)>, String> {
-    let (snapshot, routes) = snapshot(&opts.interfaces, &opts.pod_interfaces, announced, served)?;
-    if last.as_ref() == Some(&snapshot) {
-        return Ok(None);
+    let (snapshot, routes, interfaces) = snapshot(opts, &ports.pods, announced, served)?;
+    let written = if last.as_ref() == Some(&snapshot) {
+        None
+    } else {
+        let written = dp.sync(&snapshot).map_err(|e| e.to_string())?;
+        *last = Some(snapshot);
+        Some((routes, written))
+    };
+    for interface in &interfaces {
+        if !ports.attached.contains(interface) {
+            dp.attach(interface, opts.mode)
+                .map_err(|e| format!("attaching to {interface}: {e}"))?;
+            ports.attached.insert(interface.clone());
+            info!(interface, "datapath attached");
+        }
     }
-    let written = dp.sync(&snapshot).map_err(|e| e.to_string())?;
-    *last = Some(snapshot);
-    Ok(Some((routes, written)))
+    let gone: Vec<String> = ports
+        .attached
+        .iter()
+        .filter(|i| !interfaces.contains(i))
+        .cloned()
+        .collect();
+    for interface in gone {
+        dp.forget(&interface).map_err(|e| e.to_string())?;
+        ports.attached.remove(&interface);
+        info!(interface, "pod interface gone");
+    }
+    Ok(written)
 }
 
 /// `datapath run`; inside `nexthop-agent run`, `feeds.announced` carries
@@ -142,7 +190,15 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
     let Feeds {
         mut announced,
         mut services,
+        pods: mut pod_feed,
     } = feeds;
+    let pods_now = |p: &Option<watch::Receiver<BTreeSet<String>>>| {
+        p.as_ref().map(|r| r.borrow().clone()).unwrap_or_default()
+    };
+    let mut ports = Ports {
+        pods: pods_now(&pod_feed),
+        attached: BTreeSet::new(),
+    };
     let led = |a: &Option<watch::Receiver<Announced>>| {
         a.as_ref().map(|r| r.borrow().clone()).unwrap_or_default()
     };
@@ -178,17 +234,14 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
     let (routes, written) = sync(
         &mut dp,
         opts,
+        &mut ports,
         &led(&announced),
         served(&services).as_ref(),
         &mut last,
     )?
     .expect("a first sync always writes");
     info!(routes, written, "kernel state mirrored");
-    for interface in &opts.interfaces {
-        dp.attach(interface, opts.mode)
-            .map_err(|e| format!("attaching to {interface}: {e}"))?;
-    }
-    info!(interfaces = ?opts.interfaces, "datapath attached");
+    info!(interfaces = ?ports.attached, "datapath attached");
     if let Some(cgroup) = &opts.cgroup {
         dp.attach_sockets(cgroup)
             .map_err(|e| format!("attaching socket-level load-balancing: {e}"))?;
@@ -225,6 +278,12 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
                 None => std::future::pending().await,
             }
         };
+        let pods_changed = async {
+            match &mut pod_feed {
+                Some(p) => p.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let cause = tokio::select! {
             _ = interval.tick() => "kernel state",
             following = changed => if following {
@@ -237,11 +296,24 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
             } else {
                 break;
             },
+            following = pods_changed => if following {
+                ports.pods = pods_now(&pod_feed);
+                "the pods"
+            } else {
+                break;
+            },
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         };
         let serving = served(&services);
-        match sync(&mut dp, opts, &led(&announced), serving.as_ref(), &mut last) {
+        match sync(
+            &mut dp,
+            opts,
+            &mut ports,
+            &led(&announced),
+            serving.as_ref(),
+            &mut last,
+        ) {
             Ok(Some((routes, written))) => info!(
                 routes,
                 written,
@@ -264,6 +336,7 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
         match sync(
             &mut dp,
             opts,
+            &mut ports,
             &Announced::new(),
             serving.as_ref(),
             &mut last,

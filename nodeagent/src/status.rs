@@ -29,6 +29,21 @@ pub enum Request {
         /// The flags, e.g. `["--pod", "curl-pod", "-o", "json"]`.
         flags: Vec<String>,
     },
+    /// CNI ADD: set a pod up.
+    #[serde(rename = "endpoint-add")]
+    EndpointAdd(crate::endpoints::EndpointRequest),
+    /// CNI DEL: tear a pod down.
+    #[serde(rename = "endpoint-del")]
+    EndpointDel(crate::endpoints::EndpointRequest),
+    /// CNI CHECK: whether a pod is set up.
+    #[serde(rename = "endpoint-check")]
+    EndpointCheck(crate::endpoints::EndpointRequest),
+    /// The node's endpoints (`endpoint list`).
+    #[serde(rename = "endpoint-list")]
+    EndpointList,
+    /// CNI STATUS: whether pods can be added.
+    #[serde(rename = "cni-status")]
+    CniStatus,
 }
 
 /// One row of `l2-announce`: an address led, on an interface.
@@ -61,6 +76,15 @@ pub struct Response {
     /// For [`Request::Observe`]: flows, printed as the flags asked.
     #[serde(default)]
     pub flows: Vec<String>,
+    /// For [`Request::EndpointAdd`] and [`Request::EndpointCheck`]: the pod's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<crate::endpoints::Endpoint>,
+    /// For [`Request::EndpointList`].
+    #[serde(default)]
+    pub endpoints: Vec<router_core::cilium::table::EndpointRow>,
+    /// Why a CNI request failed, with the specification's code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_error: Option<crate::cni::CniError>,
     /// Why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

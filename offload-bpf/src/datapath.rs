@@ -679,10 +679,17 @@ impl fmt::Debug for Datapath {
     }
 }
 
-/// `ethtool -K INTERFACE tx off` in the calling thread's network namespace.
-fn tx_checksum_off(interface: &str) -> std::io::Result<()> {
-    /// `ETHTOOL_STXCSUM` from `linux/ethtool.h`.
-    const ETHTOOL_STXCSUM: u32 = 0x17;
+/// `ethtool -K INTERFACE` settings [`ethtool_set`] changes.
+pub mod ethtool {
+    /// `ETHTOOL_STXCSUM`: transmit checksum offload.
+    pub const TX_CHECKSUM: u32 = 0x17;
+    /// `ETHTOOL_SGRO`: generic receive offload.
+    pub const GRO: u32 = 0x2c;
+}
+
+/// `ethtool -K INTERFACE SETTING on|off` in the calling thread's network
+/// namespace (`setting`: one of [`ethtool`]).
+pub fn ethtool_set(interface: &str, setting: u32, on: bool) -> std::io::Result<()> {
     /// `struct ethtool_value`.
     #[repr(C)]
     struct EthtoolValue {
@@ -694,8 +701,8 @@ fn tx_checksum_off(interface: &str) -> std::io::Result<()> {
         return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
     }
     let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: 0,
+        cmd: setting,
+        data: u32::from(on),
     };
     // SAFETY: a zeroed `ifreq` gets the NUL-terminated name and a pointer to
     // `value`, which outlives the ioctl; the socket is closed on every path.
@@ -953,6 +960,22 @@ impl Datapath {
         self.attach_program(PROGRAM, interface, mode)
     }
 
+    /// Forget the attachment of a pinned datapath to `interface`, an
+    /// interface that is gone (its pinned link is removed); nothing for an
+    /// interface never attached.
+    pub fn forget(&mut self, interface: &str) -> Result<(), Error> {
+        let Some(dir) = &self.pins else {
+            return Ok(());
+        };
+        let path = dir.join("links").join(format!("{PROGRAM}@{interface}"));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Pin(path, e.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Attach the `XDP_PASS` program to `interface`, the peer end of a veth
     /// port, so that native `XDP_TX` and redirects into the port reach it, and
     /// turn off its transmit checksum offload: a veth hands frames over with
@@ -961,7 +984,8 @@ impl Datapath {
     /// the checksum unfinished. (Physical NICs finish it before the wire.)
     pub fn attach_peer(&mut self, interface: &str) -> Result<Attachment, Error> {
         let attachment = self.attach_program(PEER_PROGRAM, interface, XdpMode::Driver)?;
-        tx_checksum_off(interface).map_err(|e| Error::Offload(interface.to_string(), e))?;
+        ethtool_set(interface, ethtool::TX_CHECKSUM, false)
+            .map_err(|e| Error::Offload(interface.to_string(), e))?;
         Ok(attachment)
     }
 

@@ -52,7 +52,7 @@ pub fn go_duration(secs: u64) -> String {
 
 /// One endpoint (a pod, or the node's own `reserved:host` endpoint) as
 /// `cilium-dbg endpoint list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointRow {
     /// Endpoint ID.
     pub id: u16,
@@ -66,6 +66,21 @@ pub struct EndpointRow {
     pub ipv6: Option<Ipv6Addr>,
     /// `ready`, `waiting-for-identity`, …
     pub status: String,
+}
+
+/// A new endpoint's ID: drawn from `name` (Cilium draws it at random;
+/// stable per name here), 1–4000, the next free one when taken.
+pub fn endpoint_id(name: &str, used: &alloc::collections::BTreeSet<u16>) -> u16 {
+    let mut h = crate::hash::Fnv1a::new();
+    h.write(name.as_bytes());
+    let mut id = (h.finish() % 4000) as u16 + 1;
+    for _ in 0..4000 {
+        if !used.contains(&id) {
+            break;
+        }
+        id = id % 4000 + 1;
+    }
+    id
 }
 
 /// `cilium-dbg endpoint list`: ENDPOINT, POLICY (ingress/egress)

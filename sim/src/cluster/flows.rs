@@ -166,12 +166,8 @@ impl Cluster {
         }
         let mut used = std::collections::BTreeSet::new();
         let mut id_for = |name: &str| {
-            let mut h = router_core::hash::Fnv1a::new();
-            h.write(name.as_bytes());
-            let mut id = (h.finish() % 4000) as u16 + 1;
-            while !used.insert(id) {
-                id = id % 4000 + 1;
-            }
+            let id = router_core::cilium::table::endpoint_id(name, &used);
+            used.insert(id);
             id
         };
         let mut rows = vec![EndpointRow {
