@@ -466,7 +466,8 @@ fn ip_quiet(args: &[&str]) -> Result<String, String> {
 }
 
 /// Create the veth pair, move the pod's end into its namespace, give it its
-/// address and routes, and route the address to the node's end; both MACs.
+/// address and routes, and route the address to the node's end with the
+/// pod's MAC as a permanent neighbour; both MACs.
 fn plumb(
     request: &EndpointRequest,
     addr: Ipv4Addr,
@@ -503,13 +504,44 @@ fn plumb(
     prepare_pod_end(netns, pod)?;
     ip(None, &["link", "set", host, "up"])?;
     ip(None, &["route", "add", &format!("{addr}/32"), "dev", host])?;
-    Ok((mac_of(None, host)?, mac_of(Some(netns), pod)?))
+    // The pod's MAC is known: a permanent neighbour, so the datapath
+    // forwards to the pod from its first packet (Cilium's endpoint map).
+    let mac = mac_of(Some(netns), pod)?;
+    ip(
+        None,
+        &[
+            "neigh",
+            "replace",
+            &addr.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            host,
+            "nud",
+            "permanent",
+        ],
+    )?;
+    Ok((mac_of(None, host)?, mac))
 }
 
-/// The node's router address on `cilium_host` (a dummy device), up.
+/// The node's router address on `cilium_host` (one end of a veth pair
+/// with `cilium_net`, as Cilium makes it), up.
 fn ensure_cilium_host(router: Ipv4Addr) -> Result<(), String> {
     if ip(None, &["link", "show", "dev", CILIUM_HOST]).is_err() {
-        ip(None, &["link", "add", CILIUM_HOST, "type", "dummy"])?;
+        ip(
+            None,
+            &[
+                "link",
+                "add",
+                CILIUM_HOST,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "cilium_net",
+            ],
+        )?;
+        ip(None, &["link", "set", "cilium_net", "up"])?;
     }
     let addrs = ip(None, &["-json", "addr", "show", "dev", CILIUM_HOST])?;
     if !addrs.contains(&format!("\"{router}\"")) {

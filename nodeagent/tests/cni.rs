@@ -1,0 +1,298 @@
+//! `nexthop-cni` against a running agent on namespaces: a node (`node`,
+//! uplink `eth1` to `outside`) whose agent sets pods up (`--cni-state-dir`)
+//! with the XDP datapath on; pods are namespaces the test makes, as a
+//! container runtime would, and hands to the plugin with the CNI
+//! environment. Checks the specification's results and errors, pod to pod
+//! traffic forwarded by the XDP program on the pods' `lxc` interfaces, the
+//! state surviving `kill -9` of the agent, and DEL giving everything back.
+//! Needs root; skips with the reason.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nexthop_offload_bpf::datapath::mount_bpffs;
+use nexthop_testkit::{Namespaces, skips, wait_for};
+use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_nexthop-agent");
+const CNI: &str = env!("CARGO_BIN_EXE_nexthop-cni");
+
+/// The node's agent; killed (`-9`) on drop, its pins removed by the lab.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The namespaces, the agent's files and its pins (removed on drop).
+struct Lab {
+    ns: Namespaces,
+    pins: PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(AGENT)
+            .args(["datapath", "remove", "--pin-dir"])
+            .arg(&self.pins)
+            .status();
+    }
+}
+
+impl Lab {
+    fn build() -> Option<Lab> {
+        if skips(&["ip", "nsenter", "ping"]) {
+            return None;
+        }
+        let root = Path::new("/sys/fs/bpf");
+        if let Err(e) = mount_bpffs(root) {
+            nexthop_testkit::skip(&format!("no bpf filesystem: {e}"));
+            return None;
+        }
+        let ns = Namespaces::new(&["node", "outside", "pod1", "pod2", "pod3"]);
+        let pins = root.join(ns.name("pins"));
+        for name in ["node", "pod1", "pod2", "pod3"] {
+            ns.exec(name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        }
+        ns.exec("node", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        ns.veth("node", "eth1", "outside", "eth1");
+        ns.exec(
+            "node",
+            &["ip", "addr", "add", "192.168.30.1/24", "dev", "eth1"],
+        );
+        let config = ns.dir.join("config");
+        fs::create_dir_all(&config).unwrap();
+        fs::write(
+            config.join("node.yaml"),
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [10.244.1.0/24]}\n\
+             status:\n  addresses: [{type: InternalIP, address: 192.168.30.1}]\n",
+        )
+        .unwrap();
+        Some(Lab { ns, pins })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.ns.dir.join("agent.sock")
+    }
+
+    /// Start the node's agent (`n`: its log's number) and wait for its datapath.
+    fn agent(&self, n: u32) -> Agent {
+        let log = self.ns.dir.join(format!("agent-{n}.log"));
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.ns.name("node")))
+            .args([AGENT, "run", "--node", "n1", "--config-dir"])
+            .arg(self.ns.dir.join("config"))
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--cni-state-dir")
+            .arg(self.ns.dir.join("cni"))
+            .args(["--datapath-interface", "eth1", "--datapath-pin-dir"])
+            .arg(&self.pins)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let agent = Agent { child, log };
+        wait_for(
+            "the agent to know its pod CIDR",
+            Duration::from_secs(20),
+            || agent.log().contains("pod CIDR").then_some(()),
+            || agent.log(),
+        );
+        agent
+    }
+
+    /// Run the plugin for `command` on pod namespace `pod` (container
+    /// `pod`'s name); its output as JSON (`Null` when empty) and exit code.
+    fn cni(&self, command: &str, pod: &str, netns: Option<&Path>) -> (Value, i32) {
+        let netns = netns.map_or_else(
+            || PathBuf::from(format!("/var/run/netns/{}", self.ns.name(pod))),
+            Path::to_path_buf,
+        );
+        let config = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "cilium",
+            "type": "nexthop-cni",
+            "socket": self.socket(),
+        });
+        let mut child = Command::new(CNI)
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", format!("container-{pod}"))
+            .env("CNI_NETNS", &netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/opt/cni/bin")
+            .env(
+                "CNI_ARGS",
+                format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(config.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        (value, out.status.code().unwrap_or(-1))
+    }
+
+    fn agent_query(&self, args: &[&str]) -> String {
+        let out = Command::new(AGENT)
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn forwarded(&self) -> u64 {
+        let out = Command::new(AGENT)
+            .args(["datapath", "stats", "-o", "json", "--pin-dir"])
+            .arg(&self.pins)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Forwarded"].as_u64().unwrap()
+    }
+}
+
+/// The address an ADD result gives the pod.
+fn address(result: &Value) -> String {
+    let cidr = result["ips"][0]["address"].as_str().unwrap();
+    cidr.trim_end_matches("/32").to_string()
+}
+
+#[test]
+fn cni_sets_pods_up_through_the_agent_and_the_xdp_datapath_forwards_between_them() {
+    let Some(lab) = Lab::build() else { return };
+    // No agent yet: ADD is to be tried again later; VERSION needs none.
+    let (err, code) = lab.cni("ADD", "pod1", None);
+    assert_eq!((code, err["code"].as_u64()), (1, Some(11)), "{err}");
+    let (version, code) = lab.cni("VERSION", "pod1", None);
+    assert_eq!(code, 0);
+    assert!(version["supportedVersions"].to_string().contains("1.0.0"));
+
+    let agent = lab.agent(1);
+    let (status, code) = lab.cni("STATUS", "pod1", None);
+    assert_eq!((code, status), (0, Value::Null));
+    let (one, code) = lab.cni("ADD", "pod1", None);
+    assert_eq!(code, 0, "{one}\n{}", agent.log());
+    let (two, code) = lab.cni("ADD", "pod2", None);
+    assert_eq!(code, 0, "{two}");
+    let (ip1, ip2) = (address(&one), address(&two));
+    let gateway = one["ips"][0]["gateway"].as_str().unwrap().to_string();
+    for ip in [&ip1, &ip2, &gateway] {
+        assert!(ip.starts_with("10.244.1."), "{ip} from the pod CIDR");
+    }
+    assert_ne!(ip1, ip2);
+    assert_eq!(one["routes"][0]["dst"], "0.0.0.0/0");
+    assert_eq!(one["interfaces"][1]["name"], "eth0");
+    let lxc1 = one["interfaces"][0]["name"].as_str().unwrap().to_string();
+    assert!(lxc1.starts_with("lxc"), "{lxc1}");
+    // The pod's side, as the result says.
+    let addr = lab
+        .ns
+        .exec("pod1", &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains(&format!("{ip1}/32")), "{addr}");
+    let route = lab.ns.exec("pod1", &["ip", "route", "show", "default"]);
+    assert!(
+        route.contains(&format!("default via {gateway} dev eth0")),
+        "{route}"
+    );
+    // Adding again answers the same.
+    assert_eq!(lab.cni("ADD", "pod1", None).0, one);
+    let (check, code) = lab.cni("CHECK", "pod1", None);
+    assert_eq!((code, check), (0, Value::Null));
+
+    wait_for(
+        "the datapath on both pods' interfaces",
+        Duration::from_secs(10),
+        || (agent.log().matches("datapath attached").count() >= 3).then_some(()),
+        || agent.log(),
+    );
+    let before = lab.forwarded();
+    lab.ns
+        .exec("pod1", &["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip2]);
+    let forwarded = lab.forwarded() - before;
+    assert!(
+        forwarded >= 6,
+        "the XDP program forwarded {forwarded} of 6 frames"
+    );
+    let list = lab.agent_query(&["endpoint", "list"]);
+    println!("nexthop-agent endpoint list:\n{list}");
+    assert!(list.contains("reserved:host") && list.contains(&ip1) && list.contains(&ip2));
+    assert!(
+        list.contains("reserved:init"),
+        "no CiliumEndpoint names them: {list}"
+    );
+
+    // kill -9 and a new agent: the pods keep their addresses and a new pod
+    // gets another one.
+    drop(agent);
+    let agent = lab.agent(2);
+    let (three, code) = lab.cni("ADD", "pod3", None);
+    assert_eq!(code, 0, "{three}\n{}", agent.log());
+    let ip3 = address(&three);
+    assert!(ip3 != ip1 && ip3 != ip2, "{ip3} is new");
+    let list = lab.agent_query(&["endpoint", "list"]);
+    assert!(
+        list.contains(&ip1) && list.contains(&ip2) && list.contains(&ip3),
+        "{list}"
+    );
+    lab.ns.exec("pod3", &["ping", "-c", "1", "-W", "2", &ip1]);
+
+    // DEL gives the interfaces and the address back; twice is fine; a DEL
+    // after the runtime removed the namespace too.
+    let (del, code) = lab.cni("DEL", "pod1", None);
+    assert_eq!((code, del), (0, Value::Null));
+    assert_eq!(lab.cni("DEL", "pod1", None).1, 0);
+    let links = lab.ns.exec("node", &["ip", "-o", "link"]);
+    assert!(!links.contains(&lxc1), "{links}");
+    let (check, code) = lab.cni("CHECK", "pod1", None);
+    assert_eq!((code, check["code"].as_u64()), (1, Some(3)), "{check}");
+    let gone = Path::new("/var/run/netns/does-not-exist");
+    assert_eq!(lab.cni("DEL", "pod2", Some(gone)).1, 0);
+    let (err, code) = lab.cni("ADD", "pod9", Some(gone));
+    assert_eq!((code, err["code"].as_u64()), (1, Some(5)), "{err}");
+    assert!(
+        err["msg"].as_str().unwrap().contains("does-not-exist"),
+        "names the namespace: {err}"
+    );
+    let list = lab.agent_query(&["endpoint", "list"]);
+    assert!(
+        !list.contains(&ip1) && !list.contains(&ip2) && list.contains(&ip3),
+        "{list}"
+    );
+}
