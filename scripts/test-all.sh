@@ -15,6 +15,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # chromium (headless) loads the simulator's HTML report in its test.
 APT_PACKAGES=(chromium tshark llvm-22-dev iproute2 iputils-ping curl frr bird2 gobgpd arping ndisc6 ethtool etcd-server protobuf-compiler ipvsadm iptables conntrack)
 
+# kubectl builds deploy/ on the client side (kubectl kustomize); Debian's
+# kubernetes-client provides it where no other kubectl is installed.
+command -v kubectl >/dev/null || APT_PACKAGES+=(kubernetes-client)
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

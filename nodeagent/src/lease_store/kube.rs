@@ -26,6 +26,10 @@ use router_core::lease::{Record, Request, Response, Versioned};
 
 use super::{Clock, from_spec, to_spec};
 
+/// The verbs a running agent uses on Leases (get, create, update above);
+/// `nexthop-agent lease list`, an operator's query, also lists them.
+pub const AGENT_VERBS: [&str; 3] = ["get", "create", "update"];
+
 /// The Leases of one namespace.
 #[derive(Clone)]
 pub struct Leases {
