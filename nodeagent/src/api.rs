@@ -18,6 +18,7 @@ use crate::cni::{CniError, code};
 use crate::controller::Controller;
 use crate::endpoints::{Endpoint, Endpoints};
 use crate::hubble::{self, Hubble};
+use crate::report::{self, Setup};
 use crate::status::{L2AnnounceEntry, Request, Response};
 use router_core::flow::hubble::{Filter, Observed};
 use tokio::sync::broadcast::Receiver;
@@ -52,14 +53,20 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
+/// What the socket answers for besides the controller.
+#[derive(Clone, Debug, Default)]
+pub struct Parts {
+    /// The flow buffer (`--enable-hubble`).
+    pub flows: Option<Hubble>,
+    /// The pods (`--cni-state-dir`).
+    pub endpoints: Option<Endpoints>,
+    /// How the agent was started.
+    pub setup: Setup,
+}
+
 /// Answer queries on `listener` for as long as the agent runs. Failing to
 /// accept a connection is logged and retried with backoff, never fatal.
-pub async fn serve(
-    listener: UnixListener,
-    controller: Controller,
-    flows: Option<Hubble>,
-    endpoints: Option<Endpoints>,
-) -> io::Result<()> {
+pub async fn serve(listener: UnixListener, controller: Controller, parts: Parts) -> io::Result<()> {
     let mut backoff = Duration::from_millis(10);
     loop {
         let stream = match listener.accept().await {
@@ -75,22 +82,21 @@ pub async fn serve(
             }
         };
         let controller = controller.clone();
-        let flows = flows.clone();
-        let endpoints = endpoints.clone();
+        let parts = parts.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, controller, flows, endpoints).await {
+            if let Err(e) = answer(stream, controller, parts).await {
                 debug!(error = %e, "query connection ended");
             }
         });
     }
 }
 
-async fn answer(
-    stream: UnixStream,
-    controller: Controller,
-    flows: Option<Hubble>,
-    endpoints: Option<Endpoints>,
-) -> io::Result<()> {
+async fn answer(stream: UnixStream, controller: Controller, parts: Parts) -> io::Result<()> {
+    let Parts {
+        flows,
+        endpoints,
+        setup,
+    } = parts;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -147,6 +153,20 @@ async fn answer(
                 on_endpoints(&endpoints, move |e| e.check(&r).map(Some)).await
             }
             Ok(Request::CniStatus) => on_endpoints(&endpoints, |e| e.ready().map(|()| None)).await,
+            Ok(Request::Status { brief, verbose }) => {
+                let parts =
+                    report::parts(&setup, &controller, endpoints.as_ref(), flows.as_ref()).await;
+                let details = if verbose {
+                    report::details(&setup)
+                } else {
+                    None
+                };
+                Response {
+                    healthy: parts.iter().all(|p| p.ok),
+                    status: report::lines(&parts, brief, details),
+                    ..Response::default()
+                }
+            }
             Ok(Request::EndpointList) => Response {
                 endpoints: endpoints.as_ref().map(Endpoints::rows).unwrap_or_default(),
                 ..Response::default()

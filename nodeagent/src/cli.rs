@@ -29,6 +29,7 @@ use crate::l2::{Announced, L2Config};
 use crate::lease_store::{self, Clock, LeaseStore, StoreConfig};
 use crate::offload;
 use crate::output;
+use crate::report::Setup;
 use crate::services::{self, Served};
 use crate::status::{NodeConfigObject, Request, Table};
 use router_core::cilium::l2announce::Entry;
@@ -122,6 +123,19 @@ enum Command {
         /// `hubble observe`'s flags.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
+    },
+    /// The agent's health as `cilium status` prints it (`--brief`: `OK`, or
+    /// what is not, and a failing exit code).
+    Status {
+        /// The agent's query socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// `OK`, or the parts that are not.
+        #[arg(long)]
+        brief: bool,
+        /// With the KubeProxyReplacement details.
+        #[arg(long)]
+        verbose: bool,
     },
     /// The pods the agent set up, as `cilium-dbg endpoint list` prints them.
     Endpoint {
@@ -587,11 +601,17 @@ pub fn main() -> ExitCode {
                     (opts, feeds)
                 });
                 let services = (service_options, served);
+                let setup = Setup {
+                    source: String::new(),
+                    interfaces: datapath.as_ref().map(|(o, _)| o.interfaces.clone()).unwrap_or_default(),
+                    kube_proxy_replacement: services.1.as_ref().map(|_| services.0.clone()),
+                };
                 let serving = Serving {
                     socket: &socket,
                     metrics,
                     hubble,
                     endpoints,
+                    setup,
                 };
                 run(source, options, l2, services, datapath, serving).await
             })
@@ -601,6 +621,11 @@ pub fn main() -> ExitCode {
         Command::Endpoint {
             query: EndpointQuery::List { common },
         } => runtime.block_on(endpoint_list(common)),
+        Command::Status {
+            socket,
+            brief,
+            verbose,
+        } => runtime.block_on(status(&socket, brief, verbose)),
         Command::Service {
             query: ServiceQuery::List { common },
         } => runtime.block_on(service_list(common)),
@@ -748,6 +773,7 @@ struct Serving<'a> {
     metrics: Option<SocketAddr>,
     hubble: Option<Hubble>,
     endpoints: Option<Endpoints>,
+    setup: Setup,
 }
 
 async fn run(
@@ -763,6 +789,7 @@ async fn run(
         metrics,
         hubble,
         endpoints,
+        mut setup,
     } = serving;
     let node = options.name.clone();
     let listener =
@@ -773,6 +800,10 @@ async fn run(
         .map_err(|e| format!("cannot start the datapath's thread: {e}"))?;
     let (controller, driver) = Controller::spawn(options, l2, service_options, served);
     info!(node, ?source, socket = %socket.display(), "nexthop-agent starting");
+    setup.source = match &source {
+        Source::Directory(dir) => format!("directory {}", dir.display()),
+        Source::Kubernetes(_) => "Kubernetes API".into(),
+    };
     let (dir, mut snapshots) = match &source {
         Source::Directory(dir) => (Some(dir.as_path()), None),
         Source::Kubernetes(kubeconfig) => {
@@ -802,9 +833,12 @@ async fn run(
     };
     let api = {
         let controller = controller.clone();
-        let hubble = hubble.clone();
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move { api::serve(listener, controller, hubble, endpoints).await })
+        let parts = api::Parts {
+            flows: hubble.clone(),
+            endpoints: endpoints.clone(),
+            setup,
+        };
+        tokio::spawn(async move { api::serve(listener, controller, parts).await })
     };
     let metrics = metrics.map(|addr| {
         let controller = controller.clone();
@@ -954,6 +988,20 @@ async fn observe(socket: &Path, flags: Vec<String>) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+async fn status(socket: &Path, brief: bool, verbose: bool) -> Result<(), String> {
+    let response = api::query(socket, &Request::Status { brief, verbose })
+        .await
+        .map_err(|e| e.to_string())?;
+    for line in &response.status {
+        println!("{line}");
+    }
+    if response.healthy {
+        Ok(())
+    } else {
+        Err("not every part of the agent is OK".into())
+    }
 }
 
 async fn endpoint_list(common: QueryArgs) -> Result<(), String> {

@@ -243,6 +243,17 @@ impl Endpoints {
         state.ipam = Some(ipam);
     }
 
+    /// The addresses taken (the router's included), of how many, in which
+    /// CIDR; or why there is none.
+    pub fn ipam(&self) -> Result<(usize, u64, Ipv4Net), CniError> {
+        let summary = self.lock().ipam.as_ref().map(|ipam| {
+            let cidr = ipam.cidr();
+            let size = (1u64 << (32 - cidr.prefix_len())).saturating_sub(2);
+            (ipam.used().len(), size, cidr)
+        });
+        summary.ok_or_else(|| self.no_cidr())
+    }
+
     /// Whether pods can be added now: the node's pod CIDR is known.
     pub fn ready(&self) -> Result<(), CniError> {
         let known = self.lock().ipam.is_some();

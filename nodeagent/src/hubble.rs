@@ -136,6 +136,11 @@ impl Hubble {
         self.follow.subscribe()
     }
 
+    /// Flows kept at most.
+    pub fn capacity(&self) -> usize {
+        self.lock().capacity
+    }
+
     /// Flows kept now, and events that could not be decoded.
     pub fn counts(&self) -> (usize, u64) {
         let state = self.lock();

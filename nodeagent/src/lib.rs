@@ -10,7 +10,8 @@
 //!   (router-core's `cilium::node`) and carries out its actions; status.
 //! - [`connection`]: connections as tasks that only move bytes;
 //!   [`transport`]: kernel TCP (MD5, TTL).
-//! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers.
+//! - [`status`], [`api`], [`output`], [`metrics`]: queries and their answers;
+//!   [`report`]: `status`, the agent's health as `cilium status` reports it.
 //! - [`lease_store`]: leases for router-core's lease elector, in etcd or as
 //!   Kubernetes Leases (`--lease-store`; `lease get|list`).
 //! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
@@ -35,6 +36,7 @@ pub mod lease_store;
 pub mod metrics;
 pub mod offload;
 pub mod output;
+pub mod report;
 pub mod services;
 pub mod status;
 pub mod transport;

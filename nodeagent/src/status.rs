@@ -44,6 +44,13 @@ pub enum Request {
     /// CNI STATUS: whether pods can be added.
     #[serde(rename = "cni-status")]
     CniStatus,
+    /// The agent's health, as `cilium status` reports it.
+    Status {
+        /// `OK`, or the parts that are not.
+        brief: bool,
+        /// With the KubeProxyReplacement details.
+        verbose: bool,
+    },
 }
 
 /// One row of `l2-announce`: an address led, on an interface.
@@ -82,6 +89,12 @@ pub struct Response {
     /// For [`Request::EndpointList`].
     #[serde(default)]
     pub endpoints: Vec<router_core::cilium::table::EndpointRow>,
+    /// For [`Request::Status`]: the report's lines.
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// For [`Request::Status`]: whether every part is OK.
+    #[serde(default)]
+    pub healthy: bool,
     /// Why a CNI request failed, with the specification's code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni_error: Option<crate::cni::CniError>,

@@ -257,6 +257,17 @@ fn cni_sets_pods_up_through_the_agent_and_the_xdp_datapath_forwards_between_them
         list.contains("reserved:init"),
         "no CiliumEndpoint names them: {list}"
     );
+    let status = lab.agent_query(&["status"]);
+    println!("nexthop-agent status:\n{status}");
+    assert!(
+        status.contains("IPAM:                    IPv4: 3/254 allocated from 10.244.1.0/24"),
+        "the router address and two pods: {status}"
+    );
+    assert!(
+        status.contains("XDP   [eth1] and 2 pod interfaces"),
+        "{status}"
+    );
+    assert_eq!(lab.agent_query(&["status", "--brief"]), "OK\n");
 
     // kill -9 and a new agent: the pods keep their addresses and a new pod
     // gets another one.
