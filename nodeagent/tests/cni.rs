@@ -309,18 +309,16 @@ fn cni_sets_pods_up_through_the_agent_and_the_xdp_datapath_forwards_between_them
     );
 }
 
-/// A TCP stream from `from` to `to` (pod namespaces, `to` listening on
-/// `addr`): `count` numbers, one every 5 ms; the receiver's count of the
-/// numbers that arrived in order, or the first error.
-fn stream(
-    lab: &Lab,
-    (from, to): (&str, &str),
-    addr: std::net::SocketAddr,
-    count: u32,
-) -> (
+/// The two ends of a TCP stream: the receiver (the numbers that arrived in
+/// order, or the first error) and the sender.
+type Stream = (
     std::thread::JoinHandle<Result<u32, String>>,
     std::thread::JoinHandle<Result<(), String>>,
-) {
+);
+
+/// A TCP stream from `from` to `to` (pod namespaces, `to` listening on
+/// `addr`): `count` numbers, one every 5 ms.
+fn stream(lab: &Lab, (from, to): (&str, &str), addr: std::net::SocketAddr, count: u32) -> Stream {
     use std::io::Read;
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let server_ns = lab.ns.name(to);
