@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use router_core::cilium::Objects;
 use router_core::cilium::ipcache::IpCache;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use aya::programs::XdpMode;
 use nexthop_offload_bpf::datapath::{self, Capacity};
@@ -602,6 +602,7 @@ pub fn main() -> ExitCode {
                 });
                 let services = (service_options, served);
                 let setup = Setup {
+                    datapath: Default::default(),
                     source: String::new(),
                     interfaces: datapath.as_ref().map(|(o, _)| o.interfaces.clone()).unwrap_or_default(),
                     kube_proxy_replacement: services.1.as_ref().map(|_| services.0.clone()),
@@ -791,10 +792,11 @@ async fn run(
         endpoints,
         mut setup,
     } = serving;
+    let setup_failure = setup.datapath.clone();
     let node = options.name.clone();
     let listener =
         api::bind(socket).map_err(|e| format!("query socket {}: {e}", socket.display()))?;
-    let datapath = datapath
+    let mut datapath = datapath
         .map(|(opts, feeds)| offload::spawn(opts, feeds))
         .transpose()
         .map_err(|e| format!("cannot start the datapath's thread: {e}"))?;
@@ -884,8 +886,19 @@ async fn run(
         if metrics.as_ref().is_some_and(|m| m.is_finished()) {
             break;
         }
-        if datapath.as_ref().is_some_and(|d| d.is_finished()) {
-            break;
+        // A datapath that failed (a missing interface or kernel feature) is
+        // reported; BGP and the pods the agent set up (kernel routing) go on.
+        // A datapath that ends without failing does so on a signal: stop too.
+        if datapath.as_ref().is_some_and(|d| d.is_finished())
+            && let Some(d) = datapath.take()
+        {
+            let why = match d.join() {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => e,
+                Err(_) => "its thread panicked".to_string(),
+            };
+            error!(error = %why, "the XDP datapath failed; the agent goes on without it");
+            setup_failure.fail(why);
         }
     }
     info!("shutting down");

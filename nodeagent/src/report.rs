@@ -9,6 +9,7 @@
 //! buffer, the kernel's devices.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use router_core::cilium::table::{self, KubeProxyReplacement};
 use router_core::service::nodeport::PortRange;
@@ -28,6 +29,24 @@ pub struct Setup {
     pub interfaces: Vec<String>,
     /// The service settings, with `--kube-proxy-replacement`.
     pub kube_proxy_replacement: Option<services::Options>,
+    /// Why the XDP datapath stopped, once it has.
+    pub datapath: Failure,
+}
+
+/// Why a part stopped working, once it has (shared with its owner).
+#[derive(Clone, Debug, Default)]
+pub struct Failure(Arc<Mutex<Option<String>>>);
+
+impl Failure {
+    /// The part stopped, for this reason.
+    pub fn fail(&self, why: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Why it stopped, if it has.
+    pub fn why(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// One part of the report: its name, whether it is OK, what it says.
@@ -103,6 +122,8 @@ pub async fn parts(
     });
     parts.push(if setup.interfaces.is_empty() {
         part("Datapath", true, "Disabled".into())
+    } else if let Some(why) = setup.datapath.why() {
+        part("Datapath", false, format!("Failed   {why}"))
     } else {
         let pods = endpoints.map_or(0, |e| e.rows().len().saturating_sub(1));
         part(

@@ -428,3 +428,53 @@ fn pods_lose_nothing_while_their_agent_is_killed_and_restarted() {
         "across kill -9 and SIGTERM restarts: {summary}, 1000 numbers in order, {forwarded} frames forwarded by XDP"
     );
 }
+
+/// A datapath that cannot start (here: an interface the node does not
+/// have) is reported by `status`, naming the interface, and the agent goes
+/// on setting pods up (routed by the kernel).
+#[test]
+fn a_failed_datapath_is_reported_and_pods_are_still_set_up() {
+    let Some(lab) = Lab::build() else { return };
+    let log = lab.ns.dir.join("agent-broken.log");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", lab.ns.name("node")))
+        .args([AGENT, "run", "--node", "n1", "--config-dir"])
+        .arg(lab.ns.dir.join("config"))
+        .arg("--socket")
+        .arg(lab.socket())
+        .arg("--cni-state-dir")
+        .arg(lab.ns.dir.join("cni"))
+        .args(["--datapath-interface", "nosuchif0", "--datapath-pin-dir"])
+        .arg(&lab.pins)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child, log };
+    let brief = wait_for(
+        "status to report the datapath",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new(AGENT)
+                .args(["status", "--brief", "--socket"])
+                .arg(lab.socket())
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains("Datapath")
+                .then_some((text, out.status.success()))
+        },
+        || agent.log(),
+    );
+    assert!(!brief.1, "status --brief fails: {}", brief.0);
+    assert!(
+        brief.0.contains("nosuchif0"),
+        "names the interface: {}",
+        brief.0
+    );
+    let (one, code) = lab.cni("ADD", "pod1", None);
+    assert_eq!(code, 0, "{one}\n{}", agent.log());
+    let (two, _) = lab.cni("ADD", "pod2", None);
+    lab.ns
+        .exec("pod1", &["ping", "-c", "1", "-W", "2", &address(&two)]);
+}
