@@ -22,6 +22,8 @@
 //!   the objects and reports their status; what both runtimes drive.
 //! - [`ipcache`]: what a node knows of an address (a pod with its identity,
 //!   a node, the world), the names flows are printed with.
+//! - [`routing`]: the routes the agent installs for its routing mode
+//!   (own pod CIDR, autoDirectNodeRoutes, tunnels).
 //! - [`status`]: what a control plane reports about peers and routes;
 //!   [`table`]: `bgp peers` / `bgp routes` tables of it.
 //!
@@ -43,6 +45,7 @@ pub mod limits;
 pub mod meta;
 pub mod node;
 pub mod objects;
+pub mod routing;
 pub mod selector;
 pub mod session;
 pub mod status;

@@ -14,11 +14,11 @@ pub mod host;
 pub mod ipam;
 pub mod l2;
 pub mod lbipam;
-pub mod routes;
 mod services;
 mod upgrade;
 pub mod workloads;
 
+use router_core::cilium::routing as routes;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -601,7 +601,8 @@ impl Cluster {
                 .port_id(CILIUM_HOST)
                 .expect("k8s nodes have cilium_host")
                 .0;
-            let routes = routes::agent_routes(values, peer, router_ip, &ports, cilium_host, &peers);
+            let routes =
+                routes::agent_routes(values.routing(), peer, router_ip, &ports, cilium_host, &peers);
             out.push((id, routes));
         }
         out

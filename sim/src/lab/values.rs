@@ -370,6 +370,20 @@ impl Default for ServiceValues {
 }
 
 impl Values {
+    /// The routing mode, with `autoDirectNodeRoutes` and `tunnelProtocol`.
+    pub fn routing(&self) -> router_core::cilium::routing::RoutingMode {
+        use router_core::cilium::routing::RoutingMode as Mode;
+        match self.routing_mode {
+            RoutingMode::Native => Mode::Native {
+                auto_direct_node_routes: self.auto_direct_node_routes,
+            },
+            RoutingMode::Tunnel => Mode::Tunnel(match self.tunnel_protocol {
+                TunnelProtocol::Vxlan => router_core::fib::Encap::Vxlan,
+                TunnelProtocol::Geneve => router_core::fib::Encap::Geneve,
+            }),
+        }
+    }
+
     /// What masquerading the values ask for (`None`: off).
     pub fn masquerade(&self) -> Option<masquerade::Settings> {
         self.enable_ipv4_masquerade.then(|| masquerade::Settings {

@@ -1,4 +1,5 @@
-//! The routes the Cilium agent installs on a node, for the lab's routing mode.
+//! The routes the Cilium agent installs on a node for its routing mode,
+//! for both runtimes (the simulator's nodes and the node agent).
 //!
 //! Owns the rule set, not the FIB: given the nodes and this node's connected
 //! subnets, say which routes exist — the own pod CIDR via `cilium_host` (whose
@@ -6,15 +7,31 @@
 //! with native routing and `autoDirectNodeRoutes`, other nodes' pod CIDRs via
 //! those nodes when they share a subnet; with tunnel routing, every other
 //! node's pod CIDR into the tunnel (`mtu 1450`). Pods' own /32 routes are the
-//! cluster's business ([`super::Cluster`]).
+//! runtime's business.
 
-use std::net::{IpAddr, Ipv4Addr};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
-use router_core::fib::{Encap, Nexthop, NexthopKind, Protocol, Route};
-use router_core::wire::layout::ENCAP_OVERHEAD;
 
-use crate::lab::values::{RoutingMode, TunnelProtocol, Values};
+use crate::fib::{Encap, Nexthop, NexthopKind, Protocol, Route};
+use crate::wire::layout::ENCAP_OVERHEAD;
+
+/// Cilium's `routingMode` (with `autoDirectNodeRoutes` and `tunnelProtocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoutingMode {
+    /// `native`: pods' addresses on the wire; with `autoDirectNodeRoutes`,
+    /// routes to the pod CIDRs of nodes on a shared subnet.
+    Native {
+        /// `autoDirectNodeRoutes`.
+        auto_direct_node_routes: bool,
+    },
+    /// `tunnel`, with this `tunnelProtocol`.
+    Tunnel(Encap),
+}
 
 /// The inner MTU of pod routes into a tunnel on a 1500-byte underlay (1450).
 pub const TUNNEL_ROUTE_MTU: u16 = 1500 - ENCAP_OVERHEAD as u16;
@@ -45,17 +62,17 @@ pub struct AgentRoute {
     pub shown_as: Option<String>,
 }
 
-/// The routes node `me` gets. `ports` are its underlay interfaces (index, subnet);
-/// `cilium_host` is the index of its `cilium_host` port.
+/// The routes node `me` gets in `mode`. `ports` are its underlay interfaces
+/// (index, subnet); `cilium_host` is the index of its `cilium_host` port.
 pub fn agent_routes(
-    values: &Values,
+    mode: RoutingMode,
     me: &PeerNode,
     router_ip: Ipv4Addr,
     ports: &[(u16, Ipv4Net)],
     cilium_host: u16,
     nodes: &[PeerNode],
 ) -> Vec<AgentRoute> {
-    let host_port = router_core::PortId(cilium_host);
+    let host_port = crate::PortId(cilium_host);
     let mut out = vec![AgentRoute {
         dst: IpNet::V4(me.pod_cidr),
         route: Route::new(
@@ -67,10 +84,12 @@ pub fn agent_routes(
         shown_as: None,
     }];
     for peer in nodes.iter().filter(|n| n.name != me.name) {
-        match values.routing_mode {
-            RoutingMode::Native if values.auto_direct_node_routes => {
+        match mode {
+            RoutingMode::Native {
+                auto_direct_node_routes: true,
+            } => {
                 if let Some(&(port, _)) = ports.iter().find(|(_, net)| net.contains(&peer.ip)) {
-                    let nh = Nexthop::gateway(IpAddr::V4(peer.ip), router_core::PortId(port));
+                    let nh = Nexthop::gateway(IpAddr::V4(peer.ip), crate::PortId(port));
                     out.push(AgentRoute {
                         dst: IpNet::V4(peer.pod_cidr),
                         route: Route::new(Protocol::Kernel, vec![nh]),
@@ -80,12 +99,8 @@ pub fn agent_routes(
                     });
                 }
             }
-            RoutingMode::Native => {}
-            RoutingMode::Tunnel => {
-                let encap = match values.tunnel_protocol {
-                    TunnelProtocol::Vxlan => Encap::Vxlan,
-                    TunnelProtocol::Geneve => Encap::Geneve,
-                };
+            RoutingMode::Native { .. } => {}
+            RoutingMode::Tunnel(encap) => {
                 let nh = Nexthop {
                     kind: NexthopKind::Tunnel {
                         endpoint: IpAddr::V4(peer.ip),
@@ -110,6 +125,7 @@ pub fn agent_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     fn nodes() -> Vec<PeerNode> {
         [
@@ -126,11 +142,11 @@ mod tests {
         .collect()
     }
 
-    fn dsts(values: &Values) -> Vec<String> {
+    fn dsts(mode: RoutingMode) -> Vec<String> {
         let ports = [(1, "192.168.10.0/24".parse().unwrap())];
         let ns = nodes();
         agent_routes(
-            values,
+            mode,
             &ns[0],
             "172.20.0.201".parse().unwrap(),
             &ports,
@@ -144,28 +160,24 @@ mod tests {
 
     #[test]
     fn native_auto_direct_routes_only_to_nodes_on_a_shared_subnet() {
-        let v = Values {
-            routing_mode: RoutingMode::Native,
+        let mode = RoutingMode::Native {
             auto_direct_node_routes: true,
-            ..Values::default()
         };
-        assert_eq!(dsts(&v), ["172.20.0.0/24", "172.20.1.0/24"]);
+        assert_eq!(dsts(mode), ["172.20.0.0/24", "172.20.1.0/24"]);
     }
 
     #[test]
     fn native_without_auto_direct_routes_has_only_its_own() {
-        let v = Values {
-            routing_mode: RoutingMode::Native,
-            ..Values::default()
+        let mode = RoutingMode::Native {
+            auto_direct_node_routes: false,
         };
-        assert_eq!(dsts(&v), ["172.20.0.0/24"]);
+        assert_eq!(dsts(mode), ["172.20.0.0/24"]);
     }
 
     #[test]
     fn tunnel_mode_routes_every_other_node_into_the_tunnel() {
-        let v = Values::default();
         assert_eq!(
-            dsts(&v),
+            dsts(RoutingMode::Tunnel(Encap::Vxlan)),
             ["172.20.0.0/24", "172.20.1.0/24", "172.20.2.0/24"]
         );
     }
