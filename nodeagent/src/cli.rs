@@ -30,14 +30,17 @@ use crate::lease_store::{self, Clock, LeaseStore, StoreConfig};
 use crate::offload;
 use crate::output;
 use crate::report::Setup;
+use crate::routing::NodeRoutes;
 use crate::services::{self, Served};
 use crate::status::{NodeConfigObject, Request, Table};
 use router_core::cilium::l2announce::Entry;
 use router_core::cilium::node::NodeOptions;
+use router_core::cilium::routing::RoutingMode;
 use router_core::lease::Timings;
 use router_core::service::datapath::{Algorithm, Mode};
 use router_core::service::maglev;
 use router_core::service::masquerade;
+use std::sync::{Arc, Mutex};
 
 /// The default query socket.
 pub const DEFAULT_SOCKET: &str = "/run/nexthop/agent.sock";
@@ -227,6 +230,10 @@ struct AgentDatapath {
     /// elsewhere.
     #[arg(long)]
     kube_proxy_replacement: bool,
+    /// Route other nodes' pod CIDRs via those nodes when they share a
+    /// subnet (Cilium's `autoDirectNodeRoutes`, native routing).
+    #[arg(long)]
+    auto_direct_node_routes: bool,
     /// Set up pods for the CNI plugin (`nexthop-cni`), keeping their
     /// endpoints' state in this directory: addresses from the node's pod
     /// CIDR, veth pairs, routes; the pods' interfaces join the XDP datapath.
@@ -566,6 +573,12 @@ pub fn main() -> ExitCode {
                         burst: datapath.hubble_events_burst,
                     },
                 });
+                let datapath_args_routes = datapath.auto_direct_node_routes.then(|| {
+                    let mode = RoutingMode::Native {
+                        auto_direct_node_routes: true,
+                    };
+                    Arc::new(Mutex::new(NodeRoutes::new(&node, mode)))
+                });
                 let endpoints = datapath
                     .cni_state_dir
                     .as_deref()
@@ -601,6 +614,7 @@ pub fn main() -> ExitCode {
                     (opts, feeds)
                 });
                 let services = (service_options, served);
+                let routes = datapath_args_routes;
                 let setup = Setup {
                     datapath: Default::default(),
                     source: String::new(),
@@ -613,6 +627,7 @@ pub fn main() -> ExitCode {
                     hubble,
                     endpoints,
                     setup,
+                    routes,
                 };
                 run(source, options, l2, services, datapath, serving).await
             })
@@ -775,6 +790,7 @@ struct Serving<'a> {
     hubble: Option<Hubble>,
     endpoints: Option<Endpoints>,
     setup: Setup,
+    routes: Option<Arc<Mutex<NodeRoutes>>>,
 }
 
 async fn run(
@@ -791,6 +807,7 @@ async fn run(
         hubble,
         endpoints,
         mut setup,
+        routes,
     } = serving;
     let setup_failure = setup.datapath.clone();
     let node = options.name.clone();
@@ -821,6 +838,15 @@ async fn run(
         }
         if let Some(e) = &endpoints {
             e.set_objects(&objects);
+        }
+        if let Some(r) = &routes {
+            // `ip` runs off the task that keeps the sessions alive.
+            let (r, objects) = (r.clone(), objects.clone());
+            tokio::task::spawn_blocking(move || {
+                r.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reconcile(&objects)
+            });
         }
         controller.reconcile(objects);
     };

@@ -15,6 +15,7 @@
 //! - [`lease_store`]: leases for router-core's lease elector, in etcd or as
 //!   Kubernetes Leases (`--lease-store`; `lease get|list`).
 //! - [`kernel`]: the node's routes, neighbours and interfaces as router-core tables;
+//!   [`routing`]: the routes the agent installs for its routing mode;
 //!   [`offload`]: `datapath run|stats|remove`, the XDP datapath mirroring them.
 //! - [`services`]: the node's service table (`service list`).
 //! - [`hubble`]: the datapath's flow events, named and kept (`observe`).
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod offload;
 pub mod output;
 pub mod report;
+pub mod routing;
 pub mod services;
 pub mod status;
 pub mod transport;

@@ -93,74 +93,12 @@ impl Lab {
 
     /// Start the node's agent (`n`: its log's number) and wait for its datapath.
     fn agent(&self, n: u32) -> Agent {
-        let log = self.ns.dir.join(format!("agent-{n}.log"));
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.ns.name("node")))
-            .args([AGENT, "run", "--node", "n1", "--config-dir"])
-            .arg(self.ns.dir.join("config"))
-            .arg("--socket")
-            .arg(self.socket())
-            .arg("--cni-state-dir")
-            .arg(self.ns.dir.join("cni"))
-            .args(["--datapath-interface", "eth1", "--datapath-pin-dir"])
-            .arg(&self.pins)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let agent = Agent { child, log };
-        wait_for(
-            "the agent to know its pod CIDR",
-            Duration::from_secs(20),
-            || agent.log().contains("pod CIDR").then_some(()),
-            || agent.log(),
-        );
-        agent
+        start_agent(&self.ns, "node", &self.socket(), &self.pins, &[], n)
     }
 
-    /// Run the plugin for `command` on pod namespace `pod` (container
-    /// `pod`'s name); its output as JSON (`Null` when empty) and exit code.
+    /// Run the plugin for `command` on pod namespace `pod`; see [`cni`].
     fn cni(&self, command: &str, pod: &str, netns: Option<&Path>) -> (Value, i32) {
-        let netns = netns.map_or_else(
-            || PathBuf::from(format!("/var/run/netns/{}", self.ns.name(pod))),
-            Path::to_path_buf,
-        );
-        let config = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "cilium",
-            "type": "nexthop-cni",
-            "socket": self.socket(),
-        });
-        let mut child = Command::new(CNI)
-            .env_clear()
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", format!("container-{pod}"))
-            .env("CNI_NETNS", &netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/opt/cni/bin")
-            .env(
-                "CNI_ARGS",
-                format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-        };
-        (value, out.status.code().unwrap_or(-1))
+        cni(&self.ns, &self.socket(), command, pod, netns)
     }
 
     fn agent_query(&self, args: &[&str]) -> String {
@@ -187,6 +125,97 @@ impl Lab {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["Forwarded"].as_u64().unwrap()
     }
+}
+
+/// Start the agent of node `node` (its namespace, named `n1` in the
+/// objects when `node` is `node`) with `--cni-state-dir` and the datapath on
+/// `eth1`, answering on `socket`; `n` numbers its log. Waits until it knows
+/// its pod CIDR.
+fn start_agent(
+    ns: &Namespaces,
+    node: &str,
+    socket: &Path,
+    pins: &Path,
+    args: &[&str],
+    n: u32,
+) -> Agent {
+    let name = if node == "node" { "n1" } else { node };
+    let log = ns.dir.join(format!("agent-{node}-{n}.log"));
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", ns.name(node)))
+        .args([AGENT, "run", "--node", name, "--config-dir"])
+        .arg(ns.dir.join("config"))
+        .arg("--socket")
+        .arg(socket)
+        .arg("--cni-state-dir")
+        .arg(ns.dir.join(format!("cni-{node}")))
+        .args(["--datapath-interface", "eth1", "--datapath-pin-dir"])
+        .arg(pins)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child, log };
+    wait_for(
+        "the agent to know its pod CIDR",
+        Duration::from_secs(20),
+        || agent.log().contains("pod CIDR").then_some(()),
+        || agent.log(),
+    );
+    agent
+}
+
+/// Run the plugin for `command` on pod namespace `pod` (container `pod`'s
+/// name) against the agent on `socket`; its output as JSON (`Null` when
+/// empty) and exit code.
+fn cni(
+    ns: &Namespaces,
+    socket: &Path,
+    command: &str,
+    pod: &str,
+    netns: Option<&Path>,
+) -> (Value, i32) {
+    let netns = netns.map_or_else(
+        || PathBuf::from(format!("/var/run/netns/{}", ns.name(pod))),
+        Path::to_path_buf,
+    );
+    let config = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "cilium",
+        "type": "nexthop-cni",
+        "socket": socket,
+    });
+    let mut child = Command::new(CNI)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", format!("container-{pod}"))
+        .env("CNI_NETNS", &netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/opt/cni/bin")
+        .env(
+            "CNI_ARGS",
+            format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    (value, out.status.code().unwrap_or(-1))
 }
 
 /// The address an ADD result gives the pod.
@@ -477,4 +506,134 @@ fn a_failed_datapath_is_reported_and_pods_are_still_set_up() {
     let (two, _) = lab.cni("ADD", "pod2", None);
     lab.ns
         .exec("pod1", &["ping", "-c", "1", "-W", "2", &address(&two)]);
+}
+
+/// Two nodes on one subnet, each agent with `--auto-direct-node-routes`:
+/// each routes the other's pod CIDR via the other (`proto kernel`, as the
+/// simulator's `ip route` shows Cilium's), and a pod on one reaches a pod
+/// on the other through both XDP datapaths.
+#[test]
+fn auto_direct_node_routes_join_two_nodes_pods() {
+    if skips(&["ip", "nsenter", "ping"]) {
+        return;
+    }
+    let root = Path::new("/sys/fs/bpf");
+    if let Err(e) = mount_bpffs(root) {
+        return nexthop_testkit::skip(&format!("no bpf filesystem: {e}"));
+    }
+    let ns = Namespaces::new(&["n1", "n2", "pod1", "pod2"]);
+    let pins: Vec<PathBuf> = ["pins1", "pins2"]
+        .iter()
+        .map(|p| root.join(ns.name(p)))
+        .collect();
+    let _unpin = Unpin(pins.clone());
+    for name in ["n1", "n2", "pod1", "pod2"] {
+        ns.exec(name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    }
+    ns.veth("n1", "eth1", "n2", "eth1");
+    let config = ns.dir.join("config");
+    fs::create_dir_all(&config).unwrap();
+    let mut objects = String::new();
+    for k in 1..=2 {
+        let n = format!("n{k}");
+        ns.exec(&n, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        ns.exec(
+            &n,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("192.168.30.{k}/24"),
+                "dev",
+                "eth1",
+            ],
+        );
+        objects += &format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\nspec: {{podCIDRs: [10.244.{k}.0/24]}}\n\
+             status:\n  addresses: [{{type: InternalIP, address: 192.168.30.{k}}}]\n"
+        );
+    }
+    fs::write(config.join("nodes.yaml"), objects).unwrap();
+    ns.exec("n1", &["ping", "-c", "1", "-W", "2", "192.168.30.2"]);
+    let sockets: Vec<PathBuf> = (1..=2)
+        .map(|k| ns.dir.join(format!("agent-n{k}.sock")))
+        .collect();
+    let args = ["--auto-direct-node-routes"];
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| start_agent(&ns, &format!("n{}", i + 1), &sockets[i], &pins[i], &args, 1))
+        .collect();
+    let (one, code) = cni(&ns, &sockets[0], "ADD", "pod1", None);
+    assert_eq!(code, 0, "{one}");
+    let (two, code) = cni(&ns, &sockets[1], "ADD", "pod2", None);
+    assert_eq!(code, 0, "{two}");
+    let (ip1, ip2) = (address(&one), address(&two));
+    assert!(ip1.starts_with("10.244.1.") && ip2.starts_with("10.244.2."));
+    for agent in &agents {
+        wait_for(
+            "the datapath on the uplink and the pod's interface",
+            Duration::from_secs(20),
+            || (agent.log().matches("datapath attached").count() >= 2).then_some(()),
+            || agent.log(),
+        );
+    }
+    for (node, route) in [
+        ("n1", "10.244.2.0/24 via 192.168.30.2 dev eth1 proto kernel"),
+        ("n2", "10.244.1.0/24 via 192.168.30.1 dev eth1 proto kernel"),
+    ] {
+        wait_for(
+            &format!("{node}'s route to the other node's pods"),
+            Duration::from_secs(10),
+            || {
+                let routes = ns.exec(node, &["ip", "route"]);
+                routes.lines().any(|l| l.trim() == route).then_some(())
+            },
+            || ns.exec(node, &["ip", "route"]),
+        );
+    }
+    let forwarded = |pins: &Path| {
+        let out = Command::new(AGENT)
+            .args(["datapath", "stats", "-o", "json", "--pin-dir"])
+            .arg(pins)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["Forwarded"]
+            .as_u64()
+            .unwrap()
+    };
+    // The first exchange teaches the nodes each other's MACs (the kernel's
+    // neighbours, which the datapaths mirror).
+    ns.exec("pod1", &["ping", "-c", "1", "-W", "2", &ip2]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = [forwarded(&pins[0]), forwarded(&pins[1])];
+    ns.exec("pod1", &["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip2]);
+    let after = [forwarded(&pins[0]), forwarded(&pins[1])];
+    for k in 0..2 {
+        let stats = Command::new(AGENT)
+            .args(["datapath", "stats", "--pin-dir"])
+            .arg(&pins[k])
+            .output()
+            .unwrap();
+        assert!(
+            after[k] - before[k] >= 6,
+            "node n{}'s XDP program forwarded {} of 6 frames\n{}\n{}",
+            k + 1,
+            after[k] - before[k],
+            String::from_utf8_lossy(&stats.stdout),
+            agents[k].log()
+        );
+    }
+}
+
+/// Removes the datapaths pinned under these directories on drop.
+struct Unpin(Vec<PathBuf>);
+
+impl Drop for Unpin {
+    fn drop(&mut self) {
+        for pins in &self.0 {
+            let _ = Command::new(AGENT)
+                .args(["datapath", "remove", "--pin-dir"])
+                .arg(pins)
+                .status();
+        }
+    }
 }

@@ -601,8 +601,14 @@ impl Cluster {
                 .port_id(CILIUM_HOST)
                 .expect("k8s nodes have cilium_host")
                 .0;
-            let routes =
-                routes::agent_routes(values.routing(), peer, router_ip, &ports, cilium_host, &peers);
+            let routes = routes::agent_routes(
+                values.routing(),
+                peer,
+                router_ip,
+                &ports,
+                cilium_host,
+                &peers,
+            );
             out.push((id, routes));
         }
         out
