@@ -241,7 +241,7 @@ pub async fn run(opts: &RunOptions, feeds: Feeds) -> Result<(), String> {
     )?
     .expect("a first sync always writes");
     info!(routes, written, "kernel state mirrored");
-    info!(interfaces = ?ports.attached, "datapath attached");
+    info!(interfaces = ?ports.attached, "datapath running");
     if let Some(cgroup) = &opts.cgroup {
         dp.attach_sockets(cgroup)
             .map_err(|e| format!("attaching socket-level load-balancing: {e}"))?;

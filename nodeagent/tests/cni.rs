@@ -218,6 +218,16 @@ fn cni(
     (value, out.status.code().unwrap_or(-1))
 }
 
+/// Wait until `agent`'s datapath runs on `interfaces` interfaces.
+fn attached(agent: &Agent, interfaces: usize) {
+    wait_for(
+        &format!("the datapath on {interfaces} interfaces"),
+        Duration::from_secs(20),
+        || (agent.log().matches("datapath attached").count() >= interfaces).then_some(()),
+        || agent.log(),
+    );
+}
+
 /// The address an ADD result gives the pod.
 fn address(result: &Value) -> String {
     let cidr = result["ips"][0]["address"].as_str().unwrap();
@@ -266,12 +276,7 @@ fn cni_sets_pods_up_through_the_agent_and_the_xdp_datapath_forwards_between_them
     let (check, code) = lab.cni("CHECK", "pod1", None);
     assert_eq!((code, check), (0, Value::Null));
 
-    wait_for(
-        "the datapath on both pods' interfaces",
-        Duration::from_secs(10),
-        || (agent.log().matches("datapath attached").count() >= 3).then_some(()),
-        || agent.log(),
-    );
+    attached(&agent, 3);
     let before = lab.forwarded();
     lab.ns
         .exec("pod1", &["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip2]);
@@ -402,12 +407,7 @@ fn pods_lose_nothing_while_their_agent_is_killed_and_restarted() {
     let (two, _) = lab.cni("ADD", "pod2", None);
     let ip2 = address(&two);
     assert!(address(&one).starts_with("10.244.1."), "{one}");
-    wait_for(
-        "the datapath on both pods' interfaces",
-        Duration::from_secs(10),
-        || (agent.log().matches("datapath attached").count() >= 3).then_some(()),
-        || agent.log(),
-    );
+    attached(&agent, 3);
     let before = lab.forwarded();
     let ping = Command::new("ip")
         .args(["netns", "exec", &lab.ns.name("pod1")])
@@ -569,12 +569,7 @@ fn auto_direct_node_routes_join_two_nodes_pods() {
     let (ip1, ip2) = (address(&one), address(&two));
     assert!(ip1.starts_with("10.244.1.") && ip2.starts_with("10.244.2."));
     for agent in &agents {
-        wait_for(
-            "the datapath on the uplink and the pod's interface",
-            Duration::from_secs(20),
-            || (agent.log().matches("datapath attached").count() >= 2).then_some(()),
-            || agent.log(),
-        );
+        attached(agent, 2);
     }
     for (node, route) in [
         ("n1", "10.244.2.0/24 via 192.168.30.2 dev eth1 proto kernel"),

@@ -1123,15 +1123,7 @@ fn negative_control_catches_a_perturbed_reference() {
         },
         pods: BTreeSet::new(),
     };
-    let odd = Oddity {
-        dst_mac: 0,
-        version: 0,
-        ihl: 5,
-        length_delta: 0,
-        corrupt_checksum: false,
-        fragment: 0,
-        padding: 0,
-    };
+    let odd = Oddity::NONE;
     let frames: Vec<Vec<u8>> = (0..64u16)
         .map(|i| {
             let payload = [(i >> 8) as u8, i as u8, 0, 80];
@@ -1154,6 +1146,18 @@ fn negative_control_catches_a_perturbed_reference() {
     );
 }
 
+/// A UDP datagram 10.0.0.1 → 10.1.0.7 arriving on port 0.
+fn udp_10_1_0_7() -> Vec<u8> {
+    ipv4_frame(
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 1, 0, 7),
+        64,
+        17,
+        &[0, 1, 0, 2, 0, 8, 0, 0],
+        Oddity::NONE,
+    )
+}
+
 /// The flow comparison objects to a missing event, an extra one, another
 /// point or other bytes.
 #[test]
@@ -1166,23 +1170,7 @@ fn negative_control_flow_events_that_differ_are_caught() {
         config: Config::default(),
         pods: BTreeSet::new(),
     };
-    let odd = Oddity {
-        dst_mac: 0,
-        version: 0,
-        ihl: 5,
-        length_delta: 0,
-        corrupt_checksum: false,
-        fragment: 0,
-        padding: 0,
-    };
-    let frame = ipv4_frame(
-        Ipv4Addr::new(10, 0, 0, 1),
-        Ipv4Addr::new(10, 1, 0, 7),
-        64,
-        17,
-        &[0, 1, 0, 2, 0, 8, 0, 0],
-        odd,
-    );
+    let frame = udp_10_1_0_7();
     let verdict = Verdict {
         egress: Some(PortId(1)),
         ..reference(&lab.build().tables(), &frame, &mut Vec::new())
@@ -1245,23 +1233,7 @@ fn flow_events_are_off_by_default_and_rate_limited() {
     };
     dp.sync(&lab.snapshot(&lab.build().tables()).unwrap())
         .unwrap();
-    let odd = Oddity {
-        dst_mac: 0,
-        version: 0,
-        ihl: 5,
-        length_delta: 0,
-        corrupt_checksum: false,
-        fragment: 0,
-        padding: 0,
-    };
-    let frame = ipv4_frame(
-        Ipv4Addr::new(10, 0, 0, 1),
-        Ipv4Addr::new(10, 1, 0, 7),
-        64,
-        17,
-        &[0, 1, 0, 2, 0, 8, 0, 0],
-        odd,
-    );
+    let frame = udp_10_1_0_7();
     let run = |dp: &mut Datapath, n: usize| {
         let mut out = Vec::new();
         for _ in 0..n {
@@ -1316,15 +1288,7 @@ fn tunnel_frames_encapsulate_then_decapsulate() {
         },
         pods: BTreeSet::from([PortId(pod_port)]),
     };
-    let odd = Oddity {
-        dst_mac: 0,
-        version: 0,
-        ihl: 5,
-        length_delta: 0,
-        corrupt_checksum: false,
-        fragment: 0,
-        padding: 0,
-    };
+    let odd = Oddity::NONE;
     let payload = [0x30, 0x39, 0, 80, 0, 12, 0, 0, 1, 2, 3, 4];
     let inner = ipv4_frame(
         Ipv4Addr::new(10, 0, 0, 1),

@@ -71,7 +71,7 @@ impl Run {
         wait_for(
             "the datapath to attach",
             Duration::from_secs(20),
-            || run.log().contains("datapath attached").then_some(()),
+            || run.log().contains("datapath running").then_some(()),
             || run.log(),
         );
         run
