@@ -870,7 +870,10 @@ async fn run(
     };
     let metrics = metrics.map(|addr| {
         let controller = controller.clone();
-        tokio::spawn(async move { crate::metrics::serve(addr, controller).await })
+        let (endpoints, hubble) = (endpoints.clone(), hubble.clone());
+        tokio::spawn(
+            async move { crate::metrics::serve(addr, controller, endpoints, hubble).await },
+        )
     });
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     let mut stopped = false;

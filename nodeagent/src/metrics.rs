@@ -1,6 +1,6 @@
 //! Prometheus metrics in the text exposition format, served over plain
 //! HTTP: for `run`, sessions by state, messages in and out, prefixes
-//! received and advertised; for `datapath run`, packets per exit reason
+//! received and advertised, endpoints, pod addresses and kept flows; for `datapath run`, packets per exit reason
 //! and flow events sent and lost.
 
 use std::fmt::Write;
@@ -15,6 +15,8 @@ use nexthop_offload_bpf::flows::Counters;
 use router_core::datapath::Reason;
 
 use crate::controller::Controller;
+use crate::endpoints::Endpoints;
+use crate::hubble::Hubble;
 use crate::status::{MessageCounts, PeerStatus};
 
 const STATES: [&str; 6] = [
@@ -118,11 +120,53 @@ fn by_type(c: &MessageCounts) -> [(&'static str, u64); 5] {
     ]
 }
 
-/// Serve the BGP metrics page on `addr` to any HTTP GET.
-pub async fn serve(addr: SocketAddr, controller: Controller) -> std::io::Result<()> {
+/// The agent's own metrics: its endpoints, its pod addresses, the flows
+/// it keeps (each family only when that part runs).
+pub fn render_agent(endpoints: Option<&Endpoints>, hubble: Option<&Hubble>) -> String {
+    let mut out = String::new();
+    if let Some(e) = endpoints {
+        out.push_str("# HELP nexthop_endpoints Pods the agent set up through CNI.\n");
+        out.push_str("# TYPE nexthop_endpoints gauge\n");
+        let pods = e.rows().len().saturating_sub(1);
+        let _ = writeln!(out, "nexthop_endpoints {pods}");
+        if let Ok((used, size, _)) = e.ipam() {
+            out.push_str(
+                "# HELP nexthop_ipam_addresses Addresses of the node's pod CIDR, used and free.\n",
+            );
+            out.push_str("# TYPE nexthop_ipam_addresses gauge\n");
+            let _ = writeln!(out, "nexthop_ipam_addresses{{state=\"used\"}} {used}");
+            let free = size.saturating_sub(used as u64);
+            let _ = writeln!(out, "nexthop_ipam_addresses{{state=\"free\"}} {free}");
+        }
+    }
+    if let Some(h) = hubble {
+        let (kept, bad) = h.counts();
+        out.push_str("# HELP nexthop_hubble_flows Flows kept for observe.\n");
+        out.push_str("# TYPE nexthop_hubble_flows gauge\n");
+        let _ = writeln!(out, "nexthop_hubble_flows {kept}");
+        out.push_str(
+            "# HELP nexthop_hubble_bad_events_total Flow events that could not be decoded.\n",
+        );
+        out.push_str("# TYPE nexthop_hubble_bad_events_total counter\n");
+        let _ = writeln!(out, "nexthop_hubble_bad_events_total {bad}");
+    }
+    out
+}
+
+/// Serve the agent's metrics page (BGP, endpoints, flows) on `addr` to any
+/// HTTP GET.
+pub async fn serve(
+    addr: SocketAddr,
+    controller: Controller,
+    endpoints: Option<Endpoints>,
+    hubble: Option<Hubble>,
+) -> std::io::Result<()> {
     serve_page(addr, move || {
-        let controller = controller.clone();
-        async move { render(&controller.peers().await) }
+        let (controller, endpoints, hubble) =
+            (controller.clone(), endpoints.clone(), hubble.clone());
+        async move {
+            render(&controller.peers().await) + &render_agent(endpoints.as_ref(), hubble.as_ref())
+        }
     })
     .await
 }
@@ -185,6 +229,15 @@ mod tests {
             page.contains("nexthop_datapath_packets_total{reason=\"noroute\",action=\"pass\"} 3\n")
         );
         assert_eq!(page.lines().count(), 2 + 3 + 2 + Reason::COUNT);
+    }
+
+    #[test]
+    fn endpoints_and_flows_only_when_they_run() {
+        assert_eq!(render_agent(None, None), "");
+        let hubble = Hubble::new("n1", 10);
+        let page = render_agent(None, Some(&hubble));
+        assert!(page.contains("nexthop_hubble_flows 0\n"), "{page}");
+        assert!(!page.contains("nexthop_endpoints"), "{page}");
     }
 
     #[test]
