@@ -33,9 +33,6 @@ use crate::cni::{CniError, code};
 /// The device holding the node's router address (Cilium's name).
 pub const CILIUM_HOST: &str = "cilium_host";
 
-/// Cilium's identity of an endpoint whose labels are not known yet.
-const IDENTITY_INIT: u32 = 5;
-
 /// What the plugin asks for: one container's interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRequest {
@@ -292,18 +289,18 @@ impl Endpoints {
                 router
             }
         };
-        let ip = ipam
+        let addr = ipam
             .allocate(draw(&request.container_id))
             .ok_or_else(|| full(cidr))?;
         let used: BTreeSet<u16> = state.saved.endpoints.values().map(|e| e.id).collect();
         let id = endpoint_id(&request.container_id, &used);
         let host_interface = host_interface(&request.container_id);
-        match plumb(request, ip, gateway, &host_interface) {
+        match plumb(request, addr, gateway, &host_interface) {
             Ok((host_mac, mac)) => {
                 let endpoint = Endpoint {
                     id,
                     request: request.clone(),
-                    ip,
+                    ip: addr,
                     gateway,
                     host_interface,
                     host_mac,
@@ -317,15 +314,15 @@ impl Endpoints {
                 self.publish(state);
                 drop(guard);
                 saved?;
-                info!(container = %request.container_id, %ip, interface = %endpoint.host_interface, "endpoint added");
+                info!(container = %request.container_id, ip = %addr, interface = %endpoint.host_interface, "endpoint added");
                 Ok(endpoint)
             }
             Err(e) => {
                 if let Some(ipam) = state.ipam.as_mut() {
-                    ipam.release(ip);
+                    ipam.release(addr);
                 }
                 drop(guard);
-                let _ = ip_quiet(&["link", "del", &host_interface]);
+                let _ = ip(None, &["link", "del", &host_interface]);
                 Err(CniError::new(code::IO_FAILURE, e))
             }
         }
@@ -343,7 +340,7 @@ impl Endpoints {
         }
         // Deleting the node's end deletes the pair; gone already is fine
         // (the pod's namespace went first).
-        let _ = ip_quiet(&["link", "del", &endpoint.host_interface]);
+        let _ = ip(None, &["link", "del", &endpoint.host_interface]);
         let saved = save(&state);
         self.publish(&state);
         drop(state);
@@ -402,7 +399,7 @@ impl Endpoints {
         for e in state.saved.endpoints.values() {
             let known = state.ipcache.endpoint(&state.node, IpAddr::V4(e.ip));
             let (identity, labels) = if known.pod.is_empty() {
-                (IDENTITY_INIT, vec!["reserved:init".to_string()])
+                (identity::INIT, vec!["reserved:init".to_string()])
             } else {
                 (known.identity, known.labels)
             };
@@ -469,11 +466,6 @@ fn host_interface(container_id: &str) -> String {
     let mut h = Fnv1a::new();
     h.write(container_id.as_bytes());
     format!("lxc{:08x}", h.finish() as u32)
-}
-
-/// `ip` on the node, its error dropped (cleanup).
-fn ip_quiet(args: &[&str]) -> Result<String, String> {
-    ip(None, args)
 }
 
 /// Create the veth pair, move the pod's end into its namespace, give it its

@@ -29,6 +29,8 @@ pub mod identity {
     pub const HOST: u32 = 1;
     /// Anything outside the cluster (`reserved:world`).
     pub const WORLD: u32 = 2;
+    /// An endpoint whose labels are not known yet (`reserved:init`).
+    pub const INIT: u32 = 5;
     /// Another node of the cluster (`reserved:remote-node`).
     pub const REMOTE_NODE: u32 = 6;
 
@@ -37,6 +39,7 @@ pub mod identity {
         match id {
             HOST => Some("host"),
             WORLD => Some("world"),
+            INIT => Some("init"),
             REMOTE_NODE => Some("remote-node"),
             _ => None,
         }
