@@ -182,8 +182,9 @@ pub struct Limit {
 }
 
 impl Default for Limit {
-    /// Hubble's default buffer drains ~10k events a second; a CPU sends
-    /// at most that, a burst of 1,000.
+    /// 10,000 events a second per CPU, bursts of 1,000: every flow of a
+    /// node's pods in ordinary use, and a bounded load on the ring and the
+    /// agent under a flood.
     fn default() -> Self {
         Limit {
             rate: 10_000,
