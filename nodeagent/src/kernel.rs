@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::process::Command;
 
 use ipnet::IpNet;
@@ -44,47 +45,57 @@ pub struct KernelState {
     pub hash_policy: HashPolicy,
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
+/// Run `ip ARGS` (inside `netns` when given); its standard output.
+pub fn ip(netns: Option<&Path>, args: &[&str]) -> Result<String, String> {
+    let mut command = match netns {
+        Some(path) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", path.display())).arg("ip");
+            c
+        }
+        None => Command::new("ip"),
+    };
+    let out = command
         .args(args)
         .output()
         .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
     if !out.status.success() {
         return Err(format!(
-            "ip {}: {}",
+            "ip {}{}: {}",
             args.join(" "),
+            netns.map_or(String::new(), |p| format!(" in {}", p.display())),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    String::from_utf8(out.stdout).map_err(|e| format!("ip {}: {e}", args.join(" ")))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl KernelState {
     /// Read the state of the calling process's network namespace.
     pub fn read() -> Result<Self, String> {
         let mut routes = parse_routes(
-            &ip(&["-json", "-4", "route", "show", "table", "main"])?,
+            &ip(None, &["-json", "-4", "route", "show", "table", "main"])?,
             false,
         )?;
         routes.extend(parse_routes(
-            &ip(&["-json", "-6", "route", "show", "table", "main"])?,
+            &ip(None, &["-json", "-6", "route", "show", "table", "main"])?,
             true,
         )?);
         let mut local = parse_local(
-            &ip(&["-json", "-4", "route", "show", "table", "local"])?,
+            &ip(None, &["-json", "-4", "route", "show", "table", "local"])?,
             false,
         )?;
         local.extend(parse_local(
-            &ip(&["-json", "-6", "route", "show", "table", "local"])?,
+            &ip(None, &["-json", "-6", "route", "show", "table", "local"])?,
             true,
         )?);
         let policy = std::fs::read_to_string("/proc/sys/net/ipv4/fib_multipath_hash_policy")
             .unwrap_or_default();
         Ok(KernelState {
-            links: parse_links(&ip(&["-json", "addr", "show"])?)?,
+            links: parse_links(&ip(None, &["-json", "addr", "show"])?)?,
             routes,
             local,
-            neighbours: parse_neighbours(&ip(&["-json", "neigh", "show"])?)?,
+            neighbours: parse_neighbours(&ip(None, &["-json", "neigh", "show"])?)?,
             hash_policy: if policy.trim() == "0" {
                 HashPolicy::L3
             } else {

@@ -19,7 +19,7 @@ use router_core::cilium::routing::{PeerNode, RoutingMode, agent_routes};
 use router_core::fib::NexthopKind;
 use tracing::{info, warn};
 
-use crate::kernel::{KernelState, Target};
+use crate::kernel::{KernelState, Target, ip};
 
 /// One installed route: destination, gateway, device.
 type Installed = (Ipv4Net, Ipv4Addr, String);
@@ -122,7 +122,7 @@ impl NodeRoutes {
             .cloned()
             .collect::<Vec<_>>()
         {
-            match ip(&[
+            let args = [
                 "route",
                 "del",
                 &dst.to_string(),
@@ -130,8 +130,9 @@ impl NodeRoutes {
                 &gw.to_string(),
                 "dev",
                 &dev,
-            ]) {
-                Ok(()) => info!(%dst, %gw, dev, "node route removed"),
+            ];
+            match ip(None, &args) {
+                Ok(_) => info!(%dst, %gw, dev, "node route removed"),
                 Err(e) => warn!("{e}"),
             }
             self.installed.remove(&(dst, gw, dev));
@@ -151,29 +152,13 @@ impl NodeRoutes {
                 "proto",
                 "kernel",
             ];
-            match ip(&args) {
-                Ok(()) => {
+            match ip(None, &args) {
+                Ok(_) => {
                     info!(%dst, %gw, dev, "node route installed");
                     self.installed.insert((dst, gw, dev));
                 }
                 Err(e) => warn!("{e}"),
             }
         }
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
     }
 }
