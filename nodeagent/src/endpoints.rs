@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ipnet::{IpNet, Ipv4Net};
@@ -29,6 +28,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::cni::{CniError, code};
+use crate::kernel::ip;
 
 /// The device holding the node's router address (Cilium's name).
 pub const CILIUM_HOST: &str = "cilium_host";
@@ -98,31 +98,6 @@ fn draw(name: &str) -> impl FnOnce(u64) -> u64 {
     h.write(name.as_bytes());
     let value = h.finish();
     move |free| value % free
-}
-
-/// Run `ip ARGS` (inside `netns` when given); its standard output.
-fn ip(netns: Option<&Path>, args: &[&str]) -> Result<String, String> {
-    let mut command = match netns {
-        Some(path) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", path.display())).arg("ip");
-            c
-        }
-        None => Command::new("ip"),
-    };
-    let out = command
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {}{}: {}",
-            args.join(" "),
-            netns.map_or(String::new(), |p| format!(" in {}", p.display())),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The MAC of `interface` (inside `netns` when given).
@@ -388,14 +363,7 @@ impl Endpoints {
     pub fn rows(&self) -> Vec<EndpointRow> {
         let state = self.lock();
         let used: BTreeSet<u16> = state.saved.endpoints.values().map(|e| e.id).collect();
-        let mut rows = vec![EndpointRow {
-            id: endpoint_id(&format!("{}/host", state.node), &used),
-            identity: identity::HOST,
-            labels: vec!["reserved:host".into()],
-            ipv4: None,
-            ipv6: None,
-            status: "ready".into(),
-        }];
+        let mut rows = vec![EndpointRow::host(&state.node, &used)];
         for e in state.saved.endpoints.values() {
             let known = state.ipcache.endpoint(&state.node, IpAddr::V4(e.ip));
             let (identity, labels) = if known.pod.is_empty() {

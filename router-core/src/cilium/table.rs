@@ -68,6 +68,21 @@ pub struct EndpointRow {
     pub status: String,
 }
 
+impl EndpointRow {
+    /// Node `node`'s own endpoint (`reserved:host`), its ID drawn as
+    /// [`endpoint_id`] draws them, distinct from `used`.
+    pub fn host(node: &str, used: &alloc::collections::BTreeSet<u16>) -> Self {
+        EndpointRow {
+            id: endpoint_id(&alloc::format!("{node}/host"), used),
+            identity: crate::flow::hubble::identity::HOST,
+            labels: alloc::vec!["reserved:host".into()],
+            ipv4: None,
+            ipv6: None,
+            status: "ready".into(),
+        }
+    }
+}
+
 /// A new endpoint's ID: drawn from `name` (Cilium draws it at random;
 /// stable per name here), 1–4000, the next free one when taken.
 pub fn endpoint_id(name: &str, used: &alloc::collections::BTreeSet<u16>) -> u16 {

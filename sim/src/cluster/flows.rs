@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use router_core::cilium::ipcache::IpCache;
 use router_core::cilium::table::EndpointRow;
-use router_core::flow::hubble::{Endpoint, Observed, identity};
+use router_core::flow::hubble::{Endpoint, Observed};
 use router_core::flow::{Flow, L4, Observation, Packet, Point, Verdict};
 
 use super::workloads::PodInfo;
@@ -164,20 +164,14 @@ impl Cluster {
         if self.workloads.node(node).is_none() {
             return Err(format!("no k8s-node named {node:?}"));
         }
-        let mut used = std::collections::BTreeSet::new();
+        let host = EndpointRow::host(node, &Default::default());
+        let mut used = std::collections::BTreeSet::from([host.id]);
         let mut id_for = |name: &str| {
             let id = router_core::cilium::table::endpoint_id(name, &used);
             used.insert(id);
             id
         };
-        let mut rows = vec![EndpointRow {
-            id: id_for(&format!("{node}/host")),
-            identity: identity::HOST,
-            labels: vec!["reserved:host".into()],
-            ipv4: None,
-            ipv6: None,
-            status: "ready".into(),
-        }];
+        let mut rows = vec![host];
         for pod in self.workloads.pods().filter(|p| p.node == node) {
             let e = self.pod_endpoint(pod);
             rows.push(EndpointRow {
